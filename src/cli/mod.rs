@@ -1,0 +1,41 @@
+//! The subcommands of the `mcp-operator` binary.
+
+use clap::{Parser, Subcommand};
+
+/// Kubernetes operator for MCP servers: reconcilers, admission webhooks and offline tools.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-operator", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The MCP proxy that runs inside each MCP server pod.
+    Bridge(crate::bridge::BridgeArgs),
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Bridge(args) => run_async(crate::bridge::run(args)),
+    }
+}
+
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<i32>>) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 2;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! mcp-operator: a Kubernetes operator for MCP servers.
+//!
+//! The crate is laid out in rooms (see `DESIGN.md` of the project):
+//! - [`api`]: the CRD types at every served version; no I/O.
+//! - [`admission`]: pure defaulting and validation, rendered as field errors.
+//! - [`conversion`]: pure conversions between API versions.
+//! - [`webhook`]: the HTTPS edge serving admission and conversion reviews.
+//! - [`controller`]: reconcilers; builders of children are pure functions.
+//! - [`bridge`]: the in-pod MCP proxy.
+//! - [`cli`]: the subcommands of the `mcp-operator` binary.
+
+pub mod admission;
+pub mod api;
+pub mod bridge;
+pub mod cli;
+pub mod controller;
+pub mod conversion;
+pub mod crypto;
+pub mod manifest;
+pub mod webhook;
