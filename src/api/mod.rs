@@ -1,1 +1,24 @@
-//! CRD types.
+//! The CRD types of `toolhive.stacklok.dev`, at every served version. No I/O here.
+
+/// The API group of every kind we serve.
+pub const GROUP: &str = "toolhive.stacklok.dev";
+
+/// One kind we serve: its name, plural, and the versions it is served at (storage first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedKind {
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub versions: &'static [&'static str],
+}
+
+/// Every kind of our group, with its served versions; `v1beta1` is the storage version.
+pub const SERVED: &[ServedKind] = &[
+    ServedKind { kind: "MCPServer", plural: "mcpservers", versions: &["v1beta1", "v1alpha1"] },
+    ServedKind { kind: "MCPRegistry", plural: "mcpregistries", versions: &["v1beta1", "v1alpha1"] },
+    ServedKind { kind: "MCPRemoteProxy", plural: "mcpremoteproxies", versions: &["v1beta1", "v1alpha1"] },
+    ServedKind { kind: "MCPGroup", plural: "mcpgroups", versions: &["v1beta1", "v1alpha1"] },
+    ServedKind { kind: "MCPToolConfig", plural: "mcptoolconfigs", versions: &["v1beta1", "v1alpha1"] },
+];
+
+/// The storage version of every kind.
+pub const STORAGE_VERSION: &str = "v1beta1";
