@@ -17,6 +17,7 @@ pub enum ErrorType {
     Forbidden,
     TooLong,
     TooMany,
+    NotFound,
 }
 
 impl ErrorType {
@@ -30,6 +31,7 @@ impl ErrorType {
             ErrorType::Forbidden => "Forbidden",
             ErrorType::TooLong => "Too long",
             ErrorType::TooMany => "Too many",
+            ErrorType::NotFound => "Not found",
         }
     }
 
@@ -43,6 +45,7 @@ impl ErrorType {
             ErrorType::Forbidden => "FieldValueForbidden",
             ErrorType::TooLong => "FieldValueTooLong",
             ErrorType::TooMany => "FieldValueTooMany",
+            ErrorType::NotFound => "FieldValueNotFound",
         }
     }
 }
@@ -226,5 +229,25 @@ impl From<Path> for String {
 impl From<&Path> for String {
     fn from(p: &Path) -> String {
         p.0.clone()
+    }
+}
+
+impl FieldError {
+    /// Drops the value from the message (for values too large or not meaningful to show).
+    pub fn without_value(mut self) -> Self {
+        self.value = None;
+        self
+    }
+}
+
+impl FieldError {
+    /// A volume mount that names no declared volume.
+    pub fn not_found_volume(field: impl Into<String>, name: &str) -> Self {
+        FieldError::new(
+            ErrorType::NotFound,
+            field,
+            Some(Value::from(name)),
+            "no volume of that name in spec.volumes or the pod template",
+        )
     }
 }

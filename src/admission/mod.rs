@@ -3,11 +3,23 @@
 //! Three doors open onto these functions: the webhook handlers, `mcp-operator check`, and the
 //! reconcilers' own re-check. None of them does I/O here.
 
+mod common;
 pub mod field;
+mod mcpregistry;
+mod mcpserver;
+mod others;
+pub mod rules;
+pub mod schema;
 
 pub use field::{ErrorType, FieldError, FieldErrors, Path};
 
+use crate::api::{self, v1alpha1, v1beta1};
+use common::Findings;
+use kube_cel::CompiledSchema;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
 /// The admission operation, as in `AdmissionRequest.operation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,19 +78,183 @@ pub struct Reference {
 
 /// Defaults and validates one object of our group (any served version).
 ///
-/// `old` is the stored object on UPDATE. On DELETE nothing is checked.
+/// `old` is the stored object on UPDATE. DELETE and CONNECT are always allowed.
 pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict, AdmitError> {
-    // Filled in by the admission core; this signature is the contract of every door.
-    let _ = (old, op);
-    Ok(Verdict {
-        defaulted: obj.clone(),
-        warnings: Vec::new(),
-        errors: FieldErrors::default(),
-    })
+    let (version, kind) = type_of(obj)?;
+    if matches!(op, Operation::Delete | Operation::Connect) {
+        return Ok(Verdict { defaulted: obj.clone(), warnings: Vec::new(), errors: FieldErrors::default() });
+    }
+    let rules = SCHEMAS.get(&(version, kind)).ok_or_else(|| not_served(obj))?;
+    let defaulted = kube_cel::apply_defaults(&rules.schema, obj);
+    let mut errors = FieldErrors::default();
+    check_name(&defaulted, &mut errors);
+    check_structure(&rules.schema, &defaulted, &mut errors);
+    check_cel(rules, &defaulted, old, &mut errors);
+    // Semantic rules run whenever the object decodes, so one answer lists every problem; a
+    // decode failure is only news when the schema found nothing.
+    let mut findings = Findings::default();
+    check_semantics(version, kind, obj, &defaulted, &mut findings);
+    if !errors.is_empty() {
+        findings.errors.0.retain(|e| !e.field.starts_with("<object>"));
+    }
+    errors.extend(findings.errors);
+    if version == "v1alpha1" {
+        findings.warnings.insert(0, format!("{}/{version} {kind} is deprecated; use {}/v1beta1 {kind}", api::GROUP, api::GROUP));
+    }
+    Ok(Verdict { defaulted, warnings: findings.warnings, errors })
 }
 
 /// The same-namespace objects a spec points at (Secrets, ConfigMaps, MCPToolConfig, MCPGroup).
 pub fn references(obj: &Value) -> Vec<Reference> {
-    let _ = obj;
-    Vec::new()
+    references::of(obj)
+}
+
+mod references;
+
+/// The generated schema of every served (version, kind), with its CEL rules compiled once.
+struct KindRules {
+    schema: Value,
+    cel: CompiledSchema,
+}
+
+static SCHEMAS: LazyLock<HashMap<(&'static str, &'static str), KindRules>> = LazyLock::new(|| {
+    let mut out = HashMap::new();
+    for served in api::SERVED {
+        for version in served.versions {
+            if let Some(schema) = api::crd::schema_of(served.kind, version) {
+                let cel = kube_cel::compile_schema(&schema);
+                out.insert((*version, served.kind), KindRules { schema, cel });
+            }
+        }
+    }
+    out
+});
+
+/// The (version, kind) of an object of our group.
+fn type_of(obj: &Value) -> Result<(&'static str, &'static str), AdmitError> {
+    let api_version = obj.get("apiVersion").and_then(Value::as_str);
+    let kind = obj.get("kind").and_then(Value::as_str);
+    let (Some(api_version), Some(kind)) = (api_version, kind) else {
+        return Err(AdmitError::NoTypeMeta);
+    };
+    let found = api_version.split_once('/').and_then(|(group, version)| {
+        if group != api::GROUP {
+            return None;
+        }
+        let served = api::SERVED.iter().find(|s| s.kind == kind)?;
+        let v = served.versions.iter().find(|v| **v == version)?;
+        Some((*v, served.kind))
+    });
+    found.ok_or_else(|| not_served(obj))
+}
+
+fn not_served(obj: &Value) -> AdmitError {
+    let field = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    AdmitError::NotServed { api_version: field("apiVersion"), kind: field("kind") }
+}
+
+/// Names of our objects become parts of child names and DNS labels.
+fn check_name(obj: &Value, errors: &mut FieldErrors) {
+    let meta = obj.get("metadata");
+    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default();
+    let generate = meta.and_then(|m| m.get("generateName")).and_then(Value::as_str).unwrap_or_default();
+    if name.is_empty() && generate.is_empty() {
+        errors.push(FieldError::required("metadata.name", "name or generateName is required"));
+    } else if !name.is_empty() {
+        for why in rules::dns1123_subdomain(name) {
+            errors.push(FieldError::invalid("metadata.name", name, why));
+        }
+    }
+    if let Some(ns) = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str) {
+        for why in rules::dns1123_label(ns) {
+            errors.push(FieldError::invalid("metadata.namespace", ns, why));
+        }
+    }
+}
+
+/// The structural schema, field by field, below the root (`spec`, `status`).
+fn check_structure(schema: &Value, obj: &Value, errors: &mut FieldErrors) {
+    let props = schema.get("properties").and_then(Value::as_object);
+    if let Some(Value::Array(required)) = schema.get("required") {
+        for name in required.iter().filter_map(Value::as_str) {
+            if obj.get(name).is_none_or(Value::is_null) {
+                errors.push(FieldError::required(name, ""));
+            }
+        }
+    }
+    for (name, child_schema) in props.into_iter().flatten() {
+        if let Some(value) = obj.get(name) {
+            schema::validate(child_schema, value, &Path::root(name), errors);
+        }
+    }
+    for key in obj.as_object().into_iter().flat_map(|m| m.keys()) {
+        let known = matches!(key.as_str(), "apiVersion" | "kind" | "metadata") || props.is_some_and(|p| p.contains_key(key));
+        if !known {
+            errors.push(FieldError::forbidden(key.as_str(), format!("unknown field {key:?}")));
+        }
+    }
+}
+
+/// `x-kubernetes-validations` of the schema, evaluated as the API server would.
+fn check_cel(rules: &KindRules, obj: &Value, old: Option<&Value>, errors: &mut FieldErrors) {
+    let validator = kube_cel::Validator::new();
+    if let Err(failures) = validator.validate_compiled(&rules.cel, obj, old) {
+        for f in failures.iter() {
+            let field = if f.field_path.is_empty() { "<root>".to_string() } else { f.field_path.clone() };
+            errors.push(FieldError::invalid(field, Value::Null, f.message.clone()).without_value());
+        }
+    }
+}
+
+/// Decodes into the typed object; the schema already vouched for the types.
+fn decode<T: DeserializeOwned>(obj: &Value, f: &mut Findings) -> Option<T> {
+    common::check_decodes::<T>(f, &Path::root("<object>"), obj, "object")
+}
+
+fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f: &mut Findings) {
+    let name = defaulted.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    match (version, kind) {
+        ("v1beta1", "MCPServer") => {
+            if let Some(o) = decode::<v1beta1::MCPServer>(defaulted, f) {
+                mcpserver::validate_v1beta1(name, &o, raw, f);
+            }
+        }
+        ("v1alpha1", "MCPServer") => {
+            if let Some(o) = decode::<v1alpha1::MCPServer>(defaulted, f) {
+                mcpserver::validate_v1alpha1(name, &o, raw, f);
+            }
+        }
+        ("v1beta1", "MCPRegistry") => {
+            if let Some(o) = decode::<v1beta1::MCPRegistry>(defaulted, f) {
+                mcpregistry::validate_v1beta1(&o, f);
+            }
+        }
+        ("v1alpha1", "MCPRegistry") => {
+            if let Some(o) = decode::<v1alpha1::MCPRegistry>(defaulted, f) {
+                mcpregistry::validate_v1alpha1(&o, f);
+            }
+        }
+        ("v1beta1", "MCPRemoteProxy") => {
+            if let Some(o) = decode::<v1beta1::MCPRemoteProxy>(defaulted, f) {
+                others::validate_remote_proxy_v1beta1(&o, f);
+            }
+        }
+        ("v1alpha1", "MCPRemoteProxy") => {
+            if let Some(o) = decode::<v1alpha1::MCPRemoteProxy>(defaulted, f) {
+                others::validate_remote_proxy_v1alpha1(&o, f);
+            }
+        }
+        ("v1beta1", "MCPToolConfig") => {
+            if let Some(o) = decode::<v1beta1::MCPToolConfig>(defaulted, f) {
+                others::validate_tool_config(&o.spec, f);
+            }
+        }
+        ("v1alpha1", "MCPToolConfig") => {
+            if let Some(o) = decode::<v1alpha1::MCPToolConfig>(defaulted, f) {
+                let spec = v1beta1::MCPToolConfigSpec { tools_filter: o.spec.tools_filter, tools_override: o.spec.tools_override };
+                others::validate_tool_config(&spec, f);
+            }
+        }
+        _ => {} // MCPGroup: the schema says it all
+    }
 }

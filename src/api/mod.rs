@@ -1,5 +1,11 @@
 //! The CRD types of `toolhive.stacklok.dev`, at every served version. No I/O here.
 
+pub mod crd;
+pub mod schema;
+pub mod shared;
+pub mod v1alpha1;
+pub mod v1beta1;
+
 /// The API group of every kind we serve.
 pub const GROUP: &str = "toolhive.stacklok.dev";
 
@@ -22,3 +28,7 @@ pub const SERVED: &[ServedKind] = &[
 
 /// The storage version of every kind.
 pub const STORAGE_VERSION: &str = "v1beta1";
+
+/// Annotation holding a v1beta1 MCPRegistry's `configYAML` on its v1alpha1 form, where the
+/// structured `source` cannot express it.
+pub const STASH_REGISTRY_CONFIG: &str = "toolhive.stacklok.dev/v1beta1-configYAML";

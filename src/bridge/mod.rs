@@ -1,14 +1,262 @@
 //! The in-pod MCP proxy (`mcp-operator bridge`).
+//!
+//! The bridge is PID 1 of an MCP server's container (DESIGN.md §6). With the stdio transport it
+//! spawns the server as its child and serves many HTTP clients over the one process:
+//!
+//! ```text
+//!  clients ──HTTP──▶ front (streamable HTTP /mcp, legacy SSE /sse) ──▶ hub ──stdin/stdout──▶ server
+//! ```
+//!
+//! - [`hub`] owns the handshake, rewrites ids and routes what the server sends;
+//! - [`front`] speaks both HTTP transports, with the checks and error table of `docs/bridge.md`;
+//! - [`filter`] is the tools allow-list;
+//! - [`reverse`] forwards to servers that speak HTTP themselves (`--transport sse|streamable-http`);
+//! - [`stdio`] spawns, signals and reaps the server.
+//!
+//! When the server exits, the bridge answers what is in flight with errors and exits with the
+//! server's status, so Kubernetes restarts the container.
 
-/// Command-line arguments of `mcp-operator bridge`.
+pub mod config;
+pub mod filter;
+pub mod front;
+pub mod hub;
+pub mod jsonrpc;
+pub mod metrics;
+pub mod reverse;
+pub mod stdio;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use self::config::{Config, FileConfig, Transport};
+
+/// Command-line arguments of `mcp-operator bridge`. Flags override the config file.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BridgeArgs {
+    /// JSON config file written by the operator (camelCase fields; see docs/bridge.md).
+    #[arg(long, env = "MCP_BRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to serve on: HOST:PORT, :PORT or PORT (default :8080).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// How to reach the server: stdio (spawn the command), sse or streamable-http (--target).
+    #[arg(long, value_enum)]
+    pub transport: Option<Transport>,
+    /// URL of an HTTP server to reverse-proxy to, e.g. http://127.0.0.1:8080/mcp.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Tools allow-list; every other tool is hidden and its calls fail with -32602.
+    #[arg(long, value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+    /// Path prefix clients use to reach the bridge (for the legacy SSE endpoint URL).
+    #[arg(long)]
+    pub endpoint_prefix: Option<String>,
+    /// Honour X-Forwarded-Prefix from a trusted reverse proxy.
+    #[arg(long)]
+    pub trust_proxy_headers: bool,
+    /// Extra Origins allowed to call the bridge (besides loopback and the request's own host).
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Per-request timeout in seconds (504 after it).
+    #[arg(long)]
+    pub request_timeout: Option<u64>,
+    /// Largest accepted request body in bytes (413 above it).
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+    /// Log format: text or json.
+    #[arg(long, default_value = "json")]
+    pub log_format: String,
     /// The server command and its arguments.
     #[arg(last = true)]
     pub command: Vec<String>,
 }
 
+impl BridgeArgs {
+    /// The effective configuration: defaults, then the file, then the flags.
+    pub fn resolve(&self) -> anyhow::Result<Config> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let mut cfg = Config::default();
+        let secs = Duration::from_secs;
+        if let Some(v) = self.listen.as_ref().or(file.listen.as_ref()) {
+            cfg.listen = config::parse_listen(v)?;
+        }
+        cfg.target = self.target.clone().or(file.target);
+        cfg.transport = self
+            .transport
+            .or(file.transport)
+            .unwrap_or(if cfg.target.is_some() && self.command.is_empty() {
+                Transport::StreamableHttp
+            } else {
+                Transport::Stdio
+            });
+        cfg.tools = self.tools.clone().or(file.tools).unwrap_or_default();
+        cfg.endpoint_prefix = config::normalize_prefix(
+            self.endpoint_prefix
+                .as_deref()
+                .or(file.endpoint_prefix.as_deref())
+                .unwrap_or(""),
+        );
+        cfg.trust_proxy_headers =
+            self.trust_proxy_headers || file.trust_proxy_headers.unwrap_or(false);
+        cfg.allowed_origins = self
+            .allowed_origins
+            .clone()
+            .or(file.allowed_origins)
+            .unwrap_or_default();
+        if let Some(v) = self.request_timeout.or(file.request_timeout_seconds) {
+            cfg.request_timeout = secs(v);
+        }
+        if let Some(v) = self.max_body_bytes.or(file.max_body_bytes) {
+            cfg.max_body_bytes = v;
+        }
+        if let Some(v) = file.max_line_bytes {
+            cfg.max_line_bytes = v;
+        }
+        if let Some(v) = file.keep_alive_seconds {
+            cfg.keep_alive = secs(v);
+        }
+        if let Some(v) = file.session_ttl_seconds {
+            cfg.session_ttl = secs(v);
+        }
+        if let Some(v) = file.max_sessions {
+            cfg.max_sessions = v;
+        }
+        if let Some(v) = file.ping_interval_seconds {
+            cfg.ping_interval = secs(v);
+        }
+        if let Some(v) = file.metrics {
+            cfg.metrics = v;
+        }
+        cfg.command = if self.command.is_empty() {
+            file.command.unwrap_or_default()
+        } else {
+            self.command.clone()
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
 /// Runs the bridge until the server exits; returns the process exit code.
-pub async fn run(_args: BridgeArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("the bridge is not built yet")
+pub async fn run(args: BridgeArgs) -> anyhow::Result<i32> {
+    init_logging(&args.log_format);
+    let cfg = Arc::new(args.resolve()?);
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, transport = ?cfg.transport, "bridge listening");
+    match cfg.transport {
+        Transport::Stdio => run_stdio(cfg, listener).await,
+        Transport::Sse | Transport::StreamableHttp => reverse::run(cfg, listener).await,
+    }
+}
+
+/// How long in-flight answers get to reach their clients after the server died.
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
+/// How long the server has to answer the bridge's `initialize`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn run_stdio(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32> {
+    let allow = filter::AllowList::new(&cfg.tools)?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let mut server = stdio::spawn(&cfg.command)?;
+    let hub = hub::Hub::start(
+        server.stdin,
+        server.stdout,
+        cfg.max_line_bytes,
+        allow,
+        metrics.clone(),
+    );
+    let app = front::router(front::FrontState {
+        hub: hub.clone(),
+        cfg: cfg.clone(),
+    });
+    let http = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (handshake_failed_tx, mut handshake_failed) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(maintain(hub.clone(), cfg.clone(), handshake_failed_tx));
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut handshake_pending = true;
+    let status = loop {
+        tokio::select! {
+            status = server.child.wait() => break status?,
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM: forwarding to the MCP server");
+                stdio::signal(&server.child, libc::SIGTERM);
+            }
+            _ = sigint.recv() => {
+                tracing::info!("SIGINT: forwarding to the MCP server");
+                stdio::signal(&server.child, libc::SIGINT);
+            }
+            result = &mut handshake_failed, if handshake_pending => {
+                handshake_pending = false;
+                if result.is_ok() {
+                    let _ = server.child.start_kill();
+                    let _ = server.child.wait().await;
+                    http.abort();
+                    return Ok(1);
+                }
+            }
+        }
+    };
+    metrics.server_up.set(0);
+    let code = stdio::exit_code(status);
+    tracing::warn!(code, "the MCP server exited; the bridge exits with its status");
+    // The reader sees EOF on the server's stdout at about the same time; it then answers every
+    // waiting request with an error. A grandchild may hold the pipe open, so do not wait for EOF
+    // long, then give the answers a moment to reach their clients.
+    let eof_deadline = tokio::time::Instant::now() + DRAIN_GRACE;
+    while !hub.is_closed() && tokio::time::Instant::now() < eof_deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    hub.shut_down();
+    tokio::time::sleep(DRAIN_GRACE).await;
+    http.abort();
+    Ok(code)
+}
+
+/// Handshake, then periodic pings (readiness) and session expiry.
+async fn maintain(
+    hub: Arc<hub::Hub>,
+    cfg: Arc<Config>,
+    handshake_failed: tokio::sync::oneshot::Sender<()>,
+) {
+    if let Err(e) = hub.handshake(HANDSHAKE_TIMEOUT).await {
+        tracing::error!(error = %e, "the MCP handshake failed");
+        let _ = handshake_failed.send(());
+        return;
+    }
+    hub.metrics.server_up.set(1);
+    tracing::info!("the MCP server is initialized; ready");
+    let mut ticker = tokio::time::interval(cfg.ping_interval);
+    ticker.tick().await;
+    while !hub.is_closed() {
+        ticker.tick().await;
+        let timeout = cfg.ping_interval.min(Duration::from_secs(10));
+        if !hub.ping(timeout).await && !hub.is_closed() {
+            tracing::warn!("the MCP server did not answer a ping; not ready");
+        }
+        hub.expire_sessions(cfg.session_ttl);
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "text" {
+        builder.try_init()
+    } else {
+        builder.json().try_init()
+    };
 }

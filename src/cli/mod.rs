@@ -2,6 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod check;
+pub mod crds;
+
 /// Kubernetes operator for MCP servers: reconcilers, admission webhooks and offline tools.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-operator", version, about, long_about = None)]
@@ -12,6 +15,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print the CustomResourceDefinitions (what crds/ holds).
+    Crds(crds::CrdsArgs),
+    /// Offline admission: apply defaults and validate manifests as the webhook would.
+    Check(check::CheckArgs),
     /// The MCP proxy that runs inside each MCP server pod.
     Bridge(crate::bridge::BridgeArgs),
 }
@@ -19,6 +26,8 @@ pub enum Command {
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
+        Command::Crds(args) => crds::run(args),
+        Command::Check(args) => check::run(args),
         Command::Bridge(args) => run_async(crate::bridge::run(args)),
     }
 }

@@ -1,0 +1,1 @@
+fn main() { print!("{}", mcp_operator::api::crd::to_yaml(&mcp_operator::api::crd::all())); }

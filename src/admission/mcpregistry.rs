@@ -1,0 +1,281 @@
+//! MCPRegistry: the registry server's `configYAML` and the pod wiring it depends on.
+
+use super::common::*;
+use super::field::{FieldError, Path};
+use super::rules;
+use crate::api::{v1alpha1, v1beta1};
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Volume, VolumeMount};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+/// The registry server's config schema, written from its documentation (see the file).
+const CONFIG_SCHEMA: &str = include_str!("../../schemas/registry-config.schema.json");
+/// Where the operator mounts the generated config; nothing else may mount there.
+const CONFIG_MOUNT: &str = "/config";
+const PGPASS_MOUNT: &str = "/home/appuser/.pgpass";
+const CONFIG_VOLUME: &str = "registry-server-config";
+const PGPASS_VOLUMES: &[&str] = &["pgpass-secret", "pgpass"];
+const PGPASS_INIT_CONTAINER: &str = "setup-pgpass";
+const API_CONTAINER: &str = "registry-api";
+
+static VALIDATOR: LazyLock<Result<jsonschema::Validator, String>> = LazyLock::new(|| {
+    let schema: Value = serde_json::from_str(CONFIG_SCHEMA).map_err(|e| e.to_string())?;
+    jsonschema::validator_for(&schema).map_err(|e| e.to_string())
+});
+
+pub fn validate_v1beta1(obj: &v1beta1::MCPRegistry, f: &mut Findings) {
+    let s = &obj.spec;
+    let spec = Path::root("spec");
+    let pgpass = s.pgpass_secret_ref.is_some();
+    let template = s
+        .pod_template_spec
+        .as_ref()
+        .and_then(|p| check_decodes::<PodTemplateSpec>(f, &spec.child("podTemplateSpec"), p, "PodTemplateSpec"));
+    let volumes = decode_list::<Volume>(f, &spec.child("volumes"), s.volumes.as_deref(), "Volume");
+    let mounts = decode_list::<VolumeMount>(f, &spec.child("volumeMounts"), s.volume_mounts.as_deref(), "VolumeMount");
+    check_reserved_volumes(f, &volumes, template.as_ref(), pgpass);
+    check_mounts(f, &mounts, &volumes, template.as_ref(), pgpass);
+    if let Some(p) = &s.pgpass_secret_ref {
+        check_pgpass(f, p, template.as_ref());
+    }
+    if let Some(config) = parse_config(f, &s.config_yaml) {
+        check_config_references(f, &config, &mounts);
+    }
+}
+
+pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
+    let spec = Path::root("spec");
+    let s = &obj.spec;
+    if let Some(pts) = &s.pod_template_spec {
+        check_decodes::<PodTemplateSpec>(f, &spec.child("podTemplateSpec"), pts, "PodTemplateSpec");
+    }
+    let Some(src) = &s.source else {
+        if !obj.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(crate::api::STASH_REGISTRY_CONFIG)) {
+            f.error(FieldError::required(spec.child("source"), "where the registry data comes from"));
+        }
+        return;
+    };
+    let p = spec.child("source");
+    let pairs = [("configmap", "configMapRef", src.config_map_ref.is_some()), ("git", "git", src.git.is_some()), ("api", "api", src.api.is_some())];
+    for (ty, field, present) in pairs {
+        if src.type_ == ty && !present {
+            f.error(FieldError::required(p.child(field), format!("required when type is {ty:?}")));
+        } else if src.type_ != ty && present {
+            f.error(FieldError::forbidden(p.child(field), format!("may only be set when type is {ty:?}")));
+        }
+    }
+    if let Some(cm) = &src.config_map_ref {
+        check_object_name(f, &p.child("configMapRef.name"), cm.name.as_deref().unwrap_or_default());
+        f.rule(&p.child("configMapRef.key"), &cm.key, rules::config_map_key(&cm.key));
+    }
+    if let Some(g) = &src.git {
+        if [&g.branch, &g.tag, &g.commit].iter().filter(|x| x.is_some()).count() > 1 {
+            f.warn(&p.child("git"), "more than one of branch, tag and commit is set: the first of branch, tag, commit wins");
+        }
+    }
+    f.warn(&spec.child("source"), "deprecated: v1beta1 describes sources in spec.configYAML (the registry server's own config)");
+    if s.enforce_servers.is_some() {
+        f.warn(&spec.child("enforceServers"), "deprecated: has no effect");
+    }
+}
+
+fn decode_list<T: serde::de::DeserializeOwned>(f: &mut Findings, path: &Path, items: Option<&[Value]>, what: &str) -> Vec<T> {
+    items
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| check_decodes::<T>(f, &path.index(i), v, what))
+        .collect()
+}
+
+fn template_volumes(t: Option<&PodTemplateSpec>) -> Vec<&Volume> {
+    t.and_then(|t| t.spec.as_ref()).and_then(|s| s.volumes.as_ref()).into_iter().flatten().collect()
+}
+
+fn api_container_mounts(t: Option<&PodTemplateSpec>) -> Vec<&VolumeMount> {
+    t.and_then(|t| t.spec.as_ref())
+        .into_iter()
+        .flat_map(|s| s.containers.iter())
+        .filter(|c| c.name == API_CONTAINER)
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .collect()
+}
+
+fn check_reserved_volumes(f: &mut Findings, volumes: &[Volume], t: Option<&PodTemplateSpec>, pgpass: bool) {
+    let mut reserved = vec![CONFIG_VOLUME];
+    if pgpass {
+        reserved.extend(PGPASS_VOLUMES);
+    }
+    for (i, v) in volumes.iter().enumerate() {
+        if reserved.contains(&v.name.as_str()) {
+            f.error(FieldError::invalid(
+                Path::root("spec.volumes").index(i).child("name"),
+                v.name.as_str(),
+                "is reserved for a volume the operator adds",
+            ));
+        }
+    }
+    for v in template_volumes(t) {
+        if reserved.contains(&v.name.as_str()) {
+            f.error(FieldError::invalid(
+                "spec.podTemplateSpec.spec.volumes",
+                v.name.as_str(),
+                "is reserved for a volume the operator adds",
+            ));
+        }
+    }
+}
+
+fn check_mounts(f: &mut Findings, mounts: &[VolumeMount], volumes: &[Volume], t: Option<&PodTemplateSpec>, pgpass: bool) {
+    let mut taken: HashMap<String, String> = HashMap::new();
+    taken.insert(rules::clean_path(CONFIG_MOUNT), "the operator's config mount".into());
+    if pgpass {
+        taken.insert(rules::clean_path(PGPASS_MOUNT), "the operator's pgpass mount".into());
+    }
+    for m in api_container_mounts(t) {
+        taken.entry(rules::clean_path(&m.mount_path)).or_insert_with(|| "the pod template's registry-api container".into());
+    }
+    let declared: HashSet<&str> = volumes
+        .iter()
+        .map(|v| v.name.as_str())
+        .chain(template_volumes(t).into_iter().map(|v| v.name.as_str()))
+        .collect();
+    for (i, m) in mounts.iter().enumerate() {
+        let p = Path::root("spec.volumeMounts").index(i);
+        f.rule(&p.child("mountPath"), &m.mount_path, rules::absolute_path(&m.mount_path));
+        let clean = rules::clean_path(&m.mount_path);
+        if let Some(owner) = taken.get(&clean) {
+            f.error(FieldError::invalid(
+                p.child("mountPath"),
+                m.mount_path.as_str(),
+                format!("duplicate mount path: already used by {owner}"),
+            ));
+        } else {
+            taken.insert(clean, p.to_string());
+        }
+        if !declared.contains(m.name.as_str()) {
+            f.error(FieldError::not_found_volume(p.child("name"), &m.name));
+        }
+    }
+}
+
+fn check_pgpass(f: &mut Findings, p: &v1beta1::PgpassSecretRef, t: Option<&PodTemplateSpec>) {
+    let path = Path::root("spec.pgpassSecretRef");
+    match p.name.as_deref() {
+        None | Some("") => f.error(FieldError::required(path.child("name"), "the Secret holding the pgpass file")),
+        Some(n) => check_object_name(f, &path.child("name"), n),
+    }
+    if p.key.is_empty() {
+        f.error(FieldError::required(path.child("key"), "the key of the pgpass file in the Secret"));
+    } else {
+        f.rule(&path.child("key"), &p.key, rules::config_map_key(&p.key));
+    }
+    let inits = t.and_then(|t| t.spec.as_ref()).and_then(|s| s.init_containers.as_ref());
+    if inits.into_iter().flatten().any(|c| c.name == PGPASS_INIT_CONTAINER) {
+        f.error(FieldError::invalid(
+            "spec.podTemplateSpec.spec.initContainers",
+            PGPASS_INIT_CONTAINER,
+            "is reserved for the init container the operator adds with pgpassSecretRef",
+        ));
+    }
+}
+
+/// Parses `configYAML` and checks it against the registry server's schema.
+fn parse_config(f: &mut Findings, text: &str) -> Option<Value> {
+    let path = Path::root("spec.configYAML");
+    let value: Value = match crate::manifest::parse_yaml_value(text) {
+        Ok(v) => v,
+        Err(why) => {
+            f.error(FieldError::invalid(path, Value::Null, format!("not valid YAML: {why}")).without_value());
+            return None;
+        }
+    };
+    let validator = match &*VALIDATOR {
+        Ok(v) => v,
+        Err(why) => {
+            f.error(FieldError::invalid(path, Value::Null, format!("internal error: the registry config schema does not load: {why}")).without_value());
+            return None;
+        }
+    };
+    let mut ok = true;
+    for e in validator.iter_errors(&value) {
+        ok = false;
+        let at = yaml_pointer(&e.instance_path().to_string());
+        f.error(FieldError::invalid(path.clone(), Value::Null, format!("{at}: {e}")).without_value());
+    }
+    ok.then_some(value)
+}
+
+/// `/sources/0/file` → `sources[0].file` (how the user reads their YAML).
+fn yaml_pointer(pointer: &str) -> String {
+    let mut out = String::new();
+    for part in pointer.split('/').filter(|p| !p.is_empty()) {
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&part.replace("~1", "/").replace("~0", "~"));
+        }
+    }
+    if out.is_empty() {
+        "(document)".into()
+    } else {
+        out
+    }
+}
+
+/// What the config names must exist: file sources inside a mount, views over known sources.
+fn check_config_references(f: &mut Findings, config: &Value, mounts: &[VolumeMount]) {
+    let path = Path::root("spec.configYAML");
+    let empty = Vec::new();
+    let sources = config.get("sources").and_then(Value::as_array).unwrap_or(&empty);
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in sources.iter().enumerate() {
+        let name = s.get("name").and_then(Value::as_str).unwrap_or_default();
+        if let Some(first) = names.insert(name, i) {
+            f.error(FieldError::invalid(path.clone(), Value::Null, format!("sources[{i}].name: {name:?} duplicates sources[{first}].name")).without_value());
+        }
+        if let Some(file) = s.get("file").and_then(|x| x.get("path")).and_then(Value::as_str) {
+            if !mounts.iter().any(|m| rules::path_within(file, &m.mount_path)) {
+                let known: Vec<&str> = mounts.iter().map(|m| m.mount_path.as_str()).collect();
+                f.error(
+                    FieldError::invalid(
+                        path.clone(),
+                        Value::Null,
+                        format!(
+                            "sources[{i}].file.path: {file:?} is not inside any of spec.volumeMounts ({}); the registry server would not find it",
+                            if known.is_empty() { "none declared".to_string() } else { known.join(", ") }
+                        ),
+                    )
+                    .without_value(),
+                );
+            }
+        }
+    }
+    let registries = config.get("registries").and_then(Value::as_array).unwrap_or(&empty);
+    let mut reg_names: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in registries.iter().enumerate() {
+        let rname = r.get("name").and_then(Value::as_str).unwrap_or_default();
+        if let Some(first) = reg_names.insert(rname, i) {
+            f.error(FieldError::invalid(path.clone(), Value::Null, format!("registries[{i}].name: {rname:?} duplicates registries[{first}].name")).without_value());
+        }
+        for (j, src) in r.get("sources").and_then(Value::as_array).unwrap_or(&empty).iter().enumerate() {
+            let src = src.as_str().unwrap_or_default();
+            if !names.contains_key(src) {
+                let mut known: Vec<&str> = names.keys().copied().collect();
+                known.sort_unstable();
+                f.error(
+                    FieldError::invalid(
+                        path.clone(),
+                        Value::Null,
+                        format!("registries[{i}].sources[{j}]: unknown source {src:?}; sources are: {}", known.join(", ")),
+                    )
+                    .without_value(),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The CustomResourceDefinitions, generated from the types of every version.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::core::crd::merge_crds;
+use kube::CustomResourceExt;
+use serde_json::Value;
+
+use super::{v1alpha1, v1beta1, STORAGE_VERSION};
+
+/// Every CRD of the group, sorted by plural (the order of the files in `crds/`).
+pub fn all() -> Vec<CustomResourceDefinition> {
+    let pairs = [
+        (v1beta1::MCPGroup::crd(), v1alpha1::MCPGroup::crd()),
+        (v1beta1::MCPRegistry::crd(), v1alpha1::MCPRegistry::crd()),
+        (v1beta1::MCPRemoteProxy::crd(), v1alpha1::MCPRemoteProxy::crd()),
+        (v1beta1::MCPServer::crd(), v1alpha1::MCPServer::crd()),
+        (v1beta1::MCPToolConfig::crd(), v1alpha1::MCPToolConfig::crd()),
+    ];
+    pairs
+        .into_iter()
+        .map(|(new, old)| {
+            // Both halves come from our own derives with the same names and scope, which is all
+            // merge_crds checks; a failure here is a programming error caught by every test.
+            let merged = merge_crds(vec![new, old], STORAGE_VERSION).expect("versions of one kind merge");
+            tidy(merged)
+        })
+        .collect()
+}
+
+/// The CRD of one kind (by kind name).
+pub fn for_kind(kind: &str) -> Option<CustomResourceDefinition> {
+    all().into_iter().find(|c| c.spec.names.kind == kind)
+}
+
+/// The `openAPIV3Schema` of one kind at one version, as JSON.
+pub fn schema_of(kind: &str, version: &str) -> Option<Value> {
+    let crd = for_kind(kind)?;
+    let v = crd.spec.versions.into_iter().find(|v| v.name == version)?;
+    let schema = v.schema?.open_api_v3_schema?;
+    serde_json::to_value(schema).ok()
+}
+
+/// The file name of a CRD in `crds/` (upstream's naming).
+pub fn file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural)
+}
+
+/// Renders CRDs as one multi-document YAML stream; each document starts with `---`.
+pub fn to_yaml(crds: &[CustomResourceDefinition]) -> String {
+    crds.iter().map(document).collect()
+}
+
+/// One CRD as a YAML document, with a leading `---`.
+pub fn document(crd: &CustomResourceDefinition) -> String {
+    let body = serde_yaml::to_string(crd).unwrap_or_default();
+    format!("---\n{body}")
+}
+
+/// Brings the generated schema to upstream's form: no `nullable` (an explicit null is pruned
+/// and then defaulted, as for upstream's CRDs), integral bounds printed as integers.
+fn tidy(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let mut value = serde_json::to_value(&crd).expect("a CRD serializes");
+    tidy_node(&mut value);
+    serde_json::from_value(value).expect("a tidied CRD still deserializes")
+}
+
+fn tidy_node(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if map.get("nullable") == Some(&Value::Bool(true)) && map.contains_key("type") {
+                map.remove("nullable");
+            }
+            for key in ["minimum", "maximum"] {
+                if let Some(Value::Number(n)) = map.get(key) {
+                    if let Some(f) = n.as_f64() {
+                        if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                            map.insert(key.to_string(), Value::from(f as i64));
+                        }
+                    }
+                }
+            }
+            for child in map.values_mut() {
+                tidy_node(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(tidy_node),
+        _ => {}
+    }
+}

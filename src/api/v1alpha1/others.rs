@@ -1,0 +1,273 @@
+//! MCPRegistry (structured `source`), MCPRemoteProxy (`remoteURL`, `port`), MCPGroup and
+//! MCPToolConfig at v1alpha1.
+
+use super::mcpserver::{OidcConfig, TelemetryConfig};
+use crate::api::schema::{conditions, free_form_object};
+use crate::api::shared::*;
+use crate::api::v1beta1::{HeaderForward, ToolOverride};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
+use std::collections::BTreeMap;
+
+pub const REGISTRY_PHASES: &[&str] = &["Pending", "Ready", "Failed", "Syncing", "Terminating"];
+pub const SOURCE_TYPES: &[&str] = &["configmap", "git", "api"];
+pub const SOURCE_FORMATS: &[&str] = &["toolhive", "upstream"];
+/// Go duration, as the old CRD spelled it.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+
+/// A registry with one structured source (deprecated shape; use v1beta1 `configYAML`).
+#[skip_serializing_none]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "toolhive.stacklok.dev",
+    version = "v1alpha1",
+    kind = "MCPRegistry",
+    plural = "mcpregistries",
+    doc = "An MCP registry (deprecated version: use toolhive.stacklok.dev/v1beta1).",
+    namespaced,
+    status = "MCPRegistryStatus",
+    shortname = "mcpreg",
+    shortname = "registry",
+    category = "toolhive",
+    storage = false,
+    deprecated = "toolhive.stacklok.dev/v1alpha1 MCPRegistry is deprecated; use toolhive.stacklok.dev/v1beta1 MCPRegistry with spec.configYAML",
+    label("toolhive.stacklok.dev/auto-migrate-storage-version", "true"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type=='Ready')].status"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MCPRegistrySpec {
+    pub display_name: Option<String>,
+    /// Dropped at v1beta1 (it had no effect).
+    #[schemars(extend("default" = false))]
+    pub enforce_servers: Option<bool>,
+    /// Where the registry data comes from. Optional here only so that an object created at
+    /// v1beta1 with a raw `configYAML` can be read at this version (kept in an annotation).
+    pub source: Option<RegistrySource>,
+    pub sync_policy: Option<SyncPolicy>,
+    pub filter: Option<RegistryFilter>,
+    #[serde(default)]
+    #[schemars(schema_with = "free_form_object")]
+    pub pod_template_spec: Option<serde_json::Value>,
+}
+
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrySource {
+    #[serde(rename = "type")]
+    #[schemars(extend("enum" = SOURCE_TYPES, "default" = "configmap"))]
+    pub type_: String,
+    #[schemars(extend("enum" = SOURCE_FORMATS, "default" = "toolhive"))]
+    pub format: Option<String>,
+    pub config_map_ref: Option<ConfigMapKeySelector>,
+    pub git: Option<GitSource>,
+    pub api: Option<ApiSource>,
+}
+
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct ConfigMapKeySelector {
+    pub key: String,
+    #[schemars(extend("default" = ""))]
+    pub name: Option<String>,
+    pub optional: Option<bool>,
+}
+
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct GitSource {
+    #[schemars(length(min = 1), regex(pattern = r"^(file:///|https?://|git@|ssh://|git://).*"))]
+    pub repository: String,
+    #[schemars(length(min = 1))]
+    pub branch: Option<String>,
+    #[schemars(length(min = 1))]
+    pub tag: Option<String>,
+    #[schemars(length(min = 1))]
+    pub commit: Option<String>,
+    #[schemars(regex(pattern = r"^.*\.json$"), extend("default" = "registry.json"))]
+    pub path: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct ApiSource {
+    #[schemars(length(min = 1), regex(pattern = r"^https?://.*"))]
+    pub endpoint: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct SyncPolicy {
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub interval: String,
+}
+
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct RegistryFilter {
+    pub names: Option<IncludeExclude>,
+    pub tags: Option<IncludeExclude>,
+}
+
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct IncludeExclude {
+    pub include: Option<Vec<String>>,
+    pub exclude: Option<Vec<String>>,
+}
+
+/// Observed state of an MCPRegistry (old shape).
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MCPRegistryStatus {
+    #[serde(default)]
+    #[schemars(schema_with = "conditions")]
+    pub conditions: Option<Vec<Condition>>,
+    pub observed_generation: Option<i64>,
+    #[schemars(extend("enum" = REGISTRY_PHASES))]
+    pub phase: Option<String>,
+    pub message: Option<String>,
+    pub url: Option<String>,
+    pub ready_replicas: Option<i32>,
+}
+
+/// A proxy in front of a remote MCP server (deprecated shape; use v1beta1).
+#[skip_serializing_none]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "toolhive.stacklok.dev",
+    version = "v1alpha1",
+    kind = "MCPRemoteProxy",
+    plural = "mcpremoteproxies",
+    doc = "A remote MCP proxy (deprecated version: use toolhive.stacklok.dev/v1beta1).",
+    namespaced,
+    status = "MCPRemoteProxyStatus",
+    shortname = "rp",
+    shortname = "mcprp",
+    category = "toolhive",
+    storage = false,
+    deprecated = "toolhive.stacklok.dev/v1alpha1 MCPRemoteProxy is deprecated; use toolhive.stacklok.dev/v1beta1 MCPRemoteProxy",
+    label("toolhive.stacklok.dev/auto-migrate-storage-version", "true"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Remote URL", type_ = "string", json_path = ".spec.remoteURL"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type=='Ready')].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MCPRemoteProxySpec {
+    #[serde(rename = "remoteURL")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub remote_url: String,
+    /// Deprecated: use `proxyPort`.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    #[schemars(range(min = 1, max = 65535), extend("default" = 8080))]
+    pub proxy_port: Option<i32>,
+    #[schemars(extend("enum" = REMOTE_TRANSPORTS, "default" = "streamable-http"))]
+    pub transport: Option<String>,
+    pub header_forward: Option<HeaderForward>,
+    pub endpoint_prefix: Option<String>,
+    /// Name of the MCPGroup this proxy belongs to.
+    pub group_ref: Option<String>,
+    pub tool_config_ref: Option<NameRef>,
+    pub resource_overrides: Option<ResourceOverrides>,
+    pub resources: Option<ResourceRequirements>,
+    pub service_account: Option<String>,
+    #[schemars(extend("enum" = SESSION_AFFINITIES, "default" = "ClientIP"))]
+    pub session_affinity: Option<String>,
+    #[schemars(extend("default" = false))]
+    pub trust_proxy_headers: Option<bool>,
+    pub oidc_config: Option<OidcConfig>,
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// Observed state of an MCPRemoteProxy (old shape: `externalURL`).
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MCPRemoteProxyStatus {
+    #[serde(default)]
+    #[schemars(schema_with = "conditions")]
+    pub conditions: Option<Vec<Condition>>,
+    pub observed_generation: Option<i64>,
+    #[schemars(extend("enum" = crate::api::v1beta1::REMOTE_PROXY_PHASES))]
+    pub phase: Option<String>,
+    pub message: Option<String>,
+    pub url: Option<String>,
+    #[serde(rename = "externalURL")]
+    pub external_url: Option<String>,
+    pub tool_config_hash: Option<String>,
+}
+
+/// A logical group of MCP servers (deprecated version; use v1beta1).
+#[skip_serializing_none]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "toolhive.stacklok.dev",
+    version = "v1alpha1",
+    kind = "MCPGroup",
+    plural = "mcpgroups",
+    doc = "A group of MCP servers (deprecated version: use toolhive.stacklok.dev/v1beta1).",
+    namespaced,
+    status = "crate::api::v1beta1::MCPGroupStatus",
+    shortname = "mcpg",
+    shortname = "mcpgroup",
+    category = "toolhive",
+    storage = false,
+    deprecated = "toolhive.stacklok.dev/v1alpha1 MCPGroup is deprecated; use toolhive.stacklok.dev/v1beta1 MCPGroup",
+    label("toolhive.stacklok.dev/auto-migrate-storage-version", "true"),
+    printcolumn(name = "Servers", type_ = "integer", json_path = ".status.serverCount"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MCPGroupSpec {
+    pub description: Option<String>,
+}
+
+/// A shared tools allow-list (deprecated version; use v1beta1).
+#[skip_serializing_none]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "toolhive.stacklok.dev",
+    version = "v1alpha1",
+    kind = "MCPToolConfig",
+    plural = "mcptoolconfigs",
+    doc = "A shared tools allow-list (deprecated version: use toolhive.stacklok.dev/v1beta1).",
+    namespaced,
+    status = "MCPToolConfigStatus",
+    shortname = "tc",
+    shortname = "toolconfig",
+    category = "toolhive",
+    storage = false,
+    deprecated = "toolhive.stacklok.dev/v1alpha1 MCPToolConfig is deprecated; use toolhive.stacklok.dev/v1beta1 MCPToolConfig",
+    label("toolhive.stacklok.dev/auto-migrate-storage-version", "true"),
+    printcolumn(name = "Filter Count", type_ = "integer", json_path = ".spec.toolsFilter[*]"),
+    printcolumn(name = "Referenced By", type_ = "string", json_path = ".status.referencingServers"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MCPToolConfigSpec {
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub tools_filter: Option<Vec<String>>,
+    pub tools_override: Option<BTreeMap<String, ToolOverride>>,
+}
+
+/// Observed state of an MCPToolConfig (old shape: `referencingServers`).
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MCPToolConfigStatus {
+    #[serde(default)]
+    #[schemars(schema_with = "conditions")]
+    pub conditions: Option<Vec<Condition>>,
+    pub observed_generation: Option<i64>,
+    pub config_hash: Option<String>,
+    pub referencing_servers: Option<Vec<String>>,
+}

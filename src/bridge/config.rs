@@ -1,0 +1,218 @@
+//! The bridge's configuration: a JSON file written by the operator, overridden by flags.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How the bridge reaches its MCP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// Spawn the server and speak over its stdin/stdout.
+    Stdio,
+    /// Reverse-proxy to a legacy HTTP+SSE server at `target`.
+    Sse,
+    /// Reverse-proxy to a streamable-HTTP server at `target`.
+    StreamableHttp,
+}
+
+/// The config file (`--config`), in the operator's camelCase. Every field is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub transport: Option<Transport>,
+    pub target: Option<String>,
+    pub tools: Option<Vec<String>>,
+    pub endpoint_prefix: Option<String>,
+    pub trust_proxy_headers: Option<bool>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub request_timeout_seconds: Option<u64>,
+    pub max_body_bytes: Option<usize>,
+    pub max_line_bytes: Option<usize>,
+    pub keep_alive_seconds: Option<u64>,
+    pub session_ttl_seconds: Option<u64>,
+    pub max_sessions: Option<usize>,
+    pub ping_interval_seconds: Option<u64>,
+    pub metrics: Option<bool>,
+    pub command: Option<Vec<String>>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub transport: Transport,
+    pub target: Option<String>,
+    pub tools: Vec<String>,
+    /// Prefix under which clients reach the bridge (an ingress that strips it), used in the
+    /// legacy SSE `endpoint` event. No trailing slash; empty for none.
+    pub endpoint_prefix: String,
+    /// Honour `X-Forwarded-Prefix` (only behind a proxy that sets it).
+    pub trust_proxy_headers: bool,
+    /// Origins allowed besides the request's own host and loopback.
+    pub allowed_origins: Vec<String>,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_line_bytes: usize,
+    pub keep_alive: Duration,
+    pub session_ttl: Duration,
+    pub max_sessions: usize,
+    pub ping_interval: Duration,
+    pub metrics: bool,
+    pub command: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            transport: Transport::Stdio,
+            target: None,
+            tools: Vec::new(),
+            endpoint_prefix: String::new(),
+            trust_proxy_headers: false,
+            allowed_origins: Vec::new(),
+            // Upstream's figures: 60 s per request, 8 MiB per body.
+            request_timeout: Duration::from_secs(60),
+            max_body_bytes: 8 << 20,
+            max_line_bytes: 16 << 20,
+            keep_alive: Duration::from_secs(15),
+            session_ttl: Duration::from_secs(2 * 3600),
+            max_sessions: 10_000,
+            ping_interval: Duration::from_secs(30),
+            metrics: true,
+            command: Vec::new(),
+        }
+    }
+}
+
+/// A configuration that cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("invalid listen address {0:?}: expected HOST:PORT or :PORT")]
+    Listen(String),
+    #[error("the stdio transport needs a server command after `--`")]
+    NoCommand,
+    #[error("the {0:?} transport needs --target URL")]
+    NoTarget(Transport),
+    #[error("invalid target {0:?}: expected http://HOST:PORT[/PATH]")]
+    Target(String),
+    #[error("the tools allow-list has an empty name")]
+    EmptyToolName,
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|source| ConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+/// Parses `HOST:PORT`, `:PORT` (all interfaces) or `PORT`.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, ConfigError> {
+    let err = || ConfigError::Listen(s.to_owned());
+    if let Some(port) = s.strip_prefix(':').or(Some(s).filter(|s| !s.contains(':'))) {
+        let port: u16 = port.parse().map_err(|_| err())?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Some(rest) = s.strip_prefix("localhost:") {
+        let port: u16 = rest.parse().map_err(|_| err())?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| err())
+}
+
+/// Normalizes a prefix to `/a/b` (or empty).
+pub fn normalize_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+impl Config {
+    /// Checks what flags and file cannot check on their own.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.transport {
+            Transport::Stdio if self.command.is_empty() => return Err(ConfigError::NoCommand),
+            Transport::Sse | Transport::StreamableHttp => {
+                let target = self
+                    .target
+                    .as_deref()
+                    .ok_or(ConfigError::NoTarget(self.transport))?;
+                if !target.starts_with("http://") {
+                    return Err(ConfigError::Target(target.to_owned()));
+                }
+            }
+            _ => {}
+        }
+        if self.tools.iter().any(|t| t.trim().is_empty()) {
+            return Err(ConfigError::EmptyToolName);
+        }
+        for (name, zero) in [
+            ("requestTimeoutSeconds", self.request_timeout.is_zero()),
+            ("maxBodyBytes", self.max_body_bytes == 0),
+            ("maxLineBytes", self.max_line_bytes == 0),
+            ("keepAliveSeconds", self.keep_alive.is_zero()),
+            ("maxSessions", self.max_sessions == 0),
+            ("pingIntervalSeconds", self.ping_interval.is_zero()),
+        ] {
+            if zero {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(parse_listen(":8080").unwrap().port(), 8080);
+        assert_eq!(parse_listen("9000").unwrap().port(), 9000);
+        assert!(parse_listen("127.0.0.1:1").unwrap().ip().is_loopback());
+        assert!(parse_listen("nope:x").is_err());
+    }
+
+    #[test]
+    fn prefixes_are_normalized() {
+        assert_eq!(normalize_prefix("/a/b/"), "/a/b");
+        assert_eq!(normalize_prefix("a"), "/a");
+        assert_eq!(normalize_prefix("/"), "");
+    }
+
+    #[test]
+    fn file_config_rejects_unknown_fields() {
+        let bad: Result<FileConfig, _> = serde_json::from_str(r#"{"tool":["x"]}"#);
+        assert!(bad.is_err());
+        let ok: FileConfig =
+            serde_json::from_str(r#"{"tools":["echo"],"transport":"streamable-http"}"#).unwrap();
+        assert_eq!(ok.transport, Some(Transport::StreamableHttp));
+    }
+}

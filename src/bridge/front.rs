@@ -1,0 +1,795 @@
+//! The HTTP fronts over the hub, served at once on one listener:
+//! - streamable HTTP at `/mcp` (POST answered with JSON or SSE, GET stream, DELETE);
+//! - legacy HTTP+SSE at `/sse` with `POST /messages?session_id=`;
+//! - `/health`, `/ready` and `/metrics`.
+//!
+//! Every error a client can cause has one HTTP status and a JSON-RPC error body (see
+//! `docs/bridge.md` for the table); none of them stops the bridge.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::config::{normalize_prefix, Config};
+use super::filter::TOOL_NOT_FOUND;
+use super::hub::{CallError, Hub, Session, SessionKind, KNOWN_VERSIONS, STREAM_QUEUE};
+use super::jsonrpc::{self, code, ClientMessage};
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+/// The stateless revision this front does not speak yet; such requests get a legacy error so
+/// that dual-era clients fall back to `initialize`.
+const MODERN_VERSION: &str = "2026-07-28";
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct FrontState {
+    pub hub: Arc<Hub>,
+    pub cfg: Arc<Config>,
+}
+
+/// The router of the stdio-backed fronts; also served under `endpointPrefix` when one is set,
+/// for ingresses that do not strip it.
+pub fn router(state: FrontState) -> Router {
+    let routes = Router::new()
+        .route("/mcp", post(post_mcp).get(get_mcp).delete(delete_mcp))
+        .route("/sse", get(get_sse))
+        .route("/messages", post(post_messages))
+        .route("/messages/", post(post_messages))
+        .route("/message", post(post_messages));
+    let prefix = state.cfg.endpoint_prefix.clone();
+    let mut app = ops_router().merge(routes.clone());
+    if !prefix.is_empty() {
+        app = app.nest(&prefix, routes);
+    }
+    app.with_state(state)
+}
+
+fn ops_router() -> Router<FrontState> {
+    Router::new()
+        .route("/health", get(|| async { json_body(StatusCode::OK, r#"{"status":"ok"}"#) }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+async fn ready(State(st): State<FrontState>) -> Response {
+    if st.hub.is_ready() {
+        json_body(StatusCode::OK, r#"{"status":"ready"}"#)
+    } else {
+        json_body(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#)
+    }
+}
+
+async fn metrics(State(st): State<FrontState>) -> Response {
+    if !st.cfg.metrics {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let mut resp = st.hub.metrics.encode().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streamable HTTP
+// ---------------------------------------------------------------------------------------------
+
+async fn post_mcp(State(st): State<FrontState>, headers: HeaderMap, body: Body) -> Response {
+    let accept = Accept::of(&headers);
+    let msg = match admit_post(&st, &headers, body, accept).await {
+        Ok(msg) => msg,
+        Err(resp) => return resp,
+    };
+    let (id, method, body) = match msg {
+        ClientMessage::Request { id, method, body } => (id, method, body),
+        ClientMessage::Notification { method, body } => {
+            let Some(session) = streamable_session(&st, &headers) else {
+                return session_error(&headers);
+            };
+            st.hub.notify(&session, &method, body).await;
+            return StatusCode::ACCEPTED.into_response();
+        }
+        // The bridge refuses server-to-client requests itself, so a client's answer has no
+        // one to go to.
+        ClientMessage::Response => return StatusCode::ACCEPTED.into_response(),
+    };
+    let started = Instant::now();
+    let id_raw = Bytes::from(id.to_string());
+    if method == "initialize" {
+        return initialize(&st, &id_raw, accept).await;
+    }
+    let Some(session) = streamable_session(&st, &headers) else {
+        return session_error(&headers);
+    };
+    if method == "tools/call" && denied_call(&st, &body) {
+        st.hub.metrics.observe(&method, "denied", 0.0);
+        let reply = jsonrpc::error_response(Some(&id_raw), code::INVALID_PARAMS, TOOL_NOT_FOUND);
+        return single_message(StatusCode::OK, reply, accept);
+    }
+    let wants_progress = body.pointer("/params/_meta/progressToken").is_some();
+    if accept.sse && (!accept.json || wants_progress) {
+        return streamed_call(st, session, method, body, id_raw).await;
+    }
+    match st.hub.call(&session, &method, body, None).await {
+        Ok(call) => match call.reply(st.cfg.request_timeout).await {
+            Ok(reply) => {
+                observe(&st, &method, &reply, started);
+                json_message(StatusCode::OK, reply)
+            }
+            Err(e) => call_failed(&st, &method, &id_raw, e, started),
+        },
+        Err(e) => call_failed(&st, &method, &id_raw, e, started),
+    }
+}
+
+/// A request answered as an SSE stream: its progress notifications, then its response.
+async fn streamed_call(
+    st: FrontState,
+    session: Arc<Session>,
+    method: String,
+    body: Value,
+    id_raw: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let (progress_tx, mut progress_rx) = mpsc::channel(STREAM_QUEUE);
+    let call = match st.hub.call(&session, &method, body, Some(progress_tx)).await {
+        Ok(call) => call,
+        Err(e) => return call_failed(&st, &method, &id_raw, e, started),
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(STREAM_QUEUE);
+    let keep_alive = st.cfg.keep_alive;
+    tokio::spawn(async move {
+        let reply = call.reply(st.cfg.request_timeout);
+        tokio::pin!(reply);
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut reply => {
+                    let msg = match result {
+                        Ok(msg) => {
+                            observe(&st, &method, &msg, started);
+                            msg
+                        }
+                        Err(e) => {
+                            st.hub.metrics.observe(&method, outcome_of(e), started.elapsed().as_secs_f64());
+                            jsonrpc::error_response(Some(&id_raw), code::INTERNAL_ERROR, &e.to_string())
+                        }
+                    };
+                    // The hub queued every progress notification before routing the reply.
+                    while let Ok(progress) = progress_rx.try_recv() {
+                        if tx.send(progress).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = tx.send(msg).await;
+                    return;
+                }
+                Some(progress) = progress_rx.recv() => {
+                    if tx.send(progress).await.is_err() {
+                        return;
+                    }
+                }
+                // The client went away: dropping the call withdraws it from the server.
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    sse_response(None, rx, keep_alive, None)
+}
+
+async fn initialize(st: &FrontState, id_raw: &[u8], accept: Accept) -> Response {
+    let started = Instant::now();
+    if !st.hub.wait_ready(st.cfg.request_timeout).await {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(id_raw),
+            code::INTERNAL_ERROR,
+            "the MCP server is not initialized",
+        );
+    }
+    let Some(session) = st
+        .hub
+        .open_session(SessionKind::StreamableHttp, st.cfg.max_sessions)
+    else {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(id_raw),
+            code::TRANSPORT,
+            "too many sessions",
+        );
+    };
+    let Some(reply) = st.hub.initialize_reply(id_raw) else {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(id_raw),
+            code::INTERNAL_ERROR,
+            "the MCP server is not initialized",
+        );
+    };
+    st.hub.metrics.observe("initialize", "ok", started.elapsed().as_secs_f64());
+    tracing::debug!(session = %session.id, "session opened");
+    let mut resp = single_message(StatusCode::OK, reply, accept);
+    if let Ok(value) = HeaderValue::from_str(&session.id) {
+        resp.headers_mut().insert(SESSION_HEADER, value);
+    }
+    resp
+}
+
+/// The standalone GET stream of a session: list-changed and subscribed-resource notifications.
+async fn get_mcp(State(st): State<FrontState>, headers: HeaderMap) -> Response {
+    if let Err(resp) = check_origin(&st, &headers) {
+        return resp;
+    }
+    if !Accept::of(&headers).sse {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            code::TRANSPORT,
+            "the GET stream needs Accept: text/event-stream",
+        );
+    }
+    let Some(session) = streamable_session(&st, &headers) else {
+        return session_error(&headers);
+    };
+    let rx = session.attach_stream();
+    sse_response(None, rx, st.cfg.keep_alive, None)
+}
+
+async fn delete_mcp(State(st): State<FrontState>, headers: HeaderMap) -> Response {
+    if let Err(resp) = check_origin(&st, &headers) {
+        return resp;
+    }
+    let Some(session) = streamable_session(&st, &headers) else {
+        return session_error(&headers);
+    };
+    st.hub.close_session(&session.id);
+    tracing::debug!(session = %session.id, "session closed by the client");
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn streamable_session(st: &FrontState, headers: &HeaderMap) -> Option<Arc<Session>> {
+    let id = headers.get(SESSION_HEADER)?.to_str().ok()?;
+    st.hub.session(id, SessionKind::StreamableHttp)
+}
+
+/// 400 when the session header is missing, 404 when it names no live session (the client must
+/// then initialize again).
+fn session_error(headers: &HeaderMap) -> Response {
+    if headers.contains_key(SESSION_HEADER) {
+        rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            code::SESSION_NOT_FOUND,
+            "Session not found",
+        )
+    } else {
+        rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            code::TRANSPORT,
+            "Bad Request: Mcp-Session-Id header is required",
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy HTTP+SSE
+// ---------------------------------------------------------------------------------------------
+
+#[derive(serde::Deserialize)]
+struct SessionQuery {
+    session_id: Option<String>,
+    #[serde(rename = "sessionId")]
+    session_id_camel: Option<String>,
+}
+
+/// Closes a legacy SSE session when its stream goes away.
+struct SessionGuard {
+    hub: Arc<Hub>,
+    id: Arc<str>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.hub.close_session(&self.id);
+        tracing::debug!(session = %self.id, "SSE stream closed");
+    }
+}
+
+async fn get_sse(State(st): State<FrontState>, headers: HeaderMap) -> Response {
+    if let Err(resp) = check_origin(&st, &headers) {
+        return resp;
+    }
+    let Some(session) = st
+        .hub
+        .open_session(SessionKind::LegacySse, st.cfg.max_sessions)
+    else {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            code::TRANSPORT,
+            "too many sessions",
+        );
+    };
+    let rx = session.attach_stream();
+    let prefix = forwarded_prefix(&st, &headers);
+    let endpoint = format!(
+        "event: endpoint\ndata: {prefix}/messages?session_id={}\n\n",
+        session.id
+    );
+    let guard = SessionGuard {
+        hub: st.hub.clone(),
+        id: session.id.clone(),
+    };
+    sse_response(
+        Some(Bytes::from(endpoint)),
+        rx,
+        st.cfg.keep_alive,
+        Some(guard),
+    )
+}
+
+fn forwarded_prefix(st: &FrontState, headers: &HeaderMap) -> String {
+    if st.cfg.trust_proxy_headers {
+        if let Some(p) = headers
+            .get("x-forwarded-prefix")
+            .and_then(|v| v.to_str().ok())
+        {
+            // Only a plain path may go into the endpoint URL.
+            if p.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') {
+                return normalize_prefix(p);
+            }
+        }
+    }
+    st.cfg.endpoint_prefix.clone()
+}
+
+async fn post_messages(
+    State(st): State<FrontState>,
+    Query(query): Query<SessionQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(id) = query.session_id.or(query.session_id_camel) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            code::TRANSPORT,
+            "Bad Request: session_id is required",
+        );
+    };
+    let Some(session) = st.hub.session(&id, SessionKind::LegacySse) else {
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            code::SESSION_NOT_FOUND,
+            "Session not found",
+        );
+    };
+    let accept = Accept {
+        json: true,
+        sse: true,
+    };
+    let msg = match admit_post(&st, &headers, body, accept).await {
+        Ok(msg) => msg,
+        Err(resp) => return resp,
+    };
+    let (id, method, body) = match msg {
+        ClientMessage::Request { id, method, body } => (id, method, body),
+        ClientMessage::Notification { method, body } => {
+            st.hub.notify(&session, &method, body).await;
+            return StatusCode::ACCEPTED.into_response();
+        }
+        ClientMessage::Response => return StatusCode::ACCEPTED.into_response(),
+    };
+    let Some(stream) = session.stream_sender() else {
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            code::SESSION_NOT_FOUND,
+            "Session not found",
+        );
+    };
+    let id_raw = Bytes::from(id.to_string());
+    let started = Instant::now();
+    let timeout = st.cfg.request_timeout;
+    // Every answer goes on this session's own stream, and only there.
+    if method == "initialize" {
+        let reply = st.hub.initialize_reply(&id_raw).unwrap_or_else(|| {
+            jsonrpc::error_response(
+                Some(&id_raw),
+                code::INTERNAL_ERROR,
+                "the MCP server is not initialized",
+            )
+        });
+        let _ = tokio::time::timeout(timeout, stream.send(reply)).await;
+        return StatusCode::ACCEPTED.into_response();
+    }
+    if method == "tools/call" && denied_call(&st, &body) {
+        st.hub.metrics.observe(&method, "denied", 0.0);
+        let reply = jsonrpc::error_response(Some(&id_raw), code::INVALID_PARAMS, TOOL_NOT_FOUND);
+        let _ = tokio::time::timeout(timeout, stream.send(reply)).await;
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let call = st.hub.call(&session, &method, body, Some(stream.clone())).await;
+    tokio::spawn(async move {
+        let reply = match call {
+            Ok(call) => call.reply(timeout).await,
+            Err(e) => Err(e),
+        };
+        let msg = match reply {
+            Ok(msg) => {
+                observe(&st, &method, &msg, started);
+                msg
+            }
+            Err(e) => {
+                st.hub
+                    .metrics
+                    .observe(&method, outcome_of(e), started.elapsed().as_secs_f64());
+                jsonrpc::error_response(Some(&id_raw), code::INTERNAL_ERROR, &e.to_string())
+            }
+        };
+        let _ = tokio::time::timeout(timeout, stream.send(msg)).await;
+    });
+    StatusCode::ACCEPTED.into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared checks
+// ---------------------------------------------------------------------------------------------
+
+/// What the client accepts. No `Accept` header at all counts as accepting JSON.
+#[derive(Debug, Clone, Copy)]
+struct Accept {
+    json: bool,
+    sse: bool,
+}
+
+impl Accept {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut values = headers.get_all(header::ACCEPT).iter().peekable();
+        if values.peek().is_none() {
+            return Accept {
+                json: true,
+                sse: false,
+            };
+        }
+        let mut accept = Accept {
+            json: false,
+            sse: false,
+        };
+        for value in values.filter_map(|v| v.to_str().ok()) {
+            for item in value.split(',') {
+                let media = item.split(';').next().unwrap_or("").trim();
+                match media.to_ascii_lowercase().as_str() {
+                    "application/json" | "application/*" => accept.json = true,
+                    "text/event-stream" => accept.sse = true,
+                    "*/*" => accept.json = true,
+                    _ => {}
+                }
+            }
+        }
+        accept
+    }
+}
+
+/// The checks every POST goes through, in order: Origin (403), Accept (406), Content-Type
+/// (415), body size (413), JSON-RPC shape (400), protocol revision (400).
+async fn admit_post(
+    st: &FrontState,
+    headers: &HeaderMap,
+    body: Body,
+    accept: Accept,
+) -> Result<ClientMessage, Response> {
+    check_origin(st, headers)?;
+    if !accept.json && !accept.sse {
+        return Err(rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            code::TRANSPORT,
+            "Not Acceptable: the client must accept application/json or text/event-stream",
+        ));
+    }
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if !media.eq_ignore_ascii_case("application/json") {
+            return Err(rpc_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                None,
+                code::TRANSPORT,
+                "Unsupported Media Type: the body must be application/json",
+            ));
+        }
+    }
+    let bytes = read_body(body, st.cfg.max_body_bytes, headers).await?;
+    let msg = jsonrpc::parse_client(&bytes)
+        .map_err(|e| rpc_error(StatusCode::BAD_REQUEST, None, e.code(), &e.to_string()))?;
+    check_revision(headers, &msg)?;
+    Ok(msg)
+}
+
+async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Bytes, Response> {
+    let too_large = || {
+        rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            code::INVALID_REQUEST,
+            &format!("the body is larger than {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(e) => {
+            let length_limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if length_limit {
+                Err(too_large())
+            } else {
+                Err(rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    code::INVALID_REQUEST,
+                    "the body could not be read",
+                ))
+            }
+        }
+    }
+}
+
+/// The stateless 2026-07-28 revision gets a plain legacy error so that dual-era clients fall back
+/// to `initialize`; an unknown `MCP-Protocol-Version` gets 400.
+fn check_revision(headers: &HeaderMap, msg: &ClientMessage) -> Result<(), Response> {
+    let header = headers.get(VERSION_HEADER).map(|v| v.to_str().unwrap_or(""));
+    let body = match msg {
+        ClientMessage::Request { body, .. } | ClientMessage::Notification { body, .. } => {
+            Some(body)
+        }
+        ClientMessage::Response => None,
+    };
+    let modern_meta = body
+        .and_then(|b| b.pointer("/params/_meta"))
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.contains_key("io.modelcontextprotocol/protocolVersion"));
+    let discover = matches!(msg, ClientMessage::Request { method, .. } if method == "server/discover");
+    if header == Some(MODERN_VERSION) || modern_meta || discover {
+        return Err(rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            code::INVALID_REQUEST,
+            "this endpoint speaks MCP revisions up to 2025-11-25: initialize first",
+        ));
+    }
+    if let Some(v) = header {
+        if !KNOWN_VERSIONS.contains(&v) {
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                code::TRANSPORT,
+                &format!("Bad Request: unsupported MCP-Protocol-Version {v:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A browser page from another site must not reach a server on loopback or in the cluster
+/// (DNS rebinding): an `Origin` is allowed when it is listed, is loopback, or is the request's
+/// own host.
+fn check_origin(st: &FrontState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("");
+    let allowed = st
+        .cfg
+        .allowed_origins
+        .iter()
+        .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+        || origin_host(origin).is_some_and(|host| {
+            let name = host_name(host);
+            matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+                || headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .is_some_and(|h| h.eq_ignore_ascii_case(host))
+        });
+    if allowed {
+        Ok(())
+    } else {
+        Err(rpc_error(
+            StatusCode::FORBIDDEN,
+            None,
+            code::TRANSPORT,
+            "Forbidden: Origin not allowed",
+        ))
+    }
+}
+
+/// `host[:port]` of `scheme://host[:port]`.
+fn origin_host(origin: &str) -> Option<&str> {
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))?;
+    Some(rest.split('/').next().unwrap_or(rest))
+}
+
+/// The host of `host[:port]`, keeping IPv6 brackets.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| &host[..h.len() + 1]);
+    }
+    host.split(':').next().unwrap_or(host)
+}
+
+fn denied_call(st: &FrontState, body: &Value) -> bool {
+    st.hub
+        .allow_list()
+        .is_some_and(|allow| !allow.allows_call(body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------------------------
+
+fn observe(st: &FrontState, method: &str, reply: &[u8], started: Instant) {
+    let outcome = if jsonrpc::top_level_value_span(reply, b"error").is_some() {
+        "error"
+    } else {
+        "ok"
+    };
+    st.hub
+        .metrics
+        .observe(method, outcome, started.elapsed().as_secs_f64());
+}
+
+fn outcome_of(e: CallError) -> &'static str {
+    match e {
+        CallError::Timeout => "timeout",
+        CallError::ServerGone => "server_gone",
+    }
+}
+
+/// A request the server did not answer: 504 after the timeout, 503 when the server is gone.
+fn call_failed(st: &FrontState, method: &str, id: &[u8], e: CallError, started: Instant) -> Response {
+    st.hub
+        .metrics
+        .observe(method, outcome_of(e), started.elapsed().as_secs_f64());
+    tracing::info!(method, error = %e, "request failed");
+    let status = match e {
+        CallError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        CallError::ServerGone => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    rpc_error(status, Some(id), code::INTERNAL_ERROR, &e.to_string())
+}
+
+fn rpc_error(status: StatusCode, id: Option<&[u8]>, code: i64, message: &str) -> Response {
+    json_message(status, jsonrpc::error_response(id, code, message))
+}
+
+fn json_message(status: StatusCode, body: Bytes) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn json_body(status: StatusCode, body: &'static str) -> Response {
+    json_message(status, Bytes::from_static(body.as_bytes()))
+}
+
+/// One message as JSON, or as a one-event SSE stream for a client that accepts only SSE.
+fn single_message(status: StatusCode, msg: Bytes, accept: Accept) -> Response {
+    if accept.json {
+        return json_message(status, msg);
+    }
+    let mut resp = (status, sse_event(&msg)).into_response();
+    set_sse_headers(resp.headers_mut());
+    resp
+}
+
+/// Encodes one JSON-RPC message as an SSE `message` event. A message must be one line; a
+/// server's message with raw CR/LF whitespace is re-encoded compactly first.
+pub fn sse_event(msg: &[u8]) -> Bytes {
+    let compact;
+    let data = if msg.iter().any(|b| *b == b'\r' || *b == b'\n') {
+        compact = serde_json::from_slice::<Value>(msg)
+            .ok()
+            .and_then(|v| serde_json::to_vec(&v).ok())
+            .unwrap_or_default();
+        &compact[..]
+    } else {
+        msg
+    };
+    let mut out = Vec::with_capacity(data.len() + 24);
+    out.extend_from_slice(b"event: message\ndata: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+fn set_sse_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tell buffering reverse proxies (nginx) to pass events through at once.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+}
+
+/// An SSE response: an optional first (already encoded) event, then each message from `rx`,
+/// with a keep-alive comment whenever the stream has been quiet for `keep_alive`. `guard` lives
+/// as long as the stream.
+fn sse_response(
+    first: Option<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
+    keep_alive: Duration,
+    guard: Option<SessionGuard>,
+) -> Response {
+    struct StreamState {
+        first: Option<Bytes>,
+        rx: mpsc::Receiver<Bytes>,
+        keep_alive: Duration,
+        _guard: Option<SessionGuard>,
+    }
+    let state = StreamState {
+        first,
+        rx,
+        keep_alive,
+        _guard: guard,
+    };
+    let stream = futures::stream::unfold(state, |mut s| async move {
+        if let Some(first) = s.first.take() {
+            return Some((Ok::<_, Infallible>(first), s));
+        }
+        match tokio::time::timeout(s.keep_alive, s.rx.recv()).await {
+            Ok(Some(msg)) => Some((Ok(sse_event(&msg)), s)),
+            Ok(None) => None,
+            Err(_) => Some((Ok(Bytes::from_static(b": ping\n\n")), s)),
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    set_sse_headers(resp.headers_mut());
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_hosts() {
+        assert_eq!(origin_host("http://localhost:3000"), Some("localhost:3000"));
+        assert_eq!(host_name("localhost:3000"), "localhost");
+        assert_eq!(host_name("[::1]:80"), "[::1]");
+        assert_eq!(origin_host("null"), None);
+    }
+
+    #[test]
+    fn sse_events_are_single_line() {
+        let e = sse_event(b"{\"a\":\r\n1}");
+        assert_eq!(&e[..], b"event: message\ndata: {\"a\":1}\n\n");
+    }
+}

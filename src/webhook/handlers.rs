@@ -1,0 +1,303 @@
+//! The admission handlers: from a decoded review to an answer, and the HTTP edge around them.
+
+use super::lookup::{check_references, ObjectLookup};
+use super::metrics::{bool_label, Metrics, OperationLabel, ReviewLabels, WebhookLabels};
+use super::review::{decode_review, truncate, deny_bad_request, deny_invalid, encode_review, DecodedReview, ReviewError};
+use super::routes::{webhook_name, Route, WebhookKind};
+use crate::admission::{self, AdmitError, Operation};
+use crate::api::GROUP;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Limited};
+use kube::core::admission::{AdmissionResponse, Operation as KubeOperation};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The API server's own limit on a request body (3 MiB); a review cannot be larger than the
+/// object it carries, twice, plus a little.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024 * 2 + 64 * 1024;
+/// The longest one request may take, body included. Above the webhooks' `timeoutSeconds` (5),
+/// so a request the API server still waits for is never cut short by us.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a request got no review in answer. Each maps to one HTTP status with a JSON body.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("content type must be application/json, got {0:?}")]
+    UnsupportedMediaType(String),
+    #[error("the body exceeds {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error("the body could not be read: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Malformed(#[from] ReviewError),
+    #[error("the request took longer than {0:?}")]
+    Timeout(Duration),
+}
+
+impl HttpError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HttpError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HttpError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::Body(_) | HttpError::Malformed(_) => StatusCode::BAD_REQUEST,
+            HttpError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The `reason` label of `mcp_operator_webhook_rejected_requests_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HttpError::UnsupportedMediaType(_) => "unsupported_media_type",
+            HttpError::TooLarge => "too_large",
+            HttpError::Body(_) => "body",
+            HttpError::Malformed(_) => "malformed",
+            HttpError::Timeout(_) => "timeout",
+        }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        json_error(status, &self.to_string())
+    }
+}
+
+/// `{"code": 400, "error": "..."}`.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "code": status.as_u16(), "error": message });
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string())
+        .into_response()
+}
+
+/// Readiness of the server: a certificate is loaded, the TLS listener is bound, and we are not
+/// draining. It never waits for controller caches (DESIGN §5).
+#[derive(Debug, Default)]
+pub struct Readiness {
+    pub cert_loaded: AtomicBool,
+    pub listening: AtomicBool,
+    pub draining: AtomicBool,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.cert_loaded.load(Ordering::Acquire)
+            && self.listening.load(Ordering::Acquire)
+            && !self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub metrics: Arc<Metrics>,
+    pub lookup: Option<Arc<dyn ObjectLookup>>,
+    pub readiness: Arc<Readiness>,
+    /// The longest one admission request may take, body included ([`REQUEST_TIMEOUT`]).
+    pub request_timeout: Duration,
+}
+
+/// Checks the content type and reads the body within [`MAX_BODY_BYTES`]. Shared with the
+/// conversion route.
+pub async fn read_json_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, HttpError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(HttpError::UnsupportedMediaType(truncate(&content_type, 64)));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(HttpError::TooLarge);
+    }
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(HttpError::TooLarge),
+        Err(e) => Err(HttpError::Body(e.to_string())),
+    }
+}
+
+/// The axum handler of one admission route.
+pub async fn admission_endpoint(state: AppState, route: Route, request: Request) -> Response {
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(state.request_timeout, async {
+        let (parts, body) = request.into_parts();
+        let bytes = read_json_body(&parts.headers, body).await?;
+        let decoded = decode_review(&bytes)?;
+        Ok::<_, HttpError>(answer_review(route, decoded, state.lookup.as_deref()).await)
+    })
+    .await
+    .unwrap_or(Err(HttpError::Timeout(state.request_timeout)));
+    match outcome {
+        Ok(answer) => {
+            record(&state.metrics, route, &answer, started.elapsed());
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                encode_review(&answer.response),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            state.metrics.reject(e.reason());
+            tracing::info!(webhook = route.webhook.as_str(), path = %route.path(), status = e.status().as_u16(), error = %e, "refused a request that is not a valid admission review");
+            e.into_response()
+        }
+    }
+}
+
+/// An answered review, with what metrics and logs need to know about it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub response: AdmissionResponse,
+    pub operation: OperationLabel,
+    /// The object is not of the route's group and kind; allowed unchecked.
+    pub unexpected_kind: bool,
+    /// Cross-object checks were skipped for want of a cluster client.
+    pub lookups_skipped: bool,
+    pub kind: String,
+    pub name: String,
+    pub namespace: String,
+}
+
+fn operation(op: &KubeOperation) -> (Operation, OperationLabel) {
+    match op {
+        KubeOperation::Create => (Operation::Create, OperationLabel::CREATE),
+        KubeOperation::Update => (Operation::Update, OperationLabel::UPDATE),
+        KubeOperation::Delete => (Operation::Delete, OperationLabel::DELETE),
+        KubeOperation::Connect => (Operation::Connect, OperationLabel::CONNECT),
+    }
+}
+
+/// Answers one review on `route`. Pure but for the cross-object lookups of the validating
+/// webhook; never fails: anything wrong with the request becomes a denial.
+pub async fn answer_review(
+    route: Route,
+    review: DecodedReview,
+    lookup: Option<&dyn ObjectLookup>,
+) -> Answer {
+    let DecodedReview {
+        request,
+        object,
+        old_object,
+    } = review;
+    let (op, op_label) = operation(&request.operation);
+    let mut answer = Answer {
+        response: AdmissionResponse::from(&request),
+        operation: op_label,
+        unexpected_kind: false,
+        lookups_skipped: false,
+        kind: request.kind.kind.clone(),
+        name: request.name.clone(),
+        namespace: request.namespace.clone().unwrap_or_default(),
+    };
+    if request.kind.group != GROUP || request.kind.kind != route.kind() {
+        // Our configurations only ever send our own kinds; anything else is a misconfiguration
+        // that must not block the cluster, so it is let through, counted and flagged.
+        answer.unexpected_kind = true;
+        answer.response.warnings = Some(vec![format!(
+            "webhook {} does not admit {}/{} {}; allowed unchecked",
+            webhook_name(route.webhook, route.kind()),
+            request.kind.group,
+            request.kind.version,
+            request.kind.kind
+        )]);
+        return answer;
+    }
+    // DELETE and CONNECT carry nothing to default or validate.
+    if matches!(op, Operation::Delete | Operation::Connect) {
+        return answer;
+    }
+    let Some(object) = object else {
+        answer.response = deny_bad_request(answer.response, "request.object is required for CREATE and UPDATE");
+        return answer;
+    };
+    let verdict = match admission::admit(&object, old_object.as_ref(), op) {
+        Ok(verdict) => verdict,
+        Err(e @ AdmitError::NotServed { .. }) => {
+            answer.unexpected_kind = true;
+            answer.response.warnings = Some(vec![format!("{e}; allowed unchecked")]);
+            return answer;
+        }
+        Err(e @ AdmitError::NoTypeMeta) => {
+            answer.response = deny_bad_request(answer.response, &e.to_string());
+            return answer;
+        }
+    };
+    match route.webhook {
+        WebhookKind::Mutate => {
+            // Defaulting never denies: refusing is the validating webhook's job, and its denial
+            // names the right webhook. Warnings are left to it too, so kubectl prints them once.
+            let patch = json_patch::diff(&object, &verdict.defaulted);
+            answer.response = match answer.response.clone().with_patch(patch) {
+                Ok(r) => r,
+                Err(e) => deny_bad_request(answer.response, &e.to_string()),
+            };
+        }
+        WebhookKind::Validate => {
+            let mut warnings = verdict.warnings;
+            let mut errors = verdict.errors;
+            if errors.is_empty() {
+                let references = admission::references(&verdict.defaulted);
+                let findings = check_references(&references, &answer.namespace, lookup).await;
+                answer.lookups_skipped = findings.skipped;
+                warnings.extend(findings.warnings);
+                errors.extend(findings.errors);
+            }
+            if !warnings.is_empty() {
+                answer.response.warnings = Some(warnings);
+            }
+            if !errors.is_empty() {
+                answer.response = deny_invalid(answer.response, route.kind(), &request.name, &errors);
+            }
+        }
+    }
+    answer
+}
+
+fn record(metrics: &Metrics, route: Route, answer: &Answer, took: Duration) {
+    let allowed = answer.response.allowed;
+    metrics
+        .reviews
+        .get_or_create(&ReviewLabels {
+            webhook: route.webhook.as_str(),
+            kind: route.kind(),
+            version: route.version,
+            operation: answer.operation,
+            allowed: bool_label(allowed),
+        })
+        .inc();
+    let webhook = WebhookLabels {
+        webhook: route.webhook.as_str(),
+    };
+    metrics
+        .review_duration
+        .get_or_create(&webhook)
+        .observe(took.as_secs_f64());
+    if answer.unexpected_kind {
+        metrics.unexpected_kinds.get_or_create(&webhook).inc();
+    }
+    if answer.lookups_skipped {
+        metrics.lookups_skipped.inc();
+    }
+    // Allowed reviews are the hot path: logged at debug so a busy cluster's logs stay readable;
+    // denials and flagged reviews at info.
+    let uid = &answer.response.uid;
+    let duration_us = took.as_micros() as u64;
+    let webhook = route.webhook.as_str();
+    let operation = format!("{:?}", answer.operation);
+    if allowed && !answer.unexpected_kind {
+        tracing::debug!(%uid, webhook, kind = %answer.kind, name = %answer.name, namespace = %answer.namespace, %operation, allowed, duration_us, "admission review");
+    } else {
+        tracing::info!(%uid, webhook, kind = %answer.kind, name = %answer.name, namespace = %answer.namespace, %operation, allowed, unexpected_kind = answer.unexpected_kind, duration_us, message = %answer.response.result.message, "admission review");
+    }
+}
