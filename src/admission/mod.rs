@@ -85,7 +85,9 @@ pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict,
         return Ok(Verdict { defaulted: obj.clone(), warnings: Vec::new(), errors: FieldErrors::default() });
     }
     let rules = SCHEMAS.get(&(version, kind)).ok_or_else(|| not_served(obj))?;
-    let defaulted = kube_cel::apply_defaults(&rules.schema, obj);
+    let mut pruned = obj.clone();
+    schema::prune_nulls(&rules.schema, &mut pruned);
+    let defaulted = kube_cel::apply_defaults(&rules.schema, &pruned);
     let mut errors = FieldErrors::default();
     check_name(&defaulted, &mut errors);
     check_structure(&rules.schema, &defaulted, &mut errors);

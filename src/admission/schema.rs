@@ -219,3 +219,26 @@ fn compiled(pattern: &str) -> Option<Regex> {
         .or_insert_with(|| Regex::new(pattern).ok())
         .clone()
 }
+
+/// Removes `null` fields the schema knows, as the API server does before defaulting (none of
+/// our fields is nullable); nulls inside free-form objects are the user's data and stay.
+pub fn prune_nulls(schema: &Value, value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            map.retain(|k, v| !(v.is_null() && (props.is_some_and(|p| p.contains_key(k)) || additional.is_some())));
+            for (k, v) in map.iter_mut() {
+                if let Some(child) = props.and_then(|p| p.get(k)).or(additional) {
+                    prune_nulls(child, v);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                items.iter_mut().for_each(|i| prune_nulls(item_schema, i));
+            }
+        }
+        _ => {}
+    }
+}

@@ -198,7 +198,9 @@ async fn run_stdio(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i3
             }
             result = &mut handshake_failed, if handshake_pending => {
                 handshake_pending = false;
-                if result.is_ok() {
+                // A server that exited during the handshake is reaped by the branch above, and
+                // its status is what the bridge reports.
+                if result.is_ok() && !hub.is_closed() {
                     let _ = server.child.start_kill();
                     let _ = server.child.wait().await;
                     http.abort();

@@ -88,9 +88,6 @@ impl ResourceInfo {
             .unwrap_or("v1")
     }
 
-    pub fn is_crd(&self) -> bool {
-        self.crd.is_some()
-    }
 
     /// Built-ins accept strategic merge patch; custom resources do not (as on a real server).
     pub fn accepts_strategic_merge(&self) -> bool {

@@ -157,10 +157,6 @@ impl FieldSelector {
         self.0.iter().map(|(k, _, _)| k.as_str())
     }
 
-    /// The value of `metadata.name=<x>` if the selector pins a single name.
-    pub fn pinned_name(&self) -> Option<&str> {
-        self.0.iter().find(|(k, eq, _)| k == "metadata.name" && *eq).map(|(_, _, v)| v.as_str())
-    }
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(k, eq, v)| {
