@@ -29,7 +29,12 @@ fn python_client_sees_only_allowed_tools_on_both_transports() {
         "no-such-tool",
         "{}",
     ];
-    assert_filtered(&python_client("streamable", &bridge.url("/mcp"), "calls", &calls));
+    assert_filtered(&python_client(
+        "streamable",
+        &bridge.url("/mcp"),
+        "calls",
+        &calls,
+    ));
     assert_filtered(&python_client("sse", &bridge.url("/sse"), "calls", &calls));
 }
 
@@ -37,10 +42,19 @@ fn python_client_sees_only_allowed_tools_on_both_transports() {
 fn allow_list_from_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bridge.json");
-    std::fs::write(&path, r#"{"tools": ["echo", "get-sum"], "requestTimeoutSeconds": 30}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"tools": ["echo", "get-sum"], "requestTimeoutSeconds": 30}"#,
+    )
+    .unwrap();
     let bridge = Bridge::start(&["--config", path.to_str().unwrap()], &everything());
     let calls = ["echo", r#"{"message":"allowed"}"#, "get-env", "{}"];
-    assert_filtered(&python_client("streamable", &bridge.url("/mcp"), "calls", &calls));
+    assert_filtered(&python_client(
+        "streamable",
+        &bridge.url("/mcp"),
+        "calls",
+        &calls,
+    ));
 }
 
 #[test]

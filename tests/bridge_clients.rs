@@ -15,7 +15,10 @@ fn assert_everything(out: &Value) {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(tools.contains(&"echo") && tools.contains(&"get-sum"), "{tools:?}");
+    assert!(
+        tools.contains(&"echo") && tools.contains(&"get-sum"),
+        "{tools:?}"
+    );
     assert_eq!(out["echo"]["text"], "Echo: hello bridge", "{out}");
     assert_eq!(out["sum"]["text"], "The sum of 2 and 40 is 42.", "{out}");
     assert_eq!(out["long"]["ok"], true, "{out}");
@@ -48,13 +51,21 @@ fn assert_time(out: &Value) {
     assert_eq!(now["timezone"], "UTC");
     let converted: Value = serde_json::from_str(out["convert"]["text"].as_str().unwrap()).unwrap();
     assert_eq!(converted["target"]["timezone"], "Asia/Tokyo", "{converted}");
-    assert_eq!(converted["target"]["datetime"].as_str().unwrap()[11..16], *"21:00");
+    assert_eq!(
+        converted["target"]["datetime"].as_str().unwrap()[11..16],
+        *"21:00"
+    );
 }
 
 #[test]
 fn python_client_over_both_transports_uses_mcp_server_time() {
     let bridge = Bridge::start(&[], &time_server());
-    assert_time(&python_client("streamable", &bridge.url("/mcp"), "time", &[]));
+    assert_time(&python_client(
+        "streamable",
+        &bridge.url("/mcp"),
+        "time",
+        &[],
+    ));
     assert_time(&python_client("sse", &bridge.url("/sse"), "time", &[]));
 }
 

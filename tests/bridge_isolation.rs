@@ -51,9 +51,15 @@ async fn twenty_sse_sessions_with_id_1_get_only_their_own_results() {
     for _ in 0..SESSIONS {
         let mut sse = SseSession::open(&client, &base).await;
         assert_eq!(sse.send(&client, &initialize_body(json!(1))).await, 202);
-        let init = sse.next(Duration::from_secs(10)).await.expect("initialize reply");
+        let init = sse
+            .next(Duration::from_secs(10))
+            .await
+            .expect("initialize reply");
         assert_eq!(init["id"], 1);
-        assert_eq!(init["result"]["serverInfo"]["name"], "mcp-servers/everything");
+        assert_eq!(
+            init["result"]["serverInfo"]["name"],
+            "mcp-servers/everything"
+        );
         sessions.push(sse);
     }
     // Every session sends its calls at once, all with id 1.
@@ -89,7 +95,12 @@ async fn twenty_sse_sessions_with_id_1_get_only_their_own_results() {
                 continue; // a broadcast notification such as tools/list_changed
             }
             assert_eq!(msg["id"], 1);
-            seen.push(msg["result"]["content"][0]["text"].as_str().unwrap().to_owned());
+            seen.push(
+                msg["result"]["content"][0]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
         }
         seen.sort();
         let mut expected: Vec<String> = (0..CALLS).map(|c| format!("Echo: sse-{s}-{c}")).collect();
@@ -99,7 +110,10 @@ async fn twenty_sse_sessions_with_id_1_get_only_their_own_results() {
     // And nothing else arrives afterwards: no reply was broadcast.
     for sse in sessions.iter_mut() {
         while let Some(extra) = sse.next(Duration::from_millis(100)).await {
-            assert!(extra.get("id").is_none(), "unexpected extra message {extra}");
+            assert!(
+                extra.get("id").is_none(),
+                "unexpected extra message {extra}"
+            );
         }
     }
 }

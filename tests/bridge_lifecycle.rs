@@ -53,7 +53,10 @@ async fn killing_the_server_answers_in_flight_requests_and_exits_non_zero_within
     assert_eq!(reply["id"], "slow");
     assert_eq!(reply["error"]["code"], -32603, "{reply}");
     let sse_reply = loop {
-        let msg = sse.next(Duration::from_secs(1)).await.expect("an SSE answer");
+        let msg = sse
+            .next(Duration::from_secs(1))
+            .await
+            .expect("an SSE answer");
         if msg.get("id").is_some() {
             break msg;
         }
@@ -65,7 +68,11 @@ async fn killing_the_server_answers_in_flight_requests_and_exits_non_zero_within
         .wait_exit(Duration::from_secs(1).saturating_sub(killed.elapsed()))
         .expect("the bridge exited within a second of the server");
     assert!(!exit.success(), "{exit:?}");
-    assert_eq!(exit.code(), Some(128 + 9), "the server's status: killed by SIGKILL");
+    assert_eq!(
+        exit.code(),
+        Some(128 + 9),
+        "the server's status: killed by SIGKILL"
+    );
 }
 
 #[test]
@@ -79,7 +86,10 @@ fn sigterm_is_forwarded_to_the_server_and_its_status_returned() {
         .expect("the bridge exits after its server");
     // The Python server dies of the forwarded SIGTERM; the bridge reports it as a shell would.
     assert_eq!(exit.code(), Some(128 + 15), "{exit:?}");
-    assert!(exit.signal().is_none(), "the bridge itself exited, it was not killed");
+    assert!(
+        exit.signal().is_none(),
+        "the bridge itself exited, it was not killed"
+    );
     assert!(!std::path::Path::new(&format!("/proc/{}", server[0])).exists());
 }
 
@@ -115,7 +125,13 @@ async fn health_ready_and_metrics() {
     let ready = client.get(bridge.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let sid = open_session(&client, &bridge.url("/mcp")).await;
-    let (status, _) = post(&client, &bridge.url("/mcp"), &sid, &echo_call(json!(1), "m")).await;
+    let (status, _) = post(
+        &client,
+        &bridge.url("/mcp"),
+        &sid,
+        &echo_call(json!(1), "m"),
+    )
+    .await;
     assert_eq!(status, 200);
     let metrics = client
         .get(bridge.url("/metrics"))

@@ -299,3 +299,39 @@ async fn tls_1_2_and_1_3_are_served_and_h2_is_offered() {
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn every_configured_webhook_path_is_served_for_every_version_it_matches() {
+    use mcp_operator::webhook::config::{mutating_configuration, validating_configuration, ConfigOptions};
+    let pki = Pki::new();
+    let server = serve(&pki).await;
+    let client = client(&pki, &server);
+    let options = ConfigOptions::new("mcp-operator-webhook", "mcp-system");
+    let validating = validating_configuration(&options).webhooks.unwrap();
+    let mutating = mutating_configuration(&options).webhooks.unwrap();
+    let configured = validating
+        .iter()
+        .map(|w| (w.client_config.clone(), w.rules.clone().unwrap()))
+        .chain(mutating.iter().map(|w| (w.client_config.clone(), w.rules.clone().unwrap())));
+    let mut checked = 0;
+    for (client_config, rules) in configured {
+        let path = client_config.service.unwrap().path.unwrap();
+        for rule in rules {
+            let plural = rule.resources.unwrap()[0].clone();
+            let served = SERVED.iter().find(|s| s.plural == plural).unwrap();
+            // The API server sends each matched version, unconverted, to the one path.
+            for version in rule.api_versions.unwrap() {
+                let object = minimal(served.kind, &version);
+                let review = review(served.kind, &version, &plural, "CREATE", Some(&object), None);
+                let (status, body) = post(&client, &server, &path, &review).await;
+                assert_eq!(status, 200, "{path}");
+                assert!(body["response"]["warnings"].as_array().is_none_or(|w| !w
+                    .iter()
+                    .any(|w| w.as_str().unwrap().contains("allowed unchecked"))), "{path} {version}: {body}");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 2 * SERVED.iter().map(|s| s.versions.len()).sum::<usize>());
+    server.shutdown().await.unwrap();
+}

@@ -62,7 +62,10 @@ impl AllowList {
         let Ok(mut value) = serde_json::from_slice::<Value>(&msg) else {
             return msg;
         };
-        let Some(tools) = value.pointer_mut("/result/tools").and_then(Value::as_array_mut) else {
+        let Some(tools) = value
+            .pointer_mut("/result/tools")
+            .and_then(Value::as_array_mut)
+        else {
             return msg;
         };
         tools.retain(|tool| {

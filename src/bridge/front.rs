@@ -57,7 +57,10 @@ pub fn router(state: FrontState) -> Router {
 
 fn ops_router() -> Router<FrontState> {
     Router::new()
-        .route("/health", get(|| async { json_body(StatusCode::OK, r#"{"status":"ok"}"#) }))
+        .route(
+            "/health",
+            get(|| async { json_body(StatusCode::OK, r#"{"status":"ok"}"#) }),
+        )
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
 }
@@ -90,7 +93,7 @@ async fn post_mcp(State(st): State<FrontState>, headers: HeaderMap, body: Body) 
     let accept = Accept::of(&headers);
     let msg = match admit_post(&st, &headers, body, accept).await {
         Ok(msg) => msg,
-        Err(resp) => return resp,
+        Err(reject) => return reject.into_response(),
     };
     let (id, method, body) = match msg {
         ClientMessage::Request { id, method, body } => (id, method, body),
@@ -144,7 +147,11 @@ async fn streamed_call(
 ) -> Response {
     let started = Instant::now();
     let (progress_tx, mut progress_rx) = mpsc::channel(STREAM_QUEUE);
-    let call = match st.hub.call(&session, &method, body, Some(progress_tx)).await {
+    let call = match st
+        .hub
+        .call(&session, &method, body, Some(progress_tx))
+        .await
+    {
         Ok(call) => call,
         Err(e) => return call_failed(&st, &method, &id_raw, e, started),
     };
@@ -218,7 +225,9 @@ async fn initialize(st: &FrontState, id_raw: &[u8], accept: Accept) -> Response 
             "the MCP server is not initialized",
         );
     };
-    st.hub.metrics.observe("initialize", "ok", started.elapsed().as_secs_f64());
+    st.hub
+        .metrics
+        .observe("initialize", "ok", started.elapsed().as_secs_f64());
     tracing::debug!(session = %session.id, "session opened");
     let mut resp = single_message(StatusCode::OK, reply, accept);
     if let Ok(value) = HeaderValue::from_str(&session.id) {
@@ -229,8 +238,8 @@ async fn initialize(st: &FrontState, id_raw: &[u8], accept: Accept) -> Response 
 
 /// The standalone GET stream of a session: list-changed and subscribed-resource notifications.
 async fn get_mcp(State(st): State<FrontState>, headers: HeaderMap) -> Response {
-    if let Err(resp) = check_origin(&st, &headers) {
-        return resp;
+    if let Err(reject) = check_origin(&st, &headers) {
+        return reject.into_response();
     }
     if !Accept::of(&headers).sse {
         return rpc_error(
@@ -248,8 +257,8 @@ async fn get_mcp(State(st): State<FrontState>, headers: HeaderMap) -> Response {
 }
 
 async fn delete_mcp(State(st): State<FrontState>, headers: HeaderMap) -> Response {
-    if let Err(resp) = check_origin(&st, &headers) {
-        return resp;
+    if let Err(reject) = check_origin(&st, &headers) {
+        return reject.into_response();
     }
     let Some(session) = streamable_session(&st, &headers) else {
         return session_error(&headers);
@@ -309,8 +318,8 @@ impl Drop for SessionGuard {
 }
 
 async fn get_sse(State(st): State<FrontState>, headers: HeaderMap) -> Response {
-    if let Err(resp) = check_origin(&st, &headers) {
-        return resp;
+    if let Err(reject) = check_origin(&st, &headers) {
+        return reject.into_response();
     }
     let Some(session) = st
         .hub
@@ -348,7 +357,9 @@ fn forwarded_prefix(st: &FrontState, headers: &HeaderMap) -> String {
             .and_then(|v| v.to_str().ok())
         {
             // Only a plain path may go into the endpoint URL.
-            if p.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') {
+            if p.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+            {
                 return normalize_prefix(p);
             }
         }
@@ -384,7 +395,7 @@ async fn post_messages(
     };
     let msg = match admit_post(&st, &headers, body, accept).await {
         Ok(msg) => msg,
-        Err(resp) => return resp,
+        Err(reject) => return reject.into_response(),
     };
     let (id, method, body) = match msg {
         ClientMessage::Request { id, method, body } => (id, method, body),
@@ -423,7 +434,10 @@ async fn post_messages(
         let _ = tokio::time::timeout(timeout, stream.send(reply)).await;
         return StatusCode::ACCEPTED.into_response();
     }
-    let call = st.hub.call(&session, &method, body, Some(stream.clone())).await;
+    let call = st
+        .hub
+        .call(&session, &method, body, Some(stream.clone()))
+        .await;
     tokio::spawn(async move {
         let reply = match call {
             Ok(call) => call.reply(timeout).await,
@@ -492,12 +506,11 @@ async fn admit_post(
     headers: &HeaderMap,
     body: Body,
     accept: Accept,
-) -> Result<ClientMessage, Response> {
+) -> Result<ClientMessage, Reject> {
     check_origin(st, headers)?;
     if !accept.json && !accept.sse {
-        return Err(rpc_error(
+        return Err(Reject::new(
             StatusCode::NOT_ACCEPTABLE,
-            None,
             code::TRANSPORT,
             "Not Acceptable: the client must accept application/json or text/event-stream",
         ));
@@ -506,9 +519,8 @@ async fn admit_post(
         let ct = ct.to_str().unwrap_or("");
         let media = ct.split(';').next().unwrap_or("").trim();
         if !media.eq_ignore_ascii_case("application/json") {
-            return Err(rpc_error(
+            return Err(Reject::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                None,
                 code::TRANSPORT,
                 "Unsupported Media Type: the body must be application/json",
             ));
@@ -516,18 +528,17 @@ async fn admit_post(
     }
     let bytes = read_body(body, st.cfg.max_body_bytes, headers).await?;
     let msg = jsonrpc::parse_client(&bytes)
-        .map_err(|e| rpc_error(StatusCode::BAD_REQUEST, None, e.code(), &e.to_string()))?;
+        .map_err(|e| Reject::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
     check_revision(headers, &msg)?;
     Ok(msg)
 }
 
-async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Bytes, Response> {
+async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Bytes, Reject> {
     let too_large = || {
-        rpc_error(
+        Reject::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            None,
             code::INVALID_REQUEST,
-            &format!("the body is larger than {limit} bytes"),
+            format!("the body is larger than {limit} bytes"),
         )
     };
     let declared = headers
@@ -545,9 +556,8 @@ async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Byte
             if length_limit {
                 Err(too_large())
             } else {
-                Err(rpc_error(
+                Err(Reject::new(
                     StatusCode::BAD_REQUEST,
-                    None,
                     code::INVALID_REQUEST,
                     "the body could not be read",
                 ))
@@ -558,8 +568,10 @@ async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Byte
 
 /// The stateless 2026-07-28 revision gets a plain legacy error so that dual-era clients fall back
 /// to `initialize`; an unknown `MCP-Protocol-Version` gets 400.
-fn check_revision(headers: &HeaderMap, msg: &ClientMessage) -> Result<(), Response> {
-    let header = headers.get(VERSION_HEADER).map(|v| v.to_str().unwrap_or(""));
+fn check_revision(headers: &HeaderMap, msg: &ClientMessage) -> Result<(), Reject> {
+    let header = headers
+        .get(VERSION_HEADER)
+        .map(|v| v.to_str().unwrap_or(""));
     let body = match msg {
         ClientMessage::Request { body, .. } | ClientMessage::Notification { body, .. } => {
             Some(body)
@@ -570,22 +582,21 @@ fn check_revision(headers: &HeaderMap, msg: &ClientMessage) -> Result<(), Respon
         .and_then(|b| b.pointer("/params/_meta"))
         .and_then(Value::as_object)
         .is_some_and(|m| m.contains_key("io.modelcontextprotocol/protocolVersion"));
-    let discover = matches!(msg, ClientMessage::Request { method, .. } if method == "server/discover");
+    let discover =
+        matches!(msg, ClientMessage::Request { method, .. } if method == "server/discover");
     if header == Some(MODERN_VERSION) || modern_meta || discover {
-        return Err(rpc_error(
+        return Err(Reject::new(
             StatusCode::BAD_REQUEST,
-            None,
             code::INVALID_REQUEST,
             "this endpoint speaks MCP revisions up to 2025-11-25: initialize first",
         ));
     }
     if let Some(v) = header {
         if !KNOWN_VERSIONS.contains(&v) {
-            return Err(rpc_error(
+            return Err(Reject::new(
                 StatusCode::BAD_REQUEST,
-                None,
                 code::TRANSPORT,
-                &format!("Bad Request: unsupported MCP-Protocol-Version {v:?}"),
+                format!("Bad Request: unsupported MCP-Protocol-Version {v:?}"),
             ));
         }
     }
@@ -595,7 +606,7 @@ fn check_revision(headers: &HeaderMap, msg: &ClientMessage) -> Result<(), Respon
 /// A browser page from another site must not reach a server on loopback or in the cluster
 /// (DNS rebinding): an `Origin` is allowed when it is listed, is loopback, or is the request's
 /// own host.
-fn check_origin(st: &FrontState, headers: &HeaderMap) -> Result<(), Response> {
+fn check_origin(st: &FrontState, headers: &HeaderMap) -> Result<(), Reject> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
@@ -616,9 +627,8 @@ fn check_origin(st: &FrontState, headers: &HeaderMap) -> Result<(), Response> {
     if allowed {
         Ok(())
     } else {
-        Err(rpc_error(
+        Err(Reject::new(
             StatusCode::FORBIDDEN,
-            None,
             code::TRANSPORT,
             "Forbidden: Origin not allowed",
         ))
@@ -636,7 +646,10 @@ fn origin_host(origin: &str) -> Option<&str> {
 /// The host of `host[:port]`, keeping IPv6 brackets.
 fn host_name(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split(']').next().map_or(host, |h| &host[..h.len() + 1]);
+        return host
+            .split(']')
+            .next()
+            .map_or(host, |h| &host[..h.len() + 1]);
     }
     host.split(':').next().unwrap_or(host)
 }
@@ -650,6 +663,31 @@ fn denied_call(st: &FrontState, body: &Value) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Responses
 // ---------------------------------------------------------------------------------------------
+
+/// A request refused before it reached the hub: an HTTP status and a JSON-RPC error without id.
+#[derive(Debug)]
+pub struct Reject {
+    status: StatusCode,
+    code: i64,
+    message: String,
+}
+
+impl Reject {
+    fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        tracing::debug!(status = %self.status, code = self.code, "request refused");
+        rpc_error(self.status, None, self.code, &self.message)
+    }
+}
 
 fn observe(st: &FrontState, method: &str, reply: &[u8], started: Instant) {
     let outcome = if jsonrpc::top_level_value_span(reply, b"error").is_some() {
@@ -670,7 +708,13 @@ fn outcome_of(e: CallError) -> &'static str {
 }
 
 /// A request the server did not answer: 504 after the timeout, 503 when the server is gone.
-fn call_failed(st: &FrontState, method: &str, id: &[u8], e: CallError, started: Instant) -> Response {
+fn call_failed(
+    st: &FrontState,
+    method: &str,
+    id: &[u8],
+    e: CallError,
+    started: Instant,
+) -> Response {
     st.hub
         .metrics
         .observe(method, outcome_of(e), started.elapsed().as_secs_f64());

@@ -81,7 +81,9 @@ impl Session {
     }
 
     fn has_stream(&self) -> bool {
-        lock(&self.stream).as_ref().is_some_and(|tx| !tx.is_closed())
+        lock(&self.stream)
+            .as_ref()
+            .is_some_and(|tx| !tx.is_closed())
     }
 }
 
@@ -400,7 +402,8 @@ impl Hub {
             return Err(CallError::ServerGone);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let (reply, rx) = oneshot::channel();
         lock(&self.pending).insert(
             id,
@@ -437,7 +440,10 @@ impl Hub {
     /// Routes one line the server wrote.
     fn route(&self, line: &[u8]) {
         let Ok(envelope) = serde_json::from_slice::<ServerEnvelope>(line) else {
-            tracing::warn!(bytes = line.len(), "the MCP server wrote a line that is not a JSON-RPC message; skipped");
+            tracing::warn!(
+                bytes = line.len(),
+                "the MCP server wrote a line that is not a JSON-RPC message; skipped"
+            );
             return;
         };
         match (&envelope.id, &envelope.method) {
@@ -597,7 +603,10 @@ async fn read_lines<R: AsyncRead + Unpin>(hub: Arc<Hub>, stdout: R, max_line: us
             None => (buf, false),
         };
         if !oversize && line.len() + chunk.len() > max_line {
-            tracing::warn!(max_line, "the MCP server wrote a line over the size limit; skipped");
+            tracing::warn!(
+                max_line,
+                "the MCP server wrote a line over the size limit; skipped"
+            );
             oversize = true;
             line = Vec::new();
         }

@@ -24,7 +24,11 @@ pub mod code {
 #[derive(Debug, Clone)]
 pub enum ClientMessage {
     /// Has `id` and `method`.
-    Request { id: Value, method: String, body: Value },
+    Request {
+        id: Value,
+        method: String,
+        body: Value,
+    },
     /// Has `method` and no `id`.
     Notification { method: String, body: Value },
     /// Has `id` and `result` or `error` (an answer to a server-to-client request).
@@ -75,16 +79,27 @@ pub fn parse_client(body: &[u8]) -> Result<ClientMessage, ParseError> {
     };
     if let Some(params) = obj.get("params") {
         if !params.is_object() && !params.is_array() {
-            return Err(ParseError::Invalid("\"params\" must be an object or an array"));
+            return Err(ParseError::Invalid(
+                "\"params\" must be an object or an array",
+            ));
         }
     }
     match (id, method) {
-        (Some(id), Some(method)) => Ok(ClientMessage::Request { id, method, body: value }),
-        (None, Some(method)) => Ok(ClientMessage::Notification { method, body: value }),
+        (Some(id), Some(method)) => Ok(ClientMessage::Request {
+            id,
+            method,
+            body: value,
+        }),
+        (None, Some(method)) => Ok(ClientMessage::Notification {
+            method,
+            body: value,
+        }),
         (Some(_), None) if obj.contains_key("result") || obj.contains_key("error") => {
             Ok(ClientMessage::Response)
         }
-        _ => Err(ParseError::Invalid("not a request, notification or response")),
+        _ => Err(ParseError::Invalid(
+            "not a request, notification or response",
+        )),
     }
 }
 

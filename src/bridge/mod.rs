@@ -88,14 +88,13 @@ impl BridgeArgs {
             cfg.listen = config::parse_listen(v)?;
         }
         cfg.target = self.target.clone().or(file.target);
-        cfg.transport = self
-            .transport
-            .or(file.transport)
-            .unwrap_or(if cfg.target.is_some() && self.command.is_empty() {
+        cfg.transport = self.transport.or(file.transport).unwrap_or(
+            if cfg.target.is_some() && self.command.is_empty() {
                 Transport::StreamableHttp
             } else {
                 Transport::Stdio
-            });
+            },
+        );
         cfg.tools = self.tools.clone().or(file.tools).unwrap_or_default();
         cfg.endpoint_prefix = config::normalize_prefix(
             self.endpoint_prefix
@@ -211,7 +210,10 @@ async fn run_stdio(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i3
     };
     metrics.server_up.set(0);
     let code = stdio::exit_code(status);
-    tracing::warn!(code, "the MCP server exited; the bridge exits with its status");
+    tracing::warn!(
+        code,
+        "the MCP server exited; the bridge exits with its status"
+    );
     // The reader sees EOF on the server's stdout at about the same time; it then answers every
     // waiting request with an error. A grandchild may hold the pipe open, so do not wait for EOF
     // long, then give the answers a moment to reach their clients.

@@ -4,6 +4,8 @@ use clap::{Parser, Subcommand};
 
 pub mod check;
 pub mod crds;
+pub mod certs;
+pub mod webhook;
 
 /// Kubernetes operator for MCP servers: reconcilers, admission webhooks and offline tools.
 #[derive(Debug, Parser)]
@@ -21,6 +23,10 @@ pub enum Command {
     Check(check::CheckArgs),
     /// The MCP proxy that runs inside each MCP server pod.
     Bridge(crate::bridge::BridgeArgs),
+    /// Serve only the admission webhooks (validating + defaulting) over TLS.
+    Webhook(webhook::WebhookArgs),
+    /// Write a development CA and serving certificate.
+    Certs(certs::CertsArgs),
 }
 
 /// Runs the parsed command line; returns the process exit code.
@@ -29,6 +35,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Crds(args) => crds::run(args),
         Command::Check(args) => check::run(args),
         Command::Bridge(args) => run_async(crate::bridge::run(args)),
+        Command::Webhook(args) => run_async(webhook::run(args)),
+        Command::Certs(args) => certs::run(args),
     }
 }
 

@@ -264,6 +264,23 @@ pub async fn answer_review(
     answer
 }
 
+/// Runs admission once per served kind and version, so that schemas and CEL programs are
+/// compiled before the server reports ready, not inside the first review's time budget.
+pub fn warm_up() {
+    for served in crate::api::SERVED {
+        for version in served.versions {
+            let object = serde_json::json!({
+                "apiVersion": format!("{GROUP}/{version}"),
+                "kind": served.kind,
+                "metadata": {"name": "warm-up", "namespace": "default"},
+                "spec": {}
+            });
+            let _ = admission::admit(&object, None, Operation::Create);
+            let _ = admission::references(&object);
+        }
+    }
+}
+
 fn record(metrics: &Metrics, route: Route, answer: &Answer, took: Duration) {
     let allowed = answer.response.allowed;
     metrics

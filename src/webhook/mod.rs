@@ -8,7 +8,7 @@
 //! - [`certs`]: CA and serving certificate generation (rcgen).
 //! - [`server`]: the TLS server, the plain-HTTP metrics server, graceful shutdown.
 //! - [`metrics`]: Prometheus metrics.
-
+//! - [`config`]: the Validating/MutatingWebhookConfigurations, as data for the chart.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mcp_operator::webhook::server::ServeError> {
@@ -22,6 +22,7 @@
 //! ```
 
 pub mod certs;
+pub mod config;
 pub mod handlers;
 pub mod lookup;
 pub mod metrics;

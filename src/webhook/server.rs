@@ -251,6 +251,12 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         None => None,
     };
 
+    let started = std::time::Instant::now();
+    tokio::task::spawn_blocking(super::handlers::warm_up)
+        .await
+        .map_err(|e| ServeError::Task("warm-up", e.to_string()))?;
+    tracing::debug!(took_ms = started.elapsed().as_millis() as u64, "admission warmed up");
+
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let watcher = CertWatcher::new(cert_dir, certs.clone(), metrics.clone(), (&cert_pem, &key_pem));
@@ -268,7 +274,10 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
     let router = admission_router(state, conversion);
     tasks.spawn(accept_loop(listener, acceptor, router, shutdown_rx, drain_timeout));
     readiness.listening.store(true, Ordering::Release);
-    tracing::info!(%addr, metrics_addr = ?metrics_addr, "webhook server listening");
+    match metrics_addr {
+        Some(metrics_addr) => tracing::info!(%addr, %metrics_addr, "webhook server listening"),
+        None => tracing::info!(%addr, "webhook server listening"),
+    }
     Ok(RunningServer {
         addr,
         metrics_addr,

@@ -28,7 +28,8 @@ fn require(path: PathBuf) -> String {
 /// `@modelcontextprotocol/server-everything` over stdio.
 pub fn everything() -> Vec<String> {
     let js = require(
-        repo().join(".tools/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+        repo()
+            .join(".tools/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
     );
     vec!["node".into(), js, "stdio".into()]
 }
@@ -238,7 +239,10 @@ pub async fn post(client: &reqwest::Client, url: &str, sid: &str, body: &Value) 
         .expect("POST");
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.unwrap_or_default();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 pub fn echo_call(id: Value, message: &str) -> Value {
@@ -278,7 +282,11 @@ impl SseSession {
                     let mut data = String::new();
                     for line in event.lines() {
                         if let Some(v) = line.strip_prefix("event: ") {
-                            kind = if v == "endpoint" { "endpoint" } else { "message" };
+                            kind = if v == "endpoint" {
+                                "endpoint"
+                            } else {
+                                "message"
+                            };
                         } else if let Some(v) = line.strip_prefix("data: ") {
                             data.push_str(v);
                         }

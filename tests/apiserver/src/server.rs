@@ -28,9 +28,8 @@ pub struct Inner {
 pub fn new_uid() -> String {
     let b: [u8; 16] = rand::rng().random();
     let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let v = format!("{:x}", (b[6] & 0x0f) | 0x40);
     let var = format!("{:02x}", (b[8] & 0x3f) | 0x80);
-    format!("{}-{}-{}{}-{}{}-{}", h(0..4), h(4..6), v, &h(6..8)[1..], var, h(9..10), h(10..16))
+    format!("{}-{}-4{}-{}{}-{}", h(0..4), h(4..6), &h(6..8)[1..], var, h(9..10), h(10..16))
 }
 
 fn random_suffix() -> String {

@@ -1,0 +1,123 @@
+//! `mcp-operator webhook`: serve only the admission webhooks (no cluster needed).
+
+use crate::webhook::config::{configurations_yaml, ConfigOptions};
+use crate::webhook::lookup::KubeLookup;
+use crate::webhook::server::{start, ServerOptions};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Serve the validating and defaulting admission webhooks over TLS.
+///
+/// The certificate is read from `--cert-dir` (`tls.crt`, `tls.key`, as cert-manager writes
+/// them) and reloaded when the files change. Without `--cluster-lookups` no cluster is needed:
+/// references to other objects are then not checked, and the answer says so in a warning.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookArgs {
+    /// Directory holding tls.crt and tls.key.
+    #[arg(long, value_name = "DIR", env = "MCP_OPERATOR_CERT_DIR", required_unless_present = "print_configurations")]
+    pub cert_dir: Option<PathBuf>,
+    /// Address of the admission (HTTPS) server.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9443")]
+    pub listen: SocketAddr,
+    /// Address of the plain-HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_listen: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Check referenced Secrets, ConfigMaps, MCPToolConfigs and MCPGroups through the API server
+    /// (in-cluster config or kubeconfig).
+    #[arg(long)]
+    pub cluster_lookups: bool,
+    /// After SIGTERM, seconds to keep serving while reporting not ready, so that the Service
+    /// stops sending new connections before the listener closes.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub shutdown_delay: u64,
+    /// Print the Validating/MutatingWebhookConfigurations (YAML) for --service-name and
+    /// --service-namespace, and exit.
+    #[arg(long, requires_all = ["service_name", "service_namespace"])]
+    pub print_configurations: bool,
+    /// The webhook Service's name (for --print-configurations).
+    #[arg(long, value_name = "NAME")]
+    pub service_name: Option<String>,
+    /// The webhook Service's namespace (for --print-configurations); also left out of the
+    /// webhooks' namespaceSelector.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub service_namespace: Option<String>,
+}
+
+/// `text` for people, `json` for log pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the process's log subscriber (`RUST_LOG` filters; default `info`). Does nothing when
+/// one is already installed.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+    };
+}
+
+/// Runs the webhook server until SIGTERM or SIGINT; returns the process exit code.
+pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
+    crate::crypto::install_provider();
+    if args.print_configurations {
+        let (Some(service), Some(namespace)) = (&args.service_name, &args.service_namespace) else {
+            anyhow::bail!("--print-configurations needs --service-name and --service-namespace");
+        };
+        print!("{}", configurations_yaml(&ConfigOptions::new(service, namespace))?);
+        return Ok(0);
+    }
+    init_logging(args.log_format);
+    let cert_dir = args.cert_dir.context("--cert-dir is required")?;
+    let mut options = ServerOptions::new(cert_dir, args.listen);
+    options.metrics_listen = Some(args.metrics_listen);
+    options.shutdown_delay = Duration::from_secs(args.shutdown_delay);
+    if args.cluster_lookups {
+        let client = kube::Client::try_default()
+            .await
+            .context("--cluster-lookups: cannot build a Kubernetes client")?;
+        options.lookup = Some(Arc::new(KubeLookup::new(client)));
+    }
+    let mut server = start(options).await?;
+    tokio::select! {
+        result = server.wait() => {
+            result?;
+            Ok(1)
+        }
+        signal = terminated() => {
+            signal?;
+            tracing::info!("shutting down: not ready, draining in-flight reviews");
+            server.shutdown().await?;
+            tracing::info!("stopped");
+            Ok(0)
+        }
+    }
+}
+
+/// Resolves on SIGTERM (what the kubelet sends) or SIGINT.
+pub async fn terminated() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => Ok(()),
+            result = tokio::signal::ctrl_c() => result,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}

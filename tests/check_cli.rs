@@ -1,0 +1,200 @@
+//! `mcp-operator check` as a user runs it: exit codes, text and JSON output, and bad input.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
+}
+
+fn check(args: &[&str]) -> Output {
+    bin().arg("check").args(args).output().expect("the binary runs")
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn write_temp(name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn examples_are_all_accepted() {
+    let o = check(&["-f", root().join("examples").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("mcpserver/fetch (default): accepted"), "{out}");
+    assert!(out.contains("mcpserver/github (toolhive-system): accepted"), "{out}");
+    assert!(out.contains("mcpregistry/my-registry (toolhive-system): accepted"), "{out}");
+    assert!(!out.contains("rejected"), "{out}");
+}
+
+#[test]
+fn seed_github_gets_upstream_defaults_in_json() {
+    let seed = root().join("examples/seed/mcpserver-github.yaml");
+    let o = check(&["-f", seed.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &v[0];
+    assert_eq!(r["allowed"], true);
+    assert_eq!(r["kind"], "MCPServer");
+    assert_eq!(r["namespace"], "toolhive-system");
+    assert_eq!(r["defaulted"]["spec"]["transport"], "stdio");
+    assert_eq!(r["defaulted"]["spec"]["proxyPort"], 8080);
+    assert_eq!(r["index"], 0);
+}
+
+/// The Done-when rejections, each through the real binary in both output formats.
+#[test]
+fn rejections_name_the_field_in_text_and_json() {
+    let cases = [
+        ("mcpserver/bad-transport.yaml", "spec.transport", "Unsupported value: \"grpc\""),
+        ("mcpserver/proxy-port-zero.yaml", "spec.proxyPort", "must be between 1 and 65535, inclusive"),
+        ("mcpserver/proxy-port-70000.yaml", "spec.proxyPort", "Invalid value: 70000"),
+        ("mcpserver/secret-without-key.yaml", "spec.secrets[0].key", "Required value"),
+        ("mcpserver/env-name-with-space.yaml", "spec.env[0].name", "Invalid value: \"MY VAR\""),
+        ("mcpregistry/config-not-yaml.yaml", "spec.configYAML", "not valid YAML"),
+        ("mcpregistry/config-unknown-source.yaml", "spec.configYAML", "unknown source \"missing\""),
+        ("mcpregistry/file-outside-mounts.yaml", "spec.configYAML", "not inside any of spec.volumeMounts"),
+    ];
+    for (case, field, message) in cases {
+        let path = root().join("tests/admission").join(case);
+        let o = check(&["-f", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{case}: {}", text(&o));
+        let out = text(&o);
+        assert!(out.contains("): rejected"), "{case}: {out}");
+        assert!(out.contains(&format!("  {field}: ")) && out.contains(message), "{case}: {out}");
+
+        let o = check(&["-f", path.to_str().unwrap(), "-o", "json"]);
+        assert_eq!(o.status.code(), Some(1), "{case}");
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let errors = v[0]["errors"].as_array().unwrap();
+        assert_eq!(v[0]["allowed"], false, "{case}");
+        assert!(
+            errors.iter().any(|e| e["field"] == field && e["message"].as_str().unwrap().contains(message)),
+            "{case}: {errors:#?}"
+        );
+        assert!(errors.iter().all(|e| e["type"].as_str().unwrap().starts_with("FieldValue")), "{case}");
+    }
+}
+
+#[test]
+fn warnings_are_prefixed() {
+    let seed = root().join("examples/seed/mcpserver-fetch.yaml");
+    let out = text(&check(&["-f", seed.to_str().unwrap()]));
+    assert!(out.contains("  Warning: spec.mcpPort: ignored for transport stdio"), "{out}");
+}
+
+#[test]
+fn other_groups_are_skipped_with_a_note() {
+    let (_d, p) = write_temp(
+        "mixed.yaml",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPGroup\nmetadata: {name: g}\nspec: {}\n",
+    );
+    let o = check(&["-f", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("configmap/c (default): skipped"), "{out}");
+    assert!(out.contains("mcpgroup/g (default): accepted"), "{out}");
+}
+
+#[test]
+fn stdin_is_read_with_dash() {
+    let mut child = bin()
+        .args(["check", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: s}\nspec: {image: nginx, transport: grpc}\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("spec.transport: Unsupported value"));
+}
+
+/// Unreadable input exits 2 with the file and the position; nothing panics or hangs.
+#[test]
+fn bad_input_is_reported_with_file_and_position() {
+    let deep = format!("a: {}{}", "[".repeat(1000), "]".repeat(1000));
+    let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n\
+                d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n\
+                g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
+    let huge = format!(
+        "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {{name: s}}\nspec:\n  image: nginx\n  args: [\"{}\"]\n",
+        "x".repeat(10 * 1024 * 1024)
+    );
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("latin1.yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caf\xe9\n".to_vec(), "latin1.yaml:4:12: not valid UTF-8"),
+        ("syntax.yaml", b"apiVersion: v1\nkind: [ConfigMap\n".to_vec(), "syntax.yaml:3:1: YAML syntax error"),
+        ("deep.yaml", deep.into_bytes(), "deep.yaml:1:"),
+        ("bomb.yaml", bomb.as_bytes().to_vec(), "bomb.yaml:"),
+        ("huge.yaml", huge.into_bytes(), "Kubernetes refuses objects over"),
+        ("scalar.yaml", b"just a string\n".to_vec(), "not a Kubernetes object"),
+    ];
+    for (name, bytes, want) in cases {
+        let (_d, p) = write_temp(name, &bytes);
+        let started = std::time::Instant::now();
+        let o = check(&["-f", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{name}: want {want:?} in {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        assert!(started.elapsed().as_secs() < 20, "{name} took {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn missing_file_exits_2() {
+    let o = check(&["-f", "/nonexistent/manifests.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("/nonexistent/manifests.yaml"));
+}
+
+#[test]
+fn wrong_types_and_unknown_fields_are_rejected_not_crashes() {
+    let (_d, p) = write_temp(
+        "types.yaml",
+        b"apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: s}\nspec:\n  image: [nginx]\n  proxyPort: {a: 1}\n  env: yes\n  bogus: 1\n",
+    );
+    let o = check(&["-f", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    for f in ["spec.image: Invalid value: \"array\": must be of type string", "spec.proxyPort: Invalid value: \"object\"", "spec.env: Invalid value: \"string\": must be of type array", "spec.bogus: Forbidden: unknown field"] {
+        assert!(out.contains(f), "missing {f:?} in {out}");
+    }
+}
+
+#[test]
+fn crds_command_prints_what_crds_folder_holds() {
+    let o = bin().arg("crds").output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let printed = String::from_utf8(o.stdout).unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("crds")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let on_disk: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+    assert_eq!(printed, on_disk);
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in ["check", "crds", "bridge"] {
+        let o = bin().args([sub, "--help"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{sub}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage:"), "{sub}");
+    }
+}
