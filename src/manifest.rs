@@ -26,15 +26,31 @@ pub struct Document {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("{file}: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}: {size} bytes is more than the {limit} bytes a manifest file may have")]
     FileTooLarge { file: String, size: u64, limit: u64 },
     #[error("{file}:{line}:{column}: not valid UTF-8")]
-    NotUtf8 { file: String, line: usize, column: usize },
+    NotUtf8 {
+        file: String,
+        line: usize,
+        column: usize,
+    },
     #[error("{file}:{line}:{column}: YAML syntax error: {message}")]
-    Syntax { file: String, line: usize, column: usize, message: String },
+    Syntax {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{file}: document {index}: {message}")]
-    Document { file: String, index: usize, message: String },
+    Document {
+        file: String,
+        index: usize,
+        message: String,
+    },
 }
 
 /// Reads every manifest under `paths` (files, folders recursively, `-` for stdin), in order.
@@ -61,16 +77,26 @@ fn read_stdin() -> Result<String, ManifestError> {
     std::io::stdin()
         .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut buf)
-        .map_err(|source| ManifestError::Io { file: "-".into(), source })?;
+        .map_err(|source| ManifestError::Io {
+            file: "-".into(),
+            source,
+        })?;
     if buf.len() as u64 > MAX_FILE_BYTES {
-        return Err(ManifestError::FileTooLarge { file: "-".into(), size: buf.len() as u64, limit: MAX_FILE_BYTES });
+        return Err(ManifestError::FileTooLarge {
+            file: "-".into(),
+            size: buf.len() as u64,
+            limit: MAX_FILE_BYTES,
+        });
     }
     decode_utf8("-", buf)
 }
 
 /// A file as given, or the `.yaml`/`.yml`/`.json` files below a folder, sorted.
 fn manifest_files(p: &Path, depth: usize) -> Result<Vec<PathBuf>, ManifestError> {
-    let io = |source| ManifestError::Io { file: p.display().to_string(), source };
+    let io = |source| ManifestError::Io {
+        file: p.display().to_string(),
+        source,
+    };
     let meta = std::fs::metadata(p).map_err(io)?;
     if !meta.is_dir() {
         return Ok(vec![p.to_path_buf()]);
@@ -87,7 +113,10 @@ fn manifest_files(p: &Path, depth: usize) -> Result<Vec<PathBuf>, ManifestError>
     for e in entries {
         if e.is_dir() {
             out.extend(manifest_files(&e, depth + 1)?);
-        } else if matches!(e.extension().and_then(|x| x.to_str()), Some("yaml" | "yml" | "json")) {
+        } else if matches!(
+            e.extension().and_then(|x| x.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
             out.push(e);
         }
     }
@@ -95,13 +124,24 @@ fn manifest_files(p: &Path, depth: usize) -> Result<Vec<PathBuf>, ManifestError>
 }
 
 fn read_bounded(path: &Path, name: &str) -> Result<Vec<u8>, ManifestError> {
-    let io = |source| ManifestError::Io { file: name.to_string(), source };
+    let io = |source| ManifestError::Io {
+        file: name.to_string(),
+        source,
+    };
     let size = std::fs::metadata(path).map_err(io)?.len();
     if size > MAX_FILE_BYTES {
-        return Err(ManifestError::FileTooLarge { file: name.into(), size, limit: MAX_FILE_BYTES });
+        return Err(ManifestError::FileTooLarge {
+            file: name.into(),
+            size,
+            limit: MAX_FILE_BYTES,
+        });
     }
     let mut buf = Vec::with_capacity(size as usize);
-    std::fs::File::open(path).map_err(io)?.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf).map_err(io)?;
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
     Ok(buf)
 }
 
@@ -111,7 +151,11 @@ pub fn decode_utf8(file: &str, bytes: Vec<u8>) -> Result<String, ManifestError> 
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = good.iter().filter(|b| **b == b'\n').count() + 1;
         let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        ManifestError::NotUtf8 { file: file.into(), line, column: good.len() - line_start + 1 }
+        ManifestError::NotUtf8 {
+            file: file.into(),
+            line,
+            column: good.len() - line_start + 1,
+        }
     })
 }
 
@@ -127,16 +171,31 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, Manifest
                 return Err(ManifestError::Document {
                     file: file.into(),
                     index: out.len(),
-                    message: "not a Kubernetes object (expected a mapping with apiVersion and kind)".into(),
+                    message:
+                        "not a Kubernetes object (expected a mapping with apiVersion and kind)"
+                            .into(),
                 })
             }
         }
         if value.get("kind").and_then(Value::as_str) == Some("List") {
-            for item in value.get("items").and_then(Value::as_array).cloned().unwrap_or_default() {
-                out.push(Document { file: file.into(), index: out.len(), value: item });
+            for item in value
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                out.push(Document {
+                    file: file.into(),
+                    index: out.len(),
+                    value: item,
+                });
             }
         } else {
-            out.push(Document { file: file.into(), index: out.len(), value });
+            out.push(Document {
+                file: file.into(),
+                index: out.len(),
+                value,
+            });
         }
     }
     for d in &out {
@@ -156,8 +215,17 @@ fn syntax_error(file: &str, e: &serde_yaml::Error) -> ManifestError {
     let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
     // serde_yaml appends " at line X column Y" itself; the position is already in the prefix.
     let message = e.to_string();
-    let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-    ManifestError::Syntax { file: file.into(), line, column, message }
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_string();
+    ManifestError::Syntax {
+        file: file.into(),
+        line,
+        column,
+        message,
+    }
 }
 
 /// Parses one YAML document (e.g. an embedded `configYAML`) into JSON; errors carry the position.

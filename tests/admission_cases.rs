@@ -60,7 +60,8 @@ fn run_case(path: &Path) -> Result<(), String> {
     let [exp, obj, rest @ ..] = docs.as_slice() else {
         return Err("a case needs an expectation and an object".into());
     };
-    let exp: Expectation = serde_json::from_value(exp.clone()).map_err(|e| format!("bad expectation: {e}"))?;
+    let exp: Expectation =
+        serde_json::from_value(exp.clone()).map_err(|e| format!("bad expectation: {e}"))?;
     let op = match exp.operation.as_deref() {
         None | Some("CREATE") => Operation::Create,
         Some("UPDATE") => Operation::Update,
@@ -71,15 +72,21 @@ fn run_case(path: &Path) -> Result<(), String> {
     let rendered: Vec<String> = verdict.errors.iter().map(|e| e.to_string()).collect();
     let mut problems = Vec::new();
     match exp.expect.as_str() {
-        "accepted" if !verdict.allowed() => problems.push(format!("expected accepted, got errors {rendered:#?}")),
-        "rejected" if verdict.allowed() => problems.push("expected rejected, was accepted".to_string()),
+        "accepted" if !verdict.allowed() => {
+            problems.push(format!("expected accepted, got errors {rendered:#?}"))
+        }
+        "rejected" if verdict.allowed() => {
+            problems.push("expected rejected, was accepted".to_string())
+        }
         "accepted" | "rejected" => {}
         other => problems.push(format!("expect must be accepted or rejected, not {other}")),
     }
     let got: BTreeSet<&str> = verdict.errors.iter().map(|e| e.field.as_str()).collect();
     let want: BTreeSet<&str> = exp.errors.iter().map(String::as_str).collect();
     if exp.expect == "rejected" && got != want {
-        problems.push(format!("error fields: want {want:?}, got {got:?} ({rendered:#?})"));
+        problems.push(format!(
+            "error fields: want {want:?}, got {got:?} ({rendered:#?})"
+        ));
     }
     for m in &exp.messages {
         if !rendered.iter().any(|r| r.contains(m.as_str())) {
@@ -88,7 +95,10 @@ fn run_case(path: &Path) -> Result<(), String> {
     }
     for w in &exp.warnings {
         if !verdict.warnings.iter().any(|x| x.contains(w.as_str())) {
-            problems.push(format!("no warning contains {w:?}: {:#?}", verdict.warnings));
+            problems.push(format!(
+                "no warning contains {w:?}: {:#?}",
+                verdict.warnings
+            ));
         }
     }
     if exp.no_warnings && !verdict.warnings.is_empty() {
@@ -116,19 +126,35 @@ fn run_case(path: &Path) -> Result<(), String> {
 fn admission_cases() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/admission");
     let files = case_files(&dir);
-    assert!(files.len() >= 60, "expected at least 60 cases, found {}", files.len());
+    assert!(
+        files.len() >= 60,
+        "expected at least 60 cases, found {}",
+        files.len()
+    );
     let failures: Vec<String> = files
         .iter()
         .filter_map(|f| run_case(f).err().map(|e| format!("{}:\n{e}", f.display())))
         .collect();
-    assert!(failures.is_empty(), "{} of {} cases failed:\n\n{}", failures.len(), files.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// Every kind must be covered, and every kind must have accepted and rejected cases.
 #[test]
 fn cases_cover_every_kind() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/admission");
-    for kind in ["mcpserver", "mcpregistry", "mcpremoteproxy", "mcpgroup", "mcptoolconfig"] {
+    for kind in [
+        "mcpserver",
+        "mcpregistry",
+        "mcpremoteproxy",
+        "mcpgroup",
+        "mcptoolconfig",
+    ] {
         let n = case_files(&dir.join(kind)).len();
         assert!(n >= 3, "{kind}: only {n} cases");
     }

@@ -10,7 +10,11 @@ fn bin() -> Command {
 }
 
 fn check(args: &[&str]) -> Output {
-    bin().arg("check").args(args).output().expect("the binary runs")
+    bin()
+        .arg("check")
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 fn root() -> PathBuf {
@@ -18,7 +22,11 @@ fn root() -> PathBuf {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn write_temp(name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
@@ -30,12 +38,19 @@ fn write_temp(name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn examples_are_all_accepted() {
-    let o = check(&["-f", root().join("examples").to_str().unwrap()]);
+    // The README's first command spells it without -f.
+    let o = check(&[root().join("examples").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("mcpserver/fetch (default): accepted"), "{out}");
-    assert!(out.contains("mcpserver/github (toolhive-system): accepted"), "{out}");
-    assert!(out.contains("mcpregistry/my-registry (toolhive-system): accepted"), "{out}");
+    assert!(
+        out.contains("mcpserver/github (toolhive-system): accepted"),
+        "{out}"
+    );
+    assert!(
+        out.contains("mcpregistry/my-registry (toolhive-system): accepted"),
+        "{out}"
+    );
     assert!(!out.contains("rejected"), "{out}");
 }
 
@@ -58,14 +73,46 @@ fn seed_github_gets_upstream_defaults_in_json() {
 #[test]
 fn rejections_name_the_field_in_text_and_json() {
     let cases = [
-        ("mcpserver/bad-transport.yaml", "spec.transport", "Unsupported value: \"grpc\""),
-        ("mcpserver/proxy-port-zero.yaml", "spec.proxyPort", "must be between 1 and 65535, inclusive"),
-        ("mcpserver/proxy-port-70000.yaml", "spec.proxyPort", "Invalid value: 70000"),
-        ("mcpserver/secret-without-key.yaml", "spec.secrets[0].key", "Required value"),
-        ("mcpserver/env-name-with-space.yaml", "spec.env[0].name", "Invalid value: \"MY VAR\""),
-        ("mcpregistry/config-not-yaml.yaml", "spec.configYAML", "not valid YAML"),
-        ("mcpregistry/config-unknown-source.yaml", "spec.configYAML", "unknown source \"missing\""),
-        ("mcpregistry/file-outside-mounts.yaml", "spec.configYAML", "not inside any of spec.volumeMounts"),
+        (
+            "mcpserver/bad-transport.yaml",
+            "spec.transport",
+            "Unsupported value: \"grpc\"",
+        ),
+        (
+            "mcpserver/proxy-port-zero.yaml",
+            "spec.proxyPort",
+            "must be between 1 and 65535, inclusive",
+        ),
+        (
+            "mcpserver/proxy-port-70000.yaml",
+            "spec.proxyPort",
+            "Invalid value: 70000",
+        ),
+        (
+            "mcpserver/secret-without-key.yaml",
+            "spec.secrets[0].key",
+            "Required value",
+        ),
+        (
+            "mcpserver/env-name-with-space.yaml",
+            "spec.env[0].name",
+            "Invalid value: \"MY VAR\"",
+        ),
+        (
+            "mcpregistry/config-not-yaml.yaml",
+            "spec.configYAML",
+            "not valid YAML",
+        ),
+        (
+            "mcpregistry/config-unknown-source.yaml",
+            "spec.configYAML",
+            "unknown source \"missing\"",
+        ),
+        (
+            "mcpregistry/file-outside-mounts.yaml",
+            "spec.configYAML",
+            "not inside any of spec.volumeMounts",
+        ),
     ];
     for (case, field, message) in cases {
         let path = root().join("tests/admission").join(case);
@@ -73,7 +120,10 @@ fn rejections_name_the_field_in_text_and_json() {
         assert_eq!(o.status.code(), Some(1), "{case}: {}", text(&o));
         let out = text(&o);
         assert!(out.contains("): rejected"), "{case}: {out}");
-        assert!(out.contains(&format!("  {field}: ")) && out.contains(message), "{case}: {out}");
+        assert!(
+            out.contains(&format!("  {field}: ")) && out.contains(message),
+            "{case}: {out}"
+        );
 
         let o = check(&["-f", path.to_str().unwrap(), "-o", "json"]);
         assert_eq!(o.status.code(), Some(1), "{case}");
@@ -81,10 +131,17 @@ fn rejections_name_the_field_in_text_and_json() {
         let errors = v[0]["errors"].as_array().unwrap();
         assert_eq!(v[0]["allowed"], false, "{case}");
         assert!(
-            errors.iter().any(|e| e["field"] == field && e["message"].as_str().unwrap().contains(message)),
+            errors
+                .iter()
+                .any(|e| e["field"] == field && e["message"].as_str().unwrap().contains(message)),
             "{case}: {errors:#?}"
         );
-        assert!(errors.iter().all(|e| e["type"].as_str().unwrap().starts_with("FieldValue")), "{case}");
+        assert!(
+            errors
+                .iter()
+                .all(|e| e["type"].as_str().unwrap().starts_with("FieldValue")),
+            "{case}"
+        );
     }
 }
 
@@ -92,7 +149,10 @@ fn rejections_name_the_field_in_text_and_json() {
 fn warnings_are_prefixed() {
     let seed = root().join("examples/seed/mcpserver-fetch.yaml");
     let out = text(&check(&["-f", seed.to_str().unwrap()]));
-    assert!(out.contains("  Warning: spec.mcpPort: ignored for transport stdio"), "{out}");
+    assert!(
+        out.contains("  Warning: spec.mcpPort: ignored for transport stdio"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -139,12 +199,28 @@ fn bad_input_is_reported_with_file_and_position() {
         "x".repeat(10 * 1024 * 1024)
     );
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("latin1.yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caf\xe9\n".to_vec(), "latin1.yaml:4:12: not valid UTF-8"),
-        ("syntax.yaml", b"apiVersion: v1\nkind: [ConfigMap\n".to_vec(), "syntax.yaml:3:1: YAML syntax error"),
+        (
+            "latin1.yaml",
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caf\xe9\n".to_vec(),
+            "latin1.yaml:4:12: not valid UTF-8",
+        ),
+        (
+            "syntax.yaml",
+            b"apiVersion: v1\nkind: [ConfigMap\n".to_vec(),
+            "syntax.yaml:3:1: YAML syntax error",
+        ),
         ("deep.yaml", deep.into_bytes(), "deep.yaml:1:"),
         ("bomb.yaml", bomb.as_bytes().to_vec(), "bomb.yaml:"),
-        ("huge.yaml", huge.into_bytes(), "Kubernetes refuses objects over"),
-        ("scalar.yaml", b"just a string\n".to_vec(), "not a Kubernetes object"),
+        (
+            "huge.yaml",
+            huge.into_bytes(),
+            "Kubernetes refuses objects over",
+        ),
+        (
+            "scalar.yaml",
+            b"just a string\n".to_vec(),
+            "not a Kubernetes object",
+        ),
     ];
     for (name, bytes, want) in cases {
         let (_d, p) = write_temp(name, &bytes);
@@ -154,7 +230,11 @@ fn bad_input_is_reported_with_file_and_position() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(want), "{name}: want {want:?} in {err}");
         assert!(!err.contains("panicked"), "{name}: {err}");
-        assert!(started.elapsed().as_secs() < 20, "{name} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "{name} took {:?}",
+            started.elapsed()
+        );
     }
 }
 
@@ -174,7 +254,12 @@ fn wrong_types_and_unknown_fields_are_rejected_not_crashes() {
     let o = check(&["-f", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = text(&o);
-    for f in ["spec.image: Invalid value: \"array\": must be of type string", "spec.proxyPort: Invalid value: \"object\"", "spec.env: Invalid value: \"string\": must be of type array", "spec.bogus: Forbidden: unknown field"] {
+    for f in [
+        "spec.image: Invalid value: \"array\": must be of type string",
+        "spec.proxyPort: Invalid value: \"object\"",
+        "spec.env: Invalid value: \"string\": must be of type array",
+        "spec.bogus: Forbidden: unknown field",
+    ] {
         assert!(out.contains(f), "missing {f:?} in {out}");
     }
 }
@@ -184,9 +269,15 @@ fn crds_command_prints_what_crds_folder_holds() {
     let o = bin().arg("crds").output().unwrap();
     assert_eq!(o.status.code(), Some(0));
     let printed = String::from_utf8(o.stdout).unwrap();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("crds")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
-    let on_disk: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+    let on_disk: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
     assert_eq!(printed, on_disk);
 }
 
@@ -195,6 +286,9 @@ fn every_subcommand_has_help() {
     for sub in ["check", "crds", "bridge"] {
         let o = bin().args([sub, "--help"]).output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{sub}");
-        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage:"), "{sub}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Usage:"),
+            "{sub}"
+        );
     }
 }

@@ -32,18 +32,42 @@ fn every_crd_serves_both_versions_and_stores_v1beta1() {
             .spec
             .versions
             .iter()
-            .map(|v| (v.name.as_str(), v.served, v.storage, v.deprecated.unwrap_or(false)))
+            .map(|v| {
+                (
+                    v.name.as_str(),
+                    v.served,
+                    v.storage,
+                    v.deprecated.unwrap_or(false),
+                )
+            })
             .collect();
         assert_eq!(
             names,
-            vec![("v1beta1", true, true, false), ("v1alpha1", true, false, true)],
+            vec![
+                ("v1beta1", true, true, false),
+                ("v1alpha1", true, false, true)
+            ],
             "{}",
             c.spec.names.kind
         );
-        assert!(c.spec.names.categories.as_ref().unwrap().contains(&"toolhive".to_string()));
-        assert!(c.spec.versions.iter().all(|v| v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some()));
+        assert!(c
+            .spec
+            .names
+            .categories
+            .as_ref()
+            .unwrap()
+            .contains(&"toolhive".to_string()));
+        assert!(c.spec.versions.iter().all(|v| v
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()));
         let old = &c.spec.versions[1];
-        assert!(old.deprecation_warning.as_deref().unwrap_or_default().contains("v1beta1"));
+        assert!(old
+            .deprecation_warning
+            .as_deref()
+            .unwrap_or_default()
+            .contains("v1beta1"));
     }
 }
 
@@ -66,20 +90,40 @@ fn structural_violations(node: &Value, path: &str, out: &mut Vec<String>) {
     if map.contains_key("properties") && map.contains_key("additionalProperties") {
         out.push(format!("{path}: both properties and additionalProperties"));
     }
-    for forbidden in ["$ref", "oneOf", "anyOf", "allOf", "not", "definitions", "$schema"] {
+    for forbidden in [
+        "$ref",
+        "oneOf",
+        "anyOf",
+        "allOf",
+        "not",
+        "definitions",
+        "$schema",
+    ] {
         if map.contains_key(forbidden) {
-            out.push(format!("{path}: {forbidden} is not allowed in a structural schema"));
+            out.push(format!(
+                "{path}: {forbidden} is not allowed in a structural schema"
+            ));
         }
     }
     if map.get("type").and_then(Value::as_str) == Some("array") && !map.contains_key("items") {
         out.push(format!("{path}: array without items"));
     }
     if map.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map") {
-        let keys = map.get("x-kubernetes-list-map-keys").and_then(Value::as_array).cloned().unwrap_or_default();
-        let required = node.pointer("/items/required").and_then(Value::as_array).cloned().unwrap_or_default();
+        let keys = map
+            .get("x-kubernetes-list-map-keys")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let required = node
+            .pointer("/items/required")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         for k in &keys {
             if !required.contains(k) {
-                out.push(format!("{path}: list-map key {k} must be required in items"));
+                out.push(format!(
+                    "{path}: list-map key {k} must be required in items"
+                ));
             }
         }
     }
@@ -101,8 +145,20 @@ fn every_crd_schema_is_structural() {
     let mut violations = Vec::new();
     for c in crd::all() {
         for v in &c.spec.versions {
-            let schema = serde_json::to_value(v.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap();
-            structural_violations(&schema, &format!("{}/{}", c.spec.names.kind, v.name), &mut violations);
+            let schema = serde_json::to_value(
+                v.schema
+                    .as_ref()
+                    .unwrap()
+                    .open_api_v3_schema
+                    .as_ref()
+                    .unwrap(),
+            )
+            .unwrap();
+            structural_violations(
+                &schema,
+                &format!("{}/{}", c.spec.names.kind, v.name),
+                &mut violations,
+            );
         }
     }
     assert!(violations.is_empty(), "{violations:#?}");
@@ -127,7 +183,10 @@ fn printer_columns_match_upstream() {
             "Age=.metadata.creationTimestamp"
         ]
     );
-    let short: Vec<String> = crd::all().iter().flat_map(|c| c.spec.names.short_names.clone().unwrap_or_default()).collect();
+    let short: Vec<String> = crd::all()
+        .iter()
+        .flat_map(|c| c.spec.names.short_names.clone().unwrap_or_default())
+        .collect();
     for s in ["mcpserver", "mcpreg", "rp", "mcpg", "tc"] {
         assert!(short.contains(&s.to_string()), "short name {s}");
     }

@@ -22,21 +22,58 @@ async fn every_kind_and_version_is_defaulted_and_validated_like_admit() {
         for version in served.versions {
             let object = minimal(served.kind, version);
             let verdict = admission::admit(&object, None, Operation::Create).expect("served kind");
-            let review = review(served.kind, version, served.plural, "CREATE", Some(&object), None);
+            let review = review(
+                served.kind,
+                version,
+                served.plural,
+                "CREATE",
+                Some(&object),
+                None,
+            );
 
-            let (status, mutated) = post(&client, &server, &path(WebhookKind::Mutate, served.kind, version), &review).await;
+            let (status, mutated) = post(
+                &client,
+                &server,
+                &path(WebhookKind::Mutate, served.kind, version),
+                &review,
+            )
+            .await;
             assert_eq!(status, 200);
             let response = &mutated["response"];
             assert_eq!(mutated["apiVersion"], "admission.k8s.io/v1");
             assert_eq!(mutated["kind"], "AdmissionReview");
             assert_eq!(response["uid"], review["request"]["uid"]);
-            assert_eq!(response["allowed"], true, "{} {version}: defaulting never denies", served.kind);
-            assert_eq!(apply_patch(&object, response), verdict.defaulted, "{} {version}: {mutated}", served.kind);
+            assert_eq!(
+                response["allowed"], true,
+                "{} {version}: defaulting never denies",
+                served.kind
+            );
+            assert_eq!(
+                apply_patch(&object, response),
+                verdict.defaulted,
+                "{} {version}: {mutated}",
+                served.kind
+            );
 
-            let (status, validated) = post(&client, &server, &path(WebhookKind::Validate, served.kind, version), &review).await;
+            let (status, validated) = post(
+                &client,
+                &server,
+                &path(WebhookKind::Validate, served.kind, version),
+                &review,
+            )
+            .await;
             assert_eq!(status, 200);
-            assert_eq!(validated["response"]["allowed"], verdict.allowed(), "{} {version}: {}", served.kind, verdict.errors);
-            assert!(validated["response"].get("patch").is_none(), "validation never patches");
+            assert_eq!(
+                validated["response"]["allowed"],
+                verdict.allowed(),
+                "{} {version}: {}",
+                served.kind,
+                verdict.errors
+            );
+            assert!(
+                validated["response"].get("patch").is_none(),
+                "validation never patches"
+            );
         }
     }
     server.shutdown().await.unwrap();
@@ -48,12 +85,27 @@ async fn a_valid_mcpserver_gets_its_defaults_through_the_patch() {
     let server = serve(&pki).await;
     let client = client(&pki, &server);
     let object = fetch_server();
-    let review = review("MCPServer", "v1beta1", "mcpservers", "CREATE", Some(&object), None);
+    let review = review(
+        "MCPServer",
+        "v1beta1",
+        "mcpservers",
+        "CREATE",
+        Some(&object),
+        None,
+    );
 
-    let (status, body) = post(&client, &server, &path(WebhookKind::Mutate, "MCPServer", "v1beta1"), &review).await;
+    let (status, body) = post(
+        &client,
+        &server,
+        &path(WebhookKind::Mutate, "MCPServer", "v1beta1"),
+        &review,
+    )
+    .await;
     assert_eq!(status, 200);
     let patched = apply_patch(&object, &body["response"]);
-    let expected = admission::admit(&object, None, Operation::Create).unwrap().defaulted;
+    let expected = admission::admit(&object, None, Operation::Create)
+        .unwrap()
+        .defaulted;
     assert_eq!(patched, expected);
     // The contract's defaults (hold once the admission core lands).
     assert_eq!(patched["spec"]["transport"], "stdio");
@@ -61,13 +113,25 @@ async fn a_valid_mcpserver_gets_its_defaults_through_the_patch() {
     assert_eq!(patched["spec"]["proxyMode"], "streamable-http");
     assert_eq!(patched["spec"]["sessionAffinity"], "ClientIP");
 
-    let (status, body) = post(&client, &server, &path(WebhookKind::Validate, "MCPServer", "v1beta1"), &review).await;
+    let (status, body) = post(
+        &client,
+        &server,
+        &path(WebhookKind::Validate, "MCPServer", "v1beta1"),
+        &review,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(body["response"]["allowed"], true, "{body}");
 
     // Defaulting an already-defaulted object is an empty patch.
     let review = review_of(&expected);
-    let (_, body) = post(&client, &server, &path(WebhookKind::Mutate, "MCPServer", "v1beta1"), &review).await;
+    let (_, body) = post(
+        &client,
+        &server,
+        &path(WebhookKind::Mutate, "MCPServer", "v1beta1"),
+        &review,
+    )
+    .await;
     assert_eq!(body["response"]["allowed"], true);
     assert_eq!(apply_patch(&expected, &body["response"]), expected);
     assert_eq!(body["response"]["patch"], "W10=", "an empty JSON Patch, []");
@@ -75,7 +139,14 @@ async fn a_valid_mcpserver_gets_its_defaults_through_the_patch() {
 }
 
 fn review_of(object: &Value) -> Value {
-    review("MCPServer", "v1beta1", "mcpservers", "CREATE", Some(object), None)
+    review(
+        "MCPServer",
+        "v1beta1",
+        "mcpservers",
+        "CREATE",
+        Some(object),
+        None,
+    )
 }
 
 fn with_spec(field: &str, value: Value) -> Value {
@@ -94,7 +165,13 @@ async fn an_invalid_mcpserver_is_denied_like_the_api_server_denies() {
         ("proxyPort", json!(70000), "FieldValueInvalid"),
     ] {
         let object = with_spec(field, value);
-        let (status, body) = post(&client, &server, &path(WebhookKind::Validate, "MCPServer", "v1beta1"), &review_of(&object)).await;
+        let (status, body) = post(
+            &client,
+            &server,
+            &path(WebhookKind::Validate, "MCPServer", "v1beta1"),
+            &review_of(&object),
+        )
+        .await;
         assert_eq!(status, 200, "a denial is still a successful review");
         let response = &body["response"];
         assert_eq!(response["allowed"], false, "{field}: {body}");
@@ -113,10 +190,19 @@ async fn an_invalid_mcpserver_is_denied_like_the_api_server_denies() {
         assert_eq!(cause["reason"], cause_reason);
         let message = status["message"].as_str().unwrap();
         assert!(message.contains(&format!("spec.{field}: ")), "{message}");
-        assert!(message.contains(cause["message"].as_str().unwrap()), "{message}");
+        assert!(
+            message.contains(cause["message"].as_str().unwrap()),
+            "{message}"
+        );
 
         // The mutating webhook leaves refusing to the validating one.
-        let (_, body) = post(&client, &server, &path(WebhookKind::Mutate, "MCPServer", "v1beta1"), &review_of(&object)).await;
+        let (_, body) = post(
+            &client,
+            &server,
+            &path(WebhookKind::Mutate, "MCPServer", "v1beta1"),
+            &review_of(&object),
+        )
+        .await;
         assert_eq!(body["response"]["allowed"], true);
     }
     let (_, body) = post(
@@ -139,29 +225,76 @@ async fn update_is_checked_with_the_old_object_and_delete_is_allowed() {
     let pki = Pki::new();
     let server = serve(&pki).await;
     let client = client(&pki, &server);
-    let old = admission::admit(&fetch_server(), None, Operation::Create).unwrap().defaulted;
+    let old = admission::admit(&fetch_server(), None, Operation::Create)
+        .unwrap()
+        .defaulted;
     let mut new = fetch_server();
     new["spec"]["args"] = json!(["--verbose"]);
-    let update = review("MCPServer", "v1beta1", "mcpservers", "UPDATE", Some(&new), Some(&old));
+    let update = review(
+        "MCPServer",
+        "v1beta1",
+        "mcpservers",
+        "UPDATE",
+        Some(&new),
+        Some(&old),
+    );
     let verdict = admission::admit(&new, Some(&old), Operation::Update).unwrap();
 
-    let (_, body) = post(&client, &server, &path(WebhookKind::Mutate, "MCPServer", "v1beta1"), &update).await;
+    let (_, body) = post(
+        &client,
+        &server,
+        &path(WebhookKind::Mutate, "MCPServer", "v1beta1"),
+        &update,
+    )
+    .await;
     assert_eq!(body["response"]["allowed"], true);
     assert_eq!(apply_patch(&new, &body["response"]), verdict.defaulted);
-    let (_, body) = post(&client, &server, &path(WebhookKind::Validate, "MCPServer", "v1beta1"), &update).await;
+    let (_, body) = post(
+        &client,
+        &server,
+        &path(WebhookKind::Validate, "MCPServer", "v1beta1"),
+        &update,
+    )
+    .await;
     assert_eq!(body["response"]["allowed"], verdict.allowed());
 
-    let delete = review("MCPServer", "v1beta1", "mcpservers", "DELETE", None, Some(&old));
+    let delete = review(
+        "MCPServer",
+        "v1beta1",
+        "mcpservers",
+        "DELETE",
+        None,
+        Some(&old),
+    );
     for webhook in [WebhookKind::Mutate, WebhookKind::Validate] {
-        let (status, body) = post(&client, &server, &path(webhook, "MCPServer", "v1beta1"), &delete).await;
+        let (status, body) = post(
+            &client,
+            &server,
+            &path(webhook, "MCPServer", "v1beta1"),
+            &delete,
+        )
+        .await;
         assert_eq!(status, 200);
         assert_eq!(body["response"]["allowed"], true);
         assert!(body["response"].get("patch").is_none());
     }
     // Even an invalid stored object can be deleted.
     let invalid_old = with_spec("transport", json!("grpc"));
-    let delete = review("MCPServer", "v1beta1", "mcpservers", "DELETE", None, Some(&invalid_old));
-    let (_, body) = post(&client, &server, &path(WebhookKind::Validate, "MCPServer", "v1beta1"), &delete).await;
+    let delete = review(
+        "MCPServer",
+        "v1beta1",
+        "mcpservers",
+        "DELETE",
+        None,
+        Some(&invalid_old),
+    );
+    let (_, body) = post(
+        &client,
+        &server,
+        &path(WebhookKind::Validate, "MCPServer", "v1beta1"),
+        &delete,
+    )
+    .await;
     assert_eq!(body["response"]["allowed"], true);
     server.shutdown().await.unwrap();
 }
@@ -175,7 +308,13 @@ async fn another_group_or_kind_is_allowed_with_a_warning_and_counted() {
     let mut review = review("Pod", "v1", "pods", "CREATE", Some(&pod), None);
     review["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "Pod"});
     for webhook in [WebhookKind::Validate, WebhookKind::Mutate] {
-        let (status, body) = post(&client, &server, &path(webhook, "MCPServer", "v1beta1"), &review).await;
+        let (status, body) = post(
+            &client,
+            &server,
+            &path(webhook, "MCPServer", "v1beta1"),
+            &review,
+        )
+        .await;
         assert_eq!(status, 200);
         assert_eq!(body["response"]["allowed"], true);
         assert!(body["response"].get("patch").is_none());
@@ -185,20 +324,41 @@ async fn another_group_or_kind_is_allowed_with_a_warning_and_counted() {
     // An MCPRegistry sent to the MCPServer route is not the route's kind either.
     let registry = minimal("MCPRegistry", "v1beta1");
     let review = review_for_route_mismatch(&registry);
-    let (_, body) = post(&client, &server, &path(WebhookKind::Validate, "MCPServer", "v1beta1"), &review).await;
+    let (_, body) = post(
+        &client,
+        &server,
+        &path(WebhookKind::Validate, "MCPServer", "v1beta1"),
+        &review,
+    )
+    .await;
     assert_eq!(body["response"]["allowed"], true);
 
-    let metrics = reqwest::get(metrics_url(&server, "/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(metrics_url(&server, "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        metrics.contains("mcp_operator_webhook_unexpected_kind_requests_total{webhook=\"validate\"} 2"),
+        metrics.contains(
+            "mcp_operator_webhook_unexpected_kind_requests_total{webhook=\"validate\"} 2"
+        ),
         "{metrics}"
     );
-    assert!(metrics.contains("mcp_operator_webhook_unexpected_kind_requests_total{webhook=\"mutate\"} 1"));
+    assert!(metrics
+        .contains("mcp_operator_webhook_unexpected_kind_requests_total{webhook=\"mutate\"} 1"));
     server.shutdown().await.unwrap();
 }
 
 fn review_for_route_mismatch(object: &Value) -> Value {
-    review("MCPRegistry", "v1beta1", "mcpregistries", "CREATE", Some(object), None)
+    review(
+        "MCPRegistry",
+        "v1beta1",
+        "mcpregistries",
+        "CREATE",
+        Some(object),
+        None,
+    )
 }
 
 #[tokio::test]
@@ -213,12 +373,29 @@ async fn probes_and_metrics_answer_and_count_reviews() {
         assert_eq!(plain.status(), 200, "{probe} on the metrics port");
     }
     let object = fetch_server();
-    post(&client, &server, &path(WebhookKind::Mutate, "MCPServer", "v1beta1"), &review_of(&object)).await;
+    post(
+        &client,
+        &server,
+        &path(WebhookKind::Mutate, "MCPServer", "v1beta1"),
+        &review_of(&object),
+    )
+    .await;
     let bad = with_spec("transport", json!("grpc"));
-    post(&client, &server, &path(WebhookKind::Validate, "MCPServer", "v1beta1"), &review_of(&bad)).await;
+    post(
+        &client,
+        &server,
+        &path(WebhookKind::Validate, "MCPServer", "v1beta1"),
+        &review_of(&bad),
+    )
+    .await;
 
-    let response = reqwest::get(metrics_url(&server, "/metrics")).await.unwrap();
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let response = reqwest::get(metrics_url(&server, "/metrics"))
+        .await
+        .unwrap();
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
     let metrics = response.text().await.unwrap();
     for needle in [
         "mcp_operator_webhook_admission_requests_total{webhook=\"mutate\",kind=\"MCPServer\",version=\"v1beta1\",operation=\"CREATE\",allowed=\"true\"} 1",
@@ -243,16 +420,43 @@ async fn every_route_of_the_table_is_served_and_convert_waits_for_its_handler() 
     let mut served = 0;
     for route in routes() {
         let object = minimal(route.kind(), route.version);
-        let review = review(route.kind(), route.version, route.served.plural, "CREATE", Some(&object), None);
+        let review = review(
+            route.kind(),
+            route.version,
+            route.served.plural,
+            "CREATE",
+            Some(&object),
+            None,
+        );
         let (status, body) = post(&client, &server, &route.path(), &review).await;
         assert_eq!(status, 200, "{}", route.path());
         assert_eq!(body["kind"], "AdmissionReview");
         served += 1;
     }
-    assert_eq!(served, SERVED.iter().map(|s| s.versions.len() * 2).sum::<usize>());
-    let convert = client.post(url(&server, "/convert")).header("content-type", "application/json").body("{}").send().await.unwrap();
-    assert_eq!(convert.status(), 404, "/convert is routed only with a conversion handler");
-    let get = client.get(url(&server, &path(WebhookKind::Validate, "MCPServer", "v1beta1"))).send().await.unwrap();
+    assert_eq!(
+        served,
+        SERVED.iter().map(|s| s.versions.len() * 2).sum::<usize>()
+    );
+    let convert = client
+        .post(url(&server, "/convert"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        convert.status(),
+        404,
+        "/convert is routed only with a conversion handler"
+    );
+    let get = client
+        .get(url(
+            &server,
+            &path(WebhookKind::Validate, "MCPServer", "v1beta1"),
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(get.status(), 405);
     server.shutdown().await.unwrap();
 }
@@ -270,7 +474,10 @@ async fn a_conversion_handler_is_mounted_at_convert() {
     server.shutdown().await.unwrap();
 }
 
-fn tls_client(pki: &Pki, versions: &[&'static rustls::SupportedProtocolVersion]) -> tokio_rustls::TlsConnector {
+fn tls_client(
+    pki: &Pki,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pki.ca.cert_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
@@ -288,11 +495,20 @@ async fn tls_1_2_and_1_3_are_served_and_h2_is_offered() {
     let server = serve(&pki).await;
     let name = rustls::pki_types::ServerName::try_from(HOST).unwrap();
     for (versions, expected) in [
-        (&[&rustls::version::TLS12][..], rustls::ProtocolVersion::TLSv1_2),
-        (&[&rustls::version::TLS13][..], rustls::ProtocolVersion::TLSv1_3),
+        (
+            &[&rustls::version::TLS12][..],
+            rustls::ProtocolVersion::TLSv1_2,
+        ),
+        (
+            &[&rustls::version::TLS13][..],
+            rustls::ProtocolVersion::TLSv1_3,
+        ),
     ] {
         let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-        let tls = tls_client(&pki, versions).connect(name.clone(), tcp).await.expect("handshake");
+        let tls = tls_client(&pki, versions)
+            .connect(name.clone(), tcp)
+            .await
+            .expect("handshake");
         let (_, session) = tls.get_ref();
         assert_eq!(session.protocol_version(), Some(expected));
         assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
@@ -302,7 +518,9 @@ async fn tls_1_2_and_1_3_are_served_and_h2_is_offered() {
 
 #[tokio::test]
 async fn every_configured_webhook_path_is_served_for_every_version_it_matches() {
-    use mcp_operator::webhook::config::{mutating_configuration, validating_configuration, ConfigOptions};
+    use mcp_operator::webhook::config::{
+        mutating_configuration, validating_configuration, ConfigOptions,
+    };
     let pki = Pki::new();
     let server = serve(&pki).await;
     let client = client(&pki, &server);
@@ -312,7 +530,11 @@ async fn every_configured_webhook_path_is_served_for_every_version_it_matches() 
     let configured = validating
         .iter()
         .map(|w| (w.client_config.clone(), w.rules.clone().unwrap()))
-        .chain(mutating.iter().map(|w| (w.client_config.clone(), w.rules.clone().unwrap())));
+        .chain(
+            mutating
+                .iter()
+                .map(|w| (w.client_config.clone(), w.rules.clone().unwrap())),
+        );
     let mut checked = 0;
     for (client_config, rules) in configured {
         let path = client_config.service.unwrap().path.unwrap();
@@ -322,16 +544,29 @@ async fn every_configured_webhook_path_is_served_for_every_version_it_matches() 
             // The API server sends each matched version, unconverted, to the one path.
             for version in rule.api_versions.unwrap() {
                 let object = minimal(served.kind, &version);
-                let review = review(served.kind, &version, &plural, "CREATE", Some(&object), None);
+                let review = review(
+                    served.kind,
+                    &version,
+                    &plural,
+                    "CREATE",
+                    Some(&object),
+                    None,
+                );
                 let (status, body) = post(&client, &server, &path, &review).await;
                 assert_eq!(status, 200, "{path}");
-                assert!(body["response"]["warnings"].as_array().is_none_or(|w| !w
-                    .iter()
-                    .any(|w| w.as_str().unwrap().contains("allowed unchecked"))), "{path} {version}: {body}");
+                assert!(
+                    body["response"]["warnings"].as_array().is_none_or(|w| !w
+                        .iter()
+                        .any(|w| w.as_str().unwrap().contains("allowed unchecked"))),
+                    "{path} {version}: {body}"
+                );
                 checked += 1;
             }
         }
     }
-    assert_eq!(checked, 2 * SERVED.iter().map(|s| s.versions.len()).sum::<usize>());
+    assert_eq!(
+        checked,
+        2 * SERVED.iter().map(|s| s.versions.len()).sum::<usize>()
+    );
     server.shutdown().await.unwrap();
 }

@@ -30,7 +30,11 @@ async fn shutdown_reports_not_ready_then_finishes_in_flight_requests() {
         let client = client.clone();
         let url = url(&server, "/convert");
         async move {
-            let response = client.post(url).send().await.expect("the in-flight request completes");
+            let response = client
+                .post(url)
+                .send()
+                .await
+                .expect("the in-flight request completes");
             (response.status().as_u16(), response.text().await.unwrap())
         }
     });
@@ -40,14 +44,20 @@ async fn shutdown_reports_not_ready_then_finishes_in_flight_requests() {
     let started = Instant::now();
     let shutdown = tokio::spawn(server.shutdown());
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!readiness.is_ready(), "not ready as soon as shutdown starts");
+    assert!(
+        !readiness.is_ready(),
+        "not ready as soon as shutdown starts"
+    );
     // During the shutdown delay the listener still accepts (endpoints may lag behind).
     assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
 
     assert_eq!(slow.await.unwrap(), (200, "done".to_string()));
     shutdown.await.unwrap().expect("clean shutdown");
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the listener is closed");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
 }
 
 /// An in-memory namespace `default` with Secret `gh` (key `token`), ConfigMap `cfg` and
@@ -55,7 +65,12 @@ async fn shutdown_reports_not_ready_then_finishes_in_flight_requests() {
 struct FakeCluster;
 
 impl ObjectLookup for FakeCluster {
-    fn keys<'a>(&'a self, kind: RefKind, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Result<Keys, LookupError>> {
+    fn keys<'a>(
+        &'a self,
+        kind: RefKind,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Keys, LookupError>> {
         Box::pin(async move {
             let keys: Option<&[&str]> = match (kind, namespace, name) {
                 (RefKind::Secret, "default", "gh") => Some(&["token"]),
@@ -81,7 +96,14 @@ async fn referenced_objects_are_checked_when_a_cluster_is_configured() {
     let client = client(&pki, &server);
     let path = "/validate-toolhive-stacklok-dev-v1beta1-mcpserver";
     let send = |object: serde_json::Value| {
-        let review = review("MCPServer", "v1beta1", "mcpservers", "CREATE", Some(&object), None);
+        let review = review(
+            "MCPServer",
+            "v1beta1",
+            "mcpservers",
+            "CREATE",
+            Some(&object),
+            None,
+        );
         let client = client.clone();
         let server = &server;
         async move { post(&client, server, path, &review).await.1 }
@@ -89,7 +111,9 @@ async fn referenced_objects_are_checked_when_a_cluster_is_configured() {
 
     let good = server_with_secret("gh", "token");
     assert!(
-        references(&good).iter().any(|r| r.kind == RefKind::Secret && r.name == "gh"),
+        references(&good)
+            .iter()
+            .any(|r| r.kind == RefKind::Secret && r.name == "gh"),
         "the admission core reports spec.secrets as references"
     );
     let body = send(good).await;
@@ -97,15 +121,27 @@ async fn referenced_objects_are_checked_when_a_cluster_is_configured() {
     assert!(body["response"].get("warnings").is_none(), "{body}");
 
     let body = send(server_with_secret("missing", "token")).await;
-    assert_eq!(body["response"]["allowed"], true, "a missing Secret is only a warning: {body}");
+    assert_eq!(
+        body["response"]["allowed"], true,
+        "a missing Secret is only a warning: {body}"
+    );
     let warning = body["response"]["warnings"][0].as_str().unwrap();
-    assert!(warning.contains("Secret \"missing\" does not exist"), "{warning}");
+    assert!(
+        warning.contains("Secret \"missing\" does not exist"),
+        "{warning}"
+    );
 
     let body = send(server_with_secret("gh", "tokn")).await;
     assert_eq!(body["response"]["allowed"], false, "{body}");
     assert_eq!(body["response"]["status"]["code"], 422);
     let cause = &body["response"]["status"]["details"]["causes"][0];
-    assert!(cause["field"].as_str().unwrap().starts_with("spec.secrets[0]"), "{cause}");
+    assert!(
+        cause["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.secrets[0]"),
+        "{cause}"
+    );
     server.shutdown().await.unwrap();
 }
 
@@ -114,10 +150,28 @@ async fn without_a_cluster_references_are_skipped_with_a_warning() {
     let pki = Pki::new();
     let server = serve(&pki).await;
     let client = client(&pki, &server);
-    let review = review("MCPServer", "v1beta1", "mcpservers", "CREATE", Some(&server_with_secret("gh", "token")), None);
-    let (_, body) = post(&client, &server, "/validate-toolhive-stacklok-dev-v1beta1-mcpserver", &review).await;
+    let review = review(
+        "MCPServer",
+        "v1beta1",
+        "mcpservers",
+        "CREATE",
+        Some(&server_with_secret("gh", "token")),
+        None,
+    );
+    let (_, body) = post(
+        &client,
+        &server,
+        "/validate-toolhive-stacklok-dev-v1beta1-mcpserver",
+        &review,
+    )
+    .await;
     assert_eq!(body["response"]["allowed"], true, "{body}");
     let warnings = body["response"]["warnings"].as_array().expect("warnings");
-    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("were not checked")), "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("were not checked")),
+        "{warnings:?}"
+    );
     server.shutdown().await.unwrap();
 }

@@ -39,14 +39,22 @@ struct Case {
 }
 
 fn parse_case(name: &str, text: &str) -> Case {
-    let (head, body) = text.split_once("\n---\n").or_else(|| text.strip_suffix("\n---").map(|h| (h, ""))).unwrap_or_else(|| panic!("{name}: no --- line"));
+    let (head, body) = text
+        .split_once("\n---\n")
+        .or_else(|| text.strip_suffix("\n---").map(|h| (h, "")))
+        .unwrap_or_else(|| panic!("{name}: no --- line"));
     let mut case = Case {
         name: name.to_string(),
         body: body.strip_suffix('\n').unwrap_or(body).as_bytes().to_vec(),
         ..Case::default()
     };
-    for line in head.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
-        let (key, value) = line.split_once(':').unwrap_or_else(|| panic!("{name}: bad header {line:?}"));
+    for line in head
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let (key, value) = line
+            .split_once(':')
+            .unwrap_or_else(|| panic!("{name}: bad header {line:?}"));
         let value = value.trim().to_string();
         match key.trim() {
             "path" => case.path = Some(value),
@@ -81,28 +89,47 @@ fn load_cases() -> Vec<Case> {
     cases
 }
 
-async fn send(client: &reqwest::Client, server: &mcp_operator::webhook::RunningServer, case: &Case) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(case.method.as_deref().unwrap_or("POST").as_bytes()).unwrap();
+async fn send(
+    client: &reqwest::Client,
+    server: &mcp_operator::webhook::RunningServer,
+    case: &Case,
+) -> (u16, Value) {
+    let method =
+        reqwest::Method::from_bytes(case.method.as_deref().unwrap_or("POST").as_bytes()).unwrap();
     let mut request = client
-        .request(method, url(server, case.path.as_deref().unwrap_or(DEFAULT_PATH)))
+        .request(
+            method,
+            url(server, case.path.as_deref().unwrap_or(DEFAULT_PATH)),
+        )
         .body(case.body.clone());
     match case.content_type.as_deref() {
         Some("none") => {}
         Some(ct) => request = request.header("content-type", ct),
         None => request = request.header("content-type", "application/json"),
     }
-    let response = request.send().await.unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
     let status = response.status().as_u16();
     let bytes = response.bytes().await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn check(case: &Case, status: u16, body: &Value) {
     let name = &case.name;
     assert_eq!(status, case.status, "{name}: {body}");
     if let Some(error) = &case.error {
-        let got = body["error"].as_str().unwrap_or_else(|| panic!("{name}: a JSON error body, got {body}"));
-        assert!(got.contains(error.as_str()), "{name}: {got:?} should contain {error:?}");
+        let got = body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: a JSON error body, got {body}"));
+        assert!(
+            got.contains(error.as_str()),
+            "{name}: {got:?} should contain {error:?}"
+        );
         assert_eq!(body["code"], status, "{name}");
     }
     let response = &body["response"];
@@ -123,11 +150,32 @@ fn check(case: &Case, status: u16, body: &Value) {
 }
 
 async fn still_serving(client: &reqwest::Client, server: &mcp_operator::webhook::RunningServer) {
-    let review = review("MCPServer", "v1beta1", "mcpservers", "CREATE", Some(&fetch_server()), None);
-    let (status, body) = post(client, server, "/mutate-toolhive-stacklok-dev-v1beta1-mcpserver", &review).await;
+    let review = review(
+        "MCPServer",
+        "v1beta1",
+        "mcpservers",
+        "CREATE",
+        Some(&fetch_server()),
+        None,
+    );
+    let (status, body) = post(
+        client,
+        server,
+        "/mutate-toolhive-stacklok-dev-v1beta1-mcpserver",
+        &review,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(body["response"]["allowed"], true);
-    assert_eq!(client.get(url(server, "/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(url(server, "/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -157,7 +205,8 @@ async fn malformed_input_gets_its_documented_status_and_the_server_keeps_serving
     check(&big, status, &body);
 
     // 10 MB, streamed without Content-Length: refused once the limit is crossed.
-    let chunks = futures::stream::iter((0..160).map(|_| Ok::<_, std::io::Error>(vec![b'['; 64 * 1024])));
+    let chunks =
+        futures::stream::iter((0..160).map(|_| Ok::<_, std::io::Error>(vec![b'['; 64 * 1024])));
     let response = client
         .post(url(&server, DEFAULT_PATH))
         .header("content-type", "application/json")
@@ -170,9 +219,18 @@ async fn malformed_input_gets_its_documented_status_and_the_server_keeps_serving
     }
 
     // 1,000-deep nesting inside the object: serde_json's recursion limit, not a stack overflow.
-    let mut review = review("MCPServer", "v1beta1", "mcpservers", "CREATE", Some(&fetch_server()), None);
+    let mut review = review(
+        "MCPServer",
+        "v1beta1",
+        "mcpservers",
+        "CREATE",
+        Some(&fetch_server()),
+        None,
+    );
     let nested = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
-    let text = serde_json::to_string(&review).unwrap().replace("\"docker.io/mcp/fetch\"", &nested);
+    let text = serde_json::to_string(&review)
+        .unwrap()
+        .replace("\"docker.io/mcp/fetch\"", &nested);
     let deep = Case {
         name: "1000-deep nesting".into(),
         status: 400,
@@ -203,10 +261,22 @@ async fn malformed_input_gets_its_documented_status_and_the_server_keeps_serving
     assert_eq!(status, 408, "{body}");
 
     still_serving(&client, &server).await;
-    let metrics = reqwest::get(metrics_url(&server, "/metrics")).await.unwrap().text().await.unwrap();
-    for reason in ["malformed", "too_large", "unsupported_media_type", "timeout"] {
+    let metrics = reqwest::get(metrics_url(&server, "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in [
+        "malformed",
+        "too_large",
+        "unsupported_media_type",
+        "timeout",
+    ] {
         assert!(
-            metrics.contains(&format!("mcp_operator_webhook_rejected_requests_total{{reason=\"{reason}\"}}")),
+            metrics.contains(&format!(
+                "mcp_operator_webhook_rejected_requests_total{{reason=\"{reason}\"}}"
+            )),
             "{reason} counted:\n{metrics}"
         );
     }
@@ -220,7 +290,9 @@ async fn stalled_body(pki: &Pki, server: &mcp_operator::webhook::RunningServer) 
     for cert in rustls_pemfile::certs(&mut pki.ca.cert_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from(HOST).unwrap();
@@ -247,6 +319,10 @@ async fn stalled_body(pki: &Pki, server: &mcp_operator::webhook::RunningServer) 
     })
     .await;
     let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, text)
 }

@@ -30,7 +30,10 @@ fn kubelet_swap(dir: &Path, pair: &ServingPair, stamp: usize) {
     std::fs::rename(&tmp, dir.join("..data")).unwrap();
     for file in ["tls.crt", "tls.key"] {
         let link = dir.join(file);
-        if std::fs::symlink_metadata(&link).map(|m| !m.file_type().is_symlink()).unwrap_or(true) {
+        if std::fs::symlink_metadata(&link)
+            .map(|m| !m.file_type().is_symlink())
+            .unwrap_or(true)
+        {
             let _ = std::fs::remove_file(&link);
             std::os::unix::fs::symlink(format!("..data/{file}"), &link).unwrap();
         }
@@ -41,7 +44,10 @@ fn kubelet_swap(dir: &Path, pair: &ServingPair, stamp: usize) {
 }
 
 fn fingerprint_of(pem: &str) -> String {
-    let der = rustls_pemfile::certs(&mut pem.as_bytes()).next().unwrap().unwrap();
+    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap();
     hex::encode(Sha256::digest(der.as_ref()))
 }
 
@@ -51,7 +57,9 @@ async fn served_fingerprint(pki: &Pki, server: &RunningServer) -> String {
     for cert in rustls_pemfile::certs(&mut pki.ca.cert_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
     let tls = connector
@@ -72,12 +80,22 @@ async fn reviews_never_fail_while_the_certificate_rotates_every_200ms() {
     let first = pki.issue();
     kubelet_swap(pki.dir.path(), &first, 0);
     let server = serve(&pki).await;
-    assert_eq!(server.certs.current().fingerprint, fingerprint_of(&first.cert_pem));
+    assert_eq!(
+        server.certs.current().fingerprint,
+        fingerprint_of(&first.cert_pem)
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
-    let review = review("MCPServer", "v1beta1", "mcpservers", "CREATE", Some(&fetch_server()), None);
+    let review = review(
+        "MCPServer",
+        "v1beta1",
+        "mcpservers",
+        "CREATE",
+        Some(&fetch_server()),
+        None,
+    );
     let mut loops = Vec::new();
     // Two keep-alive clients (connections that outlive many rotations) and one that opens a new
     // connection, and so does a handshake, for every request.
@@ -123,7 +141,10 @@ async fn reviews_never_fail_while_the_certificate_rotates_every_200ms() {
     let expected = fingerprint_of(&last.cert_pem);
     let deadline = Instant::now() + Duration::from_secs(3);
     while served_fingerprint(&pki, &server).await != expected {
-        assert!(Instant::now() < deadline, "new connections must see the newest certificate");
+        assert!(
+            Instant::now() < deadline,
+            "new connections must see the newest certificate"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -131,12 +152,25 @@ async fn reviews_never_fail_while_the_certificate_rotates_every_200ms() {
         l.await.unwrap();
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    eprintln!("{ok} reviews, {failed} failed, {} rotations, {} certificates seen by new connections", stamp - 1, seen.len());
+    eprintln!(
+        "{ok} reviews, {failed} failed, {} rotations, {} certificates seen by new connections",
+        stamp - 1,
+        seen.len()
+    );
     assert_eq!(failed, 0, "zero failed requests during rotation");
     assert!(ok > 100, "the load kept running ({ok})");
-    assert!(seen.len() > 5, "new connections saw the rotations ({})", seen.len());
+    assert!(
+        seen.len() > 5,
+        "new connections saw the rotations ({})",
+        seen.len()
+    );
 
-    let metrics = reqwest::get(metrics_url(&server, "/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(metrics_url(&server, "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let reloads: u64 = metrics
         .lines()
         .find(|l| l.starts_with("mcp_operator_webhook_cert_reloads_total{result=\"success\"}"))
@@ -159,7 +193,12 @@ async fn a_broken_pair_is_reported_and_the_last_good_one_kept() {
     let other = pki.issue();
     let mut attempts = 0;
     for (cert, key) in [
-        (None, Some("-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n".to_string())),
+        (
+            None,
+            Some(
+                "-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n".to_string(),
+            ),
+        ),
         (None, Some(other.key_pem.clone())),
         (Some(String::new()), None),
     ] {
@@ -171,11 +210,23 @@ async fn a_broken_pair_is_reported_and_the_last_good_one_kept() {
         }
         attempts += 1;
         wait().await;
-        assert_eq!(server.certs.current().fingerprint, good, "attempt {attempts}: the good pair is kept");
+        assert_eq!(
+            server.certs.current().fingerprint,
+            good,
+            "attempt {attempts}: the good pair is kept"
+        );
         assert_eq!(served_fingerprint(&pki, &server).await, good);
     }
-    let metrics = reqwest::get(metrics_url(&server, "/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("mcp_operator_webhook_cert_reloads_total{result=\"error\"} 3"), "{metrics}");
+    let metrics = reqwest::get(metrics_url(&server, "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mcp_operator_webhook_cert_reloads_total{result=\"error\"} 3"),
+        "{metrics}"
+    );
 
     // Files missing for a while (mid-swap): still serving the good pair.
     std::fs::remove_file(dir.join("tls.crt")).unwrap();
@@ -204,5 +255,8 @@ async fn the_server_refuses_to_start_without_a_usable_certificate() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("no usable serving certificate"), "{err}");
-    assert!(!err.contains("PRIVATE KEY"), "never echo key material: {err}");
+    assert!(
+        !err.contains("PRIVATE KEY"),
+        "never echo key material: {err}"
+    );
 }

@@ -51,7 +51,12 @@ pub fn check_env(f: &mut Findings, path: &Path, env: &[EnvVar]) -> HashSet<Strin
 
 /// Secret references: valid names and keys, target env names valid and unique, and not
 /// colliding with a plain env var (the container would get two values for one name).
-pub fn check_secrets(f: &mut Findings, path: &Path, secrets: &[SecretRef], env_names: &HashSet<String>) {
+pub fn check_secrets(
+    f: &mut Findings,
+    path: &Path,
+    secrets: &[SecretRef],
+    env_names: &HashSet<String>,
+) {
     let mut targets: HashMap<String, usize> = HashMap::new();
     for (i, s) in secrets.iter().enumerate() {
         let p = path.index(i);
@@ -64,7 +69,10 @@ pub fn check_secrets(f: &mut Findings, path: &Path, secrets: &[SecretRef], env_n
         let reasons = rules::env_var_name(&target);
         if !reasons.is_empty() {
             let why = if s.target_env_name.is_none() {
-                vec![format!("{} (the key is used as the environment variable name; set targetEnvName)", reasons[0])]
+                vec![format!(
+                    "{} (the key is used as the environment variable name; set targetEnvName)",
+                    reasons[0]
+                )]
             } else {
                 reasons
             };
@@ -93,8 +101,16 @@ pub fn check_volumes(f: &mut Findings, path: &Path, volumes: &[Volume]) {
     for (i, v) in volumes.iter().enumerate() {
         let p = path.index(i);
         f.rule(&p.child("name"), &v.name, rules::dns1123_label(&v.name));
-        f.rule(&p.child("hostPath"), &v.host_path, rules::absolute_path(&v.host_path));
-        f.rule(&p.child("mountPath"), &v.mount_path, rules::absolute_path(&v.mount_path));
+        f.rule(
+            &p.child("hostPath"),
+            &v.host_path,
+            rules::absolute_path(&v.host_path),
+        );
+        f.rule(
+            &p.child("mountPath"),
+            &v.mount_path,
+            rules::absolute_path(&v.mount_path),
+        );
         let clean = rules::clean_path(&v.mount_path);
         if let Some(first) = mounts.insert(clean, i) {
             f.error(FieldError::invalid(
@@ -121,7 +137,10 @@ pub fn check_resources(f: &mut Findings, path: &Path, r: &ResourceRequirements) 
     let empty = ResourceList::default();
     let limits = r.limits.as_ref().unwrap_or(&empty);
     let requests = r.requests.as_ref().unwrap_or(&empty);
-    for (name, lim, req) in [("cpu", &limits.cpu, &requests.cpu), ("memory", &limits.memory, &requests.memory)] {
+    for (name, lim, req) in [
+        ("cpu", &limits.cpu, &requests.cpu),
+        ("memory", &limits.memory, &requests.memory),
+    ] {
         let l = parse(f, path.child("limits").child(name), lim);
         let q = parse(f, path.child("requests").child(name), req);
         if let (Some(l), Some(q)) = (l, q) {
@@ -129,7 +148,10 @@ pub fn check_resources(f: &mut Findings, path: &Path, r: &ResourceRequirements) 
                 f.error(FieldError::invalid(
                     path.child("requests").child(name),
                     req.clone().unwrap_or_default(),
-                    format!("must be less than or equal to {name} limit of {}", lim.clone().unwrap_or_default()),
+                    format!(
+                        "must be less than or equal to {name} limit of {}",
+                        lim.clone().unwrap_or_default()
+                    ),
                 ));
             }
         }
@@ -141,7 +163,11 @@ pub fn check_permission_profile(f: &mut Findings, path: &Path, p: &PermissionPro
     match p.type_.as_str() {
         "builtin" => {
             if !BUILTIN_PROFILES.contains(&p.name.as_str()) {
-                f.error(FieldError::not_supported(path.child("name"), p.name.as_str(), BUILTIN_PROFILES));
+                f.error(FieldError::not_supported(
+                    path.child("name"),
+                    p.name.as_str(),
+                    BUILTIN_PROFILES,
+                ));
             }
             if p.key.is_some() {
                 f.warn(&path.child("key"), "ignored for a builtin profile");
@@ -151,7 +177,10 @@ pub fn check_permission_profile(f: &mut Findings, path: &Path, p: &PermissionPro
             check_object_name(f, &path.child("name"), &p.name);
             match &p.key {
                 Some(k) => f.rule(&path.child("key"), k, rules::config_map_key(k)),
-                None => f.error(FieldError::required(path.child("key"), "the ConfigMap key holding the profile")),
+                None => f.error(FieldError::required(
+                    path.child("key"),
+                    "the ConfigMap key holding the profile",
+                )),
             }
         }
         _ => {} // the schema's enum already refused it
@@ -168,7 +197,11 @@ pub fn check_tools(f: &mut Findings, path: &Path, tools: &[String]) {
             continue;
         }
         if t.contains([',', '\n', '\r']) {
-            f.error(FieldError::invalid(p.clone(), t.as_str(), "must not contain commas or line breaks"));
+            f.error(FieldError::invalid(
+                p.clone(),
+                t.as_str(),
+                "must not contain commas or line breaks",
+            ));
         }
         if seen.insert(t.as_str(), i).is_some() {
             f.error(FieldError::duplicate(p, t.as_str()));
@@ -177,7 +210,12 @@ pub fn check_tools(f: &mut Findings, path: &Path, tools: &[String]) {
 }
 
 /// A free-form field must decode as the Kubernetes type it stands for; errors name the inner path.
-pub fn check_decodes<T: DeserializeOwned>(f: &mut Findings, path: &Path, value: &Value, what: &str) -> Option<T> {
+pub fn check_decodes<T: DeserializeOwned>(
+    f: &mut Findings,
+    path: &Path,
+    value: &Value,
+    what: &str,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -187,14 +225,21 @@ pub fn check_decodes<T: DeserializeOwned>(f: &mut Findings, path: &Path, value: 
             } else {
                 Path::root(&format!("{path}.{inner}"))
             };
-            f.error(FieldError::invalid(p, Value::Null, format!("not a valid {what}: {}", e.inner())).without_value());
+            f.error(
+                FieldError::invalid(p, Value::Null, format!("not a valid {what}: {}", e.inner()))
+                    .without_value(),
+            );
             None
         }
     }
 }
 
 /// Labels and annotations on overrides must be valid metadata.
-pub fn check_metadata_maps(f: &mut Findings, path: &Path, labels: Option<&BTreeMap<String, String>>) {
+pub fn check_metadata_maps(
+    f: &mut Findings,
+    path: &Path,
+    labels: Option<&BTreeMap<String, String>>,
+) {
     for (k, v) in labels.into_iter().flatten() {
         if !is_qualified_name(k) {
             f.error(FieldError::invalid(
@@ -217,7 +262,8 @@ fn is_label_value(v: &str) -> bool {
     let b = v.as_bytes();
     b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 fn is_qualified_name(k: &str) -> bool {

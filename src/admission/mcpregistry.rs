@@ -28,12 +28,16 @@ pub fn validate_v1beta1(obj: &v1beta1::MCPRegistry, f: &mut Findings) {
     let s = &obj.spec;
     let spec = Path::root("spec");
     let pgpass = s.pgpass_secret_ref.is_some();
-    let template = s
-        .pod_template_spec
-        .as_ref()
-        .and_then(|p| check_decodes::<PodTemplateSpec>(f, &spec.child("podTemplateSpec"), p, "PodTemplateSpec"));
+    let template = s.pod_template_spec.as_ref().and_then(|p| {
+        check_decodes::<PodTemplateSpec>(f, &spec.child("podTemplateSpec"), p, "PodTemplateSpec")
+    });
     let volumes = decode_list::<Volume>(f, &spec.child("volumes"), s.volumes.as_deref(), "Volume");
-    let mounts = decode_list::<VolumeMount>(f, &spec.child("volumeMounts"), s.volume_mounts.as_deref(), "VolumeMount");
+    let mounts = decode_list::<VolumeMount>(
+        f,
+        &spec.child("volumeMounts"),
+        s.volume_mounts.as_deref(),
+        "VolumeMount",
+    );
     check_reserved_volumes(f, &volumes, template.as_ref(), pgpass);
     check_mounts(f, &mounts, &volumes, template.as_ref(), pgpass);
     if let Some(p) = &s.pgpass_secret_ref {
@@ -51,26 +55,57 @@ pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
         check_decodes::<PodTemplateSpec>(f, &spec.child("podTemplateSpec"), pts, "PodTemplateSpec");
     }
     let Some(src) = &s.source else {
-        if !obj.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(crate::api::STASH_REGISTRY_CONFIG)) {
-            f.error(FieldError::required(spec.child("source"), "where the registry data comes from"));
+        if !obj
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(crate::api::STASH_REGISTRY_CONFIG))
+        {
+            f.error(FieldError::required(
+                spec.child("source"),
+                "where the registry data comes from",
+            ));
         }
         return;
     };
     let p = spec.child("source");
-    let pairs = [("configmap", "configMapRef", src.config_map_ref.is_some()), ("git", "git", src.git.is_some()), ("api", "api", src.api.is_some())];
+    let pairs = [
+        ("configmap", "configMapRef", src.config_map_ref.is_some()),
+        ("git", "git", src.git.is_some()),
+        ("api", "api", src.api.is_some()),
+    ];
     for (ty, field, present) in pairs {
         if src.type_ == ty && !present {
-            f.error(FieldError::required(p.child(field), format!("required when type is {ty:?}")));
+            f.error(FieldError::required(
+                p.child(field),
+                format!("required when type is {ty:?}"),
+            ));
         } else if src.type_ != ty && present {
-            f.error(FieldError::forbidden(p.child(field), format!("may only be set when type is {ty:?}")));
+            f.error(FieldError::forbidden(
+                p.child(field),
+                format!("may only be set when type is {ty:?}"),
+            ));
         }
     }
     if let Some(cm) = &src.config_map_ref {
-        check_object_name(f, &p.child("configMapRef.name"), cm.name.as_deref().unwrap_or_default());
-        f.rule(&p.child("configMapRef.key"), &cm.key, rules::config_map_key(&cm.key));
+        check_object_name(
+            f,
+            &p.child("configMapRef.name"),
+            cm.name.as_deref().unwrap_or_default(),
+        );
+        f.rule(
+            &p.child("configMapRef.key"),
+            &cm.key,
+            rules::config_map_key(&cm.key),
+        );
     }
     if let Some(g) = &src.git {
-        if [&g.branch, &g.tag, &g.commit].iter().filter(|x| x.is_some()).count() > 1 {
+        if [&g.branch, &g.tag, &g.commit]
+            .iter()
+            .filter(|x| x.is_some())
+            .count()
+            > 1
+        {
             f.warn(&p.child("git"), "more than one of branch, tag and commit is set: the first of branch, tag, commit wins");
         }
     }
@@ -80,7 +115,12 @@ pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
     }
 }
 
-fn decode_list<T: serde::de::DeserializeOwned>(f: &mut Findings, path: &Path, items: Option<&[Value]>, what: &str) -> Vec<T> {
+fn decode_list<T: serde::de::DeserializeOwned>(
+    f: &mut Findings,
+    path: &Path,
+    items: Option<&[Value]>,
+    what: &str,
+) -> Vec<T> {
     items
         .unwrap_or_default()
         .iter()
@@ -90,7 +130,11 @@ fn decode_list<T: serde::de::DeserializeOwned>(f: &mut Findings, path: &Path, it
 }
 
 fn template_volumes(t: Option<&PodTemplateSpec>) -> Vec<&Volume> {
-    t.and_then(|t| t.spec.as_ref()).and_then(|s| s.volumes.as_ref()).into_iter().flatten().collect()
+    t.and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 fn api_container_mounts(t: Option<&PodTemplateSpec>) -> Vec<&VolumeMount> {
@@ -102,7 +146,12 @@ fn api_container_mounts(t: Option<&PodTemplateSpec>) -> Vec<&VolumeMount> {
         .collect()
 }
 
-fn check_reserved_volumes(f: &mut Findings, volumes: &[Volume], t: Option<&PodTemplateSpec>, pgpass: bool) {
+fn check_reserved_volumes(
+    f: &mut Findings,
+    volumes: &[Volume],
+    t: Option<&PodTemplateSpec>,
+    pgpass: bool,
+) {
     let mut reserved = vec![CONFIG_VOLUME];
     if pgpass {
         reserved.extend(PGPASS_VOLUMES);
@@ -127,14 +176,28 @@ fn check_reserved_volumes(f: &mut Findings, volumes: &[Volume], t: Option<&PodTe
     }
 }
 
-fn check_mounts(f: &mut Findings, mounts: &[VolumeMount], volumes: &[Volume], t: Option<&PodTemplateSpec>, pgpass: bool) {
+fn check_mounts(
+    f: &mut Findings,
+    mounts: &[VolumeMount],
+    volumes: &[Volume],
+    t: Option<&PodTemplateSpec>,
+    pgpass: bool,
+) {
     let mut taken: HashMap<String, String> = HashMap::new();
-    taken.insert(rules::clean_path(CONFIG_MOUNT), "the operator's config mount".into());
+    taken.insert(
+        rules::clean_path(CONFIG_MOUNT),
+        "the operator's config mount".into(),
+    );
     if pgpass {
-        taken.insert(rules::clean_path(PGPASS_MOUNT), "the operator's pgpass mount".into());
+        taken.insert(
+            rules::clean_path(PGPASS_MOUNT),
+            "the operator's pgpass mount".into(),
+        );
     }
     for m in api_container_mounts(t) {
-        taken.entry(rules::clean_path(&m.mount_path)).or_insert_with(|| "the pod template's registry-api container".into());
+        taken
+            .entry(rules::clean_path(&m.mount_path))
+            .or_insert_with(|| "the pod template's registry-api container".into());
     }
     let declared: HashSet<&str> = volumes
         .iter()
@@ -143,7 +206,11 @@ fn check_mounts(f: &mut Findings, mounts: &[VolumeMount], volumes: &[Volume], t:
         .collect();
     for (i, m) in mounts.iter().enumerate() {
         let p = Path::root("spec.volumeMounts").index(i);
-        f.rule(&p.child("mountPath"), &m.mount_path, rules::absolute_path(&m.mount_path));
+        f.rule(
+            &p.child("mountPath"),
+            &m.mount_path,
+            rules::absolute_path(&m.mount_path),
+        );
         let clean = rules::clean_path(&m.mount_path);
         if let Some(owner) = taken.get(&clean) {
             f.error(FieldError::invalid(
@@ -163,16 +230,28 @@ fn check_mounts(f: &mut Findings, mounts: &[VolumeMount], volumes: &[Volume], t:
 fn check_pgpass(f: &mut Findings, p: &v1beta1::PgpassSecretRef, t: Option<&PodTemplateSpec>) {
     let path = Path::root("spec.pgpassSecretRef");
     match p.name.as_deref() {
-        None | Some("") => f.error(FieldError::required(path.child("name"), "the Secret holding the pgpass file")),
+        None | Some("") => f.error(FieldError::required(
+            path.child("name"),
+            "the Secret holding the pgpass file",
+        )),
         Some(n) => check_object_name(f, &path.child("name"), n),
     }
     if p.key.is_empty() {
-        f.error(FieldError::required(path.child("key"), "the key of the pgpass file in the Secret"));
+        f.error(FieldError::required(
+            path.child("key"),
+            "the key of the pgpass file in the Secret",
+        ));
     } else {
         f.rule(&path.child("key"), &p.key, rules::config_map_key(&p.key));
     }
-    let inits = t.and_then(|t| t.spec.as_ref()).and_then(|s| s.init_containers.as_ref());
-    if inits.into_iter().flatten().any(|c| c.name == PGPASS_INIT_CONTAINER) {
+    let inits = t
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.init_containers.as_ref());
+    if inits
+        .into_iter()
+        .flatten()
+        .any(|c| c.name == PGPASS_INIT_CONTAINER)
+    {
         f.error(FieldError::invalid(
             "spec.podTemplateSpec.spec.initContainers",
             PGPASS_INIT_CONTAINER,
@@ -187,14 +266,24 @@ fn parse_config(f: &mut Findings, text: &str) -> Option<Value> {
     let value: Value = match crate::manifest::parse_yaml_value(text) {
         Ok(v) => v,
         Err(why) => {
-            f.error(FieldError::invalid(path, Value::Null, format!("not valid YAML: {why}")).without_value());
+            f.error(
+                FieldError::invalid(path, Value::Null, format!("not valid YAML: {why}"))
+                    .without_value(),
+            );
             return None;
         }
     };
     let validator = match &*VALIDATOR {
         Ok(v) => v,
         Err(why) => {
-            f.error(FieldError::invalid(path, Value::Null, format!("internal error: the registry config schema does not load: {why}")).without_value());
+            f.error(
+                FieldError::invalid(
+                    path,
+                    Value::Null,
+                    format!("internal error: the registry config schema does not load: {why}"),
+                )
+                .without_value(),
+            );
             return None;
         }
     };
@@ -202,7 +291,9 @@ fn parse_config(f: &mut Findings, text: &str) -> Option<Value> {
     for e in validator.iter_errors(&value) {
         ok = false;
         let at = yaml_pointer(&e.instance_path().to_string());
-        f.error(FieldError::invalid(path.clone(), Value::Null, format!("{at}: {e}")).without_value());
+        f.error(
+            FieldError::invalid(path.clone(), Value::Null, format!("{at}: {e}")).without_value(),
+        );
     }
     ok.then_some(value)
 }
@@ -231,15 +322,32 @@ fn yaml_pointer(pointer: &str) -> String {
 fn check_config_references(f: &mut Findings, config: &Value, mounts: &[VolumeMount]) {
     let path = Path::root("spec.configYAML");
     let empty = Vec::new();
-    let sources = config.get("sources").and_then(Value::as_array).unwrap_or(&empty);
+    let sources = config
+        .get("sources")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, s) in sources.iter().enumerate() {
         let name = s.get("name").and_then(Value::as_str).unwrap_or_default();
         if let Some(first) = names.insert(name, i) {
-            f.error(FieldError::invalid(path.clone(), Value::Null, format!("sources[{i}].name: {name:?} duplicates sources[{first}].name")).without_value());
+            f.error(
+                FieldError::invalid(
+                    path.clone(),
+                    Value::Null,
+                    format!("sources[{i}].name: {name:?} duplicates sources[{first}].name"),
+                )
+                .without_value(),
+            );
         }
-        if let Some(file) = s.get("file").and_then(|x| x.get("path")).and_then(Value::as_str) {
-            if !mounts.iter().any(|m| rules::path_within(file, &m.mount_path)) {
+        if let Some(file) = s
+            .get("file")
+            .and_then(|x| x.get("path"))
+            .and_then(Value::as_str)
+        {
+            if !mounts
+                .iter()
+                .any(|m| rules::path_within(file, &m.mount_path))
+            {
                 let known: Vec<&str> = mounts.iter().map(|m| m.mount_path.as_str()).collect();
                 f.error(
                     FieldError::invalid(
@@ -255,14 +363,30 @@ fn check_config_references(f: &mut Findings, config: &Value, mounts: &[VolumeMou
             }
         }
     }
-    let registries = config.get("registries").and_then(Value::as_array).unwrap_or(&empty);
+    let registries = config
+        .get("registries")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     let mut reg_names: HashMap<&str, usize> = HashMap::new();
     for (i, r) in registries.iter().enumerate() {
         let rname = r.get("name").and_then(Value::as_str).unwrap_or_default();
         if let Some(first) = reg_names.insert(rname, i) {
-            f.error(FieldError::invalid(path.clone(), Value::Null, format!("registries[{i}].name: {rname:?} duplicates registries[{first}].name")).without_value());
+            f.error(
+                FieldError::invalid(
+                    path.clone(),
+                    Value::Null,
+                    format!("registries[{i}].name: {rname:?} duplicates registries[{first}].name"),
+                )
+                .without_value(),
+            );
         }
-        for (j, src) in r.get("sources").and_then(Value::as_array).unwrap_or(&empty).iter().enumerate() {
+        for (j, src) in r
+            .get("sources")
+            .and_then(Value::as_array)
+            .unwrap_or(&empty)
+            .iter()
+            .enumerate()
+        {
             let src = src.as_str().unwrap_or_default();
             if !names.contains_key(src) {
                 let mut known: Vec<&str> = names.keys().copied().collect();
@@ -271,7 +395,10 @@ fn check_config_references(f: &mut Findings, config: &Value, mounts: &[VolumeMou
                     FieldError::invalid(
                         path.clone(),
                         Value::Null,
-                        format!("registries[{i}].sources[{j}]: unknown source {src:?}; sources are: {}", known.join(", ")),
+                        format!(
+                            "registries[{i}].sources[{j}]: unknown source {src:?}; sources are: {}",
+                            known.join(", ")
+                        ),
                     )
                     .without_value(),
                 );

@@ -86,7 +86,10 @@ pub fn validate_v1alpha1(name: &str, obj: &v1alpha1::MCPServer, raw: &Value, f: 
     let spec = Path::root("spec");
     if let Some(g) = &s.group_ref {
         check_object_name(f, &spec.child("groupRef"), g);
-        f.warn(&spec.child("groupRef"), "deprecated: v1beta1 takes an object, groupRef: {name: ...}");
+        f.warn(
+            &spec.child("groupRef"),
+            "deprecated: v1beta1 takes an object, groupRef: {name: ...}",
+        );
     }
     if s.port.is_some() {
         f.warn(&spec.child("port"), "deprecated: use spec.proxyPort");
@@ -100,7 +103,12 @@ pub fn validate_v1alpha1(name: &str, obj: &v1alpha1::MCPServer, raw: &Value, f: 
             "deprecated: v1beta1 references a shared MCPOIDCConfig through spec.oidcConfigRef; create one with the same settings",
         );
     }
-    if let Some(secret) = s.oidc_config.as_ref().and_then(|o| o.inline.as_ref()).and_then(|i| i.client_secret.as_ref()) {
+    if let Some(secret) = s
+        .oidc_config
+        .as_ref()
+        .and_then(|o| o.inline.as_ref())
+        .and_then(|i| i.client_secret.as_ref())
+    {
         let _ = secret; // never echo a secret, not even in a warning
         f.warn(
             &spec.child("oidcConfig.inline.clientSecret"),
@@ -124,7 +132,11 @@ fn check_common(name: &str, c: &Common<'_>, raw: &Value, f: &mut Findings) {
             format!("must be no more than {MAX_NAME_LEN} characters: the Service is named mcp-<name>-proxy"),
         ));
     } else if !name.is_empty() {
-        f.rule(&Path::root("metadata.name"), name, rules::dns1123_label(name));
+        f.rule(
+            &Path::root("metadata.name"),
+            name,
+            rules::dns1123_label(name),
+        );
     }
     check_image(f, &spec.child("image"), c.image);
     check_transport(c, raw, f);
@@ -154,7 +166,10 @@ fn check_common(name: &str, c: &Common<'_>, raw: &Value, f: &mut Findings) {
     }
     if let Some(cmd) = c.command {
         if cmd.first().is_none_or(|c| c.trim().is_empty()) {
-            f.error(FieldError::required(spec.child("command[0]"), "the executable to run"));
+            f.error(FieldError::required(
+                spec.child("command[0]"),
+                "the executable to run",
+            ));
         }
     }
     if let Some(pts) = c.pod_template_spec {
@@ -169,7 +184,11 @@ fn check_common(name: &str, c: &Common<'_>, raw: &Value, f: &mut Findings) {
 fn check_transport(c: &Common<'_>, raw: &Value, f: &mut Findings) {
     let spec = Path::root("spec");
     let raw_spec = raw.get("spec");
-    let set = |field: &str| raw_spec.and_then(|s| s.get(field)).is_some_and(|v| !v.is_null());
+    let set = |field: &str| {
+        raw_spec
+            .and_then(|s| s.get(field))
+            .is_some_and(|v| !v.is_null())
+    };
     if c.transport == "stdio" {
         if c.mcp_port.is_some() {
             f.warn(
@@ -184,17 +203,25 @@ fn check_transport(c: &Common<'_>, raw: &Value, f: &mut Findings) {
             );
         }
     } else {
-        let mode = raw_spec.and_then(|s| s.get("proxyMode")).and_then(Value::as_str);
+        let mode = raw_spec
+            .and_then(|s| s.get("proxyMode"))
+            .and_then(Value::as_str);
         if let Some(mode) = mode.filter(|m| *m != c.transport) {
             f.warn(
                 &spec.child("proxyMode"),
-                format!("ignored for transport {}: clients are served {} (was {mode:?})", c.transport, c.transport),
+                format!(
+                    "ignored for transport {}: clients are served {} (was {mode:?})",
+                    c.transport, c.transport
+                ),
             );
         }
         if !set("mcpPort") && !set("targetPort") {
             f.warn(
                 &spec.child("mcpPort"),
-                format!("not set for transport {}: the server is expected on port 8080", c.transport),
+                format!(
+                    "not set for transport {}: the server is expected on port 8080",
+                    c.transport
+                ),
             );
         }
     }
@@ -206,7 +233,11 @@ fn check_overrides(f: &mut Findings, path: &Path, o: &ResourceOverrides) {
         check_metadata_maps(f, &p.child("labels"), d.labels.as_ref());
         check_env(f, &p.child("env"), d.env.as_deref().unwrap_or_default());
         if let Some(m) = &d.pod_template_metadata_overrides {
-            check_metadata_maps(f, &p.child("podTemplateMetadataOverrides.labels"), m.labels.as_ref());
+            check_metadata_maps(
+                f,
+                &p.child("podTemplateMetadataOverrides.labels"),
+                m.labels.as_ref(),
+            );
         }
     }
     if let Some(s) = &o.proxy_service {

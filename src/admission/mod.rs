@@ -82,9 +82,15 @@ pub struct Reference {
 pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict, AdmitError> {
     let (version, kind) = type_of(obj)?;
     if matches!(op, Operation::Delete | Operation::Connect) {
-        return Ok(Verdict { defaulted: obj.clone(), warnings: Vec::new(), errors: FieldErrors::default() });
+        return Ok(Verdict {
+            defaulted: obj.clone(),
+            warnings: Vec::new(),
+            errors: FieldErrors::default(),
+        });
     }
-    let rules = SCHEMAS.get(&(version, kind)).ok_or_else(|| not_served(obj))?;
+    let rules = SCHEMAS
+        .get(&(version, kind))
+        .ok_or_else(|| not_served(obj))?;
     let mut pruned = obj.clone();
     schema::prune_nulls(&rules.schema, &mut pruned);
     let defaulted = kube_cel::apply_defaults(&rules.schema, &pruned);
@@ -97,13 +103,27 @@ pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict,
     let mut findings = Findings::default();
     check_semantics(version, kind, obj, &defaulted, &mut findings);
     if !errors.is_empty() {
-        findings.errors.0.retain(|e| !e.field.starts_with("<object>"));
+        findings
+            .errors
+            .0
+            .retain(|e| !e.field.starts_with("<object>"));
     }
     errors.extend(findings.errors);
     if version == "v1alpha1" {
-        findings.warnings.insert(0, format!("{}/{version} {kind} is deprecated; use {}/v1beta1 {kind}", api::GROUP, api::GROUP));
+        findings.warnings.insert(
+            0,
+            format!(
+                "{}/{version} {kind} is deprecated; use {}/v1beta1 {kind}",
+                api::GROUP,
+                api::GROUP
+            ),
+        );
     }
-    Ok(Verdict { defaulted, warnings: findings.warnings, errors })
+    Ok(Verdict {
+        defaulted,
+        warnings: findings.warnings,
+        errors,
+    })
 }
 
 /// The same-namespace objects a spec points at (Secrets, ConfigMaps, MCPToolConfig, MCPGroup).
@@ -151,23 +171,43 @@ fn type_of(obj: &Value) -> Result<(&'static str, &'static str), AdmitError> {
 }
 
 fn not_served(obj: &Value) -> AdmitError {
-    let field = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    AdmitError::NotServed { api_version: field("apiVersion"), kind: field("kind") }
+    let field = |k: &str| {
+        obj.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    AdmitError::NotServed {
+        api_version: field("apiVersion"),
+        kind: field("kind"),
+    }
 }
 
 /// Names of our objects become parts of child names and DNS labels.
 fn check_name(obj: &Value, errors: &mut FieldErrors) {
     let meta = obj.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default();
-    let generate = meta.and_then(|m| m.get("generateName")).and_then(Value::as_str).unwrap_or_default();
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let generate = meta
+        .and_then(|m| m.get("generateName"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if name.is_empty() && generate.is_empty() {
-        errors.push(FieldError::required("metadata.name", "name or generateName is required"));
+        errors.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
     } else if !name.is_empty() {
         for why in rules::dns1123_subdomain(name) {
             errors.push(FieldError::invalid("metadata.name", name, why));
         }
     }
-    if let Some(ns) = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str) {
+    if let Some(ns) = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+    {
         for why in rules::dns1123_label(ns) {
             errors.push(FieldError::invalid("metadata.namespace", ns, why));
         }
@@ -190,9 +230,13 @@ fn check_structure(schema: &Value, obj: &Value, errors: &mut FieldErrors) {
         }
     }
     for key in obj.as_object().into_iter().flat_map(|m| m.keys()) {
-        let known = matches!(key.as_str(), "apiVersion" | "kind" | "metadata") || props.is_some_and(|p| p.contains_key(key));
+        let known = matches!(key.as_str(), "apiVersion" | "kind" | "metadata")
+            || props.is_some_and(|p| p.contains_key(key));
         if !known {
-            errors.push(FieldError::forbidden(key.as_str(), format!("unknown field {key:?}")));
+            errors.push(FieldError::forbidden(
+                key.as_str(),
+                format!("unknown field {key:?}"),
+            ));
         }
     }
 }
@@ -202,7 +246,11 @@ fn check_cel(rules: &KindRules, obj: &Value, old: Option<&Value>, errors: &mut F
     let validator = kube_cel::Validator::new();
     if let Err(failures) = validator.validate_compiled(&rules.cel, obj, old) {
         for f in failures.iter() {
-            let field = if f.field_path.is_empty() { "<root>".to_string() } else { f.field_path.clone() };
+            let field = if f.field_path.is_empty() {
+                "<root>".to_string()
+            } else {
+                f.field_path.clone()
+            };
             errors.push(FieldError::invalid(field, Value::Null, f.message.clone()).without_value());
         }
     }
@@ -214,7 +262,10 @@ fn decode<T: DeserializeOwned>(obj: &Value, f: &mut Findings) -> Option<T> {
 }
 
 fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f: &mut Findings) {
-    let name = defaulted.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = defaulted
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     match (version, kind) {
         ("v1beta1", "MCPServer") => {
             if let Some(o) = decode::<v1beta1::MCPServer>(defaulted, f) {
@@ -253,7 +304,10 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
         }
         ("v1alpha1", "MCPToolConfig") => {
             if let Some(o) = decode::<v1alpha1::MCPToolConfig>(defaulted, f) {
-                let spec = v1beta1::MCPToolConfigSpec { tools_filter: o.spec.tools_filter, tools_override: o.spec.tools_override };
+                let spec = v1beta1::MCPToolConfigSpec {
+                    tools_filter: o.spec.tools_filter,
+                    tools_override: o.spec.tools_override,
+                };
                 others::validate_tool_config(&spec, f);
             }
         }

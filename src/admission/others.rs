@@ -10,13 +10,28 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub fn validate_remote_proxy_v1beta1(obj: &v1beta1::MCPRemoteProxy, f: &mut Findings) {
     let s = &obj.spec;
     let spec = Path::root("spec");
-    check_remote_url(f, &spec.child("remoteUrl"), &s.remote_url, s.allow_private_endpoint.unwrap_or(false));
-    check_proxy_common(f, s.header_forward.as_ref(), s.resources.as_ref(), s.tool_config_ref.as_ref().map(|r| r.name.as_str()));
+    check_remote_url(
+        f,
+        &spec.child("remoteUrl"),
+        &s.remote_url,
+        s.allow_private_endpoint.unwrap_or(false),
+    );
+    check_proxy_common(
+        f,
+        s.header_forward.as_ref(),
+        s.resources.as_ref(),
+        s.tool_config_ref.as_ref().map(|r| r.name.as_str()),
+    );
     if let Some(g) = &s.group_ref {
         check_object_name(f, &spec.child("groupRef.name"), &g.name);
     }
     if let Some(pts) = &s.pod_template_spec {
-        check_decodes::<k8s_openapi::api::core::v1::PodTemplateSpec>(f, &spec.child("podTemplateSpec"), pts, "PodTemplateSpec");
+        check_decodes::<k8s_openapi::api::core::v1::PodTemplateSpec>(
+            f,
+            &spec.child("podTemplateSpec"),
+            pts,
+            "PodTemplateSpec",
+        );
     }
 }
 
@@ -24,7 +39,12 @@ pub fn validate_remote_proxy_v1alpha1(obj: &v1alpha1::MCPRemoteProxy, f: &mut Fi
     let s = &obj.spec;
     let spec = Path::root("spec");
     check_remote_url(f, &spec.child("remoteURL"), &s.remote_url, false);
-    check_proxy_common(f, s.header_forward.as_ref(), s.resources.as_ref(), s.tool_config_ref.as_ref().map(|r| r.name.as_str()));
+    check_proxy_common(
+        f,
+        s.header_forward.as_ref(),
+        s.resources.as_ref(),
+        s.tool_config_ref.as_ref().map(|r| r.name.as_str()),
+    );
     if let Some(g) = &s.group_ref {
         check_object_name(f, &spec.child("groupRef"), g);
     }
@@ -32,14 +52,22 @@ pub fn validate_remote_proxy_v1alpha1(obj: &v1alpha1::MCPRemoteProxy, f: &mut Fi
         f.warn(&spec.child("port"), "deprecated: use spec.proxyPort");
     }
     if s.oidc_config.is_some() {
-        f.warn(&spec.child("oidcConfig"), "deprecated: v1beta1 references a shared MCPOIDCConfig through spec.oidcConfigRef");
+        f.warn(
+            &spec.child("oidcConfig"),
+            "deprecated: v1beta1 references a shared MCPOIDCConfig through spec.oidcConfigRef",
+        );
     }
     if s.telemetry.is_some() {
         f.warn(&spec.child("telemetry"), "deprecated: v1beta1 references a shared MCPTelemetryConfig through spec.telemetryConfigRef");
     }
 }
 
-fn check_proxy_common(f: &mut Findings, headers: Option<&HeaderForward>, resources: Option<&crate::api::shared::ResourceRequirements>, tool_config: Option<&str>) {
+fn check_proxy_common(
+    f: &mut Findings,
+    headers: Option<&HeaderForward>,
+    resources: Option<&crate::api::shared::ResourceRequirements>,
+    tool_config: Option<&str>,
+) {
     let spec = Path::root("spec");
     if let Some(r) = resources {
         check_resources(f, &spec.child("resources"), r);
@@ -51,52 +79,100 @@ fn check_proxy_common(f: &mut Findings, headers: Option<&HeaderForward>, resourc
     let p = spec.child("headerForward");
     for k in h.add_plaintext_headers.iter().flatten().map(|(k, _)| k) {
         if !is_http_token(k) {
-            f.error(FieldError::invalid(p.child("addPlaintextHeaders").key(k), k.as_str(), "not a valid HTTP header name"));
+            f.error(FieldError::invalid(
+                p.child("addPlaintextHeaders").key(k),
+                k.as_str(),
+                "not a valid HTTP header name",
+            ));
         }
     }
     for (i, s) in h.add_headers_from_secret.iter().flatten().enumerate() {
         let ip = p.child("addHeadersFromSecret").index(i);
         if !is_http_token(&s.header_name) {
-            f.error(FieldError::invalid(ip.child("headerName"), s.header_name.as_str(), "not a valid HTTP header name"));
+            f.error(FieldError::invalid(
+                ip.child("headerName"),
+                s.header_name.as_str(),
+                "not a valid HTTP header name",
+            ));
         }
-        check_object_name(f, &ip.child("valueSecretRef.name"), &s.value_secret_ref.name);
-        f.rule(&ip.child("valueSecretRef.key"), &s.value_secret_ref.key, super::rules::config_map_key(&s.value_secret_ref.key));
+        check_object_name(
+            f,
+            &ip.child("valueSecretRef.name"),
+            &s.value_secret_ref.name,
+        );
+        f.rule(
+            &ip.child("valueSecretRef.key"),
+            &s.value_secret_ref.key,
+            super::rules::config_map_key(&s.value_secret_ref.key),
+        );
     }
 }
 
 fn is_http_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
 }
 
 /// Refuses URLs that point at the node, the cloud metadata service or the API server itself,
 /// and private addresses unless the user opted in. No DNS lookups: names are judged as written.
 pub fn check_remote_url(f: &mut Findings, path: &Path, url: &str, allow_private: bool) {
     let Some(host) = url_host(url) else {
-        f.error(FieldError::invalid(path.clone(), url, "must be an http:// or https:// URL with a host"));
+        f.error(FieldError::invalid(
+            path.clone(),
+            url,
+            "must be an http:// or https:// URL with a host",
+        ));
         return;
     };
     let host_l = host.to_ascii_lowercase();
-    let always_blocked_names = ["localhost", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "metadata.google.internal"];
-    let blocked_name = always_blocked_names.iter().any(|n| host_l == *n || host_l.ends_with(&format!(".{n}")) && *n != "kubernetes.default");
+    let always_blocked_names = [
+        "localhost",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "metadata.google.internal",
+    ];
+    let blocked_name = always_blocked_names
+        .iter()
+        .any(|n| host_l == *n || host_l.ends_with(&format!(".{n}")) && *n != "kubernetes.default");
     if blocked_name || host_l.ends_with(".localhost") {
-        f.error(FieldError::forbidden(path.clone(), format!("host {host:?} is not allowed: it points at the cluster or node itself")));
+        f.error(FieldError::forbidden(
+            path.clone(),
+            format!("host {host:?} is not allowed: it points at the cluster or node itself"),
+        ));
         return;
     }
-    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         if is_always_blocked(ip) {
-            f.error(FieldError::forbidden(path.clone(), format!("address {ip} is loopback, link-local or unspecified")));
+            f.error(FieldError::forbidden(
+                path.clone(),
+                format!("address {ip} is loopback, link-local or unspecified"),
+            ));
         } else if is_private(ip) && !allow_private {
-            f.error(FieldError::forbidden(path.clone(), format!("address {ip} is private; set spec.allowPrivateEndpoint to allow it")));
+            f.error(FieldError::forbidden(
+                path.clone(),
+                format!("address {ip} is private; set spec.allowPrivateEndpoint to allow it"),
+            ));
         }
         return;
     }
     if host_l.ends_with(".cluster.local") && !allow_private {
-        f.error(FieldError::forbidden(path.clone(), "in-cluster hosts need spec.allowPrivateEndpoint"));
+        f.error(FieldError::forbidden(
+            path.clone(),
+            "in-cluster hosts need spec.allowPrivateEndpoint",
+        ));
     }
 }
 
 fn url_host(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = if host_port.starts_with('[') {
@@ -110,14 +186,25 @@ fn url_host(url: &str) -> Option<String> {
 fn is_always_blocked(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.octets()[0] == 0,
-        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80 || v6.to_ipv4_mapped().is_some_and(|m| is_always_blocked(IpAddr::V4(m))),
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|m| is_always_blocked(IpAddr::V4(m)))
+        }
     }
 }
 
 fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_private() || v4 == Ipv4Addr::BROADCAST,
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00 || v6 == Ipv6Addr::UNSPECIFIED || v6.to_ipv4_mapped().is_some_and(|m| m.is_private()),
+        IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xfe00) == 0xfc00
+                || v6 == Ipv6Addr::UNSPECIFIED
+                || v6.to_ipv4_mapped().is_some_and(|m| m.is_private())
+        }
     }
 }
 
@@ -130,14 +217,25 @@ pub fn validate_tool_config(spec: &MCPToolConfigSpec, f: &mut Findings) {
     for (name, o) in spec.tools_override.iter().flatten() {
         let p = path.child("toolsOverride").key(name);
         if name.trim().is_empty() {
-            f.error(FieldError::required(p.clone(), "tool names must not be empty"));
+            f.error(FieldError::required(
+                p.clone(),
+                "tool names must not be empty",
+            ));
         }
         let new = o.name.as_deref().unwrap_or(name);
         if o.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-            f.error(FieldError::invalid(p.child("name"), "", "must not be empty; leave it out to keep the tool's name"));
+            f.error(FieldError::invalid(
+                p.child("name"),
+                "",
+                "must not be empty; leave it out to keep the tool's name",
+            ));
         }
         if let Some(other) = exposed.insert(new, name) {
-            f.error(FieldError::invalid(p.child("name"), new, format!("two tools would be served as {new:?} (also {other:?})")));
+            f.error(FieldError::invalid(
+                p.child("name"),
+                new,
+                format!("two tools would be served as {new:?} (also {other:?})"),
+            ));
         }
     }
 }

@@ -5,36 +5,94 @@ use serde_json::Value;
 
 /// Every reference in a spec of our group, at any served version.
 pub fn of(obj: &Value) -> Vec<Reference> {
-    let Some(spec) = obj.get("spec") else { return Vec::new() };
+    let Some(spec) = obj.get("spec") else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     let mut push = |kind, name: Option<&str>, key: Option<&str>, field: String| {
         if let Some(name) = name.filter(|n| !n.is_empty()) {
-            out.push(Reference { kind, name: name.to_string(), key: key.map(str::to_string), field });
+            out.push(Reference {
+                kind,
+                name: name.to_string(),
+                key: key.map(str::to_string),
+                field,
+            });
         }
     };
     let s = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
     for (i, sec) in list(spec, "/secrets").iter().enumerate() {
-        push(RefKind::Secret, s(sec, "/name").as_deref(), s(sec, "/key").as_deref(), format!("spec.secrets[{i}]"));
+        push(
+            RefKind::Secret,
+            s(sec, "/name").as_deref(),
+            s(sec, "/key").as_deref(),
+            format!("spec.secrets[{i}]"),
+        );
     }
     if s(spec, "/permissionProfile/type").as_deref() == Some("configmap") {
-        push(RefKind::ConfigMap, s(spec, "/permissionProfile/name").as_deref(), s(spec, "/permissionProfile/key").as_deref(), "spec.permissionProfile".into());
+        push(
+            RefKind::ConfigMap,
+            s(spec, "/permissionProfile/name").as_deref(),
+            s(spec, "/permissionProfile/key").as_deref(),
+            "spec.permissionProfile".into(),
+        );
     }
-    push(RefKind::MCPToolConfig, s(spec, "/toolConfigRef/name").as_deref(), None, "spec.toolConfigRef".into());
+    push(
+        RefKind::MCPToolConfig,
+        s(spec, "/toolConfigRef/name").as_deref(),
+        None,
+        "spec.toolConfigRef".into(),
+    );
     let group = s(spec, "/groupRef/name").or_else(|| s(spec, "/groupRef"));
-    push(RefKind::MCPGroup, group.as_deref(), None, "spec.groupRef".into());
-    push(RefKind::Secret, s(spec, "/pgpassSecretRef/name").as_deref(), s(spec, "/pgpassSecretRef/key").as_deref(), "spec.pgpassSecretRef".into());
-    for (i, h) in list(spec, "/headerForward/addHeadersFromSecret").iter().enumerate() {
-        push(RefKind::Secret, s(h, "/valueSecretRef/name").as_deref(), s(h, "/valueSecretRef/key").as_deref(), format!("spec.headerForward.addHeadersFromSecret[{i}].valueSecretRef"));
+    push(
+        RefKind::MCPGroup,
+        group.as_deref(),
+        None,
+        "spec.groupRef".into(),
+    );
+    push(
+        RefKind::Secret,
+        s(spec, "/pgpassSecretRef/name").as_deref(),
+        s(spec, "/pgpassSecretRef/key").as_deref(),
+        "spec.pgpassSecretRef".into(),
+    );
+    for (i, h) in list(spec, "/headerForward/addHeadersFromSecret")
+        .iter()
+        .enumerate()
+    {
+        push(
+            RefKind::Secret,
+            s(h, "/valueSecretRef/name").as_deref(),
+            s(h, "/valueSecretRef/key").as_deref(),
+            format!("spec.headerForward.addHeadersFromSecret[{i}].valueSecretRef"),
+        );
     }
     for (i, v) in list(spec, "/volumes").iter().enumerate() {
-        push(RefKind::ConfigMap, s(v, "/configMap/name").as_deref(), None, format!("spec.volumes[{i}].configMap"));
-        push(RefKind::Secret, s(v, "/secret/secretName").as_deref(), None, format!("spec.volumes[{i}].secret"));
+        push(
+            RefKind::ConfigMap,
+            s(v, "/configMap/name").as_deref(),
+            None,
+            format!("spec.volumes[{i}].configMap"),
+        );
+        push(
+            RefKind::Secret,
+            s(v, "/secret/secretName").as_deref(),
+            None,
+            format!("spec.volumes[{i}].secret"),
+        );
     }
     let cm = |p: &str| s(spec, p);
-    push(RefKind::ConfigMap, cm("/source/configMapRef/name").as_deref(), cm("/source/configMapRef/key").as_deref(), "spec.source.configMapRef".into());
+    push(
+        RefKind::ConfigMap,
+        cm("/source/configMapRef/name").as_deref(),
+        cm("/source/configMapRef/key").as_deref(),
+        "spec.source.configMapRef".into(),
+    );
     out
 }
 
 fn list<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
-    v.pointer(pointer).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }

@@ -10,7 +10,9 @@ const DNS1123_SUBDOMAIN_MAX: usize = 253;
 pub fn dns1123_subdomain(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     if s.len() > DNS1123_SUBDOMAIN_MAX {
-        out.push(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
+        out.push(format!(
+            "must be no more than {DNS1123_SUBDOMAIN_MAX} characters"
+        ));
     }
     let ok = !s.is_empty() && s.split('.').all(is_label_body);
     if !ok {
@@ -27,7 +29,9 @@ pub fn dns1123_subdomain(s: &str) -> Vec<String> {
 pub fn dns1123_label(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     if s.len() > DNS1123_LABEL_MAX {
-        out.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
+        out.push(format!(
+            "must be no more than {DNS1123_LABEL_MAX} characters"
+        ));
     }
     if !is_label_body(s) {
         out.push(
@@ -42,7 +46,8 @@ pub fn dns1123_label(s: &str) -> Vec<String> {
 fn is_label_body(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -50,8 +55,12 @@ fn is_label_body(s: &str) -> bool {
 /// An environment variable name as Kubernetes validates it for a container.
 pub fn env_var_name(s: &str) -> Vec<String> {
     let b = s.as_bytes();
-    let first_ok = b.first().is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'-' | b'.' | b'_'));
-    let rest_ok = b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'));
+    let first_ok = b
+        .first()
+        .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'-' | b'.' | b'_'));
+    let rest_ok = b
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'));
     if first_ok && rest_ok {
         Vec::new()
     } else {
@@ -65,9 +74,13 @@ pub fn env_var_name(s: &str) -> Vec<String> {
 pub fn config_map_key(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     if s.len() > DNS1123_SUBDOMAIN_MAX {
-        out.push(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
+        out.push(format!(
+            "must be no more than {DNS1123_SUBDOMAIN_MAX} characters"
+        ));
     }
-    let chars_ok = !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'));
+    let chars_ok = !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'));
     if !chars_ok {
         out.push("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name')".into());
     }
@@ -90,7 +103,10 @@ pub fn absolute_path(s: &str) -> Vec<String> {
 
 /// Normalises a path for prefix comparisons: no trailing or doubled slashes.
 pub fn clean_path(s: &str) -> String {
-    let parts: Vec<&str> = s.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = s
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     format!("/{}", parts.join("/"))
 }
 
@@ -131,7 +147,10 @@ pub fn parse_quantity(s: &str) -> Result<Quantity, String> {
     };
     let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
     let all_digits = |p: &str| p.bytes().all(|c| c.is_ascii_digit());
-    if (int_part.is_empty() && frac_part.is_empty()) || !all_digits(int_part) || !all_digits(frac_part) {
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !all_digits(int_part)
+        || !all_digits(frac_part)
+    {
         return Err(BAD.into());
     }
     let (mult_num, mult_den) = suffix_multiplier(suffix).ok_or_else(|| BAD.to_string())?;
@@ -210,8 +229,15 @@ fn parse_image(s: &str) -> Result<(), String> {
         None => (s, None),
     };
     if let Some(d) = digest {
-        let (algo, hex) = d.split_once(':').ok_or("digest must look like 'sha256:<hex>'")?;
-        let algo_ok = !algo.is_empty() && algo.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'+' | b'.' | b'_' | b'-'));
+        let (algo, hex) = d
+            .split_once(':')
+            .ok_or("digest must look like 'sha256:<hex>'")?;
+        let algo_ok = !algo.is_empty()
+            && algo.bytes().all(|c| {
+                c.is_ascii_lowercase()
+                    || c.is_ascii_digit()
+                    || matches!(c, b'+' | b'.' | b'_' | b'-')
+            });
         if !algo_ok || hex.len() < 32 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
             return Err("digest must look like 'sha256:<hex>'".into());
         }
@@ -219,7 +245,10 @@ fn parse_image(s: &str) -> Result<(), String> {
     // The tag follows the last ':' after the last '/'.
     let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
     let (name, tag) = match name_tag[last_slash..].rfind(':') {
-        Some(i) => (&name_tag[..last_slash + i], Some(&name_tag[last_slash + i + 1..])),
+        Some(i) => (
+            &name_tag[..last_slash + i],
+            Some(&name_tag[last_slash + i + 1..]),
+        ),
         None => (name_tag, None),
     };
     if let Some(tag) = tag {
@@ -227,7 +256,9 @@ fn parse_image(s: &str) -> Result<(), String> {
             && tag.len() <= 128
             && tag.as_bytes()[0] != b'.'
             && tag.as_bytes()[0] != b'-'
-            && tag.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+            && tag
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
         if !ok {
             return Err(format!("invalid tag {tag:?}"));
         }
@@ -237,7 +268,9 @@ fn parse_image(s: &str) -> Result<(), String> {
     if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
         let host = parts.remove(0);
         let (h, port) = host.split_once(':').unwrap_or((host, ""));
-        let host_ok = !h.is_empty() && h.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-'));
+        let host_ok = !h.is_empty()
+            && h.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-'));
         let port_ok = port.is_empty() || port.parse::<u16>().is_ok();
         if !host_ok || !port_ok {
             return Err(format!("invalid registry host {host:?}"));
@@ -258,7 +291,8 @@ fn is_path_component(p: &str) -> bool {
     if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
         return false;
     }
-    b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
+    b.iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
         && !p.contains("..")
         && !p.contains("___")
 }
@@ -291,14 +325,24 @@ mod tests {
         ] {
             assert!(image_reference(ok).is_empty(), "{ok}");
         }
-        for bad in ["", "Docker.io/UPPER", "a b", "name:", "name:-bad", "x@sha256:zz"] {
+        for bad in [
+            "",
+            "Docker.io/UPPER",
+            "a b",
+            "name:",
+            "name:-bad",
+            "x@sha256:zz",
+        ] {
             assert!(!image_reference(bad).is_empty(), "{bad}");
         }
     }
 
     #[test]
     fn paths_nest_by_component() {
-        assert!(path_within("/config/registry/a/registry.json", "/config/registry/a"));
+        assert!(path_within(
+            "/config/registry/a/registry.json",
+            "/config/registry/a"
+        ));
         assert!(!path_within("/config/registry/ab/x", "/config/registry/a"));
         assert!(path_within("/a/b", "/a/b/"));
     }

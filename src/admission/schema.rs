@@ -83,7 +83,11 @@ fn check_enum(schema: &Value, value: &Value, path: &Path, errs: &mut FieldErrors
     if !allowed.contains(value) {
         let names: Vec<String> = allowed
             .iter()
-            .map(|a| a.as_str().map(str::to_string).unwrap_or_else(|| a.to_string()))
+            .map(|a| {
+                a.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| a.to_string())
+            })
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         errs.push(FieldError::not_supported(path, value.clone(), &names));
@@ -150,9 +154,16 @@ fn check_list_map_keys(schema: &Value, items: &[Value], path: &Path, errs: &mut 
         .unwrap_or_default();
     let mut seen = HashSet::new();
     for (i, item) in items.iter().enumerate() {
-        let key: Vec<Value> = keys.iter().map(|k| item.get(*k).cloned().unwrap_or(Value::Null)).collect();
+        let key: Vec<Value> = keys
+            .iter()
+            .map(|k| item.get(*k).cloned().unwrap_or(Value::Null))
+            .collect();
         if !seen.insert(key.clone()) {
-            let shown = if key.len() == 1 { key[0].clone() } else { Value::from(key) };
+            let shown = if key.len() == 1 {
+                key[0].clone()
+            } else {
+                Value::from(key)
+            };
             errs.push(FieldError::duplicate(path.index(i), shown));
         }
     }
@@ -186,7 +197,11 @@ fn check_string(schema: &Value, s: &str, path: &Path, errs: &mut FieldErrors) {
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         if let Some(re) = compiled(pattern) {
             if !re.is_match(s) {
-                errs.push(FieldError::invalid(path, s, format!("should match '{pattern}'")));
+                errs.push(FieldError::invalid(
+                    path,
+                    s,
+                    format!("should match '{pattern}'"),
+                ));
             }
         }
     }
@@ -227,7 +242,9 @@ pub fn prune_nulls(schema: &Value, value: &mut Value) {
         Value::Object(map) => {
             let props = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            map.retain(|k, v| !(v.is_null() && (props.is_some_and(|p| p.contains_key(k)) || additional.is_some())));
+            map.retain(|k, v| {
+                !(v.is_null() && (props.is_some_and(|p| p.contains_key(k)) || additional.is_some()))
+            });
             for (k, v) in map.iter_mut() {
                 if let Some(child) = props.and_then(|p| p.get(k)).or(additional) {
                     prune_nulls(child, v);

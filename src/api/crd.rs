@@ -12,16 +12,23 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     let pairs = [
         (v1beta1::MCPGroup::crd(), v1alpha1::MCPGroup::crd()),
         (v1beta1::MCPRegistry::crd(), v1alpha1::MCPRegistry::crd()),
-        (v1beta1::MCPRemoteProxy::crd(), v1alpha1::MCPRemoteProxy::crd()),
+        (
+            v1beta1::MCPRemoteProxy::crd(),
+            v1alpha1::MCPRemoteProxy::crd(),
+        ),
         (v1beta1::MCPServer::crd(), v1alpha1::MCPServer::crd()),
-        (v1beta1::MCPToolConfig::crd(), v1alpha1::MCPToolConfig::crd()),
+        (
+            v1beta1::MCPToolConfig::crd(),
+            v1alpha1::MCPToolConfig::crd(),
+        ),
     ];
     pairs
         .into_iter()
         .map(|(new, old)| {
             // Both halves come from our own derives with the same names and scope, which is all
             // merge_crds checks; a failure here is a programming error caught by every test.
-            let merged = merge_crds(vec![new, old], STORAGE_VERSION).expect("versions of one kind merge");
+            let merged =
+                merge_crds(vec![new, old], STORAGE_VERSION).expect("versions of one kind merge");
             tidy(merged)
         })
         .collect()

@@ -19,11 +19,31 @@ pub struct ServedKind {
 
 /// Every kind of our group, with its served versions; `v1beta1` is the storage version.
 pub const SERVED: &[ServedKind] = &[
-    ServedKind { kind: "MCPServer", plural: "mcpservers", versions: &["v1beta1", "v1alpha1"] },
-    ServedKind { kind: "MCPRegistry", plural: "mcpregistries", versions: &["v1beta1", "v1alpha1"] },
-    ServedKind { kind: "MCPRemoteProxy", plural: "mcpremoteproxies", versions: &["v1beta1", "v1alpha1"] },
-    ServedKind { kind: "MCPGroup", plural: "mcpgroups", versions: &["v1beta1", "v1alpha1"] },
-    ServedKind { kind: "MCPToolConfig", plural: "mcptoolconfigs", versions: &["v1beta1", "v1alpha1"] },
+    ServedKind {
+        kind: "MCPServer",
+        plural: "mcpservers",
+        versions: &["v1beta1", "v1alpha1"],
+    },
+    ServedKind {
+        kind: "MCPRegistry",
+        plural: "mcpregistries",
+        versions: &["v1beta1", "v1alpha1"],
+    },
+    ServedKind {
+        kind: "MCPRemoteProxy",
+        plural: "mcpremoteproxies",
+        versions: &["v1beta1", "v1alpha1"],
+    },
+    ServedKind {
+        kind: "MCPGroup",
+        plural: "mcpgroups",
+        versions: &["v1beta1", "v1alpha1"],
+    },
+    ServedKind {
+        kind: "MCPToolConfig",
+        plural: "mcptoolconfigs",
+        versions: &["v1beta1", "v1alpha1"],
+    },
 ];
 
 /// The storage version of every kind.

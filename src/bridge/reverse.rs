@@ -1,12 +1,629 @@
-//! The HTTP backends: reverse-proxying to a server that speaks SSE or streamable HTTP itself.
+//! The HTTP backends (`--transport sse|streamable-http`): a reverse proxy to a server that speaks
+//! MCP over HTTP itself, on `127.0.0.1:<mcpPort>` in the same pod.
+//!
+//! Bodies stream through without buffering (SSE is forwarded event by event), MCP headers pass
+//! both ways, and the legacy `endpoint` event is rewritten to the bridge's own `/messages` path.
+//! The allow-list applies here too: POST bodies (small, and bounded) are read to refuse calls of
+//! hidden tools, and `tools/list` results are filtered in JSON bodies and inside SSE streams.
+//! The backend's statuses pass through as they are.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 
-use super::config::Config;
+use super::config::{Config, Transport};
+use super::filter::{AllowList, TOOL_NOT_FOUND};
+use super::hub::lock;
+use super::jsonrpc::{self, code};
+use super::stdio;
 
-/// Serves the fronts in front of an HTTP MCP server.
-pub async fn run(_cfg: Arc<Config>, _listener: TcpListener) -> anyhow::Result<i32> {
-    anyhow::bail!("the HTTP backends (--transport sse|streamable-http) are not built yet")
+/// Where the backend lives.
+#[derive(Debug, Clone)]
+struct Target {
+    /// `http://host:port`
+    origin: String,
+    authority: HeaderValue,
+    /// The path of the MCP endpoint (`/mcp`) or of the SSE stream (`/sse`).
+    path: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> anyhow::Result<Self> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid target {url:?}: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            anyhow::bail!("invalid target {url:?}: only http:// is supported (same pod)");
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| anyhow::anyhow!("invalid target {url:?}: no host"))?
+            .clone();
+        let path = match uri.path() {
+            "" | "/" => String::new(),
+            p => p.to_owned(),
+        };
+        Ok(Self {
+            origin: format!("http://{authority}"),
+            authority: HeaderValue::from_str(authority.as_str())?,
+            path,
+        })
+    }
+}
+
+struct ProxyState {
+    cfg: Arc<Config>,
+    target: Target,
+    client: Client<HttpConnector, Body>,
+    allow: Option<AllowList>,
+    /// The backend's message path, learned from its `endpoint` event (`/message`, `/messages/`).
+    message_path: Mutex<Option<String>>,
+    /// Per legacy SSE session (keyed by the endpoint's query string): where the bridge puts its
+    /// own answers (a refused tool call) into that session's stream.
+    injectors: Mutex<HashMap<String, mpsc::Sender<Bytes>>>,
+    ready: std::sync::atomic::AtomicBool,
+}
+
+type Shared = Arc<ProxyState>;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) never cross a proxy.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Serves the fronts in front of an HTTP MCP server; spawns the server command if one is given.
+pub async fn run(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32> {
+    let target = Target::parse(cfg.target.as_deref().unwrap_or_default())?;
+    let allow = AllowList::new(&cfg.tools)?;
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector);
+    let state = Arc::new(ProxyState {
+        cfg: cfg.clone(),
+        target,
+        client,
+        allow,
+        message_path: Mutex::new(None),
+        injectors: Mutex::new(HashMap::new()),
+        ready: std::sync::atomic::AtomicBool::new(false),
+    });
+    let app = router(state.clone(), cfg.transport);
+    let http = tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(watch_backend(state.clone()));
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let code = if cfg.command.is_empty() {
+        tokio::select! {
+            _ = sigterm.recv() => 128 + libc::SIGTERM,
+            _ = sigint.recv() => 128 + libc::SIGINT,
+        }
+    } else {
+        let mut child = stdio::spawn_logged(&cfg.command)?;
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status?,
+                _ = sigterm.recv() => stdio::signal(&child, libc::SIGTERM),
+                _ = sigint.recv() => stdio::signal(&child, libc::SIGINT),
+            }
+        };
+        let code = stdio::exit_code(status);
+        tracing::warn!(
+            code,
+            "the MCP server exited; the bridge exits with its status"
+        );
+        code
+    };
+    http.abort();
+    Ok(code)
+}
+
+fn router(state: Shared, transport: Transport) -> Router {
+    let mut routes = Router::new();
+    routes = match transport {
+        Transport::Sse => routes
+            .route("/sse", get(proxy_sse_stream))
+            .route("/messages", any(proxy_message))
+            .route("/messages/", any(proxy_message))
+            .route("/message", any(proxy_message)),
+        _ => routes.route("/mcp", any(proxy_mcp)),
+    };
+    let prefix = state.cfg.endpoint_prefix.clone();
+    let mut app = Router::new()
+        .route(
+            "/health",
+            get(|| async { json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#)) }),
+        )
+        .route("/ready", get(ready))
+        .merge(routes.clone());
+    if !prefix.is_empty() {
+        app = app.nest(&prefix, routes);
+    }
+    app.with_state(state)
+}
+
+async fn ready(State(st): State<Shared>) -> Response {
+    if st.ready.load(std::sync::atomic::Ordering::Relaxed) {
+        json(StatusCode::OK, Bytes::from_static(br#"{"status":"ready"}"#))
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from_static(br#"{"status":"not ready"}"#),
+        )
+    }
+}
+
+/// Readiness: the backend accepts connections (checked quickly until it does, then at the
+/// ping interval).
+async fn watch_backend(st: Shared) {
+    let authority = st.target.authority.to_str().unwrap_or_default().to_owned();
+    loop {
+        let up = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(&authority),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        let was = st.ready.swap(up, std::sync::atomic::Ordering::Relaxed);
+        if up != was {
+            tracing::info!(up, "MCP server reachability changed");
+        }
+        let wait = if up {
+            st.cfg.ping_interval
+        } else {
+            Duration::from_millis(200)
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Streamable HTTP: POST, GET and DELETE on `/mcp`.
+async fn proxy_mcp(State(st): State<Shared>, req: Request) -> Response {
+    let path = st.target.path_or("/mcp");
+    let query = req.uri().query().map(str::to_owned);
+    forward(&st, req, &path, query.as_deref(), None).await
+}
+
+/// Legacy SSE: the GET stream.
+async fn proxy_sse_stream(State(st): State<Shared>, req: Request) -> Response {
+    let path = st.target.path_or("/sse");
+    let query = req.uri().query().map(str::to_owned);
+    forward(&st, req, &path, query.as_deref(), None).await
+}
+
+/// Legacy SSE: a POSTed message, to the backend's own message path with the same query.
+async fn proxy_message(State(st): State<Shared>, req: Request) -> Response {
+    let path = lock(&st.message_path)
+        .clone()
+        .unwrap_or_else(|| "/message".to_owned());
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let injector = lock(&st.injectors).get(&query).cloned();
+    forward(&st, req, &path, Some(&query), injector).await
+}
+
+impl Target {
+    fn path_or(&self, default: &str) -> String {
+        if self.path.is_empty() {
+            default.to_owned()
+        } else {
+            self.path.clone()
+        }
+    }
+}
+
+/// Forwards one request. `inject` is the legacy SSE session's stream, where a refused tool call
+/// is answered (the POST itself then gets 202, as the backend would give).
+async fn forward(
+    st: &Shared,
+    req: Request,
+    path: &str,
+    query: Option<&str>,
+    inject: Option<mpsc::Sender<Bytes>>,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    if let Some(origin) = parts.headers.get(header::ORIGIN) {
+        if !origin_allowed(&st.cfg, origin, &parts.headers) {
+            return rpc_error(
+                StatusCode::FORBIDDEN,
+                code::TRANSPORT,
+                "Forbidden: Origin not allowed",
+            );
+        }
+    }
+    let body = if parts.method == Method::POST {
+        let bytes = match http_body_util::Limited::new(body, st.cfg.max_body_bytes)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return rpc_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    code::INVALID_REQUEST,
+                    &format!("the body is larger than {} bytes", st.cfg.max_body_bytes),
+                )
+            }
+            Err(_) => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    code::INVALID_REQUEST,
+                    "the body could not be read",
+                )
+            }
+        };
+        if let Some(resp) = refuse_hidden_call(st, &bytes, &parts.headers, inject).await {
+            return resp;
+        }
+        Body::from(bytes)
+    } else {
+        body
+    };
+    let uri = match query {
+        Some(q) if !q.is_empty() => format!("{}{path}?{q}", st.target.origin),
+        _ => format!("{}{path}", st.target.origin),
+    };
+    let mut out = axum::http::Request::builder()
+        .method(parts.method.clone())
+        .uri(uri)
+        .body(body)
+        .expect("a valid request");
+    copy_headers(&parts.headers, out.headers_mut());
+    out.headers_mut()
+        .insert(header::HOST, st.target.authority.clone());
+    // The bridge reads SSE events and JSON bodies to rewrite them; compression on a loopback
+    // hop buys nothing, so ask the server for plain bodies.
+    out.headers_mut().remove(header::ACCEPT_ENCODING);
+    let sent = tokio::time::timeout(st.cfg.request_timeout, st.client.request(out)).await;
+    let resp = match sent {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the MCP server could not be reached");
+            return rpc_error(
+                StatusCode::BAD_GATEWAY,
+                code::INTERNAL_ERROR,
+                "the MCP server could not be reached",
+            );
+        }
+        Err(_) => {
+            return rpc_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                code::INTERNAL_ERROR,
+                "the MCP server did not answer in time",
+            )
+        }
+    };
+    let (parts, body) = resp.into_parts();
+    let mut headers = HeaderMap::new();
+    copy_headers(&parts.headers, &mut headers);
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let body = if content_type.starts_with("text/event-stream") {
+        headers.remove(header::CONTENT_LENGTH);
+        let (injector, injected) = mpsc::channel(64);
+        let events = SseRewriter::new(st.clone(), injector);
+        Body::from_stream(events.run(body.into_data_stream(), injected))
+    } else if st.allow.is_some() && content_type.starts_with("application/json") {
+        headers.remove(header::CONTENT_LENGTH);
+        match http_body_util::Limited::new(body, st.cfg.max_line_bytes)
+            .collect()
+            .await
+        {
+            Ok(collected) => Body::from(filter_message(st, collected.to_bytes())),
+            Err(_) => {
+                return rpc_error(
+                    StatusCode::BAD_GATEWAY,
+                    code::INTERNAL_ERROR,
+                    "the MCP server's answer was too large or broken",
+                )
+            }
+        }
+    } else {
+        Body::new(body)
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = parts.status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// A `tools/call` of a hidden tool never reaches the server: -32602 `tool not found`, over 200
+/// (streamable HTTP, JSON or SSE as the client accepts) or on the session's stream (legacy SSE).
+async fn refuse_hidden_call(
+    st: &Shared,
+    body: &[u8],
+    headers: &HeaderMap,
+    inject: Option<mpsc::Sender<Bytes>>,
+) -> Option<Response> {
+    let allow = st.allow.as_ref()?;
+    let msg: Value = serde_json::from_slice(body).ok()?;
+    if msg.get("method").and_then(Value::as_str) != Some("tools/call") || allow.allows_call(&msg) {
+        return None;
+    }
+    let id = msg.get("id").map(Value::to_string)?;
+    let error = jsonrpc::error_response(Some(id.as_bytes()), code::INVALID_PARAMS, TOOL_NOT_FOUND);
+    if st.cfg.transport == Transport::Sse {
+        if let Some(inject) = inject {
+            let _ = tokio::time::timeout(st.cfg.request_timeout, inject.send(error)).await;
+        }
+        return Some(StatusCode::ACCEPTED.into_response());
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if accept.contains("application/json") || accept.contains("*/*") {
+        Some(json(StatusCode::OK, error))
+    } else {
+        let mut resp = (StatusCode::OK, super::front::sse_event(&error)).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        Some(resp)
+    }
+}
+
+/// Keeps only allowed tools in a `tools/list` result; anything else passes unchanged.
+fn filter_message(st: &Shared, msg: Bytes) -> Bytes {
+    match &st.allow {
+        Some(allow) if jsonrpc::top_level_value_span(&msg, b"result").is_some() => {
+            allow.filter_list_response(msg)
+        }
+        _ => msg,
+    }
+}
+
+/// Rewrites an SSE stream event by event: the legacy `endpoint` event points at the bridge, and
+/// `tools/list` results are filtered. Events are bounded by `maxLineBytes`.
+struct SseRewriter {
+    st: Shared,
+    injector: mpsc::Sender<Bytes>,
+    buf: BytesMut,
+    session_key: Option<String>,
+}
+
+impl SseRewriter {
+    fn new(st: Shared, injector: mpsc::Sender<Bytes>) -> Self {
+        Self {
+            st,
+            injector,
+            buf: BytesMut::new(),
+            session_key: None,
+        }
+    }
+
+    fn run<S>(
+        self,
+        upstream: S,
+        injected: mpsc::Receiver<Bytes>,
+    ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static
+    where
+        S: Stream<Item = Result<Bytes, hyper::Error>> + Send + Unpin + 'static,
+    {
+        let upstream = upstream
+            .map(Some)
+            .chain(futures::stream::once(async { None }));
+        let injected = tokio_stream_of(injected).map(Input::Injected);
+        let merged = futures::stream::select(upstream.map(Input::Upstream), injected);
+        futures::stream::unfold(
+            (self, Box::pin(merged)),
+            |(mut me, mut merged)| async move {
+                loop {
+                    match merged.next().await? {
+                        Input::Injected(msg) => {
+                            return Some((Ok(super::front::sse_event(&msg)), (me, merged)));
+                        }
+                        Input::Upstream(Some(Ok(chunk))) => {
+                            me.buf.extend_from_slice(&chunk);
+                            let out = me.drain_events();
+                            if me.buf.len() > me.st.cfg.max_line_bytes {
+                                tracing::warn!("an SSE event from the MCP server is over the size limit; stream closed");
+                                return None;
+                            }
+                            if !out.is_empty() {
+                                return Some((Ok(out), (me, merged)));
+                            }
+                        }
+                        Input::Upstream(Some(Err(_)) | None) => {
+                            me.forget_session();
+                            return None;
+                        }
+                    }
+                }
+            },
+        )
+    }
+
+    /// Takes every complete event out of the buffer, rewritten.
+    fn drain_events(&mut self) -> Bytes {
+        let mut out = BytesMut::new();
+        while let Some((end, sep)) = find_event_end(&self.buf) {
+            let event = self.buf.split_to(end + sep).freeze();
+            out.extend_from_slice(&self.rewrite(&event[..end]));
+        }
+        out.freeze()
+    }
+
+    fn rewrite(&mut self, event: &[u8]) -> Bytes {
+        let text = String::from_utf8_lossy(event);
+        let mut kind = "message";
+        let mut data = String::new();
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                kind = if v.trim() == "endpoint" {
+                    "endpoint"
+                } else {
+                    "other"
+                };
+            } else if let Some(v) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        match kind {
+            "endpoint" => Bytes::from(format!(
+                "event: endpoint\ndata: {}\n\n",
+                self.rewrite_endpoint(&data)
+            )),
+            "message" if self.st.allow.is_some() && data.starts_with('{') => {
+                let filtered = filter_message(&self.st, Bytes::from(data.into_bytes()));
+                let mut out = BytesMut::new();
+                // Keep an event id (resumability) as the server sent it.
+                for line in text.lines().filter(|l| l.starts_with("id:")) {
+                    out.extend_from_slice(line.as_bytes());
+                    out.extend_from_slice(b"\n");
+                }
+                out.extend_from_slice(&super::front::sse_event(&filtered));
+                out.freeze()
+            }
+            _ => {
+                let mut out = BytesMut::from(event);
+                out.extend_from_slice(b"\n\n");
+                out.freeze()
+            }
+        }
+    }
+
+    /// `/message?sessionId=abc` (maybe absolute) becomes `<prefix>/messages?sessionId=abc`.
+    fn rewrite_endpoint(&mut self, data: &str) -> String {
+        let data = data.trim();
+        let path_and_query = match data.find("://") {
+            Some(i) => data[i + 3..].find('/').map_or("/", |j| &data[i + 3 + j..]),
+            None => data,
+        };
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        *lock(&self.st.message_path) = Some(path.to_owned());
+        lock(&self.st.injectors).insert(query.to_owned(), self.injector.clone());
+        self.session_key = Some(query.to_owned());
+        format!("{}/messages?{query}", self.st.cfg.endpoint_prefix)
+    }
+
+    fn forget_session(&mut self) {
+        if let Some(key) = self.session_key.take() {
+            lock(&self.st.injectors).remove(&key);
+        }
+    }
+}
+
+impl Drop for SseRewriter {
+    fn drop(&mut self) {
+        self.forget_session();
+    }
+}
+
+enum Input {
+    Upstream(Option<Result<Bytes, hyper::Error>>),
+    Injected(Bytes),
+}
+
+fn tokio_stream_of(mut rx: mpsc::Receiver<Bytes>) -> impl Stream<Item = Bytes> + Send + Unpin {
+    Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+}
+
+/// The end of the first complete event and the length of its blank-line separator.
+fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while i + 1 < buf.len() {
+        if buf[i] == b'\n' && buf[i + 1] == b'\n' {
+            return Some((i, 2));
+        }
+        if buf[i..].starts_with(b"\r\n\r\n") {
+            return Some((i, 4));
+        }
+        i += 1;
+    }
+    None
+}
+
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    let connection_named: Vec<String> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for (name, value) in from {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) || n == "host" || connection_named.iter().any(|c| c == n) {
+            continue;
+        }
+        to.append(HeaderName::from(name), value.clone());
+    }
+}
+
+fn origin_allowed(cfg: &Config, origin: &HeaderValue, headers: &HeaderMap) -> bool {
+    let origin = origin.to_str().unwrap_or("");
+    if cfg
+        .allowed_origins
+        .iter()
+        .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let Some(host) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let name = if host.starts_with('[') {
+        host.split(']').next().unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "[::1")
+        || headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|h| h.eq_ignore_ascii_case(host))
+}
+
+fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
+    json(status, jsonrpc::error_response(None, code, message))
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }

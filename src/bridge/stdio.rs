@@ -29,17 +29,7 @@ pub fn spawn(command: &[String]) -> anyhow::Result<ServerProcess> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe and touches nothing of the parent's state. When the
-    // bridge dies without reaping (SIGKILL, a crash), the server must not live on unowned.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    set_parent_death_signal(&mut cmd);
     let mut child = cmd
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start the MCP server {program:?}: {e}"))?;
@@ -55,7 +45,46 @@ pub fn spawn(command: &[String]) -> anyhow::Result<ServerProcess> {
     })
 }
 
-/// Logs the server's stderr, one event per line, tagged as the server's.
+/// Spawns `command` for an HTTP backend: it serves on its own port, so both of its output
+/// streams are only logs.
+pub fn spawn_logged(command: &[String]) -> anyhow::Result<Child> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("no server command"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    set_parent_death_signal(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start the MCP server {program:?}: {e}"))?;
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(log_stderr(stdout));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(log_stderr(stderr));
+    }
+    Ok(child)
+}
+
+fn set_parent_death_signal(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe and touches nothing of the parent's state. When the
+    // bridge dies without reaping (SIGKILL, a crash), the server must not live on unowned.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Logs one of the server's output streams, one event per line, tagged as the server's.
 async fn log_stderr<R: AsyncRead + Unpin>(stderr: R) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();

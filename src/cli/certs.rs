@@ -31,7 +31,10 @@ pub fn run(args: CertsArgs) -> i32 {
     match result {
         Ok(()) => {
             let out = args.out.display();
-            println!("wrote {out}/ca.crt, {out}/ca.key, {out}/tls.crt and {out}/tls.key for {}", args.dns_names.join(", "));
+            println!(
+                "wrote {out}/ca.crt, {out}/ca.key, {out}/tls.crt and {out}/tls.key for {}",
+                args.dns_names.join(", ")
+            );
             0
         }
         Err(e) => {

@@ -15,8 +15,11 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
     /// Files or folders of YAML/JSON manifests (folders are read recursively); `-` reads stdin.
-    #[arg(short = 'f', long = "filename", value_name = "PATH", num_args = 1.., required = true)]
+    #[arg(short = 'f', long = "filename", value_name = "PATH", num_args = 1.., required_unless_present = "paths")]
     pub files: Vec<PathBuf>,
+    /// The same as `-f`, for `mcp-operator check examples/`.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -56,7 +59,8 @@ pub struct ErrorReport {
 }
 
 pub fn run(args: CheckArgs) -> i32 {
-    let docs = match manifest::read_paths(&args.files) {
+    let inputs: Vec<PathBuf> = args.files.iter().chain(&args.paths).cloned().collect();
+    let docs = match manifest::read_paths(&inputs) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");
@@ -98,12 +102,24 @@ pub fn check_document(doc: &Document) -> Result<Report, String> {
     let verdict = match admission::admit(v, None, Operation::Create) {
         Ok(verdict) => verdict,
         Err(AdmitError::NoTypeMeta) => {
-            return Err(format!("{}: document {}: skipped: no apiVersion and kind", doc.file, doc.index))
+            return Err(format!(
+                "{}: document {}: skipped: no apiVersion and kind",
+                doc.file, doc.index
+            ))
         }
         Err(AdmitError::NotServed { api_version, kind }) => {
             let ours = api_version.starts_with(&format!("{}/", api::GROUP));
-            let why = if ours { "not served by this operator" } else { "not a toolhive.stacklok.dev object" };
-            return Err(format!("{}/{} ({}): skipped: {api_version} {kind} is {why}", kind.to_lowercase(), name_of(v), namespace_of(v)));
+            let why = if ours {
+                "not served by this operator"
+            } else {
+                "not a toolhive.stacklok.dev object"
+            };
+            return Err(format!(
+                "{}/{} ({}): skipped: {api_version} {kind} is {why}",
+                kind.to_lowercase(),
+                name_of(v),
+                namespace_of(v)
+            ));
         }
     };
     Ok(report(doc, verdict))
@@ -111,7 +127,12 @@ pub fn check_document(doc: &Document) -> Result<Report, String> {
 
 fn report(doc: &Document, verdict: Verdict) -> Report {
     let v = &doc.value;
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     Report {
         file: doc.file.clone(),
         index: doc.index,
@@ -138,18 +159,30 @@ fn report(doc: &Document, verdict: Verdict) -> Report {
 fn name_of(v: &Value) -> String {
     let meta = v.get("metadata");
     let get = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
-    get("name").or(get("generateName")).unwrap_or("<unnamed>").to_string()
+    get("name")
+        .or(get("generateName"))
+        .unwrap_or("<unnamed>")
+        .to_string()
 }
 
 /// Like kubectl without `-n`: an object without a namespace lands in `default`.
 fn namespace_of(v: &Value) -> String {
-    v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string()
+    v.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string()
 }
 
 fn write_text(out: &mut impl Write, reports: &[Report], notes: &[String]) -> std::io::Result<()> {
     for r in reports {
         let verdict = if r.allowed { "accepted" } else { "rejected" };
-        writeln!(out, "{}/{} ({}): {verdict}", r.kind.to_lowercase(), r.name, r.namespace)?;
+        writeln!(
+            out,
+            "{}/{} ({}): {verdict}",
+            r.kind.to_lowercase(),
+            r.name,
+            r.namespace
+        )?;
         for e in &r.errors {
             writeln!(out, "  {}", e.message)?;
         }

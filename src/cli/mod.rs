@@ -2,9 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod certs;
 pub mod check;
 pub mod crds;
-pub mod certs;
 pub mod webhook;
 
 /// Kubernetes operator for MCP servers: reconcilers, admission webhooks and offline tools.
@@ -41,7 +41,10 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 fn run_async(fut: impl std::future::Future<Output = anyhow::Result<i32>>) -> i32 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

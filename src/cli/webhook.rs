@@ -17,7 +17,12 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct WebhookArgs {
     /// Directory holding tls.crt and tls.key.
-    #[arg(long, value_name = "DIR", env = "MCP_OPERATOR_CERT_DIR", required_unless_present = "print_configurations")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "MCP_OPERATOR_CERT_DIR",
+        required_unless_present = "print_configurations"
+    )]
     pub cert_dir: Option<PathBuf>,
     /// Address of the admission (HTTPS) server.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9443")]
@@ -61,10 +66,16 @@ pub enum LogFormat {
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
     };
 }
 
@@ -75,7 +86,10 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
         let (Some(service), Some(namespace)) = (&args.service_name, &args.service_namespace) else {
             anyhow::bail!("--print-configurations needs --service-name and --service-namespace");
         };
-        print!("{}", configurations_yaml(&ConfigOptions::new(service, namespace))?);
+        print!(
+            "{}",
+            configurations_yaml(&ConfigOptions::new(service, namespace))?
+        );
         return Ok(0);
     }
     init_logging(args.log_format);

@@ -45,7 +45,8 @@ pub struct CertificateAuthority {
 impl std::fmt::Debug for CertificateAuthority {
     // Never print a private key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertificateAuthority").finish_non_exhaustive()
+        f.debug_struct("CertificateAuthority")
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,7 +70,10 @@ fn validity(params: &mut CertificateParams, valid_for: Duration) {
 }
 
 /// Generates a self-signed CA named `common_name`.
-pub fn generate_ca(common_name: &str, valid_for: Duration) -> Result<CertificateAuthority, GenerateError> {
+pub fn generate_ca(
+    common_name: &str,
+    valid_for: Duration,
+) -> Result<CertificateAuthority, GenerateError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
@@ -103,13 +107,22 @@ impl CertificateAuthority {
         let (_, x509) = x509_parser::parse_x509_certificate(&der)
             .map_err(|_| rcgen::Error::CouldNotParseCertificate)?;
         let mut dn = DistinguishedName::new();
-        if let Some(cn) = x509.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()) {
+        if let Some(cn) = x509
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+        {
             dn.push(DnType::CommonName, cn);
         }
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         Ok(CertificateAuthority {
             cert_pem: cert_pem.to_string(),
             key_pem: key_pem.to_string(),
@@ -118,7 +131,11 @@ impl CertificateAuthority {
     }
 
     /// Issues a serving certificate for `dns_names` (IP addresses are accepted too).
-    pub fn issue_serving(&self, dns_names: &[String], valid_for: Duration) -> Result<ServingPair, GenerateError> {
+    pub fn issue_serving(
+        &self,
+        dns_names: &[String],
+        valid_for: Duration,
+    ) -> Result<ServingPair, GenerateError> {
         let first = dns_names.first().ok_or(GenerateError::NoDnsName)?;
         let ca_key = KeyPair::from_pem(&self.key_pem)?;
         let issuer = Issuer::from_params(&self.params, &ca_key);
@@ -128,7 +145,10 @@ impl CertificateAuthority {
         dn.push(DnType::CommonName, first.as_str());
         params.distinguished_name = dn;
         params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, valid_for);

@@ -20,10 +20,12 @@
 use super::routes::{admission_path, webhook_name, WebhookKind};
 use crate::api::{ServedKind, GROUP, SERVED, STORAGE_VERSION};
 use k8s_openapi::api::admissionregistration::v1::{
-    MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
-    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+    MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations,
+    ServiceReference, ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
 
 /// Where the webhooks are reached and how they are named.
 #[derive(Debug, Clone)]
@@ -203,8 +205,11 @@ pub fn mutating_configuration(options: &ConfigOptions) -> MutatingWebhookConfigu
 /// Both configurations as one YAML stream (`---`-separated), with `apiVersion`/`kind`.
 pub fn configurations_yaml(options: &ConfigOptions) -> Result<String, serde_yaml::Error> {
     use k8s_openapi::Resource;
-    fn with_type<T: serde::Serialize + Resource>(object: &T) -> Result<serde_json::Value, serde_yaml::Error> {
-        let mut value = serde_json::to_value(object).map_err(<serde_yaml::Error as serde::ser::Error>::custom)?;
+    fn with_type<T: serde::Serialize + Resource>(
+        object: &T,
+    ) -> Result<serde_json::Value, serde_yaml::Error> {
+        let mut value = serde_json::to_value(object)
+            .map_err(<serde_yaml::Error as serde::ser::Error>::custom)?;
         if let Some(map) = value.as_object_mut() {
             map.insert("apiVersion".into(), T::API_VERSION.into());
             map.insert("kind".into(), T::KIND.into());
@@ -235,7 +240,10 @@ mod tests {
             .chain(mutating.iter().map(|w| &w.client_config))
             .map(|c| c.service.as_ref().unwrap().path.clone().unwrap());
         for path in paths {
-            assert!(routed.contains(&path), "{path} is configured but not routed");
+            assert!(
+                routed.contains(&path),
+                "{path} is configured but not routed"
+            );
         }
     }
 
@@ -243,22 +251,43 @@ mod tests {
     fn webhooks_stay_narrow() {
         let options = ConfigOptions::new("svc", "mcp-system");
         for webhook in validating_configuration(&options).webhooks.unwrap() {
-            assert!(webhook.name.starts_with('v') && webhook.name.ends_with(".toolhive.stacklok.dev"));
+            assert!(
+                webhook.name.starts_with('v') && webhook.name.ends_with(".toolhive.stacklok.dev")
+            );
             assert_eq!(webhook.side_effects, "None");
             assert_eq!(webhook.admission_review_versions, vec!["v1"]);
             assert_eq!(webhook.timeout_seconds, Some(5));
             assert_eq!(webhook.failure_policy.as_deref(), Some("Fail"));
             assert_eq!(webhook.match_policy.as_deref(), Some("Equivalent"));
-            assert!(webhook.client_config.ca_bundle.is_none(), "the chart never sets caBundle");
+            assert!(
+                webhook.client_config.ca_bundle.is_none(),
+                "the chart never sets caBundle"
+            );
             for rule in webhook.rules.unwrap() {
                 assert_eq!(rule.api_groups.unwrap(), vec![GROUP]);
-                assert!(rule.resources.unwrap().iter().all(|r| !r.contains('/') && r != "*"));
+                assert!(rule
+                    .resources
+                    .unwrap()
+                    .iter()
+                    .all(|r| !r.contains('/') && r != "*"));
                 assert_eq!(rule.operations.unwrap(), vec!["CREATE", "UPDATE"]);
             }
-            let selector = webhook.namespace_selector.unwrap().match_expressions.unwrap();
-            assert_eq!(selector[0].values.as_ref().unwrap(), &vec!["kube-system".to_string(), "mcp-system".into()]);
+            let selector = webhook
+                .namespace_selector
+                .unwrap()
+                .match_expressions
+                .unwrap();
+            assert_eq!(
+                selector[0].values.as_ref().unwrap(),
+                &vec!["kube-system".to_string(), "mcp-system".into()]
+            );
         }
-        let names: Vec<String> = mutating_configuration(&options).webhooks.unwrap().into_iter().map(|w| w.name).collect();
+        let names: Vec<String> = mutating_configuration(&options)
+            .webhooks
+            .unwrap()
+            .into_iter()
+            .map(|w| w.name)
+            .collect();
         assert!(names.contains(&"mmcpserver.toolhive.stacklok.dev".to_string()));
     }
 

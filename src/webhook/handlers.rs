@@ -2,7 +2,10 @@
 
 use super::lookup::{check_references, ObjectLookup};
 use super::metrics::{bool_label, Metrics, OperationLabel, ReviewLabels, WebhookLabels};
-use super::review::{decode_review, truncate, deny_bad_request, deny_invalid, encode_review, DecodedReview, ReviewError};
+use super::review::{
+    decode_review, deny_bad_request, deny_invalid, encode_review, truncate, DecodedReview,
+    ReviewError,
+};
 use super::routes::{webhook_name, Route, WebhookKind};
 use crate::admission::{self, AdmitError, Operation};
 use crate::api::GROUP;
@@ -70,7 +73,14 @@ impl IntoResponse for HttpError {
 /// `{"code": 400, "error": "..."}`.
 pub fn json_error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "code": status.as_u16(), "error": message });
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string())
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
         .into_response()
 }
 
@@ -142,7 +152,10 @@ pub async fn admission_endpoint(state: AppState, route: Route, request: Request)
             record(&state.metrics, route, &answer, started.elapsed());
             (
                 StatusCode::OK,
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
                 encode_review(&answer.response),
             )
                 .into_response()
@@ -218,7 +231,10 @@ pub async fn answer_review(
         return answer;
     }
     let Some(object) = object else {
-        answer.response = deny_bad_request(answer.response, "request.object is required for CREATE and UPDATE");
+        answer.response = deny_bad_request(
+            answer.response,
+            "request.object is required for CREATE and UPDATE",
+        );
         return answer;
     };
     let verdict = match admission::admit(&object, old_object.as_ref(), op) {
@@ -257,7 +273,8 @@ pub async fn answer_review(
                 answer.response.warnings = Some(warnings);
             }
             if !errors.is_empty() {
-                answer.response = deny_invalid(answer.response, route.kind(), &request.name, &errors);
+                answer.response =
+                    deny_invalid(answer.response, route.kind(), &request.name, &errors);
             }
         }
     }

@@ -126,9 +126,12 @@ pub async fn check_references(
                         format!("Secret {:?} has no key {key:?}", r.name),
                     ));
                 }
-                (Some(key), RefKind::ConfigMap) if !keys.contains(key) => findings.warnings.push(
-                    format!("{}: ConfigMap {:?} has no key {key:?} (yet)", r.field, r.name),
-                ),
+                (Some(key), RefKind::ConfigMap) if !keys.contains(key) => {
+                    findings.warnings.push(format!(
+                        "{}: ConfigMap {:?} has no key {key:?} (yet)",
+                        r.field, r.name
+                    ))
+                }
                 _ => {}
             },
         }
@@ -155,7 +158,11 @@ impl KubeLookup {
     fn cached(&self, key: &CacheKey) -> Option<Keys> {
         let cache = self.cache.lock().ok()?;
         let (at, keys) = cache.get(key)?;
-        let ttl = if keys.is_some() { FOUND_TTL } else { NOT_FOUND_TTL };
+        let ttl = if keys.is_some() {
+            FOUND_TTL
+        } else {
+            NOT_FOUND_TTL
+        };
         (at.elapsed() < ttl).then(|| keys.clone())
     }
 
@@ -181,7 +188,8 @@ impl KubeLookup {
                 .get_opt(name)
                 .await?
                 .map(|s| {
-                    let mut keys: BTreeSet<String> = s.data.unwrap_or_default().into_keys().collect();
+                    let mut keys: BTreeSet<String> =
+                        s.data.unwrap_or_default().into_keys().collect();
                     keys.extend(s.string_data.unwrap_or_default().into_keys());
                     keys
                 }),
@@ -189,7 +197,8 @@ impl KubeLookup {
                 .get_opt(name)
                 .await?
                 .map(|c| {
-                    let mut keys: BTreeSet<String> = c.data.unwrap_or_default().into_keys().collect();
+                    let mut keys: BTreeSet<String> =
+                        c.data.unwrap_or_default().into_keys().collect();
                     keys.extend(c.binary_data.unwrap_or_default().into_keys());
                     keys
                 }),
@@ -240,7 +249,10 @@ mod tests {
     use super::*;
 
     /// An in-memory cluster: (kind, namespace, name) → keys.
-    struct Fake(HashMap<(RefKind, String, String), Vec<&'static str>>, Duration);
+    struct Fake(
+        HashMap<(RefKind, String, String), Vec<&'static str>>,
+        Duration,
+    );
 
     impl ObjectLookup for Fake {
         fn keys<'a>(
@@ -270,7 +282,10 @@ mod tests {
 
     fn cluster(delay: Duration) -> Fake {
         let mut objects = HashMap::new();
-        objects.insert((RefKind::Secret, "default".into(), "gh".into()), vec!["token"]);
+        objects.insert(
+            (RefKind::Secret, "default".into(), "gh".into()),
+            vec!["token"],
+        );
         Fake(objects, delay)
     }
 
@@ -280,7 +295,8 @@ mod tests {
         let ok = check_references(&[secret_ref("gh", "token")], "default", Some(&fake)).await;
         assert_eq!(ok, CrossObjectFindings::default());
 
-        let missing = check_references(&[secret_ref("nope", "token")], "default", Some(&fake)).await;
+        let missing =
+            check_references(&[secret_ref("nope", "token")], "default", Some(&fake)).await;
         assert!(missing.errors.is_empty());
         assert_eq!(missing.warnings.len(), 1, "{missing:?}");
         assert!(missing.warnings[0].contains("\"nope\" does not exist"));
@@ -305,7 +321,12 @@ mod tests {
     async fn a_slow_api_server_costs_at_most_the_lookup_timeout() {
         let slow = cluster(Duration::from_secs(30));
         let started = tokio::time::Instant::now();
-        let f = check_references(&[secret_ref("gh", "token"), secret_ref("gh", "other")], "default", Some(&slow)).await;
+        let f = check_references(
+            &[secret_ref("gh", "token"), secret_ref("gh", "other")],
+            "default",
+            Some(&slow),
+        )
+        .await;
         // Lookups run side by side: two slow ones cost one timeout, not two.
         assert!(started.elapsed() < LOOKUP_TIMEOUT + Duration::from_millis(500));
         assert!(f.errors.is_empty());

@@ -94,8 +94,9 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("mcp_operator_webhook");
         let reviews = Family::<ReviewLabels, Counter>::default();
-        let review_duration =
-            Family::<WebhookLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let review_duration = Family::<WebhookLabels, Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
         let rejected = Family::<RejectLabels, Counter>::default();
         let unexpected_kinds = Family::<WebhookLabels, Counter>::default();
         let lookups_skipped = Counter::default();

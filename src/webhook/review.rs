@@ -24,7 +24,10 @@ pub enum ReviewError {
     #[error("the body is not a JSON object")]
     NotAnObject,
     #[error("expected apiVersion {expected:?} and kind {kind:?}, got apiVersion {api_version:?} and kind {got_kind:?}", expected = META_API_VERSION_V1, kind = META_KIND)]
-    WrongType { api_version: String, got_kind: String },
+    WrongType {
+        api_version: String,
+        got_kind: String,
+    },
     #[error("the review has no request")]
     NoRequest,
     #[error("request.{field} must be an object or null")]
@@ -50,7 +53,10 @@ pub fn decode_review(body: &[u8]) -> Result<DecodedReview, ReviewError> {
     }
     let mut review: Value = serde_json::from_slice(body).map_err(ReviewError::Json)?;
     let top = review.as_object_mut().ok_or(ReviewError::NotAnObject)?;
-    let api_version = top.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let api_version = top
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let kind = top.get("kind").and_then(Value::as_str).unwrap_or_default();
     if api_version != META_API_VERSION_V1 || kind != META_KIND {
         return Err(ReviewError::WrongType {
@@ -237,8 +243,14 @@ mod tests {
     #[test]
     fn malformed_bodies_are_named() {
         assert!(matches!(decode_review(b"  "), Err(ReviewError::Empty)));
-        assert!(matches!(decode_review(b"{\"a\""), Err(ReviewError::Json(_))));
-        assert!(matches!(decode_review(b"[]"), Err(ReviewError::NotAnObject)));
+        assert!(matches!(
+            decode_review(b"{\"a\""),
+            Err(ReviewError::Json(_))
+        ));
+        assert!(matches!(
+            decode_review(b"[]"),
+            Err(ReviewError::NotAnObject)
+        ));
         assert!(matches!(
             decode_review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
             Err(ReviewError::NoRequest)
@@ -257,6 +269,9 @@ mod tests {
     #[test]
     fn deep_nesting_is_refused_not_overflowed() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(matches!(decode_review(deep.as_bytes()), Err(ReviewError::Json(_))));
+        assert!(matches!(
+            decode_review(deep.as_bytes()),
+            Err(ReviewError::Json(_))
+        ));
     }
 }

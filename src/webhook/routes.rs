@@ -66,7 +66,12 @@ pub fn admission_path(webhook: WebhookKind, kind: &str, version: &str) -> String
 
 /// The name of `webhook` for `kind` in its configuration: `vmcpserver.toolhive.stacklok.dev`.
 pub fn webhook_name(webhook: WebhookKind, kind: &str) -> String {
-    format!("{}{}.{}", webhook.name_prefix(), kind.to_ascii_lowercase(), GROUP)
+    format!(
+        "{}{}.{}",
+        webhook.name_prefix(),
+        kind.to_ascii_lowercase(),
+        GROUP
+    )
 }
 
 /// Every admission route: each served kind, at each served version, for both webhooks.

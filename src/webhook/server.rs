@@ -236,8 +236,14 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
 
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|source| ServeError::Bind { addr: listen, source })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: listen, source })?;
+        .map_err(|source| ServeError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: listen,
+        source,
+    })?;
     let metrics_listener = match metrics_listen {
         Some(m) => Some(
             TcpListener::bind(m)
@@ -247,7 +253,10 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         None => None,
     };
     let metrics_addr = match &metrics_listener {
-        Some(l) => Some(l.local_addr().map_err(|source| ServeError::Bind { addr: listen, source })?),
+        Some(l) => Some(l.local_addr().map_err(|source| ServeError::Bind {
+            addr: listen,
+            source,
+        })?),
         None => None,
     };
 
@@ -255,11 +264,19 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
     tokio::task::spawn_blocking(super::handlers::warm_up)
         .await
         .map_err(|e| ServeError::Task("warm-up", e.to_string()))?;
-    tracing::debug!(took_ms = started.elapsed().as_millis() as u64, "admission warmed up");
+    tracing::debug!(
+        took_ms = started.elapsed().as_millis() as u64,
+        "admission warmed up"
+    );
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let watcher = CertWatcher::new(cert_dir, certs.clone(), metrics.clone(), (&cert_pem, &key_pem));
+    let watcher = CertWatcher::new(
+        cert_dir,
+        certs.clone(),
+        metrics.clone(),
+        (&cert_pem, &key_pem),
+    );
     tasks.spawn(watcher_task(watcher, reload_interval, shutdown_rx.clone()));
     if let Some(metrics_listener) = metrics_listener {
         let router = metrics_router(metrics.clone(), readiness.clone());
@@ -272,7 +289,13 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         request_timeout,
     };
     let router = admission_router(state, conversion);
-    tasks.spawn(accept_loop(listener, acceptor, router, shutdown_rx, drain_timeout));
+    tasks.spawn(accept_loop(
+        listener,
+        acceptor,
+        router,
+        shutdown_rx,
+        drain_timeout,
+    ));
     readiness.listening.store(true, Ordering::Release);
     match metrics_addr {
         Some(metrics_addr) => tracing::info!(%addr, %metrics_addr, "webhook server listening"),
@@ -304,7 +327,11 @@ async fn watcher_task(
     Ok(())
 }
 
-async fn metrics_task(listener: TcpListener, router: Router, rx: watch::Receiver<bool>) -> Result<(), ServeError> {
+async fn metrics_task(
+    listener: TcpListener,
+    router: Router,
+    rx: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
     axum::serve(listener, router)
         .with_graceful_shutdown(stopped(rx))
         .await
@@ -365,13 +392,19 @@ async fn accept_loop(
         }
     }
     drop(listener);
-    tracing::info!(in_flight = connections.len(), "stopped accepting; draining connections");
+    tracing::info!(
+        in_flight = connections.len(),
+        "stopped accepting; draining connections"
+    );
     let drained = tokio::time::timeout(drain_timeout, async {
         while connections.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(left = connections.len(), "drain timeout reached; closing the remaining connections");
+        tracing::warn!(
+            left = connections.len(),
+            "drain timeout reached; closing the remaining connections"
+        );
         connections.abort_all();
     }
     Ok(())

@@ -67,7 +67,9 @@ pub fn parse_pem_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<LoadedCert, Cer
     let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
         .collect::<Result<_, _>>()
         .map_err(|_| CertError::Pem(CERT_FILE.into()))?;
-    let leaf = chain.first().ok_or_else(|| CertError::NoCertificate(CERT_FILE.into()))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| CertError::NoCertificate(CERT_FILE.into()))?;
     let (_, x509) =
         x509_parser::parse_x509_certificate(leaf).map_err(|e| CertError::X509(e.to_string()))?;
     let not_after = x509.validity().not_after.timestamp();
@@ -91,12 +93,18 @@ async fn read_bounded(path: &Path) -> Result<Vec<u8>, CertError> {
     let shown = || path.display().to_string();
     let file = tokio::fs::File::open(path)
         .await
-        .map_err(|source| CertError::Read { path: shown(), source })?;
+        .map_err(|source| CertError::Read {
+            path: shown(),
+            source,
+        })?;
     let mut out = Vec::new();
     file.take(MAX_PEM_BYTES + 1)
         .read_to_end(&mut out)
         .await
-        .map_err(|source| CertError::Read { path: shown(), source })?;
+        .map_err(|source| CertError::Read {
+            path: shown(),
+            source,
+        })?;
     if out.len() as u64 > MAX_PEM_BYTES {
         return Err(CertError::TooLarge { path: shown() });
     }
@@ -105,7 +113,10 @@ async fn read_bounded(path: &Path) -> Result<Vec<u8>, CertError> {
 
 /// Reads `tls.crt` and `tls.key` from `dir`.
 pub async fn read_cert_dir(dir: &Path) -> Result<(Vec<u8>, Vec<u8>), CertError> {
-    Ok((read_bounded(&dir.join(CERT_FILE)).await?, read_bounded(&dir.join(KEY_FILE)).await?))
+    Ok((
+        read_bounded(&dir.join(CERT_FILE)).await?,
+        read_bounded(&dir.join(KEY_FILE)).await?,
+    ))
 }
 
 /// Loads the pair in `dir`.
@@ -154,10 +165,11 @@ impl ResolvesServerCert for CertStore {
 /// The rustls configuration: TLS 1.3 and 1.2 only, HTTP/2 and HTTP/1.1, certificates from
 /// `store`. Uses the ring provider explicitly, whatever the process default is.
 pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(store);
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -195,7 +207,12 @@ fn contents_hash(cert: &[u8], key: &[u8]) -> [u8; 32] {
 
 impl CertWatcher {
     /// `initial_cert`/`initial_key` are the contents `store`'s pair was loaded from.
-    pub fn new(dir: PathBuf, store: Arc<CertStore>, metrics: Arc<Metrics>, initial: (&[u8], &[u8])) -> Self {
+    pub fn new(
+        dir: PathBuf,
+        store: Arc<CertStore>,
+        metrics: Arc<Metrics>,
+        initial: (&[u8], &[u8]),
+    ) -> Self {
         CertWatcher {
             dir,
             store,
@@ -242,21 +259,31 @@ impl CertWatcher {
                 );
                 record_expiry(&self.metrics, &next);
                 self.store.replace(next);
-                self.metrics.cert_reloads.get_or_create(&ReloadLabels { result: "success" }).inc();
+                self.metrics
+                    .cert_reloads
+                    .get_or_create(&ReloadLabels { result: "success" })
+                    .inc();
                 true
             }
             Err(e) => {
                 // The files may be mid-rotation (certificate written, key not yet): the next poll
                 // sees the finished pair, whose hash differs, and tries again.
                 tracing::warn!(dir = %self.dir.display(), error = %e, "the changed certificate pair is not usable; keeping the last good one");
-                self.metrics.cert_reloads.get_or_create(&ReloadLabels { result: "error" }).inc();
+                self.metrics
+                    .cert_reloads
+                    .get_or_create(&ReloadLabels { result: "error" })
+                    .inc();
                 false
             }
         }
     }
 
     /// Polls every `interval` until `shutdown` resolves.
-    pub async fn run(mut self, interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(
+        mut self,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);

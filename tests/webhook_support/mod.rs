@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use mcp_operator::api::GROUP;
-use mcp_operator::webhook::certs::{generate_ca, write_cert_dir, CertificateAuthority, ServingPair};
+use mcp_operator::webhook::certs::{
+    generate_ca, write_cert_dir, CertificateAuthority, ServingPair,
+};
 use mcp_operator::webhook::lookup::ObjectLookup;
 use mcp_operator::webhook::server::{start, RunningServer, ServerOptions};
 use serde_json::{json, Value};
@@ -34,7 +36,10 @@ impl Pki {
     /// A new serving pair for [`HOST`] from the same CA.
     pub fn issue(&self) -> ServingPair {
         self.ca
-            .issue_serving(&[HOST.to_string(), "127.0.0.1".to_string()], Duration::from_secs(3600))
+            .issue_serving(
+                &[HOST.to_string(), "127.0.0.1".to_string()],
+                Duration::from_secs(3600),
+            )
             .expect("serving pair")
     }
 
@@ -81,11 +86,21 @@ pub fn url(server: &RunningServer, path: &str) -> String {
 }
 
 pub fn metrics_url(server: &RunningServer, path: &str) -> String {
-    format!("http://{}{path}", server.metrics_addr().expect("metrics listener"))
+    format!(
+        "http://{}{path}",
+        server.metrics_addr().expect("metrics listener")
+    )
 }
 
 /// An AdmissionReview v1 for an object of our group.
-pub fn review(kind: &str, version: &str, plural: &str, operation: &str, object: Option<&Value>, old: Option<&Value>) -> Value {
+pub fn review(
+    kind: &str,
+    version: &str,
+    plural: &str,
+    operation: &str,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> Value {
     let name = object
         .or(old)
         .and_then(|o| o.pointer("/metadata/name"))
@@ -133,7 +148,12 @@ pub fn minimal(kind: &str, version: &str) -> Value {
 }
 
 /// Posts a review to `path` and returns the HTTP status and the JSON body.
-pub async fn post(client: &reqwest::Client, server: &RunningServer, path: &str, body: &Value) -> (u16, Value) {
+pub async fn post(
+    client: &reqwest::Client,
+    server: &RunningServer,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
     let response = client
         .post(url(server, path))
         .header("content-type", "application/json")
@@ -152,7 +172,9 @@ pub fn apply_patch(object: &Value, response: &Value) -> Value {
     if let Some(patch) = response.get("patch").and_then(Value::as_str) {
         use base64::Engine;
         assert_eq!(response["patchType"], "JSONPatch");
-        let bytes = base64::engine::general_purpose::STANDARD.decode(patch).expect("base64 patch");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(patch)
+            .expect("base64 patch");
         let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("JSON Patch");
         json_patch::patch(&mut patched, &patch).expect("patch applies to the request object");
     }

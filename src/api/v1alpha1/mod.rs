@@ -1,6 +1,10 @@
 //! `toolhive.stacklok.dev/v1alpha1`: the older upstream shape (ToolHive ≤ v0.14), served and
 //! deprecated. Objects are stored at v1beta1; the conversion webhook translates both ways.
 
+// Several printer columns share `type_ = "string"`; clippy reads the derive's attribute list
+// as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 mod mcpserver;
 mod others;
 

@@ -36,9 +36,17 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
     deprecated = "toolhive.stacklok.dev/v1alpha1 MCPRegistry is deprecated; use toolhive.stacklok.dev/v1beta1 MCPRegistry with spec.configYAML",
     label("toolhive.stacklok.dev/auto-migrate-storage-version", "true"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type=='Ready')].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type=='Ready')].status"
+    ),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MCPRegistrySpec {
@@ -82,7 +90,10 @@ pub struct ConfigMapKeySelector {
 #[skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 pub struct GitSource {
-    #[schemars(length(min = 1), regex(pattern = r"^(file:///|https?://|git@|ssh://|git://).*"))]
+    #[schemars(
+        length(min = 1),
+        regex(pattern = r"^(file:///|https?://|git@|ssh://|git://).*")
+    )]
     pub repository: String,
     #[schemars(length(min = 1))]
     pub branch: Option<String>,
@@ -156,8 +167,16 @@ pub struct MCPRegistryStatus {
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Remote URL", type_ = "string", json_path = ".spec.remoteURL"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type=='Ready')].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type=='Ready')].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MCPRemoteProxySpec {
@@ -224,7 +243,11 @@ pub struct MCPRemoteProxyStatus {
     label("toolhive.stacklok.dev/auto-migrate-storage-version", "true"),
     printcolumn(name = "Servers", type_ = "integer", json_path = ".status.serverCount"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MCPGroupSpec {
@@ -248,9 +271,21 @@ pub struct MCPGroupSpec {
     storage = false,
     deprecated = "toolhive.stacklok.dev/v1alpha1 MCPToolConfig is deprecated; use toolhive.stacklok.dev/v1beta1 MCPToolConfig",
     label("toolhive.stacklok.dev/auto-migrate-storage-version", "true"),
-    printcolumn(name = "Filter Count", type_ = "integer", json_path = ".spec.toolsFilter[*]"),
-    printcolumn(name = "Referenced By", type_ = "string", json_path = ".status.referencingServers"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Filter Count",
+        type_ = "integer",
+        json_path = ".spec.toolsFilter[*]"
+    ),
+    printcolumn(
+        name = "Referenced By",
+        type_ = "string",
+        json_path = ".status.referencingServers"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MCPToolConfigSpec {

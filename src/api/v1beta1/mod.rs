@@ -1,5 +1,9 @@
 //! `toolhive.stacklok.dev/v1beta1`: the storage version.
 
+// Several printer columns share `type_ = "string"`; clippy reads the derive's attribute list
+// as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 mod mcpserver;
 mod others;
 

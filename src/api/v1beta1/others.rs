@@ -29,10 +29,22 @@ pub const GROUP_PHASES: &[&str] = &["Ready", "Pending", "Failed"];
     category = "toolhive",
     label("toolhive.stacklok.dev/auto-migrate-storage-version", "true"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type=='Ready')].status"),
-    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type=='Ready')].status"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MCPRegistrySpec {
@@ -105,8 +117,16 @@ pub struct MCPRegistryStatus {
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Remote URL", type_ = "string", json_path = ".spec.remoteUrl"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type=='Ready')].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type=='Ready')].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MCPRemoteProxySpec {
@@ -197,10 +217,22 @@ pub struct MCPRemoteProxyStatus {
     category = "toolhive",
     label("toolhive.stacklok.dev/auto-migrate-storage-version", "true"),
     printcolumn(name = "Servers", type_ = "integer", json_path = ".status.serverCount"),
-    printcolumn(name = "Proxies", type_ = "integer", json_path = ".status.remoteProxyCount"),
+    printcolumn(
+        name = "Proxies",
+        type_ = "integer",
+        json_path = ".status.remoteProxyCount"
+    ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Checked", type_ = "string", json_path = ".status.conditions[?(@.type=='MCPServersChecked')].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Checked",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type=='MCPServersChecked')].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MCPGroupSpec {
@@ -245,8 +277,16 @@ pub struct MCPGroupStatus {
     shortname = "toolconfig",
     category = "toolhive",
     label("toolhive.stacklok.dev/auto-migrate-storage-version", "true"),
-    printcolumn(name = "Valid", type_ = "string", json_path = ".status.conditions[?(@.type=='Valid')].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Valid",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type=='Valid')].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MCPToolConfigSpec {

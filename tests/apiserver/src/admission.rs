@@ -211,7 +211,8 @@ async fn call(
     }
     let warnings = strs(response.get("warnings"));
     if !response.get("allowed").and_then(Value::as_bool).unwrap_or(false) {
-        let result = response.get("result").cloned().unwrap_or(json!({}));
+        // AdmissionResponse carries its metav1.Status under `status`.
+        let result = response.get("status").cloned().unwrap_or(json!({}));
         let msg = result.get("message").and_then(Value::as_str).unwrap_or_default();
         let message = if msg.is_empty() {
             format!("admission webhook \"{name}\" denied the request without explanation")

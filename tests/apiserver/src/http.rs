@@ -280,7 +280,10 @@ async fn resource_request_inner(
         .get("fieldManager")
         .cloned()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| user_agent.split('/').next().unwrap_or("unknown").to_string());
+        .unwrap_or_else(|| match user_agent.split('/').next() {
+            Some(ua) if !ua.is_empty() => ua.to_string(),
+            _ => "unknown".to_string(),
+        });
     let dry_run = query.get("dryRun").is_some_and(|d| d == "All");
     let req = Req {
         res: res.clone(),

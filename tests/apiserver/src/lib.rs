@@ -2,7 +2,7 @@
 //!
 //! It speaks the real REST protocol on loopback (HTTP, optionally HTTPS), so kube-rs clients and
 //! controllers, the real `kubectl` and `helm` run against it unchanged: discovery, get/list/watch,
-//! create/update/patch (JSON, merge, strategic-as-merge, server-side apply)/delete, the status and
+//! create/update/patch (JSON, merge, strategic merge for built-ins, server-side apply)/delete, the status and
 //! scale subresources, CRDs that become servable, schema checks (with CEL), admission webhooks and
 //! conversion webhooks called over HTTPS, finalizers and garbage collection. See the README for
 //! what a real API server does that this one does not.
@@ -28,6 +28,7 @@ mod schema;
 mod selectors;
 mod server;
 mod store;
+mod strategic;
 mod table;
 mod tls;
 mod watch;

@@ -93,6 +93,16 @@ fn is_valid_dns_subdomain(s: &str) -> bool {
         })
 }
 
+/// Kinds whose `metadata.generation` the apiserver maintains (custom resources and the built-ins
+/// with a spec it versions; ConfigMaps, Secrets and most core kinds have none).
+fn tracks_generation(res: &ResourceInfo) -> bool {
+    res.crd.is_some()
+        || matches!(
+            res.group.as_str(),
+            "apps" | "policy" | "networking.k8s.io" | "apiextensions.k8s.io" | "admissionregistration.k8s.io"
+        )
+}
+
 fn strip_for_generation(o: &Value) -> Value {
     let mut o = o.clone();
     if let Some(m) = o.as_object_mut() {
@@ -513,7 +523,11 @@ fn patch_value(old: &Value, kind: PatchKind, body: &Value, req: &Req, has_status
             if !body.is_object() {
                 return Err(ApiError::bad_request("the server rejected our request due to an error in our request: patch must be a JSON object"));
             }
-            json_patch::merge(&mut new, body);
+            if kind == PatchKind::Strategic {
+                crate::strategic::apply(&mut new, body);
+            } else {
+                json_patch::merge(&mut new, body);
+            }
         }
         PatchKind::Apply => {
             let api_version = req.res.api_version(&req.version);
@@ -705,13 +719,15 @@ fn commit_create(st: &mut State, req: &Req, mut obj: Value, current: Option<&Val
             name = format!("{prefix}{}", random_suffix());
         }
         obj["metadata"]["name"] = json!(name);
-    } else if current.is_some() {
+    } else if current.is_some() || st.get(&res.key(), &req.namespace, meta_str(&obj, "name")).is_some() {
         return Err(ApiError::already_exists(&res.qualified(), meta_str(&obj, "name")));
     }
     let md = &mut obj["metadata"];
     md["uid"] = json!(new_uid());
     md["creationTimestamp"] = json!(now);
-    md["generation"] = json!(1);
+    if tracks_generation(res) {
+        md["generation"] = json!(1);
+    }
     if let Some(m) = md.as_object_mut() {
         m.remove("deletionTimestamp");
         m.remove("deletionGracePeriodSeconds");
@@ -738,7 +754,7 @@ fn commit_update(st: &mut State, req: &Req, mut obj: Value, current: Option<&Val
     if res.group == CRD_RES.0 && res.plural == CRD_RES.1 {
         establish_crd(&mut obj, Some(current));
     }
-    if strip_for_generation(&obj) != strip_for_generation(current) {
+    if tracks_generation(res) && strip_for_generation(&obj) != strip_for_generation(current) {
         let gen = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
         obj["metadata"]["generation"] = json!(gen + 1);
     }
