@@ -53,21 +53,29 @@ pub enum ManifestError {
     },
 }
 
-/// Reads every manifest under `paths` (files, folders recursively, `-` for stdin), in order.
-pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Document>, ManifestError> {
-    let mut docs = Vec::new();
+/// The text of every manifest file under `paths` (files, folders recursively, `-` for stdin),
+/// with its name, bounded and UTF-8 checked like [`read_paths`].
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<(String, String)>, ManifestError> {
+    let mut out = Vec::new();
     for p in paths {
         if p.as_os_str() == "-" {
-            let text = read_stdin()?;
-            docs.extend(parse_documents("-", &text)?);
+            out.push(("-".to_string(), read_stdin()?));
             continue;
         }
         for file in manifest_files(p, 0)? {
             let name = file.display().to_string();
             let bytes = read_bounded(&file, &name)?;
-            let text = decode_utf8(&name, bytes)?;
-            docs.extend(parse_documents(&name, &text)?);
+            out.push((name.clone(), decode_utf8(&name, bytes)?));
         }
+    }
+    Ok(out)
+}
+
+/// Reads every manifest under `paths` (files, folders recursively, `-` for stdin), in order.
+pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Document>, ManifestError> {
+    let mut docs = Vec::new();
+    for (name, text) in expand_paths(paths)? {
+        docs.extend(parse_documents(&name, &text)?);
     }
     Ok(docs)
 }

@@ -111,7 +111,7 @@ async fn filter_applies_inside_sse_responses() {
         let data = text
             .lines()
             .filter_map(|l| l.strip_prefix("data: "))
-            .last()
+            .next_back()
             .expect("an SSE message");
         let msg: Value = serde_json::from_str(data).unwrap();
         match check {

@@ -292,3 +292,75 @@ fn every_subcommand_has_help() {
         );
     }
 }
+
+/// `convert` turns the old-shape examples into v1beta1 manifests `check` accepts, and back into
+/// the very objects it started from.
+#[test]
+fn convert_round_trips_the_v1alpha1_examples() {
+    let dir = root().join("examples/v1alpha1");
+    let up = bin()
+        .args(["convert", "--to", "v1beta1", "-f"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let beta = String::from_utf8(up.stdout).unwrap();
+    assert!(
+        !beta.contains("apiVersion: toolhive.stacklok.dev/v1alpha1"),
+        "{beta}"
+    );
+    assert!(
+        beta.contains("# An MCPServer in the old"),
+        "leading comments are kept: {beta}"
+    );
+    let (_d, beta_file) = write_temp("beta.yaml", beta.as_bytes());
+    let checked = check(&[beta_file.to_str().unwrap()]);
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+    assert_eq!(
+        text(&checked).matches("accepted").count(),
+        3,
+        "{}",
+        text(&checked)
+    );
+
+    let down = bin()
+        .args(["convert", "--to", "v1alpha1", "-f"])
+        .arg(&beta_file)
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(0), "{}", text(&down));
+    let parse = |s: &str| -> Vec<Value> {
+        mcp_operator::manifest::parse_documents("x", s)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.value)
+            .collect()
+    };
+    let mut original = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        original.extend(parse(&std::fs::read_to_string(f).unwrap()));
+    }
+    assert_eq!(parse(&String::from_utf8(down.stdout).unwrap()), original);
+}
+
+#[test]
+fn convert_leaves_other_documents_untouched() {
+    let input = "# keep me\napiVersion: v1\nkind: ConfigMap   # inline comment\nmetadata: {name: c}\n---\napiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPGroup\nmetadata: {name: g}\nspec: {}\n";
+    let (_d, p) = write_temp("mixed.yaml", input.as_bytes());
+    let o = bin()
+        .args(["convert", "--to", "v1beta1", "-f"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        input,
+        "nothing to convert: byte for byte"
+    );
+}

@@ -57,6 +57,28 @@ pub fn validate_v1beta1(name: &str, obj: &v1beta1::MCPServer, raw: &Value, f: &m
     if let Some(g) = &s.group_ref {
         check_object_name(f, &Path::root("spec.groupRef.name"), &g.name);
     }
+    warn_kept_alpha_fields(obj.metadata.annotations.as_ref(), f);
+}
+
+/// Inline blocks of a v1alpha1 object live on in annotations at v1beta1 (so a round trip loses
+/// nothing), but v1beta1 does not act on them: say so, and what to create instead.
+pub fn warn_kept_alpha_fields(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+    f: &mut Findings,
+) {
+    let prefix = crate::conversion::ALPHA_STASH_PREFIX;
+    for (field, instead) in [
+        ("oidcConfig", "an MCPOIDCConfig"),
+        ("telemetry", "an MCPTelemetryConfig"),
+    ] {
+        let key = format!("{prefix}{field}");
+        if annotations.is_some_and(|a| a.contains_key(&key)) {
+            f.warn(
+                &Path::root("metadata.annotations").key(&key),
+                format!("the inline {field} of the v1alpha1 form is kept for conversion but not applied at v1beta1; create {instead} instead"),
+            );
+        }
+    }
 }
 
 pub fn validate_v1alpha1(name: &str, obj: &v1alpha1::MCPServer, raw: &Value, f: &mut Findings) {

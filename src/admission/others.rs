@@ -33,12 +33,24 @@ pub fn validate_remote_proxy_v1beta1(obj: &v1beta1::MCPRemoteProxy, f: &mut Find
             "PodTemplateSpec",
         );
     }
+    super::mcpserver::warn_kept_alpha_fields(obj.metadata.annotations.as_ref(), f);
 }
 
 pub fn validate_remote_proxy_v1alpha1(obj: &v1alpha1::MCPRemoteProxy, f: &mut Findings) {
     let s = &obj.spec;
     let spec = Path::root("spec");
-    check_remote_url(f, &spec.child("remoteURL"), &s.remote_url, false);
+    // A v1beta1 object read at v1alpha1 keeps its opt-in in an annotation (see conversion).
+    let key = format!(
+        "{}allowPrivateEndpoint",
+        crate::conversion::BETA_STASH_PREFIX
+    );
+    let allow_private = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&key))
+        .is_some_and(|v| v == "true");
+    check_remote_url(f, &spec.child("remoteURL"), &s.remote_url, allow_private);
     check_proxy_common(
         f,
         s.header_forward.as_ref(),

@@ -1,14 +1,72 @@
 //! The CustomResourceDefinitions, generated from the types of every version.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceConversion, CustomResourceDefinition, ServiceReference, WebhookClientConfig,
+    WebhookConversion,
+};
 use kube::core::crd::merge_crds;
 use kube::CustomResourceExt;
 use serde_json::Value;
 
 use super::{v1alpha1, v1beta1, STORAGE_VERSION};
 
-/// Every CRD of the group, sorted by plural (the order of the files in `crds/`).
+/// Where the API server sends ConversionReviews; `crds/` carries the chart's default install,
+/// which `mcp-operator crds --webhook-service NS/NAME` and the chart replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookService {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Default for WebhookService {
+    fn default() -> Self {
+        WebhookService {
+            namespace: "mcp-operator-system".into(),
+            name: "mcp-operator-webhook".into(),
+        }
+    }
+}
+
+/// The path of the conversion webhook on the operator's HTTPS port.
+pub const CONVERT_PATH: &str = "/convert";
+
+/// Every CRD of the group, sorted by plural (the order of the files in `crds/`), converting
+/// through the default webhook Service.
 pub fn all() -> Vec<CustomResourceDefinition> {
+    with_conversion_service(&WebhookService::default())
+}
+
+/// Every CRD, with its conversion stanza pointing at `service`.
+pub fn with_conversion_service(service: &WebhookService) -> Vec<CustomResourceDefinition> {
+    generated()
+        .into_iter()
+        .map(|mut c| {
+            c.spec.conversion = Some(conversion(service));
+            c
+        })
+        .collect()
+}
+
+/// `strategy: Webhook`: the two versions have different shapes, so the API server must ask us.
+fn conversion(service: &WebhookService) -> CustomResourceConversion {
+    CustomResourceConversion {
+        strategy: "Webhook".into(),
+        webhook: Some(WebhookConversion {
+            conversion_review_versions: vec!["v1".into()],
+            client_config: Some(WebhookClientConfig {
+                service: Some(ServiceReference {
+                    namespace: service.namespace.clone(),
+                    name: service.name.clone(),
+                    path: Some(CONVERT_PATH.into()),
+                    port: Some(443),
+                }),
+                ..Default::default()
+            }),
+        }),
+    }
+}
+
+fn generated() -> Vec<CustomResourceDefinition> {
     let pairs = [
         (v1beta1::MCPGroup::crd(), v1alpha1::MCPGroup::crd()),
         (v1beta1::MCPRegistry::crd(), v1alpha1::MCPRegistry::crd()),

@@ -483,10 +483,10 @@ impl SseRewriter {
         let mut data = String::new();
         for line in text.lines() {
             if let Some(v) = line.strip_prefix("event:") {
-                kind = if v.trim() == "endpoint" {
-                    "endpoint"
-                } else {
-                    "other"
+                kind = match v.trim() {
+                    "endpoint" => "endpoint",
+                    "message" => "message",
+                    _ => "other",
                 };
             } else if let Some(v) = line.strip_prefix("data:") {
                 if !data.is_empty() {

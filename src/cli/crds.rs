@@ -9,10 +9,26 @@ pub struct CrdsArgs {
     /// Write one file per CRD into this folder instead of printing them.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+    /// The Service of the conversion webhook, as NAMESPACE/NAME
+    /// (default: mcp-operator-system/mcp-operator-webhook).
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_service)]
+    pub webhook_service: Option<crd::WebhookService>,
+}
+
+fn parse_service(s: &str) -> Result<crd::WebhookService, String> {
+    let (namespace, name) = s.split_once('/').ok_or("expected NAMESPACE/NAME")?;
+    let label = |v: &str| crate::admission::rules::dns1123_label(v).is_empty();
+    if !label(namespace) || !label(name) {
+        return Err(format!("{s:?}: namespace and name must be DNS-1123 labels"));
+    }
+    Ok(crd::WebhookService {
+        namespace: namespace.into(),
+        name: name.into(),
+    })
 }
 
 pub fn run(args: CrdsArgs) -> i32 {
-    let crds = crd::all();
+    let crds = crd::with_conversion_service(&args.webhook_service.unwrap_or_default());
     let Some(dir) = args.out_dir else {
         print!("{}", crd::to_yaml(&crds));
         return 0;

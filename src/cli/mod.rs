@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 pub mod certs;
 pub mod check;
+pub mod convert;
 pub mod crds;
 pub mod webhook;
 
@@ -21,6 +22,8 @@ pub enum Command {
     Crds(crds::CrdsArgs),
     /// Offline admission: apply defaults and validate manifests as the webhook would.
     Check(check::CheckArgs),
+    /// Rewrite manifests to another API version (v1alpha1 <-> v1beta1), offline.
+    Convert(convert::ConvertArgs),
     /// The MCP proxy that runs inside each MCP server pod.
     Bridge(crate::bridge::BridgeArgs),
     /// Serve only the admission webhooks (validating + defaulting) over TLS.
@@ -34,6 +37,7 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Crds(args) => crds::run(args),
         Command::Check(args) => check::run(args),
+        Command::Convert(args) => convert::run(args),
         Command::Bridge(args) => run_async(crate::bridge::run(args)),
         Command::Webhook(args) => run_async(webhook::run(args)),
         Command::Certs(args) => certs::run(args),

@@ -1,7 +1,9 @@
 //! `mcp-operator webhook`: serve only the admission webhooks (no cluster needed).
 
+use crate::api::{GROUP, SERVED};
 use crate::webhook::config::{configurations_yaml, ConfigOptions};
 use crate::webhook::lookup::KubeLookup;
+use crate::webhook::selfmanaged::SelfManagedCerts;
 use crate::webhook::server::{start, ServerOptions};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -41,6 +43,24 @@ pub struct WebhookArgs {
     /// stops sending new connections before the listener closes.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub shutdown_delay: u64,
+    /// Without cert-manager: keep a CA and serving certificate in a Secret of
+    /// --service-namespace (shared by all replicas), write the pair into --cert-dir, and patch
+    /// the caBundle of the webhook configurations and of our CRDs' conversion webhooks.
+    #[arg(long, requires_all = ["service_name", "service_namespace"])]
+    pub self_signed: bool,
+    /// The Secret holding the self-managed CA and serving pair.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "mcp-operator-webhook-certs"
+    )]
+    pub secret_name: String,
+    /// Name of the Validating/MutatingWebhookConfiguration whose caBundle --self-signed patches.
+    #[arg(long, value_name = "NAME", default_value = "mcp-operator")]
+    pub webhook_configuration_name: String,
+    /// Also serve the benchmark floor route (used by benches/webhook).
+    #[arg(long, hide = true)]
+    pub benchmark_floor: bool,
     /// Print the Validating/MutatingWebhookConfigurations (YAML) for --service-name and
     /// --service-namespace, and exit.
     #[arg(long, requires_all = ["service_name", "service_namespace"])]
@@ -97,11 +117,40 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
     let mut options = ServerOptions::new(cert_dir, args.listen);
     options.metrics_listen = Some(args.metrics_listen);
     options.shutdown_delay = Duration::from_secs(args.shutdown_delay);
+    options.benchmark_floor = args.benchmark_floor;
     if args.cluster_lookups {
         let client = kube::Client::try_default()
             .await
             .context("--cluster-lookups: cannot build a Kubernetes client")?;
         options.lookup = Some(Arc::new(KubeLookup::new(client)));
+    }
+    let mut self_managed = None;
+    if args.self_signed {
+        let (Some(service), Some(namespace)) =
+            (args.service_name.clone(), args.service_namespace.clone())
+        else {
+            anyhow::bail!("--self-signed needs --service-name and --service-namespace");
+        };
+        let client = kube::Client::try_default()
+            .await
+            .context("--self-signed: cannot build a Kubernetes client")?;
+        let certs = SelfManagedCerts {
+            client,
+            namespace,
+            secret_name: args.secret_name.clone(),
+            service_name: service,
+            webhook_configuration: args.webhook_configuration_name.clone(),
+            crds: SERVED
+                .iter()
+                .map(|s| format!("{}.{GROUP}", s.plural))
+                .collect(),
+            cert_dir: options.cert_dir.clone(),
+        };
+        certs
+            .reconcile()
+            .await
+            .context("self-managed certificates")?;
+        self_managed = Some(tokio::spawn(certs.run(std::future::pending())));
     }
     let mut server = start(options).await?;
     tokio::select! {
@@ -112,6 +161,9 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
         signal = terminated() => {
             signal?;
             tracing::info!("shutting down: not ready, draining in-flight reviews");
+            if let Some(task) = self_managed {
+                task.abort();
+            }
             server.shutdown().await?;
             tracing::info!("stopped");
             Ok(0)

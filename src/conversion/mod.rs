@@ -1,1 +1,207 @@
-//! placeholder
+//! Pure conversions between `v1alpha1` (upstream's older shape) and `v1beta1` (storage).
+//!
+//! Conversion is total and lossless: what one version cannot express is kept in annotations on
+//! the other side (`toolhive.stacklok.dev/v1alpha1-<field>` on a v1beta1 object,
+//! `toolhive.stacklok.dev/v1beta1-<field>` on a v1alpha1 one) and taken back on the way home.
+//! A kept value that no longer agrees with the object (it was edited at the other version) is
+//! dropped rather than resurrected. Objects are handled as JSON, so nothing we do not model is
+//! lost either.
+
+mod mcpregistry;
+mod ports;
+pub mod review;
+mod stash;
+
+use crate::api::GROUP;
+use serde_json::{Map, Value};
+
+pub use stash::{ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
+
+/// Why an object could not be converted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConversionError {
+    #[error("object has no apiVersion or kind")]
+    NoTypeMeta,
+    #[error("{0:?} is not a version of {GROUP} this operator serves")]
+    UnknownVersion(String),
+    #[error("kind {0:?} is not served by this operator")]
+    UnknownKind(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The two versions, in the order conversions go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1alpha1,
+    V1beta1,
+}
+
+impl Version {
+    /// Accepts `v1beta1` or `toolhive.stacklok.dev/v1beta1`.
+    pub fn parse(s: &str) -> Result<Self, ConversionError> {
+        let v = match s.split_once('/') {
+            Some((group, v)) if group == GROUP => v,
+            Some(_) => return Err(ConversionError::UnknownVersion(s.to_string())),
+            None => s,
+        };
+        match v {
+            "v1alpha1" => Ok(Version::V1alpha1),
+            "v1beta1" => Ok(Version::V1beta1),
+            _ => Err(ConversionError::UnknownVersion(s.to_string())),
+        }
+    }
+
+    pub fn api_version(self) -> String {
+        format!("{GROUP}/{}", self.name())
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Version::V1alpha1 => "v1alpha1",
+            Version::V1beta1 => "v1beta1",
+        }
+    }
+}
+
+/// Converts one object of our group to `to` (`v1beta1`, `toolhive.stacklok.dev/v1alpha1`, ...).
+pub fn convert(obj: &Value, to: &str) -> Result<Value, ConversionError> {
+    let to = Version::parse(to)?;
+    let from = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .ok_or(ConversionError::NoTypeMeta)
+        .and_then(Version::parse)?;
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or(ConversionError::NoTypeMeta)?;
+    let Value::Object(map) = obj else {
+        return Err(ConversionError::NoTypeMeta);
+    };
+    let mut out = map.clone();
+    out.insert("apiVersion".into(), Value::String(to.api_version()));
+    if from == to {
+        return Ok(Value::Object(out));
+    }
+    match (kind, to) {
+        ("MCPServer", Version::V1beta1) => mcpserver_up(&mut out),
+        ("MCPServer", Version::V1alpha1) => mcpserver_down(&mut out),
+        ("MCPRemoteProxy", Version::V1beta1) => remote_proxy_up(&mut out),
+        ("MCPRemoteProxy", Version::V1alpha1) => remote_proxy_down(&mut out),
+        ("MCPRegistry", Version::V1beta1) => mcpregistry::up(&mut out)?,
+        ("MCPRegistry", Version::V1alpha1) => mcpregistry::down(&mut out),
+        ("MCPToolConfig", Version::V1beta1) => {
+            stash::move_status_out(&mut out, ALPHA_STASH_PREFIX, "referencingServers")
+        }
+        ("MCPToolConfig", Version::V1alpha1) => {
+            stash::move_status_in(&mut out, ALPHA_STASH_PREFIX, "referencingServers")
+        }
+        ("MCPGroup", _) => {}
+        (other, _) => return Err(ConversionError::UnknownKind(other.to_string())),
+    }
+    stash::drop_empty_annotations(&mut out);
+    Ok(Value::Object(out))
+}
+
+/// Fields only the old shape has, kept verbatim while the object lives at v1beta1.
+const SERVER_ALPHA_ONLY: &[&str] = &["oidcConfig", "telemetry"];
+/// Fields only v1beta1 has on MCPRemoteProxy.
+const PROXY_BETA_ONLY: &[&str] = &["allowPrivateEndpoint", "podTemplateSpec", "replicas"];
+
+fn spec_mut(obj: &mut Map<String, Value>) -> Option<&mut Map<String, Value>> {
+    obj.get_mut("spec").and_then(Value::as_object_mut)
+}
+
+fn mcpserver_up(obj: &mut Map<String, Value>) {
+    let mut annotations = Map::new();
+    if let Some(spec) = spec_mut(obj) {
+        group_ref_up(spec);
+        ports::proxy_port_up(spec, &mut annotations);
+        ports::mcp_port_up(spec, &mut annotations);
+        stash::move_fields(
+            spec,
+            &mut annotations,
+            ALPHA_STASH_PREFIX,
+            SERVER_ALPHA_ONLY,
+        );
+    }
+    stash::merge_annotations(obj, annotations);
+    rename_phase(obj, "Running", "Ready");
+}
+
+fn mcpserver_down(obj: &mut Map<String, Value>) {
+    let mut kept = stash::take_all(obj, ALPHA_STASH_PREFIX);
+    if let Some(spec) = spec_mut(obj) {
+        group_ref_down(spec);
+        ports::proxy_port_down(spec, &mut kept);
+        ports::mcp_port_down(spec, &mut kept);
+        stash::restore_fields(spec, &mut kept, SERVER_ALPHA_ONLY);
+    }
+    rename_phase(obj, "Ready", "Running");
+}
+
+fn remote_proxy_up(obj: &mut Map<String, Value>) {
+    let mut annotations = Map::new();
+    let mut kept = stash::take_all(obj, BETA_STASH_PREFIX);
+    if let Some(spec) = spec_mut(obj) {
+        rename(spec, "remoteURL", "remoteUrl");
+        group_ref_up(spec);
+        ports::proxy_port_up(spec, &mut annotations);
+        stash::move_fields(
+            spec,
+            &mut annotations,
+            ALPHA_STASH_PREFIX,
+            SERVER_ALPHA_ONLY,
+        );
+        stash::restore_fields(spec, &mut kept, PROXY_BETA_ONLY);
+    }
+    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
+        rename(status, "externalURL", "externalUrl");
+    }
+    stash::merge_annotations(obj, annotations);
+}
+
+fn remote_proxy_down(obj: &mut Map<String, Value>) {
+    let mut annotations = Map::new();
+    let mut kept = stash::take_all(obj, ALPHA_STASH_PREFIX);
+    if let Some(spec) = spec_mut(obj) {
+        rename(spec, "remoteUrl", "remoteURL");
+        group_ref_down(spec);
+        ports::proxy_port_down(spec, &mut kept);
+        stash::restore_fields(spec, &mut kept, SERVER_ALPHA_ONLY);
+        stash::move_fields(spec, &mut annotations, BETA_STASH_PREFIX, PROXY_BETA_ONLY);
+    }
+    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
+        rename(status, "externalUrl", "externalURL");
+    }
+    stash::merge_annotations(obj, annotations);
+}
+
+fn rename(map: &mut Map<String, Value>, from: &str, to: &str) {
+    if let Some(v) = map.remove(from) {
+        map.insert(to.to_string(), v);
+    }
+}
+
+/// `groupRef: team` (v1alpha1) ⇄ `groupRef: {name: team}` (v1beta1).
+fn group_ref_up(spec: &mut Map<String, Value>) {
+    if let Some(Value::String(name)) = spec.get("groupRef").cloned() {
+        spec.insert("groupRef".into(), serde_json::json!({ "name": name }));
+    }
+}
+
+fn group_ref_down(spec: &mut Map<String, Value>) {
+    let name = spec.get("groupRef").and_then(|g| g.get("name")).cloned();
+    if let Some(name) = name {
+        spec.insert("groupRef".into(), name);
+    }
+}
+
+fn rename_phase(obj: &mut Map<String, Value>, from: &str, to: &str) {
+    if let Some(phase) = obj.get_mut("status").and_then(|s| s.get_mut("phase")) {
+        if phase == from {
+            *phase = Value::String(to.to_string());
+        }
+    }
+}

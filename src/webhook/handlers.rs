@@ -168,6 +168,32 @@ pub async fn admission_endpoint(state: AppState, route: Route, request: Request)
     }
 }
 
+/// The benchmark floor: the same HTTP edge and review decoding as an admission route, then
+/// `allowed` without looking at the object. Mounted only with [`super::server::ServerOptions`]'
+/// `benchmark_floor`, so `benches/webhook` can measure what our admission work costs on top.
+pub async fn floor_endpoint(state: AppState, request: Request) -> Response {
+    let outcome = tokio::time::timeout(state.request_timeout, async {
+        let (parts, body) = request.into_parts();
+        let bytes = read_json_body(&parts.headers, body).await?;
+        let decoded = decode_review(&bytes)?;
+        Ok::<_, HttpError>(AdmissionResponse::from(&decoded.request))
+    })
+    .await
+    .unwrap_or(Err(HttpError::Timeout(state.request_timeout)));
+    match outcome {
+        Ok(response) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            encode_review(&response),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// An answered review, with what metrics and logs need to know about it.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -332,6 +358,6 @@ fn record(metrics: &Metrics, route: Route, answer: &Answer, took: Duration) {
     if allowed && !answer.unexpected_kind {
         tracing::debug!(%uid, webhook, kind = %answer.kind, name = %answer.name, namespace = %answer.namespace, %operation, allowed, duration_us, "admission review");
     } else {
-        tracing::info!(%uid, webhook, kind = %answer.kind, name = %answer.name, namespace = %answer.namespace, %operation, allowed, unexpected_kind = answer.unexpected_kind, duration_us, message = %answer.response.result.message, "admission review");
+        tracing::info!(%uid, webhook, kind = %answer.kind, name = %answer.name, namespace = %answer.namespace, %operation, allowed, unexpected_kind = answer.unexpected_kind, duration_us, reason = %answer.response.result.message, "admission review");
     }
 }

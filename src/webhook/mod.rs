@@ -9,6 +9,7 @@
 //! - [`server`]: the TLS server, the plain-HTTP metrics server, graceful shutdown.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`config`]: the Validating/MutatingWebhookConfigurations, as data for the chart.
+//! - [`selfmanaged`]: CA and serving certificate kept in a Secret when there is no cert-manager.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mcp_operator::webhook::server::ServeError> {
@@ -28,6 +29,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod review;
 pub mod routes;
+pub mod selfmanaged;
 pub mod server;
 pub mod tls;
 

@@ -93,6 +93,8 @@ pub fn routes() -> Vec<Route> {
 
 /// The path of the CRD conversion webhook (served only when a conversion handler is given).
 pub const CONVERT_PATH: &str = "/convert";
+/// The benchmark floor route (see `benches/webhook`), mounted only when asked for.
+pub const FLOOR_PATH: &str = "/benchmark-floor";
 /// Liveness: the process serves HTTP.
 pub const HEALTHZ_PATH: &str = "/healthz";
 /// Readiness: a certificate is loaded, the TLS listener is bound, and we are not shutting down.

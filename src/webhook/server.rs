@@ -1,9 +1,9 @@
 //! The servers: admission over TLS, metrics and probes over plain HTTP, graceful shutdown.
 
-use super::handlers::{admission_endpoint, json_error, AppState, Readiness};
+use super::handlers::{admission_endpoint, floor_endpoint, json_error, AppState, Readiness};
 use super::lookup::ObjectLookup;
 use super::metrics::Metrics;
-use super::routes::{routes, CONVERT_PATH, HEALTHZ_PATH, METRICS_PATH, READYZ_PATH};
+use super::routes::{routes, CONVERT_PATH, FLOOR_PATH, HEALTHZ_PATH, METRICS_PATH, READYZ_PATH};
 use super::tls::{self, CertStore, CertWatcher};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -79,6 +79,8 @@ pub struct ServerOptions {
     pub lookup: Option<Arc<dyn ObjectLookup>>,
     /// The conversion route; `None` leaves `/convert` unrouted (404).
     pub conversion: Option<ConversionHandler>,
+    /// Mount the benchmark floor route ([`super::routes::FLOOR_PATH`]).
+    pub benchmark_floor: bool,
 }
 
 impl ServerOptions {
@@ -94,6 +96,7 @@ impl ServerOptions {
             request_timeout: super::handlers::REQUEST_TIMEOUT,
             lookup: None,
             conversion: None,
+            benchmark_floor: false,
         }
     }
 }
@@ -219,6 +222,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         request_timeout,
         lookup,
         conversion,
+        benchmark_floor,
     } = options;
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::default());
@@ -288,7 +292,13 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         readiness: readiness.clone(),
         request_timeout,
     };
-    let router = admission_router(state, conversion);
+    let mut router = admission_router(state.clone(), conversion);
+    if benchmark_floor {
+        router = router.route(
+            FLOOR_PATH,
+            post(move |request: Request| floor_endpoint(state, request)),
+        );
+    }
     tasks.spawn(accept_loop(
         listener,
         acceptor,

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,14 @@ pub fn everything() -> Vec<String> {
             .join(".tools/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
     );
     vec!["node".into(), js, "stdio".into()]
+}
+
+/// `server-everything` serving HTTP itself: `streamableHttp` (`/mcp`) or `sse` (`/sse`), on
+/// the port in `$PORT`.
+pub fn everything_http(mode: &str) -> Vec<String> {
+    let mut cmd = everything();
+    cmd[2] = mode.into();
+    cmd
 }
 
 /// PyPI `mcp-server-time` over stdio.
@@ -77,6 +85,17 @@ impl Bridge {
 
     /// Starts the bridge without waiting for readiness.
     pub fn spawn(flags: &[&str], command: &[String]) -> Bridge {
+        Self::spawn_env(flags, command, &[])
+    }
+
+    /// Starts the bridge with extra environment (inherited by the server) and waits for `/ready`.
+    pub fn start_env(flags: &[&str], command: &[String], env: &[(&str, String)]) -> Bridge {
+        let bridge = Self::spawn_env(flags, command, env);
+        bridge.wait_ready(Duration::from_secs(30));
+        bridge
+    }
+
+    pub fn spawn_env(flags: &[&str], command: &[String], env: &[(&str, String)]) -> Bridge {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-operator"));
         cmd.arg("bridge")
@@ -85,6 +104,9 @@ impl Bridge {
             .args(flags);
         if !command.is_empty() {
             cmd.arg("--").args(command);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = cmd
             .env("RUST_LOG", "warn")
@@ -328,6 +350,37 @@ impl SseSession {
     }
 }
 
-pub fn assert_file(path: &Path) {
-    assert!(path.exists(), "{} is missing", path.display());
+/// Opens the standalone GET stream of a streamable-HTTP session; yields its `message` events.
+pub async fn open_get_stream(
+    client: &reqwest::Client,
+    url: &str,
+    sid: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    use futures::StreamExt;
+    let resp = client
+        .get(url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", sid)
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await
+        .expect("GET stream");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut buf = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                for line in event.lines() {
+                    if let Some(data) = line.strip_prefix("data: ") {
+                        let _ = tx.send(serde_json::from_str(data).unwrap_or(Value::Null));
+                    }
+                }
+            }
+        }
+    });
+    rx
 }

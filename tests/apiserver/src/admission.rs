@@ -28,17 +28,30 @@ pub struct Attributes<'a> {
 
 /// Webhook configurations of one kind, in the order the apiserver calls them (by name).
 pub fn sorted_configs(mut configs: Vec<Value>) -> Vec<Value> {
-    configs.sort_by(|a, b| crate::store::meta_str(a, "name").cmp(crate::store::meta_str(b, "name")));
+    configs
+        .sort_by(|a, b| crate::store::meta_str(a, "name").cmp(crate::store::meta_str(b, "name")));
     configs
 }
 
 fn strs(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-fn rule_matches(rule: &Value, op: &str, group: &str, version: &str, resource: &str, sub: &str, namespaced: bool) -> bool {
+fn rule_matches(
+    rule: &Value,
+    op: &str,
+    group: &str,
+    version: &str,
+    resource: &str,
+    sub: &str,
+    namespaced: bool,
+) -> bool {
     let any = |list: Vec<String>, x: &str| list.iter().any(|v| v == "*" || v == x);
     let ops = strs(rule.get("operations"));
     if !ops.iter().any(|o| o == "*" || o == op) {
@@ -49,7 +62,8 @@ fn rule_matches(rule: &Value, op: &str, group: &str, version: &str, resource: &s
     }
     let res_ok = strs(rule.get("resources")).iter().any(|r| {
         let (rr, rs) = r.split_once('/').unwrap_or((r.as_str(), ""));
-        (rr == "*" || rr == resource) && (rs == sub || (rs == "*" && !sub.is_empty()) || (rs == "*" && r == "*/*"))
+        (rr == "*" || rr == resource)
+            && (rs == sub || (rs == "*" && !sub.is_empty()) || (rs == "*" && r == "*/*"))
     });
     if !res_ok {
         return false;
@@ -63,17 +77,39 @@ fn rule_matches(rule: &Value, op: &str, group: &str, version: &str, resource: &s
 
 /// The version a webhook sees the object at, if any of its rules match (honouring `matchPolicy`).
 fn matched_version(hook: &Value, a: &Attributes) -> Option<String> {
-    let rules = hook.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
+    let rules = hook
+        .get("rules")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let try_version = |v: &str| {
-        rules
-            .iter()
-            .any(|r| rule_matches(r, a.operation, &a.res.group, v, &a.res.plural, a.subresource, a.res.namespaced))
+        rules.iter().any(|r| {
+            rule_matches(
+                r,
+                a.operation,
+                &a.res.group,
+                v,
+                &a.res.plural,
+                a.subresource,
+                a.res.namespaced,
+            )
+        })
     };
     if try_version(a.version) {
         return Some(a.version.to_string());
     }
-    if hook.get("matchPolicy").and_then(Value::as_str).unwrap_or("Equivalent") == "Equivalent" {
-        for v in a.res.versions.iter().filter(|v| v.served && v.name != a.version) {
+    if hook
+        .get("matchPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("Equivalent")
+        == "Equivalent"
+    {
+        for v in a
+            .res
+            .versions
+            .iter()
+            .filter(|v| v.served && v.name != a.version)
+        {
             if try_version(&v.name) {
                 return Some(v.name.clone());
             }
@@ -82,16 +118,24 @@ fn matched_version(hook: &Value, a: &Attributes) -> Option<String> {
     None
 }
 
-fn selectors_match(hook: &Value, a: &Attributes, object: Option<&Value>, old: Option<&Value>) -> ApiResult<bool> {
+fn selectors_match(
+    hook: &Value,
+    a: &Attributes,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> ApiResult<bool> {
     if let Some(sel) = hook.get("namespaceSelector") {
         let sel = LabelSelector::from_structured(sel)?;
         let labels = if a.res.group.is_empty() && a.res.plural == "namespaces" {
-            object.or(old).and_then(|o| o.pointer("/metadata/labels")).cloned()
+            object
+                .or(old)
+                .and_then(|o| o.pointer("/metadata/labels"))
+                .cloned()
         } else if a.res.namespaced {
             a.namespace_labels.clone()
         } else {
             // Cluster-scoped objects are never excluded by a namespaceSelector.
-            return Ok(object_selector_matches(hook, object, old)?);
+            return object_selector_matches(hook, object, old);
         };
         if !sel.matches(labels.as_ref()) {
             return Ok(false);
@@ -100,10 +144,19 @@ fn selectors_match(hook: &Value, a: &Attributes, object: Option<&Value>, old: Op
     object_selector_matches(hook, object, old)
 }
 
-fn object_selector_matches(hook: &Value, object: Option<&Value>, old: Option<&Value>) -> ApiResult<bool> {
-    let Some(sel) = hook.get("objectSelector") else { return Ok(true) };
+fn object_selector_matches(
+    hook: &Value,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> ApiResult<bool> {
+    let Some(sel) = hook.get("objectSelector") else {
+        return Ok(true);
+    };
     let sel = LabelSelector::from_structured(sel)?;
-    Ok([object, old].into_iter().flatten().any(|o| sel.matches_object(o)))
+    Ok([object, old]
+        .into_iter()
+        .flatten()
+        .any(|o| sel.matches_object(o)))
 }
 
 /// Result of running a chain: the (possibly mutated) object and the warnings to return.
@@ -123,15 +176,29 @@ pub async fn run(
     let mut object = object;
     let mut warnings = vec![];
     for config in configs {
-        for hook in config.get("webhooks").and_then(Value::as_array).cloned().unwrap_or_default() {
-            let Some(version) = matched_version(&hook, a) else { continue };
+        for hook in config
+            .get("webhooks")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let Some(version) = matched_version(&hook, a) else {
+                continue;
+            };
             if !selectors_match(&hook, a, object.as_ref(), old)? {
                 continue;
             }
-            let name = hook.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let name = hook
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let fail_open = hook.get("failurePolicy").and_then(Value::as_str) == Some("Ignore");
             match call(&hook, &name, &version, a, object.as_ref(), old, mutating).await {
-                Ok(Called { patched, warnings: w }) => {
+                Ok(Called {
+                    patched,
+                    warnings: w,
+                }) => {
                     warnings.extend(w);
                     if let Some(p) = patched {
                         object = Some(p);
@@ -143,7 +210,9 @@ pub async fn run(
                         tracing::warn!(webhook = %name, "failed calling webhook, failurePolicy Ignore: {msg}");
                         continue;
                     }
-                    return Err(ApiError::internal(format!("failed calling webhook \"{name}\": {msg}")));
+                    return Err(ApiError::internal(format!(
+                        "failed calling webhook \"{name}\": {msg}"
+                    )));
                 }
             }
         }
@@ -197,23 +266,39 @@ async fn call(
         "dryRun": a.dry_run,
         "options": a.options,
     });
-    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
-    let timeout = Duration::from_secs(hook.get("timeoutSeconds").and_then(Value::as_u64).unwrap_or(10).clamp(1, 30));
+    let review =
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
+    let timeout = Duration::from_secs(
+        hook.get("timeoutSeconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(10)
+            .clamp(1, 30),
+    );
     let client_config = hook.get("clientConfig").cloned().unwrap_or(json!({}));
     let answer = webhook::post_review(&client_config, a.service_map, &review, timeout)
         .await
         .map_err(|e| CallError::Failed(format!("failed to call webhook: {e}")))?;
-    let response = answer
-        .get("response")
-        .ok_or_else(|| CallError::Failed("received invalid webhook response: response is missing".into()))?;
+    let response = answer.get("response").ok_or_else(|| {
+        CallError::Failed("received invalid webhook response: response is missing".into())
+    })?;
     if response.get("uid").and_then(Value::as_str) != Some(uid.as_str()) {
-        return Err(CallError::Failed(format!("expected response.uid=\"{uid}\", got {:?}", response.get("uid"))));
+        return Err(CallError::Failed(format!(
+            "expected response.uid=\"{uid}\", got {:?}",
+            response.get("uid")
+        )));
     }
     let warnings = strs(response.get("warnings"));
-    if !response.get("allowed").and_then(Value::as_bool).unwrap_or(false) {
+    if !response
+        .get("allowed")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
         // AdmissionResponse carries its metav1.Status under `status`.
         let result = response.get("status").cloned().unwrap_or(json!({}));
-        let msg = result.get("message").and_then(Value::as_str).unwrap_or_default();
+        let msg = result
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let message = if msg.is_empty() {
             format!("admission webhook \"{name}\" denied the request without explanation")
         } else {
@@ -221,7 +306,10 @@ async fn call(
         };
         let code = result.get("code").and_then(Value::as_u64).unwrap_or(0);
         let code = if code < 400 { 400 } else { code.min(599) } as u16;
-        let reason = result.get("reason").and_then(Value::as_str).unwrap_or_default();
+        let reason = result
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let mut err = ApiError::new(code, reason, message);
         if let Some(d) = result.get("details") {
             err = err.with_details(d.clone());
@@ -232,15 +320,18 @@ async fn call(
     if mutating {
         if let Some(patch) = response.get("patch").and_then(Value::as_str) {
             if response.get("patchType").and_then(Value::as_str) != Some("JSONPatch") {
-                return Err(CallError::Failed("received invalid webhook response: patchType must be JSONPatch".into()));
+                return Err(CallError::Failed(
+                    "received invalid webhook response: patchType must be JSONPatch".into(),
+                ));
             }
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(patch)
                 .map_err(|e| CallError::Failed(format!("patch is not base64: {e}")))?;
-            let p: json_patch::Patch =
-                serde_json::from_slice(&raw).map_err(|e| CallError::Failed(format!("patch is not a JSON patch: {e}")))?;
+            let p: json_patch::Patch = serde_json::from_slice(&raw)
+                .map_err(|e| CallError::Failed(format!("patch is not a JSON patch: {e}")))?;
             let mut target = obj_v.unwrap_or(Value::Null);
-            json_patch::patch(&mut target, &p).map_err(|e| CallError::Failed(format!("applying the webhook's patch: {e}")))?;
+            json_patch::patch(&mut target, &p)
+                .map_err(|e| CallError::Failed(format!("applying the webhook's patch: {e}")))?;
             if version != a.version {
                 target = conversion::convert(a.res, vec![target], a.version, a.service_map)
                     .await
@@ -255,12 +346,18 @@ async fn call(
 }
 
 /// With matchPolicy Equivalent the webhook sees the object at the version its rule names.
-async fn at_version(a: &Attributes<'_>, version: &str, o: Option<&Value>) -> Result<Option<Value>, CallError> {
+async fn at_version(
+    a: &Attributes<'_>,
+    version: &str,
+    o: Option<&Value>,
+) -> Result<Option<Value>, CallError> {
     match o {
-        Some(o) if version != a.version => conversion::convert(a.res, vec![o.clone()], version, a.service_map)
-            .await
-            .map(|mut v| v.pop())
-            .map_err(|e| CallError::Failed(e.message)),
+        Some(o) if version != a.version => {
+            conversion::convert(a.res, vec![o.clone()], version, a.service_map)
+                .await
+                .map(|mut v| v.pop())
+                .map_err(|e| CallError::Failed(e.message))
+        }
         other => Ok(other.cloned()),
     }
 }

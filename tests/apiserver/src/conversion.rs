@@ -21,7 +21,10 @@ pub async fn convert(
         return Ok(objs);
     }
     let conversion = res.crd.as_ref().and_then(|c| c.pointer("/spec/conversion"));
-    let strategy = conversion.and_then(|c| c.get("strategy")).and_then(Value::as_str).unwrap_or("None");
+    let strategy = conversion
+        .and_then(|c| c.get("strategy"))
+        .and_then(Value::as_str)
+        .unwrap_or("None");
     if strategy != "Webhook" {
         return Ok(objs
             .into_iter()
@@ -31,15 +34,24 @@ pub async fn convert(
             })
             .collect());
     }
-    let fail = |msg: String| ApiError::internal(format!("conversion webhook for {}, Kind={} failed: {msg}", desired, res.kind));
-    let wh = conversion.and_then(|c| c.get("webhook")).ok_or_else(|| fail("no webhook configured".into()))?;
+    let fail = |msg: String| {
+        ApiError::internal(format!(
+            "conversion webhook for {}, Kind={} failed: {msg}",
+            desired, res.kind
+        ))
+    };
+    let wh = conversion
+        .and_then(|c| c.get("webhook"))
+        .ok_or_else(|| fail("no webhook configured".into()))?;
     let review_versions: Vec<&str> = wh
         .get("conversionReviewVersions")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     if !review_versions.contains(&"v1") {
-        return Err(fail(format!("no supported conversionReviewVersions in {review_versions:?} (this server speaks v1)")));
+        return Err(fail(format!(
+            "no supported conversionReviewVersions in {review_versions:?} (this server speaks v1)"
+        )));
     }
     let client_config = wh.get("clientConfig").cloned().unwrap_or(json!({}));
     let to_convert: Vec<Value> = objs.iter().filter(|o| needs(o)).cloned().collect();
@@ -48,15 +60,25 @@ pub async fn convert(
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
         "request": {"uid": uid, "desiredAPIVersion": desired, "objects": to_convert},
     });
-    let answer = webhook::post_review(&client_config, service_map, &review, Duration::from_secs(30))
-        .await
-        .map_err(|e| fail(e))?;
-    let response = answer.get("response").ok_or_else(|| fail("response is missing".into()))?;
+    let answer = webhook::post_review(
+        &client_config,
+        service_map,
+        &review,
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(&fail)?;
+    let response = answer
+        .get("response")
+        .ok_or_else(|| fail("response is missing".into()))?;
     if response.get("uid").and_then(Value::as_str) != Some(uid.as_str()) {
         return Err(fail(format!("expected response uid {uid:?}")));
     }
     if response.pointer("/result/status").and_then(Value::as_str) != Some("Success") {
-        let msg = response.pointer("/result/message").and_then(Value::as_str).unwrap_or("conversion failed");
+        let msg = response
+            .pointer("/result/message")
+            .and_then(Value::as_str)
+            .unwrap_or("conversion failed");
         return Err(fail(msg.to_string()));
     }
     let converted = response
@@ -65,7 +87,11 @@ pub async fn convert(
         .cloned()
         .ok_or_else(|| fail("convertedObjects is missing".into()))?;
     if converted.len() != to_convert.len() {
-        return Err(fail(format!("expected {} converted objects, got {}", to_convert.len(), converted.len())));
+        return Err(fail(format!(
+            "expected {} converted objects, got {}",
+            to_convert.len(),
+            converted.len()
+        )));
     }
     let mut converted = converted.into_iter();
     let mut out = Vec::with_capacity(objs.len());
@@ -76,7 +102,9 @@ pub async fn convert(
         }
         let mut c = converted.next().unwrap_or_default();
         if c.get("apiVersion").and_then(Value::as_str) != Some(desired.as_str()) {
-            return Err(fail(format!("invalid converted object: expected apiVersion {desired}")));
+            return Err(fail(format!(
+                "invalid converted object: expected apiVersion {desired}"
+            )));
         }
         // Like the apiserver, only labels and annotations may be changed by a conversion.
         let mut md = original.get("metadata").cloned().unwrap_or(json!({}));

@@ -36,17 +36,28 @@ impl ApiError {
     }
 
     pub fn not_found(qualified: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{qualified} \"{name}\" not found"))
-            .with_details(json!({"name": name, "kind": kind_part(qualified), "group": group_part(qualified)}))
+        Self::new(404, "NotFound", format!("{qualified} \"{name}\" not found")).with_details(
+            json!({"name": name, "kind": kind_part(qualified), "group": group_part(qualified)}),
+        )
     }
 
     pub fn not_found_path() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     pub fn already_exists(qualified: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{qualified} \"{name}\" already exists"))
-            .with_details(json!({"name": name, "kind": kind_part(qualified), "group": group_part(qualified)}))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{qualified} \"{name}\" already exists"),
+        )
+        .with_details(
+            json!({"name": name, "kind": kind_part(qualified), "group": group_part(qualified)}),
+        )
     }
 
     pub fn conflict(qualified: &str, name: &str) -> Self {
@@ -65,7 +76,14 @@ impl ApiError {
         let joined = if causes.len() == 1 {
             causes[0].text()
         } else {
-            format!("[{}]", causes.iter().map(FieldCause::text).collect::<Vec<_>>().join(", "))
+            format!(
+                "[{}]",
+                causes
+                    .iter()
+                    .map(FieldCause::text)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
         let (kind, group) = match kind_group.split_once('.') {
             Some((k, g)) => (k.to_string(), g.to_string()),
@@ -78,11 +96,19 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     pub fn gone(message: impl Into<String>) -> Self {
@@ -109,7 +135,10 @@ impl ApiError {
 }
 
 fn kind_part(qualified: &str) -> &str {
-    qualified.split_once('.').map(|(k, _)| k).unwrap_or(qualified)
+    qualified
+        .split_once('.')
+        .map(|(k, _)| k)
+        .unwrap_or(qualified)
 }
 
 fn group_part(qualified: &str) -> &str {
@@ -153,7 +182,11 @@ impl FieldCause {
         }
     }
     pub fn not_supported(field: &str, value: &Value, allowed: &[Value]) -> Self {
-        let list = allowed.iter().map(render_value).collect::<Vec<_>>().join(", ");
+        let list = allowed
+            .iter()
+            .map(render_value)
+            .collect::<Vec<_>>()
+            .join(", ");
         Self {
             reason: "FieldValueNotSupported".into(),
             field: field.to_string(),

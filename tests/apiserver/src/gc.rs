@@ -1,6 +1,6 @@
 //! The controllers a cluster runs that tests rely on: the garbage collector (ownerReferences,
-//! background/foreground/orphan propagation), the namespace lifecycle controller and the CRD
-//! instance cleanup. One pass is synchronous under the lock; the loop runs after every write.
+//! background/foreground/orphan propagation), the namespace lifecycle controller, the CRD
+//! instance cleanup and the service account controller (a `default` ServiceAccount per namespace). One pass is synchronous under the lock; the loop runs after every write.
 
 use crate::server::{delete_locked, Inner};
 use crate::store::{finalizers, meta_str, set_finalizers, State, CRD_RES};
@@ -34,15 +34,26 @@ fn owner_uids(o: &Value) -> Vec<(String, bool)> {
         .map(|a| {
             a.iter()
                 .filter_map(|r| {
-                    Some((r.get("uid")?.as_str()?.to_string(), r.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true)))
+                    Some((
+                        r.get("uid")?.as_str()?.to_string(),
+                        r.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true),
+                    ))
                 })
                 .collect()
         })
         .unwrap_or_default()
 }
 
-fn remove_finalizer(st: &mut State, key: &(String, String), ns: &str, name: &str, fin: &str) -> bool {
-    let Some(mut obj) = st.get(key, ns, name).cloned() else { return false };
+fn remove_finalizer(
+    st: &mut State,
+    key: &(String, String),
+    ns: &str,
+    name: &str,
+    fin: &str,
+) -> bool {
+    let Some(mut obj) = st.get(key, ns, name).cloned() else {
+        return false;
+    };
     let mut f = finalizers(&obj);
     let before = f.len();
     f.retain(|x| x != fin);
@@ -66,12 +77,18 @@ pub fn pass(st: &mut State) -> bool {
     let all: Vec<((String, String), String, String, Value)> = st
         .objects
         .iter()
-        .flat_map(|(k, m)| m.iter().map(move |((ns, n), o)| (k.clone(), ns.clone(), n.clone(), o.clone())))
+        .flat_map(|(k, m)| {
+            m.iter()
+                .map(move |((ns, n), o)| (k.clone(), ns.clone(), n.clone(), o.clone()))
+        })
         .collect();
     let deleting_with = |uid: &str, fin: &str| -> bool {
         uids.get(uid)
             .and_then(|(k, ns, n)| st.get(k, ns, n))
-            .is_some_and(|o| !meta_str(o, "deletionTimestamp").is_empty() && finalizers(o).iter().any(|f| f == fin))
+            .is_some_and(|o| {
+                !meta_str(o, "deletionTimestamp").is_empty()
+                    && finalizers(o).iter().any(|f| f == fin)
+            })
     };
     let mut actions: Vec<Action> = vec![];
     for (key, ns, name, o) in &all {
@@ -79,27 +96,62 @@ pub fn pass(st: &mut State) -> bool {
         if owners.is_empty() {
             continue;
         }
-        let alive: Vec<&(String, bool)> = owners.iter().filter(|(u, _)| uids.contains_key(u)).collect();
+        let alive: Vec<&(String, bool)> = owners
+            .iter()
+            .filter(|(u, _)| uids.contains_key(u))
+            .collect();
         let deleting = !meta_str(o, "deletionTimestamp").is_empty();
         if alive.is_empty() {
             if !deleting {
-                actions.push(Action::Delete(key.clone(), ns.clone(), name.clone(), "Background"));
+                actions.push(Action::Delete(
+                    key.clone(),
+                    ns.clone(),
+                    name.clone(),
+                    "Background",
+                ));
             }
             continue;
         }
         if alive.len() < owners.len() {
-            actions.push(Action::DropRefs(key.clone(), ns.clone(), name.clone(), alive.iter().map(|(u, _)| u.clone()).collect()));
+            actions.push(Action::DropRefs(
+                key.clone(),
+                ns.clone(),
+                name.clone(),
+                alive.iter().map(|(u, _)| u.clone()).collect(),
+            ));
             continue;
         }
-        let orphaning: Vec<String> = owners.iter().filter(|(u, _)| deleting_with(u, "orphan")).map(|(u, _)| u.clone()).collect();
+        let orphaning: Vec<String> = owners
+            .iter()
+            .filter(|(u, _)| deleting_with(u, "orphan"))
+            .map(|(u, _)| u.clone())
+            .collect();
         if !orphaning.is_empty() {
-            let keep: HashSet<String> = owners.iter().map(|(u, _)| u.clone()).filter(|u| !orphaning.contains(u)).collect();
-            actions.push(Action::DropRefs(key.clone(), ns.clone(), name.clone(), keep));
+            let keep: HashSet<String> = owners
+                .iter()
+                .map(|(u, _)| u.clone())
+                .filter(|u| !orphaning.contains(u))
+                .collect();
+            actions.push(Action::DropRefs(
+                key.clone(),
+                ns.clone(),
+                name.clone(),
+                keep,
+            ));
             continue;
         }
         // Foreground: every owner is going away in the foreground, so the dependent goes first.
-        if !deleting && owners.iter().all(|(u, _)| deleting_with(u, "foregroundDeletion")) {
-            actions.push(Action::Delete(key.clone(), ns.clone(), name.clone(), "Foreground"));
+        if !deleting
+            && owners
+                .iter()
+                .all(|(u, _)| deleting_with(u, "foregroundDeletion"))
+        {
+            actions.push(Action::Delete(
+                key.clone(),
+                ns.clone(),
+                name.clone(),
+                "Foreground",
+            ));
         }
     }
     for (key, ns, name, o) in &all {
@@ -113,11 +165,25 @@ pub fn pass(st: &mut State) -> bool {
             .map(|(_, _, _, d)| d)
             .filter(|d| owner_uids(d).iter().any(|(u, _)| u == uid))
             .collect();
-        if fins.iter().any(|f| f == "foregroundDeletion") && !dependents.iter().any(|d| owner_uids(d).iter().any(|(u, block)| u == uid && *block)) {
-            actions.push(Action::Unfinalize(key.clone(), ns.clone(), name.clone(), "foregroundDeletion"));
+        if fins.iter().any(|f| f == "foregroundDeletion")
+            && !dependents
+                .iter()
+                .any(|d| owner_uids(d).iter().any(|(u, block)| u == uid && *block))
+        {
+            actions.push(Action::Unfinalize(
+                key.clone(),
+                ns.clone(),
+                name.clone(),
+                "foregroundDeletion",
+            ));
         }
         if fins.iter().any(|f| f == "orphan") && dependents.is_empty() {
-            actions.push(Action::Unfinalize(key.clone(), ns.clone(), name.clone(), "orphan"));
+            actions.push(Action::Unfinalize(
+                key.clone(),
+                ns.clone(),
+                name.clone(),
+                "orphan",
+            ));
         }
         // Namespace lifecycle: delete the content, then let the namespace go.
         if key.0.is_empty() && key.1 == "namespaces" {
@@ -131,23 +197,56 @@ pub fn pass(st: &mut State) -> bool {
             } else {
                 for (k, n, o) in content {
                     if meta_str(o, "deletionTimestamp").is_empty() {
-                        actions.push(Action::Delete(k.clone(), name.clone(), n.clone(), "Background"));
+                        actions.push(Action::Delete(
+                            k.clone(),
+                            name.clone(),
+                            n.clone(),
+                            "Background",
+                        ));
                     }
                 }
             }
         }
         // CRD deletion removes every instance first.
-        if key.0 == CRD_RES.0 && key.1 == CRD_RES.1 && fins.iter().any(|f| f == "customresourcecleanup.apiextensions.k8s.io") {
-            let group = o.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default().to_string();
-            let plural = o.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default().to_string();
+        if key.0 == CRD_RES.0
+            && key.1 == CRD_RES.1
+            && fins
+                .iter()
+                .any(|f| f == "customresourcecleanup.apiextensions.k8s.io")
+        {
+            let group = o
+                .pointer("/spec/group")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let plural = o
+                .pointer("/spec/names/plural")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let ik = (group, plural);
             let instances: Vec<(String, String, bool)> = st
                 .objects
                 .get(&ik)
-                .map(|m| m.iter().map(|((n, nm), io)| (n.clone(), nm.clone(), meta_str(io, "deletionTimestamp").is_empty())).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|((n, nm), io)| {
+                            (
+                                n.clone(),
+                                nm.clone(),
+                                meta_str(io, "deletionTimestamp").is_empty(),
+                            )
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             if instances.is_empty() {
-                actions.push(Action::Unfinalize(key.clone(), ns.clone(), name.clone(), "customresourcecleanup.apiextensions.k8s.io"));
+                actions.push(Action::Unfinalize(
+                    key.clone(),
+                    ns.clone(),
+                    name.clone(),
+                    "customresourcecleanup.apiextensions.k8s.io",
+                ));
             }
             for (n, nm, live) in instances {
                 if live {
@@ -156,13 +255,38 @@ pub fn pass(st: &mut State) -> bool {
             }
         }
     }
+    // The service account controller: every active namespace has a "default" ServiceAccount.
+    let sa_key = ("".to_string(), "serviceaccounts".to_string());
+    for (key, _, name, o) in &all {
+        if key.0.is_empty()
+            && key.1 == "namespaces"
+            && meta_str(o, "deletionTimestamp").is_empty()
+            && st.get(&sa_key, name, "default").is_none()
+        {
+            let sa = serde_json::json!({
+                "apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "default", "namespace": name, "uid": crate::server::new_uid(), "creationTimestamp": crate::store::now_rfc3339()},
+            });
+            st.put(&sa_key, sa);
+            changed = true;
+        }
+    }
     for a in actions {
         changed |= match a {
             Action::Delete(k, ns, n, policy) => delete_locked(st, &k, &ns, &n, policy).is_some(),
             Action::DropRefs(k, ns, n, keep) => {
-                let Some(mut obj) = st.get(&k, &ns, &n).cloned() else { continue };
-                if let Some(refs) = obj.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
-                    refs.retain(|r| r.get("uid").and_then(Value::as_str).is_some_and(|u| keep.contains(u)));
+                let Some(mut obj) = st.get(&k, &ns, &n).cloned() else {
+                    continue;
+                };
+                if let Some(refs) = obj
+                    .pointer_mut("/metadata/ownerReferences")
+                    .and_then(Value::as_array_mut)
+                {
+                    refs.retain(|r| {
+                        r.get("uid")
+                            .and_then(Value::as_str)
+                            .is_some_and(|u| keep.contains(u))
+                    });
                     if refs.is_empty() {
                         if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                             md.remove("ownerReferences");
@@ -175,8 +299,13 @@ pub fn pass(st: &mut State) -> bool {
             Action::Unfinalize(k, ns, n, f) => remove_finalizer(st, &k, &ns, &n, f),
             Action::FinalizeNamespace(n) => {
                 let key = ("".to_string(), "namespaces".to_string());
-                let Some(mut obj) = st.get(&key, "", &n).cloned() else { continue };
-                let spec_fins = obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+                let Some(mut obj) = st.get(&key, "", &n).cloned() else {
+                    continue;
+                };
+                let spec_fins = obj
+                    .pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty());
                 if !spec_fins && !finalizers(&obj).is_empty() {
                     continue;
                 }

@@ -27,9 +27,13 @@ pub fn router(app: App) -> axum::Router {
 }
 
 fn json_response(code: u16, v: &Value, warnings: &[String]) -> Response {
-    let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), axum::Json(v)).into_response();
+    let mut resp = (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+        axum::Json(v),
+    )
+        .into_response();
     for w in warnings {
-        let text = format!("299 - \"{}\"", w.replace('"', "'"));
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
         if let Ok(h) = HeaderValue::from_str(&text) {
             resp.headers_mut().append("Warning", h);
         }
@@ -54,7 +58,8 @@ fn percent_decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
                     Ok(x) => {
                         out.push(x);
                         i += 2;
@@ -91,7 +96,9 @@ fn split_resource_path(group: &str, version: &str, rest: &[&str]) -> Option<ResP
     match rest {
         [r] => Some(mk("", r, "", "")),
         ["namespaces", n] if group.is_empty() => Some(mk("", "namespaces", n, "")),
-        ["namespaces", n, s @ ("status" | "finalize")] if group.is_empty() => Some(mk("", "namespaces", n, s)),
+        ["namespaces", n, s @ ("status" | "finalize")] if group.is_empty() => {
+            Some(mk("", "namespaces", n, s))
+        }
         ["namespaces", ns, r] => Some(mk(ns, r, "", "")),
         ["namespaces", ns, r, n] => Some(mk(ns, r, n, "")),
         ["namespaces", ns, r, n, s] => Some(mk(ns, r, n, s)),
@@ -101,10 +108,20 @@ fn split_resource_path(group: &str, version: &str, rest: &[&str]) -> Option<ResP
     }
 }
 
-async fn handle(axum::extract::State(app): axum::extract::State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    axum::extract::State(app): axum::extract::State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().trim_end_matches('/').to_string();
     let query = parse_query(uri.query());
-    let user_agent = headers.get("user-agent").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+    let user_agent = headers
+        .get("user-agent")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let parsed = match segs.as_slice() {
         ["api", "v1", rest @ ..] if !rest.is_empty() => split_resource_path("", "v1", rest),
@@ -122,7 +139,11 @@ async fn handle(axum::extract::State(app): axum::extract::State<App>, method: Me
         subresource: String::new(),
         namespace: String::new(),
         name: String::new(),
-        content_type: headers.get("content-type").and_then(|h| h.to_str().ok()).unwrap_or("").to_string(),
+        content_type: headers
+            .get("content-type")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
         field_manager: query.get("fieldManager").cloned().unwrap_or_default(),
         user_agent: user_agent.clone(),
         status: 0,
@@ -154,7 +175,9 @@ async fn handle(axum::extract::State(app): axum::extract::State<App>, method: Me
         let verb = record.verb;
         let res = record.resource.clone();
         let hit = st.faults.iter_mut().find(|f| {
-            f.remaining > 0 && f.verb.is_none_or(|v| v == verb) && f.resource.as_ref().is_none_or(|r| *r == res)
+            f.remaining > 0
+                && f.verb.is_none_or(|v| v == verb)
+                && f.resource.as_ref().is_none_or(|r| *r == res)
         });
         let fault = hit.map(|f| {
             f.remaining -= 1;
@@ -169,7 +192,9 @@ async fn handle(axum::extract::State(app): axum::extract::State<App>, method: Me
     let response = match fault {
         Some(e) => e.into_response(),
         None => match parsed {
-            Some(p) => resource_request(&app, p, query, &headers, body, &user_agent, record.verb).await,
+            Some(p) => {
+                resource_request(&app, p, query, &headers, body, &user_agent, record.verb).await
+            }
             None => non_resource(&app, &segs).await,
         },
     };
@@ -201,11 +226,26 @@ async fn non_resource(app: &App, segs: &[&str]) -> Response {
     match segs {
         ["version"] => ok(app.version.clone()),
         ["healthz" | "readyz" | "livez"] => (StatusCode::OK, "ok").into_response(),
-        ["api"] => ok(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})),
-        ["api", "v1"] => resources::resource_list(&all, "", "v1").map(ok).unwrap_or_else(|| ApiError::not_found_path().into_response()),
+        ["api"] => ok(
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+        ),
+        ["api", "v1"] => resources::resource_list(&all, "", "v1")
+            .map(ok)
+            .unwrap_or_else(|| ApiError::not_found_path().into_response()),
         ["apis"] => ok(resources::group_list(&all)),
-        ["apis", g] => resources::api_group(&all, g).map(ok).unwrap_or_else(|| ApiError::not_found_path().into_response()),
-        ["apis", g, v] => resources::resource_list(&all, g, v).map(ok).unwrap_or_else(|| ApiError::not_found_path().into_response()),
+        ["apis", g] => resources::api_group(&all, g)
+            .map(ok)
+            .unwrap_or_else(|| ApiError::not_found_path().into_response()),
+        ["openapi", "v3"] => ok(crate::openapi::root(&all)),
+        ["openapi", "v3", "api", v] => crate::openapi::gv_document(&all, "", v)
+            .map(ok)
+            .unwrap_or_else(|| ApiError::not_found_path().into_response()),
+        ["openapi", "v3", "apis", g, v] => crate::openapi::gv_document(&all, g, v)
+            .map(ok)
+            .unwrap_or_else(|| ApiError::not_found_path().into_response()),
+        ["apis", g, v] => resources::resource_list(&all, g, v)
+            .map(ok)
+            .unwrap_or_else(|| ApiError::not_found_path().into_response()),
         _ => ApiError::not_found_path().into_response(),
     }
 }
@@ -214,19 +254,34 @@ fn wants_table(headers: &HeaderMap) -> bool {
     headers
         .get("accept")
         .and_then(|h| h.to_str().ok())
-        .is_some_and(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
+        .is_some_and(|a| {
+            a.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table"))
+        })
 }
 
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
-    let ct = headers.get("content-type").and_then(|h| h.to_str().ok()).unwrap_or("application/json");
+    let ct = headers
+        .get("content-type")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("application/json");
     if ct.contains("protobuf") {
-        return Err(ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct})")));
+        return crate::protobuf::decode(body).map_err(|why| {
+            ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({why})"))
+        });
     }
     if ct.contains("yaml") {
-        let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
-        serde_yaml::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+        serde_yaml::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}")))
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body of the request could not be decoded as JSON: {e}"
+            ))
+        })
     }
 }
 
@@ -265,7 +320,10 @@ async fn resource_request_inner(
     if !res.namespaced && !p.namespace.is_empty() {
         return Err(ApiError::not_found_path());
     }
-    let vinfo = res.version(&p.version).cloned().ok_or_else(ApiError::not_found_path)?;
+    let vinfo = res
+        .version(&p.version)
+        .cloned()
+        .ok_or_else(ApiError::not_found_path)?;
     match p.sub.as_str() {
         "" => {}
         "status" if vinfo.status => {}
@@ -290,19 +348,30 @@ async fn resource_request_inner(
         version: p.version.clone(),
         namespace: p.namespace.clone(),
         name: p.name.clone(),
-        sub: if p.sub == "finalize" { "status".into() } else { p.sub.clone() },
+        sub: if p.sub == "finalize" {
+            "status".into()
+        } else {
+            p.sub.clone()
+        },
         query,
         field_manager,
         dry_run,
     };
     let inner = &app.inner;
     let table = wants_table(headers);
-    let include = req.q("includeObject").unwrap_or("PartialObjectMetadata").to_string();
+    let include = req
+        .q("includeObject")
+        .unwrap_or("PartialObjectMetadata")
+        .to_string();
     match verb {
         Verb::Get => {
             let obj = inner.get(&req).await?;
             if table && req.sub.is_empty() {
-                return Ok(json_response(200, &crate::table::table(&res, &req.version, &[obj], json!({}), &include), &[]));
+                return Ok(json_response(
+                    200,
+                    &crate::table::table(&res, &req.version, &[obj], json!({}), &include),
+                    &[],
+                ));
             }
             Ok(json_response(200, &obj, &[]))
         }
@@ -310,16 +379,31 @@ async fn resource_request_inner(
             let list = inner.list(&req).await?;
             if table {
                 let items = list["items"].as_array().cloned().unwrap_or_default();
-                return Ok(json_response(200, &crate::table::table(&res, &req.version, &items, list["metadata"].clone(), &include), &[]));
+                return Ok(json_response(
+                    200,
+                    &crate::table::table(
+                        &res,
+                        &req.version,
+                        &items,
+                        list["metadata"].clone(),
+                        &include,
+                    ),
+                    &[],
+                ));
             }
             Ok(json_response(200, &list, &[]))
         }
         Verb::Watch => {
             let render = if table { Render::Table } else { Render::Object };
             let rx = watch::start(inner.clone(), req, render, app.bookmark_every)?;
-            let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx)) });
+            let stream = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+            });
             let mut resp = Response::new(Body::from_stream(stream));
-            resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+            resp.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
             Ok(resp)
         }
         Verb::Create => {
@@ -336,7 +420,11 @@ async fn resource_request_inner(
             Ok(json_response(200, &w.object, &w.warnings))
         }
         Verb::Patch => {
-            let ct = headers.get("content-type").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+            let ct = headers
+                .get("content-type")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("")
+                .to_string();
             let kind = match ct.split(';').next().unwrap_or("").trim() {
                 "application/json-patch+json" => PatchKind::Json,
                 "application/merge-patch+json" => PatchKind::Merge,
@@ -368,16 +456,30 @@ async fn resource_request_inner(
                 HeaderMap::new()
             };
             let patch = parse_body(&text_ct, &body)?;
-            let w = inner.write(&req, WriteOp::Patch(kind, patch), user_agent).await?;
-            Ok(json_response(if w.created { 201 } else { 200 }, &w.object, &w.warnings))
+            let w = inner
+                .write(&req, WriteOp::Patch(kind, patch), user_agent)
+                .await?;
+            Ok(json_response(
+                if w.created { 201 } else { 200 },
+                &w.object,
+                &w.warnings,
+            ))
         }
         Verb::Delete => {
-            let opts = if body.is_empty() { json!({}) } else { parse_body(headers, &body)? };
+            let opts = if body.is_empty() {
+                json!({})
+            } else {
+                parse_body(headers, &body)?
+            };
             let (obj, code) = inner.delete(&req, &opts).await?;
             Ok(json_response(code, &obj, &[]))
         }
         Verb::DeleteCollection => {
-            let opts = if body.is_empty() { json!({}) } else { parse_body(headers, &body)? };
+            let opts = if body.is_empty() {
+                json!({})
+            } else {
+                parse_body(headers, &body)?
+            };
             let list = inner.list(&req).await?;
             let mut deleted = vec![];
             for item in list["items"].as_array().cloned().unwrap_or_default() {

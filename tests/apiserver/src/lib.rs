@@ -23,6 +23,8 @@ mod error;
 mod gc;
 mod http;
 mod managed;
+mod openapi;
+mod protobuf;
 mod resources;
 mod schema;
 mod selectors;
@@ -88,7 +90,11 @@ impl TestApiServer {
     pub async fn start(opts: Options) -> anyhow::Result<Self> {
         // The single rustls provider of this tree; ignore "already installed".
         let _ = rustls::crypto::ring::default_provider().install_default();
-        anyhow::ensure!(opts.listen.ip().is_loopback(), "the test API server listens on loopback only, not {}", opts.listen);
+        anyhow::ensure!(
+            opts.listen.ip().is_loopback(),
+            "the test API server listens on loopback only, not {}",
+            opts.listen
+        );
         let inner = Inner::new();
         inner.lock().service_map = opts.service_map.clone();
         let app = http::App {
@@ -103,14 +109,20 @@ impl TestApiServer {
             }),
         };
         let router = http::router(app);
-        let listener = tokio::net::TcpListener::bind(opts.listen).await.with_context(|| format!("binding {}", opts.listen))?;
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .with_context(|| format!("binding {}", opts.listen))?;
         let addr = listener.local_addr()?;
         let mut tasks = vec![];
         let mut ca_pem = None;
         if opts.https {
             let certs = tls::ServingCerts::generate()?;
             ca_pem = Some(certs.ca_pem.clone());
-            tasks.push(tokio::spawn(tls::serve(listener, certs.acceptor()?, router)));
+            tasks.push(tokio::spawn(tls::serve(
+                listener,
+                certs.acceptor()?,
+                router,
+            )));
         } else {
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, router).await {
@@ -119,12 +131,22 @@ impl TestApiServer {
             }));
         }
         tasks.push(tokio::spawn(gc::run(inner.clone())));
-        Ok(Self { inner, addr, https: opts.https, ca_pem, tasks })
+        Ok(Self {
+            inner,
+            addr,
+            https: opts.https,
+            ca_pem,
+            tasks,
+        })
     }
 
     /// `http://127.0.0.1:PORT` (or `https://`).
     pub fn url(&self) -> String {
-        format!("{}://{}", if self.https { "https" } else { "http" }, self.addr)
+        format!(
+            "{}://{}",
+            if self.https { "https" } else { "http" },
+            self.addr
+        )
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -154,13 +176,17 @@ impl TestApiServer {
 
     /// Write [`Self::kubeconfig`] to `path`.
     pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> anyhow::Result<()> {
-        std::fs::write(path.as_ref(), self.kubeconfig()).with_context(|| format!("writing {}", path.as_ref().display()))
+        std::fs::write(path.as_ref(), self.kubeconfig())
+            .with_context(|| format!("writing {}", path.as_ref().display()))
     }
 
     /// Route webhook calls for Service `namespace/name` to `host:port` (where the test's webhook
     /// server really listens). The TLS name checked stays `<name>.<namespace>.svc`.
     pub fn set_service(&self, namespaced_name: &str, host_port: &str) {
-        self.inner.lock().service_map.insert(namespaced_name.to_string(), host_port.to_string());
+        self.inner
+            .lock()
+            .service_map
+            .insert(namespaced_name.to_string(), host_port.to_string());
     }
 
     pub fn remove_service(&self, namespaced_name: &str) {
@@ -174,7 +200,12 @@ impl TestApiServer {
 
     /// How many answered requests satisfy `pred` (e.g. `|r| r.verb.is_write()`).
     pub fn request_count(&self, pred: impl Fn(&RequestRecord) -> bool) -> usize {
-        self.inner.lock().requests.iter().filter(|r| pred(r)).count()
+        self.inner
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| pred(r))
+            .count()
     }
 
     pub fn clear_requests(&self) {
@@ -183,7 +214,14 @@ impl TestApiServer {
 
     /// Make the next `n` requests with this verb (any if None) on this plural resource (any if
     /// None) fail with HTTP `code` and a Status carrying `message`.
-    pub fn fail_next(&self, n: usize, verb: Option<Verb>, resource: Option<&str>, code: u16, message: &str) {
+    pub fn fail_next(
+        &self,
+        n: usize,
+        verb: Option<Verb>,
+        resource: Option<&str>,
+        code: u16,
+        message: &str,
+    ) {
         self.inner.lock().faults.push(store::Fault {
             verb,
             resource: resource.map(String::from),
@@ -226,8 +264,17 @@ impl TestApiServer {
     }
 
     /// An object as stored (at its storage version), bypassing the API: for assertions.
-    pub fn stored_object(&self, group: &str, plural: &str, namespace: &str, name: &str) -> Option<Value> {
-        self.inner.lock().get(&(group.to_string(), plural.to_string()), namespace, name).cloned()
+    pub fn stored_object(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Value> {
+        self.inner
+            .lock()
+            .get(&(group.to_string(), plural.to_string()), namespace, name)
+            .cloned()
     }
 
     /// Run the garbage collector now (it also runs after every write and twice a second).
@@ -254,7 +301,12 @@ impl Drop for TestApiServer {
 pub fn kubeconfig_yaml(url: &str, ca_pem: Option<&str>) -> String {
     use base64::Engine;
     let ca = ca_pem
-        .map(|p| format!("    certificate-authority-data: {}\n", base64::engine::general_purpose::STANDARD.encode(p)))
+        .map(|p| {
+            format!(
+                "    certificate-authority-data: {}\n",
+                base64::engine::general_purpose::STANDARD.encode(p)
+            )
+        })
         .unwrap_or_default();
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\n{ca}contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: default\ncurrent-context: test\nusers:\n- name: test\n  user:\n    token: test-token\npreferences: {{}}\n"

@@ -10,7 +10,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "test-apiserver", about = "In-memory Kubernetes API server for tests (loopback only)")]
+#[command(
+    name = "test-apiserver",
+    about = "In-memory Kubernetes API server for tests (loopback only)"
+)]
 struct Args {
     /// Address to listen on (loopback only).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -31,11 +34,21 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut service_map = HashMap::new();
     for m in &args.service_map {
-        let (k, v) = m.split_once('=').ok_or_else(|| anyhow::anyhow!("--service-map {m:?}: expected NS/NAME=HOST:PORT"))?;
-        anyhow::ensure!(k.contains('/'), "--service-map {m:?}: expected NS/NAME=HOST:PORT");
+        let (k, v) = m
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--service-map {m:?}: expected NS/NAME=HOST:PORT"))?;
+        anyhow::ensure!(
+            k.contains('/'),
+            "--service-map {m:?}: expected NS/NAME=HOST:PORT"
+        );
         service_map.insert(k.to_string(), v.to_string());
     }
-    let opts = test_apiserver::Options { listen: args.listen, https: args.https, service_map, ..Default::default() };
+    let opts = test_apiserver::Options {
+        listen: args.listen,
+        https: args.https,
+        service_map,
+        ..Default::default()
+    };
     let server = test_apiserver::TestApiServer::start(opts).await?;
     if let Some(path) = &args.kubeconfig {
         server.write_kubeconfig(path)?;

@@ -23,9 +23,19 @@ fn is_identity(p: &Path) -> bool {
     let s: Vec<&str> = p.iter().map(String::as_str).collect();
     matches!(
         s.as_slice(),
-        ["apiVersion"] | ["kind"] | ["metadata"] | ["metadata", "name"] | ["metadata", "namespace"] | ["metadata", "generateName"]
-            | ["metadata", "uid"] | ["metadata", "resourceVersion"] | ["metadata", "generation"] | ["metadata", "creationTimestamp"]
-            | ["metadata", "deletionTimestamp"] | ["metadata", "deletionGracePeriodSeconds"] | ["metadata", "selfLink"]
+        ["apiVersion"]
+            | ["kind"]
+            | ["metadata"]
+            | ["metadata", "name"]
+            | ["metadata", "namespace"]
+            | ["metadata", "generateName"]
+            | ["metadata", "uid"]
+            | ["metadata", "resourceVersion"]
+            | ["metadata", "generation"]
+            | ["metadata", "creationTimestamp"]
+            | ["metadata", "deletionTimestamp"]
+            | ["metadata", "deletionGracePeriodSeconds"]
+            | ["metadata", "selfLink"]
     ) || s.first() == Some(&"metadata") && s.get(1) == Some(&"managedFields")
 }
 
@@ -55,7 +65,9 @@ pub fn get_path<'a>(v: &'a Value, p: &[String]) -> Option<&'a Value> {
 }
 
 fn remove_path(v: &mut Value, p: &[String]) {
-    let Some((last, parents)) = p.split_last() else { return };
+    let Some((last, parents)) = p.split_last() else {
+        return;
+    };
     let mut cur = v;
     for k in parents {
         match cur.get_mut(k) {
@@ -131,11 +143,31 @@ pub fn read_entries(obj: &Value) -> Vec<Entry> {
         .map(|a| {
             a.iter()
                 .map(|e| Entry {
-                    manager: e.get("manager").and_then(Value::as_str).unwrap_or_default().into(),
-                    operation: e.get("operation").and_then(Value::as_str).unwrap_or("Update").into(),
-                    api_version: e.get("apiVersion").and_then(Value::as_str).unwrap_or_default().into(),
-                    subresource: e.get("subresource").and_then(Value::as_str).unwrap_or_default().into(),
-                    time: e.get("time").and_then(Value::as_str).unwrap_or_default().into(),
+                    manager: e
+                        .get("manager")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .into(),
+                    operation: e
+                        .get("operation")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Update")
+                        .into(),
+                    api_version: e
+                        .get("apiVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .into(),
+                    subresource: e
+                        .get("subresource")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .into(),
+                    time: e
+                        .get("time")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .into(),
                     paths: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
                 })
                 .collect()
@@ -178,7 +210,15 @@ pub fn in_scope(p: &Path, subresource: &str, has_status: bool) -> bool {
 
 /// Record an Update-operation write: the manager takes the fields whose values changed; fields
 /// that disappeared are owned by nobody.
-pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_version: &str, subresource: &str, has_status: bool, now: &str) {
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    subresource: &str,
+    has_status: bool,
+    now: &str,
+) {
     let mut entries = old.map(read_entries).unwrap_or_default();
     let empty = json!({});
     let old_v = old.unwrap_or(&empty);
@@ -189,10 +229,13 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ve
         .cloned()
         .collect();
     for e in entries.iter_mut() {
-        e.paths.retain(|p| get_path(new, p).is_some() && !changed.iter().any(|c| c == p));
+        e.paths
+            .retain(|p| get_path(new, p).is_some() && !changed.iter().any(|c| c == p));
     }
     if !changed.is_empty() {
-        match entries.iter_mut().find(|e| e.manager == manager && e.operation == "Update" && e.subresource == subresource) {
+        match entries.iter_mut().find(|e| {
+            e.manager == manager && e.operation == "Update" && e.subresource == subresource
+        }) {
             Some(e) => {
                 e.paths.extend(changed);
                 e.time = now.to_string();
@@ -220,20 +263,39 @@ pub struct Conflict {
 }
 
 /// Server-side apply of `applied` by `manager` onto `current` (which carries managedFields).
-pub fn apply(
-    current: &Value,
-    applied: &Value,
-    manager: &str,
-    api_version: &str,
-    subresource: &str,
-    has_status: bool,
-    force: bool,
-    now: &str,
-) -> Result<Value, Vec<Conflict>> {
+/// Who applies, through which endpoint, and how.
+pub struct Applier<'a> {
+    pub manager: &'a str,
+    pub api_version: &'a str,
+    /// `""` for the main resource, `"status"` for the status subresource.
+    pub subresource: &'a str,
+    /// Whether the resource has a status subresource (then the main resource ignores status).
+    pub has_status: bool,
+    pub force: bool,
+    pub now: &'a str,
+}
+
+pub fn apply(current: &Value, applied: &Value, who: &Applier) -> Result<Value, Vec<Conflict>> {
+    let Applier {
+        manager,
+        api_version,
+        subresource,
+        has_status,
+        force,
+        now,
+    } = *who;
     let mut entries = read_entries(current);
-    let applied_paths: Vec<Path> = leaf_paths(applied).into_iter().filter(|p| in_scope(p, subresource, has_status)).collect();
-    let mine = |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == subresource;
-    let previously: Vec<Path> = entries.iter().filter(|e| mine(e)).flat_map(|e| e.paths.clone()).collect();
+    let applied_paths: Vec<Path> = leaf_paths(applied)
+        .into_iter()
+        .filter(|p| in_scope(p, subresource, has_status))
+        .collect();
+    let mine =
+        |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == subresource;
+    let previously: Vec<Path> = entries
+        .iter()
+        .filter(|e| mine(e))
+        .flat_map(|e| e.paths.clone())
+        .collect();
 
     let mut merged = current.clone();
     let mut scoped = applied.clone();
@@ -249,9 +311,14 @@ pub fn apply(
     for e in entries.iter_mut().filter(|e| !mine(e)) {
         let mut keep = vec![];
         for q in std::mem::take(&mut e.paths) {
-            let hit = applied_paths.iter().any(|p| overlaps(p, &q)) && get_path(current, &q) != get_path(&merged, &q);
+            let hit = applied_paths.iter().any(|p| overlaps(p, &q))
+                && get_path(current, &q) != get_path(&merged, &q);
             if hit && !force {
-                conflicts.push(Conflict { manager: e.manager.clone(), api_version: e.api_version.clone(), path: q.clone() });
+                conflicts.push(Conflict {
+                    manager: e.manager.clone(),
+                    api_version: e.api_version.clone(),
+                    path: q.clone(),
+                });
             }
             // A forced apply (or an equal value) takes the field over / shares it.
             if !(hit && force) {
@@ -264,8 +331,15 @@ pub fn apply(
         return Err(conflicts);
     }
     // Fields this manager applied before and dropped now go away unless someone else owns them.
-    for p in previously.iter().filter(|p| !applied_paths.iter().any(|a| a.len() >= p.len() && a[..p.len()] == p[..])) {
-        let owned = entries.iter().filter(|e| !mine(e)).any(|e| e.paths.iter().any(|q| overlaps(q, p)));
+    for p in previously.iter().filter(|p| {
+        !applied_paths
+            .iter()
+            .any(|a| a.len() >= p.len() && a[..p.len()] == p[..])
+    }) {
+        let owned = entries
+            .iter()
+            .filter(|e| !mine(e))
+            .any(|e| e.paths.iter().any(|q| overlaps(q, p)));
         if !owned {
             remove_path(&mut merged, p);
         }
@@ -288,12 +362,24 @@ pub fn conflict_message(conflicts: &[Conflict]) -> String {
     let dotted = |p: &Path| format!(".{}", p.join("."));
     if conflicts.len() == 1 {
         let c = &conflicts[0];
-        format!("Apply failed with 1 conflict: conflict with \"{}\" using {}: {}", c.manager, c.api_version, dotted(&c.path))
+        format!(
+            "Apply failed with 1 conflict: conflict with \"{}\" using {}: {}",
+            c.manager,
+            c.api_version,
+            dotted(&c.path)
+        )
     } else {
         let mut s = format!("Apply failed with {} conflicts: ", conflicts.len());
         let lines: Vec<String> = conflicts
             .iter()
-            .map(|c| format!("conflict with \"{}\" using {}: {}", c.manager, c.api_version, dotted(&c.path)))
+            .map(|c| {
+                format!(
+                    "conflict with \"{}\" using {}: {}",
+                    c.manager,
+                    c.api_version,
+                    dotted(&c.path)
+                )
+            })
             .collect();
         s.push_str(&lines.join("\n"));
         s
@@ -304,23 +390,39 @@ pub fn conflict_message(conflicts: &[Conflict]) -> String {
 mod tests {
     use super::*;
 
+    fn who(manager: &str, force: bool) -> Applier<'_> {
+        Applier {
+            manager,
+            api_version: "v1",
+            subresource: "",
+            has_status: false,
+            force,
+            now: "t",
+        }
+    }
+
     fn obj() -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "d"}})
     }
 
     #[test]
     fn apply_conflicts_force_and_removal() {
-        let a = apply(&obj(), &json!({"data": {"x": "1", "y": "2"}}), "m1", "v1", "", false, false, "t").unwrap();
+        let a = apply(
+            &obj(),
+            &json!({"data": {"x": "1", "y": "2"}}),
+            &who("m1", false),
+        )
+        .unwrap();
         // Same value from another manager: shared ownership, no conflict.
-        let b = apply(&a, &json!({"data": {"x": "1"}}), "m2", "v1", "", false, false, "t").unwrap();
+        let b = apply(&a, &json!({"data": {"x": "1"}}), &who("m2", false)).unwrap();
         // Different value: conflict.
-        let err = apply(&b, &json!({"data": {"x": "9"}}), "m2", "v1", "", false, false, "t").unwrap_err();
+        let err = apply(&b, &json!({"data": {"x": "9"}}), &who("m2", false)).unwrap_err();
         assert_eq!(err[0].manager, "m1");
         assert!(conflict_message(&err).contains(".data.x"));
-        let c = apply(&b, &json!({"data": {"x": "9"}}), "m2", "v1", "", false, true, "t").unwrap();
+        let c = apply(&b, &json!({"data": {"x": "9"}}), &who("m2", true)).unwrap();
         assert_eq!(c["data"]["x"], "9");
         // m1 stops applying y: removed. It stops applying x: kept, since m2 owns it.
-        let d = apply(&c, &json!({"data": {}}), "m1", "v1", "", false, false, "t").unwrap();
+        let d = apply(&c, &json!({"data": {}}), &who("m1", false)).unwrap();
         assert!(d["data"].get("y").is_none());
         assert_eq!(d["data"]["x"], "9");
     }

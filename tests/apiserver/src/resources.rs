@@ -88,7 +88,6 @@ impl ResourceInfo {
             .unwrap_or("v1")
     }
 
-
     /// Built-ins accept strategic merge patch; custom resources do not (as on a real server).
     pub fn accepts_strategic_merge(&self) -> bool {
         self.crd.is_none()
@@ -114,30 +113,210 @@ struct Builtin {
 }
 
 const BUILTINS: &[Builtin] = &[
-    b("", "v1", "namespaces", "Namespace", false, true, false, &["ns"]),
+    b(
+        "",
+        "v1",
+        "namespaces",
+        "Namespace",
+        false,
+        true,
+        false,
+        &["ns"],
+    ),
     b("", "v1", "pods", "Pod", true, true, false, &["po"]),
     b("", "v1", "services", "Service", true, true, false, &["svc"]),
-    b("", "v1", "serviceaccounts", "ServiceAccount", true, false, false, &["sa"]),
-    b("", "v1", "configmaps", "ConfigMap", true, false, false, &["cm"]),
+    b(
+        "",
+        "v1",
+        "serviceaccounts",
+        "ServiceAccount",
+        true,
+        false,
+        false,
+        &["sa"],
+    ),
+    b(
+        "",
+        "v1",
+        "configmaps",
+        "ConfigMap",
+        true,
+        false,
+        false,
+        &["cm"],
+    ),
     b("", "v1", "secrets", "Secret", true, false, false, &[]),
     b("", "v1", "events", "Event", true, false, false, &["ev"]),
-    b("", "v1", "endpoints", "Endpoints", true, false, false, &["ep"]),
-    b("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true, true, false, &["pvc"]),
-    b("apps", "v1", "deployments", "Deployment", true, true, true, &["deploy"]),
-    b("apps", "v1", "statefulsets", "StatefulSet", true, true, true, &["sts"]),
-    b("apps", "v1", "replicasets", "ReplicaSet", true, true, true, &["rs"]),
-    b("apps", "v1", "daemonsets", "DaemonSet", true, true, false, &["ds"]),
-    b("rbac.authorization.k8s.io", "v1", "roles", "Role", true, false, false, &[]),
-    b("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, false, false, &[]),
-    b("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false, false, false, &[]),
-    b("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false, false, false, &[]),
-    b("coordination.k8s.io", "v1", "leases", "Lease", true, false, false, &[]),
-    b("events.k8s.io", "v1", "events", "Event", true, false, false, &["ev"]),
-    b("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, true, false, &["pdb"]),
-    b("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true, false, false, &["netpol"]),
-    b("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration", false, false, false, &[]),
-    b("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", false, false, false, &[]),
-    b("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, true, false, &["crd", "crds"]),
+    b(
+        "",
+        "v1",
+        "endpoints",
+        "Endpoints",
+        true,
+        false,
+        false,
+        &["ep"],
+    ),
+    b(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        true,
+        true,
+        false,
+        &["pvc"],
+    ),
+    b(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        true,
+        true,
+        true,
+        &["deploy"],
+    ),
+    b(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        true,
+        true,
+        true,
+        &["sts"],
+    ),
+    b(
+        "apps",
+        "v1",
+        "replicasets",
+        "ReplicaSet",
+        true,
+        true,
+        true,
+        &["rs"],
+    ),
+    b(
+        "apps",
+        "v1",
+        "daemonsets",
+        "DaemonSet",
+        true,
+        true,
+        false,
+        &["ds"],
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "roles",
+        "Role",
+        true,
+        false,
+        false,
+        &[],
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        true,
+        false,
+        false,
+        &[],
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+        false,
+        false,
+        &[],
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+        false,
+        false,
+        &[],
+    ),
+    b(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "Lease",
+        true,
+        false,
+        false,
+        &[],
+    ),
+    b(
+        "events.k8s.io",
+        "v1",
+        "events",
+        "Event",
+        true,
+        false,
+        false,
+        &["ev"],
+    ),
+    b(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        true,
+        true,
+        false,
+        &["pdb"],
+    ),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "NetworkPolicy",
+        true,
+        false,
+        false,
+        &["netpol"],
+    ),
+    b(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        false,
+        false,
+        false,
+        &[],
+    ),
+    b(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        false,
+        false,
+        false,
+        &[],
+    ),
+    b(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+        true,
+        false,
+        &["crd", "crds"],
+    ),
 ];
 
 #[allow(clippy::too_many_arguments)]
@@ -151,7 +330,16 @@ const fn b(
     scale: bool,
     short: &'static [&'static str],
 ) -> Builtin {
-    Builtin { group, version, plural, kind, namespaced, status, scale, short }
+    Builtin {
+        group,
+        version,
+        plural,
+        kind,
+        namespaced,
+        status,
+        scale,
+        short,
+    }
 }
 
 /// The built-in resources, as `ResourceInfo`s.
@@ -165,7 +353,16 @@ pub fn builtins() -> Vec<ResourceInfo> {
             kind: b.kind.into(),
             list_kind: format!("{}List", b.kind),
             short_names: b.short.iter().map(|s| s.to_string()).collect(),
-            categories: if b.namespaced && matches!(b.plural, "pods" | "services" | "deployments" | "statefulsets" | "replicasets" | "daemonsets") {
+            categories: if b.namespaced
+                && matches!(
+                    b.plural,
+                    "pods"
+                        | "services"
+                        | "deployments"
+                        | "statefulsets"
+                        | "replicasets"
+                        | "daemonsets"
+                ) {
                 vec!["all".into()]
             } else {
                 vec![]
@@ -199,7 +396,11 @@ pub fn from_crd(crd: &Value) -> Option<ResourceInfo> {
     let kind = names.get("kind")?.as_str()?.to_string();
     let str_list = |v: Option<&Value>| -> Vec<String> {
         v.and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let versions = spec
@@ -214,9 +415,20 @@ pub fn from_crd(crd: &Value) -> Option<ResourceInfo> {
                 storage: v.get("storage").and_then(Value::as_bool).unwrap_or(false),
                 status: sub.and_then(|s| s.get("status")).is_some(),
                 scale: sub.and_then(|s| s.get("scale")).map(|s| ScaleInfo {
-                    spec_replicas_path: s.get("specReplicasPath").and_then(Value::as_str).unwrap_or(".spec.replicas").into(),
-                    status_replicas_path: s.get("statusReplicasPath").and_then(Value::as_str).unwrap_or(".status.replicas").into(),
-                    label_selector_path: s.get("labelSelectorPath").and_then(Value::as_str).map(String::from),
+                    spec_replicas_path: s
+                        .get("specReplicasPath")
+                        .and_then(Value::as_str)
+                        .unwrap_or(".spec.replicas")
+                        .into(),
+                    status_replicas_path: s
+                        .get("statusReplicasPath")
+                        .and_then(Value::as_str)
+                        .unwrap_or(".status.replicas")
+                        .into(),
+                    label_selector_path: s
+                        .get("labelSelectorPath")
+                        .and_then(Value::as_str)
+                        .map(String::from),
                 }),
                 schema: v.pointer("/schema/openAPIV3Schema").cloned(),
                 printer_columns: v
@@ -227,14 +439,28 @@ pub fn from_crd(crd: &Value) -> Option<ResourceInfo> {
                 selectable_fields: v
                     .get("selectableFields")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|f| f.get("jsonPath").and_then(Value::as_str).map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|f| {
+                                f.get("jsonPath").and_then(Value::as_str).map(String::from)
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })
         })
         .collect();
     Some(ResourceInfo {
-        singular: names.get("singular").and_then(Value::as_str).map(String::from).unwrap_or_else(|| kind.to_lowercase()),
-        list_kind: names.get("listKind").and_then(Value::as_str).map(String::from).unwrap_or_else(|| format!("{kind}List")),
+        singular: names
+            .get("singular")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .unwrap_or_else(|| kind.to_lowercase()),
+        list_kind: names
+            .get("listKind")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .unwrap_or_else(|| format!("{kind}List")),
         short_names: str_list(names.get("shortNames")),
         categories: str_list(names.get("categories")),
         namespaced: spec.get("scope").and_then(Value::as_str) != Some("Cluster"),
@@ -275,7 +501,9 @@ pub fn version_priority(a: &str, b: &str) -> Ordering {
 }
 
 fn verbs(with_collection: bool) -> Value {
-    let mut v = vec!["create", "delete", "get", "list", "patch", "update", "watch"];
+    let mut v = vec![
+        "create", "delete", "get", "list", "patch", "update", "watch",
+    ];
     if with_collection {
         v.insert(1, "deletecollection");
     }
@@ -286,7 +514,9 @@ fn verbs(with_collection: bool) -> Value {
 pub fn resource_list(all: &[ResourceInfo], group: &str, version: &str) -> Option<Value> {
     let mut resources = vec![];
     for r in all.iter().filter(|r| r.group == group) {
-        let Some(v) = r.served_version(version) else { continue };
+        let Some(v) = r.served_version(version) else {
+            continue;
+        };
         resources.push(json!({
             "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
             "verbs": verbs(true), "shortNames": r.short_names, "categories": r.categories,
@@ -301,8 +531,14 @@ pub fn resource_list(all: &[ResourceInfo], group: &str, version: &str) -> Option
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// `APIGroup` for one group (None if nothing is served in it).
@@ -323,7 +559,9 @@ pub fn api_group(all: &[ResourceInfo], group: &str) -> Option<Value> {
         .iter()
         .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
         .collect();
-    Some(json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": gvs, "preferredVersion": gvs[0]}))
+    Some(
+        json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": gvs, "preferredVersion": gvs[0]}),
+    )
 }
 
 /// `APIGroupList` of every non-core group.

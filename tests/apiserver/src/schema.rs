@@ -6,21 +6,32 @@ use crate::error::FieldCause;
 use serde_json::{Map, Value};
 
 fn preserves(schema: &Value) -> bool {
-    schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+    schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
-/// Prune fields the schema does not know (recursively), keeping the object envelope.
-pub fn prune(schema: &Value, obj: &mut Value) {
-    prune_node(schema, obj, true);
+/// Prune fields the schema does not know (recursively), keeping the object envelope. Returns the
+/// paths of the unknown fields that were dropped (`spec.junk`), for `fieldValidation`.
+pub fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
+    let mut dropped = vec![];
+    prune_node(schema, obj, true, "", &mut dropped);
+    dropped
 }
 
-fn prune_node(schema: &Value, v: &mut Value, root: bool) {
+fn prune_node(schema: &Value, v: &mut Value, root: bool, path: &str, dropped: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
             let props = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            let embedded = root || schema.get("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true);
-            let keep_unknown = preserves(schema) || schema.get("additionalProperties").and_then(Value::as_bool) == Some(true);
+            let embedded = root
+                || schema
+                    .get("x-kubernetes-embedded-resource")
+                    .and_then(Value::as_bool)
+                    == Some(true);
+            let keep_unknown = preserves(schema)
+                || schema.get("additionalProperties").and_then(Value::as_bool) == Some(true);
             let keys: Vec<String> = m.keys().cloned().collect();
             for k in keys {
                 if embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
@@ -33,20 +44,21 @@ fn prune_node(schema: &Value, v: &mut Value, root: bool) {
                         if m.get(&k).is_some_and(Value::is_null) && !nullable {
                             m.remove(&k);
                         } else if let Some(child) = m.get_mut(&k) {
-                            prune_node(cs, child, false);
+                            prune_node(cs, child, false, &join(path, &k), dropped);
                         }
                     }
                     None if keep_unknown => {}
                     None => {
                         m.remove(&k);
+                        dropped.push(join(path, &k));
                     }
                 }
             }
         }
         Value::Array(items) => {
             if let Some(is) = schema.get("items") {
-                for i in items.iter_mut() {
-                    prune_node(is, i, false);
+                for (n, i) in items.iter_mut().enumerate() {
+                    prune_node(is, i, false, &format!("{path}[{n}]"), dropped);
                 }
             }
         }
@@ -86,7 +98,13 @@ fn join(path: &str, k: &str) -> String {
 }
 
 fn required(schema: &Value, m: &Map<String, Value>, path: &str, errs: &mut Vec<FieldCause>) {
-    for r in schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+    for r in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
         if !m.contains_key(r) {
             errs.push(FieldCause::required(&join(path, r)));
         }
@@ -108,21 +126,44 @@ fn type_name(v: &Value) -> &'static str {
 fn validate_node(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldCause>) {
     if v.is_null() {
         if schema.get("nullable").and_then(Value::as_bool) != Some(true) {
-            errs.push(FieldCause::invalid(path, &Value::String("null".into()), format!("{path} in body must be of type {}: \"null\"", schema.get("type").and_then(Value::as_str).unwrap_or("object"))));
+            errs.push(FieldCause::invalid(
+                path,
+                &Value::String("null".into()),
+                format!(
+                    "{path} in body must be of type {}: \"null\"",
+                    schema
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("object")
+                ),
+            ));
         }
         return;
     }
     let actual = type_name(v);
-    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
+    let int_or_string = schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true);
     if int_or_string {
         if !matches!(actual, "integer" | "string") {
-            errs.push(FieldCause::invalid(path, &Value::String(actual.into()), format!("{path} in body must be of type integer,string: \"{actual}\"")));
+            errs.push(FieldCause::invalid(
+                path,
+                &Value::String(actual.into()),
+                format!("{path} in body must be of type integer,string: \"{actual}\""),
+            ));
             return;
         }
     } else if let Some(t) = schema.get("type").and_then(Value::as_str) {
-        let ok = t == actual || (t == "number" && actual == "integer") || (t == "integer" && v.as_f64().is_some_and(|f| f.fract() == 0.0));
+        let ok = t == actual
+            || (t == "number" && actual == "integer")
+            || (t == "integer" && v.as_f64().is_some_and(|f| f.fract() == 0.0));
         if !ok {
-            errs.push(FieldCause::invalid(path, &Value::String(actual.into()), format!("{path} in body must be of type {t}: \"{actual}\"")));
+            errs.push(FieldCause::invalid(
+                path,
+                &Value::String(actual.into()),
+                format!("{path} in body must be of type {t}: \"{actual}\""),
+            ));
             return;
         }
     }
@@ -134,22 +175,48 @@ fn validate_node(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldCaus
     if let Some(n) = v.as_f64() {
         let num = |k: &str| schema.get(k).and_then(Value::as_f64);
         let excl = |k: &str| schema.get(k).and_then(Value::as_bool) == Some(true);
-        let show = |f: f64| if f.fract() == 0.0 { format!("{}", f as i64) } else { f.to_string() };
+        let show = |f: f64| {
+            if f.fract() == 0.0 {
+                format!("{}", f as i64)
+            } else {
+                f.to_string()
+            }
+        };
         if let Some(max) = num("maximum") {
             if n > max || (excl("exclusiveMaximum") && n >= max) {
-                let rel = if excl("exclusiveMaximum") { "less than" } else { "less than or equal to" };
-                errs.push(FieldCause::invalid(path, v, format!("{path} in body should be {rel} {}", show(max))));
+                let rel = if excl("exclusiveMaximum") {
+                    "less than"
+                } else {
+                    "less than or equal to"
+                };
+                errs.push(FieldCause::invalid(
+                    path,
+                    v,
+                    format!("{path} in body should be {rel} {}", show(max)),
+                ));
             }
         }
         if let Some(min) = num("minimum") {
             if n < min || (excl("exclusiveMinimum") && n <= min) {
-                let rel = if excl("exclusiveMinimum") { "greater than" } else { "greater than or equal to" };
-                errs.push(FieldCause::invalid(path, v, format!("{path} in body should be {rel} {}", show(min))));
+                let rel = if excl("exclusiveMinimum") {
+                    "greater than"
+                } else {
+                    "greater than or equal to"
+                };
+                errs.push(FieldCause::invalid(
+                    path,
+                    v,
+                    format!("{path} in body should be {rel} {}", show(min)),
+                ));
             }
         }
         if let Some(mul) = num("multipleOf") {
             if mul != 0.0 && (n / mul).fract() != 0.0 {
-                errs.push(FieldCause::invalid(path, v, format!("{path} in body should be a multiple of {}", show(mul))));
+                errs.push(FieldCause::invalid(
+                    path,
+                    v,
+                    format!("{path} in body should be a multiple of {}", show(mul)),
+                ));
             }
         }
     }
@@ -157,17 +224,30 @@ fn validate_node(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldCaus
         let len = s.chars().count() as u64;
         if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
             if len > max {
-                errs.push(FieldCause { reason: "FieldValueTooLong".into(), field: path.into(), value: None, detail: format!("may not be more than {max} bytes") });
+                errs.push(FieldCause {
+                    reason: "FieldValueTooLong".into(),
+                    field: path.into(),
+                    value: None,
+                    detail: format!("may not be more than {max} bytes"),
+                });
             }
         }
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
             if len < min {
-                errs.push(FieldCause::invalid(path, v, format!("{path} in body should be at least {min} chars long")));
+                errs.push(FieldCause::invalid(
+                    path,
+                    v,
+                    format!("{path} in body should be at least {min} chars long"),
+                ));
             }
         }
         if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
             match regex::Regex::new(p) {
-                Ok(re) if !re.is_match(s) => errs.push(FieldCause::invalid(path, v, format!("{path} in body should match '{p}'"))),
+                Ok(re) if !re.is_match(s) => errs.push(FieldCause::invalid(
+                    path,
+                    v,
+                    format!("{path} in body should match '{p}'"),
+                )),
                 _ => {}
             }
         }
@@ -177,12 +257,21 @@ fn validate_node(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldCaus
             let n = items.len() as u64;
             if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
                 if n > max {
-                    errs.push(FieldCause { reason: "FieldValueTooMany".into(), field: path.into(), value: None, detail: format!("must have at most {max} items") });
+                    errs.push(FieldCause {
+                        reason: "FieldValueTooMany".into(),
+                        field: path.into(),
+                        value: None,
+                        detail: format!("must have at most {max} items"),
+                    });
                 }
             }
             if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
                 if n < min {
-                    errs.push(FieldCause::invalid(path, v, format!("{path} in body should have at least {min} items")));
+                    errs.push(FieldCause::invalid(
+                        path,
+                        v,
+                        format!("{path} in body should have at least {min} items"),
+                    ));
                 }
             }
             if let Some(is) = schema.get("items") {
@@ -203,7 +292,12 @@ fn validate_node(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldCaus
             let n = m.len() as u64;
             if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64) {
                 if n > max {
-                    errs.push(FieldCause { reason: "FieldValueTooMany".into(), field: path.into(), value: None, detail: format!("must have at most {max} items") });
+                    errs.push(FieldCause {
+                        reason: "FieldValueTooMany".into(),
+                        field: path.into(),
+                        value: None,
+                        detail: format!("must have at most {max} items"),
+                    });
                 }
             }
         }
@@ -225,8 +319,16 @@ pub fn validate_cel(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<Fie
             .into_iter()
             .map(|e| {
                 let field = e.field_path.trim_start_matches('.').to_string();
-                let value = if field.is_empty() { obj.clone() } else { lookup(obj, &field).cloned().unwrap_or(Value::Null) };
-                let mut c = FieldCause::invalid(if field.is_empty() { "<nil>" } else { &field }, &value, e.message.clone());
+                let value = if field.is_empty() {
+                    obj.clone()
+                } else {
+                    lookup(obj, &field).cloned().unwrap_or(Value::Null)
+                };
+                let mut c = FieldCause::invalid(
+                    if field.is_empty() { "<nil>" } else { &field },
+                    &value,
+                    e.message.clone(),
+                );
                 if let Some(r) = e.reason {
                     c.reason = r;
                 }
@@ -258,13 +360,13 @@ mod tests {
 
     fn schema() -> Value {
         json!({"type": "object", "properties": {"spec": {"type": "object", "required": ["port"],
-            "x-kubernetes-validations": [{"rule": "self.port != 22", "message": "port 22 is reserved"}],
-            "properties": {
-                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                "mode": {"type": "string", "enum": ["a", "b"], "default": "a"},
-                "name": {"type": "string", "pattern": "^[a-z]+$"},
-                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-            }}}})
+        "x-kubernetes-validations": [{"rule": "self.port != 22", "message": "port 22 is reserved"}],
+        "properties": {
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "mode": {"type": "string", "enum": ["a", "b"], "default": "a"},
+            "name": {"type": "string", "pattern": "^[a-z]+$"},
+            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+        }}}})
     }
 
     #[test]
@@ -276,11 +378,22 @@ mod tests {
         assert_eq!(o["spec"]["free"]["any"], 1);
         let o = default(&schema(), &o);
         assert_eq!(o["spec"]["mode"], "a");
-        let errs: Vec<String> = validate(&schema(), &o).iter().map(FieldCause::text).collect();
+        let errs: Vec<String> = validate(&schema(), &o)
+            .iter()
+            .map(FieldCause::text)
+            .collect();
         assert!(errs.iter().any(|e| e == "spec.port: Invalid value: 70000: spec.port in body should be less than or equal to 65535"), "{errs:?}");
-        assert!(errs.iter().any(|e| e.starts_with("spec.name: Invalid value: \"A\"")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("spec.name: Invalid value: \"A\"")),
+            "{errs:?}"
+        );
         let cel = validate_cel(&schema(), &json!({"spec": {"port": 22}}), None);
         assert_eq!(cel.len(), 1);
-        assert!(cel[0].text().contains("port 22 is reserved"), "{}", cel[0].text());
+        assert!(
+            cel[0].text().contains("port 22 is reserved"),
+            "{}",
+            cel[0].text()
+        );
     }
 }

@@ -38,11 +38,17 @@ fn split_top(s: &str) -> Vec<String> {
         }
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn valid_key(k: &str) -> bool {
-    !k.is_empty() && k.len() <= 317 && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    !k.is_empty()
+        && k.len() <= 317
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
 }
 
 impl LabelSelector {
@@ -66,7 +72,12 @@ impl LabelSelector {
                 Req::Exists(part.trim().to_string())
             };
             let key = match &req {
-                Req::Eq(k, _) | Req::NotEq(k, _) | Req::In(k, _) | Req::NotIn(k, _) | Req::Exists(k) | Req::NotExists(k) => k,
+                Req::Eq(k, _)
+                | Req::NotEq(k, _)
+                | Req::In(k, _)
+                | Req::NotIn(k, _)
+                | Req::Exists(k)
+                | Req::NotExists(k) => k,
             };
             if !valid_key(key) {
                 return Err(bad(&format!("invalid label key \"{key}\"")));
@@ -81,23 +92,38 @@ impl LabelSelector {
         let mut reqs = vec![];
         if let Some(m) = v.get("matchLabels").and_then(Value::as_object) {
             for (k, val) in m {
-                reqs.push(Req::Eq(k.clone(), val.as_str().unwrap_or_default().to_string()));
+                reqs.push(Req::Eq(
+                    k.clone(),
+                    val.as_str().unwrap_or_default().to_string(),
+                ));
             }
         }
         if let Some(exprs) = v.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+                let key = e
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 reqs.push(match e.get("operator").and_then(Value::as_str) {
                     Some("In") => Req::In(key, values),
                     Some("NotIn") => Req::NotIn(key, values),
                     Some("Exists") => Req::Exists(key),
                     Some("DoesNotExist") => Req::NotExists(key),
-                    other => return Err(ApiError::bad_request(format!("{other:?} is not a valid label selector operator"))),
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "{other:?} is not a valid label selector operator"
+                        )))
+                    }
                 });
             }
         }
@@ -123,12 +149,21 @@ impl LabelSelector {
 
 fn split_word(s: &str, word: &str) -> Option<(String, String)> {
     let i = s.find(word)?;
-    Some((s[..i].trim().to_string(), s[i + word.len()..].trim().to_string()))
+    Some((
+        s[..i].trim().to_string(),
+        s[i + word.len()..].trim().to_string(),
+    ))
 }
 
 fn parse_set(s: &str) -> Option<Vec<String>> {
     let inner = s.trim().strip_prefix('(')?.strip_suffix(')')?;
-    Some(inner.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+    Some(
+        inner
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+    )
 }
 
 /// A parsed field selector: `metadata.name=x,status.phase!=Running`.
@@ -146,7 +181,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{part}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                )));
             };
             out.push((k.trim().to_string(), eq, v.trim().to_string()));
         }
@@ -156,7 +193,6 @@ impl FieldSelector {
     pub fn fields(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|(k, _, _)| k.as_str())
     }
-
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(k, eq, v)| {
@@ -182,14 +218,38 @@ pub fn field_value(obj: &Value, path: &str) -> Option<String> {
 /// Field selectors each built-in kind supports besides `metadata.name` / `metadata.namespace`.
 pub fn builtin_fields(group: &str, plural: &str) -> &'static [&'static str] {
     match (group, plural) {
-        ("", "pods") => &["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "status.phase", "status.podIP", "status.nominatedNodeName"],
+        ("", "pods") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
         ("", "secrets") => &["type"],
         ("", "events") => &[
-            "involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
-            "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
-            "reason", "reportingComponent", "source", "type",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
         ],
-        ("events.k8s.io", "events") => &["reason", "regarding.kind", "regarding.name", "regarding.namespace", "regarding.uid", "type", "reportingController"],
+        ("events.k8s.io", "events") => &[
+            "reason",
+            "regarding.kind",
+            "regarding.name",
+            "regarding.namespace",
+            "regarding.uid",
+            "type",
+            "reportingController",
+        ],
         ("", "namespaces") => &["status.phase"],
         ("apps", "replicasets") => &["status.replicas"],
         _ => &[],
@@ -211,6 +271,11 @@ mod tests {
         assert!(!m("app notin (web)"));
         assert!(!m("app!=web"));
         assert!(m(""));
-        assert!(LabelSelector::parse("a in b").is_err() || !LabelSelector::parse("a in b").unwrap().matches(Some(&labels)));
+        assert!(
+            LabelSelector::parse("a in b").is_err()
+                || !LabelSelector::parse("a in b")
+                    .unwrap()
+                    .matches(Some(&labels))
+        );
     }
 }

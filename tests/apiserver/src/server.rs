@@ -29,14 +29,24 @@ pub fn new_uid() -> String {
     let b: [u8; 16] = rand::rng().random();
     let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
     let var = format!("{:02x}", (b[8] & 0x3f) | 0x80);
-    format!("{}-{}-4{}-{}{}-{}", h(0..4), h(4..6), &h(6..8)[1..], var, h(9..10), h(10..16))
+    format!(
+        "{}-{}-4{}-{}{}-{}",
+        h(0..4),
+        h(4..6),
+        &h(6..8)[1..],
+        var,
+        h(9..10),
+        h(10..16)
+    )
 }
 
 fn random_suffix() -> String {
     // The alphabet of apimachinery's name generator (no vowels, no confusable characters).
     const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut r = rand::rng();
-    (0..5).map(|_| ALPHA[r.random_range(0..ALPHA.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHA[r.random_range(0..ALPHA.len())] as char)
+        .collect()
 }
 
 /// One parsed resource request.
@@ -55,7 +65,10 @@ pub struct Req {
 
 impl Req {
     pub fn q(&self, k: &str) -> Option<&str> {
-        self.query.get(k).map(String::as_str).filter(|s| !s.is_empty())
+        self.query
+            .get(k)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 }
 
@@ -87,7 +100,8 @@ fn is_valid_dns_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|p| {
             !p.is_empty()
-                && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && !p.starts_with('-')
                 && !p.ends_with('-')
         })
@@ -99,7 +113,11 @@ fn tracks_generation(res: &ResourceInfo) -> bool {
     res.crd.is_some()
         || matches!(
             res.group.as_str(),
-            "apps" | "policy" | "networking.k8s.io" | "apiextensions.k8s.io" | "admissionregistration.k8s.io"
+            "apps"
+                | "policy"
+                | "networking.k8s.io"
+                | "apiextensions.k8s.io"
+                | "admissionregistration.k8s.io"
         )
 }
 
@@ -135,7 +153,11 @@ impl Inner {
             let obj = namespace_object(ns);
             st.put(&(NS_RES.0.into(), NS_RES.1.into()), obj);
         }
-        Arc::new(Self { state: Mutex::new(st), kill_watches: kill, gc: Notify::new() })
+        Arc::new(Self {
+            state: Mutex::new(st),
+            kill_watches: kill,
+            gc: Notify::new(),
+        })
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -147,13 +169,27 @@ impl Inner {
         self.lock().service_map.clone()
     }
 
-    pub async fn to_version(&self, res: &ResourceInfo, objs: Vec<Value>, version: &str) -> ApiResult<Vec<Value>> {
+    pub async fn to_version(
+        &self,
+        res: &ResourceInfo,
+        objs: Vec<Value>,
+        version: &str,
+    ) -> ApiResult<Vec<Value>> {
         let map = self.service_map();
         conversion::convert(res, objs, version, &map).await
     }
 
-    async fn one_to_version(&self, res: &ResourceInfo, obj: Value, version: &str) -> ApiResult<Value> {
-        Ok(self.to_version(res, vec![obj], version).await?.pop().unwrap_or(Value::Null))
+    async fn one_to_version(
+        &self,
+        res: &ResourceInfo,
+        obj: Value,
+        version: &str,
+    ) -> ApiResult<Value> {
+        Ok(self
+            .to_version(res, vec![obj], version)
+            .await?
+            .pop()
+            .unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, req: &Req) -> ApiResult<Value> {
@@ -174,9 +210,17 @@ impl Inner {
         let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or(""))?;
         let fields = FieldSelector::parse(req.q("fieldSelector").unwrap_or(""))?;
         let mut allowed: Vec<String> = vec!["metadata.name".into(), "metadata.namespace".into()];
-        allowed.extend(builtin_fields(&req.res.group, &req.res.plural).iter().map(|s| s.to_string()));
+        allowed.extend(
+            builtin_fields(&req.res.group, &req.res.plural)
+                .iter()
+                .map(|s| s.to_string()),
+        );
         if let Some(v) = req.res.version(&req.version) {
-            allowed.extend(v.selectable_fields.iter().map(|f| f.trim_start_matches('.').to_string()));
+            allowed.extend(
+                v.selectable_fields
+                    .iter()
+                    .map(|f| f.trim_start_matches('.').to_string()),
+            );
         }
         for f in fields.fields() {
             if !allowed.iter().any(|a| a == f) {
@@ -202,7 +246,9 @@ impl Inner {
                 .into_iter()
                 .filter(|o| labels.matches_object(o) && fields.matches(o))
                 .filter(|o| match &after {
-                    Some((ns, n)) => (meta_str(o, "namespace"), meta_str(o, "name")) > (ns.as_str(), n.as_str()),
+                    Some((ns, n)) => {
+                        (meta_str(o, "namespace"), meta_str(o, "name")) > (ns.as_str(), n.as_str())
+                    }
                     None => true,
                 })
                 .collect();
@@ -217,7 +263,8 @@ impl Inner {
         if more > 0 {
             if let Some(last) = items.last() {
                 let tok = format!("{}/{}", meta_str(last, "namespace"), meta_str(last, "name"));
-                metadata["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tok));
+                metadata["continue"] =
+                    json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tok));
                 metadata["remainingItemCount"] = json!(more);
             }
         }
@@ -239,18 +286,33 @@ impl Inner {
         Err(ApiError::conflict(&req.res.qualified(), &req.name))
     }
 
-    async fn try_write(&self, req: &Req, op: &WriteOp, _user_agent: &str) -> ApiResult<Option<Written>> {
+    async fn try_write(
+        &self,
+        req: &Req,
+        op: &WriteOp,
+        _user_agent: &str,
+    ) -> ApiResult<Option<Written>> {
         let res = &req.res;
         let key = res.key();
         let (stored, ns_labels, ns_state, mutating, validating, service_map) = {
             let st = self.lock();
-            let ns_obj = if res.namespaced { st.get(&(NS_RES.0.into(), NS_RES.1.into()), "", &req.namespace).cloned() } else { None };
+            let ns_obj = if res.namespaced {
+                st.get(&(NS_RES.0.into(), NS_RES.1.into()), "", &req.namespace)
+                    .cloned()
+            } else {
+                None
+            };
             let configs = |plural: &str| {
-                admission::sorted_configs(st.list(&("admissionregistration.k8s.io".into(), plural.into()), ""))
+                admission::sorted_configs(
+                    st.list(&("admissionregistration.k8s.io".into(), plural.into()), ""),
+                )
             };
             (
                 st.get(&key, &req.namespace, &req.name).cloned(),
-                ns_obj.as_ref().and_then(|n| n.pointer("/metadata/labels")).cloned(),
+                ns_obj
+                    .as_ref()
+                    .and_then(|n| n.pointer("/metadata/labels"))
+                    .cloned(),
                 ns_obj.map(|n| !meta_str(&n, "deletionTimestamp").is_empty()),
                 configs("mutatingwebhookconfigurations"),
                 configs("validatingwebhookconfigurations"),
@@ -258,11 +320,20 @@ impl Inner {
             )
         };
         if res.namespaced && req.namespace.is_empty() {
-            return Err(ApiError::bad_request("the server could not find the requested resource: a namespace is required"));
+            return Err(ApiError::bad_request(
+                "the server could not find the requested resource: a namespace is required",
+            ));
         }
-        let stored_rv = stored.as_ref().map(|s| meta_str(s, "resourceVersion").to_string());
+        let stored_rv = stored
+            .as_ref()
+            .map(|s| meta_str(s, "resourceVersion").to_string());
         let old = match stored {
-            Some(o) => Some(conversion::convert(res, vec![o], &req.version, &service_map).await?.pop().unwrap_or(Value::Null)),
+            Some(o) => Some(
+                conversion::convert(res, vec![o], &req.version, &service_map)
+                    .await?
+                    .pop()
+                    .unwrap_or(Value::Null),
+            ),
             None => None,
         };
         let api_version = res.api_version(&req.version);
@@ -275,28 +346,49 @@ impl Inner {
             (WriteOp::Update(_) | WriteOp::Patch(..), None) if req.sub == "scale" => {
                 return Err(ApiError::not_found(&res.qualified(), &req.name))
             }
-            (WriteOp::Update(_), None) => return Err(ApiError::not_found(&res.qualified(), &req.name)),
+            (WriteOp::Update(_), None) => {
+                return Err(ApiError::not_found(&res.qualified(), &req.name))
+            }
             (WriteOp::Patch(PatchKind::Apply, body), None) => {
                 if !req.sub.is_empty() {
                     return Err(ApiError::not_found(&res.qualified(), &req.name));
                 }
                 let skeleton = json!({"apiVersion": api_version, "kind": res.kind, "metadata": {"name": req.name, "namespace": req.namespace}});
-                let applied = managed::apply(&skeleton, body, &req.field_manager, &api_version, "", has_status, true, &now)
-                    .map_err(|c| ApiError::new(409, "Conflict", managed::conflict_message(&c)))?;
+                let applied = managed::apply(
+                    &skeleton,
+                    body,
+                    &managed::Applier {
+                        manager: &req.field_manager,
+                        api_version: &api_version,
+                        subresource: "",
+                        has_status,
+                        force: true,
+                        now: &now,
+                    },
+                )
+                .map_err(|c| ApiError::new(409, "Conflict", managed::conflict_message(&c)))?;
                 (applied, true)
             }
-            (WriteOp::Patch(..), None) => return Err(ApiError::not_found(&res.qualified(), &req.name)),
-            (WriteOp::Update(body), Some(old)) if req.sub == "scale" => (apply_scale(res, &req.version, old, body)?, false),
+            (WriteOp::Patch(..), None) => {
+                return Err(ApiError::not_found(&res.qualified(), &req.name))
+            }
+            (WriteOp::Update(body), Some(old)) if req.sub == "scale" => {
+                (apply_scale(res, &req.version, old, body)?, false)
+            }
             (WriteOp::Patch(kind, body), Some(old)) if req.sub == "scale" => {
                 let scale = scale_of(res, &req.version, old)?;
                 let patched = patch_value(&scale, *kind, body, req, has_status, &now)?;
                 (apply_scale(res, &req.version, old, &patched)?, false)
             }
             (WriteOp::Update(body), Some(_)) => (body.clone(), false),
-            (WriteOp::Patch(kind, body), Some(old)) => (patch_value(old, *kind, body, req, has_status, &now)?, false),
+            (WriteOp::Patch(kind, body), Some(old)) => {
+                (patch_value(old, *kind, body, req, has_status, &now)?, false)
+            }
         };
         if !new.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         check_type_and_names(req, &mut new, creating)?;
         if creating && res.namespaced && ns_state.is_none() {
@@ -329,14 +421,37 @@ impl Inner {
 
         // 4. Custom resources: prune and default before admission.
         let schema = res.version(&req.version).and_then(|v| v.schema.clone());
+        let mut warnings = vec![];
         if let Some(s) = &schema {
-            schema::prune(s, &mut new);
+            let unknown = schema::prune(s, &mut new);
+            // fieldValidation: Strict fails on unknown fields, Warn (the default) warns, Ignore drops.
+            match req.q("fieldValidation").unwrap_or("Warn") {
+                "Strict" if !unknown.is_empty() => {
+                    let list: Vec<String> = unknown
+                        .iter()
+                        .map(|u| format!("unknown field \"{u}\""))
+                        .collect();
+                    return Err(ApiError::bad_request(format!(
+                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                        res.kind,
+                        req.version,
+                        res.kind,
+                        list.join(", ")
+                    )));
+                }
+                "Ignore" | "Strict" => {}
+                _ => warnings.extend(unknown.iter().map(|u| format!("unknown field \"{u}\""))),
+            }
             new = schema::default(s, &new);
         }
 
         // 5. Mutating admission, schema validation, validating admission.
         let skip_webhooks = res.group == "admissionregistration.k8s.io" || req.sub == "scale";
-        let admitted_name = if creating { meta_str(&new, "name").to_string() } else { req.name.clone() };
+        let admitted_name = if creating {
+            meta_str(&new, "name").to_string()
+        } else {
+            req.name.clone()
+        };
         let attrs = Attributes {
             operation: if creating { "CREATE" } else { "UPDATE" },
             res,
@@ -353,9 +468,9 @@ impl Inner {
             namespace_labels: ns_labels,
             service_map: &service_map,
         };
-        let mut warnings = vec![];
         if !skip_webhooks {
-            let out = admission::run(&mutating, true, &attrs, Some(new.clone()), old.as_ref()).await?;
+            let out =
+                admission::run(&mutating, true, &attrs, Some(new.clone()), old.as_ref()).await?;
             warnings.extend(out.warnings);
             if let Some(o) = out.object {
                 new = o;
@@ -373,10 +488,15 @@ impl Inner {
         }
         causes.extend(builtin_validation(res, &new, old.as_ref()));
         if !causes.is_empty() {
-            return Err(ApiError::invalid(&res.kind_group(), meta_str(&new, "name"), causes));
+            return Err(ApiError::invalid(
+                &res.kind_group(),
+                meta_str(&new, "name"),
+                causes,
+            ));
         }
         if !skip_webhooks {
-            let out = admission::run(&validating, false, &attrs, Some(new.clone()), old.as_ref()).await?;
+            let out =
+                admission::run(&validating, false, &attrs, Some(new.clone()), old.as_ref()).await?;
             warnings.extend(out.warnings);
         }
 
@@ -384,16 +504,29 @@ impl Inner {
         let is_apply = matches!(op, WriteOp::Patch(PatchKind::Apply, _));
         if !is_apply {
             let manager_sub = if req.sub == "status" { "status" } else { "" };
-            managed::record_update(old.as_ref(), &mut new, &req.field_manager, &api_version, manager_sub, has_status, &now);
+            managed::record_update(
+                old.as_ref(),
+                &mut new,
+                &req.field_manager,
+                &api_version,
+                manager_sub,
+                has_status,
+                &now,
+            );
         }
         let storage_version = res.storage_version().to_string();
-        let to_store = conversion::convert(res, vec![new], &storage_version, &service_map).await?.pop().unwrap_or(Value::Null);
+        let to_store = conversion::convert(res, vec![new], &storage_version, &service_map)
+            .await?
+            .pop()
+            .unwrap_or(Value::Null);
 
         // 7. Commit, unless someone else wrote in between (then start over).
         let committed = {
             let mut st = self.lock();
             let current = st.get(&key, &req.namespace, &req.name).cloned();
-            let current_rv = current.as_ref().map(|c| meta_str(c, "resourceVersion").to_string());
+            let current_rv = current
+                .as_ref()
+                .map(|c| meta_str(c, "resourceVersion").to_string());
             if creating {
                 commit_create(&mut st, req, to_store, current.as_ref(), &now)?
             } else if current_rv != stored_rv {
@@ -403,9 +536,20 @@ impl Inner {
             }
         };
         self.gc.notify_one();
-        let object = conversion::convert(res, vec![committed], &req.version, &service_map).await?.pop().unwrap_or(Value::Null);
-        let object = if req.sub == "scale" { scale_of(res, &req.version, &object)? } else { object };
-        Ok(Some(Written { object, warnings, created: creating }))
+        let object = conversion::convert(res, vec![committed], &req.version, &service_map)
+            .await?
+            .pop()
+            .unwrap_or(Value::Null);
+        let object = if req.sub == "scale" {
+            scale_of(res, &req.version, &object)?
+        } else {
+            object
+        };
+        Ok(Some(Written {
+            object,
+            warnings,
+            created: creating,
+        }))
     }
 
     /// DELETE of one object: finalizers and propagation policy decide whether it goes now.
@@ -420,7 +564,13 @@ impl Inner {
                 .cloned();
             (
                 st.get(&key, &req.namespace, &req.name).cloned(),
-                admission::sorted_configs(st.list(&("admissionregistration.k8s.io".into(), "validatingwebhookconfigurations".into()), "")),
+                admission::sorted_configs(st.list(
+                    &(
+                        "admissionregistration.k8s.io".into(),
+                        "validatingwebhookconfigurations".into(),
+                    ),
+                    "",
+                )),
                 st.service_map.clone(),
                 ns_labels,
             )
@@ -432,13 +582,20 @@ impl Inner {
             .and_then(Value::as_str)
             .or(req.q("propagationPolicy"))
             .map(String::from)
-            .or_else(|| (options.get("orphanDependents").and_then(Value::as_bool) == Some(true)).then(|| "Orphan".to_string()))
+            .or_else(|| {
+                (options.get("orphanDependents").and_then(Value::as_bool) == Some(true))
+                    .then(|| "Orphan".to_string())
+            })
             .unwrap_or_else(|| "Background".into());
         if !matches!(policy.as_str(), "Background" | "Foreground" | "Orphan") {
-            return Err(ApiError::bad_request(format!("propagationPolicy: Unsupported value: \"{policy}\"")));
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: \"{policy}\""
+            )));
         }
         if res.group != "admissionregistration.k8s.io" {
-            let old = conversion::convert(res, vec![stored.clone()], &req.version, &service_map).await?.pop();
+            let old = conversion::convert(res, vec![stored.clone()], &req.version, &service_map)
+                .await?
+                .pop();
             let attrs = Attributes {
                 operation: "DELETE",
                 res,
@@ -454,7 +611,10 @@ impl Inner {
             admission::run(&validating, false, &attrs, None, old.as_ref()).await?;
         }
         if req.dry_run {
-            let obj = conversion::convert(res, vec![stored], &req.version, &service_map).await?.pop().unwrap_or(Value::Null);
+            let obj = conversion::convert(res, vec![stored], &req.version, &service_map)
+                .await?
+                .pop()
+                .unwrap_or(Value::Null);
             return Ok((obj, 200));
         }
         let (obj, code) = {
@@ -463,7 +623,10 @@ impl Inner {
                 .ok_or_else(|| ApiError::not_found(&res.qualified(), &req.name))?
         };
         self.gc.notify_one();
-        let obj = conversion::convert(res, vec![obj], &req.version, &service_map).await?.pop().unwrap_or(Value::Null);
+        let obj = conversion::convert(res, vec![obj], &req.version, &service_map)
+            .await?
+            .pop()
+            .unwrap_or(Value::Null);
         Ok((obj, code))
     }
 }
@@ -479,16 +642,29 @@ pub fn namespace_object(name: &str) -> Value {
 }
 
 fn decode_continue(tok: &str) -> ApiResult<(String, String)> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(tok).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(tok)
+        .map_err(|_| bad())?;
     let s = String::from_utf8(raw).map_err(|_| bad())?;
     let (ns, name) = s.split_once('/').ok_or_else(bad)?;
     Ok((ns.to_string(), name.to_string()))
 }
 
-fn check_preconditions(res: &ResourceInfo, name: &str, stored: &Value, options: &Value) -> ApiResult<()> {
+fn check_preconditions(
+    res: &ResourceInfo,
+    name: &str,
+    stored: &Value,
+    options: &Value,
+) -> ApiResult<()> {
     let pre = options.get("preconditions");
-    let want = |k: &str| pre.and_then(|p| p.get(k)).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let want = |k: &str| {
+        pre.and_then(|p| p.get(k))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
     if let Some(uid) = want("uid") {
         if uid != meta_str(stored, "uid") {
             return Err(ApiError::new(
@@ -511,13 +687,29 @@ fn check_preconditions(res: &ResourceInfo, name: &str, stored: &Value, options: 
 }
 
 /// Apply a patch document to `old` (at the request's version).
-fn patch_value(old: &Value, kind: PatchKind, body: &Value, req: &Req, has_status: bool, now: &str) -> ApiResult<Value> {
+fn patch_value(
+    old: &Value,
+    kind: PatchKind,
+    body: &Value,
+    req: &Req,
+    has_status: bool,
+    now: &str,
+) -> ApiResult<Value> {
     let mut new = old.clone();
     match kind {
         PatchKind::Json => {
-            let p: json_patch::Patch = serde_json::from_value(body.clone())
-                .map_err(|e| ApiError::bad_request(format!("the server rejected our request due to an error in our request: {e}")))?;
-            json_patch::patch(&mut new, &p).map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
+            let p: json_patch::Patch = serde_json::from_value(body.clone()).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
+            })?;
+            json_patch::patch(&mut new, &p).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
+            })?;
         }
         PatchKind::Merge | PatchKind::Strategic => {
             if !body.is_object() {
@@ -536,7 +728,15 @@ fn patch_value(old: &Value, kind: PatchKind, body: &Value, req: &Req, has_status
                     return Err(ApiError::bad_request(format!("apiVersion in the applied object ({v}) does not match the request ({api_version})")));
                 }
             }
-            new = managed::apply(old, body, &req.field_manager, &api_version, &req.sub, has_status, req.q("force") == Some("true"), now)
+            let who = managed::Applier {
+                manager: &req.field_manager,
+                api_version: &api_version,
+                subresource: &req.sub,
+                has_status,
+                force: req.q("force") == Some("true"),
+                now,
+            };
+            new = managed::apply(old, body, &who)
                 .map_err(|c| {
                     let causes: Vec<Value> = c
                         .iter()
@@ -551,7 +751,15 @@ fn patch_value(old: &Value, kind: PatchKind, body: &Value, req: &Req, has_status
 
 /// Server-owned metadata is kept from the stored object; status and main writes see only their part.
 fn isolate_update(res: &ResourceInfo, has_status: bool, sub: &str, old: &Value, new: &mut Value) {
-    for k in ["uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "name",
+    ] {
         match old.get("metadata").and_then(|m| m.get(k)) {
             Some(v) => new["metadata"][k] = v.clone(),
             None => {
@@ -561,7 +769,10 @@ fn isolate_update(res: &ResourceInfo, has_status: bool, sub: &str, old: &Value, 
             }
         }
     }
-    if new.pointer("/metadata/resourceVersion").is_none_or(|v| v.as_str().unwrap_or_default().is_empty()) {
+    if new
+        .pointer("/metadata/resourceVersion")
+        .is_none_or(|v| v.as_str().unwrap_or_default().is_empty())
+    {
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
     }
     match sub {
@@ -607,7 +818,10 @@ fn check_type_and_names(req: &Req, new: &mut Value, creating: bool) -> ApiResult
         }
         if let Some(k) = new.get("kind").and_then(Value::as_str) {
             if k != res.kind {
-                return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", res.kind)));
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    res.kind
+                )));
             }
         }
         new["apiVersion"] = json!(api_version);
@@ -633,13 +847,22 @@ fn check_type_and_names(req: &Req, new: &mut Value, creating: bool) -> ApiResult
             ));
         }
         if !req.name.is_empty() && !body_name.is_empty() && body_name != req.name {
-            return Err(ApiError::bad_request(format!("the name of the object ({body_name}) does not match the name on the URL ({})", req.name)));
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({})",
+                req.name
+            )));
         }
     } else if !body_name.is_empty() && body_name != req.name {
-        return Err(ApiError::bad_request(format!("the name of the object ({body_name}) does not match the name on the URL ({})", req.name)));
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({})",
+            req.name
+        )));
     }
     let name = meta_str(new, "name").to_string();
-    if !name.is_empty() && !is_valid_dns_subdomain(&name) && !(res.group == "rbac.authorization.k8s.io") {
+    if !name.is_empty()
+        && !is_valid_dns_subdomain(&name)
+        && res.group != "rbac.authorization.k8s.io"
+    {
         return Err(ApiError::invalid(
             &res.kind_group(),
             &name,
@@ -665,7 +888,10 @@ fn builtin_validation(res: &ResourceInfo, new: &Value, old: Option<&Value>) -> V
     if let Some(old) = old {
         if !meta_str(old, "deletionTimestamp").is_empty() {
             let before = finalizers(old);
-            let added: Vec<String> = finalizers(new).into_iter().filter(|f| !before.contains(f)).collect();
+            let added: Vec<String> = finalizers(new)
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .collect();
             if !added.is_empty() {
                 causes.push(FieldCause::forbidden(
                     "metadata.finalizers",
@@ -682,8 +908,14 @@ fn builtin_validation(res: &ResourceInfo, new: &Value, old: Option<&Value>) -> V
 
 fn validate_crd(crd: &Value) -> Vec<FieldCause> {
     let mut c = vec![];
-    let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
-    let plural = crd.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
+    let group = crd
+        .pointer("/spec/group")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let plural = crd
+        .pointer("/spec/names/plural")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let name = meta_str(crd, "name");
     if group.is_empty() {
         c.push(FieldCause::required("spec.group"));
@@ -691,26 +923,59 @@ fn validate_crd(crd: &Value) -> Vec<FieldCause> {
     if plural.is_empty() {
         c.push(FieldCause::required("spec.names.plural"));
     }
-    if crd.pointer("/spec/names/kind").and_then(Value::as_str).unwrap_or_default().is_empty() {
+    if crd
+        .pointer("/spec/names/kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .is_empty()
+    {
         c.push(FieldCause::required("spec.names.kind"));
     }
     if name != format!("{plural}.{group}") {
-        c.push(FieldCause::invalid("metadata.name", &json!(name), "must be spec.names.plural+\".\"+spec.group"));
+        c.push(FieldCause::invalid(
+            "metadata.name",
+            &json!(name),
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
     }
-    let versions = crd.pointer("/spec/versions").and_then(Value::as_array).cloned().unwrap_or_default();
-    let storage = versions.iter().filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true)).count();
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let storage = versions
+        .iter()
+        .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+        .count();
     if storage != 1 {
-        c.push(FieldCause::invalid("spec.versions", &json!(versions), "must have exactly one version marked as storage version"));
+        c.push(FieldCause::invalid(
+            "spec.versions",
+            &json!(versions),
+            "must have exactly one version marked as storage version",
+        ));
     }
-    if crd.pointer("/spec/conversion/strategy").and_then(Value::as_str) == Some("Webhook")
-        && crd.pointer("/spec/conversion/webhook/conversionReviewVersions").is_none()
+    if crd
+        .pointer("/spec/conversion/strategy")
+        .and_then(Value::as_str)
+        == Some("Webhook")
+        && crd
+            .pointer("/spec/conversion/webhook/conversionReviewVersions")
+            .is_none()
     {
-        c.push(FieldCause::required("spec.conversion.webhook.conversionReviewVersions"));
+        c.push(FieldCause::required(
+            "spec.conversion.webhook.conversionReviewVersions",
+        ));
     }
     c
 }
 
-fn commit_create(st: &mut State, req: &Req, mut obj: Value, current: Option<&Value>, now: &str) -> ApiResult<Value> {
+fn commit_create(
+    st: &mut State,
+    req: &Req,
+    mut obj: Value,
+    current: Option<&Value>,
+    now: &str,
+) -> ApiResult<Value> {
     let res = &req.res;
     if meta_str(&obj, "name").is_empty() {
         let prefix = meta_str(&obj, "generateName").to_string();
@@ -719,8 +984,15 @@ fn commit_create(st: &mut State, req: &Req, mut obj: Value, current: Option<&Val
             name = format!("{prefix}{}", random_suffix());
         }
         obj["metadata"]["name"] = json!(name);
-    } else if current.is_some() || st.get(&res.key(), &req.namespace, meta_str(&obj, "name")).is_some() {
-        return Err(ApiError::already_exists(&res.qualified(), meta_str(&obj, "name")));
+    } else if current.is_some()
+        || st
+            .get(&res.key(), &req.namespace, meta_str(&obj, "name"))
+            .is_some()
+    {
+        return Err(ApiError::already_exists(
+            &res.qualified(),
+            meta_str(&obj, "name"),
+        ));
     }
     let md = &mut obj["metadata"];
     md["uid"] = json!(new_uid());
@@ -748,14 +1020,24 @@ fn commit_create(st: &mut State, req: &Req, mut obj: Value, current: Option<&Val
     Ok(st.put(&res.key(), obj))
 }
 
-fn commit_update(st: &mut State, req: &Req, mut obj: Value, current: Option<&Value>) -> ApiResult<Value> {
+fn commit_update(
+    st: &mut State,
+    req: &Req,
+    mut obj: Value,
+    current: Option<&Value>,
+) -> ApiResult<Value> {
     let res = &req.res;
-    let Some(current) = current else { return Err(ApiError::not_found(&res.qualified(), &req.name)) };
+    let Some(current) = current else {
+        return Err(ApiError::not_found(&res.qualified(), &req.name));
+    };
     if res.group == CRD_RES.0 && res.plural == CRD_RES.1 {
         establish_crd(&mut obj, Some(current));
     }
     if tracks_generation(res) && strip_for_generation(&obj) != strip_for_generation(current) {
-        let gen = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+        let gen = current
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
         obj["metadata"]["generation"] = json!(gen + 1);
     }
     if without_rv_and_managed(&obj) == without_rv_and_managed(current) {
@@ -779,12 +1061,19 @@ fn establish_crd(crd: &mut Value, old: Option<&Value>) {
         .pointer("/status/storedVersions")
         .or_else(|| old.and_then(|o| o.pointer("/status/storedVersions")))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let storage = crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)
-        .and_then(|vs| vs.iter().find(|v| v.get("storage").and_then(Value::as_bool) == Some(true)))
+        .and_then(|vs| {
+            vs.iter()
+                .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+        })
         .and_then(|v| v.get("name"))
         .and_then(Value::as_str)
         .map(String::from);
@@ -795,11 +1084,19 @@ fn establish_crd(crd: &mut Value, old: Option<&Value>) {
     }
     let mut names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
     if names.get("listKind").is_none() {
-        let kind = names.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+        let kind = names
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         names["listKind"] = json!(format!("{kind}List"));
     }
     if names.get("singular").is_none() {
-        let kind = names.get("kind").and_then(Value::as_str).unwrap_or_default().to_lowercase();
+        let kind = names
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_lowercase();
         names["singular"] = json!(kind);
     }
     let t = old
@@ -807,9 +1104,7 @@ fn establish_crd(crd: &mut Value, old: Option<&Value>) {
         .and_then(Value::as_str)
         .map(String::from)
         .unwrap_or_else(now_rfc3339);
-    let cond = |ty: &str, reason: &str, msg: &str| {
-        json!({"type": ty, "status": "True", "lastTransitionTime": t, "reason": reason, "message": msg})
-    };
+    let cond = |ty: &str, reason: &str, msg: &str| json!({"type": ty, "status": "True", "lastTransitionTime": t, "reason": reason, "message": msg});
     crd["status"] = json!({
         "conditions": [
             cond("NamesAccepted", "NoConflicts", "no conflicts found"),
@@ -821,7 +1116,13 @@ fn establish_crd(crd: &mut Value, old: Option<&Value>) {
 }
 
 /// Delete under the lock. Returns the object as answered and the HTTP code, or None if absent.
-pub fn delete_locked(st: &mut State, key: &crate::resources::ResKey, ns: &str, name: &str, policy: &str) -> Option<(Value, u16)> {
+pub fn delete_locked(
+    st: &mut State,
+    key: &crate::resources::ResKey,
+    ns: &str,
+    name: &str,
+    policy: &str,
+) -> Option<(Value, u16)> {
     let mut obj = st.get(key, ns, name)?.clone();
     let mut fins = finalizers(&obj);
     let is_ns = key.0.is_empty() && key.1 == "namespaces";
@@ -837,7 +1138,12 @@ pub fn delete_locked(st: &mut State, key: &crate::resources::ResKey, ns: &str, n
             fins.push(f.to_string());
         }
     }
-    if is_crd && !fins.iter().any(|x| x == "customresourcecleanup.apiextensions.k8s.io") && !deleting {
+    if is_crd
+        && !fins
+            .iter()
+            .any(|x| x == "customresourcecleanup.apiextensions.k8s.io")
+        && !deleting
+    {
         fins.push("customresourcecleanup.apiextensions.k8s.io".into());
     }
     if fins.is_empty() && !is_ns {
@@ -846,7 +1152,10 @@ pub fn delete_locked(st: &mut State, key: &crate::resources::ResKey, ns: &str, n
     if !deleting {
         obj["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
         obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        let gen = obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        let gen = obj
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if gen > 0 {
             obj["metadata"]["generation"] = json!(gen + 1);
         }
@@ -861,15 +1170,26 @@ pub fn delete_locked(st: &mut State, key: &crate::resources::ResKey, ns: &str, n
 
 /// The `autoscaling/v1` Scale view of an object.
 fn scale_of(res: &ResourceInfo, version: &str, obj: &Value) -> ApiResult<Value> {
-    let scale = res.version(version).and_then(|v| v.scale.clone()).ok_or_else(ApiError::not_found_path)?;
+    let scale = res
+        .version(version)
+        .and_then(|v| v.scale.clone())
+        .ok_or_else(ApiError::not_found_path)?;
     let get = |p: &str| crate::table::json_path(obj, p).into_iter().next();
-    let selector = scale.label_selector_path.as_deref().and_then(get).unwrap_or(json!(""));
+    let selector = scale
+        .label_selector_path
+        .as_deref()
+        .and_then(get)
+        .unwrap_or(json!(""));
     let selector = match selector {
         Value::Object(m) => {
             let labels: Vec<String> = m
                 .get("matchLabels")
                 .and_then(Value::as_object)
-                .map(|l| l.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+                .map(|l| {
+                    l.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect()
+                })
                 .unwrap_or_default();
             json!(labels.join(","))
         }
@@ -885,13 +1205,24 @@ fn scale_of(res: &ResourceInfo, version: &str, obj: &Value) -> ApiResult<Value> 
 }
 
 fn apply_scale(res: &ResourceInfo, version: &str, old: &Value, scale: &Value) -> ApiResult<Value> {
-    let info = res.version(version).and_then(|v| v.scale.clone()).ok_or_else(ApiError::not_found_path)?;
+    let info = res
+        .version(version)
+        .and_then(|v| v.scale.clone())
+        .ok_or_else(ApiError::not_found_path)?;
     let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
     if !replicas.is_i64() && !replicas.is_u64() {
-        return Err(ApiError::new(422, "Invalid", "spec.replicas: must be an integer"));
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "spec.replicas: must be an integer",
+        ));
     }
     let mut new = old.clone();
-    let segs: Vec<&str> = info.spec_replicas_path.trim_start_matches('.').split('.').collect();
+    let segs: Vec<&str> = info
+        .spec_replicas_path
+        .trim_start_matches('.')
+        .split('.')
+        .collect();
     let mut cur = &mut new;
     for (i, s) in segs.iter().enumerate() {
         if i + 1 == segs.len() {
@@ -903,9 +1234,12 @@ fn apply_scale(res: &ResourceInfo, version: &str, old: &Value, scale: &Value) ->
             cur = &mut cur[*s];
         }
     }
-    if let Some(rv) = scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+    if let Some(rv) = scale
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
         new["metadata"]["resourceVersion"] = json!(rv);
     }
     Ok(new)
 }
-

@@ -52,7 +52,10 @@ pub enum Verb {
 impl Verb {
     /// Whether the verb changes state.
     pub fn is_write(self) -> bool {
-        matches!(self, Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection)
+        matches!(
+            self,
+            Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -136,25 +139,37 @@ impl State {
     /// Built-ins plus the resources of every stored CRD.
     pub fn resources(&self) -> Vec<ResourceInfo> {
         let mut all = resources::builtins();
-        if let Some(crds) = self.objects.get(&(CRD_RES.0.to_string(), CRD_RES.1.to_string())) {
+        if let Some(crds) = self
+            .objects
+            .get(&(CRD_RES.0.to_string(), CRD_RES.1.to_string()))
+        {
             all.extend(crds.values().filter_map(resources::from_crd));
         }
         all
     }
 
     pub fn find_resource(&self, group: &str, plural: &str) -> Option<ResourceInfo> {
-        self.resources().into_iter().find(|r| r.group == group && r.plural == plural)
+        self.resources()
+            .into_iter()
+            .find(|r| r.group == group && r.plural == plural)
     }
 
     pub fn get(&self, res: &ResKey, ns: &str, name: &str) -> Option<&Value> {
-        self.objects.get(res)?.get(&(ns.to_string(), name.to_string()))
+        self.objects
+            .get(res)?
+            .get(&(ns.to_string(), name.to_string()))
     }
 
     /// Objects of a resource, in (namespace, name) order; `ns` empty means all namespaces.
     pub fn list(&self, res: &ResKey, ns: &str) -> Vec<Value> {
         self.objects
             .get(res)
-            .map(|m| m.iter().filter(|((n, _), _)| ns.is_empty() || n == ns).map(|(_, v)| v.clone()).collect())
+            .map(|m| {
+                m.iter()
+                    .filter(|((n, _), _)| ns.is_empty() || n == ns)
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -167,20 +182,53 @@ impl State {
     pub fn put(&mut self, res: &ResKey, mut obj: Value) -> Value {
         let rv = self.next_rv();
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let prev = self.objects.entry(res.clone()).or_default().insert((ns.clone(), name), obj.clone());
-        let kind = if prev.is_some() { EventKind::Modified } else { EventKind::Added };
-        self.emit(Event { rv, res: res.clone(), namespace: ns, kind, obj: obj.clone(), prev });
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let prev = self
+            .objects
+            .entry(res.clone())
+            .or_default()
+            .insert((ns.clone(), name), obj.clone());
+        let kind = if prev.is_some() {
+            EventKind::Modified
+        } else {
+            EventKind::Added
+        };
+        self.emit(Event {
+            rv,
+            res: res.clone(),
+            namespace: ns,
+            kind,
+            obj: obj.clone(),
+            prev,
+        });
         obj
     }
 
     /// Remove an object and emit DELETED (the deleted object carries the deletion's rv).
     pub fn remove(&mut self, res: &ResKey, ns: &str, name: &str) -> Option<Value> {
-        let mut obj = self.objects.get_mut(res)?.remove(&(ns.to_string(), name.to_string()))?;
+        let mut obj = self
+            .objects
+            .get_mut(res)?
+            .remove(&(ns.to_string(), name.to_string()))?;
         let rv = self.next_rv();
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        self.emit(Event { rv, res: res.clone(), namespace: ns.to_string(), kind: EventKind::Deleted, obj: obj.clone(), prev: None });
+        self.emit(Event {
+            rv,
+            res: res.clone(),
+            namespace: ns.to_string(),
+            kind: EventKind::Deleted,
+            obj: obj.clone(),
+            prev: None,
+        });
         Some(obj)
     }
 
@@ -217,13 +265,20 @@ impl State {
 }
 
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or_default()
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -238,5 +293,7 @@ pub fn set_finalizers(obj: &mut Value, f: &[String]) {
 }
 
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }

@@ -9,8 +9,15 @@ use serde_json::{Map, Value};
 /// Merge key of a list field, by field name.
 fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     let key = match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets"
-        | "webhooks" | "secrets" | "volumeClaimTemplates" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "webhooks"
+        | "secrets"
+        | "volumeClaimTemplates" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "conditions" => "type",
@@ -57,7 +64,10 @@ fn strip_directives(v: &Value) -> Value {
 
 fn merge_map(t: &mut Map<String, Value>, p: &Map<String, Value>) {
     if p.get("$patch").and_then(Value::as_str) == Some("replace") {
-        *t = strip_directives(&Value::Object(p.clone())).as_object().cloned().unwrap_or_default();
+        *t = strip_directives(&Value::Object(p.clone()))
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         return;
     }
     if let Some(keep) = p.get("$retainKeys").and_then(Value::as_array) {
@@ -102,8 +112,14 @@ fn merge_map(t: &mut Map<String, Value>, p: &Map<String, Value>) {
 fn merge_list(field: &str, t: &mut Vec<Value>, p: &[Value]) {
     let all_objects = p.iter().all(Value::is_object) && t.iter().all(Value::is_object);
     if let Some(key) = merge_key(field, p).filter(|_| all_objects) {
-        if p.iter().any(|x| x.get("$patch").and_then(Value::as_str) == Some("replace")) {
-            *t = p.iter().filter(|x| x.get("$patch").is_none()).map(strip_directives).collect();
+        if p.iter()
+            .any(|x| x.get("$patch").and_then(Value::as_str) == Some("replace"))
+        {
+            *t = p
+                .iter()
+                .filter(|x| x.get("$patch").is_none())
+                .map(strip_directives)
+                .collect();
             return;
         }
         for item in p {
@@ -169,7 +185,10 @@ mod tests {
         assert_eq!(t["spec"]["containers"][1]["name"], "a");
         assert_eq!(t["spec"]["containers"][1]["image"], "2");
         assert_eq!(t["metadata"]["finalizers"], json!(["x", "y"]));
-        apply(&mut t, &json!({"spec": {"containers": [{"name": "b", "$patch": "delete"}]}}));
+        apply(
+            &mut t,
+            &json!({"spec": {"containers": [{"name": "b", "$patch": "delete"}]}}),
+        );
         assert_eq!(t["spec"]["containers"].as_array().unwrap().len(), 1);
     }
 }

@@ -8,31 +8,54 @@ use serde_json::{json, Value};
 /// Evaluate a printer-column JSONPath (`.spec.x`, `.a[0].b`, `.a[*].b`,
 /// `.status.conditions[?(@.type=="Ready")].status`). Returns every match.
 pub fn json_path(obj: &Value, path: &str) -> Vec<Value> {
-    let p = path.trim().trim_start_matches('{').trim_end_matches('}').trim_start_matches('$');
+    let p = path
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .trim_start_matches('$');
     let mut cur = vec![obj.clone()];
     let mut rest = p;
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix('.') {
             let end = r.find(['.', '[']).unwrap_or(r.len());
             let key = &r[..end];
-            cur = cur.into_iter().filter_map(|v| v.get(key).cloned()).collect();
+            cur = cur
+                .into_iter()
+                .filter_map(|v| v.get(key).cloned())
+                .collect();
             rest = &r[end..];
         } else if let Some(r) = rest.strip_prefix('[') {
-            let Some(end) = r.find(']') else { return vec![] };
+            let Some(end) = r.find(']') else {
+                return vec![];
+            };
             let inner = &r[..end];
             rest = &r[end + 1..];
             if inner == "*" {
-                cur = cur.into_iter().flat_map(|v| v.as_array().cloned().unwrap_or_default()).collect();
+                cur = cur
+                    .into_iter()
+                    .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+                    .collect();
             } else if let Ok(i) = inner.parse::<usize>() {
                 cur = cur.into_iter().filter_map(|v| v.get(i).cloned()).collect();
             } else if let Some(f) = inner.strip_prefix("?(@.").and_then(|f| f.strip_suffix(')')) {
-                let Some((field, want)) = f.split_once("==") else { return vec![] };
+                let Some((field, want)) = f.split_once("==") else {
+                    return vec![];
+                };
                 let want = want.trim().trim_matches(['"', '\'']);
                 let field = field.trim();
                 cur = cur
                     .into_iter()
                     .flat_map(|v| v.as_array().cloned().unwrap_or_default())
-                    .filter(|item| json_path(item, &format!(".{field}")).first().is_some_and(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string()) == want))
+                    .filter(|item| {
+                        json_path(item, &format!(".{field}"))
+                            .first()
+                            .is_some_and(|x| {
+                                x.as_str()
+                                    .map(String::from)
+                                    .unwrap_or_else(|| x.to_string())
+                                    == want
+                            })
+                    })
                     .collect();
             } else {
                 return vec![];
@@ -45,7 +68,9 @@ pub fn json_path(obj: &Value, path: &str) -> Vec<Value> {
 }
 
 fn age(ts: &str) -> String {
-    let Ok(t) = ts.parse::<jiff::Timestamp>() else { return "<unknown>".into() };
+    let Ok(t) = ts.parse::<jiff::Timestamp>() else {
+        return "<unknown>".into();
+    };
     let secs = (jiff::Timestamp::now().as_second() - t.as_second()).max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
@@ -66,8 +91,14 @@ fn cell(v: Option<Value>, ty: &str) -> Value {
 
 /// Column definitions for a resource at a version.
 fn columns(res: &ResourceInfo, version: &str) -> Vec<(Value, Option<String>)> {
-    let mut cols = vec![(json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}), None)];
-    let printer = res.version(version).map(|v| v.printer_columns.clone()).unwrap_or_default();
+    let mut cols = vec![(
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
+        None,
+    )];
+    let printer = res
+        .version(version)
+        .map(|v| v.printer_columns.clone())
+        .unwrap_or_default();
     if printer.is_empty() {
         cols.push((json!({"name": "Age", "type": "date", "format": "", "description": "CreationTimestamp", "priority": 0}), Some(".metadata.creationTimestamp".into())));
     }
@@ -79,13 +110,22 @@ fn columns(res: &ResourceInfo, version: &str) -> Vec<(Value, Option<String>)> {
             "description": c.get("description").cloned().unwrap_or(json!("")),
             "priority": c.get("priority").cloned().unwrap_or(json!(0)),
         });
-        cols.push((def, c.get("jsonPath").and_then(Value::as_str).map(String::from)));
+        cols.push((
+            def,
+            c.get("jsonPath").and_then(Value::as_str).map(String::from),
+        ));
     }
     cols
 }
 
 /// Render objects (already at `version`) as a `meta.k8s.io/v1` Table.
-pub fn table(res: &ResourceInfo, version: &str, objs: &[Value], list_meta: Value, include_object: &str) -> Value {
+pub fn table(
+    res: &ResourceInfo,
+    version: &str,
+    objs: &[Value],
+    list_meta: Value,
+    include_object: &str,
+) -> Value {
     let cols = columns(res, version);
     let rows: Vec<Value> = objs
         .iter()
@@ -119,7 +159,10 @@ mod tests {
     #[test]
     fn json_path_subset() {
         let o = json!({"status": {"conditions": [{"type": "A", "status": "False"}, {"type": "Ready", "status": "True"}]}, "spec": {"ports": [{"port": 80}, {"port": 81}]}});
-        assert_eq!(json_path(&o, ".status.conditions[?(@.type==\"Ready\")].status"), vec![json!("True")]);
+        assert_eq!(
+            json_path(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
+            vec![json!("True")]
+        );
         assert_eq!(json_path(&o, ".spec.ports[1].port"), vec![json!(81)]);
         assert_eq!(json_path(&o, ".spec.ports[*].port").len(), 2);
         assert!(json_path(&o, ".spec.missing").is_empty());

@@ -64,9 +64,18 @@ fn error_event(e: &ApiError) -> Bytes {
 }
 
 /// Start a watch; the returned channel yields the stream's chunks until it ends.
-pub fn start(inner: Arc<Inner>, req: Req, render: Render, bookmark_every: Duration) -> ApiResult<mpsc::Receiver<Bytes>> {
+pub fn start(
+    inner: Arc<Inner>,
+    req: Req,
+    render: Render,
+    bookmark_every: Duration,
+) -> ApiResult<mpsc::Receiver<Bytes>> {
     let (labels, fields) = inner.selectors(&req)?;
-    let filter = Filter { namespace: req.namespace.clone(), labels, fields };
+    let filter = Filter {
+        namespace: req.namespace.clone(),
+        labels,
+        fields,
+    };
     let rv_param = req.q("resourceVersion").map(String::from);
     let send_initial = req.q("sendInitialEvents") == Some("true");
     let bookmarks = req.q("allowWatchBookmarks") == Some("true");
@@ -77,10 +86,16 @@ pub fn start(inner: Arc<Inner>, req: Req, render: Render, bookmark_every: Durati
             "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents requires resourceVersionMatch=NotOlderThan and allowWatchBookmarks=true",
         ));
     }
-    let timeout = req.q("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
+    let timeout = req
+        .q("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs);
     let since: Option<u64> = match rv_param.as_deref() {
         None | Some("0") => None,
-        Some(s) => Some(s.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?),
+        Some(s) => Some(
+            s.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?,
+        ),
     };
     let (tx, out) = mpsc::channel::<Bytes>(256);
     let key = req.res.key();
@@ -91,13 +106,24 @@ pub fn start(inner: Arc<Inner>, req: Req, render: Render, bookmark_every: Durati
         let rx = st.tx.subscribe();
         let start_rv = st.rv;
         match since {
-            Some(rv) if !send_initial && rv < st.compacted => (vec![], vec![], rx, start_rv, Some(rv)),
+            Some(rv) if !send_initial && rv < st.compacted => {
+                (vec![], vec![], rx, start_rv, Some(rv))
+            }
             Some(rv) if !send_initial => {
-                let replay: Vec<Arc<Event>> = st.log.iter().filter(|e| e.rv > rv && e.res == key).cloned().collect();
+                let replay: Vec<Arc<Event>> = st
+                    .log
+                    .iter()
+                    .filter(|e| e.rv > rv && e.res == key)
+                    .cloned()
+                    .collect();
                 (vec![], replay, rx, start_rv, None)
             }
             _ => {
-                let objs: Vec<Value> = st.list(&key, &req.namespace).into_iter().filter(|o| filter.matches(o)).collect();
+                let objs: Vec<Value> = st
+                    .list(&key, &req.namespace)
+                    .into_iter()
+                    .filter(|o| filter.matches(o))
+                    .collect();
                 (objs, vec![], rx, start_rv, None)
             }
         }
@@ -109,7 +135,13 @@ pub fn start(inner: Arc<Inner>, req: Req, render: Render, bookmark_every: Durati
         let send_obj = |kind: &'static str, obj: Value| {
             let object = match render {
                 Render::Object => obj,
-                Render::Table => crate::table::table(&res, &version, &[obj], json!({}), req.q("includeObject").unwrap_or("PartialObjectMetadata")),
+                Render::Table => crate::table::table(
+                    &res,
+                    &version,
+                    &[obj],
+                    json!({}),
+                    req.q("includeObject").unwrap_or("PartialObjectMetadata"),
+                ),
             };
             line(&json!({"type": kind, "object": object}))
         };
@@ -118,10 +150,15 @@ pub fn start(inner: Arc<Inner>, req: Req, render: Render, bookmark_every: Durati
             if initial_end {
                 md["annotations"] = json!({"k8s.io/initial-events-end": "true"});
             }
-            line(&json!({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version(&version), "metadata": md}}))
+            line(
+                &json!({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version(&version), "metadata": md}}),
+            )
         };
         if let Some(rv) = gone {
-            let e = ApiError::gone(format!("too old resource version: {rv} ({})", inner.lock().compacted + 1));
+            let e = ApiError::gone(format!(
+                "too old resource version: {rv} ({})",
+                inner.lock().compacted + 1
+            ));
             let _ = tx.send(error_event(&e)).await;
             return;
         }
@@ -146,7 +183,11 @@ pub fn start(inner: Arc<Inner>, req: Req, render: Render, bookmark_every: Durati
             if let Some(kind) = filter.view(&ev) {
                 match inner.to_version(&res, vec![ev.obj.clone()], &version).await {
                     Ok(mut v) => {
-                        if tx.send(send_obj(kind, v.pop().unwrap_or_default())).await.is_err() {
+                        if tx
+                            .send(send_obj(kind, v.pop().unwrap_or_default()))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }

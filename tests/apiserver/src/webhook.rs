@@ -25,7 +25,10 @@ pub async fn post_review(
         let sep = if url.contains('?') { '&' } else { '?' };
         format!("{url}{sep}{timeout_q}")
     } else if let Some(svc) = client_config.get("service") {
-        let ns = svc.get("namespace").and_then(Value::as_str).unwrap_or_default();
+        let ns = svc
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let name = svc.get("name").and_then(Value::as_str).unwrap_or_default();
         let path = svc.get("path").and_then(Value::as_str).unwrap_or("/");
         let key = format!("{ns}/{name}");
@@ -44,7 +47,9 @@ pub async fn post_review(
         return Err("clientConfig has neither url nor service".into());
     };
     builder = builder.use_preconfigured_tls(tls_config(client_config)?);
-    let client = builder.build().map_err(|e| format!("building client: {e}"))?;
+    let client = builder
+        .build()
+        .map_err(|e| format!("building client: {e}"))?;
     let resp = client
         .post(&url)
         .json(body)
@@ -52,9 +57,15 @@ pub async fn post_review(
         .await
         .map_err(|e| format!("Post \"{url}\": {}", error_chain(&e)))?;
     let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| format!("reading response: {e}"))?;
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("reading response: {e}"))?;
     if !status.is_success() {
-        return Err(format!("Post \"{url}\": unexpected status {status}: {}", String::from_utf8_lossy(&bytes)));
+        return Err(format!(
+            "Post \"{url}\": unexpected status {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        ));
     }
     serde_json::from_slice(&bytes).map_err(|e| format!("failed to decode response: {e}"))
 }
@@ -78,7 +89,9 @@ fn tls_config(client_config: &Value) -> Result<rustls::ClientConfig, String> {
             .map_err(|e| format!("caBundle is not base64: {e}"))?;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
             let cert = cert.map_err(|e| format!("caBundle is not PEM: {e}"))?;
-            roots.add(cert).map_err(|e| format!("caBundle certificate rejected: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("caBundle certificate rejected: {e}"))?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -4,7 +4,10 @@
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy, WatchEvent,
+    WatchParams,
+};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use serde_json::json;
@@ -12,13 +15,21 @@ use std::time::Duration;
 use test_apiserver::{Options, TestApiServer, Verb};
 
 async fn server() -> (TestApiServer, kube::Client) {
-    let s = TestApiServer::start(Options { bookmark_interval: Duration::from_millis(200), ..Default::default() }).await.unwrap();
+    let s = TestApiServer::start(Options {
+        bookmark_interval: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let c = s.client().unwrap();
     (s, c)
 }
 
 fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})).unwrap()
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}),
+    )
+    .unwrap()
 }
 
 fn api_err(e: kube::Error) -> kube::core::Status {
@@ -51,48 +62,91 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 async fn create_get_update_conflict_and_noop() {
     let (s, c) = server().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
-    let created = cms.create(&PostParams::default(), &cm("a", json!({}))).await.unwrap();
+    let created = cms
+        .create(&PostParams::default(), &cm("a", json!({})))
+        .await
+        .unwrap();
     let md = &created.metadata;
     assert!(md.uid.as_ref().is_some_and(|u| u.len() == 36));
     assert!(md.creation_timestamp.is_some() && md.resource_version.is_some());
     assert_eq!(md.generation, None, "ConfigMaps have no generation");
-    let d = Api::<Deployment>::default_namespaced(c.clone()).create(&PostParams::default(), &deployment("d")).await.unwrap();
+    let d = Api::<Deployment>::default_namespaced(c.clone())
+        .create(&PostParams::default(), &deployment("d"))
+        .await
+        .unwrap();
     assert_eq!(d.metadata.generation, Some(1));
 
-    let e = api_err(cms.create(&PostParams::default(), &cm("a", json!({}))).await.unwrap_err());
+    let e = api_err(
+        cms.create(&PostParams::default(), &cm("a", json!({})))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (409, "AlreadyExists"));
     assert_eq!(e.message, "configmaps \"a\" already exists");
     let e = api_err(cms.get("nope").await.unwrap_err());
-    assert_eq!((e.code, e.message.as_str()), (404, "configmaps \"nope\" not found"));
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (404, "configmaps \"nope\" not found")
+    );
 
     // Optimistic concurrency: a stale resourceVersion is a 409 Conflict.
     let mut stale = created.clone();
     let mut fresh = created.clone();
     fresh.data = Some([("k".to_string(), "w".to_string())].into());
-    let updated = cms.replace("a", &PostParams::default(), &fresh).await.unwrap();
+    let updated = cms
+        .replace("a", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
     assert_ne!(updated.resource_version(), created.resource_version());
     stale.data = Some([("k".to_string(), "x".to_string())].into());
-    let e = api_err(cms.replace("a", &PostParams::default(), &stale).await.unwrap_err());
+    let e = api_err(
+        cms.replace("a", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
-    assert!(e.message.contains("the object has been modified"), "{}", e.message);
+    assert!(
+        e.message.contains("the object has been modified"),
+        "{}",
+        e.message
+    );
 
     // A write that changes nothing stores nothing: same resourceVersion, no event.
     let rv = s.resource_version();
-    let same = cms.replace("a", &PostParams::default(), &updated).await.unwrap();
+    let same = cms
+        .replace("a", &PostParams::default(), &updated)
+        .await
+        .unwrap();
     assert_eq!(same.resource_version(), updated.resource_version());
     assert_eq!(s.resource_version(), rv);
 
     // generateName.
-    let gen: ConfigMap = serde_json::from_value(json!({"metadata": {"generateName": "g-"}})).unwrap();
+    let gen: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"generateName": "g-"}})).unwrap();
     let g = cms.create(&PostParams::default(), &gen).await.unwrap();
-    assert!(g.name_any().starts_with("g-") && g.name_any().len() == 7, "{}", g.name_any());
+    assert!(
+        g.name_any().starts_with("g-") && g.name_any().len() == 7,
+        "{}",
+        g.name_any()
+    );
 
     // Namespaces must exist.
-    let e = api_err(Api::<ConfigMap>::namespaced(c.clone(), "ghost").create(&PostParams::default(), &cm("x", json!({}))).await.unwrap_err());
-    assert_eq!((e.code, e.message.as_str()), (404, "namespaces \"ghost\" not found"));
+    let e = api_err(
+        Api::<ConfigMap>::namespaced(c.clone(), "ghost")
+            .create(&PostParams::default(), &cm("x", json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (404, "namespaces \"ghost\" not found")
+    );
 
     // Dry run stores nothing.
-    let dry = PostParams { dry_run: true, ..Default::default() };
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
     cms.create(&dry, &cm("dry", json!({}))).await.unwrap();
     assert!(cms.get_opt("dry").await.unwrap().is_none());
 }
@@ -101,56 +155,126 @@ async fn create_get_update_conflict_and_noop() {
 async fn patches_status_and_generation() {
     let (_s, c) = server().await;
     let deps: Api<Deployment> = Api::default_namespaced(c.clone());
-    deps.create(&PostParams::default(), &deployment("d")).await.unwrap();
+    deps.create(&PostParams::default(), &deployment("d"))
+        .await
+        .unwrap();
 
     // Status on a main-resource write is ignored; spec on a status write is ignored.
-    let d = deps.patch("d", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 5}}))).await.unwrap();
+    let d = deps
+        .patch(
+            "d",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
     assert!(d.status.as_ref().and_then(|s| s.replicas).is_none());
     let d = deps
-        .patch_status("d", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 9}, "status": {"replicas": 1}})))
+        .patch_status(
+            "d",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 9}, "status": {"replicas": 1}})),
+        )
         .await
         .unwrap();
     assert_eq!(d.status.as_ref().and_then(|s| s.replicas), Some(1));
     assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(1));
-    assert_eq!(d.metadata.generation, Some(1), "status writes do not bump generation");
+    assert_eq!(
+        d.metadata.generation,
+        Some(1),
+        "status writes do not bump generation"
+    );
 
     // Strategic merge: containers merge by name.
     let d = deps
         .patch("d", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "side", "image": "x"}]}}}})))
         .await
         .unwrap();
-    let names: Vec<String> = d.spec.unwrap().template.spec.unwrap().containers.into_iter().map(|c| c.name).collect();
+    let names: Vec<String> = d
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
     assert_eq!(names, ["c", "side"]);
     assert_eq!(d.metadata.generation, Some(2));
 
     // JSON patch with a failing test op is rejected.
-    let p: json_patch::Patch = serde_json::from_value(json!([{"op": "test", "path": "/spec/replicas", "value": 3}])).unwrap();
-    let e = api_err(deps.patch("d", &PatchParams::default(), &Patch::<()>::Json(p)).await.unwrap_err());
+    let p: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "test", "path": "/spec/replicas", "value": 3}]))
+            .unwrap();
+    let e = api_err(
+        deps.patch("d", &PatchParams::default(), &Patch::<()>::Json(p))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 422);
 
     // Server-side apply: creates, conflicts between managers, force takes over.
     let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
     let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1", "b": "2"}});
-    cms.patch("ssa", &PatchParams::apply("one"), &Patch::Apply(&applied)).await.unwrap();
+    cms.patch("ssa", &PatchParams::apply("one"), &Patch::Apply(&applied))
+        .await
+        .unwrap();
     let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "9"}});
-    let e = api_err(cms.patch("ssa", &PatchParams::apply("two"), &Patch::Apply(&other)).await.unwrap_err());
+    let e = api_err(
+        cms.patch("ssa", &PatchParams::apply("two"), &Patch::Apply(&other))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 409);
-    assert_eq!(e.message, "Apply failed with 1 conflict: conflict with \"one\" using v1: .data.a");
-    cms.patch("ssa", &PatchParams::apply("two").force(), &Patch::Apply(&other)).await.unwrap();
+    assert_eq!(
+        e.message,
+        "Apply failed with 1 conflict: conflict with \"one\" using v1: .data.a"
+    );
+    cms.patch(
+        "ssa",
+        &PatchParams::apply("two").force(),
+        &Patch::Apply(&other),
+    )
+    .await
+    .unwrap();
     // "one" drops b from its configuration: b is removed (nobody else owns it).
-    let one = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {}});
-    let got = cms.patch("ssa", &PatchParams::apply("one"), &Patch::Apply(&one)).await.unwrap();
-    assert_eq!(got.data.unwrap(), [("a".to_string(), "9".to_string())].into());
-    let managers: Vec<String> = got.metadata.managed_fields.unwrap().into_iter().filter_map(|m| m.manager).collect();
+    let one =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {}});
+    let got = cms
+        .patch("ssa", &PatchParams::apply("one"), &Patch::Apply(&one))
+        .await
+        .unwrap();
+    assert_eq!(
+        got.data.unwrap(),
+        [("a".to_string(), "9".to_string())].into()
+    );
+    let managers: Vec<String> = got
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
     assert!(managers.contains(&"two".to_string()), "{managers:?}");
     // Apply needs a field manager.
-    let e = api_err(cms.patch("ssa", &PatchParams::default(), &Patch::Apply(&one)).await.unwrap_err());
+    let e = api_err(
+        cms.patch("ssa", &PatchParams::default(), &Patch::Apply(&one))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 422);
 
     // Scale subresource.
     let scale = deps.get_scale("d").await.unwrap();
     assert_eq!(scale.spec.and_then(|s| s.replicas), Some(1));
-    deps.patch_scale("d", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}}))).await.unwrap();
+    deps.patch_scale(
+        "d",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 4}})),
+    )
+    .await
+    .unwrap();
     assert_eq!(deps.get("d").await.unwrap().spec.unwrap().replicas, Some(4));
 }
 
@@ -160,16 +284,34 @@ async fn list_selectors_and_pagination() {
     let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
     for i in 0..7 {
         let tier = if i % 2 == 0 { "front" } else { "back" };
-        cms.create(&PostParams::default(), &cm(&format!("c{i}"), json!({"tier": tier, "i": i.to_string()}))).await.unwrap();
+        cms.create(
+            &PostParams::default(),
+            &cm(&format!("c{i}"), json!({"tier": tier, "i": i.to_string()})),
+        )
+        .await
+        .unwrap();
     }
     let names = |l: Vec<ConfigMap>| l.into_iter().map(|c| c.name_any()).collect::<Vec<_>>();
-    let front = cms.list(&ListParams::default().labels("tier=front")).await.unwrap();
+    let front = cms
+        .list(&ListParams::default().labels("tier=front"))
+        .await
+        .unwrap();
     assert_eq!(names(front.items), ["c0", "c2", "c4", "c6"]);
-    let set = cms.list(&ListParams::default().labels("tier in (back),i notin (1)")).await.unwrap();
+    let set = cms
+        .list(&ListParams::default().labels("tier in (back),i notin (1)"))
+        .await
+        .unwrap();
     assert_eq!(names(set.items), ["c3", "c5"]);
-    let by_name = cms.list(&ListParams::default().fields("metadata.name=c4")).await.unwrap();
+    let by_name = cms
+        .list(&ListParams::default().fields("metadata.name=c4"))
+        .await
+        .unwrap();
     assert_eq!(names(by_name.items), ["c4"]);
-    let e = api_err(cms.list(&ListParams::default().fields("data.k=v")).await.unwrap_err());
+    let e = api_err(
+        cms.list(&ListParams::default().fields("data.k=v"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 400);
 
     let mut all = vec![];
@@ -184,24 +326,68 @@ async fn list_selectors_and_pagination() {
     }
     assert_eq!(all.len(), 7);
     let everywhere: Api<ConfigMap> = Api::all(c.clone());
-    assert_eq!(everywhere.list(&ListParams::default()).await.unwrap().items.len(), 7);
+    assert_eq!(
+        everywhere
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        7
+    );
 }
 
 #[tokio::test]
 async fn watch_semantics() {
     let (s, c) = server().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
-    cms.create(&PostParams::default(), &cm("before", json!({"w": "yes"}))).await.unwrap();
-    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    cms.create(&PostParams::default(), &cm("before", json!({"w": "yes"})))
+        .await
+        .unwrap();
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
 
     // From a resourceVersion: only later events, with selector transitions.
-    let mut stream = cms.watch(&WatchParams::default().labels("w=yes").timeout(10), &rv).await.unwrap().boxed();
-    cms.create(&PostParams::default(), &cm("a", json!({"w": "yes"}))).await.unwrap();
-    cms.create(&PostParams::default(), &cm("ignored", json!({"w": "no"}))).await.unwrap();
-    cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"x": "1"}}))).await.unwrap();
-    cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"w": "no"}}}))).await.unwrap();
-    cms.patch("ignored", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"w": "yes"}}}))).await.unwrap();
-    cms.delete("ignored", &DeleteParams::default()).await.unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default().labels("w=yes").timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    cms.create(&PostParams::default(), &cm("a", json!({"w": "yes"})))
+        .await
+        .unwrap();
+    cms.create(&PostParams::default(), &cm("ignored", json!({"w": "no"})))
+        .await
+        .unwrap();
+    cms.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"x": "1"}})),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"w": "no"}}})),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "ignored",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"w": "yes"}}})),
+    )
+    .await
+    .unwrap();
+    cms.delete("ignored", &DeleteParams::default())
+        .await
+        .unwrap();
     let mut seen = vec![];
     while seen.len() < 5 {
         match stream.try_next().await.unwrap().unwrap() {
@@ -212,14 +398,29 @@ async fn watch_semantics() {
             WatchEvent::Error(e) => panic!("{e:?}"),
         }
     }
-    assert_eq!(seen, ["ADDED a", "MODIFIED a", "DELETED a", "ADDED ignored", "DELETED ignored"]);
+    assert_eq!(
+        seen,
+        [
+            "ADDED a",
+            "MODIFIED a",
+            "DELETED a",
+            "ADDED ignored",
+            "DELETED ignored"
+        ]
+    );
 
     // Bookmarks carry progress.
-    let mut stream = cms.watch(&WatchParams::default().timeout(5), &rv).await.unwrap().boxed();
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
     let mut bookmark = false;
     while let Some(ev) = stream.try_next().await.unwrap() {
         if let WatchEvent::Bookmark(b) = ev {
-            assert!(b.metadata.resource_version.parse::<u64>().unwrap() >= rv.parse::<u64>().unwrap());
+            assert!(
+                b.metadata.resource_version.parse::<u64>().unwrap() >= rv.parse::<u64>().unwrap()
+            );
             bookmark = true;
             break;
         }
@@ -228,7 +429,11 @@ async fn watch_semantics() {
 
     // A compacted resourceVersion: the watch answers an ERROR event with 410 Gone.
     s.expire_resource_versions();
-    let mut stream = cms.watch(&WatchParams::default(), &rv).await.unwrap().boxed();
+    let mut stream = cms
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
     match stream.try_next().await.unwrap() {
         Some(WatchEvent::Error(e)) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
         other => panic!("expected 410, got {other:?}"),
@@ -236,13 +441,26 @@ async fn watch_semantics() {
 
     // timeoutSeconds ends the stream.
     let started = std::time::Instant::now();
-    let mut stream = cms.watch(&WatchParams::default().timeout(1), &s.resource_version().to_string()).await.unwrap().boxed();
+    let mut stream = cms
+        .watch(
+            &WatchParams::default().timeout(1),
+            &s.resource_version().to_string(),
+        )
+        .await
+        .unwrap()
+        .boxed();
     while stream.try_next().await.unwrap().is_some() {}
     assert!(started.elapsed() < Duration::from_secs(3));
 
     // The streaming list (sendInitialEvents) that kube-runtime's watcher can use.
     let cfg = watcher::Config::default().streaming_lists();
-    let objs: Vec<ConfigMap> = watcher(cms.clone(), cfg).default_backoff().applied_objects().take(2).try_collect().await.unwrap();
+    let objs: Vec<ConfigMap> = watcher(cms.clone(), cfg)
+        .default_backoff()
+        .applied_objects()
+        .take(2)
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(objs.len(), 2);
 }
 
@@ -258,58 +476,168 @@ async fn finalizers_and_garbage_collection() {
     cms.delete("fin", &DeleteParams::default()).await.unwrap();
     let held = cms.get("fin").await.unwrap();
     assert!(held.metadata.deletion_timestamp.is_some());
-    let e = api_err(cms.patch("fin", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": ["test/hold", "new"]}}))).await.unwrap_err());
+    let e = api_err(
+        cms.patch(
+            "fin",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": ["test/hold", "new"]}})),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(e.code, 422, "{}", e.message);
-    cms.patch("fin", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    cms.patch(
+        "fin",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     assert!(cms.get_opt("fin").await.unwrap().is_none());
 
     // Background: the owner goes at once, the dependent follows.
-    let owner = cms.create(&PostParams::default(), &cm("owner", json!({}))).await.unwrap();
+    let owner = cms
+        .create(&PostParams::default(), &cm("owner", json!({})))
+        .await
+        .unwrap();
     let oref = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.uid().unwrap(), "blockOwnerDeletion": true}]);
-    let mk_dep = |name: &str| -> ConfigMap { serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": oref}})).unwrap() };
-    cms.create(&PostParams::default(), &mk_dep("dep")).await.unwrap();
-    cms.delete("owner", &DeleteParams::background()).await.unwrap();
+    let mk_dep = |name: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": oref}}))
+            .unwrap()
+    };
+    cms.create(&PostParams::default(), &mk_dep("dep"))
+        .await
+        .unwrap();
+    cms.delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
     let store = |n: &str| s.stored_object("", "configmaps", "default", n);
     eventually("dep collected", || store("dep").is_none()).await;
 
     // Foreground: the owner waits (foregroundDeletion) until its blocking dependents are gone.
-    let owner = cms.create(&PostParams::default(), &cm("owner", json!({}))).await.unwrap();
+    let owner = cms
+        .create(&PostParams::default(), &cm("owner", json!({})))
+        .await
+        .unwrap();
     let oref = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.uid().unwrap(), "blockOwnerDeletion": true}]);
-    let mut dep: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "dep2", "ownerReferences": oref, "finalizers": ["test/hold"]}})).unwrap();
+    let mut dep: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "dep2", "ownerReferences": oref, "finalizers": ["test/hold"]}}),
+    )
+    .unwrap();
     cms.create(&PostParams::default(), &dep).await.unwrap();
-    cms.delete("owner", &DeleteParams::foreground()).await.unwrap();
+    cms.delete("owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let o = cms.get("owner").await.unwrap();
     assert!(o.finalizers().contains(&"foregroundDeletion".to_string()));
     dep = cms.get("dep2").await.unwrap();
     assert!(dep.metadata.deletion_timestamp.is_some());
-    cms.patch("dep2", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
-    eventually("owner gone after dependents", || store("owner").is_none() && store("dep2").is_none()).await;
+    cms.patch(
+        "dep2",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    eventually("owner gone after dependents", || {
+        store("owner").is_none() && store("dep2").is_none()
+    })
+    .await;
 
     // Orphan: dependents lose the reference and stay.
-    let owner = cms.create(&PostParams::default(), &cm("owner", json!({}))).await.unwrap();
+    let owner = cms
+        .create(&PostParams::default(), &cm("owner", json!({})))
+        .await
+        .unwrap();
     let oref = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.uid().unwrap()}]);
-    let orphan: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "orphan", "ownerReferences": oref}})).unwrap();
+    let orphan: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "orphan", "ownerReferences": oref}}))
+            .unwrap();
     cms.create(&PostParams::default(), &orphan).await.unwrap();
-    let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Orphan), ..Default::default() };
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..Default::default()
+    };
     cms.delete("owner", &dp).await.unwrap();
-    eventually("owner gone, orphan kept", || store("owner").is_none() && store("orphan").is_some_and(|o| o["metadata"].get("ownerReferences").is_none())).await;
+    eventually("owner gone, orphan kept", || {
+        store("owner").is_none()
+            && store("orphan").is_some_and(|o| o["metadata"].get("ownerReferences").is_none())
+    })
+    .await;
 
     // Deleting a namespace deletes what is in it, then the namespace.
     let nss: Api<Namespace> = Api::all(c.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "tmp"}})).unwrap()).await.unwrap();
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "tmp"}})).unwrap(),
+    )
+    .await
+    .unwrap();
     let tmp: Api<ConfigMap> = Api::namespaced(c.clone(), "tmp");
-    tmp.create(&PostParams::default(), &cm("x", json!({}))).await.unwrap();
+    tmp.create(&PostParams::default(), &cm("x", json!({})))
+        .await
+        .unwrap();
     nss.delete("tmp", &DeleteParams::default()).await.unwrap();
-    eventually("namespace gone", || s.stored_object("", "namespaces", "", "tmp").is_none()).await;
+    eventually("namespace gone", || {
+        s.stored_object("", "namespaces", "", "tmp").is_none()
+    })
+    .await;
     assert!(s.stored_object("", "configmaps", "tmp", "x").is_none());
 
     // Preconditions on delete.
-    let p = cms.create(&PostParams::default(), &cm("pre", json!({}))).await.unwrap();
-    let dp = DeleteParams::default().preconditions(kube::api::Preconditions { uid: Some("wrong".into()), resource_version: None });
+    let p = cms
+        .create(&PostParams::default(), &cm("pre", json!({})))
+        .await
+        .unwrap();
+    let dp = DeleteParams::default().preconditions(kube::api::Preconditions {
+        uid: Some("wrong".into()),
+        resource_version: None,
+    });
     assert_eq!(api_err(cms.delete("pre", &dp).await.unwrap_err()).code, 409);
-    let dp = DeleteParams::default().preconditions(kube::api::Preconditions { uid: p.uid(), resource_version: None });
+    let dp = DeleteParams::default().preconditions(kube::api::Preconditions {
+        uid: p.uid(),
+        resource_version: None,
+    });
     cms.delete("pre", &dp).await.unwrap();
+}
+
+#[tokio::test]
+async fn discovery_finds_builtins_and_crds() {
+    let (s, c) = server().await;
+    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+        serde_yaml::from_str(include_str!("fixtures/widget-crd.yaml")).unwrap();
+    Api::all(c.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let d = kube::discovery::Discovery::new(c.clone())
+        .run()
+        .await
+        .unwrap();
+    let (ar, caps) = d
+        .resolve_gvk(&kube::api::GroupVersionKind::gvk(
+            "test.example.com",
+            "v2",
+            "Widget",
+        ))
+        .unwrap();
+    assert_eq!(ar.plural, "widgets");
+    assert!(
+        caps.subresources
+            .iter()
+            .any(|(sub, _)| sub.plural == "widgets/status" || sub.plural == "status"),
+        "{caps:?}"
+    );
+    let group = d.get("test.example.com").unwrap();
+    assert_eq!(group.preferred_version_or_latest(), "v2");
+    assert!(d.get("apps").is_some() && d.get("coordination.k8s.io").is_some());
+    // The service account controller gives every namespace its "default" ServiceAccount.
+    eventually("default sa", || {
+        s.stored_object("", "serviceaccounts", "default", "default")
+            .is_some()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -317,14 +645,32 @@ async fn faults_and_request_log() {
     let (s, c) = server().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
     // (500: kube's client itself retries 429/503/504.)
-    s.fail_next(2, Some(Verb::Create), Some("configmaps"), 500, "etcd is sad");
+    s.fail_next(
+        2,
+        Some(Verb::Create),
+        Some("configmaps"),
+        500,
+        "etcd is sad",
+    );
     for _ in 0..2 {
-        let e = api_err(cms.create(&PostParams::default(), &cm("f", json!({}))).await.unwrap_err());
+        let e = api_err(
+            cms.create(&PostParams::default(), &cm("f", json!({})))
+                .await
+                .unwrap_err(),
+        );
         assert_eq!((e.code, e.message.as_str()), (500, "etcd is sad"));
     }
-    cms.create(&PostParams::default(), &cm("f", json!({}))).await.unwrap();
-    assert_eq!(s.request_count(|r| r.verb == Verb::Create && r.resource == "configmaps"), 3);
-    assert_eq!(s.request_count(|r| r.verb == Verb::Create && r.status == 201), 1);
+    cms.create(&PostParams::default(), &cm("f", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.request_count(|r| r.verb == Verb::Create && r.resource == "configmaps"),
+        3
+    );
+    assert_eq!(
+        s.request_count(|r| r.verb == Verb::Create && r.status == 201),
+        1
+    );
 
     s.set_latency(Duration::from_millis(150));
     let t = std::time::Instant::now();
@@ -355,10 +701,19 @@ async fn binary_prints_ready_and_writes_kubeconfig() {
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let url = line.strip_prefix("ready ").expect("ready <url>");
     assert!(url.starts_with("http://127.0.0.1:"));
-    let config = kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::read_from(&kc).unwrap(), &Default::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kc).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let client = kube::Client::try_from(config).unwrap();
     let v = client.apiserver_version().await.unwrap();
     assert_eq!(v.major, "1");
@@ -367,7 +722,12 @@ async fn binary_prints_ready_and_writes_kubeconfig() {
 
 #[tokio::test]
 async fn https_serving_with_its_own_ca() {
-    let s = TestApiServer::start(Options { https: true, ..Default::default() }).await.unwrap();
+    let s = TestApiServer::start(Options {
+        https: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     assert!(s.url().starts_with("https://"));
     let c = s.client().unwrap();
     let nss: Api<Namespace> = Api::all(c);

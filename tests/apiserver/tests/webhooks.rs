@@ -33,7 +33,10 @@ fn admission_handler() -> common::Handler {
         match path {
             "/validate" => {
                 if obj["spec"]["greeting"] == "forbidden" {
-                    admission_response(&review, json!({"allowed": false, "status": {"code": 403, "reason": "Forbidden", "message": "greeting \"forbidden\" is not allowed"}}))
+                    admission_response(
+                        &review,
+                        json!({"allowed": false, "status": {"code": 403, "reason": "Forbidden", "message": "greeting \"forbidden\" is not allowed"}}),
+                    )
                 } else {
                     admission_response(&review, json!({"allowed": true, "warnings": ["be nice"]}))
                 }
@@ -45,15 +48,29 @@ fn admission_handler() -> common::Handler {
                 }
                 ops.push(json!({"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}));
                 ops.push(json!({"op": "add", "path": "/spec/port", "value": 8443}));
-                let patch = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&ops).unwrap());
-                admission_response(&review, json!({"allowed": true, "patchType": "JSONPatch", "patch": patch}))
+                let patch = base64::engine::general_purpose::STANDARD
+                    .encode(serde_json::to_vec(&ops).unwrap());
+                admission_response(
+                    &review,
+                    json!({"allowed": true, "patchType": "JSONPatch", "patch": patch}),
+                )
             }
-            _ => admission_response(&review, json!({"allowed": false, "status": {"message": "unknown path"}})),
+            _ => admission_response(
+                &review,
+                json!({"allowed": false, "status": {"message": "unknown path"}}),
+            ),
         }
     })
 }
 
-fn webhook_config(kind: &str, name: &str, hook: &str, path: &str, ca_bundle: &str, extra: Value) -> String {
+fn webhook_config(
+    kind: &str,
+    name: &str,
+    hook: &str,
+    path: &str,
+    ca_bundle: &str,
+    extra: Value,
+) -> String {
     let mut h = json!({
         "name": hook,
         "clientConfig": {"service": {"namespace": "webhooks", "name": "wh", "path": path, "port": 443}, "caBundle": ca_bundle},
@@ -75,10 +92,18 @@ async fn validating_webhook_denies_through_kubectl_and_mutating_adds_fields() {
     let server = TestApiServer::start(Options::default()).await.unwrap();
     server.set_service("webhooks/wh", &wh.addr.to_string());
     let k = Kubectl::new(&server);
-    k.ok(&["apply", "--validate=false", "-f", &k.file("crd.yaml", CRD)]).await;
-    let vwc = webhook_config("ValidatingWebhookConfiguration", "widgets-validate", "vwidget.test.example.com", "/validate", &wh.ca_bundle(),
-        json!({"objectSelector": {"matchExpressions": [{"key": "skip-validation", "operator": "DoesNotExist"}]}}));
-    k.ok(&["apply", "--validate=false", "-f", &k.file("vwc.json", &vwc)]).await;
+    k.ok(&["apply", "--validate=false", "-f", &k.file("crd.yaml", CRD)])
+        .await;
+    let vwc = webhook_config(
+        "ValidatingWebhookConfiguration",
+        "widgets-validate",
+        "vwidget.test.example.com",
+        "/validate",
+        &wh.ca_bundle(),
+        json!({"objectSelector": {"matchExpressions": [{"key": "skip-validation", "operator": "DoesNotExist"}]}}),
+    );
+    k.ok(&["apply", "--validate=false", "-f", &k.file("vwc.json", &vwc)])
+        .await;
 
     let bad = k.file("bad.yaml", "apiVersion: test.example.com/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {greeting: forbidden}\n");
     let err = k.fails(&["apply", "--validate=false", "-f", &bad]).await;
@@ -87,23 +112,44 @@ async fn validating_webhook_denies_through_kubectl_and_mutating_adds_fields() {
     );
     assert!(err.contains(&want), "{err}");
     // Server-side apply shows the same denial without the "error when creating" prefix.
-    let err = k.fails(&["apply", "--server-side", "--validate=false", "-f", &bad]).await;
+    let err = k
+        .fails(&["apply", "--server-side", "--validate=false", "-f", &bad])
+        .await;
     assert!(err.contains("Error from server (Forbidden): admission webhook \"vwidget.test.example.com\" denied the request"), "{err}");
 
     // Warnings travel as Warning headers, which kubectl prints.
     let good = k.file("good.yaml", "apiVersion: test.example.com/v1\nkind: Widget\nmetadata: {name: good}\nspec: {greeting: hi}\n");
     let out = k.run(&["apply", "--validate=false", "-f", &good]).await;
-    assert!(out.ok && out.stderr.contains("Warning: be nice"), "{} {}", out.stdout, out.stderr);
+    assert!(
+        out.ok && out.stderr.contains("Warning: be nice"),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
 
     // objectSelector: a labelled object bypasses the webhook.
     let skip = k.file("skip.yaml", "apiVersion: test.example.com/v1\nkind: Widget\nmetadata: {name: skip, labels: {skip-validation: 'true'}}\nspec: {greeting: forbidden}\n");
     k.ok(&["apply", "--validate=false", "-f", &skip]).await;
 
     // A mutating webhook adds a label and a field; validation still runs after it.
-    let mwc = webhook_config("MutatingWebhookConfiguration", "widgets-mutate", "mwidget.test.example.com", "/mutate", &wh.ca_bundle(), json!({}));
-    k.ok(&["apply", "--validate=false", "-f", &k.file("mwc.json", &mwc)]).await;
+    let mwc = webhook_config(
+        "MutatingWebhookConfiguration",
+        "widgets-mutate",
+        "mwidget.test.example.com",
+        "/mutate",
+        &wh.ca_bundle(),
+        json!({}),
+    );
+    k.ok(&["apply", "--validate=false", "-f", &k.file("mwc.json", &mwc)])
+        .await;
     let api = widget_api(&server.client().unwrap(), "v1");
-    let created = api.create(&PostParams::default(), &widget("v1", "mutated", json!({"greeting": "hello"}))).await.unwrap();
+    let created = api
+        .create(
+            &PostParams::default(),
+            &widget("v1", "mutated", json!({"greeting": "hello"})),
+        )
+        .await
+        .unwrap();
     assert_eq!(created.metadata.labels.unwrap()["mutated"], "yes");
     assert_eq!(created.data["spec"]["port"], 8443);
     assert!(wh.calls() >= 5);
@@ -116,53 +162,149 @@ async fn webhook_failures_follow_failure_policy_and_ca_bundle() {
     let server = TestApiServer::start(Options::default()).await.unwrap();
     let client = server.client().unwrap();
     let k = Kubectl::new(&server);
-    k.ok(&["apply", "--validate=false", "-f", &k.file("crd.yaml", CRD)]).await;
+    k.ok(&["apply", "--validate=false", "-f", &k.file("crd.yaml", CRD)])
+        .await;
     let api = widget_api(&client, "v1");
 
     // Not in the service map: failurePolicy Fail → 500 InternalError naming the webhook.
-    let vwc = webhook_config("ValidatingWebhookConfiguration", "v", "vwidget.test.example.com", "/validate", &wh.ca_bundle(), json!({}));
-    k.ok(&["apply", "--validate=false", "-f", &k.file("v.json", &vwc)]).await;
-    let err = api.create(&PostParams::default(), &widget("v1", "a", json!({"greeting": "x"}))).await.unwrap_err();
-    let kube::Error::Api(s) = err else { panic!("{err:?}") };
+    let vwc = webhook_config(
+        "ValidatingWebhookConfiguration",
+        "v",
+        "vwidget.test.example.com",
+        "/validate",
+        &wh.ca_bundle(),
+        json!({}),
+    );
+    k.ok(&["apply", "--validate=false", "-f", &k.file("v.json", &vwc)])
+        .await;
+    let err = api
+        .create(
+            &PostParams::default(),
+            &widget("v1", "a", json!({"greeting": "x"})),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = err else {
+        panic!("{err:?}")
+    };
     assert_eq!(s.code, 500);
     assert!(s.message.starts_with("Internal error occurred: failed calling webhook \"vwidget.test.example.com\": failed to call webhook:"), "{}", s.message);
 
     // A CA bundle that did not sign the webhook's certificate: TLS fails, the write fails.
     server.set_service("webhooks/wh", &wh.addr.to_string());
-    let wrong = webhook_config("ValidatingWebhookConfiguration", "v", "vwidget.test.example.com", "/validate", &other.ca_bundle(), json!({}));
-    k.ok(&["apply", "--validate=false", "-f", &k.file("v.json", &wrong)]).await;
-    let err = api.create(&PostParams::default(), &widget("v1", "b", json!({"greeting": "x"}))).await.unwrap_err();
+    let wrong = webhook_config(
+        "ValidatingWebhookConfiguration",
+        "v",
+        "vwidget.test.example.com",
+        "/validate",
+        &other.ca_bundle(),
+        json!({}),
+    );
+    k.ok(&["apply", "--validate=false", "-f", &k.file("v.json", &wrong)])
+        .await;
+    let err = api
+        .create(
+            &PostParams::default(),
+            &widget("v1", "b", json!({"greeting": "x"})),
+        )
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("failed calling webhook"), "{err}");
 
     // failurePolicy Ignore: the same broken webhook no longer blocks writes.
-    let ignore = webhook_config("ValidatingWebhookConfiguration", "v", "vwidget.test.example.com", "/validate", &other.ca_bundle(), json!({"failurePolicy": "Ignore"}));
-    k.ok(&["apply", "--validate=false", "-f", &k.file("v.json", &ignore)]).await;
-    api.create(&PostParams::default(), &widget("v1", "c", json!({"greeting": "x"}))).await.unwrap();
+    let ignore = webhook_config(
+        "ValidatingWebhookConfiguration",
+        "v",
+        "vwidget.test.example.com",
+        "/validate",
+        &other.ca_bundle(),
+        json!({"failurePolicy": "Ignore"}),
+    );
+    k.ok(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        &k.file("v.json", &ignore),
+    ])
+    .await;
+    api.create(
+        &PostParams::default(),
+        &widget("v1", "c", json!({"greeting": "x"})),
+    )
+    .await
+    .unwrap();
 
     // namespaceSelector: only namespaces labelled for it are checked.
-    let scoped = webhook_config("ValidatingWebhookConfiguration", "v", "vwidget.test.example.com", "/validate", &wh.ca_bundle(),
-        json!({"namespaceSelector": {"matchLabels": {"validate": "yes"}}}));
-    k.ok(&["apply", "--validate=false", "-f", &k.file("v.json", &scoped)]).await;
-    api.create(&PostParams::default(), &widget("v1", "d", json!({"greeting": "forbidden"}))).await.unwrap();
-    k.ok(&["label", "namespace", "default", "validate=yes"]).await;
-    let err = api.create(&PostParams::default(), &widget("v1", "e", json!({"greeting": "forbidden"}))).await.unwrap_err();
+    let scoped = webhook_config(
+        "ValidatingWebhookConfiguration",
+        "v",
+        "vwidget.test.example.com",
+        "/validate",
+        &wh.ca_bundle(),
+        json!({"namespaceSelector": {"matchLabels": {"validate": "yes"}}}),
+    );
+    k.ok(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        &k.file("v.json", &scoped),
+    ])
+    .await;
+    api.create(
+        &PostParams::default(),
+        &widget("v1", "d", json!({"greeting": "forbidden"})),
+    )
+    .await
+    .unwrap();
+    k.ok(&["label", "namespace", "default", "validate=yes"])
+        .await;
+    let err = api
+        .create(
+            &PostParams::default(),
+            &widget("v1", "e", json!({"greeting": "forbidden"})),
+        )
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("denied the request"), "{err}");
 
     // matchPolicy Equivalent: a rule for v1 also catches writes made at v2.
     let api_v2 = widget_api(&client, "v2");
-    let err = api_v2.create(&PostParams::default(), &widget("v2", "f", json!({"greeting": "forbidden"}))).await.unwrap_err();
+    let err = api_v2
+        .create(
+            &PostParams::default(),
+            &widget("v2", "f", json!({"greeting": "forbidden"})),
+        )
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("denied the request"), "{err}");
     // ... but not with matchPolicy Exact.
-    let exact = webhook_config("ValidatingWebhookConfiguration", "v", "vwidget.test.example.com", "/validate", &wh.ca_bundle(), json!({"matchPolicy": "Exact"}));
-    k.ok(&["apply", "--validate=false", "-f", &k.file("v.json", &exact)]).await;
-    api_v2.create(&PostParams::default(), &widget("v2", "g", json!({"greeting": "forbidden"}))).await.unwrap();
+    let exact = webhook_config(
+        "ValidatingWebhookConfiguration",
+        "v",
+        "vwidget.test.example.com",
+        "/validate",
+        &wh.ca_bundle(),
+        json!({"matchPolicy": "Exact"}),
+    );
+    k.ok(&["apply", "--validate=false", "-f", &k.file("v.json", &exact)])
+        .await;
+    api_v2
+        .create(
+            &PostParams::default(),
+            &widget("v2", "g", json!({"greeting": "forbidden"})),
+        )
+        .await
+        .unwrap();
 }
 
 /// v1 has `spec.greeting`; v2 calls it `spec.message`.
 fn conversion_handler() -> common::Handler {
     Arc::new(|_path: &str, review: Value| {
         let req = &review["request"];
-        let desired = req["desiredAPIVersion"].as_str().unwrap_or_default().to_string();
+        let desired = req["desiredAPIVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let mut out = vec![];
         for o in req["objects"].as_array().cloned().unwrap_or_default() {
             let mut c = o.clone();
@@ -197,36 +339,79 @@ async fn conversion_webhook_serves_the_non_storage_version() {
             wh.ca_bundle()
         ),
     );
-    k.ok(&["apply", "--validate=false", "-f", &k.file("crd.yaml", &crd)]).await;
+    k.ok(&["apply", "--validate=false", "-f", &k.file("crd.yaml", &crd)])
+        .await;
     let client = server.client().unwrap();
     let v1 = widget_api(&client, "v1");
     let v2 = widget_api(&client, "v2");
-    v1.create(&PostParams::default(), &widget("v1", "w", json!({"greeting": "hello"}))).await.unwrap();
+    v1.create(
+        &PostParams::default(),
+        &widget("v1", "w", json!({"greeting": "hello"})),
+    )
+    .await
+    .unwrap();
     assert_eq!(wh.calls(), 0, "no conversion needed at the storage version");
 
     // A get at v2 goes through the webhook.
     let got = v2.get("w").await.unwrap();
     assert_eq!(got.data["spec"]["message"], "hello");
     assert_eq!(wh.calls(), 1);
-    let yaml = k.ok(&["get", "widgets.v2.test.example.com", "w", "-o", "yaml"]).await;
-    assert!(yaml.contains("apiVersion: test.example.com/v2") && yaml.contains("message: hello"), "{yaml}");
+    let yaml = k
+        .ok(&["get", "widgets.v2.test.example.com", "w", "-o", "yaml"])
+        .await;
+    assert!(
+        yaml.contains("apiVersion: test.example.com/v2") && yaml.contains("message: hello"),
+        "{yaml}"
+    );
 
     // A write at v2 is stored at v1.
-    v2.create(&PostParams::default(), &widget("v2", "w2", json!({"message": "bonjour"}))).await.unwrap();
-    let stored = server.stored_object("test.example.com", "widgets", "default", "w2").unwrap();
+    v2.create(
+        &PostParams::default(),
+        &widget("v2", "w2", json!({"message": "bonjour"})),
+    )
+    .await
+    .unwrap();
+    let stored = server
+        .stored_object("test.example.com", "widgets", "default", "w2")
+        .unwrap();
     assert_eq!(stored["apiVersion"], "test.example.com/v1");
     assert_eq!(stored["spec"]["greeting"], "bonjour");
     let list = v2.list(&Default::default()).await.unwrap();
     assert_eq!(list.items.len(), 2);
-    assert!(list.items.iter().all(|o| o.data["spec"]["message"].is_string()));
+    assert!(list
+        .items
+        .iter()
+        .all(|o| o.data["spec"]["message"].is_string()));
 
     // A failed conversion fails the request as the apiserver does (500).
-    let err = v2.create(&PostParams::default(), &widget("v2", "w3", json!({"message": "fail"}))).await.unwrap_err();
-    let kube::Error::Api(s) = err else { panic!("{err:?}") };
+    let err = v2
+        .create(
+            &PostParams::default(),
+            &widget("v2", "w3", json!({"message": "fail"})),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = err else {
+        panic!("{err:?}")
+    };
     assert_eq!(s.code, 500);
-    assert!(s.message.contains("conversion webhook for test.example.com/v1, Kind=Widget failed: cannot convert"), "{}", s.message);
+    assert!(
+        s.message.contains(
+            "conversion webhook for test.example.com/v1, Kind=Widget failed: cannot convert"
+        ),
+        "{}",
+        s.message
+    );
 
     // The CRD records its storage version.
-    let stored_versions = k.ok(&["get", "crd", "widgets.test.example.com", "-o", "jsonpath={.status.storedVersions}"]).await;
+    let stored_versions = k
+        .ok(&[
+            "get",
+            "crd",
+            "widgets.test.example.com",
+            "-o",
+            "jsonpath={.status.storedVersions}",
+        ])
+        .await;
     assert_eq!(stored_versions, "[\"v1\"]");
 }

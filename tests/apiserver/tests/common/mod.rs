@@ -11,7 +11,9 @@ use test_apiserver::TestApiServer;
 /// `<repo>/.tools/bin/<name>`, installed by `scripts/install-kube-tools.sh`. Missing → the test
 /// fails (it does not skip) and says how to install it.
 pub fn tool(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.tools/bin")
+        .join(name);
     assert!(
         p.exists(),
         "{} is missing: run scripts/install-kube-tools.sh (from the repository root) to install the pinned kubectl and helm",
@@ -36,7 +38,9 @@ impl Kubectl {
     pub fn new(server: &TestApiServer) -> Self {
         let bin = tool("kubectl");
         let dir = tempfile::tempdir().unwrap();
-        server.write_kubeconfig(dir.path().join("kubeconfig")).unwrap();
+        server
+            .write_kubeconfig(dir.path().join("kubeconfig"))
+            .unwrap();
         Self { dir, bin }
     }
 
@@ -73,14 +77,22 @@ impl Kubectl {
     /// Run and require success; returns stdout.
     pub async fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args).await;
-        assert!(o.ok, "kubectl {args:?} failed:\nstdout: {}\nstderr: {}", o.stdout, o.stderr);
+        assert!(
+            o.ok,
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            o.stdout, o.stderr
+        );
         o.stdout
     }
 
     /// Run and require failure; returns stderr.
     pub async fn fails(&self, args: &[&str]) -> String {
         let o = self.run(args).await;
-        assert!(!o.ok, "kubectl {args:?} should have failed:\nstdout: {}", o.stdout);
+        assert!(
+            !o.ok,
+            "kubectl {args:?} should have failed:\nstdout: {}",
+            o.stdout
+        );
         o.stderr
     }
 }
@@ -102,49 +114,70 @@ impl WebhookServer {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "webhook-test-ca");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "webhook-test-ca");
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(dns_names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        let cert = params.signed_by(&key, &rcgen::Issuer::new(ca_params, ca_key)).unwrap();
-        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-            )
+        let params = rcgen::CertificateParams::new(
+            dns_names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let cert = params
+            .signed_by(&key, &rcgen::Issuer::new(ca_params, ca_key))
             .unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let calls = Arc::new(AtomicUsize::new(0));
         let c2 = calls.clone();
-        let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
-            let handler = handler.clone();
-            let calls = c2.clone();
-            async move {
-                calls.fetch_add(1, Ordering::SeqCst);
-                let review: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                axum::Json(handler(uri.path(), review))
-            }
-        });
+        let app =
+            axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+                let handler = handler.clone();
+                let calls = c2.clone();
+                async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let review: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    axum::Json(handler(uri.path(), review))
+                }
+            });
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let app = app.clone();
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let svc = hyper_util::service::TowerToHyperService::new(app);
-                    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                        .await;
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
                 });
             }
         });
-        Self { addr, ca_pem: ca.pem(), calls, task }
+        Self {
+            addr,
+            ca_pem: ca.pem(),
+            calls,
+            task,
+        }
     }
 
     pub fn ca_bundle(&self) -> String {

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Bridge benchmark, side by side in one run: `tools/call echo` through
+#   - our bridge (`mcp-operator bridge`, streamable HTTP /mcp),
+#   - npm supergateway (stdio -> streamable HTTP, --stateful),
+#   - PyPI mcp-proxy (stdio -> streamable HTTP),
+# each in front of the same stdio server (npm server-everything), and the floor: the same calls
+# straight over the server's stdio with no proxy. Concurrency 1 and 8; every reply is checked
+# against its own request by the load generator (benches/bridge/loadgen).
+#
+# Usage: bash benches/bridge/run.sh [SECONDS_PER_CELL]   (default 10)
+# Output: a Markdown table on stdout; raw JSON lines in benches/out/bridge-results.jsonl.
+# Everything listens on 127.0.0.1 only; every process started here is stopped by its pid.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+SECONDS_PER_CELL="${1:-10}"
+OUT="$ROOT/benches/out"
+mkdir -p "$OUT"
+RESULTS="$OUT/bridge-results.jsonl"
+: >"$RESULTS"
+
+bash "$ROOT/scripts/install-mcp-peers.sh" >&2
+(cd "$ROOT" && cargo build --release --bin mcp-operator >&2)
+(cd "$ROOT/benches/bridge/loadgen" && CARGO_TARGET_DIR="$ROOT/target/bridge-loadgen" cargo build --release >&2)
+LOADGEN="$ROOT/target/bridge-loadgen/release/bridge-loadgen"
+BRIDGE="$ROOT/target/release/mcp-operator"
+TOOLS="$ROOT/.tools"
+EV="$TOOLS/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]:-}"; do
+        [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # url: wait until something answers on the port
+    for _ in $(seq 1 200); do
+        if curl -s -o /dev/null "$1"; then return 0; fi
+        sleep 0.1
+    done
+    echo "nothing answers at $1" >&2
+    return 1
+}
+
+measure() { # name, then loadgen args after the concurrency
+    local name="$1" c="$2"; shift 2
+    local line
+    line="$("$LOADGEN" "$@")"
+    echo "{\"proxy\":\"$name\",\"concurrency\":$c,\"result\":$line}" | tee -a "$RESULTS" >&2
+}
+
+run_http_peer() { # name, url, then the command starting it
+    local name="$1" url="$2"; shift 2
+    setsid "$@" >/dev/null 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_http "$url"
+    for c in 1 8; do
+        measure "$name" "$c" http "$url" "$c" "$SECONDS_PER_CELL"
+    done
+    # The peers spawn the server in the same session: stop the whole group we created.
+    kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# The floor: no proxy at all.
+for c in 1 8; do
+    measure "stdio (no proxy)" "$c" stdio "$c" "$SECONDS_PER_CELL" -- node "$EV" stdio
+done
+
+P=$(free_port)
+run_http_peer "mcp-operator bridge" "http://127.0.0.1:$P/mcp" \
+    env RUST_LOG=warn "$BRIDGE" bridge --listen "127.0.0.1:$P" -- node "$EV" stdio
+
+P=$(free_port)
+run_http_peer "supergateway 4.0.0 --stateful" "http://127.0.0.1:$P/mcp" \
+    node "$TOOLS/node/node_modules/supergateway/dist/index.js" --stdio "node $EV stdio" \
+    --outputTransport streamableHttp --stateful --port "$P" --logLevel none
+
+P=$(free_port)
+run_http_peer "mcp-proxy 0.13.0 (PyPI)" "http://127.0.0.1:$P/mcp" \
+    "$TOOLS/venv/bin/mcp-proxy" --host 127.0.0.1 --port "$P" -- node "$EV" stdio
+
+python3 - "$RESULTS" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print("| proxy | c | req/s | p50 ms | p99 ms | errors |")
+print("|---|---|---|---|---|---|")
+for r in rows:
+    x = r["result"]
+    print(f"| {r['proxy']} | {r['concurrency']} | {x['rps']:.0f} | {x['p50_ms']:.3f} | {x['p99_ms']:.3f} | {x['errors']} |")
+PY

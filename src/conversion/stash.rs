@@ -1,0 +1,145 @@
+//! Keeping what a version cannot express in annotations, and taking it back.
+
+use serde_json::{Map, Value};
+
+/// On a v1beta1 object: fields of its v1alpha1 form.
+pub const ALPHA_STASH_PREFIX: &str = "toolhive.stacklok.dev/v1alpha1-";
+/// On a v1alpha1 object: fields of its v1beta1 form.
+pub const BETA_STASH_PREFIX: &str = "toolhive.stacklok.dev/v1beta1-";
+/// Status fields are kept under `<prefix>status.<field>`.
+const STATUS: &str = "status.";
+/// Marks a field that was absent (as opposed to one whose value was `null`).
+pub const ABSENT: &str = "<absent>";
+
+/// Annotations to add, keyed by full annotation name, values JSON text.
+pub type Annotations = Map<String, Value>;
+
+pub fn key(prefix: &str, field: &str) -> String {
+    format!("{prefix}{field}")
+}
+
+/// Keeps `value` (or "absent" for `None`) under `prefix + field`.
+pub fn keep(annotations: &mut Annotations, prefix: &str, field: &str, value: Option<&Value>) {
+    let text = value.map_or_else(|| ABSENT.to_string(), Value::to_string);
+    annotations.insert(key(prefix, field), Value::String(text));
+}
+
+/// Moves `fields` out of `spec` into annotations.
+pub fn move_fields(
+    spec: &mut Map<String, Value>,
+    annotations: &mut Annotations,
+    prefix: &str,
+    fields: &[&str],
+) {
+    for f in fields {
+        if let Some(v) = spec.remove(*f) {
+            keep(annotations, prefix, f, Some(&v));
+        }
+    }
+}
+
+/// Puts kept `fields` back into `spec` (`kept` maps field → value, `None` = was absent).
+pub fn restore_fields(
+    spec: &mut Map<String, Value>,
+    kept: &mut Map<String, Value>,
+    fields: &[&str],
+) {
+    for f in fields {
+        if let Some(v) = kept.remove(*f) {
+            if let Some(v) = decode(&v) {
+                spec.insert(f.to_string(), v);
+            }
+        }
+    }
+}
+
+/// Decodes a kept value: `None` means "was absent".
+pub fn decode(text: &Value) -> Option<Value> {
+    let s = text.as_str()?;
+    if s == ABSENT {
+        return None;
+    }
+    // A value that does not parse was not written by us; keep it as the string it is.
+    Some(serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string())))
+}
+
+/// Removes and returns every annotation with `prefix` (field → raw annotation text).
+pub fn take_all(obj: &mut Map<String, Value>, prefix: &str) -> Map<String, Value> {
+    let mut out = Map::new();
+    let Some(annotations) = obj
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(Value::as_object_mut)
+    else {
+        return out;
+    };
+    let keys: Vec<String> = annotations
+        .keys()
+        .filter(|k| k.starts_with(prefix))
+        .cloned()
+        .collect();
+    for k in keys {
+        if let Some(v) = annotations.remove(&k) {
+            out.insert(k[prefix.len()..].to_string(), v);
+        }
+    }
+    out
+}
+
+/// Adds annotations to the object's metadata, creating the map when needed.
+pub fn merge_annotations(obj: &mut Map<String, Value>, annotations: Annotations) {
+    if annotations.is_empty() {
+        return;
+    }
+    let meta = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    let target = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(target) = target.as_object_mut() {
+        target.extend(annotations);
+    }
+}
+
+/// An annotations map emptied by taking our keys out is removed, as if never there.
+pub fn drop_empty_annotations(obj: &mut Map<String, Value>) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        if meta
+            .get("annotations")
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty)
+        {
+            meta.remove("annotations");
+        }
+    }
+}
+
+/// A status field only the old shape has, moved into an annotation.
+pub fn move_status_out(obj: &mut Map<String, Value>, prefix: &str, field: &str) {
+    let v = obj
+        .get_mut("status")
+        .and_then(Value::as_object_mut)
+        .and_then(|s| s.remove(field));
+    if let Some(v) = v {
+        let mut a = Annotations::new();
+        keep(&mut a, prefix, &format!("{STATUS}{field}"), Some(&v));
+        merge_annotations(obj, a);
+    }
+}
+
+/// The reverse of [`move_status_out`].
+pub fn move_status_in(obj: &mut Map<String, Value>, prefix: &str, field: &str) {
+    let mut kept = take_all(obj, &format!("{prefix}{STATUS}"));
+    if let Some(v) = kept.remove(field).as_ref().and_then(decode) {
+        let status = obj
+            .entry("status")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(s) = status.as_object_mut() {
+            s.insert(field.to_string(), v);
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! Property tests: conversion between v1alpha1 and v1beta1 is lossless both ways, and what it
+//! produces is valid at the version it was converted to.
+
+use mcp_operator::admission::{admit, Operation};
+use mcp_operator::conversion::convert;
+use proptest::collection::{btree_map, btree_set, vec};
+use proptest::option;
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+
+const A: &str = "toolhive.stacklok.dev/v1alpha1";
+const B: &str = "toolhive.stacklok.dev/v1beta1";
+
+fn cases() -> ProptestConfig {
+    ProptestConfig {
+        cases: 1000,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Inserts `value` under `key` when present.
+fn put(m: &mut Map<String, Value>, key: &str, value: Option<Value>) {
+    if let Some(v) = value {
+        m.insert(key.into(), v);
+    }
+}
+
+fn dns_name() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9]{0,10}(-[a-z0-9]{1,6})?"
+}
+
+fn port() -> impl Strategy<Value = i64> {
+    prop_oneof![Just(8080i64), 1..=65535i64]
+}
+
+fn metadata() -> impl Strategy<Value = Value> {
+    (
+        dns_name(),
+        option::of(dns_name()),
+        option::of(btree_map("[a-z]{1,8}", "[a-z0-9]{0,8}", 1..3)),
+        option::of(btree_map("example.com/[a-z]{1,8}", ".{0,12}", 1..3)),
+    )
+        .prop_map(|(name, ns, labels, annotations)| {
+            let mut m = Map::new();
+            m.insert("name".into(), json!(name));
+            put(&mut m, "namespace", ns.map(Value::from));
+            put(&mut m, "labels", labels.map(|l| json!(l)));
+            put(&mut m, "annotations", annotations.map(|a| json!(a)));
+            Value::Object(m)
+        })
+}
+
+fn image() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("docker.io/mcp/fetch".to_string()),
+        Just("ghcr.io/github/github-mcp-server:v1.2".to_string()),
+        "[a-z]{1,8}(/[a-z0-9]{1,8})?(:[a-z0-9]{1,5})?",
+    ]
+}
+
+/// Fields MCPServer has at both versions, valid together.
+fn server_common() -> impl Strategy<Value = Map<String, Value>> {
+    let env = btree_set("E_[A-Z0-9]{1,6}", 0..4);
+    let secrets = btree_set("[a-z]{1,8}", 0..3);
+    let resources = option::of((1u32..4096, 0u32..100));
+    (
+        (image(), prop_oneof![Just("stdio"), Just("sse"), Just("streamable-http")], option::of(prop_oneof![Just("sse"), Just("streamable-http")]), option::of(port())),
+        (option::of(vec("[a-z-]{1,8}", 0..3)), option::of(vec("[a-z]{1,6}", 1..3)), env, secrets),
+        (resources, option::of(btree_set("[a-z_]{1,10}", 0..4)), option::of(dns_name()), option::of(0i64..5)),
+        (option::of(prop_oneof![Just("ClientIP"), Just("None")]), option::of(any::<bool>()), option::of("/[a-z]{1,8}"), option::of(btree_set("v[a-z]{1,5}", 1..3))),
+    )
+        .prop_map(|((image, transport, mode, proxy_port), (args, command, env, secrets), (resources, tools, tool_config, replicas), (affinity, trust, prefix, volumes))| {
+            let mut s = Map::new();
+            s.insert("image".into(), json!(image));
+            s.insert("transport".into(), json!(transport));
+            put(&mut s, "proxyMode", mode.map(Value::from));
+            put(&mut s, "proxyPort", proxy_port.map(Value::from));
+            put(&mut s, "args", args.map(|a| json!(a)));
+            put(&mut s, "command", command.map(|c| json!(c)));
+            if !env.is_empty() {
+                s.insert("env".into(), json!(env.iter().map(|n| json!({"name": n, "value": "v"})).collect::<Vec<_>>()));
+            }
+            if !secrets.is_empty() {
+                let list: Vec<Value> = secrets.iter().enumerate().map(|(i, n)| json!({"name": n, "key": "token", "targetEnvName": format!("S_{i}")})).collect();
+                s.insert("secrets".into(), json!(list));
+            }
+            if let Some((limit, pct)) = resources {
+                let req = (limit as u64 * pct as u64 / 100).max(1);
+                s.insert("resources".into(), json!({"limits": {"memory": format!("{limit}Mi")}, "requests": {"memory": format!("{req}Mi"), "cpu": "50m"}}));
+            }
+            put(&mut s, "tools", tools.map(|t| json!(t)));
+            put(&mut s, "toolConfigRef", tool_config.map(|n| json!({"name": n})));
+            put(&mut s, "replicas", replicas.map(Value::from));
+            put(&mut s, "sessionAffinity", affinity.map(Value::from));
+            put(&mut s, "trustProxyHeaders", trust.map(Value::from));
+            put(&mut s, "endpointPrefix", prefix.map(Value::from));
+            if let Some(vols) = volumes {
+                let list: Vec<Value> = vols.iter().map(|n| json!({"name": n, "hostPath": format!("/srv/{n}"), "mountPath": format!("/data/{n}"), "readOnly": true})).collect();
+                s.insert("volumes".into(), json!(list));
+            }
+            s
+        })
+}
+
+fn conditions() -> impl Strategy<Value = Option<Value>> {
+    option::of(prop_oneof![Just("True"), Just("False")].prop_map(|s| json!([{"type": "Ready", "status": s, "reason": "Ready", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}])))
+}
+
+fn status(phases: &'static [&'static str]) -> impl Strategy<Value = Option<Value>> {
+    option::of(
+        (
+            proptest::sample::select(phases),
+            option::of(0i64..5),
+            option::of(1i64..100),
+            conditions(),
+        )
+            .prop_map(|(phase, ready, gen, conds)| {
+                let mut m = Map::new();
+                m.insert("phase".into(), json!(phase));
+                put(&mut m, "readyReplicas", ready.map(Value::from));
+                put(&mut m, "observedGeneration", gen.map(Value::from));
+                put(&mut m, "conditions", conds);
+                m.insert(
+                    "url".into(),
+                    json!("http://mcp-x-proxy.default.svc.cluster.local:8080/mcp"),
+                );
+                Value::Object(m)
+            }),
+    )
+}
+
+fn object(
+    api: &str,
+    kind: &str,
+    meta: Value,
+    spec: Map<String, Value>,
+    status: Option<Value>,
+) -> Value {
+    let mut o = json!({"apiVersion": api, "kind": kind, "metadata": meta, "spec": spec});
+    if let Some(s) = status {
+        o["status"] = s;
+    }
+    o
+}
+
+fn oidc() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        option::of("[a-z]{1,8}").prop_map(|aud| json!({"type": "kubernetes", "kubernetes": {"audience": aud.unwrap_or("toolhive".into()), "issuer": "https://kubernetes.default.svc"}})),
+        "[a-z]{1,8}".prop_map(|h| json!({"type": "inline", "resourceUrl": format!("https://{h}.example.com"), "inline": {"issuer": format!("https://{h}.example.com"), "clientId": h, "scopes": ["openid"]}})),
+        "[a-z]{1,8}".prop_map(|n| json!({"type": "configMap", "configMap": {"name": n, "key": "oidc.json"}})),
+    ]
+}
+
+fn telemetry() -> impl Strategy<Value = Value> {
+    (any::<bool>(), "[a-z]{1,8}").prop_map(|(on, svc)| json!({"openTelemetry": {"enabled": on, "endpoint": "otel-collector:4317", "serviceName": svc, "headers": ["x-team=a"], "tracing": {"enabled": on, "samplingRate": "0.1"}}, "prometheus": {"enabled": !on}}))
+}
+
+fn alpha_server() -> impl Strategy<Value = Value> {
+    (
+        metadata(),
+        server_common(),
+        option::of(port()),
+        option::of(port()),
+        option::of(port()),
+        option::of(dns_name()),
+        option::of(oidc()),
+        option::of(telemetry()),
+        status(&["Pending", "Running", "Failed", "Terminating", "Stopped"]),
+    )
+        .prop_map(
+            |(meta, mut spec, port, target, mcp, group, oidc, tel, status)| {
+                put(&mut spec, "port", port.map(Value::from));
+                put(&mut spec, "targetPort", target.map(Value::from));
+                put(&mut spec, "mcpPort", mcp.map(Value::from));
+                put(&mut spec, "groupRef", group.map(Value::from));
+                put(&mut spec, "oidcConfig", oidc);
+                put(&mut spec, "telemetry", tel);
+                object(A, "MCPServer", meta, spec, status)
+            },
+        )
+}
+
+fn beta_server() -> impl Strategy<Value = Value> {
+    (
+        metadata(),
+        server_common(),
+        option::of(port()),
+        option::of(dns_name()),
+        status(&["Pending", "Ready", "Failed", "Terminating", "Stopped"]),
+    )
+        .prop_map(|(meta, mut spec, mcp, group, status)| {
+            put(&mut spec, "mcpPort", mcp.map(Value::from));
+            put(&mut spec, "groupRef", group.map(|g| json!({"name": g})));
+            object(B, "MCPServer", meta, spec, status)
+        })
+}
+
+fn proxy_common() -> impl Strategy<Value = Map<String, Value>> {
+    ("[a-z]{1,10}", option::of(prop_oneof![Just("sse"), Just("streamable-http")]), option::of(port()), option::of(dns_name()), option::of(btree_map("X-[A-Z][a-z]{1,6}", "[a-z]{1,6}", 1..3)))
+        .prop_map(|(host, transport, proxy_port, tc, headers)| {
+            let mut s = Map::new();
+            s.insert("url".into(), json!(format!("https://{host}.example.com/mcp")));
+            put(&mut s, "transport", transport.map(Value::from));
+            put(&mut s, "proxyPort", proxy_port.map(Value::from));
+            put(&mut s, "toolConfigRef", tc.map(|n| json!({"name": n})));
+            put(&mut s, "headerForward", headers.map(|h| json!({"addPlaintextHeaders": h, "addHeadersFromSecret": [{"headerName": "Authorization", "valueSecretRef": {"name": "tok", "key": "header"}}]})));
+            s
+        })
+}
+
+fn remote_status(url_key: &'static str) -> impl Strategy<Value = Option<Value>> {
+    option::of(
+        (
+            prop_oneof![Just("Pending"), Just("Ready"), Just("Failed")],
+            option::of("[a-z]{1,8}"),
+        )
+            .prop_map(move |(phase, ext)| {
+                let mut m = Map::new();
+                m.insert("phase".into(), json!(phase));
+                put(
+                    &mut m,
+                    url_key,
+                    ext.map(|e| json!(format!("https://{e}.example.com"))),
+                );
+                Value::Object(m)
+            }),
+    )
+}
+
+fn alpha_proxy() -> impl Strategy<Value = Value> {
+    (
+        metadata(),
+        proxy_common(),
+        option::of(port()),
+        option::of(dns_name()),
+        option::of(oidc()),
+        option::of(telemetry()),
+        remote_status("externalURL"),
+    )
+        .prop_map(|(meta, mut spec, port, group, oidc, tel, status)| {
+            let url = spec.remove("url").unwrap();
+            spec.insert("remoteURL".into(), url);
+            put(&mut spec, "port", port.map(Value::from));
+            put(&mut spec, "groupRef", group.map(Value::from));
+            put(&mut spec, "oidcConfig", oidc);
+            put(&mut spec, "telemetry", tel);
+            object(A, "MCPRemoteProxy", meta, spec, status)
+        })
+}
+
+fn beta_proxy() -> impl Strategy<Value = Value> {
+    (
+        metadata(),
+        proxy_common(),
+        option::of(any::<bool>()),
+        option::of(0i64..4),
+        option::of(dns_name()),
+        any::<bool>(),
+        remote_status("externalUrl"),
+    )
+        .prop_map(
+            |(meta, mut spec, private, replicas, group, template, status)| {
+                let url = spec.remove("url").unwrap();
+                spec.insert("remoteUrl".into(), url);
+                put(&mut spec, "allowPrivateEndpoint", private.map(Value::from));
+                put(&mut spec, "replicas", replicas.map(Value::from));
+                put(&mut spec, "groupRef", group.map(|g| json!({"name": g})));
+                if template {
+                    spec.insert(
+                        "podTemplateSpec".into(),
+                        json!({"metadata": {"labels": {"team": "a"}}}),
+                    );
+                }
+                object(B, "MCPRemoteProxy", meta, spec, status)
+            },
+        )
+}
+
+fn alpha_registry() -> impl Strategy<Value = Value> {
+    let source = prop_oneof![
+        (dns_name(), option::of(prop_oneof![Just("toolhive"), Just("upstream")]), option::of(any::<bool>())).prop_map(|(cm, fmt, optional)| {
+            let mut r = json!({"name": cm, "key": "registry.json"});
+            if let Some(o) = optional {
+                r["optional"] = json!(o);
+            }
+            let mut s = json!({"type": "configmap", "configMapRef": r});
+            if let Some(f) = fmt {
+                s["format"] = json!(f);
+            }
+            s
+        }),
+        ("[a-z]{1,8}", option::of("[a-z]{1,6}"), option::of("v[0-9]{1,2}"), option::of("[a-z]{1,6}\\.json")).prop_map(|(repo, branch, tag, path)| {
+            let mut g = json!({"repository": format!("https://github.com/example/{repo}")});
+            if let Some(b) = branch { g["branch"] = json!(b); }
+            if let Some(t) = tag { g["tag"] = json!(t); }
+            if let Some(p) = path { g["path"] = json!(p); }
+            json!({"type": "git", "format": "toolhive", "git": g})
+        }),
+        "[a-z]{1,8}".prop_map(|h| json!({"type": "api", "format": "upstream", "api": {"endpoint": format!("https://{h}.example.com/v0")}})),
+    ];
+    let filter = option::of((vec("[a-z]{1,6}", 0..3), vec("[a-z]{1,6}", 0..2)).prop_map(|(inc, exc)| json!({"names": {"include": inc, "exclude": exc}, "tags": {"include": ["prod"]}})));
+    (
+        metadata(),
+        source,
+        option::of(prop_oneof![Just("30m"), Just("1h"), Just("1h30m")]),
+        filter,
+        option::of(".{0,16}"),
+        option::of(any::<bool>()),
+        status(&["Pending", "Ready", "Failed", "Syncing", "Terminating"]),
+    )
+        .prop_map(
+            |(meta, source, interval, filter, display, enforce, status)| {
+                let mut s = Map::new();
+                s.insert("source".into(), source);
+                put(
+                    &mut s,
+                    "syncPolicy",
+                    interval.map(|i| json!({"interval": i})),
+                );
+                put(&mut s, "filter", filter);
+                put(&mut s, "displayName", display.map(Value::from));
+                put(&mut s, "enforceServers", enforce.map(Value::from));
+                object(A, "MCPRegistry", meta, s, status)
+            },
+        )
+}
+
+fn beta_registry() -> impl Strategy<Value = Value> {
+    let config = prop_oneof![
+        "[a-z]{1,8}".prop_map(|h| (format!("sources:\n  - name: {h}\n    api:\n      endpoint: https://{h}.example.com\nregistries:\n  - name: all\n    sources: [{h}]\n"), None)),
+        "[a-z]{1,8}".prop_map(|n| (
+            format!("sources:\n  - name: local\n    file:\n      path: /data/{n}/registry.json\n    syncPolicy:\n      interval: 10m\nregistries:\n  - name: default\n    sources: [local]\ndatabase:\n  host: db\n  port: 5432\nauth:\n  mode: anonymous\n"),
+            Some((json!([{"name": "data", "configMap": {"name": n}}]), json!([{"name": "data", "mountPath": format!("/data/{n}"), "readOnly": true}]))),
+        )),
+    ];
+    (
+        metadata(),
+        config,
+        option::of(".{0,16}"),
+        option::of(dns_name()),
+        option::of(vec(dns_name(), 1..3)),
+        status(&["Pending", "Ready", "Failed", "Terminating"]),
+    )
+        .prop_map(|(meta, (yaml, vols), display, pgpass, pulls, status)| {
+            let mut s = Map::new();
+            s.insert("configYAML".into(), json!(yaml));
+            if let Some((v, m)) = vols {
+                s.insert("volumes".into(), v);
+                s.insert("volumeMounts".into(), m);
+            }
+            put(&mut s, "displayName", display.map(Value::from));
+            put(
+                &mut s,
+                "pgpassSecretRef",
+                pgpass.map(|n| json!({"name": n, "key": ".pgpass"})),
+            );
+            put(
+                &mut s,
+                "imagePullSecrets",
+                pulls.map(|p| json!(p.iter().map(|n| json!({"name": n})).collect::<Vec<_>>())),
+            );
+            object(B, "MCPRegistry", meta, s, status)
+        })
+}
+
+fn tool_config(api: &'static str) -> impl Strategy<Value = Value> {
+    (
+        metadata(),
+        option::of(btree_set("[a-z_]{1,8}", 0..4)),
+        option::of(btree_map(
+            "[a-z_]{1,8}",
+            ("[a-z]{0,6}", any::<bool>()),
+            0..3,
+        )),
+        option::of(vec(dns_name(), 0..3)),
+    )
+        .prop_map(move |(meta, filter, overrides, referencing)| {
+            let mut s = Map::new();
+            put(&mut s, "toolsFilter", filter.map(|f| json!(f)));
+            put(
+                &mut s,
+                "toolsOverride",
+                overrides.map(|o| {
+                    // Distinct exposed names: keep each tool's own name, only the description changes.
+                    json!(o
+                        .into_iter()
+                        .map(|(k, (d, ro))| (
+                            k,
+                            json!({"description": d, "annotations": {"readOnlyHint": ro}})
+                        ))
+                        .collect::<Map<_, _>>())
+                }),
+            );
+            let mut status = json!({"configHash": "abc", "observedGeneration": 1});
+            if api == A {
+                if let Some(r) = referencing {
+                    status["referencingServers"] = json!(r);
+                }
+            }
+            object(api, "MCPToolConfig", meta, s, Some(status))
+        })
+}
+
+fn group(api: &'static str) -> impl Strategy<Value = Value> {
+    (
+        metadata(),
+        option::of(".{0,20}"),
+        option::of(btree_set(dns_name(), 0..3)),
+    )
+        .prop_map(move |(meta, d, servers)| {
+            let mut s = Map::new();
+            put(&mut s, "description", d.map(Value::from));
+            let status =
+                servers.map(|sv| json!({"phase": "Ready", "servers": sv, "serverCount": sv.len()}));
+            object(api, "MCPGroup", meta, s, status)
+        })
+}
+
+/// The object is valid at its own version, converts to `to` and back to itself, and the
+/// converted form is valid at `to`.
+fn round_trip(obj: &Value, to: &str) -> Result<(), TestCaseError> {
+    let own = admit(obj, None, Operation::Create).unwrap();
+    prop_assert!(
+        own.allowed(),
+        "generated object is not valid: {}\n{obj:#}",
+        own.errors
+    );
+    let there = convert(obj, to)
+        .map_err(|e| TestCaseError::fail(format!("convert to {to}: {e}\n{obj:#}")))?;
+    prop_assert_eq!(there["apiVersion"].as_str(), Some(to));
+    let verdict = admit(&there, None, Operation::Create).unwrap();
+    prop_assert!(
+        verdict.allowed(),
+        "converted object is not valid at {}: {}\n{:#}",
+        to,
+        verdict.errors,
+        there
+    );
+    let back = convert(&there, obj["apiVersion"].as_str().unwrap())
+        .map_err(|e| TestCaseError::fail(format!("convert back: {e}")))?;
+    prop_assert_eq!(
+        &back,
+        obj,
+        "round trip changed the object; intermediate:\n{:#}",
+        there
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(cases())]
+
+    #[test]
+    fn mcpserver_alpha_beta_alpha(o in alpha_server()) { round_trip(&o, B)?; }
+    #[test]
+    fn mcpserver_beta_alpha_beta(o in beta_server()) { round_trip(&o, A)?; }
+    #[test]
+    fn remote_proxy_alpha_beta_alpha(o in alpha_proxy()) { round_trip(&o, B)?; }
+    #[test]
+    fn remote_proxy_beta_alpha_beta(o in beta_proxy()) { round_trip(&o, A)?; }
+    #[test]
+    fn registry_alpha_beta_alpha(o in alpha_registry()) { round_trip(&o, B)?; }
+    #[test]
+    fn registry_beta_alpha_beta(o in beta_registry()) { round_trip(&o, A)?; }
+    #[test]
+    fn tool_config_alpha_beta_alpha(o in tool_config(A)) { round_trip(&o, B)?; }
+    #[test]
+    fn tool_config_beta_alpha_beta(o in tool_config(B)) { round_trip(&o, A)?; }
+    #[test]
+    fn group_both_ways(a in group(A), b in group(B)) { round_trip(&a, B)?; round_trip(&b, A)?; }
+}
