@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The API server's own limit on a request body (3 MiB); a review cannot be larger than the
-/// object it carries, twice, plus a little.
+/// The largest review we read. The API server accepts request bodies up to 3 MiB and stores
+/// objects up to 1.5 MiB (etcd), so an UPDATE review carries at most 3 + 1.5 MiB of objects;
+/// twice 3 MiB plus room for the envelope covers every review the API server can send.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024 * 2 + 64 * 1024;
 /// The longest one request may take, body included. Above the webhooks' `timeoutSeconds` (5),
 /// so a request the API server still waits for is never cut short by us.

@@ -55,7 +55,7 @@ fn s(b: &[u8]) -> Value {
 
 fn map_entry(b: &[u8], bytes_value: bool) -> Option<(String, Value)> {
     let mut k = String::new();
-    let mut v = if bytes_value { json!("") } else { json!("") };
+    let mut v = json!("");
     for (n, w) in fields(b)? {
         match (n, w) {
             (1, Wire::Bytes(x)) => k = String::from_utf8_lossy(x).into_owned(),

@@ -246,6 +246,9 @@ impl State {
 
     /// Forget all history up to now: watches resuming from any older resourceVersion get 410.
     pub fn compact(&mut self) {
+        // The counter moves past everything handed out, so even a watcher that is fully up to
+        // date (its last bookmark is the current resourceVersion) has to re-list.
+        self.rv += 1;
         self.log.clear();
         self.compacted = self.rv;
     }
