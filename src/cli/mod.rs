@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 pub mod certs;
 pub mod check;
 pub mod convert;
+pub mod install;
+pub mod render;
 pub mod crds;
 pub mod webhook;
 
@@ -24,6 +26,10 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Rewrite manifests to another API version (v1alpha1 <-> v1beta1), offline.
     Convert(convert::ConvertArgs),
+    /// Print the objects the operator would create for each MCPServer, offline.
+    Render(render::RenderArgs),
+    /// Copy this binary to a path (the init container of every MCP server pod runs this).
+    Install(install::InstallArgs),
     /// The MCP proxy that runs inside each MCP server pod.
     Bridge(crate::bridge::BridgeArgs),
     /// Serve only the admission webhooks (validating + defaulting) over TLS.
@@ -38,6 +44,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Crds(args) => crds::run(args),
         Command::Check(args) => check::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Render(args) => render::run(args),
+        Command::Install(args) => install::run(args),
         Command::Bridge(args) => run_async(crate::bridge::run(args)),
         Command::Webhook(args) => run_async(webhook::run(args)),
         Command::Certs(args) => certs::run(args),

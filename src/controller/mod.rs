@@ -1,4 +1,6 @@
 //! Controllers: the only room that talks to the API server. Builders of desired children are
-//! pure functions; reconcile loops apply them.
+//! pure functions ([`children`]); reconcile loops apply them.
 
+pub mod children;
 pub mod migrate;
+pub mod podmerge;

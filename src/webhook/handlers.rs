@@ -297,7 +297,7 @@ pub async fn answer_review(
                 errors.extend(findings.errors);
             }
             if !warnings.is_empty() {
-                answer.response.warnings = Some(warnings);
+                answer.response.warnings = Some(bound_warnings(warnings));
             }
             if !errors.is_empty() {
                 answer.response =
@@ -323,6 +323,25 @@ pub fn warm_up() {
             let _ = admission::references(&object);
         }
     }
+}
+
+/// The API server truncates long and many warnings anyway; we bound them so a pathological
+/// object cannot make the answer large.
+const MAX_WARNINGS: usize = 32;
+const MAX_WARNING_BYTES: usize = 512;
+
+fn bound_warnings(mut warnings: Vec<String>) -> Vec<String> {
+    let total = warnings.len();
+    warnings.truncate(MAX_WARNINGS);
+    for w in &mut warnings {
+        if w.len() > MAX_WARNING_BYTES {
+            *w = truncate(w, MAX_WARNING_BYTES);
+        }
+    }
+    if total > MAX_WARNINGS {
+        warnings.push(format!("... and {} more warnings", total - MAX_WARNINGS));
+    }
+    warnings
 }
 
 fn record(metrics: &Metrics, route: Route, answer: &Answer, took: Duration) {
@@ -355,10 +374,10 @@ fn record(metrics: &Metrics, route: Route, answer: &Answer, took: Duration) {
     let uid = &answer.response.uid;
     let duration_us = took.as_micros() as u64;
     let webhook = route.webhook.as_str();
-    let operation = format!("{:?}", answer.operation);
+    let operation = answer.operation.as_str();
     if allowed && !answer.unexpected_kind {
-        tracing::debug!(%uid, webhook, kind = %answer.kind, name = %answer.name, namespace = %answer.namespace, %operation, allowed, duration_us, "admission review");
+        tracing::debug!(%uid, webhook, kind = %answer.kind, name = %answer.name, namespace = %answer.namespace, operation, allowed, duration_us, "admission review");
     } else {
-        tracing::info!(%uid, webhook, kind = %answer.kind, name = %answer.name, namespace = %answer.namespace, %operation, allowed, unexpected_kind = answer.unexpected_kind, duration_us, reason = %answer.response.result.message, "admission review");
+        tracing::info!(%uid, webhook, kind = %answer.kind, name = %answer.name, namespace = %answer.namespace, operation, allowed, unexpected_kind = answer.unexpected_kind, duration_us, reason = %answer.response.result.message, "admission review");
     }
 }

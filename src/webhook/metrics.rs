@@ -35,6 +35,17 @@ pub enum OperationLabel {
     CONNECT,
 }
 
+impl OperationLabel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationLabel::CREATE => "CREATE",
+            OperationLabel::UPDATE => "UPDATE",
+            OperationLabel::DELETE => "DELETE",
+            OperationLabel::CONNECT => "CONNECT",
+        }
+    }
+}
+
 /// `"true"` / `"false"` as a label value.
 pub fn bool_label(b: bool) -> &'static str {
     if b {

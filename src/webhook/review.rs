@@ -107,6 +107,9 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
     format!("{}...", &s[..end])
 }
 
+const MAX_DENIAL_BYTES: usize = 16 * 1024;
+const MAX_CAUSES: usize = 100;
+
 /// Denies with the API server's own shape for invalid objects: code 422, reason `Invalid`,
 /// one cause per field error. kubectl then prints `Error from server (Invalid): ... admission
 /// webhook "<name>" denied the request: spec.transport: Unsupported value: ...`.
@@ -116,9 +119,11 @@ pub fn deny_invalid(
     name: &str,
     errors: &FieldErrors,
 ) -> AdmissionResponse {
-    let message = errors.to_string();
+    // Bounded: the API server passes the message to the client verbatim.
+    let message = truncate(&errors.to_string(), MAX_DENIAL_BYTES);
     let causes = errors
         .iter()
+        .take(MAX_CAUSES)
         .map(|e| StatusCause {
             reason: e.kind.cause_reason().to_string(),
             message: e.message(),

@@ -195,6 +195,12 @@ impl FieldCause {
         }
     }
 
+    /// Replace the detail text (`Required value: <detail>`).
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+
     fn label(&self) -> &'static str {
         match self.reason.as_str() {
             "FieldValueRequired" => "Required value",

@@ -31,6 +31,7 @@ mod selectors;
 mod server;
 mod store;
 mod strategic;
+mod structural;
 mod table;
 mod tls;
 mod watch;

@@ -66,6 +66,18 @@ fn prune_node(schema: &Value, v: &mut Value, root: bool, path: &str, dropped: &m
     }
 }
 
+/// Prune a value against a (non-root) schema node: what the apiserver does to a `default`.
+pub fn prune_value(schema: &Value, v: &mut Value) {
+    prune_node(schema, v, false, "", &mut vec![]);
+}
+
+/// Validate a value against a schema node, with paths relative to it.
+pub fn validate_value(schema: &Value, v: &Value) -> Vec<FieldCause> {
+    let mut errs = vec![];
+    validate_node(schema, v, "<value>", &mut errs);
+    errs
+}
+
 /// Apply `default`s from the schema (the same walk kube-cel uses before CEL).
 pub fn default(schema: &Value, obj: &Value) -> Value {
     kube::core::cel::apply_defaults(schema, obj)

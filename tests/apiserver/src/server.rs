@@ -954,6 +954,18 @@ fn validate_crd(crd: &Value) -> Vec<FieldCause> {
             "must have exactly one version marked as storage version",
         ));
     }
+    for (i, v) in versions.iter().enumerate() {
+        match v.pointer("/schema/openAPIV3Schema") {
+            Some(schema) => c.extend(crate::structural::check(
+                schema,
+                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+            )),
+            None => c.push(
+                FieldCause::required(&format!("spec.versions[{i}].schema.openAPIV3Schema"))
+                    .with_detail("schemas are required"),
+            ),
+        }
+    }
     if crd
         .pointer("/spec/conversion/strategy")
         .and_then(Value::as_str)

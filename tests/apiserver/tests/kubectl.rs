@@ -337,3 +337,17 @@ async fn kubectl_create_sends_protobuf_for_core_kinds() {
         .await;
     assert!(err.contains("protobuf is supported for core/v1 ConfigMap, Secret, Namespace and ServiceAccount only"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_of_a_non_structural_crd_is_refused() {
+    let server = TestApiServer::start(Options::default()).await.unwrap();
+    let k = Kubectl::new(&server);
+    let bad = CRD.replace("            required: [greeting]\n", "").replace("          spec:\n            type: object\n            properties:\n              greeting", "          spec:\n            properties:\n              greeting");
+    assert_ne!(bad, CRD);
+    let err = k.fails(&["apply", "-f", &k.file("bad.yaml", &bad)]).await;
+    assert!(
+        err.contains("The CustomResourceDefinition \"widgets.test.example.com\" is invalid")
+            && err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"),
+        "{err}"
+    );
+}

@@ -1,0 +1,470 @@
+//! What an MCPServer should have in the cluster: pure functions from the spec (and what the
+//! reconciler looked up) to the desired child objects. `render` prints exactly these.
+//!
+//! The MCP server runs with the bridge in its own pod (see DESIGN §6): an init container copies
+//! the static `mcp-operator` binary into an `emptyDir`, and the `mcp` container runs the server's
+//! image with its command wrapped by `mcp-operator bridge`.
+
+use crate::api::v1beta1::{MCPServer, MCPToolConfigSpec};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use kube::{Resource, ResourceExt};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "mcp-operator";
+/// Pod-template annotation whose change rolls the pods: the bridge config and Secret versions.
+pub const CONFIG_CHECKSUM: &str = "toolhive.stacklok.dev/config-checksum";
+/// Where the bridge binary is copied to in the pod.
+pub const BRIDGE_BIN_DIR: &str = "/mcp/bin";
+pub const BRIDGE_CONFIG_DIR: &str = "/etc/mcp-bridge";
+pub const BRIDGE_CONFIG_KEY: &str = "bridge.json";
+/// Non-root identity of the pod, as upstream runs its proxies.
+const RUN_AS: i64 = 1000;
+const DEFAULT_PROXY_PORT: i32 = 8080;
+const DEFAULT_MCP_PORT: i32 = 8080;
+
+/// What the reconciler found out about the world that the spec alone does not say.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// Image of the init container that provides the bridge binary.
+    pub bridge_image: String,
+    /// The server's command: `spec.command`, or the image's entrypoint + cmd when resolved.
+    pub command: Vec<String>,
+    /// The referenced MCPToolConfig's spec, when there is one.
+    pub tool_config: Option<MCPToolConfigSpec>,
+    /// `resourceVersion` of every referenced Secret (name → version), so a rotation rolls pods.
+    pub secret_versions: BTreeMap<String, String>,
+    /// Pull secrets added to every workload (operator-wide default).
+    pub default_pull_secrets: Vec<String>,
+}
+
+/// Every child of one MCPServer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Children {
+    pub config_map: ConfigMap,
+    pub service_account: Option<ServiceAccount>,
+    pub service: Service,
+    pub deployment: Deployment,
+}
+
+impl Children {
+    /// The children as JSON objects, in the order they are applied (config before workload).
+    pub fn objects(&self) -> Vec<Value> {
+        let mut out = vec![to_value(&self.config_map)];
+        if let Some(sa) = &self.service_account {
+            out.push(to_value(sa));
+        }
+        out.push(to_value(&self.service));
+        out.push(to_value(&self.deployment));
+        out
+    }
+}
+
+fn to_value<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+pub fn deployment_name(server: &str) -> String {
+    server.to_string()
+}
+pub fn service_name(server: &str) -> String {
+    format!("mcp-{server}-proxy")
+}
+pub fn config_map_name(server: &str) -> String {
+    format!("{server}-bridge-config")
+}
+pub fn service_account_name(server: &str) -> String {
+    format!("{server}-sa")
+}
+
+/// Labels that select the pods; never change for the life of the object.
+pub fn selector_labels(server: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "mcpserver".to_string()),
+        ("app.kubernetes.io/instance".to_string(), server.to_string()),
+    ])
+}
+
+/// Labels on every child: the selector, ours, and upstream's (so existing tooling finds them).
+pub fn child_labels(server: &str) -> BTreeMap<String, String> {
+    let mut l = selector_labels(server);
+    l.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
+    l.insert("app".into(), "mcpserver".into());
+    l.insert("toolhive".into(), "true".into());
+    l.insert("toolhive-name".into(), server.into());
+    l
+}
+
+/// The service URL clients use, as upstream writes it.
+pub fn url(server: &MCPServer) -> String {
+    let name = server.name_any();
+    let ns = server.namespace().unwrap_or_else(|| "default".into());
+    let port = server.spec.proxy_port.unwrap_or(DEFAULT_PROXY_PORT);
+    let base = format!("http://{}.{ns}.svc.cluster.local:{port}", service_name(&name));
+    if serves_sse(server) {
+        format!("{base}/sse#{name}")
+    } else {
+        format!("{base}/mcp")
+    }
+}
+
+fn transport(server: &MCPServer) -> &str {
+    server.spec.transport.as_deref().unwrap_or("stdio")
+}
+
+fn serves_sse(server: &MCPServer) -> bool {
+    match transport(server) {
+        "stdio" => server.spec.proxy_mode.as_deref() == Some("sse"),
+        t => t == "sse",
+    }
+}
+
+/// The bridge's own port: the Service's target. It must not collide with the server's port
+/// inside the shared pod (upstream manifests often set both to 8080).
+pub fn bridge_port(server: &MCPServer) -> i32 {
+    let proxy = server.spec.proxy_port.unwrap_or(DEFAULT_PROXY_PORT);
+    if transport(server) == "stdio" {
+        return proxy;
+    }
+    let mcp = server.spec.mcp_port.unwrap_or(DEFAULT_MCP_PORT);
+    match proxy {
+        p if p != mcp => p,
+        65535 => 65534,
+        p => p + 1,
+    }
+}
+
+/// The tools the bridge serves: the inline list and the MCPToolConfig's filter must both allow
+/// a tool; an empty or absent list allows everything.
+pub fn allowed_tools(server: &MCPServer, tool_config: Option<&MCPToolConfigSpec>) -> Vec<String> {
+    let inline: Vec<String> = server.spec.tools.clone().unwrap_or_default();
+    let shared: Vec<String> = tool_config.and_then(|t| t.tools_filter.clone()).unwrap_or_default();
+    match (inline.is_empty(), shared.is_empty()) {
+        (true, true) => Vec::new(),
+        (false, true) => inline,
+        (true, false) => shared,
+        (false, false) => inline.into_iter().filter(|t| shared.contains(t)).collect(),
+    }
+}
+
+/// The bridge's config file (the keys `mcp-operator bridge --config` reads).
+pub fn bridge_config(server: &MCPServer, inputs: &Inputs) -> Value {
+    let mut c = Map::new();
+    c.insert("listen".into(), json!(format!(":{}", bridge_port(server))));
+    c.insert("transport".into(), json!(transport(server)));
+    if transport(server) != "stdio" {
+        let port = server.spec.mcp_port.unwrap_or(DEFAULT_MCP_PORT);
+        c.insert("target".into(), json!(format!("http://127.0.0.1:{port}")));
+    }
+    let tools = allowed_tools(server, inputs.tool_config.as_ref());
+    if !tools.is_empty() {
+        c.insert("tools".into(), json!(tools));
+    }
+    if let Some(p) = server.spec.endpoint_prefix.as_ref().filter(|p| !p.is_empty()) {
+        c.insert("endpointPrefix".into(), json!(p));
+    }
+    if server.spec.trust_proxy_headers == Some(true) {
+        c.insert("trustProxyHeaders".into(), json!(true));
+    }
+    Value::Object(c)
+}
+
+/// Every child, ready to apply.
+pub fn desired(server: &MCPServer, inputs: &Inputs) -> Children {
+    let config = serde_json::to_string_pretty(&bridge_config(server, inputs)).unwrap_or_default();
+    Children {
+        config_map: config_map(server, &config),
+        service_account: service_account(server, inputs),
+        service: service(server),
+        deployment: deployment(server, inputs, &checksum(&config, &inputs.secret_versions)),
+    }
+}
+
+/// Hex SHA-256 over the bridge config and the Secrets' versions (names sorted).
+pub fn checksum(config: &str, secret_versions: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    h.update(config.as_bytes());
+    for (name, version) in secret_versions {
+        h.update(b"\0secret\0");
+        h.update(name.as_bytes());
+        h.update(b"=");
+        h.update(version.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Metadata every child shares: name, namespace, labels, controller owner reference.
+fn metadata(server: &MCPServer, name: String, extra_labels: Option<&BTreeMap<String, String>>, annotations: Option<&BTreeMap<String, String>>) -> Value {
+    let mut labels = extra_labels.cloned().unwrap_or_default();
+    labels.extend(child_labels(&server.name_any())); // ours win over overrides
+    let mut meta = json!({
+        "name": name,
+        "namespace": server.namespace(),
+        "labels": labels,
+    });
+    // Offline (render) objects have no uid yet, so no owner reference can be made.
+    if let Some(owner) = server.controller_owner_ref(&()) {
+        meta["ownerReferences"] = json!([owner]);
+    }
+    if let Some(a) = annotations.filter(|a| !a.is_empty()) {
+        meta["annotations"] = json!(a);
+    }
+    meta
+}
+
+fn config_map(server: &MCPServer, config: &str) -> ConfigMap {
+    let v = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(server, config_map_name(&server.name_any()), None, None),
+        "data": { BRIDGE_CONFIG_KEY: config },
+    });
+    serde_json::from_value(v).expect("a ConfigMap we built")
+}
+
+fn pull_secrets(server: &MCPServer, inputs: &Inputs) -> Vec<Value> {
+    let from_spec = server
+        .spec
+        .resource_overrides
+        .as_ref()
+        .and_then(|o| o.proxy_deployment.as_ref())
+        .and_then(|d| d.image_pull_secrets.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| r.name);
+    let mut names: Vec<String> = Vec::new();
+    for n in from_spec.chain(inputs.default_pull_secrets.iter().cloned()) {
+        if !n.is_empty() && !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names.into_iter().map(|n| json!({ "name": n })).collect()
+}
+
+/// The pod's identity: no API rights, no token mounted.
+fn service_account(server: &MCPServer, inputs: &Inputs) -> Option<ServiceAccount> {
+    if server.spec.service_account.is_some() {
+        return None;
+    }
+    let mut v = json!({
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(server, service_account_name(&server.name_any()), None, None),
+        "automountServiceAccountToken": false,
+    });
+    let pulls = pull_secrets(server, inputs);
+    if !pulls.is_empty() {
+        v["imagePullSecrets"] = json!(pulls);
+    }
+    Some(serde_json::from_value(v).expect("a ServiceAccount we built"))
+}
+
+fn service(server: &MCPServer) -> Service {
+    let name = server.name_any();
+    let overrides = server.spec.resource_overrides.as_ref().and_then(|o| o.proxy_service.as_ref());
+    let v = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(server, service_name(&name), overrides.and_then(|o| o.labels.as_ref()), overrides.and_then(|o| o.annotations.as_ref())),
+        "spec": {
+            "selector": selector_labels(&name),
+            "ports": [{
+                "name": "http",
+                "port": server.spec.proxy_port.unwrap_or(DEFAULT_PROXY_PORT),
+                "targetPort": "http",
+                "protocol": "TCP",
+            }],
+            "sessionAffinity": server.spec.session_affinity.as_deref().unwrap_or("ClientIP"),
+        },
+    });
+    serde_json::from_value(v).expect("a Service we built")
+}
+
+/// Plain env, then Secret references (values never leave the Secret), then overrides.
+fn env(server: &MCPServer) -> Vec<Value> {
+    let s = &server.spec;
+    let mut env: Vec<Value> = s.env.iter().flatten().map(|e| json!({"name": e.name, "value": e.value})).collect();
+    for sec in s.secrets.iter().flatten() {
+        let name = sec.target_env_name.clone().unwrap_or_else(|| sec.key.clone());
+        env.push(json!({"name": name, "valueFrom": {"secretKeyRef": {"name": sec.name, "key": sec.key}}}));
+    }
+    let overrides = s.resource_overrides.as_ref().and_then(|o| o.proxy_deployment.as_ref()).and_then(|d| d.env.as_ref());
+    for e in overrides.into_iter().flatten() {
+        env.push(json!({"name": e.name, "value": e.value}));
+    }
+    env
+}
+
+fn resources(server: &MCPServer) -> Value {
+    let Some(r) = &server.spec.resources else { return json!({}) };
+    let list = |l: &Option<crate::api::shared::ResourceList>| {
+        let mut m = Map::new();
+        if let Some(l) = l {
+            if let Some(c) = &l.cpu {
+                m.insert("cpu".into(), json!(c));
+            }
+            if let Some(mem) = &l.memory {
+                m.insert("memory".into(), json!(mem));
+            }
+        }
+        m
+    };
+    let mut out = Map::new();
+    for (k, l) in [("limits", list(&r.limits)), ("requests", list(&r.requests))] {
+        if !l.is_empty() {
+            out.insert(k.into(), Value::Object(l));
+        }
+    }
+    Value::Object(out)
+}
+
+/// The restricted Pod Security Standard, for every container we define.
+fn container_security() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "privileged": false,
+        "runAsNonRoot": true,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+fn volumes_and_mounts(server: &MCPServer) -> (Vec<Value>, Vec<Value>) {
+    let name = server.name_any();
+    let mut volumes = vec![
+        json!({"name": "bridge-bin", "emptyDir": {}}),
+        json!({"name": "bridge-config", "configMap": {"name": config_map_name(&name)}}),
+    ];
+    let mut mounts = vec![
+        json!({"name": "bridge-bin", "mountPath": BRIDGE_BIN_DIR, "readOnly": true}),
+        json!({"name": "bridge-config", "mountPath": BRIDGE_CONFIG_DIR, "readOnly": true}),
+    ];
+    for v in server.spec.volumes.iter().flatten() {
+        volumes.push(json!({"name": v.name, "hostPath": {"path": v.host_path}}));
+        mounts.push(json!({"name": v.name, "mountPath": v.mount_path, "readOnly": v.read_only.unwrap_or(false)}));
+    }
+    if let Some(p) = server.spec.permission_profile.as_ref().filter(|p| p.type_ == "configmap") {
+        volumes.push(json!({"name": "permission-profile", "configMap": {"name": p.name}}));
+        mounts.push(json!({"name": "permission-profile", "mountPath": "/etc/toolhive/profiles", "readOnly": true}));
+    }
+    (volumes, mounts)
+}
+
+fn deployment(server: &MCPServer, inputs: &Inputs, checksum: &str) -> Deployment {
+    let name = server.name_any();
+    let s = &server.spec;
+    let overrides = s.resource_overrides.as_ref().and_then(|o| o.proxy_deployment.as_ref());
+    let pod_meta = overrides.and_then(|o| o.pod_template_metadata_overrides.as_ref());
+    let mut pod_labels = pod_meta.and_then(|m| m.labels.clone()).unwrap_or_default();
+    pod_labels.extend(child_labels(&name));
+    let mut pod_annotations = pod_meta.and_then(|m| m.annotations.clone()).unwrap_or_default();
+    pod_annotations.insert(CONFIG_CHECKSUM.into(), checksum.into());
+    let (volumes, mounts) = volumes_and_mounts(server);
+    let mut args = vec![
+        json!("bridge"),
+        json!("--config"),
+        json!(format!("{BRIDGE_CONFIG_DIR}/{BRIDGE_CONFIG_KEY}")),
+        json!("--"),
+    ];
+    args.extend(inputs.command.iter().map(|c| json!(c)));
+    args.extend(s.args.iter().flatten().map(|a| json!(a)));
+    let mut pod_spec = json!({
+        "serviceAccountName": s.service_account.clone().unwrap_or_else(|| service_account_name(&name)),
+        "automountServiceAccountToken": false,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "initContainers": [{
+            "name": "install-bridge",
+            "image": inputs.bridge_image,
+            "command": ["/mcp-operator", "install", format!("{BRIDGE_BIN_DIR}/mcp-operator")],
+            "volumeMounts": [{"name": "bridge-bin", "mountPath": BRIDGE_BIN_DIR}],
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+            "securityContext": container_security(),
+        }],
+        "containers": [{
+            "name": "mcp",
+            "image": s.image,
+            "command": [format!("{BRIDGE_BIN_DIR}/mcp-operator")],
+            "args": args,
+            "ports": [{"name": "http", "containerPort": bridge_port(server), "protocol": "TCP"}],
+            "env": env(server),
+            "resources": resources(server),
+            "volumeMounts": mounts,
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3},
+            "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
+            "securityContext": container_security(),
+        }],
+        "volumes": volumes,
+    });
+    let pulls = pull_secrets(server, inputs);
+    if !pulls.is_empty() {
+        pod_spec["imagePullSecrets"] = json!(pulls);
+    }
+    let mut template = json!({
+        "metadata": {"labels": pod_labels, "annotations": pod_annotations},
+        "spec": pod_spec,
+    });
+    if let Some(user) = &s.pod_template_spec {
+        template = super::podmerge::merge_pod_template(template, user, &selector_labels(&name));
+    }
+    let mut spec = json!({
+        "selector": {"matchLabels": selector_labels(&name)},
+        "template": template,
+    });
+    // Unset replicas leave scaling to `kubectl scale` and HPAs: we never fight over the field.
+    if let Some(r) = s.replicas {
+        spec["replicas"] = json!(r);
+    }
+    let v = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(server, deployment_name(&name), overrides.and_then(|o| o.labels.as_ref()), overrides.and_then(|o| o.annotations.as_ref())),
+        "spec": spec,
+    });
+    serde_json::from_value(v).expect("a Deployment we built")
+}
+
+/// Kind and name of a child, for logs and events.
+pub fn describe(obj: &Value) -> String {
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("?");
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
+    format!("{kind}/{name}")
+}
+
+/// True when every field of `desired` is present in `live` with the same value (`live` may have
+/// more: defaults, status, fields of other managers). Lists must match item by item.
+pub fn is_subset(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, v)| match l.get(k) {
+            Some(lv) => is_subset(v, lv),
+            None => is_empty(v),
+        }),
+        (Value::Array(d), Value::Array(l)) => d.len() == l.len() && d.iter().zip(l).all(|(a, b)| is_subset(a, b)),
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (d, l) => d == l,
+    }
+}
+
+/// Empty values are dropped by the API server; their absence is not drift.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// The server's resources are ours to own: a helper for the reconciler and tests.
+pub fn owner_uid(server: &MCPServer) -> Option<String> {
+    server.meta().uid.clone()
+}
