@@ -570,3 +570,29 @@ async fn every_configured_webhook_path_is_served_for_every_version_it_matches() 
     );
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn reviews_are_served_over_http2() {
+    // The API server's webhook client speaks HTTP/2 when ALPN offers it.
+    let pki = Pki::new();
+    let server = serve(&pki).await;
+    let client = client_builder(&pki, &server).http2_prior_knowledge().build().unwrap();
+    let review = review_of(&fetch_server());
+    let path = path(WebhookKind::Mutate, "MCPServer", "v1beta1");
+    let responses = futures::future::join_all((0..8).map(|_| {
+        client
+            .post(url(&server, &path))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&review).unwrap())
+            .send()
+    }))
+    .await;
+    for response in responses {
+        let response = response.unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["response"]["allowed"], true);
+    }
+    server.shutdown().await.unwrap();
+}

@@ -2,5 +2,8 @@
 //! pure functions ([`children`]); reconcile loops apply them.
 
 pub mod children;
+pub mod mcpserver;
+pub mod metrics;
 pub mod migrate;
 pub mod podmerge;
+pub mod resolve;

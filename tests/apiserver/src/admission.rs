@@ -193,6 +193,15 @@ pub async fn run(
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
+            let side_effects = hook
+                .get("sideEffects")
+                .and_then(Value::as_str)
+                .unwrap_or("Unknown");
+            if a.dry_run && !matches!(side_effects, "None" | "NoneOnDryRun") {
+                return Err(ApiError::bad_request(format!(
+                    "admission webhook \"{name}\" does not support dry run"
+                )));
+            }
             let fail_open = hook.get("failurePolicy").and_then(Value::as_str) == Some("Ignore");
             match call(&hook, &name, &version, a, object.as_ref(), old, mutating).await {
                 Ok(Called {

@@ -255,6 +255,9 @@ pub fn pass(st: &mut State) -> bool {
             }
         }
     }
+    if st.simulate_workloads {
+        changed |= simulate_workloads(st);
+    }
     // The service account controller: every active namespace has a "default" ServiceAccount.
     let sa_key = ("".to_string(), "serviceaccounts".to_string());
     for (key, _, name, o) in &all {
@@ -327,4 +330,91 @@ enum Action {
     DropRefs((String, String), String, String, HashSet<String>),
     Unfinalize((String, String), String, String, &'static str),
     FinalizeNamespace(String),
+}
+
+/// Stand-in for the workload controllers and kubelets: every Deployment, StatefulSet and
+/// ReplicaSet reports all its replicas ready and updated for its current generation, as if its
+/// pods had started at once (DaemonSets report zero nodes). Condition times are kept while the
+/// condition holds, so a converged workload is not rewritten.
+fn simulate_workloads(st: &mut State) -> bool {
+    let mut changed = false;
+    for plural in ["deployments", "statefulsets", "replicasets", "daemonsets"] {
+        let key = ("apps".to_string(), plural.to_string());
+        for obj in st.list(&key, "") {
+            if !meta_str(&obj, "deletionTimestamp").is_empty() {
+                continue;
+            }
+            let desired = workload_status(plural, &obj);
+            if obj.get("status") != Some(&desired) {
+                let mut o = obj.clone();
+                o["status"] = desired;
+                st.put(&key, o);
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+fn workload_status(plural: &str, obj: &Value) -> Value {
+    use serde_json::json;
+    let name = meta_str(obj, "name");
+    let generation = obj
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let replicas = obj
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let hash = format!("{:x}", generation.wrapping_mul(2_654_435_761) & 0xff_ffff);
+    let now = crate::store::now_rfc3339();
+    let old_time = |ty: &str, key: &str| {
+        obj.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.get("type").and_then(Value::as_str) == Some(ty))
+            })
+            .and_then(|c| c.get(key))
+            .cloned()
+            .unwrap_or(json!(now))
+    };
+    let mut s = match plural {
+        "deployments" => json!({
+            "observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
+            "readyReplicas": replicas, "availableReplicas": replicas,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability.",
+                 "lastUpdateTime": old_time("Available", "lastUpdateTime"), "lastTransitionTime": old_time("Available", "lastTransitionTime")},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                 "message": format!("ReplicaSet \"{name}-{hash}\" has successfully progressed."),
+                 "lastUpdateTime": old_time("Progressing", "lastUpdateTime"), "lastTransitionTime": old_time("Progressing", "lastTransitionTime")},
+            ],
+        }),
+        "statefulsets" => json!({
+            "observedGeneration": generation, "replicas": replicas, "readyReplicas": replicas, "currentReplicas": replicas,
+            "updatedReplicas": replicas, "availableReplicas": replicas, "currentRevision": format!("{name}-{hash}"),
+            "updateRevision": format!("{name}-{hash}"), "collisionCount": 0,
+        }),
+        "replicasets" => json!({
+            "observedGeneration": generation, "replicas": replicas, "fullyLabeledReplicas": replicas,
+            "readyReplicas": replicas, "availableReplicas": replicas,
+        }),
+        _ => json!({
+            "observedGeneration": generation, "currentNumberScheduled": 0, "numberMisscheduled": 0,
+            "desiredNumberScheduled": 0, "numberReady": 0,
+        }),
+    };
+    // As on a real server, zero counts are omitted.
+    if let Some(m) = s.as_object_mut() {
+        m.retain(|_, v| v != &json!(0));
+        if plural == "daemonsets" {
+            m.insert("currentNumberScheduled".into(), json!(0));
+            m.insert("numberMisscheduled".into(), json!(0));
+            m.insert("desiredNumberScheduled".into(), json!(0));
+            m.insert("numberReady".into(), json!(0));
+        }
+    }
+    s
 }

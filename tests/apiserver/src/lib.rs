@@ -19,6 +19,7 @@
 
 mod admission;
 mod conversion;
+mod defaults;
 mod error;
 mod gc;
 mod http;
@@ -63,6 +64,10 @@ pub struct Options {
     pub service_map: HashMap<String, String>,
     /// Reported by `/version`. Default `1.33`.
     pub kubernetes_minor: u32,
+    /// Give Deployments, StatefulSets and ReplicaSets the status they would have once all their
+    /// pods run and are ready (no pods are created). Default true; see
+    /// [`TestApiServer::set_simulate_workloads`].
+    pub simulate_workloads: bool,
 }
 
 impl Default for Options {
@@ -73,6 +78,7 @@ impl Default for Options {
             bookmark_interval: Duration::from_secs(1),
             service_map: HashMap::new(),
             kubernetes_minor: 33,
+            simulate_workloads: true,
         }
     }
 }
@@ -97,7 +103,11 @@ impl TestApiServer {
             opts.listen
         );
         let inner = Inner::new();
-        inner.lock().service_map = opts.service_map.clone();
+        {
+            let mut st = inner.lock();
+            st.service_map = opts.service_map.clone();
+            st.simulate_workloads = opts.simulate_workloads;
+        }
         let app = http::App {
             inner: inner.clone(),
             bookmark_every: opts.bookmark_interval,
@@ -232,6 +242,13 @@ impl TestApiServer {
         });
     }
 
+    /// Turn the workload simulation on or off at run time (off: workload status stays as written,
+    /// e.g. to test "Deployment not available yet").
+    pub fn set_simulate_workloads(&self, on: bool) {
+        self.inner.lock().simulate_workloads = on;
+        self.inner.gc.notify_one();
+    }
+
     /// Delay every request by `d` (zero to stop).
     pub fn set_latency(&self, d: Duration) {
         self.inner.lock().latency = d;
@@ -257,6 +274,74 @@ impl TestApiServer {
             st.compact();
         }
         self.drop_watches();
+    }
+
+    /// Server-side apply every object of a (multi-document) YAML manifest, as field manager
+    /// `test-fixture` with force, through the same path as an API request (admission included).
+    /// Namespaced objects without a namespace go to `default`. Returns the objects as stored.
+    pub async fn apply_yaml(&self, yaml: &str) -> anyhow::Result<Vec<Value>> {
+        use serde::Deserialize;
+        let mut out = vec![];
+        for doc in serde_yaml::Deserializer::from_str(yaml) {
+            let v: Value = Value::deserialize(doc)?;
+            if v.is_null() {
+                continue;
+            }
+            let api_version = store::meta_free_str(&v, "apiVersion");
+            let kind = store::meta_free_str(&v, "kind");
+            let (group, version) = match api_version.rsplit_once('/') {
+                Some((g, v)) => (g.to_string(), v.to_string()),
+                None => (String::new(), api_version.clone()),
+            };
+            let res = self
+                .inner
+                .lock()
+                .resources()
+                .into_iter()
+                .find(|r| {
+                    r.group == group && r.kind == kind && r.served_version(&version).is_some()
+                })
+                .with_context(|| format!("no served resource for {api_version} {kind}"))?;
+            let name = v
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let namespace = if res.namespaced {
+                v.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    .to_string()
+            } else {
+                String::new()
+            };
+            let req = server::Req {
+                res,
+                version,
+                namespace,
+                name,
+                sub: String::new(),
+                query: [("force".to_string(), "true".to_string())].into(),
+                field_manager: "test-fixture".into(),
+                dry_run: false,
+            };
+            let w = self
+                .inner
+                .write(
+                    &req,
+                    server::WriteOp::Patch(server::PatchKind::Apply, v),
+                    "test-fixture",
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("applying {kind} {}: {}", req.name, e.message))?;
+            out.push(w.object);
+        }
+        Ok(out)
+    }
+
+    /// How many watch streams are open right now.
+    pub fn open_watches(&self) -> usize {
+        self.inner.kill_watches.receiver_count()
     }
 
     /// The current global resourceVersion.

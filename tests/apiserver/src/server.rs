@@ -339,6 +339,7 @@ impl Inner {
         let api_version = res.api_version(&req.version);
         let now = now_rfc3339();
         let has_status = res.version(&req.version).is_some_and(|v| v.status);
+        let typer = managed::Typer::new(res.version(&req.version).and_then(|v| v.schema.clone()));
 
         // 1. The object the request asks for.
         let (mut new, creating) = match (op, &old) {
@@ -364,6 +365,7 @@ impl Inner {
                         has_status,
                         force: true,
                         now: &now,
+                        typer: &typer,
                     },
                 )
                 .map_err(|c| ApiError::new(409, "Conflict", managed::conflict_message(&c)))?;
@@ -419,7 +421,12 @@ impl Inner {
             }
         }
 
-        // 4. Custom resources: prune and default before admission.
+        // 4. Built-ins get the apiserver's defaults; custom resources are pruned and defaulted
+        //    from their schema. Both before admission, as on decode.
+        if req.sub.is_empty() && res.crd.is_none() {
+            crate::defaults::apply(&res.group, &res.kind, &mut new);
+        }
+        // (custom resources)
         let schema = res.version(&req.version).and_then(|v| v.schema.clone());
         let mut warnings = vec![];
         if let Some(s) = &schema {
@@ -504,15 +511,16 @@ impl Inner {
         let is_apply = matches!(op, WriteOp::Patch(PatchKind::Apply, _));
         if !is_apply {
             let manager_sub = if req.sub == "status" { "status" } else { "" };
-            managed::record_update(
-                old.as_ref(),
-                &mut new,
-                &req.field_manager,
-                &api_version,
-                manager_sub,
+            let who = managed::Applier {
+                manager: &req.field_manager,
+                api_version: &api_version,
+                subresource: manager_sub,
                 has_status,
-                &now,
-            );
+                force: false,
+                now: &now,
+                typer: &typer,
+            };
+            managed::record_update(old.as_ref(), &mut new, &who);
         }
         let storage_version = res.storage_version().to_string();
         let to_store = conversion::convert(res, vec![new], &storage_version, &service_map)
@@ -735,12 +743,15 @@ fn patch_value(
                 has_status,
                 force: req.q("force") == Some("true"),
                 now,
+                typer: &managed::Typer::new(
+                    req.res.version(&req.version).and_then(|v| v.schema.clone()),
+                ),
             };
             new = managed::apply(old, body, &who)
                 .map_err(|c| {
                     let causes: Vec<Value> = c
                         .iter()
-                        .map(|x| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {}", x.manager, x.api_version), "field": format!(".{}", x.path.join("."))}))
+                        .map(|x| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {}", x.manager, x.api_version), "field": managed::conflict_field(x)}))
                         .collect();
                     ApiError::new(409, "Conflict", managed::conflict_message(&c)).with_details(json!({"causes": causes}))
                 })?;
@@ -1021,7 +1032,13 @@ fn commit_create(
         obj["spec"] = json!({"finalizers": ["kubernetes"]});
         obj["status"] = json!({"phase": "Active"});
         let name = meta_str(&obj, "name").to_string();
+        if !obj["metadata"].get("labels").is_some_and(Value::is_object) {
+            obj["metadata"]["labels"] = json!({});
+        }
         obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+    }
+    if res.group.is_empty() && res.plural == "services" {
+        allocate_cluster_ip(st, &mut obj, None);
     }
     if res.group == CRD_RES.0 && res.plural == CRD_RES.1 {
         establish_crd(&mut obj, None);
@@ -1045,6 +1062,9 @@ fn commit_update(
     if res.group == CRD_RES.0 && res.plural == CRD_RES.1 {
         establish_crd(&mut obj, Some(current));
     }
+    if res.group.is_empty() && res.plural == "services" && req.sub.is_empty() {
+        allocate_cluster_ip(st, &mut obj, Some(current));
+    }
     if tracks_generation(res) && strip_for_generation(&obj) != strip_for_generation(current) {
         let gen = current
             .pointer("/metadata/generation")
@@ -1065,6 +1085,49 @@ fn commit_update(
         return Ok(st.remove(&res.key(), &ns, &req.name).unwrap_or(Value::Null));
     }
     Ok(st.put(&res.key(), obj))
+}
+
+/// Services get a ClusterIP (from 10.96.0.0/12, 10.96.0.1 being the `kubernetes` Service's) unless
+/// headless or ExternalName; an update that leaves the allocated values out keeps them.
+fn allocate_cluster_ip(st: &mut State, svc: &mut Value, old: Option<&Value>) {
+    let Some(spec) = svc.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
+        return;
+    }
+    let missing = |s: &Value, k: &str| {
+        s.get(k)
+            .is_none_or(|v| v.is_null() || v == "" || v.as_array().is_some_and(Vec::is_empty))
+    };
+    if missing(spec, "clusterIP") {
+        let kept = old
+            .and_then(|o| o.pointer("/spec/clusterIP"))
+            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+        let ip = match kept {
+            Some(ip) => ip.clone(),
+            None => {
+                st.next_service_ip += 1;
+                let n = st.next_service_ip;
+                json!(format!(
+                    "10.{}.{}.{}",
+                    96 + (n >> 16) % 16,
+                    (n >> 8) & 0xff,
+                    n & 0xff
+                ))
+            }
+        };
+        spec["clusterIP"] = ip;
+    }
+    if missing(spec, "clusterIPs") {
+        spec["clusterIPs"] = json!([spec["clusterIP"].clone()]);
+    }
+    if missing(spec, "ipFamilies") {
+        spec["ipFamilies"] = json!(["IPv4"]);
+    }
+    if missing(spec, "ipFamilyPolicy") {
+        spec["ipFamilyPolicy"] = json!("SingleStack");
+    }
 }
 
 /// A CRD the server accepted is established at once; its storage version is recorded.

@@ -119,6 +119,10 @@ pub struct State {
     pub latency: Duration,
     /// `namespace/name` of a Service → `host:port` where it really listens.
     pub service_map: HashMap<String, String>,
+    /// The last ClusterIP handed out, as an offset into 10.96.0.0/12.
+    pub next_service_ip: u32,
+    /// Whether workload kinds get the status their pods would give them (see gc.rs).
+    pub simulate_workloads: bool,
 }
 
 impl State {
@@ -133,6 +137,8 @@ impl State {
             faults: vec![],
             latency: Duration::ZERO,
             service_map: HashMap::new(),
+            next_service_ip: 9,
+            simulate_workloads: true,
         }
     }
 
@@ -272,6 +278,14 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
         .and_then(|m| m.get(field))
         .and_then(Value::as_str)
         .unwrap_or_default()
+}
+
+/// A top-level string field, owned (empty if absent).
+pub fn meta_free_str(obj: &Value, field: &str) -> String {
+    obj.get(field)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 pub fn finalizers(obj: &Value) -> Vec<String> {

@@ -37,6 +37,17 @@ fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     Some(key)
 }
 
+/// The merge key of a built-in list field, for server-side apply (`in_containers`: the list is
+/// inside a container, where `ports` merge by `containerPort`).
+pub fn builtin_merge_key(field: &str, in_containers: bool) -> Option<&'static str> {
+    match field {
+        "ports" if in_containers => Some("containerPort"),
+        "ports" => Some("port"),
+        "finalizers" | "ownerReferences" => None,
+        other => merge_key(other, &[]),
+    }
+}
+
 /// Primitive lists whose strategy is "merge" (union) rather than replace.
 fn merges_primitives(field: &str) -> bool {
     matches!(field, "finalizers")

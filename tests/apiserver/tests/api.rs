@@ -17,6 +17,7 @@ use test_apiserver::{Options, TestApiServer, Verb};
 async fn server() -> (TestApiServer, kube::Client) {
     let s = TestApiServer::start(Options {
         bookmark_interval: Duration::from_millis(200),
+        simulate_workloads: false,
         ..Default::default()
     })
     .await
@@ -276,6 +277,61 @@ async fn patches_status_and_generation() {
     .await
     .unwrap();
     assert_eq!(deps.get("d").await.unwrap().spec.unwrap().replicas, Some(4));
+}
+
+#[tokio::test]
+async fn server_side_apply_merges_lists_by_key() {
+    let (_s, c) = server().await;
+    let deps: Api<Deployment> = Api::default_namespaced(c.clone());
+    let dep = |containers: serde_json::Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "m"},
+               "spec": {"selector": {"matchLabels": {"app": "m"}}, "template": {"metadata": {"labels": {"app": "m"}}, "spec": {"containers": containers}}}})
+    };
+    deps.patch(
+        "m",
+        &PatchParams::apply("operator").force(),
+        &Patch::Apply(dep(json!([{"name": "main", "image": "a:1"}]))),
+    )
+    .await
+    .unwrap();
+    // Someone else adds a sidecar through their own apply.
+    let side = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "m"},
+                      "spec": {"template": {"spec": {"containers": [{"name": "side", "image": "s:1"}]}}}});
+    deps.patch("m", &PatchParams::apply("injector"), &Patch::Apply(&side))
+        .await
+        .unwrap();
+    // The operator's forced re-apply of its own container keeps the sidecar (no fight).
+    let d = deps
+        .patch(
+            "m",
+            &PatchParams::apply("operator").force(),
+            &Patch::Apply(dep(json!([{"name": "main", "image": "a:2"}]))),
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = d
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["main", "side"]);
+    // Without force, touching the injector's container conflicts, naming the item.
+    let e = api_err(
+        deps.patch(
+            "m",
+            &PatchParams::apply("operator"),
+            &Patch::Apply(dep(json!([{"name": "side", "image": "s:2"}]))),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.code, 409);
+    assert!(e.message.contains(r#"conflict with "injector" using apps/v1: .spec.template.spec.containers[name="side"].image"#), "{}", e.message);
 }
 
 #[tokio::test]
@@ -638,6 +694,111 @@ async fn discovery_finds_builtins_and_crds() {
             .is_some()
     })
     .await;
+}
+
+#[tokio::test]
+async fn apply_yaml_fixtures_and_open_watches() {
+    let (s, c) = server().await;
+    let objs = s
+        .apply_yaml(&format!(
+            "{}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: fx}}\ndata: {{a: b}}\n---\napiVersion: test.example.com/v1\nkind: Widget\nmetadata: {{name: w}}\nspec: {{greeting: hi}}\n",
+            include_str!("fixtures/widget-crd.yaml")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(objs.len(), 3);
+    assert_eq!(objs[2]["spec"]["mode"], "fast", "schema defaults applied");
+    assert!(s
+        .apply_yaml("apiVersion: v1\nkind: Nope\nmetadata: {name: x}\n")
+        .await
+        .is_err());
+    let err = s.apply_yaml("apiVersion: test.example.com/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {greeting: hi, port: 0}\n").await.unwrap_err();
+    assert!(err.to_string().contains("spec.port"), "{err}");
+
+    assert_eq!(s.open_watches(), 0);
+    let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
+    let stream = cms
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    eventually("one open watch", || s.open_watches() == 1).await;
+    drop(stream);
+    eventually("watch closed", || s.open_watches() == 0).await;
+}
+
+#[tokio::test]
+async fn builtin_defaults_and_simulated_workloads() {
+    let s = TestApiServer::start(Options::default()).await.unwrap();
+    let c = s.client().unwrap();
+    let deps: Api<Deployment> = Api::default_namespaced(c.clone());
+    let d = deps
+        .create(&PostParams::default(), &deployment("web"))
+        .await
+        .unwrap();
+    let spec = d.spec.unwrap();
+    assert_eq!(spec.revision_history_limit, Some(10));
+    assert_eq!(
+        spec.strategy.unwrap().type_.as_deref(),
+        Some("RollingUpdate")
+    );
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.dns_policy.as_deref(), Some("ClusterFirst"));
+    assert_eq!(
+        pod.containers[0].image_pull_policy.as_deref(),
+        Some("Always")
+    );
+    assert_eq!(
+        pod.containers[0].termination_message_path.as_deref(),
+        Some("/dev/termination-log")
+    );
+
+    // The workload simulation: the Deployment becomes Available for its generation.
+    let mut ready = false;
+    for _ in 0..100 {
+        let st = deps.get("web").await.unwrap().status.unwrap_or_default();
+        if st.ready_replicas == Some(1) && st.observed_generation == Some(1) {
+            ready = st
+                .conditions
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Available" && c.status == "True");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready);
+    // Converged: the simulation does not rewrite it.
+    let rv = deps.get("web").await.unwrap().resource_version();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(deps.get("web").await.unwrap().resource_version(), rv);
+
+    // Services get a ClusterIP, kept across updates that leave it out.
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::default_namespaced(c.clone());
+    let svc = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})).unwrap();
+    let svc = svcs.create(&PostParams::default(), &svc).await.unwrap();
+    let spec = svc.spec.unwrap();
+    let ip = spec.cluster_ip.clone().unwrap();
+    assert!(ip.starts_with("10.96."), "{ip}");
+    assert_eq!(spec.ports.unwrap()[0].protocol.as_deref(), Some("TCP"));
+    let applied = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 81}]}});
+    let svc = svcs
+        .patch(
+            "web",
+            &PatchParams::apply("me").force(),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .unwrap();
+    assert_eq!(svc.spec.unwrap().cluster_ip, Some(ip));
+
+    // With the simulation off, status is what tests write.
+    s.set_simulate_workloads(false);
+    deps.create(&PostParams::default(), &deployment("slow"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(deps.get("slow").await.unwrap().status.is_none());
 }
 
 #[tokio::test]

@@ -1,0 +1,449 @@
+//! The MCPServer reconciler: re-validate, resolve, apply children (only when they differ), and
+//! report status (only when it changes).
+
+use super::children::{self, Children, Inputs, FIELD_MANAGER};
+use super::metrics::ControllerMetrics;
+use super::resolve::CommandResolver;
+use crate::admission::{self, Operation};
+use crate::api::v1beta1::{MCPServer, MCPServerStatus, MCPToolConfig};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Label every child carries; the child watches select on it.
+const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=mcp-operator";
+/// A converged object is looked at again this often (watch events do the real work).
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Operator-wide settings of the reconciler.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub bridge_image: String,
+    pub default_pull_secrets: Vec<String>,
+    /// How often a converged object is reconciled again; `None` for [`DEFAULT_RESYNC`].
+    pub resync: Option<Duration>,
+}
+
+/// Everything a reconcile needs besides the object.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub resolver: Arc<dyn CommandResolver>,
+    pub metrics: ControllerMetrics,
+    recorder: Recorder,
+    stores: Stores,
+    failures: Mutex<HashMap<ObjectRef<MCPServer>, u32>>,
+    /// The admission verdict of each object's current generation: a spec does not change
+    /// without a new generation, so a resync need not check it again.
+    verdicts: Mutex<HashMap<ObjectRef<MCPServer>, (Option<i64>, Option<String>)>>,
+}
+
+/// Caches fed by the same watches that trigger reconciles.
+#[derive(Clone)]
+struct Stores {
+    deployments: Store<Deployment>,
+    services: Store<Service>,
+    service_accounts: Store<ServiceAccount>,
+    config_maps: Store<ConfigMap>,
+    secrets: Store<PartialObjectMeta<Secret>>,
+    tool_configs: Store<MCPToolConfig>,
+}
+
+/// Why a reconcile failed; the variant name is the metric label and the Event reason.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to apply {child}: {source}")]
+    ApplyChild { child: String, source: kube::Error },
+    #[error("failed to delete {child}: {source}")]
+    DeleteChild { child: String, source: kube::Error },
+    #[error("failed to write the status: {0}")]
+    WriteStatus(#[source] kube::Error),
+    #[error("the object has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::ApplyChild { .. } => "ApplyChild",
+            Error::DeleteChild { .. } => "DeleteChild",
+            Error::WriteStatus(_) => "WriteStatus",
+            Error::NoNamespace => "NoNamespace",
+        }
+    }
+}
+
+/// Runs the MCPServer controller over `namespace` (all namespaces when `None`) until the
+/// returned future is dropped.
+pub async fn run(client: Client, namespace: Option<String>, settings: Settings, resolver: Arc<dyn CommandResolver>, metrics: ControllerMetrics) {
+    let api = |client: &Client| -> Api<MCPServer> {
+        match &namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    };
+    let children_cfg = watcher::Config::default().labels(MANAGED_SELECTOR);
+    let (deployments, deployment_stream) = reflect::<Deployment>(&client, &namespace, children_cfg.clone());
+    let (services, service_stream) = reflect::<Service>(&client, &namespace, children_cfg.clone());
+    let (service_accounts, sa_stream) = reflect::<ServiceAccount>(&client, &namespace, children_cfg.clone());
+    let (config_maps, cm_stream) = reflect::<ConfigMap>(&client, &namespace, children_cfg);
+    let (tool_configs, tool_config_stream) = reflect::<MCPToolConfig>(&client, &namespace, watcher::Config::default());
+    // Secrets by metadata only: their values never enter the operator's memory.
+    let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    let secret_api: Api<PartialObjectMeta<Secret>> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let secret_stream = watcher(secret_api, watcher::Config::default())
+        .default_backoff()
+        .reflect(secret_writer)
+        .touched_objects();
+
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None }),
+        client: client.clone(),
+        settings,
+        resolver,
+        metrics,
+        stores: Stores { deployments, services, service_accounts, config_maps, secrets, tool_configs },
+        failures: Mutex::new(HashMap::new()),
+        verdicts: Mutex::new(HashMap::new()),
+    });
+    let controller = Controller::new(api(&client), watcher::Config::default());
+    let servers = controller.store();
+    let by_secret = servers.clone();
+    let by_tool_config = servers.clone();
+    controller
+        .owns_stream(deployment_stream)
+        .owns_stream(service_stream)
+        .owns_stream(sa_stream)
+        .owns_stream(cm_stream)
+        .watches_stream(secret_stream, move |secret| referencing(&by_secret, &secret.namespace(), |s| secret_names(s).contains(&secret.name_any())))
+        .watches_stream(tool_config_stream, move |tc| {
+            referencing(&by_tool_config, &tc.namespace(), |s| s.spec.tool_config_ref.as_ref().is_some_and(|r| r.name == tc.name_any()))
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+/// A store and the stream of objects it saw, for one child (or referenced) kind.
+fn reflect<K>(
+    client: &Client,
+    namespace: &Option<String>,
+    cfg: watcher::Config,
+) -> (Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, cfg).default_backoff().reflect(writer).touched_objects();
+    (store, stream)
+}
+
+fn referencing(servers: &Store<MCPServer>, ns: &Option<String>, pred: impl Fn(&MCPServer) -> bool) -> Vec<ObjectRef<MCPServer>> {
+    servers
+        .state()
+        .iter()
+        .filter(|s| s.namespace() == *ns && pred(s))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+fn secret_names(server: &MCPServer) -> Vec<String> {
+    server.spec.secrets.iter().flatten().map(|s| s.name.clone()).collect()
+}
+
+/// One pass over one MCPServer.
+pub async fn reconcile(server: Arc<MCPServer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(&server, &ctx).await;
+    let outcome = match &result {
+        Ok(_) => "success",
+        Err(e) => e.reason(),
+    };
+    ctx.metrics.observe_reconcile("MCPServer", outcome, started.elapsed());
+    if result.is_ok() {
+        ctx.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&ObjectRef::from_obj(server.as_ref()));
+    }
+    result
+}
+
+async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Error> {
+    let ns = server.namespace().ok_or(Error::NoNamespace)?;
+    if server.meta().deletion_timestamp.is_some() {
+        // Children go with the owner references; nothing outside them needs cleaning.
+        return Ok(Action::await_change());
+    }
+    // The webhook may be off or may have been bypassed: check again before acting.
+    if let Some(message) = spec_errors(server, ctx) {
+        let status = status_for(server, None, Verdict::Invalid(message), None);
+        write_status(server, ctx, status).await?;
+        return Ok(Action::await_change());
+    }
+    let (command, resolved) = match &server.spec.command {
+        Some(c) => (Some(c.clone()), None),
+        None => match ctx.resolver.resolve(&server.spec.image, &ns).await {
+            Ok(c) => (Some(c), Some(Ok(()))),
+            Err(why) => (None, Some(Err(why))),
+        },
+    };
+    let Some(command) = command else {
+        let status = status_for(server, None, Verdict::Accepted, resolved);
+        write_status(server, ctx, status).await?;
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    };
+    let inputs = Inputs {
+        bridge_image: ctx.settings.bridge_image.clone(),
+        command,
+        tool_config: tool_config(server, ctx),
+        secret_versions: secret_versions(server, ctx),
+        default_pull_secrets: ctx.settings.default_pull_secrets.clone(),
+    };
+    let desired = children::desired(server, &inputs);
+    apply_children(server, ctx, &ns, &desired).await?;
+    let live = ctx.stores.deployments.get(&ObjectRef::new(&children::deployment_name(&server.name_any())).within(&ns));
+    let status = status_for(server, live.as_deref(), Verdict::Accepted, resolved);
+    write_status(server, ctx, status).await?;
+    Ok(Action::requeue(ctx.settings.resync.unwrap_or(DEFAULT_RESYNC)))
+}
+
+/// The admission core's errors for this generation of the spec, if any (cached per generation).
+fn spec_errors(server: &MCPServer, ctx: &Context) -> Option<String> {
+    let key = ObjectRef::from_obj(server);
+    let generation = server.meta().generation;
+    let mut cache = ctx.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((g, errors)) = cache.get(&key) {
+        if *g == generation && generation.is_some() {
+            return errors.clone();
+        }
+    }
+    let object = serde_json::to_value(server).unwrap_or(Value::Null);
+    let errors = match admission::admit(&object, None, Operation::Create) {
+        Ok(v) if !v.allowed() => Some(v.errors.to_string()),
+        _ => None,
+    };
+    cache.insert(key, (generation, errors.clone()));
+    errors
+}
+
+fn tool_config(server: &MCPServer, ctx: &Context) -> Option<crate::api::v1beta1::MCPToolConfigSpec> {
+    let name = &server.spec.tool_config_ref.as_ref()?.name;
+    let ns = server.namespace()?;
+    ctx.stores.tool_configs.get(&ObjectRef::new(name).within(&ns)).map(|t| t.spec.clone())
+}
+
+fn secret_versions(server: &MCPServer, ctx: &Context) -> BTreeMap<String, String> {
+    let ns = server.namespace().unwrap_or_default();
+    secret_names(server)
+        .into_iter()
+        .map(|name| {
+            let version = ctx
+                .stores
+                .secrets
+                .get(&ObjectRef::new(&name).within(&ns))
+                .and_then(|s| s.resource_version())
+                .unwrap_or_else(|| "missing".into());
+            (name, version)
+        })
+        .collect()
+}
+
+/// Server-side applies every child that differs from what the cluster has; converged children
+/// cost nothing. A ServiceAccount we made but no longer need is removed.
+async fn apply_children(server: &MCPServer, ctx: &Context, ns: &str, desired: &Children) -> Result<(), Error> {
+    let name = server.name_any();
+    apply_if_changed(ctx, ns, &desired.config_map, ctx.stores.config_maps.get(&ObjectRef::new(&children::config_map_name(&name)).within(ns))).await?;
+    let sa_name = children::service_account_name(&name);
+    let live_sa = ctx.stores.service_accounts.get(&ObjectRef::new(&sa_name).within(ns));
+    match &desired.service_account {
+        Some(sa) => apply_if_changed(ctx, ns, sa, live_sa).await?,
+        None if live_sa.is_some() => {
+            let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
+            match api.delete(&sa_name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(source) => return Err(Error::DeleteChild { child: format!("ServiceAccount/{sa_name}"), source }),
+            }
+        }
+        None => {}
+    }
+    apply_if_changed(ctx, ns, &desired.service, ctx.stores.services.get(&ObjectRef::new(&children::service_name(&name)).within(ns))).await?;
+    apply_if_changed(ctx, ns, &desired.deployment, ctx.stores.deployments.get(&ObjectRef::new(&children::deployment_name(&name)).within(ns))).await
+}
+
+async fn apply_if_changed<K>(ctx: &Context, ns: &str, desired: &K, live: Option<Arc<K>>) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::Serialize + DeserializeOwned + Debug,
+{
+    let want = serde_json::to_value(desired).unwrap_or(Value::Null);
+    if let Some(live) = live {
+        let have = serde_json::to_value(live.as_ref()).unwrap_or(Value::Null);
+        if children::is_subset(&want, &have) {
+            return Ok(());
+        }
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let name = desired.meta().name.clone().unwrap_or_default();
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&want))
+        .await
+        .map_err(|source| Error::ApplyChild { child: children::describe(&want), source })?;
+    ctx.metrics.count_apply(K::kind(&()).as_ref());
+    Ok(())
+}
+
+/// Whether the spec passed the admission core.
+enum Verdict {
+    Accepted,
+    Invalid(String),
+}
+
+/// The status the object should have, from what was found. Transition times of conditions that
+/// did not change are kept, so an unchanged world yields an identical status.
+fn status_for(server: &MCPServer, deployment: Option<&Deployment>, verdict: Verdict, image: Option<Result<(), String>>) -> MCPServerStatus {
+    let old = server.status.clone().unwrap_or_default();
+    let generation = server.meta().generation;
+    let mut conditions: Vec<Condition> = Vec::new();
+    let mut cond = |type_: &str, ok: bool, reason: &str, message: String| {
+        conditions.push(condition(&old, generation, type_, ok, reason, message));
+    };
+    let ready_replicas = deployment.and_then(|d| d.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0);
+    let scaled_to_zero = deployment.and_then(|d| d.spec.as_ref()).and_then(|s| s.replicas) == Some(0);
+    let (phase, message) = match (&verdict, &image) {
+        (Verdict::Invalid(why), _) => {
+            cond("Accepted", false, "InvalidSpec", why.clone());
+            cond("Ready", false, "InvalidSpec", "the spec is not valid; no workload is created".into());
+            ("Failed", Some(format!("invalid spec: {why}")))
+        }
+        (Verdict::Accepted, Some(Err(why))) => {
+            cond("Accepted", true, "Valid", "the spec is valid".into());
+            cond("ImageResolved", false, "EntrypointUnknown", format!("{why}; set spec.command to the server's command"));
+            cond("Ready", false, "EntrypointUnknown", "waiting for the server's command".into());
+            ("Pending", Some(format!("cannot read the entrypoint of {}: {why}; set spec.command", server.spec.image)))
+        }
+        (Verdict::Accepted, _) => {
+            cond("Accepted", true, "Valid", "the spec is valid".into());
+            if image.is_some() {
+                cond("ImageResolved", true, "EntrypointRead", "the command was read from the image".into());
+            }
+            if scaled_to_zero {
+                cond("Ready", false, "Stopped", "scaled to zero".into());
+                ("Stopped", Some("the Deployment is scaled to zero".into()))
+            } else if ready_replicas > 0 {
+                cond("Ready", true, "Ready", format!("{ready_replicas} pod(s) ready"));
+                ("Ready", None)
+            } else {
+                cond("Ready", false, "NotReady", "waiting for a pod whose bridge has initialized the server".into());
+                ("Pending", None)
+            }
+        }
+    };
+    let accepted = matches!(verdict, Verdict::Accepted);
+    MCPServerStatus {
+        conditions: Some(conditions),
+        observed_generation: generation,
+        phase: Some(phase.into()),
+        message,
+        url: accepted.then(|| children::url(server)),
+        ready_replicas: deployment.map(|_| ready_replicas),
+        tool_config_hash: old.tool_config_hash,
+    }
+}
+
+fn condition(old: &MCPServerStatus, generation: Option<i64>, type_: &str, ok: bool, reason: &str, message: String) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let previous = old.conditions.iter().flatten().find(|c| c.type_ == type_);
+    let since = match previous {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => Time(k8s_openapi::jiff::Timestamp::now()),
+    };
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: since,
+        observed_generation: generation,
+    }
+}
+
+/// Writes the status when it differs from what is stored, and records an Event when the phase
+/// changes.
+async fn write_status(server: &MCPServer, ctx: &Context, status: MCPServerStatus) -> Result<(), Error> {
+    let old = server.status.clone().unwrap_or_default();
+    if old == status {
+        return Ok(());
+    }
+    let ns = server.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<MCPServer> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = json!({
+        "status": {
+            "conditions": status.conditions,
+            "observedGeneration": status.observed_generation,
+            "phase": status.phase,
+            "message": status.message,
+            "url": status.url,
+            "readyReplicas": status.ready_replicas,
+        }
+    });
+    api.patch_status(&server.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(Error::WriteStatus)?;
+    if old.phase != status.phase {
+        announce_phase(server, ctx, &status).await;
+    }
+    Ok(())
+}
+
+async fn announce_phase(server: &MCPServer, ctx: &Context, status: &MCPServerStatus) {
+    let phase = status.phase.clone().unwrap_or_default();
+    let type_ = if phase == "Failed" { EventType::Warning } else { EventType::Normal };
+    let note = status.message.clone().unwrap_or_else(|| format!("phase is now {phase}"));
+    let event = Event { type_, reason: phase, note: Some(truncate(&note, 1000)), action: "Reconcile".into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&event, &server.object_ref(&())).await {
+        tracing::debug!(error = %e, "could not record an Event");
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// Exponential backoff with jitter, per object; the error also goes out as a Warning Event.
+pub fn error_policy(server: Arc<MCPServer>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = ObjectRef::from_obj(server.as_ref());
+    let attempt = {
+        let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    tracing::warn!(name = %server.name_any(), namespace = ?server.namespace(), reason = error.reason(), attempt, error = %error, "reconcile failed");
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(12));
+    let capped = exp.min(BACKOFF_MAX);
+    let jitter = rand::random::<f64>() * 0.5 + 0.75; // ±25 %
+    Action::requeue(capped.mul_f64(jitter))
+}
