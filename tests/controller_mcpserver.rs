@@ -40,16 +40,42 @@ async fn start(resync: Option<Duration>) -> Harness {
     }
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in ["default", "toolhive-system"] {
-        let _ = namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap()).await;
+        let _ = namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await;
     }
     let resolver = StaticResolver::new(HashMap::from([
-        ("docker.io/mcp/fetch".to_string(), vec!["mcp-server-fetch".to_string()]),
-        ("ghcr.io/github/github-mcp-server".to_string(), vec!["github-mcp-server".to_string(), "stdio".to_string()]),
+        (
+            "docker.io/mcp/fetch".to_string(),
+            vec!["mcp-server-fetch".to_string()],
+        ),
+        (
+            "ghcr.io/github/github-mcp-server".to_string(),
+            vec!["github-mcp-server".to_string(), "stdio".to_string()],
+        ),
     ]));
-    let settings = Settings { bridge_image: "example.com/mcp-operator:test".into(), resync, ..Settings::default() };
+    let settings = Settings {
+        bridge_image: "example.com/mcp-operator:test".into(),
+        resync,
+        ..Settings::default()
+    };
     let metrics = ControllerMetrics::default();
-    let controller = tokio::spawn(mcpserver::run(client.clone(), None, settings, Arc::new(resolver), metrics.clone()));
-    Harness { server, client, metrics, _controller: controller }
+    let controller = tokio::spawn(mcpserver::run(
+        client.clone(),
+        None,
+        settings,
+        Arc::new(resolver),
+        metrics.clone(),
+    ));
+    Harness {
+        server,
+        client,
+        metrics,
+        _controller: controller,
+    }
 }
 
 async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
@@ -62,7 +88,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -74,22 +103,47 @@ fn seed(name: &str) -> Value {
 
 async fn create_server(client: &Client, obj: Value) -> MCPServer {
     // Defaults as the webhook (or the CRD schema) would fill them in.
-    let verdict = mcp_operator::admission::admit(&obj, None, mcp_operator::admission::Operation::Create).unwrap();
+    let verdict =
+        mcp_operator::admission::admit(&obj, None, mcp_operator::admission::Operation::Create)
+            .unwrap();
     assert!(verdict.allowed(), "{}", verdict.errors);
     let server: MCPServer = serde_json::from_value(verdict.defaulted).unwrap();
-    let ns = server.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    Api::<MCPServer>::namespaced(client.clone(), &ns).create(&PostParams::default(), &server).await.unwrap()
+    let ns = server
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    Api::<MCPServer>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &server)
+        .await
+        .unwrap()
 }
 
 async fn get<K>(client: &Client, ns: &str, name: &str) -> Option<K>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
 {
-    Api::<K>::namespaced(client.clone(), ns).get_opt(name).await.unwrap()
+    Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .unwrap()
 }
 
 fn checksum(d: &Deployment) -> String {
-    d.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()[CONFIG_CHECKSUM].clone()
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()[CONFIG_CHECKSUM]
+        .clone()
 }
 
 #[tokio::test]
@@ -109,37 +163,71 @@ async fn seeds_get_their_children_and_become_ready() {
     assert_eq!(labels["app.kubernetes.io/instance"], "github");
     assert_eq!(labels["app.kubernetes.io/managed-by"], "mcp-operator");
     let owner = &dep.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("MCPServer", "github", Some(true)));
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("MCPServer", "github", Some(true))
+    );
     let pod = dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(pod.service_account_name.as_deref(), Some("github-sa"));
     let mcp = &pod.containers[0];
     assert_eq!(mcp.name, "mcp");
-    assert_eq!(mcp.image.as_deref(), Some("ghcr.io/github/github-mcp-server"));
+    assert_eq!(
+        mcp.image.as_deref(),
+        Some("ghcr.io/github/github-mcp-server")
+    );
     let args = mcp.args.clone().unwrap();
-    assert_eq!(&args[args.len() - 2..], ["github-mcp-server", "stdio"], "the resolved command is wrapped by the bridge");
+    assert_eq!(
+        &args[args.len() - 2..],
+        ["github-mcp-server", "stdio"],
+        "the resolved command is wrapped by the bridge"
+    );
     let env = mcp.env.clone().unwrap();
-    let token = env.iter().find(|e| e.name == "GITHUB_PERSONAL_ACCESS_TOKEN").unwrap();
+    let token = env
+        .iter()
+        .find(|e| e.name == "GITHUB_PERSONAL_ACCESS_TOKEN")
+        .unwrap();
     assert!(token.value.is_none(), "secret values never copied");
-    let key_ref = token.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-    assert_eq!((key_ref.name.as_str(), key_ref.key.as_str()), ("github-token", "token"));
+    let key_ref = token
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (key_ref.name.as_str(), key_ref.key.as_str()),
+        ("github-token", "token")
+    );
     assert_eq!(mcp.ports.as_ref().unwrap()[0].container_port, 8080);
     let port = &svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
     assert_eq!(port.port, 8080);
-    assert!(!cm.data.as_ref().unwrap()["bridge.json"].contains("token"), "no secret in the ConfigMap");
+    assert!(
+        !cm.data.as_ref().unwrap()["bridge.json"].contains("token"),
+        "no secret in the ConfigMap"
+    );
 
     let servers: Api<MCPServer> = Api::namespaced(c.clone(), ns);
     let url = eventually("status.url", || async {
         servers.get("github").await.ok()?.status?.url
     })
     .await;
-    assert_eq!(url, "http://mcp-github-proxy.toolhive-system.svc.cluster.local:8080/mcp");
+    assert_eq!(
+        url,
+        "http://mcp-github-proxy.toolhive-system.svc.cluster.local:8080/mcp"
+    );
     let pending = servers.get("github").await.unwrap().status.unwrap();
     assert_eq!(pending.phase.as_deref(), Some("Pending"));
 
     // The fake has no kubelet: say the pods are ready, as the Deployment controller would.
     let deployments: Api<Deployment> = Api::namespaced(c.clone(), ns);
     deployments
-        .patch_status("github", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}})))
+        .patch_status(
+            "github",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}}),
+            ),
+        )
         .await
         .unwrap();
     let ready = eventually("Ready", || async {
@@ -148,11 +236,19 @@ async fn seeds_get_their_children_and_become_ready() {
     })
     .await;
     assert_eq!(ready.ready_replicas, Some(1));
-    let cond = ready.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+    let cond = ready
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
     assert_eq!(cond.status, "True");
 
     let fetch: Deployment = eventually("fetch Deployment", || get(c, "default", "fetch")).await;
-    let res = fetch.spec.unwrap().template.spec.unwrap().containers[0].resources.clone().unwrap();
+    let res = fetch.spec.unwrap().template.spec.unwrap().containers[0]
+        .resources
+        .clone()
+        .unwrap();
     assert_eq!(res.limits.unwrap()["memory"].0, "128Mi");
 }
 
@@ -162,7 +258,13 @@ async fn drift_is_repaired_and_config_changes_roll_pods() {
     let c = &h.client;
     let secrets: Api<Secret> = Api::namespaced(c.clone(), "toolhive-system");
     secrets
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "github-token"}, "stringData": {"token": "one"}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "github-token"}, "stringData": {"token": "one"}}),
+            )
+            .unwrap(),
+        )
         .await
         .unwrap();
     create_server(c, seed("mcpserver-github.yaml")).await;
@@ -170,23 +272,41 @@ async fn drift_is_repaired_and_config_changes_roll_pods() {
     let first: Deployment = eventually("Deployment", || get(c, ns, "github")).await;
 
     // A deleted Service comes back.
-    Api::<Service>::namespaced(c.clone(), ns).delete("mcp-github-proxy", &DeleteParams::default()).await.unwrap();
-    eventually("Service recreated", || get::<Service>(c, ns, "mcp-github-proxy")).await;
+    Api::<Service>::namespaced(c.clone(), ns)
+        .delete("mcp-github-proxy", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("Service recreated", || {
+        get::<Service>(c, ns, "mcp-github-proxy")
+    })
+    .await;
 
     // A hand-edited image is put back.
     let deployments: Api<Deployment> = Api::namespaced(c.clone(), ns);
     let edit = json!({"spec": {"template": {"spec": {"containers": [{"name": "mcp", "image": "evil/image"}]}}}});
-    deployments.patch("github", &PatchParams::default(), &Patch::Strategic(&edit)).await.unwrap();
+    deployments
+        .patch("github", &PatchParams::default(), &Patch::Strategic(&edit))
+        .await
+        .unwrap();
     eventually("image repaired", || async {
         let d: Deployment = get(c, ns, "github").await?;
-        (d.spec?.template.spec?.containers[0].image.as_deref() == Some("ghcr.io/github/github-mcp-server")).then_some(())
+        (d.spec?.template.spec?.containers[0].image.as_deref()
+            == Some("ghcr.io/github/github-mcp-server"))
+        .then_some(())
     })
     .await;
 
     // Changing the tools rolls the pods.
     let servers: Api<MCPServer> = Api::namespaced(c.clone(), ns);
     let before = checksum(&first);
-    servers.patch("github", &PatchParams::default(), &Patch::Merge(json!({"spec": {"tools": ["get_me"]}}))).await.unwrap();
+    servers
+        .patch(
+            "github",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"tools": ["get_me"]}})),
+        )
+        .await
+        .unwrap();
     let after_tools = eventually("checksum after tools", || async {
         let d: Deployment = get(c, ns, "github").await?;
         let now = checksum(&d);
@@ -197,7 +317,14 @@ async fn drift_is_repaired_and_config_changes_roll_pods() {
     assert!(cm.data.unwrap()["bridge.json"].contains("get_me"));
 
     // Rotating the Secret rolls the pods too.
-    secrets.patch("github-token", &PatchParams::default(), &Patch::Merge(json!({"stringData": {"token": "two"}}))).await.unwrap();
+    secrets
+        .patch(
+            "github-token",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"token": "two"}})),
+        )
+        .await
+        .unwrap();
     eventually("checksum after secret rotation", || async {
         let d: Deployment = get(c, ns, "github").await?;
         (checksum(&d) != after_tools).then_some(())
@@ -209,14 +336,30 @@ async fn drift_is_repaired_and_config_changes_roll_pods() {
         .patch("github", &PatchParams::apply("kubectl").force(), &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "github"}, "spec": {"replicas": 3}})))
         .await
         .unwrap();
-    servers.patch("github", &PatchParams::default(), &Patch::Merge(json!({"spec": {"env": [{"name": "LOG", "value": "debug"}]}}))).await.unwrap();
+    servers
+        .patch(
+            "github",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"env": [{"name": "LOG", "value": "debug"}]}})),
+        )
+        .await
+        .unwrap();
     eventually("env applied", || async {
         let d: Deployment = get(c, ns, "github").await?;
-        d.spec.as_ref()?.template.spec.as_ref()?.containers[0].env.as_ref()?.iter().any(|e| e.name == "LOG").then_some(())
+        d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+            .env
+            .as_ref()?
+            .iter()
+            .any(|e| e.name == "LOG")
+            .then_some(())
     })
     .await;
     let d: Deployment = get(c, ns, "github").await.unwrap();
-    assert_eq!(d.spec.unwrap().replicas, Some(3), "kubectl scale survives reconciles");
+    assert_eq!(
+        d.spec.unwrap().replicas,
+        Some(3),
+        "kubectl scale survives reconciles"
+    );
 }
 
 #[tokio::test]
@@ -237,8 +380,16 @@ async fn invalid_spec_fails_without_children() {
         (s.phase.as_deref() == Some("Failed")).then_some(s)
     })
     .await;
-    let ready = status.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidSpec"));
+    let ready = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InvalidSpec")
+    );
     assert!(status.message.unwrap().contains("spec.env[0].name"));
     assert!(get::<Deployment>(c, "default", "bad").await.is_none());
 }
@@ -251,7 +402,9 @@ async fn unknown_entrypoint_is_reported() {
     let servers: Api<MCPServer> = Api::namespaced(c.clone(), "default");
     let cond = eventually("ImageResolved=False", || async {
         let s = servers.get("mystery").await.ok()?.status?;
-        s.conditions?.into_iter().find(|c| c.type_ == "ImageResolved")
+        s.conditions?
+            .into_iter()
+            .find(|c| c.type_ == "ImageResolved")
     })
     .await;
     assert_eq!(cond.status, "False");
@@ -270,7 +423,10 @@ async fn converged_objects_cause_no_writes() {
     let servers: Api<MCPServer> = Api::namespaced(c.clone(), "default");
     eventually("all converged", || async {
         let list = servers.list(&Default::default()).await.ok()?;
-        list.items.iter().all(|s| s.status.as_ref().and_then(|s| s.url.as_ref()).is_some()).then_some(())
+        list.items
+            .iter()
+            .all(|s| s.status.as_ref().and_then(|s| s.url.as_ref()).is_some())
+            .then_some(())
     })
     .await;
     // Let in-flight applies and their watch events settle.
@@ -291,6 +447,158 @@ async fn converged_objects_cause_no_writes() {
         .filter(|r| r.verb.is_write() && r.resource != "events")
         .map(|r| format!("{:?} {}", r.verb, r.path))
         .collect();
-    assert!(writes.is_empty(), "{} writes after convergence: {:?}", writes.len(), &writes[..writes.len().min(10)]);
+    assert!(
+        writes.is_empty(),
+        "{} writes after convergence: {:?}",
+        writes.len(),
+        &writes[..writes.len().min(10)]
+    );
     eprintln!("{resyncs} reconciles of 100 converged MCPServers, 0 writes");
+}
+
+/// A client whose writes fail one time in five, as a flaky API server's would.
+fn flaky(real: Client, seed: u64) -> Client {
+    use rand::{Rng, SeedableRng};
+    let rng = Arc::new(std::sync::Mutex::new(rand::rngs::StdRng::seed_from_u64(
+        seed,
+    )));
+    let svc = tower::service_fn(move |req: axum::http::Request<kube::client::Body>| {
+        let real = real.clone();
+        let write = matches!(req.method().as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
+        let is_event = req.uri().path().contains("/events");
+        let fail = write && !is_event && rng.lock().unwrap().random_bool(0.2);
+        async move {
+            if fail {
+                let body = serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "injected fault", "reason": "InternalError", "code": 500})).unwrap();
+                let resp = axum::http::Response::builder()
+                    .status(500)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body))
+                    .unwrap();
+                return Ok::<_, kube::Error>(resp);
+            }
+            real.send(req).await
+        }
+    });
+    Client::new(svc, "default")
+}
+
+#[tokio::test]
+async fn converges_under_failing_writes_and_leaves_nothing_behind() {
+    mcp_operator::crypto::install_provider();
+    let server = TestApiServer::start(Options::default()).await.unwrap();
+    server.set_simulate_workloads(false);
+    let client = server.client().unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for mut c in crd::all() {
+        c.spec.conversion = None;
+        crds.create(&PostParams::default(), &c).await.unwrap();
+    }
+    let _ = Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap(),
+        )
+        .await;
+    let settings = Settings {
+        bridge_image: "example.com/mcp-operator:test".into(),
+        ..Settings::default()
+    };
+    let metrics = ControllerMetrics::default();
+    let _controller = tokio::spawn(mcpserver::run(
+        flaky(client.clone(), 7),
+        None,
+        settings,
+        Arc::new(StaticResolver::default()),
+        metrics.clone(),
+    ));
+
+    for i in 0..50 {
+        create_server(&client, json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer", "metadata": {"name": format!("f{i}"), "namespace": "default"}, "spec": {"image": "docker.io/mcp/fetch", "command": ["mcp-server-fetch"]}})).await;
+    }
+    let servers: Api<MCPServer> = Api::namespaced(client.clone(), "default");
+    eventually("50 converged despite faults", || async {
+        let list = servers.list(&Default::default()).await.ok()?;
+        let done = list
+            .items
+            .iter()
+            .filter(|s| s.status.as_ref().and_then(|s| s.url.as_ref()).is_some())
+            .count();
+        (done == 50).then_some(())
+    })
+    .await;
+    let managed =
+        kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=mcp-operator");
+    let deployments = Api::<Deployment>::namespaced(client.clone(), "default")
+        .list(&managed)
+        .await
+        .unwrap();
+    assert_eq!(
+        deployments.items.len(),
+        50,
+        "one Deployment per MCPServer, none duplicated"
+    );
+    for kind_count in [
+        Api::<Service>::namespaced(client.clone(), "default")
+            .list(&managed)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        Api::<ConfigMap>::namespaced(client.clone(), "default")
+            .list(&managed)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        Api::<ServiceAccount>::namespaced(client.clone(), "default")
+            .list(&managed)
+            .await
+            .unwrap()
+            .items
+            .len(),
+    ] {
+        assert_eq!(kind_count, 50);
+    }
+    let failed = metrics.reconciles("MCPServer", "ApplyChild")
+        + metrics.reconciles("MCPServer", "WriteStatus");
+    assert!(
+        failed > 5,
+        "faults were injected and retried ({failed} failed reconciles)"
+    );
+
+    servers
+        .delete_collection(&DeleteParams::default(), &Default::default())
+        .await
+        .unwrap();
+    eventually("children garbage-collected", || async {
+        server.collect_garbage();
+        let left = Api::<Deployment>::namespaced(client.clone(), "default")
+            .list(&managed)
+            .await
+            .ok()?
+            .items
+            .len()
+            + Api::<Service>::namespaced(client.clone(), "default")
+                .list(&managed)
+                .await
+                .ok()?
+                .items
+                .len()
+            + Api::<ConfigMap>::namespaced(client.clone(), "default")
+                .list(&managed)
+                .await
+                .ok()?
+                .items
+                .len()
+            + Api::<ServiceAccount>::namespaced(client.clone(), "default")
+                .list(&managed)
+                .await
+                .ok()?
+                .items
+                .len()
+            + servers.list(&Default::default()).await.ok()?.items.len();
+        (left == 0).then_some(())
+    })
+    .await;
 }

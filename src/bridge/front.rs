@@ -116,6 +116,8 @@ async fn post_mcp(State(st): State<FrontState>, headers: HeaderMap, body: Body) 
     let Some(session) = streamable_session(&st, &headers) else {
         return session_error(&headers);
     };
+    // Session and method only: arguments and results may hold secrets.
+    tracing::debug!(session = %session.id, method, "request");
     if method == "tools/call" && denied_call(&st, &body) {
         st.hub.metrics.observe(&method, "denied", 0.0);
         let reply = jsonrpc::error_response(Some(&id_raw), code::INVALID_PARAMS, TOOL_NOT_FOUND);
@@ -416,6 +418,7 @@ async fn post_messages(
     let id_raw = Bytes::from(id.to_string());
     let started = Instant::now();
     let timeout = st.cfg.request_timeout;
+    tracing::debug!(session = %session.id, method, "request");
     // Every answer goes on this session's own stream, and only there.
     if method == "initialize" {
         let reply = st.hub.initialize_reply(&id_raw).unwrap_or_else(|| {

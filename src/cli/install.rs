@@ -14,7 +14,10 @@ pub fn run(args: InstallArgs) -> i32 {
     match install(&args.path) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: cannot install the binary to {}: {e}", args.path.display());
+            eprintln!(
+                "error: cannot install the binary to {}: {e}",
+                args.path.display()
+            );
             1
         }
     }

@@ -10,7 +10,10 @@ use std::path::PathBuf;
 
 /// The default image of the bridge init container (the operator's own image).
 pub fn default_bridge_image() -> String {
-    format!("ghcr.io/mcp-operator/mcp-operator:{}", env!("CARGO_PKG_VERSION"))
+    format!(
+        "ghcr.io/mcp-operator/mcp-operator:{}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// Print the children (ConfigMap, ServiceAccount, Service, Deployment) the reconciler would
@@ -35,7 +38,10 @@ pub fn run(args: RenderArgs) -> i32 {
     };
     let mut out = String::new();
     let mut rejected = false;
-    for doc in docs.iter().filter(|d| d.value.get("kind").and_then(Value::as_str) == Some("MCPServer")) {
+    for doc in docs
+        .iter()
+        .filter(|d| d.value.get("kind").and_then(Value::as_str) == Some("MCPServer"))
+    {
         match render_one(&doc.value, &args.bridge_image) {
             Ok(text) => out.push_str(&text),
             Err(why) => {
@@ -66,7 +72,11 @@ pub fn render_one(obj: &Value, bridge_image: &str) -> Result<String, String> {
             )),
         ),
     };
-    let inputs = Inputs { bridge_image: bridge_image.to_string(), command, ..Inputs::default() };
+    let inputs = Inputs {
+        bridge_image: bridge_image.to_string(),
+        command,
+        ..Inputs::default()
+    };
     let mut text = String::new();
     for child in children::desired(&server, &inputs).objects() {
         text.push_str("---\n");

@@ -83,7 +83,10 @@ pub fn service_account_name(server: &str) -> String {
 /// Labels that select the pods; never change for the life of the object.
 pub fn selector_labels(server: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "mcpserver".to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "mcpserver".to_string(),
+        ),
         ("app.kubernetes.io/instance".to_string(), server.to_string()),
     ])
 }
@@ -103,7 +106,10 @@ pub fn url(server: &MCPServer) -> String {
     let name = server.name_any();
     let ns = server.namespace().unwrap_or_else(|| "default".into());
     let port = server.spec.proxy_port.unwrap_or(DEFAULT_PROXY_PORT);
-    let base = format!("http://{}.{ns}.svc.cluster.local:{port}", service_name(&name));
+    let base = format!(
+        "http://{}.{ns}.svc.cluster.local:{port}",
+        service_name(&name)
+    );
     if serves_sse(server) {
         format!("{base}/sse#{name}")
     } else {
@@ -141,7 +147,9 @@ pub fn bridge_port(server: &MCPServer) -> i32 {
 /// a tool; an empty or absent list allows everything.
 pub fn allowed_tools(server: &MCPServer, tool_config: Option<&MCPToolConfigSpec>) -> Vec<String> {
     let inline: Vec<String> = server.spec.tools.clone().unwrap_or_default();
-    let shared: Vec<String> = tool_config.and_then(|t| t.tools_filter.clone()).unwrap_or_default();
+    let shared: Vec<String> = tool_config
+        .and_then(|t| t.tools_filter.clone())
+        .unwrap_or_default();
     match (inline.is_empty(), shared.is_empty()) {
         (true, true) => Vec::new(),
         (false, true) => inline,
@@ -163,7 +171,12 @@ pub fn bridge_config(server: &MCPServer, inputs: &Inputs) -> Value {
     if !tools.is_empty() {
         c.insert("tools".into(), json!(tools));
     }
-    if let Some(p) = server.spec.endpoint_prefix.as_ref().filter(|p| !p.is_empty()) {
+    if let Some(p) = server
+        .spec
+        .endpoint_prefix
+        .as_ref()
+        .filter(|p| !p.is_empty())
+    {
         c.insert("endpointPrefix".into(), json!(p));
     }
     if server.spec.trust_proxy_headers == Some(true) {
@@ -197,7 +210,12 @@ pub fn checksum(config: &str, secret_versions: &BTreeMap<String, String>) -> Str
 }
 
 /// Metadata every child shares: name, namespace, labels, controller owner reference.
-fn metadata(server: &MCPServer, name: String, extra_labels: Option<&BTreeMap<String, String>>, annotations: Option<&BTreeMap<String, String>>) -> Value {
+fn metadata(
+    server: &MCPServer,
+    name: String,
+    extra_labels: Option<&BTreeMap<String, String>>,
+    annotations: Option<&BTreeMap<String, String>>,
+) -> Value {
     let mut labels = extra_labels.cloned().unwrap_or_default();
     labels.extend(child_labels(&server.name_any())); // ours win over overrides
     let mut meta = json!({
@@ -264,7 +282,11 @@ fn service_account(server: &MCPServer, inputs: &Inputs) -> Option<ServiceAccount
 
 fn service(server: &MCPServer) -> Service {
     let name = server.name_any();
-    let overrides = server.spec.resource_overrides.as_ref().and_then(|o| o.proxy_service.as_ref());
+    let overrides = server
+        .spec
+        .resource_overrides
+        .as_ref()
+        .and_then(|o| o.proxy_service.as_ref());
     let v = json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -286,12 +308,24 @@ fn service(server: &MCPServer) -> Service {
 /// Plain env, then Secret references (values never leave the Secret), then overrides.
 fn env(server: &MCPServer) -> Vec<Value> {
     let s = &server.spec;
-    let mut env: Vec<Value> = s.env.iter().flatten().map(|e| json!({"name": e.name, "value": e.value})).collect();
+    let mut env: Vec<Value> = s
+        .env
+        .iter()
+        .flatten()
+        .map(|e| json!({"name": e.name, "value": e.value}))
+        .collect();
     for sec in s.secrets.iter().flatten() {
-        let name = sec.target_env_name.clone().unwrap_or_else(|| sec.key.clone());
+        let name = sec
+            .target_env_name
+            .clone()
+            .unwrap_or_else(|| sec.key.clone());
         env.push(json!({"name": name, "valueFrom": {"secretKeyRef": {"name": sec.name, "key": sec.key}}}));
     }
-    let overrides = s.resource_overrides.as_ref().and_then(|o| o.proxy_deployment.as_ref()).and_then(|d| d.env.as_ref());
+    let overrides = s
+        .resource_overrides
+        .as_ref()
+        .and_then(|o| o.proxy_deployment.as_ref())
+        .and_then(|d| d.env.as_ref());
     for e in overrides.into_iter().flatten() {
         env.push(json!({"name": e.name, "value": e.value}));
     }
@@ -299,7 +333,9 @@ fn env(server: &MCPServer) -> Vec<Value> {
 }
 
 fn resources(server: &MCPServer) -> Value {
-    let Some(r) = &server.spec.resources else { return json!({}) };
+    let Some(r) = &server.spec.resources else {
+        return json!({});
+    };
     let list = |l: &Option<crate::api::shared::ResourceList>| {
         let mut m = Map::new();
         if let Some(l) = l {
@@ -346,7 +382,12 @@ fn volumes_and_mounts(server: &MCPServer) -> (Vec<Value>, Vec<Value>) {
         volumes.push(json!({"name": v.name, "hostPath": {"path": v.host_path}}));
         mounts.push(json!({"name": v.name, "mountPath": v.mount_path, "readOnly": v.read_only.unwrap_or(false)}));
     }
-    if let Some(p) = server.spec.permission_profile.as_ref().filter(|p| p.type_ == "configmap") {
+    if let Some(p) = server
+        .spec
+        .permission_profile
+        .as_ref()
+        .filter(|p| p.type_ == "configmap")
+    {
         volumes.push(json!({"name": "permission-profile", "configMap": {"name": p.name}}));
         mounts.push(json!({"name": "permission-profile", "mountPath": "/etc/toolhive/profiles", "readOnly": true}));
     }
@@ -356,11 +397,16 @@ fn volumes_and_mounts(server: &MCPServer) -> (Vec<Value>, Vec<Value>) {
 fn deployment(server: &MCPServer, inputs: &Inputs, checksum: &str) -> Deployment {
     let name = server.name_any();
     let s = &server.spec;
-    let overrides = s.resource_overrides.as_ref().and_then(|o| o.proxy_deployment.as_ref());
+    let overrides = s
+        .resource_overrides
+        .as_ref()
+        .and_then(|o| o.proxy_deployment.as_ref());
     let pod_meta = overrides.and_then(|o| o.pod_template_metadata_overrides.as_ref());
     let mut pod_labels = pod_meta.and_then(|m| m.labels.clone()).unwrap_or_default();
     pod_labels.extend(child_labels(&name));
-    let mut pod_annotations = pod_meta.and_then(|m| m.annotations.clone()).unwrap_or_default();
+    let mut pod_annotations = pod_meta
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
     pod_annotations.insert(CONFIG_CHECKSUM.into(), checksum.into());
     let (volumes, mounts) = volumes_and_mounts(server);
     let mut args = vec![
@@ -436,7 +482,10 @@ fn deployment(server: &MCPServer, inputs: &Inputs, checksum: &str) -> Deployment
 /// Kind and name of a child, for logs and events.
 pub fn describe(obj: &Value) -> String {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("?");
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
     format!("{kind}/{name}")
 }
 
@@ -448,7 +497,9 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
             Some(lv) => is_subset(v, lv),
             None => is_empty(v),
         }),
-        (Value::Array(d), Value::Array(l)) => d.len() == l.len() && d.iter().zip(l).all(|(a, b)| is_subset(a, b)),
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(a, b)| is_subset(a, b))
+        }
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         (d, l) => d == l,
     }

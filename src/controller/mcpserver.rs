@@ -91,7 +91,13 @@ impl Error {
 
 /// Runs the MCPServer controller over `namespace` (all namespaces when `None`) until the
 /// returned future is dropped.
-pub async fn run(client: Client, namespace: Option<String>, settings: Settings, resolver: Arc<dyn CommandResolver>, metrics: ControllerMetrics) {
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    settings: Settings,
+    resolver: Arc<dyn CommandResolver>,
+    metrics: ControllerMetrics,
+) {
     let api = |client: &Client| -> Api<MCPServer> {
         match &namespace {
             Some(ns) => Api::namespaced(client.clone(), ns),
@@ -99,11 +105,14 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings, 
         }
     };
     let children_cfg = watcher::Config::default().labels(MANAGED_SELECTOR);
-    let (deployments, deployment_stream) = reflect::<Deployment>(&client, &namespace, children_cfg.clone());
+    let (deployments, deployment_stream) =
+        reflect::<Deployment>(&client, &namespace, children_cfg.clone());
     let (services, service_stream) = reflect::<Service>(&client, &namespace, children_cfg.clone());
-    let (service_accounts, sa_stream) = reflect::<ServiceAccount>(&client, &namespace, children_cfg.clone());
+    let (service_accounts, sa_stream) =
+        reflect::<ServiceAccount>(&client, &namespace, children_cfg.clone());
     let (config_maps, cm_stream) = reflect::<ConfigMap>(&client, &namespace, children_cfg);
-    let (tool_configs, tool_config_stream) = reflect::<MCPToolConfig>(&client, &namespace, watcher::Config::default());
+    let (tool_configs, tool_config_stream) =
+        reflect::<MCPToolConfig>(&client, &namespace, watcher::Config::default());
     // Secrets by metadata only: their values never enter the operator's memory.
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let secret_api: Api<PartialObjectMeta<Secret>> = match &namespace {
@@ -116,12 +125,25 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings, 
         .touched_objects();
 
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None }),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: None,
+            },
+        ),
         client: client.clone(),
         settings,
         resolver,
         metrics,
-        stores: Stores { deployments, services, service_accounts, config_maps, secrets, tool_configs },
+        stores: Stores {
+            deployments,
+            services,
+            service_accounts,
+            config_maps,
+            secrets,
+            tool_configs,
+        },
         failures: Mutex::new(HashMap::new()),
         verdicts: Mutex::new(HashMap::new()),
     });
@@ -134,9 +156,18 @@ pub async fn run(client: Client, namespace: Option<String>, settings: Settings, 
         .owns_stream(service_stream)
         .owns_stream(sa_stream)
         .owns_stream(cm_stream)
-        .watches_stream(secret_stream, move |secret| referencing(&by_secret, &secret.namespace(), |s| secret_names(s).contains(&secret.name_any())))
+        .watches_stream(secret_stream, move |secret| {
+            referencing(&by_secret, &secret.namespace(), |s| {
+                secret_names(s).contains(&secret.name_any())
+            })
+        })
         .watches_stream(tool_config_stream, move |tc| {
-            referencing(&by_tool_config, &tc.namespace(), |s| s.spec.tool_config_ref.as_ref().is_some_and(|r| r.name == tc.name_any()))
+            referencing(&by_tool_config, &tc.namespace(), |s| {
+                s.spec
+                    .tool_config_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == tc.name_any())
+            })
         })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -149,20 +180,36 @@ fn reflect<K>(
     client: &Client,
     namespace: &Option<String>,
     cfg: watcher::Config,
-) -> (Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let api: Api<K> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store();
-    let stream = watcher(api, cfg).default_backoff().reflect(writer).touched_objects();
+    let stream = watcher(api, cfg)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
     (store, stream)
 }
 
-fn referencing(servers: &Store<MCPServer>, ns: &Option<String>, pred: impl Fn(&MCPServer) -> bool) -> Vec<ObjectRef<MCPServer>> {
+fn referencing(
+    servers: &Store<MCPServer>,
+    ns: &Option<String>,
+    pred: impl Fn(&MCPServer) -> bool,
+) -> Vec<ObjectRef<MCPServer>> {
     servers
         .state()
         .iter()
@@ -172,7 +219,13 @@ fn referencing(servers: &Store<MCPServer>, ns: &Option<String>, pred: impl Fn(&M
 }
 
 fn secret_names(server: &MCPServer) -> Vec<String> {
-    server.spec.secrets.iter().flatten().map(|s| s.name.clone()).collect()
+    server
+        .spec
+        .secrets
+        .iter()
+        .flatten()
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 /// One pass over one MCPServer.
@@ -183,9 +236,13 @@ pub async fn reconcile(server: Arc<MCPServer>, ctx: Arc<Context>) -> Result<Acti
         Ok(_) => "success",
         Err(e) => e.reason(),
     };
-    ctx.metrics.observe_reconcile("MCPServer", outcome, started.elapsed());
+    ctx.metrics
+        .observe_reconcile("MCPServer", outcome, started.elapsed());
     if result.is_ok() {
-        ctx.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&ObjectRef::from_obj(server.as_ref()));
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ObjectRef::from_obj(server.as_ref()));
     }
     result
 }
@@ -223,10 +280,15 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     };
     let desired = children::desired(server, &inputs);
     apply_children(server, ctx, &ns, &desired).await?;
-    let live = ctx.stores.deployments.get(&ObjectRef::new(&children::deployment_name(&server.name_any())).within(&ns));
+    let live = ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new(&children::deployment_name(&server.name_any())).within(&ns));
     let status = status_for(server, live.as_deref(), Verdict::Accepted, resolved);
     write_status(server, ctx, status).await?;
-    Ok(Action::requeue(ctx.settings.resync.unwrap_or(DEFAULT_RESYNC)))
+    Ok(Action::requeue(
+        ctx.settings.resync.unwrap_or(DEFAULT_RESYNC),
+    ))
 }
 
 /// The admission core's errors for this generation of the spec, if any (cached per generation).
@@ -248,10 +310,16 @@ fn spec_errors(server: &MCPServer, ctx: &Context) -> Option<String> {
     errors
 }
 
-fn tool_config(server: &MCPServer, ctx: &Context) -> Option<crate::api::v1beta1::MCPToolConfigSpec> {
+fn tool_config(
+    server: &MCPServer,
+    ctx: &Context,
+) -> Option<crate::api::v1beta1::MCPToolConfigSpec> {
     let name = &server.spec.tool_config_ref.as_ref()?.name;
     let ns = server.namespace()?;
-    ctx.stores.tool_configs.get(&ObjectRef::new(name).within(&ns)).map(|t| t.spec.clone())
+    ctx.stores
+        .tool_configs
+        .get(&ObjectRef::new(name).within(&ns))
+        .map(|t| t.spec.clone())
 }
 
 fn secret_versions(server: &MCPServer, ctx: &Context) -> BTreeMap<String, String> {
@@ -272,11 +340,27 @@ fn secret_versions(server: &MCPServer, ctx: &Context) -> BTreeMap<String, String
 
 /// Server-side applies every child that differs from what the cluster has; converged children
 /// cost nothing. A ServiceAccount we made but no longer need is removed.
-async fn apply_children(server: &MCPServer, ctx: &Context, ns: &str, desired: &Children) -> Result<(), Error> {
+async fn apply_children(
+    server: &MCPServer,
+    ctx: &Context,
+    ns: &str,
+    desired: &Children,
+) -> Result<(), Error> {
     let name = server.name_any();
-    apply_if_changed(ctx, ns, &desired.config_map, ctx.stores.config_maps.get(&ObjectRef::new(&children::config_map_name(&name)).within(ns))).await?;
+    apply_if_changed(
+        ctx,
+        ns,
+        &desired.config_map,
+        ctx.stores
+            .config_maps
+            .get(&ObjectRef::new(&children::config_map_name(&name)).within(ns)),
+    )
+    .await?;
     let sa_name = children::service_account_name(&name);
-    let live_sa = ctx.stores.service_accounts.get(&ObjectRef::new(&sa_name).within(ns));
+    let live_sa = ctx
+        .stores
+        .service_accounts
+        .get(&ObjectRef::new(&sa_name).within(ns));
     match &desired.service_account {
         Some(sa) => apply_if_changed(ctx, ns, sa, live_sa).await?,
         None if live_sa.is_some() => {
@@ -284,18 +368,48 @@ async fn apply_children(server: &MCPServer, ctx: &Context, ns: &str, desired: &C
             match api.delete(&sa_name, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(source) => return Err(Error::DeleteChild { child: format!("ServiceAccount/{sa_name}"), source }),
+                Err(source) => {
+                    return Err(Error::DeleteChild {
+                        child: format!("ServiceAccount/{sa_name}"),
+                        source,
+                    })
+                }
             }
         }
         None => {}
     }
-    apply_if_changed(ctx, ns, &desired.service, ctx.stores.services.get(&ObjectRef::new(&children::service_name(&name)).within(ns))).await?;
-    apply_if_changed(ctx, ns, &desired.deployment, ctx.stores.deployments.get(&ObjectRef::new(&children::deployment_name(&name)).within(ns))).await
+    apply_if_changed(
+        ctx,
+        ns,
+        &desired.service,
+        ctx.stores
+            .services
+            .get(&ObjectRef::new(&children::service_name(&name)).within(ns)),
+    )
+    .await?;
+    apply_if_changed(
+        ctx,
+        ns,
+        &desired.deployment,
+        ctx.stores
+            .deployments
+            .get(&ObjectRef::new(&children::deployment_name(&name)).within(ns)),
+    )
+    .await
 }
 
-async fn apply_if_changed<K>(ctx: &Context, ns: &str, desired: &K, live: Option<Arc<K>>) -> Result<(), Error>
+async fn apply_if_changed<K>(
+    ctx: &Context,
+    ns: &str,
+    desired: &K,
+    live: Option<Arc<K>>,
+) -> Result<(), Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::Serialize + DeserializeOwned + Debug,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + DeserializeOwned
+        + Debug,
 {
     let want = serde_json::to_value(desired).unwrap_or(Value::Null);
     if let Some(live) = live {
@@ -306,9 +420,16 @@ where
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let name = desired.meta().name.clone().unwrap_or_default();
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&want))
-        .await
-        .map_err(|source| Error::ApplyChild { child: children::describe(&want), source })?;
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&want),
+    )
+    .await
+    .map_err(|source| Error::ApplyChild {
+        child: children::describe(&want),
+        source,
+    })?;
     ctx.metrics.count_apply(K::kind(&()).as_ref());
     Ok(())
 }
@@ -321,40 +442,87 @@ enum Verdict {
 
 /// The status the object should have, from what was found. Transition times of conditions that
 /// did not change are kept, so an unchanged world yields an identical status.
-fn status_for(server: &MCPServer, deployment: Option<&Deployment>, verdict: Verdict, image: Option<Result<(), String>>) -> MCPServerStatus {
+fn status_for(
+    server: &MCPServer,
+    deployment: Option<&Deployment>,
+    verdict: Verdict,
+    image: Option<Result<(), String>>,
+) -> MCPServerStatus {
     let old = server.status.clone().unwrap_or_default();
     let generation = server.meta().generation;
     let mut conditions: Vec<Condition> = Vec::new();
     let mut cond = |type_: &str, ok: bool, reason: &str, message: String| {
         conditions.push(condition(&old, generation, type_, ok, reason, message));
     };
-    let ready_replicas = deployment.and_then(|d| d.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0);
-    let scaled_to_zero = deployment.and_then(|d| d.spec.as_ref()).and_then(|s| s.replicas) == Some(0);
+    let ready_replicas = deployment
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let scaled_to_zero = deployment
+        .and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.replicas)
+        == Some(0);
     let (phase, message) = match (&verdict, &image) {
         (Verdict::Invalid(why), _) => {
             cond("Accepted", false, "InvalidSpec", why.clone());
-            cond("Ready", false, "InvalidSpec", "the spec is not valid; no workload is created".into());
+            cond(
+                "Ready",
+                false,
+                "InvalidSpec",
+                "the spec is not valid; no workload is created".into(),
+            );
             ("Failed", Some(format!("invalid spec: {why}")))
         }
         (Verdict::Accepted, Some(Err(why))) => {
             cond("Accepted", true, "Valid", "the spec is valid".into());
-            cond("ImageResolved", false, "EntrypointUnknown", format!("{why}; set spec.command to the server's command"));
-            cond("Ready", false, "EntrypointUnknown", "waiting for the server's command".into());
-            ("Pending", Some(format!("cannot read the entrypoint of {}: {why}; set spec.command", server.spec.image)))
+            cond(
+                "ImageResolved",
+                false,
+                "EntrypointUnknown",
+                format!("{why}; set spec.command to the server's command"),
+            );
+            cond(
+                "Ready",
+                false,
+                "EntrypointUnknown",
+                "waiting for the server's command".into(),
+            );
+            (
+                "Pending",
+                Some(format!(
+                    "cannot read the entrypoint of {}: {why}; set spec.command",
+                    server.spec.image
+                )),
+            )
         }
         (Verdict::Accepted, _) => {
             cond("Accepted", true, "Valid", "the spec is valid".into());
             if image.is_some() {
-                cond("ImageResolved", true, "EntrypointRead", "the command was read from the image".into());
+                cond(
+                    "ImageResolved",
+                    true,
+                    "EntrypointRead",
+                    "the command was read from the image".into(),
+                );
             }
             if scaled_to_zero {
                 cond("Ready", false, "Stopped", "scaled to zero".into());
                 ("Stopped", Some("the Deployment is scaled to zero".into()))
             } else if ready_replicas > 0 {
-                cond("Ready", true, "Ready", format!("{ready_replicas} pod(s) ready"));
+                cond(
+                    "Ready",
+                    true,
+                    "Ready",
+                    format!("{ready_replicas} pod(s) ready"),
+                );
                 ("Ready", None)
             } else {
-                cond("Ready", false, "NotReady", "waiting for a pod whose bridge has initialized the server".into());
+                cond(
+                    "Ready",
+                    false,
+                    "NotReady",
+                    "waiting for a pod whose bridge has initialized the server".into(),
+                );
                 ("Pending", None)
             }
         }
@@ -371,7 +539,14 @@ fn status_for(server: &MCPServer, deployment: Option<&Deployment>, verdict: Verd
     }
 }
 
-fn condition(old: &MCPServerStatus, generation: Option<i64>, type_: &str, ok: bool, reason: &str, message: String) -> Condition {
+fn condition(
+    old: &MCPServerStatus,
+    generation: Option<i64>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+) -> Condition {
     let status = if ok { "True" } else { "False" };
     let previous = old.conditions.iter().flatten().find(|c| c.type_ == type_);
     let since = match previous {
@@ -390,7 +565,11 @@ fn condition(old: &MCPServerStatus, generation: Option<i64>, type_: &str, ok: bo
 
 /// Writes the status when it differs from what is stored, and records an Event when the phase
 /// changes.
-async fn write_status(server: &MCPServer, ctx: &Context, status: MCPServerStatus) -> Result<(), Error> {
+async fn write_status(
+    server: &MCPServer,
+    ctx: &Context,
+    status: MCPServerStatus,
+) -> Result<(), Error> {
     let old = server.status.clone().unwrap_or_default();
     if old == status {
         return Ok(());
@@ -407,7 +586,13 @@ async fn write_status(server: &MCPServer, ctx: &Context, status: MCPServerStatus
             "readyReplicas": status.ready_replicas,
         }
     });
-    api.patch_status(&server.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(Error::WriteStatus)?;
+    api.patch_status(
+        &server.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::WriteStatus)?;
     if old.phase != status.phase {
         announce_phase(server, ctx, &status).await;
     }
@@ -416,9 +601,22 @@ async fn write_status(server: &MCPServer, ctx: &Context, status: MCPServerStatus
 
 async fn announce_phase(server: &MCPServer, ctx: &Context, status: &MCPServerStatus) {
     let phase = status.phase.clone().unwrap_or_default();
-    let type_ = if phase == "Failed" { EventType::Warning } else { EventType::Normal };
-    let note = status.message.clone().unwrap_or_else(|| format!("phase is now {phase}"));
-    let event = Event { type_, reason: phase, note: Some(truncate(&note, 1000)), action: "Reconcile".into(), secondary: None };
+    let type_ = if phase == "Failed" {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    let note = status
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("phase is now {phase}"));
+    let event = Event {
+        type_,
+        reason: phase,
+        note: Some(truncate(&note, 1000)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
     if let Err(e) = ctx.recorder.publish(&event, &server.object_ref(&())).await {
         tracing::debug!(error = %e, "could not record an Event");
     }

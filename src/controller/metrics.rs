@@ -33,7 +33,9 @@ impl Default for ControllerMetrics {
         ControllerMetrics {
             reconciles: Family::default(),
             // 1 ms .. ~16 s
-            duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 15))),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 15))
+            }),
             applies: Family::default(),
             leader: Gauge::default(),
         }
@@ -42,23 +44,58 @@ impl Default for ControllerMetrics {
 
 impl ControllerMetrics {
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("mcp_operator_reconciles", "Reconciles by kind and result (error variant)", self.reconciles.clone());
-        registry.register("mcp_operator_reconcile_duration_seconds", "Time spent in one reconcile", self.duration.clone());
-        registry.register("mcp_operator_child_applies", "Server-side applies of child objects, by child kind", self.applies.clone());
-        registry.register("mcp_operator_leader", "1 while this replica holds the controller lease", self.leader.clone());
+        registry.register(
+            "mcp_operator_reconciles",
+            "Reconciles by kind and result (error variant)",
+            self.reconciles.clone(),
+        );
+        registry.register(
+            "mcp_operator_reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            self.duration.clone(),
+        );
+        registry.register(
+            "mcp_operator_child_applies",
+            "Server-side applies of child objects, by child kind",
+            self.applies.clone(),
+        );
+        registry.register(
+            "mcp_operator_leader",
+            "1 while this replica holds the controller lease",
+            self.leader.clone(),
+        );
     }
 
     pub fn observe_reconcile(&self, kind: &str, result: &str, took: Duration) {
-        self.reconciles.get_or_create(&ReconcileLabels { kind: kind.into(), result: result.into() }).inc();
-        self.duration.get_or_create(&KindLabel { kind: kind.into() }).observe(took.as_secs_f64());
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                kind: kind.into(),
+                result: result.into(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .observe(took.as_secs_f64());
     }
 
     /// Reconciles of `kind` that succeeded so far (for tests and benchmarks).
     pub fn successful_reconciles(&self, kind: &str) -> u64 {
-        self.reconciles.get_or_create(&ReconcileLabels { kind: kind.into(), result: "success".into() }).get()
+        self.reconciles(kind, "success")
+    }
+
+    /// Reconciles of `kind` that ended with `result` (`success` or an error variant).
+    pub fn reconciles(&self, kind: &str, result: &str) -> u64 {
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                kind: kind.into(),
+                result: result.into(),
+            })
+            .get()
     }
 
     pub fn count_apply(&self, kind: &str) {
-        self.applies.get_or_create(&KindLabel { kind: kind.into() }).inc();
+        self.applies
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
     }
 }

@@ -21,7 +21,10 @@ const KEYED_LISTS: &[(&str, &str)] = &[
 /// Our template with the user's merged over it.
 pub fn merge_pod_template(ours: Value, user: &Value, selector: &BTreeMap<String, String>) -> Value {
     let mut merged = merge(ours, user, "");
-    if let Some(labels) = merged.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+    if let Some(labels) = merged
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
         for (k, v) in selector {
             labels.insert(k.clone(), Value::String(v.clone()));
         }
@@ -95,14 +98,20 @@ mod tests {
         });
         let sel = BTreeMap::from([("app.kubernetes.io/instance".to_string(), "x".to_string())]);
         let m = merge_pod_template(ours, &user, &sel);
-        assert_eq!(m["metadata"]["labels"]["app.kubernetes.io/instance"], "x", "selector stays ours");
+        assert_eq!(
+            m["metadata"]["labels"]["app.kubernetes.io/instance"], "x",
+            "selector stays ours"
+        );
         assert_eq!(m["metadata"]["labels"]["team"], "dev", "user wins");
         assert_eq!(m["spec"]["nodeSelector"]["disk"], "ssd");
         let c = &m["spec"]["containers"];
         assert_eq!(c.as_array().unwrap().len(), 2);
         assert_eq!(c[0]["image"], "a", "ours fill gaps");
         assert_eq!(c[0]["resources"]["limits"]["cpu"], "1");
-        assert_eq!(c[0]["env"], json!([{"name": "A", "value": "9"}, {"name": "B", "value": "2"}]));
+        assert_eq!(
+            c[0]["env"],
+            json!([{"name": "A", "value": "9"}, {"name": "B", "value": "2"}])
+        );
         assert_eq!(c[1]["name"], "sidecar");
         assert_eq!(m["spec"]["volumes"].as_array().unwrap().len(), 2);
     }

@@ -6,7 +6,11 @@ use std::collections::HashMap;
 /// Looks up the command (entrypoint + cmd) of an image.
 pub trait CommandResolver: Send + Sync {
     /// The command, or why it is not known (shown to the user in a condition).
-    fn resolve<'a>(&'a self, image: &'a str, namespace: &'a str) -> BoxFuture<'a, Result<Vec<String>, String>>;
+    fn resolve<'a>(
+        &'a self,
+        image: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>>;
 }
 
 /// Commands configured by the operator's administrator (`--image-command IMAGE=COMMAND`), for
@@ -23,7 +27,9 @@ impl StaticResolver {
 
     /// Parses `IMAGE=COMMAND ARG...` (whitespace-separated command words).
     pub fn parse_entry(s: &str) -> Result<(String, Vec<String>), String> {
-        let (image, command) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected IMAGE=COMMAND"))?;
+        let (image, command) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?}: expected IMAGE=COMMAND"))?;
         let words: Vec<String> = command.split_whitespace().map(str::to_string).collect();
         if image.trim().is_empty() || words.is_empty() {
             return Err(format!("{s:?}: expected IMAGE=COMMAND"));
@@ -32,7 +38,9 @@ impl StaticResolver {
     }
 
     fn lookup(&self, image: &str) -> Option<&Vec<String>> {
-        self.commands.get(image).or_else(|| self.commands.get(untagged(image)))
+        self.commands
+            .get(image)
+            .or_else(|| self.commands.get(untagged(image)))
     }
 }
 
@@ -47,8 +55,15 @@ fn untagged(image: &str) -> &str {
 }
 
 impl CommandResolver for StaticResolver {
-    fn resolve<'a>(&'a self, image: &'a str, _namespace: &'a str) -> BoxFuture<'a, Result<Vec<String>, String>> {
-        let found = self.lookup(image).cloned().ok_or_else(|| format!("the command of image {image} is not known"));
+    fn resolve<'a>(
+        &'a self,
+        image: &'a str,
+        _namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+        let found = self
+            .lookup(image)
+            .cloned()
+            .ok_or_else(|| format!("the command of image {image} is not known"));
         Box::pin(async move { found })
     }
 }
@@ -57,7 +72,11 @@ impl CommandResolver for StaticResolver {
 pub struct Chain(pub Vec<Box<dyn CommandResolver>>);
 
 impl CommandResolver for Chain {
-    fn resolve<'a>(&'a self, image: &'a str, namespace: &'a str) -> BoxFuture<'a, Result<Vec<String>, String>> {
+    fn resolve<'a>(
+        &'a self,
+        image: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
         Box::pin(async move {
             let mut last = format!("no way to read the command of {image} is configured");
             for r in &self.0 {
@@ -77,9 +96,13 @@ mod tests {
 
     #[test]
     fn static_entries_match_with_and_without_tag() {
-        let (image, cmd) = StaticResolver::parse_entry("docker.io/mcp/fetch=mcp-server-fetch --x").unwrap();
+        let (image, cmd) =
+            StaticResolver::parse_entry("docker.io/mcp/fetch=mcp-server-fetch --x").unwrap();
         let r = StaticResolver::new(HashMap::from([(image, cmd)]));
-        assert_eq!(r.lookup("docker.io/mcp/fetch:1.0").unwrap(), &["mcp-server-fetch", "--x"]);
+        assert_eq!(
+            r.lookup("docker.io/mcp/fetch:1.0").unwrap(),
+            &["mcp-server-fetch", "--x"]
+        );
         assert!(r.lookup("docker.io/mcp/other").is_none());
         assert_eq!(untagged("localhost:5000/a/b:v1"), "localhost:5000/a/b");
         assert!(StaticResolver::parse_entry("nocommand=").is_err());

@@ -236,21 +236,22 @@ pub async fn answer_review(
         operation: op_label,
         unexpected_kind: false,
         lookups_skipped: false,
-        kind: request.kind.kind.clone(),
-        name: request.name.clone(),
-        namespace: request.namespace.clone().unwrap_or_default(),
+        // Logged: bounded, whatever a client sends (real names are at most 253 bytes).
+        kind: truncate(&request.kind.kind, 256),
+        name: truncate(&request.name, 256),
+        namespace: truncate(request.namespace.as_deref().unwrap_or_default(), 256),
     };
     if request.kind.group != GROUP || request.kind.kind != route.kind() {
         // Our configurations only ever send our own kinds; anything else is a misconfiguration
         // that must not block the cluster, so it is let through, counted and flagged.
         answer.unexpected_kind = true;
-        answer.response.warnings = Some(vec![format!(
+        answer.response.warnings = Some(bound_warnings(vec![format!(
             "webhook {} does not admit {}/{} {}; allowed unchecked",
             webhook_name(route.webhook, route.kind()),
-            request.kind.group,
-            request.kind.version,
-            request.kind.kind
-        )]);
+            truncate(&request.kind.group, 64),
+            truncate(&request.kind.version, 64),
+            answer.kind
+        )]));
         return answer;
     }
     // DELETE and CONNECT carry nothing to default or validate.
@@ -268,7 +269,8 @@ pub async fn answer_review(
         Ok(verdict) => verdict,
         Err(e @ AdmitError::NotServed { .. }) => {
             answer.unexpected_kind = true;
-            answer.response.warnings = Some(vec![format!("{e}; allowed unchecked")]);
+            answer.response.warnings =
+                Some(bound_warnings(vec![format!("{e}; allowed unchecked")]));
             return answer;
         }
         Err(e @ AdmitError::NoTypeMeta) => {
@@ -379,5 +381,40 @@ fn record(metrics: &Metrics, route: Route, answer: &Answer, took: Duration) {
         tracing::debug!(%uid, webhook, kind = %answer.kind, name = %answer.name, namespace = %answer.namespace, operation, allowed, duration_us, "admission review");
     } else {
         tracing::info!(%uid, webhook, kind = %answer.kind, name = %answer.name, namespace = %answer.namespace, operation, allowed, unexpected_kind = answer.unexpected_kind, duration_us, reason = %answer.response.result.message, "admission review");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_bounded_in_number_and_length() {
+        let many: Vec<String> = (0..40)
+            .map(|i| format!("{i}: {}", "x".repeat(2000)))
+            .collect();
+        let bounded = bound_warnings(many);
+        assert_eq!(bounded.len(), MAX_WARNINGS + 1);
+        assert!(bounded.iter().all(|w| w.len() <= MAX_WARNING_BYTES + 3));
+        assert_eq!(bounded.last().unwrap(), "... and 8 more warnings");
+        assert_eq!(
+            bound_warnings(vec!["short".into()]),
+            vec!["short".to_string()]
+        );
+    }
+
+    #[test]
+    fn every_http_error_has_its_status_and_a_json_body() {
+        for (error, status) in [
+            (HttpError::UnsupportedMediaType("text/plain".into()), 415),
+            (HttpError::TooLarge, 413),
+            (HttpError::Body("reset".into()), 400),
+            (HttpError::Malformed(ReviewError::Empty), 400),
+            (HttpError::Timeout(REQUEST_TIMEOUT), 408),
+        ] {
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        }
     }
 }

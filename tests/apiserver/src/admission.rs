@@ -175,58 +175,147 @@ pub async fn run(
 ) -> ApiResult<Outcome> {
     let mut object = object;
     let mut warnings = vec![];
-    for config in configs {
-        for hook in config
-            .get("webhooks")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-        {
-            let Some(version) = matched_version(&hook, a) else {
-                continue;
-            };
-            if !selectors_match(&hook, a, object.as_ref(), old)? {
-                continue;
-            }
-            let name = hook
-                .get("name")
-                .and_then(Value::as_str)
+    let hooks: Vec<Value> = configs
+        .iter()
+        .flat_map(|c| {
+            c.get("webhooks")
+                .and_then(Value::as_array)
+                .cloned()
                 .unwrap_or_default()
-                .to_string();
-            let side_effects = hook
-                .get("sideEffects")
-                .and_then(Value::as_str)
-                .unwrap_or("Unknown");
-            if a.dry_run && !matches!(side_effects, "None" | "NoneOnDryRun") {
-                return Err(ApiError::bad_request(format!(
-                    "admission webhook \"{name}\" does not support dry run"
-                )));
-            }
-            let fail_open = hook.get("failurePolicy").and_then(Value::as_str) == Some("Ignore");
-            match call(&hook, &name, &version, a, object.as_ref(), old, mutating).await {
-                Ok(Called {
-                    patched,
-                    warnings: w,
-                }) => {
-                    warnings.extend(w);
-                    if let Some(p) = patched {
-                        object = Some(p);
-                    }
-                }
-                Err(CallError::Denied(e)) => return Err(e),
-                Err(CallError::Failed(msg)) => {
-                    if fail_open {
-                        tracing::warn!(webhook = %name, "failed calling webhook, failurePolicy Ignore: {msg}");
-                        continue;
-                    }
-                    return Err(ApiError::internal(format!(
-                        "failed calling webhook \"{name}\": {msg}"
-                    )));
-                }
+        })
+        .collect();
+    // For reinvocationPolicy IfNeeded: how many changes had been made when each hook last ran.
+    let mut seen_changes: Vec<Option<usize>> = vec![None; hooks.len()];
+    let mut changes = 0;
+    for (i, hook) in hooks.iter().enumerate() {
+        if let Some(changed) = invoke(hook, mutating, a, &mut object, old, &mut warnings).await? {
+            changes += usize::from(changed);
+            seen_changes[i] = Some(changes);
+        }
+    }
+    if mutating {
+        // Hooks that asked for it run once more if a later hook changed the object.
+        for (i, hook) in hooks.iter().enumerate() {
+            let if_needed =
+                hook.get("reinvocationPolicy").and_then(Value::as_str) == Some("IfNeeded");
+            if if_needed && seen_changes[i].is_some_and(|c| c < changes) {
+                invoke(hook, mutating, a, &mut object, old, &mut warnings).await?;
             }
         }
     }
     Ok(Outcome { object, warnings })
+}
+
+/// Call one webhook if it matches. `Some(changed)` when it was called.
+async fn invoke(
+    hook: &Value,
+    mutating: bool,
+    a: &Attributes<'_>,
+    object: &mut Option<Value>,
+    old: Option<&Value>,
+    warnings: &mut Vec<String>,
+) -> ApiResult<Option<bool>> {
+    let Some(version) = matched_version(hook, a) else {
+        return Ok(None);
+    };
+    if !selectors_match(hook, a, object.as_ref(), old)?
+        || !match_conditions(hook, a, object.as_ref(), old)
+    {
+        return Ok(None);
+    }
+    let name = hook
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let side_effects = hook
+        .get("sideEffects")
+        .and_then(Value::as_str)
+        .unwrap_or("Unknown");
+    if a.dry_run && !matches!(side_effects, "None" | "NoneOnDryRun") {
+        return Err(ApiError::bad_request(format!(
+            "admission webhook \"{name}\" does not support dry run"
+        )));
+    }
+    let fail_open = hook.get("failurePolicy").and_then(Value::as_str) == Some("Ignore");
+    match call(hook, &name, &version, a, object.as_ref(), old, mutating).await {
+        Ok(Called {
+            patched,
+            warnings: w,
+        }) => {
+            warnings.extend(w);
+            let changed = patched.as_ref().is_some_and(|p| Some(p) != object.as_ref());
+            if let Some(p) = patched {
+                *object = Some(p);
+            }
+            Ok(Some(changed))
+        }
+        Err(CallError::Denied(e)) => Err(e),
+        Err(CallError::Failed(msg)) if fail_open => {
+            tracing::warn!(webhook = %name, "failed calling webhook, failurePolicy Ignore: {msg}");
+            Ok(Some(false))
+        }
+        Err(CallError::Failed(msg)) => Err(ApiError::internal(format!(
+            "failed calling webhook \"{name}\": {msg}"
+        ))),
+    }
+}
+
+/// `matchConditions`: CEL expressions over `object`, `oldObject` and `request`; all must hold.
+/// (An expression that fails to compile or evaluate counts as not matching.)
+fn match_conditions(
+    hook: &Value,
+    a: &Attributes<'_>,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> bool {
+    let Some(conds) = hook
+        .get("matchConditions")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty())
+    else {
+        return true;
+    };
+    use kube::core::cel::{
+        AdmissionRequest, GroupVersionKind, GroupVersionResource, VapEvaluator, VapExpression,
+    };
+    let request = AdmissionRequest {
+        operation: a.operation.to_string(),
+        username: "test-admin".into(),
+        uid: "test-admin".into(),
+        groups: vec!["system:masters".into(), "system:authenticated".into()],
+        name: a.name.to_string(),
+        namespace: a.namespace.to_string(),
+        dry_run: a.dry_run,
+        kind: GroupVersionKind {
+            group: a.res.group.clone(),
+            version: a.version.to_string(),
+            kind: a.res.kind.clone(),
+        },
+        resource: GroupVersionResource {
+            group: a.res.group.clone(),
+            version: a.version.to_string(),
+            resource: a.res.plural.clone(),
+        },
+    };
+    let eval = VapEvaluator::builder()
+        .object(object.cloned().unwrap_or(Value::Null))
+        .old_object(old.cloned().unwrap_or(Value::Null))
+        .request(request)
+        .build();
+    let exprs: Vec<VapExpression> = conds
+        .iter()
+        .map(|c| VapExpression {
+            expression: c
+                .get("expression")
+                .and_then(Value::as_str)
+                .unwrap_or("false")
+                .to_string(),
+            message: None,
+            message_expression: None,
+        })
+        .collect();
+    eval.evaluate(&exprs).iter().all(|r| r.passed)
 }
 
 struct Called {

@@ -415,3 +415,98 @@ async fn conversion_webhook_serves_the_non_storage_version() {
         .await;
     assert_eq!(stored_versions, "[\"v1\"]");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn match_conditions_and_reinvocation() {
+    let handler: common::Handler = Arc::new(|path: &str, review: Value| {
+        let obj = &review["request"]["object"];
+        let patch = |ops: Value| {
+            let p =
+                base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&ops).unwrap());
+            admission_response(
+                &review,
+                json!({"allowed": true, "patchType": "JSONPatch", "patch": p}),
+            )
+        };
+        match path {
+            // Counts its own invocations in an annotation.
+            "/count" => {
+                let n = obj["metadata"]["annotations"]["calls"]
+                    .as_str()
+                    .and_then(|s| s.parse::<u32>().ok())
+                    .unwrap_or(0);
+                let mut ops = vec![];
+                if obj["metadata"]["annotations"].is_null() {
+                    ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
+                }
+                ops.push(json!({"op": "add", "path": "/metadata/annotations/calls", "value": (n + 1).to_string()}));
+                patch(json!(ops))
+            }
+            "/label" => {
+                let mut ops = vec![];
+                if obj["metadata"]["labels"].is_null() {
+                    ops.push(json!({"op": "add", "path": "/metadata/labels", "value": {}}));
+                }
+                ops.push(json!({"op": "add", "path": "/metadata/labels/labelled", "value": "yes"}));
+                patch(json!(ops))
+            }
+            _ => admission_response(
+                &review,
+                json!({"allowed": false, "status": {"code": 403, "message": "no"}}),
+            ),
+        }
+    });
+    let wh = WebhookServer::start(&["wh.webhooks.svc"], handler).await;
+    let server = TestApiServer::start(Options::default()).await.unwrap();
+    server.set_service("webhooks/wh", &wh.addr.to_string());
+    server.apply_yaml(CRD).await.unwrap();
+    let hook = |name: &str, path: &str, extra: Value| {
+        let mut h = json!({
+            "name": name, "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "clientConfig": {"service": {"namespace": "webhooks", "name": "wh", "path": path}, "caBundle": wh.ca_bundle()},
+            "rules": [{"operations": ["CREATE"], "apiGroups": ["test.example.com"], "apiVersions": ["*"], "resources": ["widgets"]}],
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            h[k] = v.clone();
+        }
+        h
+    };
+    let configs = json!([
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "a-count"},
+         "webhooks": [hook("count.test", "/count", json!({"reinvocationPolicy": "IfNeeded"}))]},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "b-label"},
+         "webhooks": [hook("label.test", "/label", json!({}))]},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "deny"},
+         "webhooks": [hook("deny.test", "/deny", json!({"matchConditions": [
+            {"name": "not-excused", "expression": "!has(object.metadata.labels) || !('excused' in object.metadata.labels)"}]}))]},
+    ]);
+    for c in configs.as_array().unwrap() {
+        server
+            .apply_yaml(&serde_json::to_string(c).unwrap())
+            .await
+            .unwrap();
+    }
+    let api = widget_api(&server.client().unwrap(), "v1");
+    // matchConditions: the excused widget skips the denying webhook; the other is denied.
+    let excused: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "test.example.com/v1", "kind": "Widget",
+        "metadata": {"name": "ok", "labels": {"excused": "1"}}, "spec": {"greeting": "hi"}}),
+    )
+    .unwrap();
+    let created = api.create(&PostParams::default(), &excused).await.unwrap();
+    let err = api
+        .create(
+            &PostParams::default(),
+            &widget("v1", "no", json!({"greeting": "hi"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("admission webhook \"deny.test\" denied the request: no"),
+        "{err}"
+    );
+    // Reinvocation: the label webhook changed the object after "count" ran, so "count" ran again.
+    assert_eq!(created.metadata.labels.as_ref().unwrap()["labelled"], "yes");
+    assert_eq!(created.metadata.annotations.as_ref().unwrap()["calls"], "2");
+}
