@@ -19,9 +19,20 @@ use std::time::Duration;
 use common::*;
 
 fn static_binary() -> PathBuf {
+    let candidates = [
+        "target/x86_64-unknown-linux-gnu/release/mcp-operator",
+        // benches and scripts build it in a target dir of its own, not to hold the shared lock
+        "target/static/x86_64-unknown-linux-gnu/release/mcp-operator",
+    ];
     let path = std::env::var_os("MCP_OPERATOR_STATIC_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/x86_64-unknown-linux-gnu/release/mcp-operator"));
+        .or_else(|| {
+            candidates
+                .iter()
+                .map(|c| repo().join(c))
+                .find(|p| p.exists())
+        })
+        .unwrap_or_else(|| repo().join(candidates[0]));
     assert!(
         path.exists(),
         "no static binary at {}: build it as the header of this file says",

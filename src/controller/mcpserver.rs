@@ -262,7 +262,10 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     let (command, resolved) = match &server.spec.command {
         Some(c) => (Some(c.clone()), None),
         None => match ctx.resolver.resolve(&server.spec.image, &ns).await {
-            Ok(c) => (Some(c), Some(Ok(()))),
+            Ok(c) => (
+                Some(c.command_for(server.spec.args.is_some())),
+                Some(Ok(())),
+            ),
             Err(why) => (None, Some(Err(why))),
         },
     };

@@ -7,4 +7,5 @@ pub mod mcpserver;
 pub mod metrics;
 pub mod migrate;
 pub mod podmerge;
+pub mod registry;
 pub mod resolve;

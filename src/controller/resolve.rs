@@ -3,14 +3,33 @@
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 
+/// An image's ENTRYPOINT and CMD, as its configuration declares them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageCommand {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+}
+
+impl ImageCommand {
+    /// What a container runtime would run: the entrypoint, then CMD unless `args` are given
+    /// (they replace CMD, as a Pod's `args` do). The caller appends the args themselves.
+    pub fn command_for(&self, args_given: bool) -> Vec<String> {
+        let mut out = self.entrypoint.clone();
+        if !args_given {
+            out.extend(self.cmd.iter().cloned());
+        }
+        out
+    }
+}
+
 /// Looks up the command (entrypoint + cmd) of an image.
 pub trait CommandResolver: Send + Sync {
-    /// The command, or why it is not known (shown to the user in a condition).
+    /// The image's command, or why it is not known (shown to the user in a condition).
     fn resolve<'a>(
         &'a self,
         image: &'a str,
         namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<String>, String>>;
+    ) -> BoxFuture<'a, Result<ImageCommand, String>>;
 }
 
 /// Commands configured by the operator's administrator (`--image-command IMAGE=COMMAND`), for
@@ -59,10 +78,13 @@ impl CommandResolver for StaticResolver {
         &'a self,
         image: &'a str,
         _namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+    ) -> BoxFuture<'a, Result<ImageCommand, String>> {
         let found = self
             .lookup(image)
-            .cloned()
+            .map(|c| ImageCommand {
+                entrypoint: c.clone(),
+                cmd: Vec::new(),
+            })
             .ok_or_else(|| format!("the command of image {image} is not known"));
         Box::pin(async move { found })
     }
@@ -76,7 +98,7 @@ impl CommandResolver for Chain {
         &'a self,
         image: &'a str,
         namespace: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<String>, String>> {
+    ) -> BoxFuture<'a, Result<ImageCommand, String>> {
         Box::pin(async move {
             let mut last = format!("no way to read the command of {image} is configured");
             for r in &self.0 {

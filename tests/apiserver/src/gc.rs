@@ -17,11 +17,12 @@ pub async fn run(inner: Arc<Inner>) {
         }
         // A few passes: one deletion can unlock the next (dependents of dependents).
         for _ in 0..8 {
-            let changed = {
+            // A bug here must not silently stop garbage collection for the rest of the test.
+            let changed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let mut st = inner.lock();
                 pass(&mut st)
-            };
-            if !changed {
+            }));
+            if !changed.unwrap_or(false) {
                 break;
             }
         }
@@ -312,7 +313,12 @@ pub fn pass(st: &mut State) -> bool {
                 if !spec_fins && !finalizers(&obj).is_empty() {
                     continue;
                 }
-                obj["spec"]["finalizers"] = serde_json::json!([]);
+                match obj.get_mut("spec").and_then(Value::as_object_mut) {
+                    Some(spec) => {
+                        spec.insert("finalizers".into(), serde_json::json!([]));
+                    }
+                    None => obj["spec"] = serde_json::json!({"finalizers": []}),
+                }
                 if finalizers(&obj).is_empty() {
                     st.remove(&key, "", &n);
                 } else {

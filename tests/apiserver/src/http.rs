@@ -348,11 +348,7 @@ async fn resource_request_inner(
         version: p.version.clone(),
         namespace: p.namespace.clone(),
         name: p.name.clone(),
-        sub: if p.sub == "finalize" {
-            "status".into()
-        } else {
-            p.sub.clone()
-        },
+        sub: p.sub.clone(),
         query,
         field_manager,
         dry_run,

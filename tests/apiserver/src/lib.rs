@@ -297,10 +297,11 @@ impl TestApiServer {
                 .inner
                 .lock()
                 .resources()
-                .into_iter()
+                .iter()
                 .find(|r| {
                     r.group == group && r.kind == kind && r.served_version(&version).is_some()
                 })
+                .cloned()
                 .with_context(|| format!("no served resource for {api_version} {kind}"))?;
             let name = v
                 .pointer("/metadata/name")

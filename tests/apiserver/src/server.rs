@@ -786,7 +786,24 @@ fn isolate_update(res: &ResourceInfo, has_status: bool, sub: &str, old: &Value, 
     {
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
     }
+    let is_namespace = res.group.is_empty() && res.plural == "namespaces";
     match sub {
+        // A namespace's spec (its finalizers) changes only through /finalize.
+        "finalize" => {
+            let spec = new.get("spec").cloned();
+            *new = old.clone();
+            if let Some(spec) = spec {
+                new["spec"] = spec;
+            }
+        }
+        "" if is_namespace => match old.get("spec") {
+            Some(s) => new["spec"] = s.clone(),
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove("spec");
+                }
+            }
+        },
         "status" => {
             let status = new.get("status").cloned();
             let managed = new.pointer("/metadata/managedFields").cloned();
@@ -813,7 +830,6 @@ fn isolate_update(res: &ResourceInfo, has_status: bool, sub: &str, old: &Value, 
         },
         _ => {}
     }
-    let _ = res;
 }
 
 fn check_type_and_names(req: &Req, new: &mut Value, creating: bool) -> ApiResult<()> {
@@ -914,7 +930,118 @@ fn builtin_validation(res: &ResourceInfo, new: &Value, old: Option<&Value>) -> V
     if res.group == CRD_RES.0 && res.plural == CRD_RES.1 {
         causes.extend(validate_crd(new));
     }
+    if res.group == "admissionregistration.k8s.io" {
+        causes.extend(validate_webhook_configuration(
+            new,
+            res.kind.starts_with("Mutating"),
+        ));
+    }
     causes
+}
+
+/// What the apiserver insists on in a webhook configuration (so a broken one is refused instead
+/// of breaking every later write).
+fn validate_webhook_configuration(cfg: &Value, mutating: bool) -> Vec<FieldCause> {
+    let mut c = vec![];
+    let Some(hooks) = cfg.get("webhooks") else {
+        return c;
+    };
+    let Some(hooks) = hooks.as_array() else {
+        return vec![FieldCause::invalid("webhooks", hooks, "must be a list")];
+    };
+    let mut names = vec![];
+    for (i, h) in hooks.iter().enumerate() {
+        let at = |f: &str| format!("webhooks[{i}].{f}");
+        let Some(m) = h.as_object() else {
+            c.push(FieldCause::invalid(
+                &format!("webhooks[{i}]"),
+                h,
+                "must be an object",
+            ));
+            continue;
+        };
+        match m.get("name").and_then(Value::as_str) {
+            Some(n) if n.split('.').filter(|s| !s.is_empty()).count() >= 3 => {
+                if names.contains(&n) {
+                    c.push(FieldCause::invalid(
+                        &at("name"),
+                        &json!(n),
+                        "Duplicate value",
+                    ));
+                }
+                names.push(n);
+            }
+            Some(n) => c.push(FieldCause::invalid(
+                &at("name"),
+                &json!(n),
+                "should be a domain with at least three segments separated by dots",
+            )),
+            None => c.push(FieldCause::required(&at("name"))),
+        }
+        let cc = m.get("clientConfig");
+        let has_target = cc.is_some_and(|cc| {
+            cc.get("url").is_some_and(Value::is_string)
+                || cc.pointer("/service/name").is_some_and(Value::is_string)
+        });
+        if !has_target {
+            c.push(
+                FieldCause::required(&at("clientConfig"))
+                    .with_detail("exactly one of url or service is required"),
+            );
+        }
+        if !m.get("admissionReviewVersions").is_some_and(|v| {
+            v.as_array()
+                .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string))
+        }) {
+            c.push(
+                FieldCause::required(&at("admissionReviewVersions"))
+                    .with_detail("must specify one of v1, v1beta1"),
+            );
+        }
+        match m.get("sideEffects").and_then(Value::as_str) {
+            Some("None" | "NoneOnDryRun") => {}
+            Some(o) => c.push(FieldCause::not_supported(
+                &at("sideEffects"),
+                &json!(o),
+                &[json!("None"), json!("NoneOnDryRun")],
+            )),
+            None => c.push(FieldCause::required(&at("sideEffects"))),
+        }
+        if let Some(rules) = m.get("rules") {
+            let ok = rules.as_array().is_some_and(|rs| {
+                rs.iter().all(|r| {
+                    ["operations", "apiGroups", "apiVersions", "resources"]
+                        .iter()
+                        .all(|k| {
+                            r.get(*k).is_none_or(|v| {
+                                v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+                            })
+                        })
+                })
+            });
+            if !ok {
+                c.push(FieldCause::invalid(
+                    &at("rules"),
+                    rules,
+                    "must be a list of rules with string lists",
+                ));
+            }
+        }
+        for sel in ["namespaceSelector", "objectSelector"] {
+            if let Some(v) = m.get(sel) {
+                if let Err(e) = crate::selectors::LabelSelector::from_structured(v) {
+                    c.push(FieldCause::invalid(&at(sel), v, e.message));
+                }
+            }
+        }
+        if !mutating && m.contains_key("reinvocationPolicy") {
+            c.push(FieldCause::forbidden(
+                &at("reinvocationPolicy"),
+                "only for mutating webhooks",
+            ));
+        }
+    }
+    c
 }
 
 fn validate_crd(crd: &Value) -> Vec<FieldCause> {

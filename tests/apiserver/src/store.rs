@@ -123,6 +123,7 @@ pub struct State {
     pub next_service_ip: u32,
     /// Whether workload kinds get the status their pods would give them (see gc.rs).
     pub simulate_workloads: bool,
+    res_cache: Arc<Vec<ResourceInfo>>,
 }
 
 impl State {
@@ -139,11 +140,16 @@ impl State {
             service_map: HashMap::new(),
             next_service_ip: 9,
             simulate_workloads: true,
+            res_cache: Arc::new(resources::builtins()),
         }
     }
 
-    /// Built-ins plus the resources of every stored CRD.
-    pub fn resources(&self) -> Vec<ResourceInfo> {
+    /// Built-ins plus the resources of every stored CRD (cached; rebuilt when a CRD changes).
+    pub fn resources(&self) -> Arc<Vec<ResourceInfo>> {
+        self.res_cache.clone()
+    }
+
+    fn refresh_resources(&mut self) {
         let mut all = resources::builtins();
         if let Some(crds) = self
             .objects
@@ -151,13 +157,14 @@ impl State {
         {
             all.extend(crds.values().filter_map(resources::from_crd));
         }
-        all
+        self.res_cache = Arc::new(all);
     }
 
     pub fn find_resource(&self, group: &str, plural: &str) -> Option<ResourceInfo> {
-        self.resources()
-            .into_iter()
+        self.res_cache
+            .iter()
             .find(|r| r.group == group && r.plural == plural)
+            .cloned()
     }
 
     pub fn get(&self, res: &ResKey, ns: &str, name: &str) -> Option<&Value> {
@@ -208,6 +215,9 @@ impl State {
         } else {
             EventKind::Added
         };
+        if res.0 == CRD_RES.0 && res.1 == CRD_RES.1 {
+            self.refresh_resources();
+        }
         self.emit(Event {
             rv,
             res: res.clone(),
@@ -225,6 +235,9 @@ impl State {
             .objects
             .get_mut(res)?
             .remove(&(ns.to_string(), name.to_string()))?;
+        if res.0 == CRD_RES.0 && res.1 == CRD_RES.1 {
+            self.refresh_resources();
+        }
         let rv = self.next_rv();
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         self.emit(Event {

@@ -30,6 +30,8 @@ async fn malformed_requests_never_panic() {
         "{\"metadata\": {\"name\": \"widgets.test.example.com\"}, \"spec\": {\"group\": \"test.example.com\", \"names\": {\"plural\": \"widgets\", \"kind\": \"W\"}, \"versions\": [{\"name\": \"v1\", \"served\": true, \"storage\": true, \"schema\": {\"openAPIV3Schema\": {\"type\": \"object\", \"properties\": 5}}}]}}",
         "{\"metadata\": {\"name\": \"w\"}, \"spec\": {\"greeting\": [1, {\"a\": null}], \"port\": \"x\", \"mode\": {}}}",
         "{\"metadata\": {\"name\": \"a\"}, \"spec\": {\"ports\": [{\"port\": \"x\"}], \"type\": 5, \"clusterIP\": 7}}",
+        "{\"metadata\": {\"name\": \"h\"}, \"webhooks\": [5, {\"name\": \"x\", \"rules\": \"y\"}, {\"name\": \"z.y.x\", \"rules\": [{\"operations\": \"CREATE\"}], \"clientConfig\": 5, \"namespaceSelector\": {\"matchExpressions\": [{\"operator\": \"Bogus\"}]}}]}",
+        "{\"metadata\": {\"name\": \"h\"}, \"webhooks\": \"x\"}",
     ];
     let paths = [
         "/api/v1/namespaces/default/configmaps",

@@ -473,11 +473,11 @@ async fn match_conditions_and_reinvocation() {
     };
     let configs = json!([
         {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "a-count"},
-         "webhooks": [hook("count.test", "/count", json!({"reinvocationPolicy": "IfNeeded"}))]},
+         "webhooks": [hook("count.test.io", "/count", json!({"reinvocationPolicy": "IfNeeded"}))]},
         {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "b-label"},
-         "webhooks": [hook("label.test", "/label", json!({}))]},
+         "webhooks": [hook("label.test.io", "/label", json!({}))]},
         {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "deny"},
-         "webhooks": [hook("deny.test", "/deny", json!({"matchConditions": [
+         "webhooks": [hook("deny.test.io", "/deny", json!({"matchConditions": [
             {"name": "not-excused", "expression": "!has(object.metadata.labels) || !('excused' in object.metadata.labels)"}]}))]},
     ]);
     for c in configs.as_array().unwrap() {
@@ -503,7 +503,7 @@ async fn match_conditions_and_reinvocation() {
         .unwrap_err();
     assert!(
         err.to_string()
-            .contains("admission webhook \"deny.test\" denied the request: no"),
+            .contains("admission webhook \"deny.test.io\" denied the request: no"),
         "{err}"
     );
     // Reinvocation: the label webhook changed the object after "count" ran, so "count" ran again.

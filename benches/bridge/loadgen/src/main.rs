@@ -62,7 +62,10 @@ struct Stats {
 }
 
 fn summary(all: Vec<Stats>, elapsed: Duration) -> Value {
-    let mut lat: Vec<Duration> = all.iter().flat_map(|s| s.latencies.iter().copied()).collect();
+    let mut lat: Vec<Duration> = all
+        .iter()
+        .flat_map(|s| s.latencies.iter().copied())
+        .collect();
     let errors: usize = all.iter().map(|s| s.errors).sum();
     lat.sort();
     let pct = |p: f64| {
@@ -100,7 +103,10 @@ async fn run_http(url: &str, concurrency: usize, duration: Duration) -> Value {
             }
             barrier.wait().await;
             let began = Instant::now();
-            let mut stats = Stats { latencies: Vec::new(), errors: 0 };
+            let mut stats = Stats {
+                latencies: Vec::new(),
+                errors: 0,
+            };
             let mut i = 0u64;
             while began.elapsed() < duration {
                 i += 1;
@@ -161,7 +167,13 @@ async fn open_session(client: &reqwest::Client, url: &str) -> String {
 }
 
 /// One call; the reply may come as JSON or as an SSE stream (whose last `data:` is the reply).
-async fn http_call(client: &reqwest::Client, url: &str, sid: &str, id: u64, message: &str) -> Option<Value> {
+async fn http_call(
+    client: &reqwest::Client,
+    url: &str,
+    sid: &str,
+    id: u64,
+    message: &str,
+) -> Option<Value> {
     let resp = client
         .post(url)
         .header("accept", "application/json, text/event-stream")
@@ -215,8 +227,12 @@ async fn run_stdio(concurrency: usize, duration: Duration, command: &[String]) -
     tokio::spawn(async move {
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
-            let Some(id) = v.get("id").and_then(Value::as_u64) else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let Some(id) = v.get("id").and_then(Value::as_u64) else {
+                continue;
+            };
             if let Some(waiter) = reader_pending.lock().unwrap().remove(&id) {
                 let _ = waiter.send(v);
             }
@@ -231,19 +247,23 @@ async fn run_stdio(concurrency: usize, duration: Duration, command: &[String]) -
                 let id = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (otx, orx) = oneshot::channel();
                 pending.lock().unwrap().insert(id, otx);
-                let mut line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-                    .to_string()
-                    .into_bytes();
+                let mut line =
+                    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+                        .to_string()
+                        .into_bytes();
                 line.push(b'\n');
                 tx.send(line).await.ok()?;
                 orx.await.ok()
             }
         }
     };
-    call("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {},
-                              "clientInfo": {"name": "loadgen", "version": "0"}}))
-        .await
-        .expect("initialize");
+    call(
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                              "clientInfo": {"name": "loadgen", "version": "0"}}),
+    )
+    .await
+    .expect("initialize");
     tx.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n".to_vec())
         .await
         .unwrap();
@@ -254,17 +274,28 @@ async fn run_stdio(concurrency: usize, duration: Duration, command: &[String]) -
         let barrier = barrier.clone();
         workers.push(tokio::spawn(async move {
             for _ in 0..WARMUP_CALLS {
-                let _ = call("tools/call", json!({"name": "echo", "arguments": {"message": "warm"}})).await;
+                let _ = call(
+                    "tools/call",
+                    json!({"name": "echo", "arguments": {"message": "warm"}}),
+                )
+                .await;
             }
             barrier.wait().await;
             let began = Instant::now();
-            let mut stats = Stats { latencies: Vec::new(), errors: 0 };
+            let mut stats = Stats {
+                latencies: Vec::new(),
+                errors: 0,
+            };
             let mut i = 0u64;
             while began.elapsed() < duration {
                 i += 1;
                 let message = format!("w{w}-{i}");
                 let t = Instant::now();
-                let reply = call("tools/call", json!({"name": "echo", "arguments": {"message": message}})).await;
+                let reply = call(
+                    "tools/call",
+                    json!({"name": "echo", "arguments": {"message": message}}),
+                )
+                .await;
                 match reply {
                     Some(reply) if checks(&reply, &message) => stats.latencies.push(t.elapsed()),
                     _ => stats.errors += 1,

@@ -1,0 +1,424 @@
+//! Reading an image's entrypoint from its registry (OCI distribution API), for MCPServers that
+//! do not spell out `spec.command`.
+//!
+//! Anonymous pulls with the registries' token flow; multi-platform images resolve to
+//! `linux/<arch>`; results are cached (per digest for good, per tag for an hour, failures for a
+//! minute). Registries on loopback are spoken to over plain HTTP, as container runtimes do.
+
+use super::resolve::{CommandResolver, ImageCommand};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Manifests and configs are small; anything larger is not an image config.
+const MAX_DOCUMENT: usize = 4 << 20;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_REDIRECTS: usize = 5;
+const TAG_TTL: Duration = Duration::from_secs(3600);
+const FAILURE_TTL: Duration = Duration::from_secs(60);
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Resolves commands from registries.
+pub struct RegistryResolver {
+    client: HttpsClient,
+    arch: String,
+    cache: Mutex<HashMap<String, (Instant, Result<ImageCommand, String>)>>,
+}
+
+/// Where an image lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    pub registry: String,
+    pub repository: String,
+    /// A tag or a digest.
+    pub reference: String,
+}
+
+impl ImageRef {
+    /// `nginx` → `registry-1.docker.io/library/nginx:latest`, as `docker pull` reads it.
+    pub fn parse(image: &str) -> Result<Self, String> {
+        let (name, digest) = match image.split_once('@') {
+            Some((n, d)) => (n, Some(d)),
+            None => (image, None),
+        };
+        let (first, rest) = name.split_once('/').unwrap_or(("", name));
+        let has_registry = first.contains(['.', ':']) || first == "localhost";
+        let (registry, path) = if has_registry {
+            (first, rest)
+        } else {
+            ("docker.io", name)
+        };
+        let slash = path.rfind('/').map_or(0, |i| i + 1);
+        let (repo, tag) = match path[slash..].rfind(':') {
+            Some(i) => (&path[..slash + i], Some(&path[slash + i + 1..])),
+            None => (path, None),
+        };
+        if repo.is_empty() {
+            return Err(format!("{image:?} is not an image reference"));
+        }
+        let (registry, repository) = if registry == "docker.io" || registry == "index.docker.io" {
+            let repo = if repo.contains('/') {
+                repo.to_string()
+            } else {
+                format!("library/{repo}")
+            };
+            ("registry-1.docker.io".to_string(), repo)
+        } else {
+            (registry.to_string(), repo.to_string())
+        };
+        let reference = digest.or(tag).unwrap_or("latest").to_string();
+        Ok(ImageRef {
+            registry,
+            repository,
+            reference,
+        })
+    }
+
+    fn base(&self) -> String {
+        let host = self.registry.split(':').next().unwrap_or_default();
+        let scheme = if matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{}/v2/{}", self.registry, self.repository)
+    }
+}
+
+impl Default for RegistryResolver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RegistryResolver {
+    pub fn new() -> Self {
+        let builder = hyper_rustls::HttpsConnectorBuilder::new().with_native_roots().unwrap_or_else(|e| {
+            // Without system roots only loopback (plain HTTP) registries work; say why once.
+            tracing::warn!(error = %e, "no system CA certificates: image entrypoints cannot be read from HTTPS registries");
+            let config = rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+        });
+        let https = builder.https_or_http().enable_http1().build();
+        RegistryResolver {
+            client: Client::builder(TokioExecutor::new()).build(https),
+            arch: std::env::var("MCP_OPERATOR_IMAGE_ARCH").unwrap_or_else(|_| "amd64".into()),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn lookup(&self, image: &str) -> Result<ImageCommand, String> {
+        let r = ImageRef::parse(image)?;
+        let mut token = None;
+        let manifest = self
+            .fetch_json(
+                &r,
+                &format!("{}/manifests/{}", r.base(), r.reference),
+                &mut token,
+            )
+            .await?;
+        let manifest = match manifest.get("manifests").and_then(Value::as_array) {
+            Some(list) => {
+                let digest = pick_platform(list, &self.arch)
+                    .ok_or_else(|| format!("{image} has no linux/{} image", self.arch))?;
+                self.fetch_json(&r, &format!("{}/manifests/{digest}", r.base()), &mut token)
+                    .await?
+            }
+            None => manifest,
+        };
+        let config_digest = manifest
+            .pointer("/config/digest")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("the manifest of {image} names no config"))?;
+        let config = self
+            .fetch_json(
+                &r,
+                &format!("{}/blobs/{config_digest}", r.base()),
+                &mut token,
+            )
+            .await?;
+        let words = |p: &str| -> Vec<String> {
+            config
+                .pointer(p)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let command = ImageCommand {
+            entrypoint: words("/config/Entrypoint"),
+            cmd: words("/config/Cmd"),
+        };
+        if command.entrypoint.is_empty() && command.cmd.is_empty() {
+            return Err(format!("{image} has neither an entrypoint nor a command"));
+        }
+        Ok(command)
+    }
+
+    /// GET with the registry's token flow and redirects; the body parsed as JSON.
+    async fn fetch_json(
+        &self,
+        r: &ImageRef,
+        url: &str,
+        token: &mut Option<String>,
+    ) -> Result<Value, String> {
+        let mut url = url.to_string();
+        for _ in 0..MAX_REDIRECTS {
+            let (status, headers, body) = self
+                .get(&url, token.as_deref(), Some(MANIFEST_TYPES))
+                .await?;
+            match status {
+                s if s.is_success() => {
+                    return serde_json::from_slice(&body)
+                        .map_err(|e| format!("{url}: not JSON: {e}"))
+                }
+                StatusCode::UNAUTHORIZED if token.is_none() => {
+                    let challenge = headers
+                        .get("www-authenticate")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    *token = Some(self.token(r, challenge).await?);
+                }
+                s if s.is_redirection() => {
+                    let next = headers
+                        .get("location")
+                        .and_then(|v| v.to_str().ok())
+                        .ok_or("a redirect without a location")?;
+                    url = absolute(&url, next);
+                    // Blob stores hand out signed URLs: our registry token must not follow.
+                    *token = token.take().filter(|_| same_origin(&url, &r.base()));
+                }
+                s => return Err(format!("{url}: the registry answered {s}")),
+            }
+        }
+        Err(format!("{url}: too many redirects"))
+    }
+
+    async fn token(&self, r: &ImageRef, challenge: &str) -> Result<String, String> {
+        let params = parse_challenge(challenge);
+        let realm = params
+            .get("realm")
+            .ok_or_else(|| format!("{}: unauthorized, and no token service named", r.registry))?;
+        let scope = params
+            .get("scope")
+            .cloned()
+            .unwrap_or_else(|| format!("repository:{}:pull", r.repository));
+        let mut url = format!("{realm}?scope={}", encode(&scope));
+        if let Some(service) = params.get("service") {
+            url.push_str(&format!("&service={}", encode(service)));
+        }
+        let (status, _, body) = self.get(&url, None, None).await?;
+        if !status.is_success() {
+            return Err(format!(
+                "{}: the token service answered {status} (private image? set spec.command)",
+                r.registry
+            ));
+        }
+        let v: Value = serde_json::from_slice(&body).map_err(|e| format!("token: {e}"))?;
+        v.get("token")
+            .or_else(|| v.get("access_token"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| "the token service sent no token".into())
+    }
+
+    async fn get(
+        &self,
+        url: &str,
+        token: Option<&str>,
+        accept: Option<&str>,
+    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), String> {
+        let mut req = Request::get(url);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| format!("{url}: {e}"))?;
+        let fut = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_DOCUMENT)
+                .collect()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?
+                .to_bytes();
+            Ok((parts.status, parts.headers, body))
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, fut)
+            .await
+            .map_err(|_| format!("{url}: timed out"))?
+    }
+}
+
+fn pick_platform(manifests: &[Value], arch: &str) -> Option<String> {
+    manifests
+        .iter()
+        .find(|m| {
+            m.pointer("/platform/os").and_then(Value::as_str) == Some("linux")
+                && m.pointer("/platform/architecture").and_then(Value::as_str) == Some(arch)
+        })
+        .and_then(|m| m.get("digest").and_then(Value::as_str))
+        .map(str::to_string)
+}
+
+/// `Bearer realm="…",service="…",scope="…"` → its parameters.
+fn parse_challenge(header: &str) -> HashMap<String, String> {
+    let rest = header
+        .trim()
+        .strip_prefix("Bearer")
+        .or_else(|| header.trim().strip_prefix("bearer"))
+        .unwrap_or_default();
+    let mut out = HashMap::new();
+    let mut remaining = rest.trim();
+    while let Some((key, after)) = remaining.split_once('=') {
+        let key = key.trim().trim_start_matches(',').trim().to_string();
+        let after = after.trim_start();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted.split_once('"') {
+                Some((v, n)) => (v.to_string(), n),
+                None => (quoted.to_string(), ""),
+            }
+        } else {
+            match after.split_once(',') {
+                Some((v, n)) => (v.trim().to_string(), n),
+                None => (after.trim().to_string(), ""),
+            }
+        };
+        out.insert(key, value);
+        remaining = next.trim_start_matches(',').trim();
+    }
+    out
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
+}
+
+fn same_origin(a: &str, b: &str) -> bool {
+    origin(a) == origin(b)
+}
+
+fn absolute(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        location.to_string()
+    } else {
+        format!("{}{location}", origin(base))
+    }
+}
+
+impl CommandResolver for RegistryResolver {
+    fn resolve<'a>(
+        &'a self,
+        image: &'a str,
+        _namespace: &'a str,
+    ) -> BoxFuture<'a, Result<ImageCommand, String>> {
+        Box::pin(async move {
+            if let Some((expires, hit)) = self
+                .cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(image)
+            {
+                if *expires > Instant::now() {
+                    return hit.clone();
+                }
+            }
+            let result = self.lookup(image).await;
+            let ttl = match &result {
+                Ok(_) if image.contains('@') => Duration::from_secs(365 * 24 * 3600),
+                Ok(_) => TAG_TTL,
+                Err(_) => FAILURE_TTL,
+            };
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() > 10_000 {
+                cache.clear(); // bounded: a reconcile storm of distinct images cannot grow it forever
+            }
+            cache.insert(image.to_string(), (Instant::now() + ttl, result.clone()));
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_read_like_docker_pull() {
+        let r = ImageRef::parse("docker.io/mcp/fetch").unwrap();
+        assert_eq!(
+            (
+                r.registry.as_str(),
+                r.repository.as_str(),
+                r.reference.as_str()
+            ),
+            ("registry-1.docker.io", "mcp/fetch", "latest")
+        );
+        let r = ImageRef::parse("nginx:1.27").unwrap();
+        assert_eq!(
+            (r.repository.as_str(), r.reference.as_str()),
+            ("library/nginx", "1.27")
+        );
+        let r = ImageRef::parse("localhost:5000/a/b@sha256:abc").unwrap();
+        assert_eq!(
+            (
+                r.registry.as_str(),
+                r.repository.as_str(),
+                r.reference.as_str()
+            ),
+            ("localhost:5000", "a/b", "sha256:abc")
+        );
+        assert!(r.base().starts_with("http://localhost:5000/v2/a/b"));
+        assert!(ImageRef::parse("ghcr.io/github/github-mcp-server")
+            .unwrap()
+            .base()
+            .starts_with("https://ghcr.io/v2/"));
+    }
+
+    #[test]
+    fn challenges_parse() {
+        let p = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull""#,
+        );
+        assert_eq!(p["realm"], "https://auth.docker.io/token");
+        assert_eq!(p["service"], "registry.docker.io");
+        assert_eq!(p["scope"], "repository:library/nginx:pull");
+    }
+}
