@@ -7,6 +7,7 @@ pub mod check;
 pub mod convert;
 pub mod install;
 pub mod render;
+pub mod run;
 pub mod crds;
 pub mod webhook;
 
@@ -30,6 +31,8 @@ pub enum Command {
     Render(render::RenderArgs),
     /// Copy this binary to a path (the init container of every MCP server pod runs this).
     Install(install::InstallArgs),
+    /// Run the operator: webhooks, controllers (leader only), metrics and probes.
+    Run(run::RunArgs),
     /// The MCP proxy that runs inside each MCP server pod.
     Bridge(crate::bridge::BridgeArgs),
     /// Serve only the admission webhooks (validating + defaulting) over TLS.
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Convert(args) => convert::run(args),
         Command::Render(args) => render::run(args),
         Command::Install(args) => install::run(args),
+        Command::Run(args) => run_async(run::run(args)),
         Command::Bridge(args) => run_async(crate::bridge::run(args)),
         Command::Webhook(args) => run_async(webhook::run(args)),
         Command::Certs(args) => certs::run(args),

@@ -77,6 +77,8 @@ pub struct ReloadLabels {
 /// All metrics of the webhook server, registered in their own registry.
 pub struct Metrics {
     registry: Registry,
+    /// Metrics of the rest of the process (the controllers, in `run`), served on the same port.
+    extra: Option<Registry>,
     pub reviews: Family<ReviewLabels, Counter>,
     pub review_duration: Family<WebhookLabels, Histogram>,
     pub rejected: Family<RejectLabels, Counter>,
@@ -164,14 +166,29 @@ impl Metrics {
             cert_reloads,
             cert_not_after,
             cert_expires_in,
+            extra: None,
         }
+    }
+
+    /// These metrics plus whatever `register` adds to a registry of its own (unprefixed).
+    pub fn with_extra(register: &(dyn Fn(&mut Registry) + Send + Sync)) -> Self {
+        let mut metrics = Self::new();
+        let mut extra = Registry::default();
+        register(&mut extra);
+        metrics.extra = Some(extra);
+        metrics
     }
 
     /// The registry in the Prometheus text format.
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::with_capacity(8 * 1024);
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        if let Some(extra) = &self.extra {
+            let _ = encode_registry(&mut out, extra);
+        }
+        let _ = encode_eof(&mut out);
         out
     }
 

@@ -24,6 +24,7 @@
 
 pub mod certs;
 pub mod config;
+pub mod conversion;
 pub mod handlers;
 pub mod lookup;
 pub mod metrics;

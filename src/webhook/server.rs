@@ -81,6 +81,9 @@ pub struct ServerOptions {
     pub conversion: Option<ConversionHandler>,
     /// Mount the benchmark floor route ([`super::routes::FLOOR_PATH`]).
     pub benchmark_floor: bool,
+    /// Registers the rest of the process's metrics (the controllers, in `run`) on the same
+    /// `/metrics`.
+    pub extra_metrics: Option<Arc<dyn Fn(&mut prometheus_client::registry::Registry) + Send + Sync>>,
 }
 
 impl ServerOptions {
@@ -97,6 +100,7 @@ impl ServerOptions {
             lookup: None,
             conversion: None,
             benchmark_floor: false,
+            extra_metrics: None,
         }
     }
 }
@@ -223,8 +227,12 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         lookup,
         conversion,
         benchmark_floor,
+        extra_metrics,
     } = options;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(match extra_metrics.as_deref() {
+        Some(register) => Metrics::with_extra(register),
+        None => Metrics::new(),
+    });
     let readiness = Arc::new(Readiness::default());
     let cert_error = |source| ServeError::Certificate {
         dir: cert_dir.display().to_string(),

@@ -50,12 +50,14 @@ pub async fn post_review(
     let client = builder
         .build()
         .map_err(|e| format!("building client: {e}"))?;
-    let resp = client
-        .post(&url)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| format!("Post \"{url}\": {}", error_chain(&e)))?;
+    let resp = client.post(&url).json(body).send().await.map_err(|e| {
+        if e.is_timeout() {
+            // Go's wording, which is what users of a real cluster see.
+            format!("Post \"{url}\": context deadline exceeded")
+        } else {
+            format!("Post \"{url}\": {}", error_chain(&e))
+        }
+    })?;
     let status = resp.status();
     let bytes = resp
         .bytes()

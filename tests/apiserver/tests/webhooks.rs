@@ -510,3 +510,48 @@ async fn match_conditions_and_reinvocation() {
     assert_eq!(created.metadata.labels.as_ref().unwrap()["labelled"], "yes");
     assert_eq!(created.metadata.annotations.as_ref().unwrap()["calls"], "2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_webhook_times_out_per_timeout_seconds() {
+    let slow: common::Handler = Arc::new(|_path: &str, review: Value| {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        admission_response(&review, json!({"allowed": true}))
+    });
+    let wh = WebhookServer::start(&["wh.webhooks.svc"], slow).await;
+    let server = TestApiServer::start(Options::default()).await.unwrap();
+    server.set_service("webhooks/wh", &wh.addr.to_string());
+    server.apply_yaml(CRD).await.unwrap();
+    let cfg = webhook_config(
+        "ValidatingWebhookConfiguration",
+        "slow",
+        "slow.test.example.com",
+        "/validate",
+        &wh.ca_bundle(),
+        json!({"timeoutSeconds": 1}),
+    );
+    server.apply_yaml(&cfg).await.unwrap();
+    let api = widget_api(&server.client().unwrap(), "v1");
+    let started = std::time::Instant::now();
+    let err = api
+        .create(
+            &PostParams::default(),
+            &widget("v1", "w", json!({"greeting": "hi"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1450),
+        "{:?}",
+        started.elapsed()
+    );
+    let kube::Error::Api(s) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(s.code, 500);
+    assert!(
+        s.message.contains("failed calling webhook \"slow.test.example.com\": failed to call webhook: Post \"https://wh.webhooks.svc:")
+            && s.message.ends_with("/validate?timeout=1s\": context deadline exceeded"),
+        "{}",
+        s.message
+    );
+}
