@@ -51,8 +51,11 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<MCPServer>, u32>>,
     /// The admission verdict of each object's current generation: a spec does not change
     /// without a new generation, so a resync need not check it again.
-    verdicts: Mutex<HashMap<ObjectRef<MCPServer>, (Option<i64>, Option<String>)>>,
+    verdicts: Mutex<HashMap<ObjectRef<MCPServer>, CachedVerdict>>,
 }
+
+/// The generation a verdict is for, and the admission errors (none: valid).
+type CachedVerdict = (Option<i64>, Option<String>);
 
 /// Caches fed by the same watches that trigger reconciles.
 #[derive(Clone)]

@@ -26,13 +26,16 @@ const TAG_TTL: Duration = Duration::from_secs(3600);
 const FAILURE_TTL: Duration = Duration::from_secs(60);
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
+/// When an answer expires, and the answer.
+type CacheEntry = (Instant, Result<ImageCommand, String>);
+
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Resolves commands from registries.
 pub struct RegistryResolver {
     client: HttpsClient,
     arch: String,
-    cache: Mutex<HashMap<String, (Instant, Result<ImageCommand, String>)>>,
+    cache: Mutex<HashMap<String, CacheEntry>>,
 }
 
 /// Where an image lives.

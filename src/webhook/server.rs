@@ -58,6 +58,9 @@ pub enum ServeError {
 /// same content-type and size checks as the admission routes.
 pub type ConversionHandler = MethodRouter;
 
+/// Adds metrics to a registry served on the same `/metrics`.
+pub type RegisterMetrics = Arc<dyn Fn(&mut prometheus_client::registry::Registry) + Send + Sync>;
+
 /// How to run the webhook server.
 pub struct ServerOptions {
     /// Where the admission (TLS) server listens, e.g. `0.0.0.0:9443`.
@@ -83,7 +86,7 @@ pub struct ServerOptions {
     pub benchmark_floor: bool,
     /// Registers the rest of the process's metrics (the controllers, in `run`) on the same
     /// `/metrics`.
-    pub extra_metrics: Option<Arc<dyn Fn(&mut prometheus_client::registry::Registry) + Send + Sync>>,
+    pub extra_metrics: Option<RegisterMetrics>,
 }
 
 impl ServerOptions {
