@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 use test_apiserver::{Options, TestApiServer};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Peak and current resident memory of a process, in MiB.
@@ -44,22 +48,42 @@ async fn run_once(n: usize) {
         crds.create(&PostParams::default(), &c).await.unwrap();
     }
     for ns in ["default", "mcp-operator-system"] {
-        let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap()).await;
+        let _ = Api::<Namespace>::all(client.clone())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await;
     }
-    let dir = std::env::temp_dir().join(format!("mcp-operator-ctl-bench-{}-{n}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("mcp-operator-ctl-bench-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     server.write_kubeconfig(dir.join("kubeconfig")).unwrap();
     let bin = env!("CARGO_BIN_EXE_mcp-operator");
-    let ok = Command::new(bin).args(["certs", "--dns-name", "localhost", "--out"]).arg(dir.join("certs")).stdout(Stdio::null()).status().unwrap();
+    let ok = Command::new(bin)
+        .args(["certs", "--dns-name", "localhost", "--out"])
+        .arg(dir.join("certs"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     assert!(ok.success());
     let mut operator = Command::new(bin)
         .args(["run", "--no-registry-lookup", "--storage-migration=false"])
         .args(["--image-command", "docker.io/mcp/fetch=mcp-server-fetch"])
         .arg("--cert-dir")
         .arg(dir.join("certs"))
-        .args(["--webhook-bind-address", &format!("127.0.0.1:{}", free_port())])
-        .args(["--metrics-bind-address", &format!("127.0.0.1:{}", free_port())])
-        .args(["--health-probe-bind-address", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--webhook-bind-address",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args([
+            "--metrics-bind-address",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args([
+            "--health-probe-bind-address",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
         .env("KUBECONFIG", dir.join("kubeconfig"))
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
@@ -88,11 +112,21 @@ async fn run_once(n: usize) {
     let mut polls = 0;
     loop {
         polls += 1;
-        let count = deployments.list_metadata(&ListParams::default().labels("app.kubernetes.io/managed-by=mcp-operator")).await.unwrap().items.len();
+        let count = deployments
+            .list_metadata(
+                &ListParams::default().labels("app.kubernetes.io/managed-by=mcp-operator"),
+            )
+            .await
+            .unwrap()
+            .items
+            .len();
         if count == n {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(1800), "not converged: {count}/{n}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "not converged: {count}/{n}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let children_done = started.elapsed();
@@ -100,7 +134,11 @@ async fn run_once(n: usize) {
     loop {
         polls += 1;
         let list = servers.list(&ListParams::default()).await.unwrap();
-        if list.items.iter().all(|s| s.status.as_ref().and_then(|s| s.url.as_ref()).is_some()) {
+        if list
+            .items
+            .iter()
+            .all(|s| s.status.as_ref().and_then(|s| s.url.as_ref()).is_some())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -111,22 +149,44 @@ async fn run_once(n: usize) {
     let requests = server.requests();
     // Everything in the log but the benchmark's own creates and polls is the operator's.
     let ours = requests.len().saturating_sub(n + polls);
-    let writes = requests.iter().filter(|r| r.verb.is_write()).count().saturating_sub(n);
+    let writes = requests
+        .iter()
+        .filter(|r| r.verb.is_write())
+        .count()
+        .saturating_sub(n);
     let _ = operator.kill();
     let _ = operator.wait();
     std::fs::remove_dir_all(&dir).ok();
-    println!("{n} MCPServers created at once (creates took {:.1} s):", created.as_secs_f64());
-    println!("  all children applied after  {:>7.1} s", children_done.as_secs_f64());
-    println!("  all statuses written after  {:>7.1} s", all_done.as_secs_f64());
+    println!(
+        "{n} MCPServers created at once (creates took {:.1} s):",
+        created.as_secs_f64()
+    );
+    println!(
+        "  all children applied after  {:>7.1} s",
+        children_done.as_secs_f64()
+    );
+    println!(
+        "  all statuses written after  {:>7.1} s",
+        all_done.as_secs_f64()
+    );
     println!("  operator RSS: idle {rss_idle:.1} MiB, peak {peak:.1} MiB, after convergence {now:.1} MiB");
-    println!("  operator writes per MCPServer: {:.2} (4 children + status)", writes as f64 / n as f64);
-    println!("  operator API requests per MCPServer (watch streams count once): {:.2}", ours as f64 / n as f64);
+    println!(
+        "  operator writes per MCPServer: {:.2} (4 children + status)",
+        writes as f64 / n as f64
+    );
+    println!(
+        "  operator API requests per MCPServer (watch streams count once): {:.2}",
+        ours as f64 / n as f64
+    );
 }
 
 #[tokio::main]
 async fn main() {
     mcp_operator::crypto::install_provider();
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let sizes = if sizes.is_empty() { vec![1000] } else { sizes };
     for n in sizes {
         run_once(n).await;

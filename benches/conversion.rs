@@ -39,10 +39,19 @@ async fn measure(client: &reqwest::Client, url: &str, body: &[u8]) -> (Duration,
     let started = Instant::now();
     for _ in 0..REVIEWS {
         let t = Instant::now();
-        let resp = client.post(url).header("content-type", "application/json").body(body.to_vec()).send().await.unwrap();
+        let resp = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
         assert!(resp.status().is_success(), "{}", resp.status());
         let v: Value = resp.json().await.unwrap();
-        assert_eq!(v["response"]["convertedObjects"].as_array().map(Vec::len), Some(OBJECTS));
+        assert_eq!(
+            v["response"]["convertedObjects"].as_array().map(Vec::len),
+            Some(OBJECTS)
+        );
         latencies.push(t.elapsed());
     }
     (started.elapsed(), latencies)
@@ -57,8 +66,14 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 async fn main() {
     mcp_operator::crypto::install_provider();
     let dir = std::env::temp_dir().join(format!("mcp-operator-conv-bench-{}", std::process::id()));
-    let ca = mcp_operator::webhook::certs::generate_ca("bench CA", mcp_operator::webhook::certs::CA_VALIDITY).unwrap();
-    let pair = ca.issue_serving(&["localhost".to_string()], Duration::from_secs(3600)).unwrap();
+    let ca = mcp_operator::webhook::certs::generate_ca(
+        "bench CA",
+        mcp_operator::webhook::certs::CA_VALIDITY,
+    )
+    .unwrap();
+    let pair = ca
+        .issue_serving(&["localhost".to_string()], Duration::from_secs(3600))
+        .unwrap();
     mcp_operator::webhook::certs::write_cert_dir(&dir, &ca, &pair, true).unwrap();
     let mut options = ServerOptions::new(dir.clone(), "127.0.0.1:0".parse().unwrap());
     options.conversion = Some(mcp_operator::webhook::conversion::handler());
@@ -83,7 +98,17 @@ async fn main() {
     ours_lat.sort();
     let rate = |total: Duration| (REVIEWS * OBJECTS) as f64 / total.as_secs_f64();
     println!("{REVIEWS} ConversionReviews of {OBJECTS} MCPServers ({} KiB each) over TLS, keep-alive, one at a time:", body.len() / 1024);
-    println!("  floor (decode + echo):  {:>9.0} objects/s   p50 {:>6.1} ms  p99 {:>6.1} ms", rate(floor_total), pct(&floor_lat, 0.5), pct(&floor_lat, 0.99));
-    println!("  ours  (v1alpha1->v1beta1): {:>6.0} objects/s   p50 {:>6.1} ms  p99 {:>6.1} ms", rate(ours_total), pct(&ours_lat, 0.5), pct(&ours_lat, 0.99));
+    println!(
+        "  floor (decode + echo):  {:>9.0} objects/s   p50 {:>6.1} ms  p99 {:>6.1} ms",
+        rate(floor_total),
+        pct(&floor_lat, 0.5),
+        pct(&floor_lat, 0.99)
+    );
+    println!(
+        "  ours  (v1alpha1->v1beta1): {:>6.0} objects/s   p50 {:>6.1} ms  p99 {:>6.1} ms",
+        rate(ours_total),
+        pct(&ours_lat, 0.5),
+        pct(&ours_lat, 0.99)
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -72,6 +72,20 @@ fn remove_finalizer(
 }
 
 /// One pass; returns whether anything changed.
+/// The part of an object the collector looks at (cloning whole objects, CRD schemas included, on
+/// every pass would make a busy test slow).
+fn slim(o: &Value) -> Value {
+    let md = o.get("metadata");
+    let pick = |k: &str| md.and_then(|m| m.get(k)).cloned().unwrap_or(Value::Null);
+    serde_json::json!({
+        "metadata": {
+            "uid": pick("uid"), "deletionTimestamp": pick("deletionTimestamp"),
+            "finalizers": pick("finalizers"), "ownerReferences": pick("ownerReferences"),
+        },
+        "spec": {"group": o.pointer("/spec/group"), "names": {"plural": o.pointer("/spec/names/plural")}},
+    })
+}
+
 pub fn pass(st: &mut State) -> bool {
     let mut changed = false;
     let uids = st.uid_index();
@@ -80,7 +94,7 @@ pub fn pass(st: &mut State) -> bool {
         .iter()
         .flat_map(|(k, m)| {
             m.iter()
-                .map(move |((ns, n), o)| (k.clone(), ns.clone(), n.clone(), o.clone()))
+                .map(move |((ns, n), o)| (k.clone(), ns.clone(), n.clone(), slim(o)))
         })
         .collect();
     let deleting_with = |uid: &str, fin: &str| -> bool {
@@ -346,17 +360,26 @@ fn simulate_workloads(st: &mut State) -> bool {
     let mut changed = false;
     for plural in ["deployments", "statefulsets", "replicasets", "daemonsets"] {
         let key = ("apps".to_string(), plural.to_string());
-        for obj in st.list(&key, "") {
-            if !meta_str(&obj, "deletionTimestamp").is_empty() {
-                continue;
-            }
-            let desired = workload_status(plural, &obj);
-            if obj.get("status") != Some(&desired) {
-                let mut o = obj.clone();
-                o["status"] = desired;
-                st.put(&key, o);
-                changed = true;
-            }
+        let stale: Vec<Value> = st
+            .objects
+            .get(&key)
+            .map(|m| {
+                m.values()
+                    .filter(|o| meta_str(o, "deletionTimestamp").is_empty())
+                    .filter_map(|o| {
+                        let desired = workload_status(plural, o);
+                        (o.get("status") != Some(&desired)).then(|| {
+                            let mut o = o.clone();
+                            o["status"] = desired;
+                            o
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for o in stale {
+            st.put(&key, o);
+            changed = true;
         }
     }
     changed
