@@ -13,7 +13,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -72,17 +72,12 @@ fn the_static_binary_needs_no_loader_and_runs_the_bridge() {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("mcp-operator");
     std::fs::copy(&bin, &copy).unwrap();
-    let port = free_port();
-    let child = Command::new(&copy)
-        .args(["bridge", "--listen", &format!("127.0.0.1:{port}"), "--"])
+    let mut cmd = Command::new(&copy);
+    cmd.args(["bridge", "--listen", "127.0.0.1:0", "--"])
         .args(time_server())
         .env_clear()
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut bridge = Bridge { child, port };
+        .current_dir(dir.path());
+    let mut bridge = Bridge::launch(cmd);
     bridge.wait_ready(Duration::from_secs(30));
     let out = python_client("streamable", &bridge.url("/mcp"), "time", &[]);
     assert_eq!(out["server"], "mcp-time", "{out}");

@@ -96,25 +96,60 @@ impl Bridge {
     }
 
     pub fn spawn_env(flags: &[&str], command: &[String], env: &[(&str, String)]) -> Bridge {
-        let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-operator"));
-        cmd.arg("bridge")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(flags);
+        cmd.args(["bridge", "--listen", "127.0.0.1:0"]).args(flags);
         if !command.is_empty() {
             cmd.arg("--").args(command);
         }
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd
-            .env("RUST_LOG", "warn")
+        cmd.env("RUST_LOG", "warn,mcp_operator::bridge=info");
+        Bridge::launch(cmd)
+    }
+
+    /// Starts a prepared `… bridge --listen 127.0.0.1:0 …` command (a port the kernel picks),
+    /// learning the port from the bridge's "bridge listening" log line; the
+    /// rest of its log goes to the test's stderr. (Picking a free port first would race with
+    /// the tests running alongside.)
+    pub fn launch(mut cmd: Command) -> Bridge {
+        use std::io::BufRead;
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the bridge binary");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                let listen = serde_json::from_str::<Value>(&line).ok().and_then(|v| {
+                    (v["fields"]["message"] == "bridge listening")
+                        .then(|| v["fields"]["listen"].as_str().map(str::to_owned))
+                        .flatten()
+                });
+                match listen {
+                    Some(addr) => {
+                        let _ = tx.send(addr);
+                    }
+                    None => eprintln!("{line}"),
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the bridge did not report its listening address");
+            }
+        };
+        let port = addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the listening address");
         Bridge { child, port }
     }
 
