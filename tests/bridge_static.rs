@@ -3,7 +3,7 @@
 //!
 //! Build it, then run this test:
 //! ```text
-//! RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target x86_64-unknown-linux-gnu --bin mcp-operator
+//! bash scripts/build-static.sh       # +crt-static on the gnu target, in target/static/
 //! cargo test --test bridge_static -- --ignored
 //! ```
 //! (`MCP_OPERATOR_STATIC_BIN` points the test at another binary.) Ignored by default because the

@@ -602,3 +602,40 @@ async fn converges_under_failing_writes_and_leaves_nothing_behind() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn group_reference_is_reported_and_follows_the_group() {
+    let h = start(None).await;
+    let c = &h.client;
+    let mut obj = seed("mcpserver-fetch.yaml");
+    obj["spec"]["groupRef"] = json!({"name": "research"});
+    create_server(c, obj).await;
+    let servers: Api<MCPServer> = Api::namespaced(c.clone(), "default");
+    let group_condition = |want: &'static str| {
+        let servers = servers.clone();
+        move || {
+            let servers = servers.clone();
+            async move {
+                let s = servers.get("fetch").await.ok()?.status?;
+                let cond = s
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_ == "GroupRefValidated")?;
+                (cond.status == want).then_some(cond)
+            }
+        }
+    };
+    let missing = eventually("GroupRefValidated=False", group_condition("False")).await;
+    assert_eq!(missing.reason, "GroupRefNotFound");
+    let groups: Api<mcp_operator::api::v1beta1::MCPGroup> = Api::namespaced(c.clone(), "default");
+    groups
+        .create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPGroup", "metadata": {"name": "research"}, "spec": {}})).unwrap())
+        .await
+        .unwrap();
+    let found = eventually(
+        "GroupRefValidated=True once the group exists",
+        group_condition("True"),
+    )
+    .await;
+    assert_eq!(found.reason, "GroupRefIsValid");
+}

@@ -41,6 +41,7 @@ struct Cluster {
     _webhook: RunningServer,
     kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
+    _controller: tokio::task::JoinHandle<()>,
 }
 
 impl Cluster {
@@ -137,11 +138,35 @@ async fn cluster() -> Cluster {
         .unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
+    // The operator's controller, as `run` starts it on the leader.
+    let resolver =
+        mcp_operator::controller::resolve::StaticResolver::new(std::collections::HashMap::from([
+            (
+                "docker.io/mcp/fetch".to_string(),
+                vec!["mcp-server-fetch".to_string()],
+            ),
+            (
+                "ghcr.io/github/github-mcp-server".to_string(),
+                vec!["github-mcp-server".to_string(), "stdio".to_string()],
+            ),
+        ]));
+    let settings = mcp_operator::controller::mcpserver::Settings {
+        bridge_image: "example.com/mcp-operator:e2e".into(),
+        ..Default::default()
+    };
+    let controller = tokio::spawn(mcp_operator::controller::mcpserver::run(
+        client,
+        None,
+        settings,
+        std::sync::Arc::new(resolver),
+        Default::default(),
+    ));
     Cluster {
         server,
         _webhook: webhook,
         kubeconfig,
         _dir: dir,
+        _controller: controller,
     }
 }
 
@@ -164,6 +189,48 @@ async fn kubectl_apply_goes_through_our_webhooks() {
         out.contains("Warning: spec.mcpPort: ignored for transport stdio"),
         "warnings reach kubectl: {out}"
     );
+
+    // The controller made every child with the documented names.
+    for (kind, name) in [
+        ("deployment", "github"),
+        ("service", "mcp-github-proxy"),
+        ("serviceaccount", "github-sa"),
+        ("configmap", "github-bridge-config"),
+    ] {
+        let mut found = false;
+        for _ in 0..100 {
+            if c.kubectl(&["get", kind, name, "-n", "toolhive-system"])
+                .await
+                .status
+                .success()
+            {
+                found = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(found, "{kind}/{name} was not created");
+    }
+    let deployment: Value = serde_json::from_str(
+        &c.ok(&[
+            "get",
+            "deployment",
+            "github",
+            "-n",
+            "toolhive-system",
+            "-o",
+            "json",
+        ])
+        .await,
+    )
+    .unwrap();
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(
+        env[0]["valueFrom"]["secretKeyRef"]["name"], "github-token",
+        "{env}"
+    );
+    let url = c.ok(&["wait", "--for=jsonpath={.status.url}=http://mcp-github-proxy.toolhive-system.svc.cluster.local:8080/mcp", "mcpserver/github", "-n", "toolhive-system", "--timeout=20s"]).await;
+    assert!(url.contains("condition met"), "{url}");
 
     // The mutating webhook filled in upstream's defaults.
     let github: Value = serde_json::from_str(

@@ -576,7 +576,10 @@ async fn reviews_are_served_over_http2() {
     // The API server's webhook client speaks HTTP/2 when ALPN offers it.
     let pki = Pki::new();
     let server = serve(&pki).await;
-    let client = client_builder(&pki, &server).http2_prior_knowledge().build().unwrap();
+    let client = client_builder(&pki, &server)
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
     let review = review_of(&fetch_server());
     let path = path(WebhookKind::Mutate, "MCPServer", "v1beta1");
     let responses = futures::future::join_all((0..8).map(|_| {

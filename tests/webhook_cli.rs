@@ -107,6 +107,16 @@ async fn certs_then_webhook_serve_a_review_and_stop_on_sigterm() {
     assert_eq!(answer["response"]["allowed"], false);
     assert_eq!(answer["response"]["status"]["reason"], "Invalid");
 
+    // The standalone command serves the conversion webhook too.
+    let convert = client
+        .post(format!("https://webhook.test:{port}/convert"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(convert.status(), 404, "/convert is routed");
+
     send_sigterm(child.id());
     let status = tokio::task::spawn_blocking(move || {
         let status = child.wait().unwrap();

@@ -536,7 +536,14 @@ async fn admit_post(
     Ok(msg)
 }
 
+/// How long a client may take to send its body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads a body of at most `limit` bytes. A larger one is still read to its end (up to twice the
+/// limit) before the 413 goes out: a server that answers and closes while the client is still
+/// sending makes the client's TCP stack drop the answer, and the client sees a reset instead.
 async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Bytes, Reject> {
+    use futures::StreamExt;
     let too_large = || {
         Reject::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -544,29 +551,50 @@ async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Byte
             format!("the body is larger than {limit} bytes"),
         )
     };
+    let unreadable = || {
+        Reject::new(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "the body could not be read",
+        )
+    };
+    let drain_cap = limit.saturating_mul(2);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    if declared.is_some_and(|len| len > drain_cap as u64) {
         return Err(too_large());
     }
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => Ok(bytes),
-        Err(e) => {
-            let length_limit = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if length_limit {
-                Err(too_large())
-            } else {
-                Err(Reject::new(
-                    StatusCode::BAD_REQUEST,
-                    code::INVALID_REQUEST,
-                    "the body could not be read",
-                ))
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut buf = bytes::BytesMut::new();
+        let mut seen = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| unreadable())?;
+            seen = seen.saturating_add(chunk.len());
+            if seen > drain_cap {
+                break;
+            }
+            if seen <= limit {
+                buf.extend_from_slice(&chunk);
             }
         }
-    }
+        if seen > limit {
+            Err(too_large())
+        } else {
+            Ok(buf.freeze())
+        }
+    };
+    tokio::time::timeout(BODY_READ_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Reject::new(
+                StatusCode::REQUEST_TIMEOUT,
+                code::INVALID_REQUEST,
+                "the body did not arrive in time",
+            ))
+        })
 }
 
 /// The stateless 2026-07-28 revision gets a plain legacy error so that dual-era clients fall back

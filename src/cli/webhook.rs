@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Serve the validating and defaulting admission webhooks over TLS.
+/// Serve the validating and defaulting admission webhooks, and the CRD conversion webhook, over
+/// TLS.
 ///
 /// The certificate is read from `--cert-dir` (`tls.crt`, `tls.key`, as cert-manager writes
 /// them) and reloaded when the files change. Without `--cluster-lookups` no cluster is needed:
@@ -118,6 +119,8 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
     options.metrics_listen = Some(args.metrics_listen);
     options.shutdown_delay = Duration::from_secs(args.shutdown_delay);
     options.benchmark_floor = args.benchmark_floor;
+    // The CRDs' conversion stanza points at the same Service: serve it here too.
+    options.conversion = Some(crate::webhook::conversion::handler());
     if args.cluster_lookups {
         let client = kube::Client::try_default()
             .await

@@ -5,7 +5,7 @@ use super::children::{self, Children, Inputs, FIELD_MANAGER};
 use super::metrics::ControllerMetrics;
 use super::resolve::CommandResolver;
 use crate::admission::{self, Operation};
-use crate::api::v1beta1::{MCPServer, MCPServerStatus, MCPToolConfig};
+use crate::api::v1beta1::{MCPGroup, MCPServer, MCPServerStatus, MCPToolConfig};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
@@ -66,6 +66,8 @@ struct Stores {
     config_maps: Store<ConfigMap>,
     secrets: Store<PartialObjectMeta<Secret>>,
     tool_configs: Store<MCPToolConfig>,
+    groups: Store<MCPGroup>,
+    servers: Option<Store<MCPServer>>,
 }
 
 /// Why a reconcile failed; the variant name is the metric label and the Event reason.
@@ -116,6 +118,8 @@ pub async fn run(
     let (config_maps, cm_stream) = reflect::<ConfigMap>(&client, &namespace, children_cfg);
     let (tool_configs, tool_config_stream) =
         reflect::<MCPToolConfig>(&client, &namespace, watcher::Config::default());
+    let (groups, group_stream) =
+        reflect::<MCPGroup>(&client, &namespace, watcher::Config::default());
     // Secrets by metadata only: their values never enter the operator's memory.
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let secret_api: Api<PartialObjectMeta<Secret>> = match &namespace {
@@ -127,6 +131,8 @@ pub async fn run(
         .reflect(secret_writer)
         .touched_objects();
 
+    let controller = Controller::new(api(&client), watcher::Config::default());
+    let servers = controller.store();
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -146,14 +152,15 @@ pub async fn run(
             config_maps,
             secrets,
             tool_configs,
+            groups,
+            servers: Some(servers.clone()),
         },
         failures: Mutex::new(HashMap::new()),
         verdicts: Mutex::new(HashMap::new()),
     });
-    let controller = Controller::new(api(&client), watcher::Config::default());
-    let servers = controller.store();
     let by_secret = servers.clone();
     let by_tool_config = servers.clone();
+    let by_group = servers.clone();
     controller
         .owns_stream(deployment_stream)
         .owns_stream(service_stream)
@@ -170,6 +177,14 @@ pub async fn run(
                     .tool_config_ref
                     .as_ref()
                     .is_some_and(|r| r.name == tc.name_any())
+            })
+        })
+        .watches_stream(group_stream, move |g| {
+            referencing(&by_group, &g.namespace(), |s| {
+                s.spec
+                    .group_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == g.name_any())
             })
         })
         .shutdown_on_signal()
@@ -234,6 +249,9 @@ fn secret_names(server: &MCPServer) -> Vec<String> {
 /// One pass over one MCPServer.
 pub async fn reconcile(server: Arc<MCPServer>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
+    if let Some(servers) = &ctx.stores.servers {
+        ctx.metrics.set_managed("MCPServer", servers.len());
+    }
     let result = reconcile_inner(&server, &ctx).await;
     let outcome = match &result {
         Ok(_) => "success",
@@ -290,7 +308,8 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
         .stores
         .deployments
         .get(&ObjectRef::new(&children::deployment_name(&server.name_any())).within(&ns));
-    let status = status_for(server, live.as_deref(), Verdict::Accepted, resolved);
+    let mut status = status_for(server, live.as_deref(), Verdict::Accepted, resolved);
+    add_group_condition(server, ctx, &mut status);
     write_status(server, ctx, status).await?;
     Ok(Action::requeue(
         ctx.settings.resync.unwrap_or(DEFAULT_RESYNC),
@@ -545,6 +564,37 @@ fn status_for(
     }
 }
 
+/// `GroupRefValidated`, as upstream reports it: advisory, never blocking.
+fn add_group_condition(server: &MCPServer, ctx: &Context, status: &mut MCPServerStatus) {
+    let Some(group) = &server.spec.group_ref else {
+        return;
+    };
+    let ns = server.namespace().unwrap_or_default();
+    let found = ctx
+        .stores
+        .groups
+        .get(&ObjectRef::new(&group.name).within(&ns))
+        .is_some();
+    let old = server.status.clone().unwrap_or_default();
+    let (reason, message) = if found {
+        ("GroupRefIsValid", format!("MCPGroup {} exists", group.name))
+    } else {
+        (
+            "GroupRefNotFound",
+            format!("MCPGroup {} does not exist in namespace {ns}", group.name),
+        )
+    };
+    let c = condition(
+        &old,
+        server.meta().generation,
+        "GroupRefValidated",
+        found,
+        reason,
+        message,
+    );
+    status.conditions.get_or_insert_with(Vec::new).push(c);
+}
+
 fn condition(
     old: &MCPServerStatus,
     generation: Option<i64>,
@@ -646,6 +696,21 @@ pub fn error_policy(server: Arc<MCPServer>, error: &Error, ctx: Arc<Context>) ->
         *n
     };
     tracing::warn!(name = %server.name_any(), namespace = ?server.namespace(), reason = error.reason(), attempt, error = %error, "reconcile failed");
+    // The first failure in a row is worth an Event; repeats would only flood.
+    if attempt == 1 {
+        let recorder = ctx.recorder.clone();
+        let reference = server.object_ref(&());
+        let event = Event {
+            type_: EventType::Warning,
+            reason: error.reason().into(),
+            note: Some(truncate(&error.to_string(), 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        tokio::spawn(async move {
+            let _ = recorder.publish(&event, &reference).await;
+        });
+    }
     let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(12));
     let capped = exp.min(BACKOFF_MAX);
     let jitter = rand::random::<f64>() * 0.5 + 0.75; // ±25 %

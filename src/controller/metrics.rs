@@ -25,6 +25,7 @@ pub struct ControllerMetrics {
     reconciles: Family<ReconcileLabels, Counter>,
     duration: Family<KindLabel, Histogram>,
     applies: Family<KindLabel, Counter>,
+    managed: Family<KindLabel, Gauge>,
     pub leader: Gauge,
 }
 
@@ -37,6 +38,7 @@ impl Default for ControllerMetrics {
                 Histogram::new(exponential_buckets(0.001, 2.0, 15))
             }),
             applies: Family::default(),
+            managed: Family::default(),
             leader: Gauge::default(),
         }
     }
@@ -91,6 +93,12 @@ impl ControllerMetrics {
                 result: result.into(),
             })
             .get()
+    }
+
+    pub fn set_managed(&self, kind: &str, count: usize) {
+        self.managed
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .set(count as i64);
     }
 
     pub fn count_apply(&self, kind: &str) {

@@ -32,8 +32,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum HttpError {
     #[error("content type must be application/json, got {0:?}")]
     UnsupportedMediaType(String),
-    #[error("the body exceeds {MAX_BODY_BYTES} bytes")]
-    TooLarge,
+    #[error("the body exceeds {0} bytes")]
+    TooLarge(usize),
     #[error("the body could not be read: {0}")]
     Body(String),
     #[error(transparent)]
@@ -46,7 +46,7 @@ impl HttpError {
     pub fn status(&self) -> StatusCode {
         match self {
             HttpError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            HttpError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::Body(_) | HttpError::Malformed(_) => StatusCode::BAD_REQUEST,
             HttpError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
@@ -56,7 +56,7 @@ impl HttpError {
     pub fn reason(&self) -> &'static str {
         match self {
             HttpError::UnsupportedMediaType(_) => "unsupported_media_type",
-            HttpError::TooLarge => "too_large",
+            HttpError::TooLarge(_) => "too_large",
             HttpError::Body(_) => "body",
             HttpError::Malformed(_) => "malformed",
             HttpError::Timeout(_) => "timeout",
@@ -112,9 +112,18 @@ pub struct AppState {
     pub request_timeout: Duration,
 }
 
-/// Checks the content type and reads the body within [`MAX_BODY_BYTES`]. Shared with the
-/// conversion route.
+/// Checks the content type and reads the body within [`MAX_BODY_BYTES`].
 pub async fn read_json_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, HttpError> {
+    read_json_body_within(headers, body, MAX_BODY_BYTES).await
+}
+
+/// Checks the content type (`application/json`, parameters allowed: 415 otherwise) and reads
+/// the body within `limit` bytes (413 beyond, refused early when Content-Length says so).
+pub async fn read_json_body_within(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, HttpError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
@@ -127,12 +136,12 @@ pub async fn read_json_body(headers: &HeaderMap, body: Body) -> Result<bytes::By
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(HttpError::TooLarge);
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(HttpError::TooLarge(limit));
     }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(HttpError::TooLarge),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(HttpError::TooLarge(limit)),
         Err(e) => Err(HttpError::Body(e.to_string())),
     }
 }
@@ -407,7 +416,7 @@ mod tests {
     fn every_http_error_has_its_status_and_a_json_body() {
         for (error, status) in [
             (HttpError::UnsupportedMediaType("text/plain".into()), 415),
-            (HttpError::TooLarge, 413),
+            (HttpError::TooLarge(MAX_BODY_BYTES), 413),
             (HttpError::Body("reset".into()), 400),
             (HttpError::Malformed(ReviewError::Empty), 400),
             (HttpError::Timeout(REQUEST_TIMEOUT), 408),

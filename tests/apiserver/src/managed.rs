@@ -33,11 +33,11 @@ pub enum ListType {
 /// Knows the list types of one kind: from a CRD version's schema, or a table for built-ins.
 #[derive(Debug, Clone, Default)]
 pub struct Typer {
-    schema: Option<Value>,
+    schema: Option<std::sync::Arc<Value>>,
 }
 
 impl Typer {
-    pub fn new(schema: Option<Value>) -> Self {
+    pub fn new(schema: Option<std::sync::Arc<Value>>) -> Self {
         Self { schema }
     }
 
@@ -51,7 +51,7 @@ impl Typer {
         }
         match &self.schema {
             Some(schema) => {
-                let mut node = schema;
+                let mut node: &Value = schema;
                 for seg in path {
                     let next = match seg {
                         Seg::Field(k) => node

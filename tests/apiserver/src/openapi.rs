@@ -59,7 +59,7 @@ pub fn gv_document(all: &[ResourceInfo], group: &str, version: &str) -> Option<V
                 json!({"get": op("get"), "put": op("put"), "patch": op("patch")}),
             );
         }
-        let mut schema = v.schema.clone().unwrap_or_else(
+        let mut schema = v.schema.as_deref().cloned().unwrap_or_else(
             || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
         );
         schema["x-kubernetes-group-version-kind"] = json!([gvk]);

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 /// One served version of a resource.
 #[derive(Clone, Debug)]
@@ -14,7 +15,7 @@ pub struct VersionInfo {
     /// `subresources.scale` of a CRD version (or the built-in equivalent).
     pub scale: Option<ScaleInfo>,
     /// `openAPIV3Schema`, for CRDs.
-    pub schema: Option<Value>,
+    pub schema: Option<Arc<Value>>,
     /// `additionalPrinterColumns`, for CRDs.
     pub printer_columns: Vec<Value>,
     /// JSONPaths of `selectableFields`, for CRDs.
@@ -41,7 +42,7 @@ pub struct ResourceInfo {
     pub namespaced: bool,
     pub versions: Vec<VersionInfo>,
     /// The CRD this resource comes from (None for built-ins).
-    pub crd: Option<Value>,
+    pub crd: Option<Arc<Value>>,
 }
 
 impl ResourceInfo {
@@ -430,7 +431,7 @@ pub fn from_crd(crd: &Value) -> Option<ResourceInfo> {
                         .and_then(Value::as_str)
                         .map(String::from),
                 }),
-                schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+                schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new),
                 printer_columns: v
                     .get("additionalPrinterColumns")
                     .and_then(Value::as_array)
@@ -468,7 +469,7 @@ pub fn from_crd(crd: &Value) -> Option<ResourceInfo> {
         plural,
         kind,
         versions,
-        crd: Some(crd.clone()),
+        crd: Some(Arc::new(crd.clone())),
     })
 }
 
