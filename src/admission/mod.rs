@@ -140,10 +140,19 @@ struct KindRules {
 }
 
 static SCHEMAS: LazyLock<HashMap<(&'static str, &'static str), KindRules>> = LazyLock::new(|| {
+    let crds = api::crd::all();
     let mut out = HashMap::new();
     for served in api::SERVED {
+        let Some(crd) = crds.iter().find(|c| c.spec.names.kind == served.kind) else { continue };
         for version in served.versions {
-            if let Some(schema) = api::crd::schema_of(served.kind, version) {
+            let schema = crd
+                .spec
+                .versions
+                .iter()
+                .find(|v| v.name == *version)
+                .and_then(|v| v.schema.as_ref()?.open_api_v3_schema.as_ref())
+                .and_then(|s| serde_json::to_value(s).ok());
+            if let Some(schema) = schema {
                 let cel = kube_cel::compile_schema(&schema);
                 out.insert((*version, served.kind), KindRules { schema, cel });
             }
@@ -151,6 +160,11 @@ static SCHEMAS: LazyLock<HashMap<(&'static str, &'static str), KindRules>> = Laz
     }
     out
 });
+
+thread_local! {
+    /// Registering every Kubernetes CEL function is not free: once per thread, not per object.
+    static CEL: kube_cel::Validator = kube_cel::Validator::new();
+}
 
 /// The (version, kind) of an object of our group.
 fn type_of(obj: &Value) -> Result<(&'static str, &'static str), AdmitError> {
@@ -243,8 +257,8 @@ fn check_structure(schema: &Value, obj: &Value, errors: &mut FieldErrors) {
 
 /// `x-kubernetes-validations` of the schema, evaluated as the API server would.
 fn check_cel(rules: &KindRules, obj: &Value, old: Option<&Value>, errors: &mut FieldErrors) {
-    let validator = kube_cel::Validator::new();
-    if let Err(failures) = validator.validate_compiled(&rules.cel, obj, old) {
+    let outcome = CEL.with(|validator| validator.validate_compiled(&rules.cel, obj, old));
+    if let Err(failures) = outcome {
         for f in failures.iter() {
             let field = if f.field_path.is_empty() {
                 "<root>".to_string()

@@ -542,7 +542,11 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reads a body of at most `limit` bytes. A larger one is still read to its end (up to twice the
 /// limit) before the 413 goes out: a server that answers and closes while the client is still
 /// sending makes the client's TCP stack drop the answer, and the client sees a reset instead.
-async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Bytes, Reject> {
+pub(super) async fn read_body(
+    body: Body,
+    limit: usize,
+    headers: &HeaderMap,
+) -> Result<Bytes, Reject> {
     use futures::StreamExt;
     let too_large = || {
         Reject::new(

@@ -640,3 +640,131 @@ fn new_session_id() -> String {
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    /// A hub over in-memory pipes, and the server's ends of them.
+    fn hub_with_pipes(
+        max_line: usize,
+    ) -> (
+        Arc<Hub>,
+        tokio::io::Lines<BufReader<tokio::io::DuplexStream>>,
+        tokio::io::DuplexStream,
+    ) {
+        let (hub_stdin, server_stdin) = tokio::io::duplex(1 << 16);
+        let (server_stdout, hub_stdout) = tokio::io::duplex(1 << 16);
+        let hub = Hub::start(
+            hub_stdin,
+            hub_stdout,
+            max_line,
+            None,
+            Arc::new(Metrics::new()),
+        );
+        (hub, BufReader::new(server_stdin).lines(), server_stdout)
+    }
+
+    #[tokio::test]
+    async fn ids_are_rewritten_and_restored_and_bad_lines_skipped() {
+        let (hub, mut from_hub, mut to_hub) = hub_with_pipes(1024);
+        let session = hub.open_session(SessionKind::StreamableHttp, 10).unwrap();
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": "same", "method": "ping"});
+        let a = hub
+            .call(&session, "ping", body.clone(), None)
+            .await
+            .unwrap();
+        let b = hub.call(&session, "ping", body, None).await.unwrap();
+        let first: Value =
+            serde_json::from_str(&from_hub.next_line().await.unwrap().unwrap()).unwrap();
+        let second: Value =
+            serde_json::from_str(&from_hub.next_line().await.unwrap().unwrap()).unwrap();
+        assert_ne!(first["id"], second["id"], "bridge ids are unique");
+        // Junk, an oversize line, a partial write, CRLF, and the replies out of order.
+        to_hub.write_all(b"not json\n").await.unwrap();
+        to_hub.write_all(&[b'x'; 2048]).await.unwrap();
+        to_hub.write_all(b"\n").await.unwrap();
+        let reply_b = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{"b":1}}}}"#,
+            second["id"]
+        );
+        let reply_a = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{"a":1}}}}"#,
+            first["id"]
+        );
+        to_hub.write_all(&reply_b.as_bytes()[..10]).await.unwrap();
+        to_hub.flush().await.unwrap();
+        to_hub.write_all(&reply_b.as_bytes()[10..]).await.unwrap();
+        to_hub.write_all(b"\r\n").await.unwrap();
+        to_hub.write_all(reply_a.as_bytes()).await.unwrap();
+        to_hub.write_all(b"\n").await.unwrap();
+        let timeout = Duration::from_secs(2);
+        let a: Value = serde_json::from_slice(&a.reply(timeout).await.unwrap()).unwrap();
+        let b: Value = serde_json::from_slice(&b.reply(timeout).await.unwrap()).unwrap();
+        assert_eq!(
+            (a["id"].as_str(), a["result"]["a"].as_i64()),
+            (Some("same"), Some(1))
+        );
+        assert_eq!(
+            (b["id"].as_str(), b["result"]["b"].as_i64()),
+            (Some("same"), Some(1))
+        );
+    }
+
+    #[tokio::test]
+    async fn cancellations_reach_the_server_with_the_bridge_id() {
+        async fn next(lines: &mut tokio::io::Lines<BufReader<tokio::io::DuplexStream>>) -> Value {
+            let line = lines.next_line().await.unwrap().unwrap();
+            serde_json::from_str(&line).unwrap()
+        }
+        let (hub, mut from_hub, _to_hub) = hub_with_pipes(1024);
+        let session = hub.open_session(SessionKind::StreamableHttp, 10).unwrap();
+        // The client cancels its request 7 by its own id.
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call"});
+        let _call = hub.call(&session, "tools/call", body, None).await.unwrap();
+        let sent = next(&mut from_hub).await;
+        let cancel = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                        "params": {"requestId": 7}});
+        hub.notify(&session, "notifications/cancelled", cancel)
+            .await;
+        let cancelled = next(&mut from_hub).await;
+        assert_eq!(cancelled["params"]["requestId"], sent["id"]);
+        // A client that goes away (its call dropped unanswered) cancels too.
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call"});
+        let call = hub.call(&session, "tools/call", body, None).await.unwrap();
+        let sent = next(&mut from_hub).await;
+        drop(call);
+        let cancelled = next(&mut from_hub).await;
+        assert_eq!(cancelled["method"], "notifications/cancelled");
+        assert_eq!(cancelled["params"]["requestId"], sent["id"]);
+    }
+
+    #[tokio::test]
+    async fn server_requests_are_refused_and_eof_fails_what_is_in_flight() {
+        let (hub, mut from_hub, mut to_hub) = hub_with_pipes(1024);
+        let session = hub.open_session(SessionKind::LegacySse, 10).unwrap();
+        to_hub
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"method\":\"sampling/createMessage\",\"params\":{}}\n")
+            .await
+            .unwrap();
+        let refusal: Value =
+            serde_json::from_str(&from_hub.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(refusal["id"], "s1");
+        assert_eq!(refusal["error"]["code"], code::METHOD_NOT_FOUND);
+
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 42, "method": "tools/call"});
+        let call = hub.call(&session, "tools/call", body, None).await.unwrap();
+        drop(to_hub); // the server's stdout closes
+        let reply: Value =
+            serde_json::from_slice(&call.reply(Duration::from_secs(2)).await.unwrap()).unwrap();
+        assert_eq!(reply["id"], 42);
+        assert_eq!(reply["error"]["code"], code::INTERNAL_ERROR);
+        assert!(hub.is_closed());
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 43, "method": "ping"});
+        assert!(matches!(
+            hub.call(&session, "ping", body, None).await,
+            Err(CallError::ServerGone)
+        ));
+    }
+}

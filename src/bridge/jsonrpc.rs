@@ -296,6 +296,31 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn the_scanner_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = top_level_value_span(&bytes, b"id");
+            let _ = splice_id(&bytes, b"1");
+            let _ = parse_client(&bytes);
+        }
+
+        #[test]
+        fn splicing_replaces_only_the_id(
+            fields in proptest::collection::btree_map("[a-z\\\\\"{}]{0,6}", "[ -~]{0,12}", 0..6),
+            id in proptest::num::i64::ANY,
+        ) {
+            let mut obj = serde_json::Map::new();
+            for (k, v) in &fields {
+                obj.insert(k.clone(), Value::String(v.clone()));
+            }
+            obj.insert("id".into(), Value::from(id));
+            let msg = serde_json::to_vec(&Value::Object(obj.clone())).unwrap();
+            let out: Value = serde_json::from_slice(&splice_id(&msg, br#""x""#).unwrap()).unwrap();
+            obj.insert("id".into(), Value::from("x"));
+            proptest::prop_assert_eq!(out, Value::Object(obj));
+        }
+    }
+
     #[test]
     fn error_responses_leave_out_a_missing_id() {
         let e = error_response(None, code::PARSE_ERROR, "bad \"json\"");

@@ -260,25 +260,10 @@ async fn forward(
         }
     }
     let body = if parts.method == Method::POST {
-        let bytes = match http_body_util::Limited::new(body, st.cfg.max_body_bytes)
-            .collect()
-            .await
+        let bytes = match super::front::read_body(body, st.cfg.max_body_bytes, &parts.headers).await
         {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return rpc_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    code::INVALID_REQUEST,
-                    &format!("the body is larger than {} bytes", st.cfg.max_body_bytes),
-                )
-            }
-            Err(_) => {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    code::INVALID_REQUEST,
-                    "the body could not be read",
-                )
-            }
+            Ok(bytes) => bytes,
+            Err(reject) => return reject.into_response(),
         };
         if let Some(resp) = refuse_hidden_call(st, &bytes, &parts.headers, inject).await {
             return resp;
@@ -291,11 +276,18 @@ async fn forward(
         Some(q) if !q.is_empty() => format!("{}{path}?{q}", st.target.origin),
         _ => format!("{}{path}", st.target.origin),
     };
-    let mut out = axum::http::Request::builder()
+    // The message path comes from the server's `endpoint` event: it may not make a valid URI.
+    let Ok(mut out) = axum::http::Request::builder()
         .method(parts.method.clone())
         .uri(uri)
         .body(body)
-        .expect("a valid request");
+    else {
+        return rpc_error(
+            StatusCode::BAD_GATEWAY,
+            code::INTERNAL_ERROR,
+            "the MCP server announced an invalid message endpoint",
+        );
+    };
     copy_headers(&parts.headers, out.headers_mut());
     out.headers_mut()
         .insert(header::HOST, st.target.authority.clone());
@@ -413,6 +405,8 @@ struct SseRewriter {
     injector: mpsc::Sender<Bytes>,
     buf: BytesMut,
     session_key: Option<String>,
+    /// How much of `buf` holds no event end.
+    scanned: usize,
 }
 
 impl SseRewriter {
@@ -422,6 +416,7 @@ impl SseRewriter {
             injector,
             buf: BytesMut::new(),
             session_key: None,
+            scanned: 0,
         }
     }
 
@@ -470,10 +465,14 @@ impl SseRewriter {
     /// Takes every complete event out of the buffer, rewritten.
     fn drain_events(&mut self) -> Bytes {
         let mut out = BytesMut::new();
-        while let Some((end, sep)) = find_event_end(&self.buf) {
+        while let Some((end, sep)) = find_event_end(&self.buf, self.scanned) {
             let event = self.buf.split_to(end + sep).freeze();
+            self.scanned = 0;
             out.extend_from_slice(&self.rewrite(&event[..end]));
         }
+        // Resume the next search where this one stopped (less a separator's length), so a big
+        // event arriving in many chunks is scanned once, not once per chunk.
+        self.scanned = self.buf.len().saturating_sub(3);
         out.freeze()
     }
 
@@ -557,9 +556,10 @@ fn tokio_stream_of(mut rx: mpsc::Receiver<Bytes>) -> impl Stream<Item = Bytes> +
     Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
-/// The end of the first complete event and the length of its blank-line separator.
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
+/// The end of the first complete event at or after `from`, and the length of its blank-line
+/// separator.
+fn find_event_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
     while i + 1 < buf.len() {
         if buf[i] == b'\n' && buf[i + 1] == b'\n' {
             return Some((i, 2));

@@ -73,6 +73,8 @@ pub fn free_port() -> u16 {
 pub struct Bridge {
     pub child: Child,
     pub port: u16,
+    /// Every line the bridge logged (besides the listening line), in order.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Bridge {
@@ -101,10 +103,10 @@ impl Bridge {
         if !command.is_empty() {
             cmd.arg("--").args(command);
         }
+        cmd.env("RUST_LOG", "warn,mcp_operator::bridge=info");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.env("RUST_LOG", "warn,mcp_operator::bridge=info");
         Bridge::launch(cmd)
     }
 
@@ -122,6 +124,8 @@ impl Bridge {
             .expect("start the bridge binary");
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log_lines = log.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { return };
@@ -134,7 +138,10 @@ impl Bridge {
                     Some(addr) => {
                         let _ = tx.send(addr);
                     }
-                    None => eprintln!("{line}"),
+                    None => {
+                        eprintln!("{line}");
+                        log_lines.lock().unwrap().push(line);
+                    }
                 }
             }
         });
@@ -150,7 +157,7 @@ impl Bridge {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("a port in the listening address");
-        Bridge { child, port }
+        Bridge { child, port, log }
     }
 
     pub fn url(&self, path: &str) -> String {

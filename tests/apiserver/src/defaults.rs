@@ -4,9 +4,13 @@
 
 use serde_json::{json, Value};
 
+/// Set `key` unless it has a value. As in Go defaulting, an empty string counts as unset (string
+/// fields are not pointers there); zero numbers do not (those fields are pointers).
 fn set_if_absent(obj: &mut Value, key: &str, v: Value) {
     if let Some(m) = obj.as_object_mut() {
-        if !m.contains_key(key) || m.get(key).is_some_and(Value::is_null) {
+        if m.get(key)
+            .is_none_or(|x| x.is_null() || x.as_str() == Some(""))
+        {
             m.insert(key.to_string(), v);
         }
     }
@@ -116,7 +120,25 @@ pub fn apply(group: &str, kind: &str, obj: &mut Value) {
                 set_if_absent(p, "targetPort", port);
             }
         }
-        ("", "Secret") => set_if_absent(obj, "type", json!("Opaque")),
+        ("", "Secret") => {
+            set_if_absent(obj, "type", json!("Opaque"));
+            // stringData is write-only: the apiserver folds it into data (base64) on every write.
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            {
+                use base64::Engine;
+                if !obj.get("data").is_some_and(Value::is_object) {
+                    obj["data"] = json!({});
+                }
+                for (k, v) in sd {
+                    let text = v
+                        .as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string());
+                    obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+                }
+            }
+        }
         ("networking.k8s.io", "NetworkPolicy") => {
             let Some(spec) = ensure_obj(obj, "spec") else {
                 return;

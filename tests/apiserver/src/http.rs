@@ -195,7 +195,7 @@ async fn handle(
             Some(p) => {
                 resource_request(&app, p, query, &headers, body, &user_agent, record.verb).await
             }
-            None => non_resource(&app, &segs).await,
+            None => non_resource(&app, &segs, &headers).await,
         },
     };
     record.status = response.status().as_u16();
@@ -220,9 +220,30 @@ fn reason_for(code: u16) -> &'static str {
     }
 }
 
-async fn non_resource(app: &App, segs: &[&str]) -> Response {
+async fn non_resource(app: &App, segs: &[&str], headers: &HeaderMap) -> Response {
     let all = app.inner.lock().resources();
     let ok = |v: Value| json_response(200, &v, &[]);
+    // Aggregated discovery when the client asks for it first (kubectl, client-go), with the
+    // content type that says what was served; the legacy documents otherwise.
+    let accept = headers
+        .get("accept")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let wants_aggregated = accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=APIGroupDiscoveryList") && first.contains("v=v2"));
+    if wants_aggregated && matches!(segs, ["api"] | ["apis"]) {
+        let doc = resources::aggregated(&all, segs == ["api"]);
+        let mut resp = json_response(200, &doc, &[]);
+        resp.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static(
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+            ),
+        );
+        return resp;
+    }
     match segs {
         ["version"] => ok(app.version.clone()),
         ["healthz" | "readyz" | "livez"] => (StatusCode::OK, "ok").into_response(),
@@ -248,6 +269,18 @@ async fn non_resource(app: &App, segs: &[&str]) -> Response {
             .unwrap_or_else(|| ApiError::not_found_path().into_response()),
         _ => ApiError::not_found_path().into_response(),
     }
+}
+
+/// `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1` (first choice).
+fn wants_metadata(headers: &HeaderMap) -> bool {
+    headers
+        .get("accept")
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|a| {
+            a.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=PartialObjectMetadata"))
+        })
 }
 
 fn wants_table(headers: &HeaderMap) -> bool {
@@ -355,6 +388,7 @@ async fn resource_request_inner(
     };
     let inner = &app.inner;
     let table = wants_table(headers);
+    let metadata_only = wants_metadata(headers);
     let include = req
         .q("includeObject")
         .unwrap_or("PartialObjectMetadata")
@@ -366,6 +400,13 @@ async fn resource_request_inner(
                 return Ok(json_response(
                     200,
                     &crate::table::table(&res, &req.version, &[obj], json!({}), &include),
+                    &[],
+                ));
+            }
+            if metadata_only && req.sub.is_empty() {
+                return Ok(json_response(
+                    200,
+                    &crate::table::partial_metadata(&obj),
                     &[],
                 ));
             }
@@ -387,10 +428,26 @@ async fn resource_request_inner(
                     &[],
                 ));
             }
+            if metadata_only {
+                let items: Vec<Value> = list["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(crate::table::partial_metadata)
+                    .collect();
+                let out = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list["metadata"], "items": items});
+                return Ok(json_response(200, &out, &[]));
+            }
             Ok(json_response(200, &list, &[]))
         }
         Verb::Watch => {
-            let render = if table { Render::Table } else { Render::Object };
+            let render = if table {
+                Render::Table
+            } else if metadata_only {
+                Render::Metadata
+            } else {
+                Render::Object
+            };
             let rx = watch::start(inner.clone(), req, render, app.bookmark_every)?;
             let stream = futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv()

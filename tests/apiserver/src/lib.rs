@@ -17,6 +17,8 @@
 //! # let _ = (client, writes); Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod admission;
 mod conversion;
 mod defaults;
@@ -38,7 +40,6 @@ mod tls;
 mod watch;
 mod webhook;
 
-pub use error::ApiError;
 pub use store::{RequestRecord, Verb};
 
 use anyhow::Context as _;
@@ -160,6 +161,7 @@ impl TestApiServer {
         )
     }
 
+    /// The socket address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -200,6 +202,7 @@ impl TestApiServer {
             .insert(namespaced_name.to_string(), host_port.to_string());
     }
 
+    /// Forget a Service of the service map (webhook calls to it then fail as "no endpoints").
     pub fn remove_service(&self, namespaced_name: &str) {
         self.inner.lock().service_map.remove(namespaced_name);
     }
@@ -219,6 +222,7 @@ impl TestApiServer {
             .count()
     }
 
+    /// Forget the requests answered so far (e.g. once a controller has converged).
     pub fn clear_requests(&self) {
         self.inner.lock().requests.clear();
     }

@@ -249,6 +249,108 @@ const BUILTINS: &[Builtin] = &[
         &[],
     ),
     b(
+        "",
+        "v1",
+        "limitranges",
+        "LimitRange",
+        true,
+        false,
+        false,
+        &["limits"],
+    ),
+    b(
+        "",
+        "v1",
+        "resourcequotas",
+        "ResourceQuota",
+        true,
+        true,
+        false,
+        &["quota"],
+    ),
+    b("", "v1", "nodes", "Node", false, true, false, &["no"]),
+    b(
+        "",
+        "v1",
+        "persistentvolumes",
+        "PersistentVolume",
+        false,
+        true,
+        false,
+        &["pv"],
+    ),
+    b("batch", "v1", "jobs", "Job", true, true, false, &[]),
+    b(
+        "batch",
+        "v1",
+        "cronjobs",
+        "CronJob",
+        true,
+        true,
+        false,
+        &["cj"],
+    ),
+    b(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        true,
+        true,
+        false,
+        &["hpa"],
+    ),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "ingresses",
+        "Ingress",
+        true,
+        true,
+        false,
+        &["ing"],
+    ),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "ingressclasses",
+        "IngressClass",
+        false,
+        false,
+        false,
+        &[],
+    ),
+    b(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "EndpointSlice",
+        true,
+        false,
+        false,
+        &[],
+    ),
+    b(
+        "scheduling.k8s.io",
+        "v1",
+        "priorityclasses",
+        "PriorityClass",
+        false,
+        false,
+        false,
+        &["pc"],
+    ),
+    b(
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        "StorageClass",
+        false,
+        false,
+        false,
+        &["sc"],
+    ),
+    b(
         "coordination.k8s.io",
         "v1",
         "leases",
@@ -363,6 +465,9 @@ pub fn builtins() -> Vec<ResourceInfo> {
                         | "statefulsets"
                         | "replicasets"
                         | "daemonsets"
+                        | "jobs"
+                        | "cronjobs"
+                        | "horizontalpodautoscalers"
                 ) {
                 vec!["all".into()]
             } else {
@@ -585,4 +690,71 @@ pub fn group_list(all: &[ResourceInfo]) -> Value {
         })
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list})
+}
+
+/// The aggregated discovery document (`apidiscovery.k8s.io/v2` `APIGroupDiscoveryList`) for the
+/// core group (`core = true`, served at `/api`) or every other group (`/apis`).
+pub fn aggregated(all: &[ResourceInfo], core: bool) -> Value {
+    let mut groups: Vec<String> = vec![];
+    for r in all.iter().filter(|r| r.group.is_empty() == core) {
+        if !groups.contains(&r.group) {
+            groups.push(r.group.clone());
+        }
+    }
+    let items: Vec<Value> = groups
+        .iter()
+        .filter_map(|g| {
+            let mut versions: Vec<String> = vec![];
+            for r in all.iter().filter(|r| &r.group == g) {
+                for v in r.versions.iter().filter(|v| v.served) {
+                    if !versions.contains(&v.name) {
+                        versions.push(v.name.clone());
+                    }
+                }
+            }
+            if versions.is_empty() {
+                return None;
+            }
+            versions.sort_by(|a, b| version_priority(a, b));
+            let vs: Vec<Value> = versions
+                .iter()
+                .map(|ver| {
+                    let resources: Vec<Value> = all
+                        .iter()
+                        .filter(|r| &r.group == g)
+                        .filter_map(|r| r.served_version(ver).map(|v| (r, v)))
+                        .map(|(r, v)| {
+                            let kind = json!({"group": r.group, "version": ver, "kind": r.kind});
+                            let mut subs = vec![];
+                            if v.status {
+                                subs.push(json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}));
+                            }
+                            if v.scale.is_some() {
+                                subs.push(json!({"subresource": "scale", "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"}, "verbs": ["get", "patch", "update"]}));
+                            }
+                            let mut res = json!({
+                                "resource": r.plural, "responseKind": kind,
+                                "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                                "singularResource": r.singular, "verbs": verbs(true),
+                            });
+                            if !r.short_names.is_empty() {
+                                res["shortNames"] = json!(r.short_names);
+                            }
+                            if !r.categories.is_empty() {
+                                res["categories"] = json!(r.categories);
+                            }
+                            if !subs.is_empty() {
+                                res["subresources"] = json!(subs);
+                            }
+                            res
+                        })
+                        .collect();
+                    json!({"version": ver, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            let metadata = if g.is_empty() { json!({"creationTimestamp": null}) } else { json!({"name": g, "creationTimestamp": null}) };
+            Some(json!({"metadata": metadata, "versions": vs}))
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }

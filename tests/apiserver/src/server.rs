@@ -114,6 +114,8 @@ fn tracks_generation(res: &ResourceInfo) -> bool {
         || matches!(
             res.group.as_str(),
             "apps"
+                | "batch"
+                | "autoscaling"
                 | "policy"
                 | "networking.k8s.io"
                 | "apiextensions.k8s.io"

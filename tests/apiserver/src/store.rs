@@ -37,13 +37,21 @@ pub struct Event {
 /// What kind of request a [`RequestRecord`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Verb {
+    /// GET of one object (or of a subresource).
     Get,
+    /// GET of a collection.
     List,
+    /// GET of a collection with `watch=true`.
     Watch,
+    /// POST.
     Create,
+    /// PUT.
     Update,
+    /// PATCH (any patch type, server-side apply included).
     Patch,
+    /// DELETE of one object.
     Delete,
+    /// DELETE of a collection.
     DeleteCollection,
     /// Discovery, /version, /openapi and anything that is not a resource request.
     NonResource,
@@ -58,6 +66,7 @@ impl Verb {
         )
     }
 
+    /// The verb as Kubernetes spells it (`get`, `deletecollection`...).
     pub fn as_str(self) -> &'static str {
         match self {
             Verb::Get => "get",
@@ -76,22 +85,31 @@ impl Verb {
 /// One request the server answered (see [`crate::TestApiServer::requests`]).
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
+    /// The Kubernetes verb.
     pub verb: Verb,
+    /// The HTTP method.
     pub method: String,
+    /// The URL path, without a trailing slash.
     pub path: String,
+    /// The raw query string.
     pub query: String,
     /// API group ("" for core).
     pub group: String,
+    /// API version (`v1`).
     pub version: String,
     /// Plural resource name (`deployments`), empty for non-resource requests.
     pub resource: String,
     /// `status`, `scale`, or empty.
     pub subresource: String,
+    /// Namespace of the request ("" for cluster-scoped or all-namespace requests).
     pub namespace: String,
+    /// Object name ("" for collections).
     pub name: String,
-    /// Patch content type for PATCH requests.
+    /// The request's Content-Type (the patch type for PATCH requests).
     pub content_type: String,
+    /// The `fieldManager` query parameter, if any.
     pub field_manager: String,
+    /// The User-Agent header.
     pub user_agent: String,
     /// HTTP status answered (for watches: the status of the stream's start).
     pub status: u16,

@@ -67,6 +67,11 @@ pub fn json_path(obj: &Value, path: &str) -> Vec<Value> {
     cur
 }
 
+/// An object reduced to `meta.k8s.io/v1` `PartialObjectMetadata`.
+pub fn partial_metadata(o: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
 fn age(ts: &str) -> String {
     let Ok(t) = ts.parse::<jiff::Timestamp>() else {
         return "<unknown>".into();
@@ -126,6 +131,11 @@ pub fn table(
     list_meta: Value,
     include_object: &str,
 ) -> Value {
+    if res.crd.is_none() {
+        if let Some(t) = builtin_table(res, objs, &list_meta, include_object) {
+            return t;
+        }
+    }
     let cols = columns(res, version);
     let rows: Vec<Value> = objs
         .iter()
@@ -134,13 +144,16 @@ pub fn table(
                 .iter()
                 .map(|(def, path)| match path {
                     None => json!(meta_str(o, "name")),
-                    Some(p) => cell(json_path(o, p).into_iter().next(), def["type"].as_str().unwrap_or("string")),
+                    Some(p) => cell(
+                        json_path(o, p).into_iter().next(),
+                        def["type"].as_str().unwrap_or("string"),
+                    ),
                 })
                 .collect();
             let object = match include_object {
                 "None" => Value::Null,
                 "Object" => o.clone(),
-                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or(json!({}))}),
+                _ => partial_metadata(o),
             };
             json!({"cells": cells, "object": object})
         })
@@ -150,6 +163,177 @@ pub fn table(
         "columnDefinitions": cols.into_iter().map(|(d, _)| d).collect::<Vec<_>>(),
         "rows": rows,
     })
+}
+
+type Cell = fn(&Value) -> Value;
+
+fn int_at(o: &Value, p: &str) -> i64 {
+    o.pointer(p).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn count_at(o: &Value, p: &str) -> Value {
+    json!(o
+        .pointer(p)
+        .and_then(Value::as_object)
+        .map(|m| m.len())
+        .unwrap_or(0))
+}
+
+fn age_of(o: &Value) -> Value {
+    json!(age(meta_str(o, "creationTimestamp")))
+}
+
+/// The columns kube-apiserver prints for the common built-in kinds (its Go table convertors).
+fn builtin_columns(res: &ResourceInfo) -> Option<Vec<(&'static str, Cell)>> {
+    let cols: Vec<(&'static str, Cell)> = match (res.group.as_str(), res.plural.as_str()) {
+        ("apps", "deployments") => vec![
+            ("Ready", |o| {
+                json!(format!(
+                    "{}/{}",
+                    int_at(o, "/status/readyReplicas"),
+                    int_at(o, "/spec/replicas")
+                ))
+            }),
+            ("Up-to-date", |o| {
+                json!(int_at(o, "/status/updatedReplicas"))
+            }),
+            ("Available", |o| {
+                json!(int_at(o, "/status/availableReplicas"))
+            }),
+        ],
+        ("apps", "statefulsets") => {
+            vec![("Ready", |o| {
+                json!(format!(
+                    "{}/{}",
+                    int_at(o, "/status/readyReplicas"),
+                    int_at(o, "/spec/replicas")
+                ))
+            })]
+        }
+        ("", "pods") => vec![
+            ("Ready", |o| {
+                let total = o
+                    .pointer("/spec/containers")
+                    .and_then(Value::as_array)
+                    .map(Vec::len)
+                    .unwrap_or(0);
+                let ready = o
+                    .pointer("/status/containerStatuses")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
+                            .count()
+                    })
+                    .unwrap_or(0);
+                json!(format!("{ready}/{total}"))
+            }),
+            ("Status", |o| {
+                json!(o
+                    .pointer("/status/phase")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Pending"))
+            }),
+            ("Restarts", |o| {
+                json!(o
+                    .pointer("/status/containerStatuses")
+                    .and_then(Value::as_array)
+                    .map(|a| a
+                        .iter()
+                        .filter_map(|c| c.get("restartCount").and_then(Value::as_i64))
+                        .sum::<i64>())
+                    .unwrap_or(0))
+            }),
+        ],
+        ("", "services") => vec![
+            ("Type", |o| {
+                json!(o
+                    .pointer("/spec/type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("ClusterIP"))
+            }),
+            ("Cluster-IP", |o| {
+                json!(o
+                    .pointer("/spec/clusterIP")
+                    .and_then(Value::as_str)
+                    .unwrap_or("<none>"))
+            }),
+            ("External-IP", |_| json!("<none>")),
+            ("Port(s)", |o| {
+                let ports: Vec<String> = o
+                    .pointer("/spec/ports")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        format!(
+                            "{}/{}",
+                            p.get("port").map(|v| v.to_string()).unwrap_or_default(),
+                            p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+                        )
+                    })
+                    .collect();
+                json!(if ports.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    ports.join(",")
+                })
+            }),
+        ],
+        ("", "configmaps") => vec![("Data", |o| {
+            json!(
+                count_at(o, "/data").as_u64().unwrap_or(0)
+                    + count_at(o, "/binaryData").as_u64().unwrap_or(0)
+            )
+        })],
+        ("", "secrets") => vec![
+            ("Type", |o| {
+                json!(o.get("type").and_then(Value::as_str).unwrap_or("Opaque"))
+            }),
+            ("Data", |o| count_at(o, "/data")),
+        ],
+        ("", "namespaces") => vec![("Status", |o| {
+            json!(o
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or("Active"))
+        })],
+        _ => return None,
+    };
+    Some(cols)
+}
+
+fn builtin_table(
+    res: &ResourceInfo,
+    objs: &[Value],
+    list_meta: &Value,
+    include_object: &str,
+) -> Option<Value> {
+    let cols = builtin_columns(res)?;
+    let mut defs = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}),
+    ];
+    defs.extend(cols.iter().map(|(n, _)| json!({"name": n, "type": "string", "format": "", "description": "", "priority": 0})));
+    defs.push(
+        json!({"name": "Age", "type": "string", "format": "", "description": "", "priority": 0}),
+    );
+    let rows: Vec<Value> = objs
+        .iter()
+        .map(|o| {
+            let mut cells = vec![json!(meta_str(o, "name"))];
+            cells.extend(cols.iter().map(|(_, f)| f(o)));
+            cells.push(age_of(o));
+            let object = match include_object {
+                "None" => Value::Null,
+                "Object" => o.clone(),
+                _ => partial_metadata(o),
+            };
+            json!({"cells": cells, "object": object})
+        })
+        .collect();
+    Some(
+        json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "columnDefinitions": defs, "rows": rows}),
+    )
 }
 
 #[cfg(test)]

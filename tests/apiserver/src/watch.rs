@@ -18,6 +18,8 @@ use tokio::sync::{broadcast, mpsc};
 pub enum Render {
     Object,
     Table,
+    /// `PartialObjectMetadata` (metadata-only watches, kube's `metadata_watcher`).
+    Metadata,
 }
 
 struct Filter {
@@ -135,6 +137,7 @@ pub fn start(
         let send_obj = |kind: &'static str, obj: Value| {
             let object = match render {
                 Render::Object => obj,
+                Render::Metadata => crate::table::partial_metadata(&obj),
                 Render::Table => crate::table::table(
                     &res,
                     &version,

@@ -685,6 +685,22 @@ async fn discovery_finds_builtins_and_crds() {
             .any(|(sub, _)| sub.plural == "widgets/status" || sub.plural == "status"),
         "{caps:?}"
     );
+    // The aggregated discovery documents (apidiscovery.k8s.io/v2) say the same.
+    let agg = kube::discovery::Discovery::new(c.clone())
+        .run_aggregated()
+        .await
+        .unwrap();
+    let (ar2, _) = agg
+        .resolve_gvk(&kube::api::GroupVersionKind::gvk(
+            "test.example.com",
+            "v1",
+            "Widget",
+        ))
+        .unwrap();
+    assert_eq!(ar2.plural, "widgets");
+    assert!(agg
+        .get("")
+        .is_some_and(|core| core.recommended_kind("ConfigMap").is_some()));
     let group = d.get("test.example.com").unwrap();
     assert_eq!(group.preferred_version_or_latest(), "v2");
     assert!(d.get("apps").is_some() && d.get("coordination.k8s.io").is_some());
@@ -799,6 +815,103 @@ async fn builtin_defaults_and_simulated_workloads() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(deps.get("slow").await.unwrap().status.is_none());
+}
+
+#[tokio::test]
+async fn crd_selectable_fields_and_cluster_scope() {
+    let (s, c) = server().await;
+    let crd = include_str!("fixtures/widget-crd.yaml").replacen(
+        "    subresources: {status: {}}\n",
+        "    subresources: {status: {}}\n    selectableFields: [{jsonPath: .spec.greeting}]\n",
+        1,
+    );
+    s.apply_yaml(&crd).await.unwrap();
+    s.apply_yaml("apiVersion: test.example.com/v1\nkind: Widget\nmetadata: {name: a}\nspec: {greeting: hi}\n---\napiVersion: test.example.com/v1\nkind: Widget\nmetadata: {name: b}\nspec: {greeting: yo}\n")
+        .await
+        .unwrap();
+    let ar = kube::api::ApiResource {
+        group: "test.example.com".into(),
+        version: "v1".into(),
+        api_version: "test.example.com/v1".into(),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(c.clone(), "default", &ar);
+    let yo = api
+        .list(&ListParams::default().fields("spec.greeting=yo"))
+        .await
+        .unwrap();
+    assert_eq!(
+        yo.items.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    // Not declared selectable: refused, as a real server does.
+    assert_eq!(
+        api_err(
+            api.list(&ListParams::default().fields("spec.port=1"))
+                .await
+                .unwrap_err()
+        )
+        .code,
+        400
+    );
+
+    // A cluster-scoped CRD is served without namespaces.
+    let cluster = include_str!("fixtures/widget-crd.yaml")
+        .replace("scope: Namespaced", "scope: Cluster")
+        .replace("widgets", "gadgets")
+        .replace("widget", "gadget")
+        .replace("kind: Widget", "kind: Gadget")
+        .replace("shortNames: [wd]", "shortNames: [gd]");
+    s.apply_yaml(&cluster).await.unwrap();
+    let objs = s.apply_yaml("apiVersion: test.example.com/v1\nkind: Gadget\nmetadata: {name: g}\nspec: {greeting: hi}\n").await.unwrap();
+    assert!(objs[0]["metadata"].get("namespace").is_none());
+    assert!(s
+        .stored_object("test.example.com", "gadgets", "", "g")
+        .is_some());
+}
+
+#[tokio::test]
+async fn metadata_only_requests_carry_no_data() {
+    let (s, c) = server().await;
+    s.apply_yaml("apiVersion: v1\nkind: Secret\nmetadata: {name: token, labels: {a: b}}\nstringData: {token: hunter2}\n").await.unwrap();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::default_namespaced(c.clone());
+    assert_eq!(
+        secrets.get("token").await.unwrap().data.unwrap()["token"].0,
+        b"hunter2"
+    );
+    let meta = secrets.get_metadata("token").await.unwrap();
+    assert_eq!(meta.metadata.labels.unwrap()["a"], "b");
+    let list = secrets.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    let last = s.requests().into_iter().last().unwrap();
+    assert_eq!(last.verb, Verb::List);
+    // What travelled was metadata only (the same list, fetched raw).
+    let raw = reqwest::Client::new()
+        .get(format!("{}/api/v1/namespaces/default/secrets", s.url()))
+        .header(
+            "accept",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.contains("PartialObjectMetadataList") && !raw.contains("aHVudGVyMg"),
+        "{raw}"
+    );
+    let metas: Api<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Secret>> =
+        Api::default_namespaced(c.clone());
+    let objs: Vec<_> = watcher(metas, watcher::Config::default())
+        .applied_objects()
+        .take(1)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(objs[0].metadata.name.as_deref(), Some("token"));
 }
 
 #[tokio::test]

@@ -511,13 +511,17 @@ async fn match_conditions_and_reinvocation() {
     assert_eq!(created.metadata.annotations.as_ref().unwrap()["calls"], "2");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_webhook_times_out_per_timeout_seconds() {
-    let slow: common::Handler = Arc::new(|_path: &str, review: Value| {
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+    let allow: common::Handler = Arc::new(|_path: &str, review: Value| {
         admission_response(&review, json!({"allowed": true}))
     });
-    let wh = WebhookServer::start(&["wh.webhooks.svc"], slow).await;
+    let wh = WebhookServer::start_with_delay(
+        &["wh.webhooks.svc"],
+        allow,
+        std::time::Duration::from_secs(3),
+    )
+    .await;
     let server = TestApiServer::start(Options::default()).await.unwrap();
     server.set_service("webhooks/wh", &wh.addr.to_string());
     server.apply_yaml(CRD).await.unwrap();
@@ -540,7 +544,7 @@ async fn slow_webhook_times_out_per_timeout_seconds() {
         .await
         .unwrap_err();
     assert!(
-        started.elapsed() < std::time::Duration::from_millis(1450),
+        started.elapsed() < std::time::Duration::from_millis(2800),
         "{:?}",
         started.elapsed()
     );

@@ -110,6 +110,15 @@ pub struct WebhookServer {
 
 impl WebhookServer {
     pub async fn start(dns_names: &[&str], handler: Handler) -> Self {
+        Self::start_with_delay(dns_names, handler, std::time::Duration::ZERO).await
+    }
+
+    /// Like `start`, but every answer is delayed by `delay` (without blocking the runtime).
+    pub async fn start_with_delay(
+        dns_names: &[&str],
+        handler: Handler,
+        delay: std::time::Duration,
+    ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -148,6 +157,7 @@ impl WebhookServer {
                 let calls = c2.clone();
                 async move {
                     calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
                     let review: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     axum::Json(handler(uri.path(), review))
                 }
