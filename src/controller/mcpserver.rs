@@ -52,6 +52,64 @@ pub struct Context {
     /// The admission verdict of each object's current generation: a spec does not change
     /// without a new generation, so a resync need not check it again.
     verdicts: Mutex<HashMap<ObjectRef<MCPServer>, CachedVerdict>>,
+    /// What we wrote lately, to tell a lagging watch cache from real drift (see [`Recent`]).
+    recent: Mutex<HashMap<String, Recent>>,
+    /// Writes skipped because the cache lagged; a reconcile that skipped any comes back soon.
+    lag_skips: std::sync::atomic::AtomicU64,
+}
+
+/// An object as the API server answered our last write of it. Until the watch cache shows at
+/// least that version, the cache is behind, not drifted: comparing against it would write the
+/// same thing again (and again, for every event of a busy object).
+struct Recent {
+    at: std::time::Instant,
+    written: Value,
+}
+
+/// How long a write's answer may stand in for the watch cache.
+const CACHE_LAG_WINDOW: Duration = Duration::from_secs(5);
+
+/// Numeric resourceVersions (etcd's) order writes; anything else is treated as unordered.
+fn version_of(v: &Value) -> Option<u64> {
+    v.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+}
+
+impl Context {
+    /// True when `want` is already what we last wrote and the cache simply has not caught up.
+    fn written_lately(&self, key: &str, want: &Value, live: Option<&Value>) -> bool {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.retain(|_, r| r.at.elapsed() < CACHE_LAG_WINDOW);
+        let Some(r) = recent.get(key) else {
+            return false;
+        };
+        let cache_behind = match live {
+            None => true,
+            Some(l) => match (version_of(l), version_of(&r.written)) {
+                (Some(seen), Some(wrote)) => seen < wrote,
+                _ => false,
+            },
+        };
+        let skip = cache_behind && children::is_subset(want, &r.written);
+        if skip {
+            // A missing object may be lag or a deletion: look again once the window is over.
+            self.lag_skips
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        skip
+    }
+
+    fn remember_write(&self, key: String, written: Value) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.insert(
+            key,
+            Recent {
+                at: std::time::Instant::now(),
+                written,
+            },
+        );
+    }
 }
 
 /// The generation a verdict is for, and the admission errors (none: valid).
@@ -157,6 +215,8 @@ pub async fn run(
         },
         failures: Mutex::new(HashMap::new()),
         verdicts: Mutex::new(HashMap::new()),
+        recent: Mutex::new(HashMap::new()),
+        lag_skips: Default::default(),
     });
     let by_secret = servers.clone();
     let by_tool_config = servers.clone();
@@ -270,6 +330,7 @@ pub async fn reconcile(server: Arc<MCPServer>, ctx: Arc<Context>) -> Result<Acti
 
 async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Error> {
     let ns = server.namespace().ok_or(Error::NoNamespace)?;
+    let skips_before = ctx.lag_skips.load(std::sync::atomic::Ordering::Relaxed);
     if server.meta().deletion_timestamp.is_some() {
         // Children go with the owner references; nothing outside them needs cleaning.
         return Ok(Action::await_change());
@@ -311,9 +372,11 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     let mut status = status_for(server, live.as_deref(), Verdict::Accepted, resolved);
     add_group_condition(server, ctx, &mut status);
     write_status(server, ctx, status).await?;
-    Ok(Action::requeue(
-        ctx.settings.resync.unwrap_or(DEFAULT_RESYNC),
-    ))
+    let resync = ctx.settings.resync.unwrap_or(DEFAULT_RESYNC);
+    if ctx.lag_skips.load(std::sync::atomic::Ordering::Relaxed) != skips_before {
+        return Ok(Action::requeue(resync.min(CACHE_LAG_WINDOW)));
+    }
+    Ok(Action::requeue(resync))
 }
 
 /// The admission core's errors for this generation of the spec, if any (cached per generation).
@@ -437,24 +500,28 @@ where
         + Debug,
 {
     let want = serde_json::to_value(desired).unwrap_or(Value::Null);
-    if let Some(live) = live {
-        let have = serde_json::to_value(live.as_ref()).unwrap_or(Value::Null);
-        if children::is_subset(&want, &have) {
-            return Ok(());
-        }
+    let have = live.map(|l| serde_json::to_value(l.as_ref()).unwrap_or(Value::Null));
+    if have.as_ref().is_some_and(|h| children::is_subset(&want, h)) {
+        return Ok(());
+    }
+    let name = desired.meta().name.clone().unwrap_or_default();
+    let key = format!("{}/{ns}/{name}", K::kind(&()));
+    if ctx.written_lately(&key, &want, have.as_ref()) {
+        return Ok(());
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let name = desired.meta().name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&want),
-    )
-    .await
-    .map_err(|source| Error::ApplyChild {
-        child: children::describe(&want),
-        source,
-    })?;
+    let written = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&want),
+        )
+        .await
+        .map_err(|source| Error::ApplyChild {
+            child: children::describe(&want),
+            source,
+        })?;
+    ctx.remember_write(key, serde_json::to_value(&written).unwrap_or(Value::Null));
     ctx.metrics.count_apply(K::kind(&()).as_ref());
     Ok(())
 }
@@ -631,6 +698,13 @@ async fn write_status(
         return Ok(());
     }
     let ns = server.namespace().ok_or(Error::NoNamespace)?;
+    // Working from a copy older than our own last status write: that write's watch event is on
+    // its way and will bring us back with the fresh object.
+    let key = format!("MCPServer.status/{ns}/{}", server.name_any());
+    let seen = serde_json::to_value(server).unwrap_or(Value::Null);
+    if ctx.written_lately(&key, &json!({}), Some(&seen)) {
+        return Ok(());
+    }
     let api: Api<MCPServer> = Api::namespaced(ctx.client.clone(), &ns);
     let patch = json!({
         "status": {
@@ -642,13 +716,15 @@ async fn write_status(
             "readyReplicas": status.ready_replicas,
         }
     });
-    api.patch_status(
-        &server.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(Error::WriteStatus)?;
+    let written = api
+        .patch_status(
+            &server.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(Error::WriteStatus)?;
+    ctx.remember_write(key, serde_json::to_value(&written).unwrap_or(Value::Null));
     if old.phase != status.phase {
         announce_phase(server, ctx, &status).await;
     }

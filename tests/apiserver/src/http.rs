@@ -3,7 +3,7 @@
 use crate::error::{ApiError, ApiResult};
 use crate::resources;
 use crate::server::{Inner, PatchKind, Req, WriteOp};
-use crate::store::{RequestRecord, Verb};
+use crate::store::{self, RequestRecord, Verb};
 use crate::watch::{self, Render};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -115,6 +115,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = std::time::Instant::now();
     let path = uri.path().trim_end_matches('/').to_string();
     let query = parse_query(uri.query());
     let user_agent = headers
@@ -200,6 +201,19 @@ async fn handle(
     };
     record.status = response.status().as_u16();
     tracing::debug!(method = %record.method, path = %record.path, query = %record.query, status = record.status, "request");
+    // TEST_APISERVER_TRACE=1: one line per request on stderr, to see what a test really did.
+    if std::env::var_os("TEST_APISERVER_TRACE").is_some() {
+        eprintln!(
+            "test-apiserver {} {} {}{}{} -> {} ({} ms)",
+            store::now_rfc3339(),
+            record.method,
+            record.path,
+            if record.query.is_empty() { "" } else { "?" },
+            record.query,
+            record.status,
+            started.elapsed().as_millis()
+        );
+    }
     app.inner.lock().requests.push(record);
     response
 }
