@@ -519,3 +519,64 @@ fn is_empty(v: &Value) -> bool {
 pub fn owner_uid(server: &MCPServer) -> Option<String> {
     server.meta().uid.clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::config::FileConfig;
+
+    fn server(spec: Value) -> MCPServer {
+        serde_json::from_value(json!({
+            "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+            "metadata": {"name": "s", "namespace": "ns", "uid": "u"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    /// The operator writes the file the bridge reads: the two must agree on every key.
+    #[test]
+    fn bridge_reads_the_config_the_operator_writes() {
+        let s = server(
+            json!({"image": "x", "transport": "sse", "mcpPort": 8080, "proxyPort": 8080, "tools": ["a"], "endpointPrefix": "/p", "trustProxyHeaders": true}),
+        );
+        let text = serde_json::to_vec(&bridge_config(&s, &Inputs::default())).unwrap();
+        let file: FileConfig =
+            serde_json::from_slice(&text).expect("the bridge accepts the operator's config");
+        assert_eq!(
+            file.listen.as_deref(),
+            Some(":8081"),
+            "the bridge moves off the server's port"
+        );
+        assert_eq!(file.target.as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(file.tools, Some(vec!["a".to_string()]));
+    }
+
+    #[test]
+    fn allow_lists_intersect() {
+        let s = server(json!({"image": "x", "tools": ["a", "b"]}));
+        let shared = MCPToolConfigSpec {
+            tools_filter: Some(vec!["b".into(), "c".into()]),
+            tools_override: None,
+        };
+        assert_eq!(allowed_tools(&s, Some(&shared)), ["b"]);
+        assert_eq!(allowed_tools(&s, None), ["a", "b"]);
+    }
+
+    #[test]
+    fn subset_ignores_server_defaults_but_not_changes() {
+        let want = json!({"spec": {"replicas": 1, "ports": [{"port": 80}]}});
+        assert!(is_subset(
+            &want,
+            &json!({"spec": {"replicas": 1, "ports": [{"port": 80, "protocol": "TCP"}], "extra": true}})
+        ));
+        assert!(!is_subset(
+            &want,
+            &json!({"spec": {"replicas": 2, "ports": [{"port": 80}]}})
+        ));
+        assert!(!is_subset(
+            &want,
+            &json!({"spec": {"replicas": 1, "ports": [{"port": 80}, {"port": 81}]}})
+        ));
+    }
+}
