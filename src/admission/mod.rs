@@ -143,7 +143,9 @@ static SCHEMAS: LazyLock<HashMap<(&'static str, &'static str), KindRules>> = Laz
     let crds = api::crd::all();
     let mut out = HashMap::new();
     for served in api::SERVED {
-        let Some(crd) = crds.iter().find(|c| c.spec.names.kind == served.kind) else { continue };
+        let Some(crd) = crds.iter().find(|c| c.spec.names.kind == served.kind) else {
+            continue;
+        };
         for version in served.versions {
             let schema = crd
                 .spec

@@ -5,10 +5,10 @@ use clap::{Parser, Subcommand};
 pub mod certs;
 pub mod check;
 pub mod convert;
+pub mod crds;
 pub mod install;
 pub mod render;
 pub mod run;
-pub mod crds;
 pub mod webhook;
 
 /// Kubernetes operator for MCP servers: reconcilers, admission webhooks and offline tools.
