@@ -1,0 +1,133 @@
+//! The harness of the controller tests: an in-memory API server with our CRDs and the
+//! MCPServer controller running against it.
+
+#![allow(dead_code)] // each test binary uses a part
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use kube::Client;
+use mcp_operator::api::crd;
+use mcp_operator::api::v1beta1::MCPServer;
+use mcp_operator::controller::mcpserver::{self, Settings};
+use mcp_operator::controller::metrics::ControllerMetrics;
+use mcp_operator::controller::resolve::StaticResolver;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use test_apiserver::{Options, TestApiServer};
+
+pub struct Harness {
+    pub server: TestApiServer,
+    pub client: Client,
+    pub metrics: ControllerMetrics,
+    pub _controller: tokio::task::JoinHandle<()>,
+}
+
+pub async fn start(resync: Option<Duration>) -> Harness {
+    mcp_operator::crypto::install_provider();
+    let server = TestApiServer::start(Options::default()).await.unwrap();
+    // Readiness of pods is the test's to decide (the fake has no kubelet).
+    server.set_simulate_workloads(false);
+    let client = server.client().unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for mut c in crd::all() {
+        c.spec.conversion = None; // only v1beta1 is used here
+        crds.create(&PostParams::default(), &c).await.unwrap();
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in ["default", "toolhive-system"] {
+        let _ = namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await;
+    }
+    let resolver = StaticResolver::new(HashMap::from([
+        (
+            "docker.io/mcp/fetch".to_string(),
+            vec!["mcp-server-fetch".to_string()],
+        ),
+        (
+            "ghcr.io/github/github-mcp-server".to_string(),
+            vec!["github-mcp-server".to_string(), "stdio".to_string()],
+        ),
+    ]));
+    let settings = Settings {
+        bridge_image: "example.com/mcp-operator:test".into(),
+        resync,
+        ..Settings::default()
+    };
+    let metrics = ControllerMetrics::default();
+    let controller = tokio::spawn(mcpserver::run(
+        client.clone(),
+        None,
+        settings,
+        Arc::new(resolver),
+        metrics.clone(),
+    ));
+    Harness {
+        server,
+        client,
+        metrics,
+        _controller: controller,
+    }
+}
+
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    // Generous: other test binaries may share the two cores.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn seed(name: &str) -> Value {
+    let path = format!("{}/examples/seed/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub async fn create_server(client: &Client, obj: Value) -> MCPServer {
+    // Defaults as the webhook (or the CRD schema) would fill them in.
+    let verdict =
+        mcp_operator::admission::admit(&obj, None, mcp_operator::admission::Operation::Create)
+            .unwrap();
+    assert!(verdict.allowed(), "{}", verdict.errors);
+    let server: MCPServer = serde_json::from_value(verdict.defaulted).unwrap();
+    let ns = server
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    Api::<MCPServer>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &server)
+        .await
+        .unwrap()
+}
+
+pub async fn get<K>(client: &Client, ns: &str, name: &str) -> Option<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+}
