@@ -154,6 +154,18 @@ async fn run_once(n: usize) {
         .filter(|r| r.verb.is_write())
         .count()
         .saturating_sub(n);
+    let mut by_kind: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in requests.iter().filter(|r| r.verb.is_write()) {
+        *by_kind
+            .entry(format!(
+                "{:?} {}{}{}",
+                r.verb,
+                r.resource,
+                if r.subresource.is_empty() { "" } else { "/" },
+                r.subresource
+            ))
+            .or_default() += 1;
+    }
     let _ = operator.kill();
     let _ = operator.wait();
     std::fs::remove_dir_all(&dir).ok();
@@ -178,6 +190,7 @@ async fn run_once(n: usize) {
         "  operator API requests per MCPServer (watch streams count once): {:.2}",
         ours as f64 / n as f64
     );
+    println!("  writes by kind (the benchmark's {n} creates included): {by_kind:?}");
 }
 
 #[tokio::main]

@@ -18,6 +18,7 @@ use mcp_operator::controller::metrics::ControllerMetrics;
 use mcp_operator::controller::resolve::StaticResolver;
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 use test_apiserver::{Options, TestApiServer};
 
 fn checksum(d: &Deployment) -> String {
@@ -346,6 +347,8 @@ async fn converges_under_failing_writes_and_leaves_nothing_behind() {
         .await;
     let settings = Settings {
         bridge_image: "example.com/mcp-operator:test".into(),
+        // Retries every second or two: the test is about convergence, not patience.
+        max_backoff: Some(Duration::from_secs(2)),
         ..Settings::default()
     };
     let metrics = ControllerMetrics::default();

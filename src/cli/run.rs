@@ -169,6 +169,7 @@ async fn lead(
             .cloned()
             .collect(),
         resync: None,
+        max_backoff: None,
     };
     let controllers = namespaces(&args.watch_namespace).into_iter().map(|ns| {
         mcpserver::run(

@@ -38,6 +38,8 @@ pub struct Settings {
     pub default_pull_secrets: Vec<String>,
     /// How often a converged object is reconciled again; `None` for [`DEFAULT_RESYNC`].
     pub resync: Option<Duration>,
+    /// The longest wait between retries of a failing object; `None` for 5 minutes.
+    pub max_backoff: Option<Duration>,
 }
 
 /// Everything a reconcile needs besides the object.
@@ -626,7 +628,9 @@ fn status_for(
         phase: Some(phase.into()),
         message,
         url: accepted.then(|| children::url(server)),
-        ready_replicas: deployment.map(|_| ready_replicas),
+        // Known from the first write on (0 until the Deployment reports), so the status does
+        // not change just because the Deployment appeared in the cache.
+        ready_replicas: accepted.then_some(ready_replicas),
         tool_config_hash: old.tool_config_hash,
     }
 }
@@ -788,7 +792,7 @@ pub fn error_policy(server: Arc<MCPServer>, error: &Error, ctx: Arc<Context>) ->
         });
     }
     let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(12));
-    let capped = exp.min(BACKOFF_MAX);
+    let capped = exp.min(ctx.settings.max_backoff.unwrap_or(BACKOFF_MAX));
     let jitter = rand::random::<f64>() * 0.5 + 0.75; // ±25 %
     Action::requeue(capped.mul_f64(jitter))
 }
