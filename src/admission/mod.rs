@@ -76,6 +76,22 @@ pub struct Reference {
     pub field: String,
 }
 
+/// The object with every schema default filled in (nulls pruned first, as the API server does),
+/// without checking anything: what the mutating webhook answers with.
+pub fn default(obj: &Value) -> Result<Value, AdmitError> {
+    let (version, kind) = type_of(obj)?;
+    let rules = SCHEMAS
+        .get(&(version, kind))
+        .ok_or_else(|| not_served(obj))?;
+    Ok(defaulted(rules, obj))
+}
+
+fn defaulted(rules: &KindRules, obj: &Value) -> Value {
+    let mut pruned = obj.clone();
+    schema::prune_nulls(&rules.schema, &mut pruned);
+    kube_cel::apply_defaults(&rules.schema, &pruned)
+}
+
 /// Defaults and validates one object of our group (any served version).
 ///
 /// `old` is the stored object on UPDATE. DELETE and CONNECT are always allowed.
@@ -91,9 +107,7 @@ pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict,
     let rules = SCHEMAS
         .get(&(version, kind))
         .ok_or_else(|| not_served(obj))?;
-    let mut pruned = obj.clone();
-    schema::prune_nulls(&rules.schema, &mut pruned);
-    let defaulted = kube_cel::apply_defaults(&rules.schema, &pruned);
+    let defaulted = defaulted(rules, obj);
     let mut errors = FieldErrors::default();
     check_name(&defaulted, &mut errors);
     check_structure(&rules.schema, &defaulted, &mut errors);

@@ -274,7 +274,16 @@ pub async fn answer_review(
         );
         return answer;
     };
-    let verdict = match admission::admit(&object, old_object.as_ref(), op) {
+    // Defaulting needs no checks: refusing is the validating webhook's job.
+    let result = match route.webhook {
+        WebhookKind::Mutate => admission::default(&object).map(|defaulted| admission::Verdict {
+            defaulted,
+            warnings: Vec::new(),
+            errors: Default::default(),
+        }),
+        WebhookKind::Validate => admission::admit(&object, old_object.as_ref(), op),
+    };
+    let verdict = match result {
         Ok(verdict) => verdict,
         Err(e @ AdmitError::NotServed { .. }) => {
             answer.unexpected_kind = true;
