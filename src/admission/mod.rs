@@ -87,9 +87,22 @@ pub fn default(obj: &Value) -> Result<Value, AdmitError> {
 }
 
 fn defaulted(rules: &KindRules, obj: &Value) -> Value {
+    // Most objects have no nulls at all: then there is nothing to prune and no copy to make.
+    if !has_null(obj) {
+        return kube_cel::apply_defaults(&rules.schema, obj);
+    }
     let mut pruned = obj.clone();
     schema::prune_nulls(&rules.schema, &mut pruned);
     kube_cel::apply_defaults(&rules.schema, &pruned)
+}
+
+fn has_null(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.values().any(has_null),
+        Value::Array(a) => a.iter().any(has_null),
+        _ => false,
+    }
 }
 
 /// Defaults and validates one object of our group (any served version).
