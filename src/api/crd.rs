@@ -97,14 +97,6 @@ pub fn for_kind(kind: &str) -> Option<CustomResourceDefinition> {
     all().into_iter().find(|c| c.spec.names.kind == kind)
 }
 
-/// The `openAPIV3Schema` of one kind at one version, as JSON.
-pub fn schema_of(kind: &str, version: &str) -> Option<Value> {
-    let crd = for_kind(kind)?;
-    let v = crd.spec.versions.into_iter().find(|v| v.name == version)?;
-    let schema = v.schema?.open_api_v3_schema?;
-    serde_json::to_value(schema).ok()
-}
-
 /// The file name of a CRD in `crds/` (upstream's naming).
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural)

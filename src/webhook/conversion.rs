@@ -1,6 +1,6 @@
 //! `POST /convert`: the CRD conversion webhook, a thin door onto [`crate::conversion::review`].
 
-use super::handlers::json_error;
+use super::handlers::{json_error, read_json_body_within};
 use super::server::ConversionHandler;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -48,9 +48,9 @@ async fn respond(
     body: Body,
     answer: impl FnOnce(ConversionReview) -> ConversionReview + Send + 'static,
 ) -> Response {
-    let bytes = match read_body(&headers, body).await {
+    let bytes = match read_json_body_within(&headers, body, MAX_CONVERSION_BODY).await {
         Ok(b) => b,
-        Err(response) => return *response,
+        Err(e) => return e.into_response(),
     };
     let review: ConversionReview = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
@@ -77,47 +77,5 @@ async fn respond(
     match serde_json::to_vec(&answered) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
-}
-
-/// JSON only, and at most [`MAX_CONVERSION_BODY`] bytes (refused early by Content-Length).
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, Box<Response>> {
-    use http_body_util::{BodyExt, Limited};
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .eq_ignore_ascii_case("application/json")
-    {
-        return Err(Box::new(json_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "content type must be application/json",
-        )));
-    }
-    let too_large = || {
-        Box::new(json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the body exceeds {MAX_CONVERSION_BODY} bytes"),
-        ))
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_CONVERSION_BODY as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(body, MAX_CONVERSION_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(Box::new(json_error(
-            StatusCode::BAD_REQUEST,
-            &format!("the body could not be read: {e}"),
-        ))),
     }
 }
