@@ -5,6 +5,7 @@
 mod controller_support;
 
 use controller_support::*;
+use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -13,9 +14,10 @@ use kube::Client;
 use mcp_operator::api::crd;
 use mcp_operator::api::v1beta1::MCPServer;
 use mcp_operator::controller::children::CONFIG_CHECKSUM;
+use mcp_operator::controller::credentials::PullCredentials;
 use mcp_operator::controller::mcpserver::{self, Settings};
 use mcp_operator::controller::metrics::ControllerMetrics;
-use mcp_operator::controller::resolve::StaticResolver;
+use mcp_operator::controller::resolve::{CommandResolver, ImageCommand, StaticResolver};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -299,6 +301,90 @@ async fn unknown_entrypoint_is_reported() {
     assert_eq!(cond.status, "False");
     assert!(cond.message.contains("set spec.command"));
     assert!(get::<Deployment>(c, "default", "mystery").await.is_none());
+}
+
+/// Resolves its one private image only with the bot's login, as a private registry would.
+struct PrivateRegistry;
+
+impl CommandResolver for PrivateRegistry {
+    fn resolve<'a>(
+        &'a self,
+        image: &'a str,
+        pull: &'a PullCredentials,
+    ) -> BoxFuture<'a, Result<ImageCommand, String>> {
+        let login = pull.for_registry("registry.example.com");
+        let found = match login {
+            Some(l) if l.username == "bot" && l.password == "pat" => Ok(ImageCommand {
+                entrypoint: vec!["private-mcp".into()],
+                cmd: vec![],
+            }),
+            _ => Err(format!("{image}: access denied; set spec.command")),
+        };
+        Box::pin(async move { found })
+    }
+}
+
+#[tokio::test]
+async fn pull_secrets_are_used_to_read_private_entrypoints() {
+    let h = start_with(None, Arc::new(PrivateRegistry)).await;
+    let c = &h.client;
+    let config = json!({"auths": {"registry.example.com": {"auth": "Ym90OnBhdA=="}}});
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "regcred", "namespace": "default"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": config.to_string()}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(c.clone(), "default")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let server = |name: &str, pull: &str| {
+        json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"image": "registry.example.com/team/private:1",
+                     "podTemplateSpec": {"spec": {"imagePullSecrets": [{"name": pull}]}}}})
+    };
+    create_server(c, server("with-login", "regcred")).await;
+    create_server(c, server("without", "not-there")).await;
+
+    let deployment: Deployment = eventually("the private image's deployment", || async {
+        get::<Deployment>(c, "default", "with-login").await
+    })
+    .await;
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let mcp = pod.containers.iter().find(|c| c.name == "mcp").unwrap();
+    let words: Vec<String> = mcp
+        .command
+        .iter()
+        .chain(mcp.args.iter())
+        .flatten()
+        .cloned()
+        .collect();
+    assert!(words.contains(&"private-mcp".to_string()), "{words:?}");
+    let pulls: Vec<_> = pod
+        .image_pull_secrets
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(pulls, ["regcred"], "the pod pulls with the same secret");
+
+    let servers: Api<MCPServer> = Api::namespaced(c.clone(), "default");
+    let cond = eventually("ImageResolved=False", || async {
+        let s = servers.get("without").await.ok()?.status?;
+        s.conditions?
+            .into_iter()
+            .find(|c| c.type_ == "ImageResolved")
+    })
+    .await;
+    assert_eq!(cond.status, "False");
+    assert!(
+        cond.message
+            .contains("imagePullSecret \"not-there\" does not exist"),
+        "{}",
+        cond.message
+    );
 }
 
 /// A client whose writes fail one time in five, as a flaky API server's would.

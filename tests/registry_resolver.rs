@@ -6,10 +6,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use mcp_operator::controller::credentials::PullCredentials;
 use mcp_operator::controller::registry::RegistryResolver;
 use mcp_operator::controller::resolve::{CommandResolver, ImageCommand};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -19,8 +20,18 @@ struct Registry {
     hits: Arc<AtomicUsize>,
 }
 
-fn authorized(h: &HeaderMap) -> bool {
-    h.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer good-token")
+/// `bot:pat`, the login of the pull secret in these tests.
+const BOT_BASIC: &str = "Basic Ym90OnBhdA==";
+
+/// Public repositories take the anonymous token; `mcp/private` the token issued to the bot;
+/// everything under `basic/` wants the bot's basic auth directly (no token service).
+fn authorized(h: &HeaderMap, ns: &str, repo: &str) -> bool {
+    let header = h.get("authorization").and_then(|v| v.to_str().ok());
+    match (ns, repo) {
+        ("basic", _) => header == Some(BOT_BASIC),
+        (_, "private") => header == Some("Bearer private-token"),
+        _ => header == Some("Bearer good-token"),
+    }
 }
 
 async fn manifest(
@@ -29,7 +40,15 @@ async fn manifest(
     h: HeaderMap,
 ) -> Response {
     r.hits.fetch_add(1, Ordering::SeqCst);
-    if !authorized(&h) {
+    if !authorized(&h, &ns, &repo) {
+        if ns == "basic" {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", r#"Basic realm="fake""#.to_string())],
+                "",
+            )
+                .into_response();
+        }
         let challenge = format!(
             r#"Bearer realm="{}",service="fake",scope="repository:{ns}/{repo}:pull""#,
             r.realm
@@ -42,21 +61,18 @@ async fn manifest(
             .into_response();
     }
     match (repo.as_str(), reference.as_str()) {
-        ("fetch", "latest") => Json(json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        ("fetch" | "private", "latest") => Json(json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
             {"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}},
             {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}}
         ]}))
         .into_response(),
-        ("fetch", "sha256:amd") => Json(json!({"schemaVersion": 2, "config": {"digest": "sha256:cfg"}})).into_response(),
+        ("fetch" | "private", "sha256:amd") => Json(json!({"schemaVersion": 2, "config": {"digest": "sha256:cfg"}})).into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
-async fn blob(
-    Path((_ns, _repo, digest)): Path<(String, String, String)>,
-    h: HeaderMap,
-) -> Response {
-    if !authorized(&h) {
+async fn blob(Path((ns, repo, digest)): Path<(String, String, String)>, h: HeaderMap) -> Response {
+    if !authorized(&h, &ns, &repo) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     Redirect::temporary(&format!("/cdn/{digest}")).into_response()
@@ -68,11 +84,15 @@ async fn cdn() -> Json<serde_json::Value> {
     )
 }
 
-async fn token(Query(q): Query<HashMap<String, String>>) -> Response {
-    if q.get("scope").map(String::as_str) == Some("repository:mcp/private:pull") {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
+async fn token(Query(q): Query<HashMap<String, String>>, h: HeaderMap) -> Response {
     assert_eq!(q.get("service").map(String::as_str), Some("fake"));
+    let login = h.get("authorization").and_then(|v| v.to_str().ok());
+    if q.get("scope").map(String::as_str) == Some("repository:mcp/private:pull") {
+        return match login {
+            Some(BOT_BASIC) => Json(json!({"token": "private-token"})).into_response(),
+            _ => StatusCode::UNAUTHORIZED.into_response(),
+        };
+    }
     Json(json!({"token": "good-token"})).into_response()
 }
 
@@ -99,8 +119,9 @@ async fn reads_entrypoint_through_token_index_and_redirect() {
     mcp_operator::crypto::install_provider();
     let (host, hits) = start().await;
     let resolver = RegistryResolver::new();
+    let anonymous = PullCredentials::default();
     let image = format!("{host}/mcp/fetch");
-    let cmd = resolver.resolve(&image, "default").await.unwrap();
+    let cmd = resolver.resolve(&image, &anonymous).await.unwrap();
     assert_eq!(
         cmd,
         ImageCommand {
@@ -119,7 +140,7 @@ async fn reads_entrypoint_through_token_index_and_redirect() {
     );
 
     let before = hits.load(Ordering::SeqCst);
-    resolver.resolve(&image, "default").await.unwrap();
+    resolver.resolve(&image, &anonymous).await.unwrap();
     assert_eq!(
         hits.load(Ordering::SeqCst),
         before,
@@ -132,19 +153,62 @@ async fn private_and_missing_images_say_what_to_do() {
     mcp_operator::crypto::install_provider();
     let (host, _) = start().await;
     let resolver = RegistryResolver::new();
+    let anonymous = PullCredentials::default();
     let private = resolver
-        .resolve(&format!("{host}/mcp/private"), "default")
+        .resolve(&format!("{host}/mcp/private"), &anonymous)
         .await
         .unwrap_err();
     assert!(private.contains("set spec.command"), "{private}");
+    assert!(private.contains("imagePullSecret"), "{private}");
     let missing = resolver
-        .resolve(&format!("{host}/mcp/fetch:nope"), "default")
+        .resolve(&format!("{host}/mcp/fetch:nope"), &anonymous)
         .await
         .unwrap_err();
     assert!(missing.contains("404"), "{missing}");
     let unreachable = resolver
-        .resolve("127.0.0.1:1/mcp/fetch", "default")
+        .resolve("127.0.0.1:1/mcp/fetch", &anonymous)
         .await
         .unwrap_err();
     assert!(unreachable.contains("127.0.0.1:1"), "{unreachable}");
+}
+
+/// A pull secret for the registry's host: the token service (or the registry itself, when it
+/// asks for basic auth) gets the login; a wrong login is named without its password.
+#[tokio::test]
+async fn pull_secret_logins_open_private_images() {
+    mcp_operator::crypto::install_provider();
+    let (host, _) = start().await;
+    let resolver = RegistryResolver::new();
+    let login = |user: &str, password: &str| {
+        let mut pull = PullCredentials::default();
+        let config =
+            json!({"auths": {format!("https://{host}"): {"username": user, "password": password}}});
+        pull.add_secret_data(&BTreeMap::from([(
+            ".dockerconfigjson".to_string(),
+            config.to_string().into_bytes(),
+        )]))
+        .unwrap();
+        pull
+    };
+    let bot = login("bot", "pat");
+    for image in [format!("{host}/mcp/private"), format!("{host}/basic/fetch")] {
+        let cmd = resolver.resolve(&image, &bot).await.unwrap();
+        assert_eq!(cmd.entrypoint, ["mcp-server-fetch"], "{image}");
+    }
+    // Cached per login: the anonymous lookup of the same image is not answered from the bot's.
+    let anonymous = resolver
+        .resolve(&format!("{host}/mcp/private"), &PullCredentials::default())
+        .await
+        .unwrap_err();
+    assert!(anonymous.contains("access denied"), "{anonymous}");
+
+    let wrong = resolver
+        .resolve(
+            &format!("{host}/basic/fetch"),
+            &login("bot", "wrong-password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(wrong.contains("\"bot\""), "{wrong}");
+    assert!(!wrong.contains("wrong-password"), "{wrong}");
 }

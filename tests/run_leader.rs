@@ -1,12 +1,18 @@
 //! Two `mcp-operator run` processes against one API server: one reconciles, killing it hands
 //! the lease over within its duration, and both serve webhooks and probes the whole time.
 
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
 use mcp_operator::api::crd;
 use mcp_operator::api::v1beta1::MCPServer;
+use mcp_operator::webhook::config::{
+    mutating_configuration, validating_configuration, ConfigOptions,
+};
 use serde_json::json;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -38,15 +44,14 @@ impl Drop for Operator {
 }
 
 fn spawn_operator(kubeconfig: &Path, certs: &Path) -> Operator {
+    spawn_operator_with(kubeconfig, certs, &["--leader-elect"])
+}
+
+fn spawn_operator_with(kubeconfig: &Path, certs: &Path, extra: &[&str]) -> Operator {
     let (metrics, health, webhook) = (free_port(), free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
-        .args([
-            "run",
-            "--leader-elect",
-            "--no-registry-lookup",
-            "--log-format",
-            "text",
-        ])
+        .args(["run", "--no-registry-lookup", "--log-format", "text"])
+        .args(extra)
         .args(["--lease-duration-seconds", &LEASE_SECONDS.to_string()])
         .args(["--image-command", "docker.io/mcp/fetch=mcp-server-fetch"])
         .arg("--cert-dir")
@@ -152,14 +157,13 @@ async fn create(client: &kube::Client, name: &str) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn one_leader_reconciles_and_hands_over_when_killed() {
-    mcp_operator::crypto::install_provider();
-    let server = TestApiServer::start(Options::default()).await.unwrap();
-    let client = server.client().unwrap();
+/// Our CRDs (with or without their conversion webhook) and the two namespaces.
+async fn install_crds(client: &kube::Client, conversion: bool) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for mut c in crd::all() {
-        c.spec.conversion = None;
+        if !conversion {
+            c.spec.conversion = None;
+        }
         crds.create(&PostParams::default(), &c).await.unwrap();
     }
     for ns in ["default", "mcp-operator-system"] {
@@ -170,6 +174,14 @@ async fn one_leader_reconciles_and_hands_over_when_killed() {
             )
             .await;
     }
+}
+
+#[tokio::test]
+async fn one_leader_reconciles_and_hands_over_when_killed() {
+    mcp_operator::crypto::install_provider();
+    let server = TestApiServer::start(Options::default()).await.unwrap();
+    let client = server.client().unwrap();
+    install_crds(&client, false).await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
@@ -239,5 +251,103 @@ async fn one_leader_reconciles_and_hands_over_when_killed() {
         Duration::from_secs(20),
         || async { deployments.get_opt("second").await.ok().flatten().is_some() },
     )
+    .await;
+}
+
+/// No cert-manager: `run --self-signed` creates the shared CA and serving pair, patches every
+/// caBundle, and the API server then admits and converts through it.
+#[tokio::test]
+async fn self_signed_run_bootstraps_the_webhooks_from_nothing() {
+    mcp_operator::crypto::install_provider();
+    let server = TestApiServer::start(Options::default()).await.unwrap();
+    let client = server.client().unwrap();
+    install_crds(&client, true).await;
+    let options = ConfigOptions::new("mcp-operator-webhook", "mcp-operator-system");
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &validating_configuration(&options))
+        .await
+        .unwrap();
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &mutating_configuration(&options))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let certs = dir.path().join("certs-written-by-the-operator");
+
+    let op = spawn_operator_with(&kubeconfig, &certs, &["--self-signed"]);
+    server.set_service(
+        "mcp-operator-system/mcp-operator-webhook",
+        &format!("127.0.0.1:{}", op.webhook),
+    );
+    wait_for("ready", Duration::from_secs(30), || ready(&op)).await;
+
+    let secret = Api::<Secret>::namespaced(client.clone(), "mcp-operator-system")
+        .get("mcp-operator-webhook-certs")
+        .await
+        .expect("the shared pair is stored for every replica");
+    let ca = secret.data.unwrap()["ca.crt"].0.clone();
+    for webhook in Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .get("mcp-operator")
+        .await
+        .unwrap()
+        .webhooks
+        .unwrap()
+    {
+        assert_eq!(
+            webhook.client_config.ca_bundle.unwrap().0,
+            ca,
+            "{}",
+            webhook.name
+        );
+    }
+    let crd = Api::<CustomResourceDefinition>::all(client.clone())
+        .get("mcpservers.toolhive.stacklok.dev")
+        .await
+        .unwrap();
+    let conversion = crd.spec.conversion.unwrap().webhook.unwrap();
+    assert_eq!(conversion.client_config.unwrap().ca_bundle.unwrap().0, ca);
+
+    // The API server trusts the new CA: a bad spec is refused by our validating webhook...
+    let servers = Api::<MCPServer>::namespaced(client.clone(), "default");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "gh", "namespace": "default"}, "stringData": {"token": "t0ps3cret"}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let bad: MCPServer = serde_json::from_value(json!({
+        "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+        "metadata": {"name": "bad", "namespace": "default"},
+        "spec": {"image": "docker.io/mcp/fetch", "secrets": [{"name": "gh", "key": "tokn"}]}
+    }))
+    .unwrap();
+    let refused = servers.create(&PostParams::default(), &bad).await;
+    let Err(kube::Error::Api(status)) = refused else {
+        panic!("a Secret without the key is refused: {refused:?}")
+    };
+    assert!(
+        status.message.contains(
+            "admission webhook \"vmcpserver.toolhive.stacklok.dev\" denied the request: spec.secrets[0]"
+        ),
+        "{}",
+        status.message
+    );
+    // ...and a good one is defaulted by the mutating one and reconciled.
+    let good: MCPServer = serde_json::from_value(json!({
+        "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+        "metadata": {"name": "good", "namespace": "default"},
+        "spec": {"image": "docker.io/mcp/fetch"}
+    }))
+    .unwrap();
+    let stored = servers.create(&PostParams::default(), &good).await.unwrap();
+    assert_eq!(stored.spec.transport.as_deref(), Some("stdio"));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    wait_for("reconciled", Duration::from_secs(20), || async {
+        deployments.get_opt("good").await.ok().flatten().is_some()
+    })
     .await;
 }

@@ -181,6 +181,34 @@ async fn reviews_never_fail_while_the_certificate_rotates_every_200ms() {
     server.shutdown().await.unwrap();
 }
 
+/// The directory watch, not the periodic re-read, picks up a kubelet swap: with the re-read an
+/// hour away, new connections still see the new certificate at once.
+#[tokio::test]
+async fn a_swap_is_served_on_the_file_event_without_waiting_for_the_poll() {
+    let pki = Pki::new();
+    for file in ["tls.crt", "tls.key", "ca.crt"] {
+        std::fs::remove_file(pki.dir.path().join(file)).unwrap();
+    }
+    kubelet_swap(pki.dir.path(), &pki.issue(), 0);
+    let mut options = options(&pki);
+    options.reload_interval = Duration::from_secs(3600);
+    let server = mcp_operator::webhook::start(options).await.unwrap();
+    // The first tick of the re-read fires at once; be past it before rotating.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let next = pki.issue();
+    kubelet_swap(pki.dir.path(), &next, 1);
+    let expected = fingerprint_of(&next.cert_pem);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while served_fingerprint(&pki, &server).await != expected {
+        assert!(
+            Instant::now() < deadline,
+            "the swap was not picked up from its file event"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_broken_pair_is_reported_and_the_last_good_one_kept() {
     let pki = Pki::new();

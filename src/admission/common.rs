@@ -216,6 +216,10 @@ pub fn check_decodes<T: DeserializeOwned>(
     value: &Value,
     what: &str,
 ) -> Option<T> {
+    // Tracking the path costs on every field; only a failure needs it, so decode plainly first.
+    if let Ok(v) = T::deserialize(value) {
+        return Some(v);
+    }
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
         Err(e) => {

@@ -8,23 +8,49 @@ use super::field::{FieldError, FieldErrors, Path};
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, RwLock};
 
 /// Checks `value` against `schema`; `path` names `value` in error messages.
 pub fn validate(schema: &Value, value: &Value, path: &Path, errs: &mut FieldErrors) {
+    validate_at(schema, value, &At::Root(path), errs);
+}
+
+/// Where a value stands, kept on the stack while walking and spelled out as a [`Path`] only
+/// when an error needs it: errors are rare, and formatting every field's path up front was
+/// a string allocation per field of every review.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Root(&'a Path),
+    Child(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+    Key(&'a At<'a>, &'a str),
+}
+
+impl At<'_> {
+    fn path(&self) -> Path {
+        match self {
+            At::Root(p) => (*p).clone(),
+            At::Child(parent, name) => parent.path().child(name),
+            At::Index(parent, i) => parent.path().index(*i),
+            At::Key(parent, key) => parent.path().key(key),
+        }
+    }
+}
+
+fn validate_at(schema: &Value, value: &Value, at: &At, errs: &mut FieldErrors) {
     if value.is_null() {
         // Nulls are pruned by the API server before validation (no field is nullable).
         return;
     }
-    if !check_type(schema, value, path, errs) {
+    if !check_type(schema, value, at, errs) {
         return;
     }
-    check_enum(schema, value, path, errs);
+    check_enum(schema, value, at, errs);
     match value {
-        Value::Object(map) => check_object(schema, map, path, errs),
-        Value::Array(items) => check_array(schema, items, path, errs),
-        Value::String(s) => check_string(schema, s, path, errs),
-        Value::Number(_) => check_number(schema, value, path, errs),
+        Value::Object(map) => check_object(schema, map, at, errs),
+        Value::Array(items) => check_array(schema, items, at, errs),
+        Value::String(s) => check_string(schema, s, at, errs),
+        Value::Number(_) => check_number(schema, value, at, errs),
         _ => {}
     }
 }
@@ -38,7 +64,7 @@ fn preserves_unknown(schema: &Value) -> bool {
 }
 
 /// Returns false when the type is wrong (nothing below it is worth checking then).
-fn check_type(schema: &Value, value: &Value, path: &Path, errs: &mut FieldErrors) -> bool {
+fn check_type(schema: &Value, value: &Value, at: &At, errs: &mut FieldErrors) -> bool {
     if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
         return value.is_string() || value.is_i64() || value.is_u64();
     }
@@ -56,7 +82,7 @@ fn check_type(schema: &Value, value: &Value, path: &Path, errs: &mut FieldErrors
     };
     if !ok {
         errs.push(FieldError::invalid(
-            path,
+            at.path(),
             type_name(value),
             format!("must be of type {expected}"),
         ));
@@ -76,7 +102,7 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn check_enum(schema: &Value, value: &Value, path: &Path, errs: &mut FieldErrors) {
+fn check_enum(schema: &Value, value: &Value, at: &At, errs: &mut FieldErrors) {
     let Some(Value::Array(allowed)) = schema.get("enum") else {
         return;
     };
@@ -90,15 +116,15 @@ fn check_enum(schema: &Value, value: &Value, path: &Path, errs: &mut FieldErrors
             })
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        errs.push(FieldError::not_supported(path, value.clone(), &names));
+        errs.push(FieldError::not_supported(at.path(), value.clone(), &names));
     }
 }
 
-fn check_object(schema: &Value, map: &Map<String, Value>, path: &Path, errs: &mut FieldErrors) {
+fn check_object(schema: &Value, map: &Map<String, Value>, at: &At, errs: &mut FieldErrors) {
     if let Some(Value::Array(required)) = schema.get("required") {
         for name in required.iter().filter_map(Value::as_str) {
             if map.get(name).is_none_or(Value::is_null) {
-                errs.push(FieldError::required(path.child(name), ""));
+                errs.push(FieldError::required(at.path().child(name), ""));
             }
         }
     }
@@ -106,28 +132,28 @@ fn check_object(schema: &Value, map: &Map<String, Value>, path: &Path, errs: &mu
     let additional = schema.get("additionalProperties").filter(|a| a.is_object());
     for (key, child) in map {
         if let Some(child_schema) = props.and_then(|p| p.get(key)) {
-            validate(child_schema, child, &path.child(key), errs);
+            validate_at(child_schema, child, &At::Child(at, key), errs);
         } else if let Some(item_schema) = additional {
-            validate(item_schema, child, &path.key(key), errs);
+            validate_at(item_schema, child, &At::Key(at, key), errs);
         } else if props.is_some() && !preserves_unknown(schema) {
             errs.push(FieldError::forbidden(
-                path.child(key),
+                at.path().child(key),
                 format!("unknown field {key:?}"),
             ));
         }
     }
 }
 
-fn check_array(schema: &Value, items: &[Value], path: &Path, errs: &mut FieldErrors) {
+fn check_array(schema: &Value, items: &[Value], at: &At, errs: &mut FieldErrors) {
     if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
         if items.len() as u64 > max {
-            errs.push(FieldError::too_many(path, items.len(), max as usize));
+            errs.push(FieldError::too_many(at.path(), items.len(), max as usize));
         }
     }
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
         if (items.len() as u64) < min {
             errs.push(FieldError::invalid(
-                path,
+                at.path(),
                 Value::from(items.len()),
                 format!("must have at least {min} items"),
             ));
@@ -135,18 +161,18 @@ fn check_array(schema: &Value, items: &[Value], path: &Path, errs: &mut FieldErr
     }
     if let Some(item_schema) = schema.get("items") {
         for (i, item) in items.iter().enumerate() {
-            validate(item_schema, item, &path.index(i), errs);
+            validate_at(item_schema, item, &At::Index(at, i), errs);
         }
     }
     match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
-        Some("map") => check_list_map_keys(schema, items, path, errs),
-        Some("set") => check_list_set(items, path, errs),
+        Some("map") => check_list_map_keys(schema, items, at, errs),
+        Some("set") => check_list_set(items, at, errs),
         _ => {}
     }
 }
 
 /// A list-map may not hold two items with the same keys (the API server refuses it).
-fn check_list_map_keys(schema: &Value, items: &[Value], path: &Path, errs: &mut FieldErrors) {
+fn check_list_map_keys(schema: &Value, items: &[Value], at: &At, errs: &mut FieldErrors) {
     let keys: Vec<&str> = schema
         .get("x-kubernetes-list-map-keys")
         .and_then(Value::as_array)
@@ -164,31 +190,31 @@ fn check_list_map_keys(schema: &Value, items: &[Value], path: &Path, errs: &mut 
             } else {
                 Value::from(key)
             };
-            errs.push(FieldError::duplicate(path.index(i), shown));
+            errs.push(FieldError::duplicate(at.path().index(i), shown));
         }
     }
 }
 
-fn check_list_set(items: &[Value], path: &Path, errs: &mut FieldErrors) {
+fn check_list_set(items: &[Value], at: &At, errs: &mut FieldErrors) {
     let mut seen = HashSet::new();
     for (i, item) in items.iter().enumerate() {
         if !seen.insert(item.to_string()) {
-            errs.push(FieldError::duplicate(path.index(i), item.clone()));
+            errs.push(FieldError::duplicate(at.path().index(i), item.clone()));
         }
     }
 }
 
-fn check_string(schema: &Value, s: &str, path: &Path, errs: &mut FieldErrors) {
+fn check_string(schema: &Value, s: &str, at: &At, errs: &mut FieldErrors) {
     let len = s.chars().count() as u64;
     if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
         if len > max {
-            errs.push(FieldError::too_long(path, max as usize));
+            errs.push(FieldError::too_long(at.path(), max as usize));
         }
     }
     if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
         if len < min {
             errs.push(FieldError::invalid(
-                path,
+                at.path(),
                 s,
                 format!("should be at least {min} chars long"),
             ));
@@ -198,7 +224,7 @@ fn check_string(schema: &Value, s: &str, path: &Path, errs: &mut FieldErrors) {
         if let Some(re) = compiled(pattern) {
             if !re.is_match(s) {
                 errs.push(FieldError::invalid(
-                    path,
+                    at.path(),
                     s,
                     format!("should match '{pattern}'"),
                 ));
@@ -207,7 +233,7 @@ fn check_string(schema: &Value, s: &str, path: &Path, errs: &mut FieldErrors) {
     }
 }
 
-fn check_number(schema: &Value, value: &Value, path: &Path, errs: &mut FieldErrors) {
+fn check_number(schema: &Value, value: &Value, at: &At, errs: &mut FieldErrors) {
     let Some(n) = value.as_f64() else { return };
     let min = schema.get("minimum").and_then(Value::as_f64);
     let max = schema.get("maximum").and_then(Value::as_f64);
@@ -222,17 +248,21 @@ fn check_number(schema: &Value, value: &Value, path: &Path, errs: &mut FieldErro
         (None, Some(hi)) => format!("must be less than or equal to {hi}"),
         (None, None) => unreachable!("a bound was crossed"),
     };
-    errs.push(FieldError::invalid(path, value.clone(), detail));
+    errs.push(FieldError::invalid(at.path(), value.clone(), detail));
 }
 
-/// Patterns come only from our own schemas, so the cache stays small.
-fn compiled(pattern: &str) -> Option<Regex> {
-    static CACHE: LazyLock<Mutex<HashMap<String, Option<Regex>>>> = LazyLock::new(Default::default);
-    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    cache
+/// Patterns come only from our own schemas, so the cache stays small and its entries can live
+/// for the whole process: a lookup then takes a shared lock and allocates nothing.
+fn compiled(pattern: &str) -> Option<&'static Regex> {
+    static CACHE: LazyLock<RwLock<HashMap<String, Option<&'static Regex>>>> =
+        LazyLock::new(Default::default);
+    if let Some(found) = CACHE.read().unwrap_or_else(|e| e.into_inner()).get(pattern) {
+        return *found;
+    }
+    let mut cache = CACHE.write().unwrap_or_else(|e| e.into_inner());
+    *cache
         .entry(pattern.to_string())
-        .or_insert_with(|| Regex::new(pattern).ok())
-        .clone()
+        .or_insert_with(|| Regex::new(pattern).ok().map(|re| &*Box::leak(Box::new(re))))
 }
 
 /// Removes `null` fields the schema knows, as the API server does before defaulting (none of

@@ -1,7 +1,7 @@
 //! `mcp-operator run`: webhooks on every replica, controllers on the lease holder.
 
 use crate::cli::render::default_bridge_image;
-use crate::cli::webhook::{init_logging, terminated, LogFormat};
+use crate::cli::webhook::{init_logging, our_crd_names, start_self_managed, terminated, LogFormat};
 use crate::controller::leader::{run_while_leader, LeaseSettings};
 use crate::controller::mcpserver::{self, Settings};
 use crate::controller::metrics::ControllerMetrics;
@@ -9,6 +9,7 @@ use crate::controller::migrate::{migrate_all, MigrationMetrics};
 use crate::controller::registry::RegistryResolver;
 use crate::controller::resolve::{Chain, CommandResolver, StaticResolver};
 use crate::webhook::lookup::KubeLookup;
+use crate::webhook::selfmanaged::SelfManagedCerts;
 use crate::webhook::server::{start, ServerOptions};
 use anyhow::Context;
 use axum::routing::get;
@@ -79,6 +80,24 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// Without cert-manager: keep a CA and serving certificate in a Secret of --pod-namespace
+    /// (shared by all replicas), write the pair into --cert-dir, patch the caBundle of the
+    /// webhook configurations and of our CRDs' conversion webhooks, and renew before expiry.
+    #[arg(long)]
+    pub self_signed: bool,
+    /// The webhook Service, whose DNS names the self-managed certificate carries.
+    #[arg(long, value_name = "NAME", default_value = "mcp-operator-webhook")]
+    pub webhook_service_name: String,
+    /// The Secret holding the self-managed CA and serving pair.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "mcp-operator-webhook-certs"
+    )]
+    pub webhook_secret_name: String,
+    /// Name of the Validating/MutatingWebhookConfiguration whose caBundle --self-signed patches.
+    #[arg(long, value_name = "NAME", default_value = "mcp-operator")]
+    pub webhook_configuration_name: String,
 }
 
 fn parse_addr(s: &str) -> anyhow::Result<SocketAddr> {
@@ -205,6 +224,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             migration.register(registry);
         }
     }));
+    // Every replica keeps the shared pair current: the webhooks are served by all of them.
+    let self_managed = if args.self_signed {
+        Some(
+            start_self_managed(SelfManagedCerts {
+                client: client.clone(),
+                namespace: args.pod_namespace.clone(),
+                secret_name: args.webhook_secret_name.clone(),
+                service_name: args.webhook_service_name.clone(),
+                webhook_configuration: args.webhook_configuration_name.clone(),
+                crds: our_crd_names(),
+                cert_dir: args.cert_dir.clone(),
+            })
+            .await?,
+        )
+    } else {
+        None
+    };
     let mut server = start(options)
         .await
         .context("cannot start the webhook server")?;
@@ -267,6 +303,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
     tracing::info!("shutting down: not ready, draining in-flight reviews");
     ready.store(false, Ordering::Release);
+    if let Some(task) = self_managed {
+        task.abort();
+    }
     server.shutdown().await?;
     tracing::info!("stopped");
     Ok(0)

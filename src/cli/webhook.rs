@@ -143,17 +143,10 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
             secret_name: args.secret_name.clone(),
             service_name: service,
             webhook_configuration: args.webhook_configuration_name.clone(),
-            crds: SERVED
-                .iter()
-                .map(|s| format!("{}.{GROUP}", s.plural))
-                .collect(),
+            crds: our_crd_names(),
             cert_dir: options.cert_dir.clone(),
         };
-        certs
-            .reconcile()
-            .await
-            .context("self-managed certificates")?;
-        self_managed = Some(tokio::spawn(certs.run(std::future::pending())));
+        self_managed = Some(start_self_managed(certs).await?);
     }
     let mut server = start(options).await?;
     tokio::select! {
@@ -172,6 +165,26 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Names of the CRDs whose conversion webhook serves from this process.
+pub fn our_crd_names() -> Vec<String> {
+    SERVED
+        .iter()
+        .map(|s| format!("{}.{GROUP}", s.plural))
+        .collect()
+}
+
+/// Settles the shared CA and serving pair before the server's first load, then keeps renewing
+/// it in the background (abort the task to stop).
+pub async fn start_self_managed(
+    certs: SelfManagedCerts,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    certs
+        .reconcile()
+        .await
+        .context("self-managed certificates")?;
+    Ok(tokio::spawn(certs.run(std::future::pending())))
 }
 
 /// Resolves on SIGTERM (what the kubelet sends) or SIGINT.

@@ -244,6 +244,14 @@ fn config_map(server: &MCPServer, config: &str) -> ConfigMap {
 }
 
 fn pull_secrets(server: &MCPServer, inputs: &Inputs) -> Vec<Value> {
+    own_pull_secret_names(server, &inputs.default_pull_secrets)
+        .into_iter()
+        .map(|n| json!({ "name": n }))
+        .collect()
+}
+
+/// `resourceOverrides.proxyDeployment.imagePullSecrets`, then the operator-wide defaults.
+fn own_pull_secret_names(server: &MCPServer, defaults: &[String]) -> Vec<String> {
     let from_spec = server
         .spec
         .resource_overrides
@@ -253,13 +261,32 @@ fn pull_secrets(server: &MCPServer, inputs: &Inputs) -> Vec<Value> {
         .unwrap_or_default()
         .into_iter()
         .filter_map(|r| r.name);
-    let mut names: Vec<String> = Vec::new();
-    for n in from_spec.chain(inputs.default_pull_secrets.iter().cloned()) {
-        if !n.is_empty() && !names.contains(&n) {
-            names.push(n);
+    unique_names(from_spec.chain(defaults.iter().cloned()))
+}
+
+fn unique_names(names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        if !n.is_empty() && !out.contains(&n) {
+            out.push(n);
         }
     }
-    names.into_iter().map(|n| json!({ "name": n })).collect()
+    out
+}
+
+/// Every pull Secret the server's pod will carry (the podTemplateSpec's first, then ours), so
+/// the registry lookup of its entrypoint can use the same logins the kubelet will.
+pub fn pull_secret_names(server: &MCPServer, default_pull_secrets: &[String]) -> Vec<String> {
+    let from_template = server
+        .spec
+        .pod_template_spec
+        .as_ref()
+        .and_then(|t| t.pointer("/spec/imagePullSecrets"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("name").and_then(Value::as_str).map(str::to_string));
+    unique_names(from_template.chain(own_pull_secret_names(server, default_pull_secrets)))
 }
 
 /// The pod's identity: no API rights, no token mounted.

@@ -2,6 +2,7 @@
 //! report status (only when it changes).
 
 use super::children::{self, Children, Inputs, FIELD_MANAGER};
+use super::credentials::PullCredentials;
 use super::metrics::ControllerMetrics;
 use super::resolve::CommandResolver;
 use crate::admission::{self, Operation};
@@ -55,21 +56,47 @@ pub struct Context {
     /// without a new generation, so a resync need not check it again.
     verdicts: Mutex<HashMap<ObjectRef<MCPServer>, CachedVerdict>>,
     /// What we wrote lately, to tell a lagging watch cache from real drift (see [`Recent`]).
-    recent: Mutex<HashMap<String, Recent>>,
+    recent: Mutex<RecentWrites>,
     /// Writes skipped because the cache lagged; a reconcile that skipped any comes back soon.
     lag_skips: std::sync::atomic::AtomicU64,
 }
 
-/// An object as the API server answered our last write of it. Until the watch cache shows at
-/// least that version, the cache is behind, not drifted: comparing against it would write the
-/// same thing again (and again, for every event of a busy object).
+/// Our last write of an object: when, the resourceVersion the API server answered with, and
+/// a digest of what we sent. Until the watch cache shows at least that version, the cache is
+/// behind, not drifted: comparing against it would write the same thing again (and again, for
+/// every event of a busy object).
 struct Recent {
     at: std::time::Instant,
-    written: Value,
+    version: Option<u64>,
+    sent: u64,
 }
 
-/// How long a write's answer may stand in for the watch cache.
+/// How long a write may stand in for an object the cache does not show at all (it may have
+/// been deleted since: then it is recreated after this long).
 const CACHE_LAG_WINDOW: Duration = Duration::from_secs(5);
+/// How long a write may stand in for an older copy in the cache. The versions decide here, so
+/// this only bounds memory; it must outlast the watch lag of a busy cluster, where thousands of
+/// objects converge at once and events trail the writes by tens of seconds.
+const VERSION_LAG_WINDOW: Duration = Duration::from_secs(120);
+
+/// Every [`Recent`] write, pruned at most once per [`CACHE_LAG_WINDOW`] (pruning on every call
+/// made each reconcile cost as much as the number of objects written lately).
+#[derive(Default)]
+struct RecentWrites {
+    by_key: HashMap<String, Recent>,
+    pruned: Option<std::time::Instant>,
+}
+
+impl RecentWrites {
+    fn prune(&mut self) {
+        if self.pruned.is_some_and(|p| p.elapsed() < CACHE_LAG_WINDOW) {
+            return;
+        }
+        self.by_key
+            .retain(|_, r| r.at.elapsed() < VERSION_LAG_WINDOW);
+        self.pruned = Some(std::time::Instant::now());
+    }
+}
 
 /// Numeric resourceVersions (etcd's) order writes; anything else is treated as unordered.
 fn version_of(v: &Value) -> Option<u64> {
@@ -78,22 +105,31 @@ fn version_of(v: &Value) -> Option<u64> {
         .and_then(|s| s.parse().ok())
 }
 
+/// A digest of a value we send, to tell "the same write again" from a new one.
+fn digest(v: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.to_string().hash(&mut h);
+    h.finish()
+}
+
 impl Context {
-    /// True when `want` is already what we last wrote and the cache simply has not caught up.
+    /// True when `want` is what we last sent and the cache simply has not caught up with it.
     fn written_lately(&self, key: &str, want: &Value, live: Option<&Value>) -> bool {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent.retain(|_, r| r.at.elapsed() < CACHE_LAG_WINDOW);
-        let Some(r) = recent.get(key) else {
+        recent.prune();
+        let Some(r) = recent.by_key.get(key) else {
             return false;
         };
+        let age = r.at.elapsed();
         let cache_behind = match live {
-            None => true,
-            Some(l) => match (version_of(l), version_of(&r.written)) {
-                (Some(seen), Some(wrote)) => seen < wrote,
+            None => age < CACHE_LAG_WINDOW,
+            Some(l) => match (version_of(l), r.version) {
+                (Some(seen), Some(wrote)) => seen < wrote && age < VERSION_LAG_WINDOW,
                 _ => false,
             },
         };
-        let skip = cache_behind && children::is_subset(want, &r.written);
+        let skip = cache_behind && r.sent == digest(want);
         if skip {
             // A missing object may be lag or a deletion: look again once the window is over.
             self.lag_skips
@@ -102,13 +138,14 @@ impl Context {
         skip
     }
 
-    fn remember_write(&self, key: String, written: Value) {
+    fn remember_write(&self, key: String, sent: &Value, written: &Value) {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent.insert(
+        recent.by_key.insert(
             key,
             Recent {
                 at: std::time::Instant::now(),
-                written,
+                version: version_of(written),
+                sent: digest(sent),
             },
         );
     }
@@ -217,7 +254,7 @@ pub async fn run(
         },
         failures: Mutex::new(HashMap::new()),
         verdicts: Mutex::new(HashMap::new()),
-        recent: Mutex::new(HashMap::new()),
+        recent: Mutex::new(RecentWrites::default()),
         lag_skips: Default::default(),
     });
     let by_secret = servers.clone();
@@ -278,8 +315,11 @@ where
         None => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store();
+    // managedFields are often the larger half of a child and nothing here reads them: at
+    // thousands of MCPServers they would be most of the operator's memory.
     let stream = watcher(api, cfg)
         .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
         .reflect(writer)
         .touched_objects();
     (store, stream)
@@ -345,13 +385,17 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     }
     let (command, resolved) = match &server.spec.command {
         Some(c) => (Some(c.clone()), None),
-        None => match ctx.resolver.resolve(&server.spec.image, &ns).await {
-            Ok(c) => (
-                Some(c.command_for(server.spec.args.is_some())),
-                Some(Ok(())),
-            ),
-            Err(why) => (None, Some(Err(why))),
-        },
+        None => {
+            let (pull, unreadable) = pull_credentials(server, ctx, &ns).await;
+            match ctx.resolver.resolve(&server.spec.image, &pull).await {
+                Ok(c) => (
+                    Some(c.command_for(server.spec.args.is_some())),
+                    Some(Ok(())),
+                ),
+                Err(why) if unreadable.is_empty() => (None, Some(Err(why))),
+                Err(why) => (None, Some(Err(format!("{why}; {}", unreadable.join("; "))))),
+            }
+        }
     };
     let Some(command) = command else {
         let status = status_for(server, None, Verdict::Accepted, resolved);
@@ -379,6 +423,37 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
         return Ok(Action::requeue(resync.min(CACHE_LAG_WINDOW)));
     }
     Ok(Action::requeue(resync))
+}
+
+/// The registry logins of the pod's pull Secrets, and why any of them could not be used.
+/// Read only when the image's command must be looked up; a missing Secret is skipped (the
+/// kubelet would skip it too), and the lookup says so if it then fails.
+async fn pull_credentials(
+    server: &MCPServer,
+    ctx: &Context,
+    ns: &str,
+) -> (PullCredentials, Vec<String>) {
+    let mut pull = PullCredentials::default();
+    let mut unreadable = Vec::new();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    for name in children::pull_secret_names(server, &ctx.settings.default_pull_secrets) {
+        let data = match secrets.get_opt(&name).await {
+            Ok(Some(secret)) => secret.data.unwrap_or_default(),
+            Ok(None) => {
+                unreadable.push(format!("imagePullSecret {name:?} does not exist"));
+                continue;
+            }
+            Err(e) => {
+                unreadable.push(format!("imagePullSecret {name:?} cannot be read: {e}"));
+                continue;
+            }
+        };
+        let data = data.into_iter().map(|(k, v)| (k, v.0)).collect();
+        if let Err(why) = pull.add_secret_data(&data) {
+            unreadable.push(format!("imagePullSecret {name:?} {why}"));
+        }
+    }
+    (pull, unreadable)
 }
 
 /// The admission core's errors for this generation of the spec, if any (cached per generation).
@@ -523,7 +598,11 @@ where
             child: children::describe(&want),
             source,
         })?;
-    ctx.remember_write(key, serde_json::to_value(&written).unwrap_or(Value::Null));
+    ctx.remember_write(
+        key,
+        &want,
+        &serde_json::to_value(&written).unwrap_or(Value::Null),
+    );
     ctx.metrics.count_apply(K::kind(&()).as_ref());
     Ok(())
 }
@@ -728,7 +807,11 @@ async fn write_status(
         )
         .await
         .map_err(Error::WriteStatus)?;
-    ctx.remember_write(key, serde_json::to_value(&written).unwrap_or(Value::Null));
+    ctx.remember_write(
+        key,
+        &json!({}),
+        &serde_json::to_value(&written).unwrap_or(Value::Null),
+    );
     if old.phase != status.phase {
         announce_phase(server, ctx, &status).await;
     }

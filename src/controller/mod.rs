@@ -2,6 +2,7 @@
 //! pure functions ([`children`]); reconcile loops apply them.
 
 pub mod children;
+pub mod credentials;
 pub mod leader;
 pub mod mcpserver;
 pub mod metrics;

@@ -1,10 +1,13 @@
 //! Reading an image's entrypoint from its registry (OCI distribution API), for MCPServers that
 //! do not spell out `spec.command`.
 //!
-//! Anonymous pulls with the registries' token flow; multi-platform images resolve to
+//! Pulls with the registries' token flow, anonymous or with the login an imagePullSecret holds
+//! for the image's registry (basic auth to the token service, or to the registry itself when
+//! it asks for basic auth); multi-platform images resolve to
 //! `linux/<arch>`; results are cached (per digest for good, per tag for an hour, failures for a
 //! minute). Registries on loopback are spoken to over plain HTTP, as container runtimes do.
 
+use super::credentials::{Login, PullCredentials};
 use super::resolve::{CommandResolver, ImageCommand};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -98,6 +101,22 @@ impl ImageRef {
     }
 }
 
+/// `registry/repository:tag` or `registry/repository@digest`, for messages.
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sep = if self.reference.contains(':') {
+            '@'
+        } else {
+            ':'
+        };
+        write!(
+            f,
+            "{}/{}{sep}{}",
+            self.registry, self.repository, self.reference
+        )
+    }
+}
+
 impl Default for RegistryResolver {
     fn default() -> Self {
         Self::new()
@@ -120,21 +139,24 @@ impl RegistryResolver {
         }
     }
 
-    async fn lookup(&self, image: &str) -> Result<ImageCommand, String> {
-        let r = ImageRef::parse(image)?;
-        let mut token = None;
+    async fn lookup(&self, r: &ImageRef, login: Option<&Login>) -> Result<ImageCommand, String> {
+        let image = r.to_string();
+        let mut auth = Auth {
+            login,
+            header: None,
+        };
         let manifest = self
             .fetch_json(
-                &r,
+                r,
                 &format!("{}/manifests/{}", r.base(), r.reference),
-                &mut token,
+                &mut auth,
             )
             .await?;
         let manifest = match manifest.get("manifests").and_then(Value::as_array) {
             Some(list) => {
                 let digest = pick_platform(list, &self.arch)
                     .ok_or_else(|| format!("{image} has no linux/{} image", self.arch))?;
-                self.fetch_json(&r, &format!("{}/manifests/{digest}", r.base()), &mut token)
+                self.fetch_json(r, &format!("{}/manifests/{digest}", r.base()), &mut auth)
                     .await?
             }
             None => manifest,
@@ -144,11 +166,7 @@ impl RegistryResolver {
             .and_then(Value::as_str)
             .ok_or_else(|| format!("the manifest of {image} names no config"))?;
         let config = self
-            .fetch_json(
-                &r,
-                &format!("{}/blobs/{config_digest}", r.base()),
-                &mut token,
-            )
+            .fetch_json(r, &format!("{}/blobs/{config_digest}", r.base()), &mut auth)
             .await?;
         let words = |p: &str| -> Vec<String> {
             config
@@ -177,24 +195,27 @@ impl RegistryResolver {
         &self,
         r: &ImageRef,
         url: &str,
-        token: &mut Option<String>,
+        auth: &mut Auth<'_>,
     ) -> Result<Value, String> {
         let mut url = url.to_string();
         for _ in 0..MAX_REDIRECTS {
             let (status, headers, body) = self
-                .get(&url, token.as_deref(), Some(MANIFEST_TYPES))
+                .get(&url, auth.header.as_deref(), Some(MANIFEST_TYPES))
                 .await?;
             match status {
                 s if s.is_success() => {
                     return serde_json::from_slice(&body)
                         .map_err(|e| format!("{url}: not JSON: {e}"))
                 }
-                StatusCode::UNAUTHORIZED if token.is_none() => {
+                StatusCode::UNAUTHORIZED if auth.header.is_none() => {
                     let challenge = headers
                         .get("www-authenticate")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default();
-                    *token = Some(self.token(r, challenge).await?);
+                    auth.header = Some(self.answer_challenge(r, challenge, auth.login).await?);
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    return Err(denied(r, auth.login, status));
                 }
                 s if s.is_redirection() => {
                     let next = headers
@@ -203,7 +224,7 @@ impl RegistryResolver {
                         .ok_or("a redirect without a location")?;
                     url = absolute(&url, next);
                     // Blob stores hand out signed URLs: our registry token must not follow.
-                    *token = token.take().filter(|_| same_origin(&url, &r.base()));
+                    auth.header = auth.header.take().filter(|_| same_origin(&url, &r.base()));
                 }
                 s => return Err(format!("{url}: the registry answered {s}")),
             }
@@ -211,7 +232,28 @@ impl RegistryResolver {
         Err(format!("{url}: too many redirects"))
     }
 
-    async fn token(&self, r: &ImageRef, challenge: &str) -> Result<String, String> {
+    /// The `Authorization` header that answers a registry's 401 challenge.
+    async fn answer_challenge(
+        &self,
+        r: &ImageRef,
+        challenge: &str,
+        login: Option<&Login>,
+    ) -> Result<String, String> {
+        if challenge.trim_start().starts_with("Basic") {
+            return login
+                .map(Login::basic_header)
+                .ok_or_else(|| denied(r, None, StatusCode::UNAUTHORIZED));
+        }
+        let token = self.token(r, challenge, login).await?;
+        Ok(format!("Bearer {token}"))
+    }
+
+    async fn token(
+        &self,
+        r: &ImageRef,
+        challenge: &str,
+        login: Option<&Login>,
+    ) -> Result<String, String> {
         let params = parse_challenge(challenge);
         let realm = params
             .get("realm")
@@ -224,12 +266,10 @@ impl RegistryResolver {
         if let Some(service) = params.get("service") {
             url.push_str(&format!("&service={}", encode(service)));
         }
-        let (status, _, body) = self.get(&url, None, None).await?;
+        let basic = login.map(Login::basic_header);
+        let (status, _, body) = self.get(&url, basic.as_deref(), None).await?;
         if !status.is_success() {
-            return Err(format!(
-                "{}: the token service answered {status} (private image? set spec.command)",
-                r.registry
-            ));
+            return Err(denied(r, login, status));
         }
         let v: Value = serde_json::from_slice(&body).map_err(|e| format!("token: {e}"))?;
         v.get("token")
@@ -242,12 +282,12 @@ impl RegistryResolver {
     async fn get(
         &self,
         url: &str,
-        token: Option<&str>,
+        authorization: Option<&str>,
         accept: Option<&str>,
     ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), String> {
         let mut req = Request::get(url);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
         }
         if let Some(a) = accept {
             req = req.header("accept", a);
@@ -272,6 +312,27 @@ impl RegistryResolver {
         tokio::time::timeout(REQUEST_TIMEOUT, fut)
             .await
             .map_err(|_| format!("{url}: timed out"))?
+    }
+}
+
+/// How a lookup authenticates: the pull secret's login for this registry, if any, and the
+/// header that answered the registry's challenge once it has been answered.
+struct Auth<'a> {
+    login: Option<&'a Login>,
+    header: Option<String>,
+}
+
+/// Why a registry refused, with what to do about it.
+fn denied(r: &ImageRef, login: Option<&Login>, status: StatusCode) -> String {
+    match login {
+        Some(login) => format!(
+            "{}: access denied ({status}) for user {:?} from the imagePullSecrets; check the pull secret, or set spec.command",
+            r.registry, login.username
+        ),
+        None => format!(
+            "{}: access denied ({status}); a private image needs an imagePullSecret for {} (or set spec.command)",
+            r.registry, r.registry
+        ),
     }
 }
 
@@ -350,20 +411,27 @@ impl CommandResolver for RegistryResolver {
     fn resolve<'a>(
         &'a self,
         image: &'a str,
-        _namespace: &'a str,
+        pull: &'a PullCredentials,
     ) -> BoxFuture<'a, Result<ImageCommand, String>> {
         Box::pin(async move {
+            let r = ImageRef::parse(image)?;
+            let login = pull.for_registry(&r.registry);
+            // An answer obtained with one login is not handed to a namespace without it.
+            let key = match login {
+                Some(l) => format!("{image}\n{}", l.fingerprint()),
+                None => image.to_string(),
+            };
             if let Some((expires, hit)) = self
                 .cache
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(image)
+                .get(&key)
             {
                 if *expires > Instant::now() {
                     return hit.clone();
                 }
             }
-            let result = self.lookup(image).await;
+            let result = self.lookup(&r, login).await;
             let ttl = match &result {
                 Ok(_) if image.contains('@') => Duration::from_secs(365 * 24 * 3600),
                 Ok(_) => TAG_TTL,
@@ -373,7 +441,7 @@ impl CommandResolver for RegistryResolver {
             if cache.len() > 10_000 {
                 cache.clear(); // bounded: a reconcile storm of distinct images cannot grow it forever
             }
-            cache.insert(image.to_string(), (Instant::now() + ttl, result.clone()));
+            cache.insert(key, (Instant::now() + ttl, result.clone()));
             result
         })
     }

@@ -1,5 +1,6 @@
 //! Finding an MCP server's command when `spec.command` is not given.
 
+use super::credentials::PullCredentials;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 
@@ -25,10 +26,11 @@ impl ImageCommand {
 /// Looks up the command (entrypoint + cmd) of an image.
 pub trait CommandResolver: Send + Sync {
     /// The image's command, or why it is not known (shown to the user in a condition).
+    /// `pull` holds the logins of the pod's imagePullSecrets, for private registries.
     fn resolve<'a>(
         &'a self,
         image: &'a str,
-        namespace: &'a str,
+        pull: &'a PullCredentials,
     ) -> BoxFuture<'a, Result<ImageCommand, String>>;
 }
 
@@ -77,7 +79,7 @@ impl CommandResolver for StaticResolver {
     fn resolve<'a>(
         &'a self,
         image: &'a str,
-        _namespace: &'a str,
+        _pull: &'a PullCredentials,
     ) -> BoxFuture<'a, Result<ImageCommand, String>> {
         let found = self
             .lookup(image)
@@ -97,12 +99,12 @@ impl CommandResolver for Chain {
     fn resolve<'a>(
         &'a self,
         image: &'a str,
-        namespace: &'a str,
+        pull: &'a PullCredentials,
     ) -> BoxFuture<'a, Result<ImageCommand, String>> {
         Box::pin(async move {
             let mut last = format!("no way to read the command of {image} is configured");
             for r in &self.0 {
-                match r.resolve(image, namespace).await {
+                match r.resolve(image, pull).await {
                     Ok(c) => return Ok(c),
                     Err(e) => last = e,
                 }

@@ -278,7 +278,8 @@ impl CertWatcher {
         }
     }
 
-    /// Polls every `interval` until `shutdown` resolves.
+    /// Re-reads the directory whenever it changes, and every `interval` in any case (a missed
+    /// or unsupported file event then costs at most one interval), until `shutdown` resolves.
     pub async fn run(
         mut self,
         interval: Duration,
@@ -286,12 +287,61 @@ impl CertWatcher {
     ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changes = watch_dir(&self.dir);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = ticker.tick() => { self.poll().await; }
+                Some(()) = next_change(&mut changes) => {
+                    // A rotation is several writes (key, certificate, the `..data` swap):
+                    // let it settle so the pair is read once, whole.
+                    tokio::time::sleep(SETTLE).await;
+                    if let Some((_, rx)) = changes.as_mut() {
+                        while rx.try_recv().is_ok() {}
+                    }
+                    self.poll().await;
+                }
             }
         }
+    }
+}
+
+/// How long after a file event the directory is read.
+const SETTLE: Duration = Duration::from_millis(50);
+
+type DirWatch = (notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>);
+
+/// A file-system watch on the certificate directory. The kubelet replaces a mounted Secret by
+/// swapping the `..data` symlink, which shows up as an event in the directory itself, so the
+/// directory (not the files) is watched. `None` when the platform refuses (polling remains).
+fn watch_dir(dir: &Path) -> Option<DirWatch> {
+    use notify::Watcher;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            // Full means a wake-up is already pending: one read sees every change.
+            let _ = tx.try_send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the certificate directory; polling only");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the certificate directory; polling only");
+        return None;
+    }
+    Some((watcher, rx))
+}
+
+/// The next change event, or never when there is no watch.
+async fn next_change(watch: &mut Option<DirWatch>) -> Option<()> {
+    match watch {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -11,7 +11,7 @@ use mcp_operator::api::crd;
 use mcp_operator::api::v1beta1::MCPServer;
 use mcp_operator::controller::mcpserver::{self, Settings};
 use mcp_operator::controller::metrics::ControllerMetrics;
-use mcp_operator::controller::resolve::StaticResolver;
+use mcp_operator::controller::resolve::{CommandResolver, StaticResolver};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,6 +27,21 @@ pub struct Harness {
 }
 
 pub async fn start(resync: Option<Duration>) -> Harness {
+    let resolver = StaticResolver::new(HashMap::from([
+        (
+            "docker.io/mcp/fetch".to_string(),
+            vec!["mcp-server-fetch".to_string()],
+        ),
+        (
+            "ghcr.io/github/github-mcp-server".to_string(),
+            vec!["github-mcp-server".to_string(), "stdio".to_string()],
+        ),
+    ]));
+    start_with(resync, Arc::new(resolver)).await
+}
+
+/// The harness with a resolver of the test's choosing.
+pub async fn start_with(resync: Option<Duration>, resolver: Arc<dyn CommandResolver>) -> Harness {
     mcp_operator::crypto::install_provider();
     let server = TestApiServer::start(Options::default()).await.unwrap();
     // Readiness of pods is the test's to decide (the fake has no kubelet).
@@ -46,16 +61,6 @@ pub async fn start(resync: Option<Duration>) -> Harness {
             )
             .await;
     }
-    let resolver = StaticResolver::new(HashMap::from([
-        (
-            "docker.io/mcp/fetch".to_string(),
-            vec!["mcp-server-fetch".to_string()],
-        ),
-        (
-            "ghcr.io/github/github-mcp-server".to_string(),
-            vec!["github-mcp-server".to_string(), "stdio".to_string()],
-        ),
-    ]));
     let settings = Settings {
         bridge_image: "example.com/mcp-operator:test".into(),
         resync,
@@ -66,7 +71,7 @@ pub async fn start(resync: Option<Duration>) -> Harness {
         client.clone(),
         None,
         settings,
-        Arc::new(resolver),
+        resolver,
         metrics.clone(),
     ));
     Harness {

@@ -8,6 +8,13 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// Whether any of `objs` is not at `version` of `res` (so [`convert`] has work to do).
+pub fn needed(res: &ResourceInfo, objs: &[Value], version: &str) -> bool {
+    let desired = res.api_version(version);
+    objs.iter()
+        .any(|o| o.get("apiVersion").and_then(Value::as_str) != Some(desired.as_str()))
+}
+
 /// Convert `objs` to `version` of `res`. Objects already at that version pass through untouched.
 pub async fn convert(
     res: &ResourceInfo,

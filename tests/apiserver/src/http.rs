@@ -369,7 +369,6 @@ async fn resource_request_inner(
     }
     let vinfo = res
         .version(&p.version)
-        .cloned()
         .ok_or_else(ApiError::not_found_path)?;
     match p.sub.as_str() {
         "" => {}

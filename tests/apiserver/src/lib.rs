@@ -107,7 +107,7 @@ impl TestApiServer {
         {
             let mut st = inner.lock();
             st.service_map = opts.service_map.clone();
-            st.simulate_workloads = opts.simulate_workloads;
+            st.set_simulate_workloads(opts.simulate_workloads);
         }
         let app = http::App {
             inner: inner.clone(),
@@ -249,7 +249,7 @@ impl TestApiServer {
     /// Turn the workload simulation on or off at run time (off: workload status stays as written,
     /// e.g. to test "Deployment not available yet").
     pub fn set_simulate_workloads(&self, on: bool) {
-        self.inner.lock().simulate_workloads = on;
+        self.inner.lock().set_simulate_workloads(on);
         self.inner.gc.notify_one();
     }
 
@@ -368,11 +368,28 @@ impl TestApiServer {
             .cloned()
     }
 
+    /// How many stored objects of a resource (at their storage version) in `namespace` ("" for
+    /// all namespaces, or a cluster-scoped resource) satisfy `pred`. Cheap, bypassing the API
+    /// (nothing is copied and no request is recorded): for polling until a controller converges.
+    pub fn count(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> usize {
+        self.inner
+            .lock()
+            .iter_ns(&(group.to_string(), plural.to_string()), namespace)
+            .filter(|(_, o)| pred(o))
+            .count()
+    }
+
     /// Run the garbage collector now (it also runs after every write and twice a second).
     pub fn collect_garbage(&self) {
         let mut st = self.inner.lock();
         for _ in 0..8 {
-            if !gc::pass(&mut st) {
+            if !gc::pass(&mut st, true) {
                 break;
             }
         }

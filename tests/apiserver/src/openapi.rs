@@ -6,6 +6,7 @@
 
 use crate::resources::ResourceInfo;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -26,7 +27,7 @@ fn hash(v: &Value) -> String {
 }
 
 /// The per-group-version document, if anything is served there.
-pub fn gv_document(all: &[ResourceInfo], group: &str, version: &str) -> Option<Value> {
+pub fn gv_document(all: &[Arc<ResourceInfo>], group: &str, version: &str) -> Option<Value> {
     let mut paths = Map::new();
     let mut schemas = Map::new();
     for r in all.iter().filter(|r| r.group == group) {
@@ -84,7 +85,7 @@ fn reverse_group(group: &str) -> String {
 }
 
 /// The `/openapi/v3` root: one entry per served group-version, with a content hash.
-pub fn root(all: &[ResourceInfo]) -> Value {
+pub fn root(all: &[Arc<ResourceInfo>]) -> Value {
     let mut gvs: Vec<(String, String)> = vec![];
     for r in all {
         for v in r.versions.iter().filter(|v| v.served) {

@@ -617,7 +617,7 @@ fn verbs(with_collection: bool) -> Value {
 }
 
 /// `APIResourceList` for one group/version.
-pub fn resource_list(all: &[ResourceInfo], group: &str, version: &str) -> Option<Value> {
+pub fn resource_list(all: &[Arc<ResourceInfo>], group: &str, version: &str) -> Option<Value> {
     let mut resources = vec![];
     for r in all.iter().filter(|r| r.group == group) {
         let Some(v) = r.served_version(version) else {
@@ -648,7 +648,7 @@ pub fn resource_list(all: &[ResourceInfo], group: &str, version: &str) -> Option
 }
 
 /// `APIGroup` for one group (None if nothing is served in it).
-pub fn api_group(all: &[ResourceInfo], group: &str) -> Option<Value> {
+pub fn api_group(all: &[Arc<ResourceInfo>], group: &str) -> Option<Value> {
     let mut versions: Vec<String> = vec![];
     for r in all.iter().filter(|r| r.group == group) {
         for v in r.versions.iter().filter(|v| v.served) {
@@ -671,7 +671,7 @@ pub fn api_group(all: &[ResourceInfo], group: &str) -> Option<Value> {
 }
 
 /// `APIGroupList` of every non-core group.
-pub fn group_list(all: &[ResourceInfo]) -> Value {
+pub fn group_list(all: &[Arc<ResourceInfo>]) -> Value {
     let mut groups: Vec<String> = vec![];
     for r in all.iter().filter(|r| !r.group.is_empty()) {
         if !groups.contains(&r.group) {
@@ -694,7 +694,7 @@ pub fn group_list(all: &[ResourceInfo]) -> Value {
 
 /// The aggregated discovery document (`apidiscovery.k8s.io/v2` `APIGroupDiscoveryList`) for the
 /// core group (`core = true`, served at `/api`) or every other group (`/apis`).
-pub fn aggregated(all: &[ResourceInfo], core: bool) -> Value {
+pub fn aggregated(all: &[Arc<ResourceInfo>], core: bool) -> Value {
     let mut groups: Vec<String> = vec![];
     for r in all.iter().filter(|r| r.group.is_empty() == core) {
         if !groups.contains(&r.group) {

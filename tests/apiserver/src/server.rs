@@ -52,7 +52,7 @@ fn random_suffix() -> String {
 /// One parsed resource request.
 #[derive(Clone, Debug)]
 pub struct Req {
-    pub res: ResourceInfo,
+    pub res: Arc<ResourceInfo>,
     pub version: String,
     /// Empty for cluster-scoped resources and all-namespace lists.
     pub namespace: String,
@@ -148,7 +148,7 @@ fn without_rv_and_managed(o: &Value) -> Value {
 
 impl Inner {
     pub fn new() -> Arc<Self> {
-        let (tx, _) = broadcast::channel(4096);
+        let (tx, _) = broadcast::channel(crate::store::WATCH_BUFFER);
         let (kill, _) = tokio::sync::watch::channel(0);
         let mut st = State::new(tx);
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -177,6 +177,10 @@ impl Inner {
         objs: Vec<Value>,
         version: &str,
     ) -> ApiResult<Vec<Value>> {
+        if !conversion::needed(res, &objs, version) {
+            // The common case (every watch event of every watcher): no lock, no copy.
+            return Ok(objs);
+        }
         let map = self.service_map();
         conversion::convert(res, objs, version, &map).await
     }
@@ -243,17 +247,17 @@ impl Inner {
         };
         let (items, rv, more) = {
             let st = self.lock();
-            let all = st.list(&req.res.key(), &req.namespace);
-            let mut matching: Vec<Value> = all
-                .into_iter()
-                .filter(|o| labels.matches_object(o) && fields.matches(o))
-                .filter(|o| match &after {
-                    Some((ns, n)) => {
-                        (meta_str(o, "namespace"), meta_str(o, "name")) > (ns.as_str(), n.as_str())
+            let mut matching: Vec<Value> = st.list_matching(&req.res.key(), &req.namespace, |o| {
+                labels.matches_object(o)
+                    && fields.matches(o)
+                    && match &after {
+                        Some((ns, n)) => {
+                            (meta_str(o, "namespace"), meta_str(o, "name"))
+                                > (ns.as_str(), n.as_str())
+                        }
+                        None => true,
                     }
-                    None => true,
-                })
-                .collect();
+            });
             let mut more = 0;
             if limit > 0 && matching.len() > limit {
                 more = matching.len() - limit;
@@ -300,7 +304,6 @@ impl Inner {
             let st = self.lock();
             let ns_obj = if res.namespaced {
                 st.get(&(NS_RES.0.into(), NS_RES.1.into()), "", &req.namespace)
-                    .cloned()
             } else {
                 None
             };
@@ -315,7 +318,7 @@ impl Inner {
                     .as_ref()
                     .and_then(|n| n.pointer("/metadata/labels"))
                     .cloned(),
-                ns_obj.map(|n| !meta_str(&n, "deletionTimestamp").is_empty()),
+                ns_obj.map(|n| !meta_str(n, "deletionTimestamp").is_empty()),
                 configs("mutatingwebhookconfigurations"),
                 configs("validatingwebhookconfigurations"),
                 st.service_map.clone(),

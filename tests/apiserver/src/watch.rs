@@ -112,20 +112,19 @@ pub fn start(
                 (vec![], vec![], rx, start_rv, Some(rv))
             }
             Some(rv) if !send_initial => {
+                // The log is in resourceVersion order: start after `rv`.
+                let from = st.log.partition_point(|e| e.rv <= rv);
                 let replay: Vec<Arc<Event>> = st
                     .log
-                    .iter()
-                    .filter(|e| e.rv > rv && e.res == key)
+                    .range(from..)
+                    .filter(|e| e.res == key)
                     .cloned()
                     .collect();
                 (vec![], replay, rx, start_rv, None)
             }
             _ => {
-                let objs: Vec<Value> = st
-                    .list(&key, &req.namespace)
-                    .into_iter()
-                    .filter(|o| filter.matches(o))
-                    .collect();
+                let objs: Vec<Value> =
+                    st.list_matching(&key, &req.namespace, |o| filter.matches(o));
                 (objs, vec![], rx, start_rv, None)
             }
         }
