@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -105,6 +106,20 @@ fn version_of(v: &Value) -> Option<u64> {
         .and_then(|s| s.parse().ok())
 }
 
+/// Whether the cache's view of an object predates our last write `r` of it. `live` is the
+/// cached copy's version (`None`: not cached; `Some(None)`: a version that is not a number);
+/// `progress` the highest version the object's watch has delivered.
+fn cache_is_behind(r: &Recent, live: Option<Option<u64>>, progress: Option<u64>) -> bool {
+    let age = r.at.elapsed();
+    match (live, progress, r.version) {
+        (Some(Some(seen)), _, Some(wrote)) | (None, Some(seen), Some(wrote)) => {
+            seen < wrote && age < VERSION_LAG_WINDOW
+        }
+        (None, _, _) => age < CACHE_LAG_WINDOW,
+        _ => false,
+    }
+}
+
 /// A digest of a value we send, to tell "the same write again" from a new one.
 fn digest(v: &Value) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -115,21 +130,21 @@ fn digest(v: &Value) -> u64 {
 
 impl Context {
     /// True when `want` is what we last sent and the cache simply has not caught up with it.
-    fn written_lately(&self, key: &str, want: &Value, live: Option<&Value>) -> bool {
+    /// `watch_progress` is the highest version the object's watch has delivered, if known.
+    fn written_lately(
+        &self,
+        key: &str,
+        want: &Value,
+        live: Option<&Value>,
+        watch_progress: Option<u64>,
+    ) -> bool {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         recent.prune();
         let Some(r) = recent.by_key.get(key) else {
             return false;
         };
-        let age = r.at.elapsed();
-        let cache_behind = match live {
-            None => age < CACHE_LAG_WINDOW,
-            Some(l) => match (version_of(l), r.version) {
-                (Some(seen), Some(wrote)) => seen < wrote && age < VERSION_LAG_WINDOW,
-                _ => false,
-            },
-        };
-        let skip = cache_behind && r.sent == digest(want);
+        let skip =
+            cache_is_behind(r, live.map(version_of), watch_progress) && r.sent == digest(want);
         if skip {
             // A missing object may be lag or a deletion: look again once the window is over.
             self.lag_skips
@@ -165,6 +180,10 @@ struct Stores {
     tool_configs: Store<MCPToolConfig>,
     groups: Store<MCPGroup>,
     servers: Option<Store<MCPServer>>,
+    /// The highest resourceVersion each child watch has delivered, by kind: a child missing
+    /// from its store although its watch is past our write of it was deleted since, while one
+    /// written after that point may simply not have arrived yet.
+    seen: HashMap<String, Arc<AtomicU64>>,
 }
 
 /// Why a reconcile failed; the variant name is the metric label and the Event reason.
@@ -207,15 +226,17 @@ pub async fn run(
         }
     };
     let children_cfg = watcher::Config::default().labels(MANAGED_SELECTOR);
-    let (deployments, deployment_stream) =
+    let (deployments, deployment_stream, deployments_seen) =
         reflect::<Deployment>(&client, &namespace, children_cfg.clone());
-    let (services, service_stream) = reflect::<Service>(&client, &namespace, children_cfg.clone());
-    let (service_accounts, sa_stream) =
+    let (services, service_stream, services_seen) =
+        reflect::<Service>(&client, &namespace, children_cfg.clone());
+    let (service_accounts, sa_stream, service_accounts_seen) =
         reflect::<ServiceAccount>(&client, &namespace, children_cfg.clone());
-    let (config_maps, cm_stream) = reflect::<ConfigMap>(&client, &namespace, children_cfg);
-    let (tool_configs, tool_config_stream) =
+    let (config_maps, cm_stream, config_maps_seen) =
+        reflect::<ConfigMap>(&client, &namespace, children_cfg);
+    let (tool_configs, tool_config_stream, _) =
         reflect::<MCPToolConfig>(&client, &namespace, watcher::Config::default());
-    let (groups, group_stream) =
+    let (groups, group_stream, _) =
         reflect::<MCPGroup>(&client, &namespace, watcher::Config::default());
     // Secrets by metadata only: their values never enter the operator's memory.
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
@@ -251,6 +272,12 @@ pub async fn run(
             tool_configs,
             groups,
             servers: Some(servers.clone()),
+            seen: HashMap::from([
+                (Deployment::kind(&()).to_string(), deployments_seen),
+                (Service::kind(&()).to_string(), services_seen),
+                (ServiceAccount::kind(&()).to_string(), service_accounts_seen),
+                (ConfigMap::kind(&()).to_string(), config_maps_seen),
+            ]),
         },
         failures: Mutex::new(HashMap::new()),
         verdicts: Mutex::new(HashMap::new()),
@@ -300,6 +327,7 @@ fn reflect<K>(
 ) -> (
     Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    Arc<AtomicU64>,
 )
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -315,14 +343,22 @@ where
         None => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store();
+    let seen = Arc::new(AtomicU64::new(0));
+    let progress = seen.clone();
     // managedFields are often the larger half of a child and nothing here reads them: at
     // thousands of MCPServers they would be most of the operator's memory.
+    // The progress is taken after the store has the event, never before.
     let stream = watcher(api, cfg)
         .default_backoff()
         .modify(|o| o.managed_fields_mut().clear())
         .reflect(writer)
+        .modify(move |o| {
+            if let Some(v) = o.resource_version().and_then(|v| v.parse().ok()) {
+                progress.fetch_max(v, Ordering::Relaxed);
+            }
+        })
         .touched_objects();
-    (store, stream)
+    (store, stream, seen)
 }
 
 fn referencing(
@@ -583,7 +619,12 @@ where
     }
     let name = desired.meta().name.clone().unwrap_or_default();
     let key = format!("{}/{ns}/{name}", K::kind(&()));
-    if ctx.written_lately(&key, &want, have.as_ref()) {
+    let progress = ctx
+        .stores
+        .seen
+        .get(K::kind(&()).as_ref())
+        .map(|s| s.load(Ordering::Relaxed));
+    if ctx.written_lately(&key, &want, have.as_ref(), progress) {
         return Ok(());
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
@@ -785,7 +826,7 @@ async fn write_status(
     // its way and will bring us back with the fresh object.
     let key = format!("MCPServer.status/{ns}/{}", server.name_any());
     let seen = serde_json::to_value(server).unwrap_or(Value::Null);
-    if ctx.written_lately(&key, &json!({}), Some(&seen)) {
+    if ctx.written_lately(&key, &json!({}), Some(&seen), None) {
         return Ok(());
     }
     let api: Api<MCPServer> = Api::namespaced(ctx.client.clone(), &ns);
@@ -878,4 +919,76 @@ pub fn error_policy(server: Arc<MCPServer>, error: &Error, ctx: Arc<Context>) ->
     let capped = exp.min(ctx.settings.max_backoff.unwrap_or(BACKOFF_MAX));
     let jitter = rand::random::<f64>() * 0.5 + 0.75; // ±25 %
     Action::requeue(capped.mul_f64(jitter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// (what the cache shows, the watch's progress, our write's version, its age, behind?)
+    #[test]
+    fn the_cache_is_behind_only_until_it_shows_our_write() {
+        let fresh = Duration::ZERO;
+        let old = CACHE_LAG_WINDOW + Duration::from_secs(1);
+        let ancient = VERSION_LAG_WINDOW + Duration::from_secs(1);
+        let cases: &[(
+            Option<Option<u64>>,
+            Option<u64>,
+            Option<u64>,
+            Duration,
+            bool,
+        )] = &[
+            // Cached at an older version: behind, for as long as the versions say so.
+            (Some(Some(90)), None, Some(100), fresh, true),
+            (Some(Some(90)), None, Some(100), old, true),
+            (Some(Some(90)), None, Some(100), ancient, false),
+            // Cached at our version or later (someone edited it since): compare for real.
+            (Some(Some(100)), None, Some(100), fresh, false),
+            (Some(Some(120)), None, Some(100), fresh, false),
+            // Not cached, and the watch has not reached our write: not arrived yet.
+            (None, Some(95), Some(100), old, true),
+            // Not cached although the watch is past our write: deleted since, repair it.
+            (None, Some(150), Some(100), fresh, false),
+            // Versions that are not numbers: only the short window.
+            (Some(None), None, Some(100), fresh, false),
+            (None, None, None, fresh, true),
+            (None, None, None, old, false),
+        ];
+        for (i, (live, progress, wrote, age, behind)) in cases.iter().enumerate() {
+            let r = Recent {
+                at: Instant::now() - *age,
+                version: *wrote,
+                sent: 0,
+            };
+            assert_eq!(
+                cache_is_behind(&r, *live, *progress),
+                *behind,
+                "case {i}: live {live:?}, progress {progress:?}, wrote {wrote:?}, age {age:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn recent_writes_are_pruned_in_batches_not_per_call() {
+        let mut recent = RecentWrites::default();
+        let stale = Recent {
+            at: Instant::now() - VERSION_LAG_WINDOW - Duration::from_secs(1),
+            version: Some(1),
+            sent: 0,
+        };
+        recent.by_key.insert("a".into(), stale);
+        recent.prune();
+        assert!(recent.by_key.is_empty(), "the first call prunes");
+        recent.by_key.insert(
+            "b".into(),
+            Recent {
+                at: Instant::now() - VERSION_LAG_WINDOW - Duration::from_secs(1),
+                version: Some(1),
+                sent: 0,
+            },
+        );
+        recent.prune();
+        assert_eq!(recent.by_key.len(), 1, "not again within the window");
+    }
 }
