@@ -926,45 +926,67 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
-    /// (what the cache shows, the watch's progress, our write's version, its age, behind?)
+    /// One situation: what the cache shows, how far the watch got, our write, and the verdict.
+    struct Case {
+        live: Option<Option<u64>>,
+        progress: Option<u64>,
+        wrote: Option<u64>,
+        age: Duration,
+        behind: bool,
+    }
+
+    const fn case(
+        live: Option<Option<u64>>,
+        progress: Option<u64>,
+        wrote: Option<u64>,
+        age: Duration,
+        behind: bool,
+    ) -> Case {
+        Case {
+            live,
+            progress,
+            wrote,
+            age,
+            behind,
+        }
+    }
+
     #[test]
     fn the_cache_is_behind_only_until_it_shows_our_write() {
         let fresh = Duration::ZERO;
         let old = CACHE_LAG_WINDOW + Duration::from_secs(1);
         let ancient = VERSION_LAG_WINDOW + Duration::from_secs(1);
-        let cases: &[(
-            Option<Option<u64>>,
-            Option<u64>,
-            Option<u64>,
-            Duration,
-            bool,
-        )] = &[
+        let cases = [
             // Cached at an older version: behind, for as long as the versions say so.
-            (Some(Some(90)), None, Some(100), fresh, true),
-            (Some(Some(90)), None, Some(100), old, true),
-            (Some(Some(90)), None, Some(100), ancient, false),
+            case(Some(Some(90)), None, Some(100), fresh, true),
+            case(Some(Some(90)), None, Some(100), old, true),
+            case(Some(Some(90)), None, Some(100), ancient, false),
             // Cached at our version or later (someone edited it since): compare for real.
-            (Some(Some(100)), None, Some(100), fresh, false),
-            (Some(Some(120)), None, Some(100), fresh, false),
+            case(Some(Some(100)), None, Some(100), fresh, false),
+            case(Some(Some(120)), None, Some(100), fresh, false),
             // Not cached, and the watch has not reached our write: not arrived yet.
-            (None, Some(95), Some(100), old, true),
+            case(None, Some(95), Some(100), old, true),
             // Not cached although the watch is past our write: deleted since, repair it.
-            (None, Some(150), Some(100), fresh, false),
+            case(None, Some(150), Some(100), fresh, false),
             // Versions that are not numbers: only the short window.
-            (Some(None), None, Some(100), fresh, false),
-            (None, None, None, fresh, true),
-            (None, None, None, old, false),
+            case(Some(None), None, Some(100), fresh, false),
+            case(None, None, None, fresh, true),
+            case(None, None, None, old, false),
         ];
-        for (i, (live, progress, wrote, age, behind)) in cases.iter().enumerate() {
+        for (i, c) in cases.iter().enumerate() {
             let r = Recent {
-                at: Instant::now() - *age,
-                version: *wrote,
+                at: Instant::now() - c.age,
+                version: c.wrote,
                 sent: 0,
             };
             assert_eq!(
-                cache_is_behind(&r, *live, *progress),
-                *behind,
-                "case {i}: live {live:?}, progress {progress:?}, wrote {wrote:?}, age {age:?}"
+                cache_is_behind(&r, c.live, c.progress),
+                c.behind,
+                "case {i}: live {:?}, progress {:?}, wrote {:?}, age {:?}",
+                c.live,
+                c.progress,
+                c.wrote,
+                c.age
             );
         }
     }
