@@ -70,6 +70,79 @@ fn allow_list_applies_to_http_backends() {
     }
 }
 
+/// POSTs as a streamable-HTTP client must (accepting JSON and SSE, as the backend insists);
+/// returns the status, the session id the answer carries, and the JSON-RPC answer (from the
+/// SSE `data:` line when the server streams it).
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    sid: Option<&str>,
+    body: &serde_json::Value,
+) -> (u16, Option<String>, serde_json::Value) {
+    let mut req = client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(body);
+    if let Some(sid) = sid {
+        req = req.header("mcp-session-id", sid);
+    }
+    let resp = req.send().await.expect("POST");
+    let status = resp.status().as_u16();
+    let session = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = resp.text().await.unwrap_or_default();
+    let json = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .unwrap_or(&text)
+        .trim()
+        .to_owned();
+    (
+        status,
+        session,
+        serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Batches (protocol revisions before 2025-06-18) reach HTTP backends as they are: a hidden
+/// tool called from inside one is refused like a single call, before the server sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_cannot_smuggle_a_hidden_tool_past_the_allow_list() {
+    let bridge = backend("streamableHttp", "/mcp", Some("echo"));
+    let client = http();
+    let url = bridge.url("/mcp");
+    let (status, sid, _) = send(&client, &url, None, &initialize_body(json!(0))).await;
+    assert_eq!(status, 200);
+    let sid = sid.expect("a session id");
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(send(&client, &url, Some(&sid), &initialized).await.0, 202);
+
+    let batch = json!([
+        echo_call(json!(1), "fine"),
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "get-env", "arguments": {}}},
+    ]);
+    let (status, _, body) = send(&client, &url, Some(&sid), &batch).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("tool not found"),
+        "{body}"
+    );
+    // The session is still good for single calls.
+    let (status, _, body) = send(&client, &url, Some(&sid), &echo_call(json!(3), "still")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"]["content"][0]["text"], "Echo: still",
+        "{body}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_legacy_endpoint_event_points_at_the_bridge() {
     let bridge = backend("sse", "/sse", None);

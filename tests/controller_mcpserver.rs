@@ -290,14 +290,7 @@ async fn unknown_entrypoint_is_reported() {
     let h = start(None).await;
     let c = &h.client;
     create_server(c, json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer", "metadata": {"name": "mystery", "namespace": "default"}, "spec": {"image": "example.com/unknown:1"}})).await;
-    let servers: Api<MCPServer> = Api::namespaced(c.clone(), "default");
-    let cond = eventually("ImageResolved=False", || async {
-        let s = servers.get("mystery").await.ok()?.status?;
-        s.conditions?
-            .into_iter()
-            .find(|c| c.type_ == "ImageResolved")
-    })
-    .await;
+    let (_, cond) = wait_condition(c, "mystery", "ImageResolved", |_| true).await;
     assert_eq!(cond.status, "False");
     assert!(cond.message.contains("set spec.command"));
     assert!(get::<Deployment>(c, "default", "mystery").await.is_none());
@@ -370,14 +363,7 @@ async fn pull_secrets_are_used_to_read_private_entrypoints() {
         .collect();
     assert_eq!(pulls, ["regcred"], "the pod pulls with the same secret");
 
-    let servers: Api<MCPServer> = Api::namespaced(c.clone(), "default");
-    let cond = eventually("ImageResolved=False", || async {
-        let s = servers.get("without").await.ok()?.status?;
-        s.conditions?
-            .into_iter()
-            .find(|c| c.type_ == "ImageResolved")
-    })
-    .await;
+    let (_, cond) = wait_condition(c, "without", "ImageResolved", |_| true).await;
     assert_eq!(cond.status, "False");
     assert!(
         cond.message
@@ -543,32 +529,125 @@ async fn group_reference_is_reported_and_follows_the_group() {
     let mut obj = seed("mcpserver-fetch.yaml");
     obj["spec"]["groupRef"] = json!({"name": "research"});
     create_server(c, obj).await;
-    let servers: Api<MCPServer> = Api::namespaced(c.clone(), "default");
-    let group_condition = |want: &'static str| {
-        let servers = servers.clone();
-        move || {
-            let servers = servers.clone();
-            async move {
-                let s = servers.get("fetch").await.ok()?.status?;
-                let cond = s
-                    .conditions?
-                    .into_iter()
-                    .find(|c| c.type_ == "GroupRefValidated")?;
-                (cond.status == want).then_some(cond)
-            }
-        }
-    };
-    let missing = eventually("GroupRefValidated=False", group_condition("False")).await;
+    let (_, missing) =
+        wait_condition(c, "fetch", "GroupRefValidated", |c| c.status == "False").await;
     assert_eq!(missing.reason, "GroupRefNotFound");
     let groups: Api<mcp_operator::api::v1beta1::MCPGroup> = Api::namespaced(c.clone(), "default");
     groups
         .create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPGroup", "metadata": {"name": "research"}, "spec": {}})).unwrap())
         .await
         .unwrap();
-    let found = eventually(
-        "GroupRefValidated=True once the group exists",
-        group_condition("True"),
-    )
-    .await;
+    let (_, found) = wait_condition(c, "fetch", "GroupRefValidated", |c| c.status == "True").await;
     assert_eq!(found.reason, "GroupRefIsValid");
+}
+
+/// The referenced MCPToolConfig's overrides are written into the bridge config, and changing
+/// them rolls the pods (the MCPToolConfig watch reconciles the server; the checksum changes).
+#[tokio::test]
+async fn tool_config_overrides_reach_the_bridge_and_roll_pods() {
+    let h = start(None).await;
+    let c = &h.client;
+    let tool_configs: Api<mcp_operator::api::v1beta1::MCPToolConfig> =
+        Api::namespaced(c.clone(), "default");
+    tool_configs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPToolConfig",
+                "metadata": {"name": "renames"},
+                "spec": {"toolsFilter": ["web_fetch"],
+                         "toolsOverride": {"fetch": {"name": "web_fetch", "description": "Fetch a page"}}},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut obj = seed("mcpserver-fetch.yaml");
+    obj["spec"]["toolConfigRef"] = json!({"name": "renames"});
+    create_server(c, obj).await;
+    let bridge_json = || async {
+        let cm: ConfigMap = get(c, "default", "fetch-bridge-config").await?;
+        let text = cm.data?.get("bridge.json")?.clone();
+        serde_json::from_str::<serde_json::Value>(&text).ok()
+    };
+    let config = eventually("the bridge config", bridge_json).await;
+    assert_eq!(config["tools"], json!(["web_fetch"]));
+    assert_eq!(
+        config["toolOverrides"],
+        json!({"fetch": {"name": "web_fetch", "description": "Fetch a page"}})
+    );
+    let first: Deployment = eventually("Deployment", || get(c, "default", "fetch")).await;
+    let before = checksum(&first);
+
+    tool_configs
+        .patch(
+            "renames",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"toolsOverride": {"fetch": {"name": "web_fetch",
+                "annotations": {"readOnlyHint": true}}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually("checksum after the MCPToolConfig change", || async {
+        let d: Deployment = get(c, "default", "fetch").await?;
+        (checksum(&d) != before).then_some(())
+    })
+    .await;
+    let config = bridge_json().await.unwrap();
+    assert_eq!(
+        config["toolOverrides"]["fetch"]["annotations"],
+        json!({"readOnlyHint": true})
+    );
+}
+
+/// A toolConfigRef that names nothing, or a tool config the bridge would refuse, never becomes a
+/// pod serving every tool: the MCPServer is Failed with the reason until the config is fixed.
+#[tokio::test]
+async fn missing_or_invalid_tool_configs_stop_the_rollout() {
+    let h = start(None).await;
+    let c = &h.client;
+    let mut obj = seed("mcpserver-fetch.yaml");
+    obj["spec"]["toolConfigRef"] = json!({"name": "later"});
+    create_server(c, obj).await;
+    let (phase, ready) =
+        wait_condition(c, "fetch", "Ready", |c| c.reason == "ToolConfigNotFound").await;
+    let message = ready.message;
+    assert_eq!(phase.as_deref(), Some("Failed"));
+    assert!(message.contains("\"later\" does not exist"), "{message}");
+    assert!(get::<Deployment>(c, "default", "fetch").await.is_none());
+
+    // Two tools served under one name: the admission core refuses it, so does the operator.
+    let tool_configs: Api<mcp_operator::api::v1beta1::MCPToolConfig> =
+        Api::namespaced(c.clone(), "default");
+    tool_configs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPToolConfig",
+                "metadata": {"name": "later"},
+                "spec": {"toolsOverride": {"a": {"name": "same"}, "b": {"name": "same"}}},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (_, ready) = wait_condition(c, "fetch", "Ready", |c| c.reason == "InvalidToolConfig").await;
+    let message = ready.message;
+    assert!(message.contains("spec.toolsOverride[b].name"), "{message}");
+    assert!(get::<Deployment>(c, "default", "fetch").await.is_none());
+
+    tool_configs
+        .patch(
+            "later",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"toolsOverride": {"b": {"name": "other"}}}})),
+        )
+        .await
+        .unwrap();
+    eventually("the Deployment once the config is valid", || {
+        get::<Deployment>(c, "default", "fetch")
+    })
+    .await;
 }

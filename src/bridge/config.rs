@@ -1,10 +1,13 @@
 //! The bridge's configuration: a JSON file written by the operator, overridden by flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::filter::{ToolPolicy, ToolsError};
 
 /// How the bridge reaches its MCP server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -26,6 +29,7 @@ pub struct FileConfig {
     pub transport: Option<Transport>,
     pub target: Option<String>,
     pub tools: Option<Vec<String>>,
+    pub tool_overrides: Option<BTreeMap<String, ToolOverride>>,
     pub endpoint_prefix: Option<String>,
     pub trust_proxy_headers: Option<bool>,
     pub allowed_origins: Option<Vec<String>>,
@@ -40,13 +44,39 @@ pub struct FileConfig {
     pub command: Option<Vec<String>>,
 }
 
+/// How one backend tool is shown to clients (`toolOverrides`, keyed by the backend's name;
+/// MCPToolConfig `toolsOverride`). Every field is optional; an absent one keeps the backend's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolOverride {
+    /// The name clients see and call the tool by.
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// Per-field overrides of the tool's `annotations`.
+    pub annotations: Option<ToolAnnotations>,
+}
+
+/// MCP tool annotation overrides; an absent field keeps the backend's value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolAnnotations {
+    pub title: Option<String>,
+    pub read_only_hint: Option<bool>,
+    pub destructive_hint: Option<bool>,
+    pub idempotent_hint: Option<bool>,
+    pub open_world_hint: Option<bool>,
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub transport: Transport,
     pub target: Option<String>,
+    /// The tools allow-list, by the names clients see (after `tool_overrides`).
     pub tools: Vec<String>,
+    /// Renames, descriptions and annotations, keyed by the backend's tool name.
+    pub tool_overrides: BTreeMap<String, ToolOverride>,
     /// Prefix under which clients reach the bridge (an ingress that strips it), used in the
     /// legacy SSE `endpoint` event. No trailing slash; empty for none.
     pub endpoint_prefix: String,
@@ -72,6 +102,7 @@ impl Default for Config {
             transport: Transport::Stdio,
             target: None,
             tools: Vec::new(),
+            tool_overrides: BTreeMap::new(),
             endpoint_prefix: String::new(),
             trust_proxy_headers: false,
             allowed_origins: Vec::new(),
@@ -110,8 +141,8 @@ pub enum ConfigError {
     NoTarget(Transport),
     #[error("invalid target {0:?}: expected http://HOST:PORT[/PATH]")]
     Target(String),
-    #[error("the tools allow-list has an empty name")]
-    EmptyToolName,
+    #[error(transparent)]
+    Tools(#[from] ToolsError),
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
 }
@@ -169,9 +200,7 @@ impl Config {
             }
             _ => {}
         }
-        if self.tools.iter().any(|t| t.trim().is_empty()) {
-            return Err(ConfigError::EmptyToolName);
-        }
+        ToolPolicy::new(&self.tools, &self.tool_overrides)?;
         for (name, zero) in [
             ("requestTimeoutSeconds", self.request_timeout.is_zero()),
             ("maxBodyBytes", self.max_body_bytes == 0),
@@ -214,5 +243,64 @@ mod tests {
         let ok: FileConfig =
             serde_json::from_str(r#"{"tools":["echo"],"transport":"streamable-http"}"#).unwrap();
         assert_eq!(ok.transport, Some(Transport::StreamableHttp));
+    }
+
+    #[test]
+    fn file_config_reads_tool_overrides() {
+        let file: FileConfig = serde_json::from_str(
+            r#"{"tools": ["say"], "toolOverrides": {"echo": {"name": "say", "description": "d",
+                "annotations": {"title": "Say", "readOnlyHint": true, "destructiveHint": false,
+                                "idempotentHint": true, "openWorldHint": false}}}}"#,
+        )
+        .unwrap();
+        let echo = &file.tool_overrides.unwrap()["echo"];
+        assert_eq!(echo.name.as_deref(), Some("say"));
+        let a = echo.annotations.as_ref().unwrap();
+        assert_eq!(
+            (a.title.as_deref(), a.read_only_hint, a.destructive_hint),
+            (Some("Say"), Some(true), Some(false))
+        );
+        assert_eq!(
+            (a.idempotent_hint, a.open_world_hint),
+            (Some(true), Some(false))
+        );
+    }
+
+    /// Bad overrides stop the bridge at start-up with a message that names the tools.
+    #[test]
+    fn bad_tool_overrides_are_config_errors() {
+        let cases = [
+            (
+                r#"{"echo": {"name": ""}}"#,
+                r#"toolOverrides["echo"].name is empty"#,
+            ),
+            (
+                r#"{"a": {"name": "x"}, "b": {"name": "x"}}"#,
+                r#"renames both "a" and "b" to "x""#,
+            ),
+            (
+                r#"{"a": {"description": "kept"}, "b": {"name": "a"}}"#,
+                r#"renames "b" to "a", the name of another tool that keeps it"#,
+            ),
+            (r#"{"": {"name": "x"}}"#, "an empty tool name"),
+        ];
+        for (overrides, message) in cases {
+            let cfg = Config {
+                command: vec!["srv".into()],
+                tool_overrides: serde_json::from_str(overrides).unwrap(),
+                ..Config::default()
+            };
+            let err = cfg.validate().expect_err(overrides).to_string();
+            assert!(err.contains(message), "{overrides}: {err}");
+        }
+        let cfg = Config {
+            command: vec!["srv".into()],
+            tools: vec![" ".into()],
+            ..Config::default()
+        };
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "the tools allow-list has an empty name"
+        );
     }
 }

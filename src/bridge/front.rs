@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::config::{normalize_prefix, Config};
-use super::filter::TOOL_NOT_FOUND;
+use super::filter::{Screened, TOOL_NOT_FOUND};
 use super::hub::{CallError, Hub, Session, SessionKind, KNOWN_VERSIONS, STREAM_QUEUE};
 use super::jsonrpc::{self, code, ClientMessage};
 
@@ -95,7 +95,7 @@ async fn post_mcp(State(st): State<FrontState>, headers: HeaderMap, body: Body) 
         Ok(msg) => msg,
         Err(reject) => return reject.into_response(),
     };
-    let (id, method, body) = match msg {
+    let (id, method, mut body) = match msg {
         ClientMessage::Request { id, method, body } => (id, method, body),
         ClientMessage::Notification { method, body } => {
             let Some(session) = streamable_session(&st, &headers) else {
@@ -118,7 +118,7 @@ async fn post_mcp(State(st): State<FrontState>, headers: HeaderMap, body: Body) 
     };
     // Session and method only: arguments and results may hold secrets.
     tracing::debug!(session = %session.id, method, "request");
-    if method == "tools/call" && denied_call(&st, &body) {
+    if method == "tools/call" && refused_call(&st, &mut body) {
         st.hub.metrics.observe(&method, "denied", 0.0);
         let reply = jsonrpc::error_response(Some(&id_raw), code::INVALID_PARAMS, TOOL_NOT_FOUND);
         return single_message(StatusCode::OK, reply, accept);
@@ -399,7 +399,7 @@ async fn post_messages(
         Ok(msg) => msg,
         Err(reject) => return reject.into_response(),
     };
-    let (id, method, body) = match msg {
+    let (id, method, mut body) = match msg {
         ClientMessage::Request { id, method, body } => (id, method, body),
         ClientMessage::Notification { method, body } => {
             st.hub.notify(&session, &method, body).await;
@@ -431,7 +431,7 @@ async fn post_messages(
         let _ = tokio::time::timeout(timeout, stream.send(reply)).await;
         return StatusCode::ACCEPTED.into_response();
     }
-    if method == "tools/call" && denied_call(&st, &body) {
+    if method == "tools/call" && refused_call(&st, &mut body) {
         st.hub.metrics.observe(&method, "denied", 0.0);
         let reply = jsonrpc::error_response(Some(&id_raw), code::INVALID_PARAMS, TOOL_NOT_FOUND);
         let _ = tokio::time::timeout(timeout, stream.send(reply)).await;
@@ -689,10 +689,12 @@ fn host_name(host: &str) -> &str {
     host.split(':').next().unwrap_or(host)
 }
 
-fn denied_call(st: &FrontState, body: &Value) -> bool {
+/// Screens a `tools/call` through the tool policy: true when it must be refused; a call of a
+/// renamed tool gets the backend's name in `body`.
+fn refused_call(st: &FrontState, body: &mut Value) -> bool {
     st.hub
-        .allow_list()
-        .is_some_and(|allow| !allow.allows_call(body))
+        .tool_policy()
+        .is_some_and(|tools| tools.screen_call(body) == Screened::Refused)
 }
 
 // ---------------------------------------------------------------------------------------------

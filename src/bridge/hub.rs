@@ -26,7 +26,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::filter::AllowList;
+use super::filter::ToolPolicy;
 use super::jsonrpc::{self, code, ServerEnvelope};
 use super::metrics::Metrics;
 
@@ -103,7 +103,8 @@ struct Pending {
     reply: oneshot::Sender<Bytes>,
     /// The client's own progress token and where progress notifications go.
     progress: Option<(Value, mpsc::Sender<Bytes>)>,
-    filter_tools: bool,
+    /// A `tools/list` whose result the tool policy rewrites.
+    rewrite_tools: bool,
     /// `resources/subscribe` (true) or `resources/unsubscribe` (false) of this URI.
     subscription: Option<(bool, String)>,
 }
@@ -118,7 +119,7 @@ pub struct Hub {
     ready: watch::Sender<bool>,
     last_ping_ok: AtomicBool,
     closed: AtomicBool,
-    allow: Option<AllowList>,
+    tools: Option<ToolPolicy>,
     started: Instant,
     pub metrics: Arc<Metrics>,
 }
@@ -166,7 +167,7 @@ impl Hub {
         stdin: W,
         stdout: R,
         max_line: usize,
-        allow: Option<AllowList>,
+        tools: Option<ToolPolicy>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self>
     where
@@ -183,7 +184,7 @@ impl Hub {
             ready: watch::Sender::new(false),
             last_ping_ok: AtomicBool::new(true),
             closed: AtomicBool::new(false),
-            allow,
+            tools,
             started: Instant::now(),
             metrics,
         });
@@ -257,8 +258,9 @@ impl Hub {
             .map(|result| jsonrpc::result_response(client_id, result))
     }
 
-    pub fn allow_list(&self) -> Option<&AllowList> {
-        self.allow.as_ref()
+    /// The allow-list and overrides, when any are configured.
+    pub fn tool_policy(&self) -> Option<&ToolPolicy> {
+        self.tools.as_ref()
     }
 
     /// Opens a session.
@@ -354,7 +356,7 @@ impl Hub {
                 session: Some(session.clone()),
                 reply,
                 progress,
-                filter_tools: method == "tools/list" && self.allow.is_some(),
+                rewrite_tools: method == "tools/list" && self.tools.is_some(),
                 subscription,
             },
         );
@@ -412,7 +414,7 @@ impl Hub {
                 session: None,
                 reply,
                 progress: None,
-                filter_tools: false,
+                rewrite_tools: false,
                 subscription: None,
             },
         );
@@ -465,9 +467,9 @@ impl Hub {
         let Some(mut msg) = jsonrpc::splice_id(line, &pending.client_id) else {
             return;
         };
-        if pending.filter_tools {
-            if let Some(allow) = &self.allow {
-                msg = allow.filter_list_response(msg);
+        if pending.rewrite_tools {
+            if let Some(tools) = &self.tools {
+                msg = tools.rewrite_list_response(msg);
             }
         }
         if let (Some((subscribe, uri)), Some(session)) = (pending.subscription, &pending.session) {
@@ -646,6 +648,11 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
+    type ServerEnds = (
+        tokio::io::Lines<BufReader<tokio::io::DuplexStream>>,
+        tokio::io::DuplexStream,
+    );
+
     /// A hub over in-memory pipes, and the server's ends of them.
     fn hub_with_pipes(
         max_line: usize,
@@ -654,16 +661,55 @@ mod tests {
         tokio::io::Lines<BufReader<tokio::io::DuplexStream>>,
         tokio::io::DuplexStream,
     ) {
+        let (hub, (from_hub, to_hub)) = hub_with_tools(max_line, None);
+        (hub, from_hub, to_hub)
+    }
+
+    fn hub_with_tools(max_line: usize, tools: Option<ToolPolicy>) -> (Arc<Hub>, ServerEnds) {
         let (hub_stdin, server_stdin) = tokio::io::duplex(1 << 16);
         let (server_stdout, hub_stdout) = tokio::io::duplex(1 << 16);
         let hub = Hub::start(
             hub_stdin,
             hub_stdout,
             max_line,
-            None,
+            tools,
             Arc::new(Metrics::new()),
         );
-        (hub, BufReader::new(server_stdin).lines(), server_stdout)
+        (hub, (BufReader::new(server_stdin).lines(), server_stdout))
+    }
+
+    /// Only `tools/list` replies go through the tool policy; other replies pass byte for byte.
+    #[tokio::test]
+    async fn tools_list_replies_are_rewritten_and_nothing_else() {
+        let overrides =
+            serde_json::from_value(serde_json::json!({"echo": {"name": "say"}})).unwrap();
+        let tools = ToolPolicy::new(Vec::<String>::new(), &overrides).unwrap();
+        let (hub, (mut from_hub, mut to_hub)) = hub_with_tools(1 << 16, tools);
+        let session = hub.open_session(SessionKind::StreamableHttp, 10).unwrap();
+        let tools_result = r#"{"tools":[{"name":"echo"}]}"#;
+        for (method, want) in [
+            (
+                "tools/list",
+                r#"{"id":"c","jsonrpc":"2.0","result":{"tools":[{"name":"say"}]}}"#,
+            ),
+            (
+                "other/method",
+                r#"{"jsonrpc":"2.0","id":"c","result":{"tools":[{"name":"echo"}]}}"#,
+            ),
+        ] {
+            let body = serde_json::json!({"jsonrpc": "2.0", "id": "c", "method": method});
+            let call = hub.call(&session, method, body, None).await.unwrap();
+            let sent: Value =
+                serde_json::from_str(&from_hub.next_line().await.unwrap().unwrap()).unwrap();
+            let reply = format!(
+                r#"{{"jsonrpc":"2.0","id":{},"result":{tools_result}}}"#,
+                sent["id"]
+            );
+            to_hub.write_all(reply.as_bytes()).await.unwrap();
+            to_hub.write_all(b"\n").await.unwrap();
+            let got = call.reply(Duration::from_secs(2)).await.unwrap();
+            assert_eq!(std::str::from_utf8(&got).unwrap(), want, "{method}");
+        }
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@
 //!
 //! - [`hub`] owns the handshake, rewrites ids and routes what the server sends;
 //! - [`front`] speaks both HTTP transports, with the checks and error table of `docs/bridge.md`;
-//! - [`filter`] is the tools allow-list;
+//! - [`filter`] is the tools allow-list and the tool overrides (MCPToolConfig);
 //! - [`reverse`] forwards to servers that speak HTTP themselves (`--transport sse|streamable-http`);
 //! - [`stdio`] spawns, signals and reaps the server.
 //!
@@ -49,7 +49,8 @@ pub struct BridgeArgs {
     /// URL of an HTTP server to reverse-proxy to, e.g. http://127.0.0.1:8080/mcp.
     #[arg(long)]
     pub target: Option<String>,
-    /// Tools allow-list; every other tool is hidden and its calls fail with -32602.
+    /// Tools allow-list (the names clients see, after `toolOverrides` in the config file); every
+    /// other tool is hidden and its calls fail with -32602.
     #[arg(long, value_delimiter = ',')]
     pub tools: Option<Vec<String>>,
     /// Path prefix clients use to reach the bridge (for the legacy SSE endpoint URL).
@@ -96,6 +97,7 @@ impl BridgeArgs {
             },
         );
         cfg.tools = self.tools.clone().or(file.tools).unwrap_or_default();
+        cfg.tool_overrides = file.tool_overrides.unwrap_or_default();
         cfg.endpoint_prefix = config::normalize_prefix(
             self.endpoint_prefix
                 .as_deref()
@@ -163,14 +165,14 @@ const DRAIN_GRACE: Duration = Duration::from_millis(200);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn run_stdio(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32> {
-    let allow = filter::AllowList::new(&cfg.tools)?;
+    let tools = tool_policy(&cfg)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let mut server = stdio::spawn(&cfg.command)?;
     let hub = hub::Hub::start(
         server.stdin,
         server.stdout,
         cfg.max_line_bytes,
-        allow,
+        tools,
         metrics.clone(),
     );
     let app = front::router(front::FrontState {
@@ -225,6 +227,21 @@ async fn run_stdio(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i3
     tokio::time::sleep(DRAIN_GRACE).await;
     http.abort();
     Ok(code)
+}
+
+/// The allow-list and overrides of `cfg`, with a warning for allow-list entries that name a
+/// renamed tool by its old name (upstream accepts them; they are rarely what was meant).
+fn tool_policy(cfg: &Config) -> Result<Option<filter::ToolPolicy>, filter::ToolsError> {
+    let policy = filter::ToolPolicy::new(&cfg.tools, &cfg.tool_overrides)?;
+    for (old, new) in policy.iter().flat_map(|p| p.allowed_old_names()) {
+        tracing::warn!(
+            tool = old,
+            renamed = new,
+            "the tools allow-list names a renamed tool by its old name; it matches the names \
+             clients see, so the tool is not listed (list its new name instead)"
+        );
+    }
+    Ok(policy)
 }
 
 /// Handshake, then periodic pings (readiness) and session expiry.

@@ -3,8 +3,9 @@
 //!
 //! Bodies stream through without buffering (SSE is forwarded event by event), MCP headers pass
 //! both ways, and the legacy `endpoint` event is rewritten to the bridge's own `/messages` path.
-//! The allow-list applies here too: POST bodies (small, and bounded) are read to refuse calls of
-//! hidden tools, and `tools/list` results are filtered in JSON bodies and inside SSE streams.
+//! The tool policy applies here too: POST bodies (small, and bounded) are read to refuse calls of
+//! hidden tools and to give renamed tools their backend names, and `tools/list` results are
+//! rewritten in JSON bodies and inside SSE streams.
 //! The backend's statuses pass through as they are.
 
 use std::collections::HashMap;
@@ -30,7 +31,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use super::config::{Config, Transport};
-use super::filter::{AllowList, TOOL_NOT_FOUND};
+use super::filter::{Screened, ToolPolicy, TOOL_NOT_FOUND};
 use super::hub::lock;
 use super::jsonrpc::{self, code};
 use super::stdio;
@@ -73,7 +74,7 @@ struct ProxyState {
     cfg: Arc<Config>,
     target: Target,
     client: Client<HttpConnector, Body>,
-    allow: Option<AllowList>,
+    tools: Option<ToolPolicy>,
     /// The backend's message path, learned from its `endpoint` event (`/message`, `/messages/`).
     message_path: Mutex<Option<String>>,
     /// Per legacy SSE session (keyed by the endpoint's query string): where the bridge puts its
@@ -100,7 +101,7 @@ const HOP_BY_HOP: &[&str] = &[
 /// Serves the fronts in front of an HTTP MCP server; spawns the server command if one is given.
 pub async fn run(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32> {
     let target = Target::parse(cfg.target.as_deref().unwrap_or_default())?;
-    let allow = AllowList::new(&cfg.tools)?;
+    let tools = super::tool_policy(&cfg)?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -111,7 +112,7 @@ pub async fn run(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32>
         cfg: cfg.clone(),
         target,
         client,
-        allow,
+        tools,
         message_path: Mutex::new(None),
         injectors: Mutex::new(HashMap::new()),
         ready: std::sync::atomic::AtomicBool::new(false),
@@ -259,18 +260,18 @@ async fn forward(
             );
         }
     }
-    let body = if parts.method == Method::POST {
+    let (body_len, body) = if parts.method == Method::POST {
         let bytes = match super::front::read_body(body, st.cfg.max_body_bytes, &parts.headers).await
         {
             Ok(bytes) => bytes,
             Err(reject) => return reject.into_response(),
         };
-        if let Some(resp) = refuse_hidden_call(st, &bytes, &parts.headers, inject).await {
-            return resp;
+        match screen_call(st, bytes, &parts.headers, inject).await {
+            Ok(bytes) => (Some(bytes.len()), Body::from(bytes)),
+            Err(refused) => return refused,
         }
-        Body::from(bytes)
     } else {
-        body
+        (None, body)
     };
     let uri = match query {
         Some(q) if !q.is_empty() => format!("{}{path}?{q}", st.target.origin),
@@ -291,6 +292,10 @@ async fn forward(
     copy_headers(&parts.headers, out.headers_mut());
     out.headers_mut()
         .insert(header::HOST, st.target.authority.clone());
+    if let Some(len) = body_len {
+        // The body was read, and maybe rewritten: its length is known here, not by the client.
+        out.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+    }
     // The bridge reads SSE events and JSON bodies to rewrite them; compression on a loopback
     // hop buys nothing, so ask the server for plain bodies.
     out.headers_mut().remove(header::ACCEPT_ENCODING);
@@ -327,7 +332,7 @@ async fn forward(
         let (injector, injected) = mpsc::channel(64);
         let events = SseRewriter::new(st.clone(), injector);
         Body::from_stream(events.run(body.into_data_stream(), injected))
-    } else if st.allow.is_some() && content_type.starts_with("application/json") {
+    } else if st.tools.is_some() && content_type.starts_with("application/json") {
         headers.remove(header::CONTENT_LENGTH);
         match http_body_util::Limited::new(body, st.cfg.max_line_bytes)
             .collect()
@@ -351,55 +356,99 @@ async fn forward(
     resp
 }
 
-/// A `tools/call` of a hidden tool never reaches the server: -32602 `tool not found`, over 200
-/// (streamable HTTP, JSON or SSE as the client accepts) or on the session's stream (legacy SSE).
-async fn refuse_hidden_call(
+/// Screens a POST body through the tool policy: the body to forward (a call of a renamed tool
+/// with the backend's name put in), or the answer to a call of a hidden tool, which never reaches
+/// the server: -32602 `tool not found`, over 200 (streamable HTTP, JSON or SSE as the client
+/// accepts) or on the session's stream (legacy SSE).
+async fn screen_call(
     st: &Shared,
-    body: &[u8],
+    body: Bytes,
     headers: &HeaderMap,
     inject: Option<mpsc::Sender<Bytes>>,
-) -> Option<Response> {
-    let allow = st.allow.as_ref()?;
-    let msg: Value = serde_json::from_slice(body).ok()?;
-    if msg.get("method").and_then(Value::as_str) != Some("tools/call") || allow.allows_call(&msg) {
-        return None;
+) -> Result<Bytes, Response> {
+    let Some(tools) = st.tools.as_ref() else {
+        return Ok(body);
+    };
+    let Ok(mut msg) = serde_json::from_slice::<Value>(&body) else {
+        return Ok(body);
+    };
+    if let Value::Array(batch) = &mut msg {
+        return match screen_batch(tools, batch) {
+            Screened::Unchanged => Ok(body),
+            Screened::Renamed => Ok(serde_json::to_vec(&msg).map(Bytes::from).unwrap_or(body)),
+            Screened::Refused => Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                code::INVALID_PARAMS,
+                "a call in this batch names a tool that is not available: tool not found",
+            )),
+        };
     }
-    let id = msg.get("id").map(Value::to_string)?;
+    if msg.get("method").and_then(Value::as_str) != Some("tools/call") {
+        return Ok(body);
+    }
+    match tools.screen_call(&mut msg) {
+        Screened::Unchanged => return Ok(body),
+        Screened::Renamed => return Ok(serde_json::to_vec(&msg).map(Bytes::from).unwrap_or(body)),
+        Screened::Refused => {}
+    }
+    let Some(id) = msg.get("id").map(Value::to_string) else {
+        return Ok(body);
+    };
     let error = jsonrpc::error_response(Some(id.as_bytes()), code::INVALID_PARAMS, TOOL_NOT_FOUND);
     if st.cfg.transport == Transport::Sse {
         if let Some(inject) = inject {
             let _ = tokio::time::timeout(st.cfg.request_timeout, inject.send(error)).await;
         }
-        return Some(StatusCode::ACCEPTED.into_response());
+        return Err(StatusCode::ACCEPTED.into_response());
     }
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     if accept.contains("application/json") || accept.contains("*/*") {
-        Some(json(StatusCode::OK, error))
+        Err(json(StatusCode::OK, error))
     } else {
         let mut resp = (StatusCode::OK, super::front::sse_event(&error)).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/event-stream"),
         );
-        Some(resp)
+        Err(resp)
     }
 }
 
-/// Keeps only allowed tools in a `tools/list` result; anything else passes unchanged.
+/// A JSON-RPC batch (protocol revisions before 2025-06-18), which HTTP backends may accept: each
+/// call in it is screened like a single one and renamed in place. A batch is answered as a
+/// whole, so one call of a hidden tool refuses all of it before it reaches the server.
+fn screen_batch(tools: &ToolPolicy, batch: &mut [Value]) -> Screened {
+    let mut outcome = Screened::Unchanged;
+    for call in batch
+        .iter_mut()
+        .filter(|m| m.get("method").and_then(Value::as_str) == Some("tools/call"))
+    {
+        match tools.screen_call(call) {
+            Screened::Unchanged => {}
+            Screened::Renamed => outcome = Screened::Renamed,
+            Screened::Refused => return Screened::Refused,
+        }
+    }
+    outcome
+}
+
+/// Rewrites `tools/list` results (also inside a batch's answer) through the tool policy;
+/// anything else passes unchanged.
 fn filter_message(st: &Shared, msg: Bytes) -> Bytes {
-    match &st.allow {
-        Some(allow) if jsonrpc::top_level_value_span(&msg, b"result").is_some() => {
-            allow.filter_list_response(msg)
+    let is_batch = msg.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    match &st.tools {
+        Some(tools) if is_batch || jsonrpc::top_level_value_span(&msg, b"result").is_some() => {
+            tools.rewrite_list_response(msg)
         }
         _ => msg,
     }
 }
 
 /// Rewrites an SSE stream event by event: the legacy `endpoint` event points at the bridge, and
-/// `tools/list` results are filtered. Events are bounded by `maxLineBytes`.
+/// `tools/list` results are rewritten. Events are bounded by `maxLineBytes`.
 struct SseRewriter {
     st: Shared,
     injector: mpsc::Sender<Bytes>,
@@ -499,7 +548,7 @@ impl SseRewriter {
                 "event: endpoint\ndata: {}\n\n",
                 self.rewrite_endpoint(&data)
             )),
-            "message" if self.st.allow.is_some() && data.starts_with('{') => {
+            "message" if self.st.tools.is_some() && data.starts_with('{') => {
                 let filtered = filter_message(&self.st, Bytes::from(data.into_bytes()));
                 let mut out = BytesMut::new();
                 // Keep an event id (resumability) as the server sent it.

@@ -158,6 +158,33 @@ pub fn allowed_tools(server: &MCPServer, tool_config: Option<&MCPToolConfigSpec>
     }
 }
 
+/// The MCPToolConfig's `toolsOverride` in the bridge's `toolOverrides` shape, keyed by the
+/// backend's tool name. An empty `name` or `description` keeps the backend's, as upstream reads
+/// them; unlike upstream's proxy (name and description only) the annotations are carried over too.
+/// Entries that change nothing are kept: the bridge checks renames against their names.
+fn tool_overrides(tool_config: Option<&MCPToolConfigSpec>) -> Option<Value> {
+    let overrides = tool_config?.tools_override.as_ref()?;
+    if overrides.is_empty() {
+        return None;
+    }
+    let nonempty = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(Value::from);
+    let entries = overrides.iter().map(|(backend, o)| {
+        let mut entry = Map::new();
+        if let Some(name) = nonempty(&o.name) {
+            entry.insert("name".into(), name);
+        }
+        if let Some(description) = nonempty(&o.description) {
+            entry.insert("description".into(), description);
+        }
+        let annotations = o.annotations.as_ref().map(to_value);
+        if let Some(a) = annotations.filter(|a| a.as_object().is_some_and(|a| !a.is_empty())) {
+            entry.insert("annotations".into(), a);
+        }
+        (backend.clone(), Value::Object(entry))
+    });
+    Some(Value::Object(entries.collect()))
+}
+
 /// The bridge's config file (the keys `mcp-operator bridge --config` reads).
 pub fn bridge_config(server: &MCPServer, inputs: &Inputs) -> Value {
     let mut c = Map::new();
@@ -170,6 +197,9 @@ pub fn bridge_config(server: &MCPServer, inputs: &Inputs) -> Value {
     let tools = allowed_tools(server, inputs.tool_config.as_ref());
     if !tools.is_empty() {
         c.insert("tools".into(), json!(tools));
+    }
+    if let Some(overrides) = tool_overrides(inputs.tool_config.as_ref()) {
+        c.insert("toolOverrides".into(), overrides);
     }
     if let Some(p) = server
         .spec
@@ -577,6 +607,102 @@ mod tests {
         );
         assert_eq!(file.target.as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(file.tools, Some(vec!["a".to_string()]));
+        assert_eq!(file.tool_overrides, None);
+    }
+
+    fn tool_config(spec: Value) -> MCPToolConfigSpec {
+        serde_json::from_value(spec).unwrap()
+    }
+
+    /// The MCPToolConfig's overrides reach the bridge, which accepts them as they are written.
+    #[test]
+    fn bridge_reads_the_tool_overrides_the_operator_writes() {
+        use crate::bridge::config::{ToolAnnotations, ToolOverride};
+        let s = server(json!({"image": "x", "command": ["srv"]}));
+        let inputs = Inputs {
+            tool_config: Some(tool_config(json!({
+                "toolsFilter": ["say", "get-sum"],
+                "toolsOverride": {
+                    "echo": {"name": "say", "description": "Says it back",
+                             "annotations": {"title": "Say", "readOnlyHint": true}},
+                    // Empty strings keep the backend's value, as upstream reads them.
+                    "get-sum": {"name": "", "description": "",
+                                "annotations": {"destructiveHint": false}},
+                    "get-env": {},
+                },
+            }))),
+            ..Inputs::default()
+        };
+        let text = serde_json::to_vec(&bridge_config(&s, &inputs)).unwrap();
+        let file: FileConfig =
+            serde_json::from_slice(&text).expect("the bridge accepts the operator's config");
+        let overrides = file.tool_overrides.clone().expect("toolOverrides");
+        assert_eq!(
+            overrides["echo"],
+            ToolOverride {
+                name: Some("say".into()),
+                description: Some("Says it back".into()),
+                annotations: Some(ToolAnnotations {
+                    title: Some("Say".into()),
+                    read_only_hint: Some(true),
+                    ..ToolAnnotations::default()
+                }),
+            }
+        );
+        assert_eq!(
+            overrides["get-sum"],
+            ToolOverride {
+                annotations: Some(ToolAnnotations {
+                    destructive_hint: Some(false),
+                    ..ToolAnnotations::default()
+                }),
+                ..ToolOverride::default()
+            }
+        );
+        assert_eq!(overrides["get-env"], ToolOverride::default());
+        assert_eq!(file.tools, Some(vec!["say".into(), "get-sum".into()]));
+        // And the bridge runs with it: the file passes the bridge's own checks.
+        let policy = crate::bridge::filter::ToolPolicy::new(
+            file.tools.as_deref().unwrap_or_default(),
+            &overrides,
+        );
+        assert!(matches!(policy, Ok(Some(_))), "{policy:?}");
+    }
+
+    /// A change of the referenced MCPToolConfig's overrides changes the pod template's checksum,
+    /// so the pods roll and the bridge reads the new file.
+    #[test]
+    fn tool_override_changes_roll_the_pods() {
+        let s = server(json!({"image": "x", "command": ["srv"]}));
+        let pod_checksum = |spec: Option<Value>| {
+            let inputs = Inputs {
+                tool_config: spec.map(tool_config),
+                ..Inputs::default()
+            };
+            let d = to_value(&desired(&s, &inputs).deployment);
+            d["spec"]["template"]["metadata"]["annotations"][CONFIG_CHECKSUM].clone()
+        };
+        let sums = [
+            pod_checksum(None),
+            pod_checksum(Some(json!({"toolsOverride": {"echo": {"name": "say"}}}))),
+            pod_checksum(Some(json!({"toolsOverride": {"echo": {"name": "shout"}}}))),
+            pod_checksum(Some(
+                json!({"toolsOverride": {"echo": {"name": "say", "description": "d"}}}),
+            )),
+            pod_checksum(Some(json!({"toolsOverride": {
+                "echo": {"name": "say", "annotations": {"readOnlyHint": true}}}}))),
+        ];
+        for (i, a) in sums.iter().enumerate() {
+            assert!(a.is_string(), "{a}");
+            for b in &sums[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(
+            sums[1],
+            pod_checksum(Some(json!({"toolsOverride": {"echo": {"name": "say"}}}))),
+            "the same overrides make the same checksum"
+        );
     }
 
     #[test]

@@ -419,6 +419,18 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
         write_status(server, ctx, status).await?;
         return Ok(Action::await_change());
     }
+    // A missing or refused MCPToolConfig must not mean "every tool": nothing is applied (running
+    // pods keep their configuration) until it is fixed; its watch brings us back.
+    if let Some((reason, why)) = tool_config_problem(server, ctx, &ns).await {
+        let live = ctx
+            .stores
+            .deployments
+            .get(&ObjectRef::new(&children::deployment_name(&server.name_any())).within(&ns));
+        let verdict = Verdict::BadReference { reason, why };
+        let status = status_for(server, live.as_deref(), verdict, None);
+        write_status(server, ctx, status).await?;
+        return Ok(Action::await_change());
+    }
     let (command, resolved) = match &server.spec.command {
         Some(c) => (Some(c.clone()), None),
         None => {
@@ -460,6 +472,39 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     }
     Ok(Action::requeue(resync))
 }
+
+/// Why the referenced MCPToolConfig cannot be used, with the Ready reason: it does not exist
+/// (upstream fails the same way), or the admission core refuses it (the bridge would refuse it
+/// too, and crash-loop).
+async fn tool_config_problem(
+    server: &MCPServer,
+    ctx: &Context,
+    ns: &str,
+) -> Option<(&'static str, String)> {
+    let name = &server.spec.tool_config_ref.as_ref()?.name;
+    // Right after start-up the cache may not have listed yet: "missing" is news only after.
+    let store = &ctx.stores.tool_configs;
+    let _ = tokio::time::timeout(STORE_READY_WAIT, store.wait_until_ready()).await;
+    let Some(config) = store.get(&ObjectRef::new(name).within(ns)) else {
+        return Some((
+            "ToolConfigNotFound",
+            format!(
+                "MCPToolConfig {name:?} does not exist in namespace {ns}; create it or remove spec.toolConfigRef"
+            ),
+        ));
+    };
+    let object = serde_json::to_value(config.as_ref()).ok()?;
+    match admission::admit(&object, None, Operation::Create) {
+        Ok(verdict) if !verdict.allowed() => Some((
+            "InvalidToolConfig",
+            format!("MCPToolConfig {name:?} is not valid: {}", verdict.errors),
+        )),
+        _ => None,
+    }
+}
+
+/// How long a reconcile waits for a reference cache's first list before judging by it.
+const STORE_READY_WAIT: Duration = Duration::from_secs(10);
 
 /// The registry logins of the pod's pull Secrets, and why any of them could not be used.
 /// Read only when the image's command must be looked up; a missing Secret is skipped (the
@@ -652,6 +697,12 @@ where
 enum Verdict {
     Accepted,
     Invalid(String),
+    /// The spec is valid, but an object it references is missing or refused: `reason` is the
+    /// Ready condition's reason.
+    BadReference {
+        reason: &'static str,
+        why: String,
+    },
 }
 
 /// The status the object should have, from what was found. Transition times of conditions that
@@ -686,6 +737,11 @@ fn status_for(
                 "the spec is not valid; no workload is created".into(),
             );
             ("Failed", Some(format!("invalid spec: {why}")))
+        }
+        (Verdict::BadReference { reason, why }, _) => {
+            cond("Accepted", true, "Valid", "the spec is valid".into());
+            cond("Ready", false, reason, why.clone());
+            ("Failed", Some(why.clone()))
         }
         (Verdict::Accepted, Some(Err(why))) => {
             cond("Accepted", true, "Valid", "the spec is valid".into());

@@ -84,7 +84,27 @@ async def scenario_pages(session, out, args):
     out["pages"] = pages
 
 
+async def scenario_catalog(session, out, args):
+    """catalog NAME JSON_ARGS ...: every tool over all pages (description, title, annotations),
+    then call each tool given and report each outcome."""
+    catalog, cursor = {}, None
+    for _ in range(20):
+        r = await session.list_tools(cursor=cursor)
+        for t in r.tools:
+            catalog[t.name] = {
+                "description": t.description,
+                "title": t.title,
+                "annotations": t.annotations.model_dump(exclude_none=True) if t.annotations else None,
+            }
+        cursor = r.nextCursor
+        if not cursor:
+            break
+    out["catalog"] = catalog
+    await scenario_calls(session, out, args)
+
+
 SCENARIOS = {
+    "catalog": scenario_catalog,
     "everything": scenario_everything,
     "time": scenario_time,
     "calls": scenario_calls,

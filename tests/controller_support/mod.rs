@@ -5,6 +5,7 @@
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, PostParams};
 use kube::Client;
 use mcp_operator::api::crd;
@@ -135,4 +136,28 @@ where
         .get_opt(name)
         .await
         .unwrap()
+}
+
+/// Waits until the MCPServer's condition `type_` passes `accept`; returns the phase and the
+/// condition.
+pub async fn wait_condition(
+    client: &Client,
+    name: &str,
+    type_: &str,
+    accept: impl Fn(&Condition) -> bool,
+) -> (Option<String>, Condition) {
+    let servers: Api<MCPServer> = Api::namespaced(client.clone(), "default");
+    let accept = &accept;
+    eventually(&format!("{name}: condition {type_}"), || {
+        let servers = servers.clone();
+        async move {
+            let status = servers.get(name).await.ok()?.status?;
+            let found = status
+                .conditions?
+                .into_iter()
+                .find(|c| c.type_ == type_ && accept(c))?;
+            Some((status.phase, found))
+        }
+    })
+    .await
 }
