@@ -249,8 +249,14 @@ pub async fn run(
         .reflect(secret_writer)
         .touched_objects();
 
-    let controller = Controller::new(api(&client), watcher::Config::default());
-    let servers = controller.store();
+    // The MCPServers themselves are cached without managedFields too (see `reflect`).
+    let (servers, server_writer) = reflector::store::<MCPServer>();
+    let server_stream = watcher(api(&client), watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(server_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(server_stream, servers.clone());
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
