@@ -80,6 +80,9 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// MCPServer reconciles in flight at once (0: unbounded).
+    #[arg(long, value_name = "N", default_value_t = mcpserver::DEFAULT_CONCURRENCY)]
+    pub max_concurrent_reconciles: u16,
     /// Without cert-manager: keep a CA and serving certificate in a Secret of --pod-namespace
     /// (shared by all replicas), write the pair into --cert-dir, patch the caBundle of the
     /// webhook configurations and of our CRDs' conversion webhooks, and renew before expiry.
@@ -189,6 +192,7 @@ async fn lead(
             .collect(),
         resync: None,
         max_backoff: None,
+        concurrency: Some(args.max_concurrent_reconciles),
     };
     let controllers = namespaces(&args.watch_namespace).into_iter().map(|ns| {
         mcpserver::run(

@@ -42,7 +42,14 @@ pub struct Settings {
     pub resync: Option<Duration>,
     /// The longest wait between retries of a failing object; `None` for 5 minutes.
     pub max_backoff: Option<Duration>,
+    /// Reconciles in flight at once; `None` for [`DEFAULT_CONCURRENCY`], `Some(0)` unbounded.
+    pub concurrency: Option<u16>,
 }
+
+/// Reconciles in flight at once by default. Each holds its object's desired children while it
+/// waits on the API server: unbounded, 10,000 MCPServers created at once would all be built at
+/// the same time and the peak memory would be theirs, not the caches'.
+pub const DEFAULT_CONCURRENCY: u16 = 32;
 
 /// Everything a reconcile needs besides the object.
 pub struct Context {
@@ -256,7 +263,9 @@ pub async fn run(
         .modify(|o| o.managed_fields_mut().clear())
         .reflect(server_writer)
         .applied_objects();
-    let controller = Controller::for_stream(server_stream, servers.clone());
+    let concurrency = settings.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+    let controller = Controller::for_stream(server_stream, servers.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
