@@ -6,7 +6,7 @@ use super::credentials::PullCredentials;
 use super::metrics::ControllerMetrics;
 use super::resolve::CommandResolver;
 use crate::admission::{self, Operation};
-use crate::api::v1beta1::{MCPGroup, MCPServer, MCPServerStatus, MCPToolConfig};
+use crate::api::v1beta1::{MCPGroup, MCPServer, MCPServerStatus, MCPToolConfig, MCPToolConfigSpec};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
@@ -436,16 +436,19 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     }
     // A missing or refused MCPToolConfig must not mean "every tool": nothing is applied (running
     // pods keep their configuration) until it is fixed; its watch brings us back.
-    if let Some((reason, why)) = tool_config_problem(server, ctx, &ns).await {
-        let live = ctx
-            .stores
-            .deployments
-            .get(&ObjectRef::new(&children::deployment_name(&server.name_any())).within(&ns));
-        let verdict = Verdict::BadReference { reason, why };
-        let status = status_for(server, live.as_deref(), verdict, None);
-        write_status(server, ctx, status).await?;
-        return Ok(Action::await_change());
-    }
+    let tool_config = match referenced_tool_config(server, ctx, &ns).await {
+        Ok(spec) => spec,
+        Err((reason, why)) => {
+            let live = ctx
+                .stores
+                .deployments
+                .get(&ObjectRef::new(&children::deployment_name(&server.name_any())).within(&ns));
+            let verdict = Verdict::BadReference { reason, why };
+            let status = status_for(server, live.as_deref(), verdict, None);
+            write_status(server, ctx, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
     let (command, resolved) = match &server.spec.command {
         Some(c) => (Some(c.clone()), None),
         None => {
@@ -468,7 +471,7 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     let inputs = Inputs {
         bridge_image: ctx.settings.bridge_image.clone(),
         command,
-        tool_config: tool_config(server, ctx),
+        tool_config,
         secret_versions: secret_versions(server, ctx),
         default_pull_secrets: ctx.settings.default_pull_secrets.clone(),
     };
@@ -488,33 +491,36 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     Ok(Action::requeue(resync))
 }
 
-/// Why the referenced MCPToolConfig cannot be used, with the Ready reason: it does not exist
-/// (upstream fails the same way), or the admission core refuses it (the bridge would refuse it
-/// too, and crash-loop).
-async fn tool_config_problem(
+/// The referenced MCPToolConfig's spec (`None` without a reference), or why it cannot be used,
+/// with the Ready reason: it does not exist (upstream fails the same way), or the admission core
+/// refuses it (the bridge would refuse it too, and crash-loop).
+async fn referenced_tool_config(
     server: &MCPServer,
     ctx: &Context,
     ns: &str,
-) -> Option<(&'static str, String)> {
-    let name = &server.spec.tool_config_ref.as_ref()?.name;
+) -> Result<Option<MCPToolConfigSpec>, (&'static str, String)> {
+    let Some(reference) = &server.spec.tool_config_ref else {
+        return Ok(None);
+    };
+    let name = &reference.name;
     // Right after start-up the cache may not have listed yet: "missing" is news only after.
     let store = &ctx.stores.tool_configs;
     let _ = tokio::time::timeout(STORE_READY_WAIT, store.wait_until_ready()).await;
     let Some(config) = store.get(&ObjectRef::new(name).within(ns)) else {
-        return Some((
+        return Err((
             "ToolConfigNotFound",
             format!(
                 "MCPToolConfig {name:?} does not exist in namespace {ns}; create it or remove spec.toolConfigRef"
             ),
         ));
     };
-    let object = serde_json::to_value(config.as_ref()).ok()?;
+    let object = serde_json::to_value(config.as_ref()).unwrap_or(Value::Null);
     match admission::admit(&object, None, Operation::Create) {
-        Ok(verdict) if !verdict.allowed() => Some((
+        Ok(verdict) if !verdict.allowed() => Err((
             "InvalidToolConfig",
             format!("MCPToolConfig {name:?} is not valid: {}", verdict.errors),
         )),
-        _ => None,
+        _ => Ok(Some(config.spec.clone())),
     }
 }
 
@@ -569,18 +575,6 @@ fn spec_errors(server: &MCPServer, ctx: &Context) -> Option<String> {
     };
     cache.insert(key, (generation, errors.clone()));
     errors
-}
-
-fn tool_config(
-    server: &MCPServer,
-    ctx: &Context,
-) -> Option<crate::api::v1beta1::MCPToolConfigSpec> {
-    let name = &server.spec.tool_config_ref.as_ref()?.name;
-    let ns = server.namespace()?;
-    ctx.stores
-        .tool_configs
-        .get(&ObjectRef::new(name).within(&ns))
-        .map(|t| t.spec.clone())
 }
 
 fn secret_versions(server: &MCPServer, ctx: &Context) -> BTreeMap<String, String> {
