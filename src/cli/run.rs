@@ -1,7 +1,9 @@
 //! `mcp-operator run`: webhooks on every replica, controllers on the lease holder.
 
 use crate::cli::render::default_bridge_image;
-use crate::cli::webhook::{init_logging, our_crd_names, start_self_managed, terminated, LogFormat};
+use crate::cli::webhook::{
+    init_logging, missing_certificates, our_crd_names, start_self_managed, terminated, LogFormat,
+};
 use crate::controller::leader::{run_while_leader, LeaseSettings};
 use crate::controller::mcpserver::{self, Settings};
 use crate::controller::metrics::ControllerMetrics;
@@ -208,6 +210,12 @@ async fn lead(
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     crate::crypto::install_provider();
+    // Nothing will write the pair: say so once, before anything else starts.
+    if !args.self_signed {
+        if let Some(message) = missing_certificates(&args.cert_dir) {
+            anyhow::bail!(message);
+        }
+    }
     init_logging(args.log_format);
     let client = kube::Client::try_default()
         .await
@@ -245,9 +253,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     } else {
         None
     };
+    // The error's own text already carries its causes: printed as a chain they would repeat.
     let mut server = start(options)
         .await
-        .context("cannot start the webhook server")?;
+        .map_err(|e| anyhow::anyhow!("cannot start the webhook server: {e}"))?;
     let ready = Arc::new(AtomicBool::new(true));
     let probes = tokio::spawn(serve_probes(
         parse_addr(&args.health_probe_bind_address)?,
