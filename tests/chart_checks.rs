@@ -569,3 +569,45 @@ fn bad_values_fail_naming_the_value() {
         assert!(out.stderr.contains(expected), "{extra:?}: {}", out.stderr);
     }
 }
+
+/// config/certs/ (installs without Helm) is the chain the chart renders for a release
+/// `mcp-operator` in `mcp-operator-system`, the defaults of `run` and `crds`.
+#[test]
+fn config_certs_are_the_charts_chain() {
+    let helm = Helm::new();
+    let docs = helm.render(RELEASE, "mcp-operator-system", &[]);
+    let strip = |d: &Value| {
+        let mut d = d.clone();
+        d["metadata"].as_object_mut().unwrap().remove("labels");
+        d
+    };
+    let mut rendered: Vec<Value> = docs
+        .iter()
+        .filter(|d| d["apiVersion"] == "cert-manager.io/v1")
+        .map(strip)
+        .collect();
+    let dir = chart_support::repo().join("config/certs");
+    let mut plain = Vec::new();
+    for file in ["ca.yaml", "serving-certificate.yaml"] {
+        plain.extend(documents(&std::fs::read_to_string(dir.join(file)).unwrap()));
+    }
+    let key = |d: &Value| format!("{} {}", d["kind"], d["metadata"]["name"]);
+    rendered.sort_by_key(key);
+    plain.sort_by_key(key);
+    assert_eq!(rendered.len(), 4);
+    assert_eq!(
+        plain, rendered,
+        "config/certs differs from `helm template mcp-operator chart -n mcp-operator-system --show-only templates/certificates.yaml`"
+    );
+    // The names run and crds default to.
+    let serving = plain
+        .iter()
+        .find(|d| d["metadata"]["name"] == "mcp-operator-serving-cert")
+        .unwrap();
+    let dns = serving["spec"]["dnsNames"].to_string();
+    let default = WebhookService::default();
+    assert!(
+        dns.contains(&format!("{}.{}.svc", default.name, default.namespace)),
+        "{dns}"
+    );
+}
