@@ -621,27 +621,86 @@ fn namespaced(kind: &str) -> bool {
     )
 }
 
-/// `run` with neither certificates nor --self-signed: one line, what is missing, two ways out.
+/// `run` (and `webhook`) with neither usable certificates nor --self-signed: one line saying what
+/// is missing or wrong, the cause said once, and for a missing pair the two ways out.
 #[test]
 fn run_without_certificates_says_what_is_missing_once() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
-        .args(["run", "--cert-dir"])
-        .arg(dir.path().join("empty"))
-        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+    let half = dir.path().join("half");
+    std::fs::create_dir_all(&half).unwrap();
+    std::fs::write(half.join("tls.crt"), "not a certificate").unwrap();
+    std::fs::write(dir.path().join("tls.crt"), "not a certificate").unwrap();
+    std::fs::write(dir.path().join("tls.key"), "not a key").unwrap();
+    let empty = dir.path().join("empty");
+    let garbage = dir.path().to_path_buf();
+    let good = dir.path().join("good");
+    let made = Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
+        .args(["certs", "--dns-name", "localhost", "--out"])
+        .arg(&good)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line: {stderr}");
-    let line = lines[0];
-    for needed in ["tls.crt", "cert-manager", "--self-signed"] {
-        assert!(line.contains(needed), "{needed} missing from: {line}");
+    assert!(made.status.success());
+    // (subcommand, cert dir, what the line must say)
+    let cases: [(&str, &Path, &[&str]); 5] = [
+        (
+            "run",
+            &empty,
+            &["no tls.crt and tls.key", "cert-manager", "--self-signed"],
+        ),
+        (
+            "webhook",
+            &empty,
+            &["no tls.crt and tls.key", "cert-manager", "--self-signed"],
+        ),
+        (
+            "run",
+            &half,
+            &["has no tls.key;", "cert-manager", "--self-signed"],
+        ),
+        (
+            "webhook",
+            &garbage,
+            &["no usable serving certificate", "holds no PEM certificate"],
+        ),
+        // Certificates fine, no cluster: the kubeconfig's cause, once.
+        (
+            "run",
+            &good,
+            &["cannot build a Kubernetes client", "no-kubeconfig"],
+        ),
+    ];
+    for (command, cert_dir, needed) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
+            .args([command, "--cert-dir"])
+            .arg(cert_dir)
+            .args(
+                ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
+                    .iter()
+                    .filter(|_| command == "webhook"),
+            )
+            .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.contains(" INFO "))
+            .collect();
+        assert_eq!(lines.len(), 1, "{command} {cert_dir:?}: one line: {stderr}");
+        let line = lines[0];
+        for n in needed {
+            assert!(line.contains(n), "{command}: {n:?} missing from: {line}");
+        }
+        let cause = if cert_dir == good.as_path() {
+            "No such file or directory".to_string()
+        } else {
+            cert_dir.display().to_string()
+        };
+        assert_eq!(
+            line.matches(cause.as_str()).count(),
+            1,
+            "the cause is said once: {line}"
+        );
     }
-    assert_eq!(
-        line.matches("empty").count(),
-        1,
-        "the cause is said once: {line}"
-    );
 }

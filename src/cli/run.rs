@@ -217,9 +217,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
     }
     init_logging(args.log_format);
-    let client = kube::Client::try_default()
-        .await
-        .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}")
+    })?;
     let resolver = resolver(&args)?;
     let metrics = ControllerMetrics::default();
     let migration = MigrationMetrics::default();

@@ -127,9 +127,9 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
     // The CRDs' conversion stanza points at the same Service: serve it here too.
     options.conversion = Some(crate::webhook::conversion::handler());
     if args.cluster_lookups {
-        let client = kube::Client::try_default()
-            .await
-            .context("--cluster-lookups: cannot build a Kubernetes client")?;
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!("--cluster-lookups: cannot build a Kubernetes client: {e}")
+        })?;
         options.lookup = Some(Arc::new(KubeLookup::new(client)));
     }
     let mut self_managed = None;
@@ -141,7 +141,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
         };
         let client = kube::Client::try_default()
             .await
-            .context("--self-signed: cannot build a Kubernetes client")?;
+            .map_err(|e| anyhow::anyhow!("--self-signed: cannot build a Kubernetes client: {e}"))?;
         let certs = SelfManagedCerts {
             client,
             namespace,
