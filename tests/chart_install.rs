@@ -305,25 +305,25 @@ fn apply(cluster: &Cluster, name: &str, manifest: &str) -> Out {
     cluster.kubectl(&["apply", "-f", &file])
 }
 
-/// The admission scenario: in the operator's own namespace, a bad MCPServer is refused by our
+/// The admission scenario in `ns` (the operator's own namespace by default): a bad MCPServer is refused by our
 /// validating webhook through the chart's configuration, a good one is defaulted, reconciled
 /// and reads back at v1alpha1 through the conversion webhook.
-async fn bad_is_refused_and_good_reconciles(cluster: &Cluster) {
+async fn bad_is_refused_and_good_reconciles(cluster: &Cluster, ns: &str) {
     cluster.kubectl_ok(&[
         "create",
         "secret",
         "generic",
         "gh",
         "-n",
-        NS,
+        ns,
         "--from-literal=token=t0ps3cret",
     ]);
     let bad = format!(
-        "apiVersion: {GROUP}/v1beta1\nkind: MCPServer\nmetadata: {{name: bad, namespace: {NS}}}\n\
+        "apiVersion: {GROUP}/v1beta1\nkind: MCPServer\nmetadata: {{name: bad, namespace: {ns}}}\n\
          spec: {{image: docker.io/mcp/fetch, secrets: [{{name: gh, key: tokn}}]}}\n"
     );
     let out = apply(cluster, "bad.yaml", &bad);
-    assert!(!out.ok, "the bad MCPServer was admitted in {NS}");
+    assert!(!out.ok, "the bad MCPServer was admitted in {ns}");
     // Only our validating webhook knows Secret keys; kubectl shows its field causes.
     assert!(
         out.stderr.contains(
@@ -333,28 +333,28 @@ async fn bad_is_refused_and_good_reconciles(cluster: &Cluster) {
         out.stderr
     );
     let good = format!(
-        "apiVersion: {GROUP}/v1beta1\nkind: MCPServer\nmetadata: {{name: good, namespace: {NS}}}\n\
+        "apiVersion: {GROUP}/v1beta1\nkind: MCPServer\nmetadata: {{name: good, namespace: {ns}}}\n\
          spec: {{image: docker.io/mcp/fetch}}\n"
     );
     let out = apply(cluster, "good.yaml", &good);
     assert!(out.ok, "{}", out.stderr);
-    let stored = cluster.stored(GROUP, "mcpservers", NS, "good").unwrap();
+    let stored = cluster.stored(GROUP, "mcpservers", ns, "good").unwrap();
     assert_eq!(
         stored["spec"]["transport"], "stdio",
         "defaulted by the mutating webhook"
     );
     wait_for("the MCPServer reconciled", Duration::from_secs(20), || {
-        cluster.stored("apps", "deployments", NS, "good").is_some()
+        cluster.stored("apps", "deployments", ns, "good").is_some()
     })
     .await;
-    let listed = cluster.kubectl_ok(&["get", "mcpservers", "-n", NS, "-o", "name"]);
+    let listed = cluster.kubectl_ok(&["get", "mcpservers", "-n", ns, "-o", "name"]);
     assert_eq!(listed.trim(), "mcpserver.toolhive.stacklok.dev/good");
     let old = cluster.kubectl_ok(&[
         "get",
         &format!("mcpservers.v1alpha1.{GROUP}"),
         "good",
         "-n",
-        NS,
+        ns,
         "-o",
         "jsonpath={.apiVersion}",
     ]);
@@ -425,7 +425,74 @@ async fn install_with_cert_manager_admits_and_reconciles() {
     );
     let work = tempfile::tempdir().unwrap();
     let _op = start_operator(&cluster, work.path()).await;
-    bad_is_refused_and_good_reconciles(&cluster).await;
+    bad_is_refused_and_good_reconciles(&cluster, NS).await;
+    operator_requests_are_granted(&cluster);
+
+    // crds.keep (the default): uninstalling the release leaves the CRDs and so every MCPServer.
+    drop(_op);
+    cluster.helm_ok(&["uninstall", RELEASE, "-n", NS]);
+    for c in crd::all() {
+        let name = c.metadata.name.unwrap();
+        assert!(
+            cluster
+                .stored(
+                    "apiextensions.k8s.io",
+                    "customresourcedefinitions",
+                    "",
+                    &name
+                )
+                .is_some(),
+            "{name} was deleted with the release"
+        );
+    }
+    assert!(cluster.stored(GROUP, "mcpservers", NS, "good").is_some());
+    assert!(cluster.stored("apps", "deployments", NS, RELEASE).is_none());
+}
+
+/// watchNamespaces: Roles in those namespaces only; the operator reconciles there, and objects
+/// elsewhere neither wait on its webhooks nor get reconciled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_namespace_scoped_works_with_roles_only() {
+    let cluster = Cluster::start(true).await;
+    for ns in ["team-a", "team-b", "elsewhere"] {
+        cluster.kubectl_ok(&["create", "namespace", ns]);
+    }
+    let values = chart_support::chart_dir().join("ci/namespace-scoped-values.yaml");
+    let out = cluster.helm_release(
+        "install",
+        &chart_support::chart_dir(),
+        &["-f", values.to_str().unwrap()],
+    );
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    assert!(chart_support::kind(&cluster.manifest(), "ClusterRole").is_empty());
+    let work = tempfile::tempdir().unwrap();
+    let _op = start_operator(&cluster, work.path()).await;
+    bad_is_refused_and_good_reconciles(&cluster, "team-a").await;
+    // Outside watchNamespaces the webhooks are not called (that namespace is another
+    // install's, or nobody's): even a manifest ours would refuse is stored as it is.
+    cluster.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "gh",
+        "-n",
+        "elsewhere",
+        "--from-literal=token=x",
+    ]);
+    let elsewhere = format!(
+        "apiVersion: {GROUP}/v1beta1\nkind: MCPServer\nmetadata: {{name: other, namespace: elsewhere}}\n\
+         spec: {{image: docker.io/mcp/fetch, secrets: [{{name: gh, key: tokn}}]}}\n"
+    );
+    let out = apply(&cluster, "elsewhere.yaml", &elsewhere);
+    assert!(out.ok, "{}", out.stderr);
+    // Long enough for a watch event to reach a controller that wrongly watched it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        cluster
+            .stored("apps", "deployments", "elsewhere", "other")
+            .is_none(),
+        "reconciled outside watchNamespaces"
+    );
     operator_requests_are_granted(&cluster);
 }
 
@@ -440,7 +507,7 @@ async fn install_without_cert_manager_bootstraps_its_own_ca() {
     assert!(out.contains("STATUS: deployed"), "{out}");
     let work = tempfile::tempdir().unwrap();
     let _op = start_operator(&cluster, work.path()).await;
-    bad_is_refused_and_good_reconciles(&cluster).await;
+    bad_is_refused_and_good_reconciles(&cluster, NS).await;
     operator_requests_are_granted(&cluster);
 }
 
