@@ -78,8 +78,25 @@ fn the_image_runs_version_install_and_check() {
 
     let name = buildah_ok(&["from", "--name", "mcp-operator-image-test", IMAGE]);
     let container = Container(name.trim().to_string());
+    // The bridge's init container copies the binary into an emptyDir shared with the server
+    // container; here a world-writable host directory plays the emptyDir.
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        shared.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let volume = format!("{}:/mcp/bin", shared.path().display());
     let run = |args: &[&str]| {
-        let mut full = vec!["run", "--isolation", "chroot", container.0.as_str(), "--"];
+        let mut full = vec![
+            "run",
+            "--isolation",
+            "chroot",
+            "-v",
+            volume.as_str(),
+            container.0.as_str(),
+            "--",
+        ];
         full.extend_from_slice(args);
         buildah(&full)
     };
@@ -91,9 +108,9 @@ fn the_image_runs_version_install_and_check() {
         format!("mcp-operator {}", env!("CARGO_PKG_VERSION"))
     );
 
-    // The bridge's init container: copy the binary into a shared volume, then run the copy.
     let (ok, _, err) = run(&["/mcp-operator", "install", "/mcp/bin/mcp-operator"]);
-    assert!(ok, "install: {err}");
+    assert!(ok, "install as the image's user: {err}");
+    assert!(shared.path().join("mcp-operator").exists());
     let (ok, copied, err) = run(&["/mcp/bin/mcp-operator", "--version"]);
     assert!(ok && copied == version, "the installed copy runs: {err}");
 
