@@ -7,7 +7,7 @@
 # MCP_OPERATOR_BINARY=PATH uses an already built static binary instead of running
 # scripts/build-static.sh (a release build, long). Storage defaults to the vfs driver and runs
 # to chroot isolation, which work inside containers too; STORAGE_DRIVER / BUILDAH_ISOLATION
-# override them. Prints the image name. Then: cargo test --test chart_image -- --ignored
+# override them. Prints the image name. Then: cargo test --test chart -- --ignored image
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n1)"

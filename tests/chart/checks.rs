@@ -3,7 +3,7 @@
 //! the chart's Service, CRDs equal to the generated ones, Pod Security `restricted`, RBAC exactly
 //! what `run` needs (src/controller/rbac.rs) and never a wildcard.
 
-mod chart_support;
+use crate::support as chart_support;
 
 use chart_support::{
     arg, args, chart_dir, documents, env, granted, kind, manager, one, Grant, Helm,

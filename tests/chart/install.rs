@@ -1,14 +1,14 @@
 //! `helm install` of chart/ into the in-memory API server, with the real helm and kubectl, and
 //! the operator started as a local process with the args and env of the chart's rendered
 //! Deployment:
-//! - with cert-manager (the stand-in in chart_support/certmanager.rs issues the chain and
+//! - with cert-manager (the stand-in in support/certmanager.rs issues the chain and
 //!   injects the CA): a bad MCPServer in the operator's own namespace is refused through the
 //!   chart-made webhook configuration, a good one reconciles and reads back at v1alpha1;
 //! - without cert-manager (`--self-signed`): the same, the operator bootstrapping its own CA;
 //! - upgrade from a release whose CRDs store v1alpha1 only;
 //! - in every case, each request the operator made is one the chart's RBAC grants.
 
-mod chart_support;
+use crate::support as chart_support;
 
 use chart_support::certmanager;
 use chart_support::{arg, documents, granted, manager, one, Helm, Out};

@@ -4,7 +4,7 @@
 //!
 //! Ignored by default: it needs buildah and the static release build (long).
 //!   apt-get install buildah ca-certificates
-//!   cargo test --test chart_image -- --ignored
+//!   cargo test --test chart -- --ignored image
 //! MCP_OPERATOR_BINARY=target/static/x86_64-unknown-linux-gnu/release/mcp-operator skips the
 //! static build when that binary is current.
 
@@ -49,7 +49,7 @@ impl Drop for Container {
 }
 
 #[test]
-#[ignore = "needs buildah and the static release build: cargo test --test chart_image -- --ignored"]
+#[ignore = "needs buildah and the static release build: cargo test --test chart -- --ignored image"]
 fn the_image_runs_version_install_and_check() {
     let out = Command::new(repo().join("scripts/build-image.sh"))
         .arg(IMAGE)
