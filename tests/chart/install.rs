@@ -496,6 +496,63 @@ async fn install_namespace_scoped_works_with_roles_only() {
     operator_requests_are_granted(&cluster);
 }
 
+/// certManager.existingIssuer: the serving certificate comes from a ClusterIssuer the cluster
+/// already has (here a CA ClusterIssuer, itself issued by the stand-in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_with_an_existing_cluster_issuer() {
+    let cluster = Cluster::start(true).await;
+    cluster.kubectl_ok(&[
+        "create",
+        "namespace",
+        certmanager::CLUSTER_RESOURCE_NAMESPACE,
+    ]);
+    let corporate = format!(
+        r#"apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata: {{name: bootstrap}}
+spec: {{selfSigned: {{}}}}
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {{name: corporate-root, namespace: {ns}}}
+spec: {{isCA: true, commonName: corporate-root, secretName: corporate-root, issuerRef: {{kind: ClusterIssuer, name: bootstrap}}}}
+---
+apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata: {{name: corporate-ca}}
+spec: {{ca: {{secretName: corporate-root}}}}
+"#,
+        ns = certmanager::CLUSTER_RESOURCE_NAMESPACE
+    );
+    let out = apply(&cluster, "corporate.yaml", &corporate);
+    assert!(out.ok, "{}", out.stderr);
+    let values = chart_support::chart_dir().join("ci/existing-issuer-values.yaml");
+    let out = cluster.helm_release(
+        "install",
+        &chart_support::chart_dir(),
+        &["-f", values.to_str().unwrap()],
+    );
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    assert!(chart_support::kind(&cluster.manifest(), "Issuer").is_empty());
+    let work = tempfile::tempdir().unwrap();
+    let _op = start_operator(&cluster, work.path()).await;
+    let root = cluster
+        .stored(
+            "",
+            "secrets",
+            certmanager::CLUSTER_RESOURCE_NAMESPACE,
+            "corporate-root",
+        )
+        .unwrap();
+    let served = std::fs::read(work.path().join("serving-certs/ca.crt")).unwrap();
+    use base64::Engine;
+    let root_ca = base64::engine::general_purpose::STANDARD
+        .decode(root["data"]["tls.crt"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(served, root_ca, "signed by the corporate CA");
+    bad_is_refused_and_good_reconciles(&cluster, NS).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_without_cert_manager_bootstraps_its_own_ca() {
     let cluster = Cluster::start(false).await;
