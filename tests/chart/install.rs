@@ -687,7 +687,18 @@ async fn upgrade_from_v1alpha1_storage_migrates_and_is_idempotent() {
             "{key}: a v1alpha1 round trip changed it"
         );
     }
-    assert_eq!(read_all(&cluster, "v1beta1").len(), before.len());
+    // At v1beta1, each reads back as stored (now at v1beta1: no conversion on this path).
+    let beta = read_all(&cluster, "v1beta1");
+    assert_eq!(beta.len(), before.len());
+    for (key, read) in &beta {
+        let (plural, name) = key.split_once('/').unwrap();
+        let stored = cluster.stored(GROUP, plural, NS, name).unwrap();
+        assert_eq!(read["spec"], stored["spec"], "{key} at v1beta1");
+        assert!(
+            read["spec"].as_object().is_some_and(|s| !s.is_empty()),
+            "{key}"
+        );
+    }
 
     // A second upgrade with the same values changes nothing the chart made. (Compared without
     // resourceVersion and managedFields: on a no-op apply the test server still re-times
