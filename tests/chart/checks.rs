@@ -262,7 +262,9 @@ fn deployment_is_wired(docs: &[Value]) {
     };
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
-    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "health");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "webhook");
+    assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "health");
     assert_eq!(
         arg(docs, "--health-probe-bind-address").unwrap(),
         format!(":{}", port("health"))
