@@ -127,6 +127,12 @@ fn the_image_runs_version_install_and_check() {
         "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: bad, namespace: default}\nspec: {image: docker.io/mcp/fetch, transport: grpc}\n",
     )
     .unwrap();
+    // Readable by the image's user (a temp file is created 0600).
+    std::fs::set_permissions(
+        bad.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     buildah_ok(&[
         "copy",
         &container.0,
