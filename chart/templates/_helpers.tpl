@@ -68,9 +68,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 /tmp/k8s-webhook-server/serving-certs
 {{- end -}}
 
-{{/* The lease `run --leader-elect` holds (controller/leader.rs). */}}
+{{/* The lease `run --leader-elect` holds: one per release, so two releases in one namespace
+(e.g. namespace-scoped, for different teams) do not take turns reconciling. */}}
 {{- define "mcp-operator.leaseName" -}}
-mcp-operator-leader
+{{- printf "%s-leader" (include "mcp-operator.fullname" .) -}}
 {{- end -}}
 
 {{/* Fails the render on combinations that cannot work, naming the values. */}}

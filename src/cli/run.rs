@@ -44,9 +44,13 @@ pub struct RunArgs {
     /// Address of /healthz and /readyz.
     #[arg(long, value_name = "ADDR", default_value = ":8081")]
     pub health_probe_bind_address: String,
-    /// Run controllers only while holding the Lease `mcp-operator-leader` in --pod-namespace.
+    /// Run controllers only while holding the Lease --lease-name in --pod-namespace.
     #[arg(long)]
     pub leader_elect: bool,
+    /// The Lease (in --pod-namespace) the replicas of one install share; two installs in one
+    /// namespace need two names, or only one of them ever reconciles.
+    #[arg(long, value_name = "NAME", default_value = "mcp-operator-leader")]
+    pub lease_name: String,
     /// Seconds without renewal after which another replica takes the lease.
     #[arg(long, value_name = "SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
@@ -286,6 +290,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let controllers = async {
         if args.leader_elect {
             let mut lease = LeaseSettings::new(args.pod_namespace.clone(), identity());
+            lease.name = args.lease_name.clone();
             lease.lease_duration = Duration::from_secs(args.lease_duration_seconds.max(2));
             lease.renew_every = lease.lease_duration / 3;
             let on_change = move |leading: bool| {

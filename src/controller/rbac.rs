@@ -35,7 +35,7 @@ pub enum Needed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Names {
     Any,
-    /// The Lease `mcp-operator-leader`.
+    /// `--lease-name` (default `mcp-operator-leader`).
     Lease,
     /// `--webhook-secret-name`.
     WebhookSecret,

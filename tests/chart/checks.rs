@@ -396,7 +396,7 @@ fn needed(docs: &[Value]) -> BTreeSet<Grant> {
     let name_list = |names: Names| -> Vec<String> {
         match names {
             Names::Any => vec![String::new()],
-            Names::Lease => vec!["mcp-operator-leader".into()],
+            Names::Lease => vec![arg(docs, "--lease-name").unwrap()],
             Names::WebhookSecret => vec![arg(docs, "--webhook-secret-name").unwrap()],
             Names::WebhookConfiguration => vec![arg(docs, "--webhook-configuration-name").unwrap()],
             Names::OurCrds => our_crd_names(),
@@ -612,4 +612,36 @@ fn config_certs_are_the_charts_chain() {
         dns.contains(&format!("{}.{}.svc", default.name, default.namespace)),
         "{dns}"
     );
+}
+
+/// Two releases in one namespace (say one per team, namespace-scoped; the second without CRDs)
+/// share no object name, and in particular not the leader Lease.
+#[test]
+fn two_releases_in_one_namespace_share_no_names() {
+    let helm = Helm::new();
+    let scoped = |team: &str| format!("watchNamespaces[0]={team},storageMigration=false");
+    let first = helm.render("team-a", NAMESPACE, &["--set", &scoped("team-a")]);
+    let second = helm.render(
+        "team-b",
+        NAMESPACE,
+        &["--set", &scoped("team-b"), "--set", "crds.install=false"],
+    );
+    let names = |docs: &[Value]| -> BTreeSet<String> {
+        docs.iter()
+            .map(|d| {
+                format!(
+                    "{} {}/{}",
+                    d["kind"].as_str().unwrap(),
+                    d["metadata"]["namespace"].as_str().unwrap_or(""),
+                    d["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let shared: Vec<_> = names(&first)
+        .intersection(&names(&second))
+        .cloned()
+        .collect();
+    assert!(shared.is_empty(), "{shared:?}");
+    assert_ne!(arg(&first, "--lease-name"), arg(&second, "--lease-name"));
 }
