@@ -1,7 +1,9 @@
 //! `mcp-operator run`: webhooks on every replica, controllers on the lease holder.
 
 use crate::cli::render::default_bridge_image;
-use crate::cli::webhook::{init_logging, our_crd_names, start_self_managed, terminated, LogFormat};
+use crate::cli::webhook::{
+    init_logging, missing_certificates, our_crd_names, start_self_managed, terminated, LogFormat,
+};
 use crate::controller::leader::{run_while_leader, LeaseSettings};
 use crate::controller::mcpserver::{self, Settings};
 use crate::controller::metrics::ControllerMetrics;
@@ -42,9 +44,13 @@ pub struct RunArgs {
     /// Address of /healthz and /readyz.
     #[arg(long, value_name = "ADDR", default_value = ":8081")]
     pub health_probe_bind_address: String,
-    /// Run controllers only while holding the Lease `mcp-operator-leader` in --pod-namespace.
+    /// Run controllers only while holding the Lease --lease-name in --pod-namespace.
     #[arg(long)]
     pub leader_elect: bool,
+    /// The Lease (in --pod-namespace) the replicas of one install share; two installs in one
+    /// namespace need two names, or only one of them ever reconciles.
+    #[arg(long, value_name = "NAME", default_value = "mcp-operator-leader")]
+    pub lease_name: String,
     /// Seconds without renewal after which another replica takes the lease.
     #[arg(long, value_name = "SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
@@ -208,10 +214,16 @@ async fn lead(
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     crate::crypto::install_provider();
+    // Nothing will write the pair: say so once, before anything else starts.
+    if !args.self_signed {
+        if let Some(message) = missing_certificates(&args.cert_dir) {
+            anyhow::bail!(message);
+        }
+    }
     init_logging(args.log_format);
-    let client = kube::Client::try_default()
-        .await
-        .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {e}")
+    })?;
     let resolver = resolver(&args)?;
     let metrics = ControllerMetrics::default();
     let migration = MigrationMetrics::default();
@@ -245,9 +257,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     } else {
         None
     };
+    // The error's own text already carries its causes: printed as a chain they would repeat.
     let mut server = start(options)
         .await
-        .context("cannot start the webhook server")?;
+        .map_err(|e| anyhow::anyhow!("cannot start the webhook server: {e}"))?;
     let ready = Arc::new(AtomicBool::new(true));
     let probes = tokio::spawn(serve_probes(
         parse_addr(&args.health_probe_bind_address)?,
@@ -277,6 +290,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let controllers = async {
         if args.leader_elect {
             let mut lease = LeaseSettings::new(args.pod_namespace.clone(), identity());
+            lease.name = args.lease_name.clone();
             lease.lease_duration = Duration::from_secs(args.lease_duration_seconds.max(2));
             lease.renew_every = lease.lease_duration / 3;
             let on_change = move |leading: bool| {

@@ -7,7 +7,7 @@ use crate::webhook::selfmanaged::SelfManagedCerts;
 use crate::webhook::server::{start, ServerOptions};
 use anyhow::Context;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,8 +69,8 @@ pub struct WebhookArgs {
     /// The webhook Service's name (for --print-configurations).
     #[arg(long, value_name = "NAME")]
     pub service_name: Option<String>,
-    /// The webhook Service's namespace (for --print-configurations); also left out of the
-    /// webhooks' namespaceSelector.
+    /// The webhook Service's namespace (for --print-configurations). Objects of our group in
+    /// this namespace go through the webhooks like everywhere else.
     #[arg(long, value_name = "NAMESPACE")]
     pub service_namespace: Option<String>,
 }
@@ -115,6 +115,11 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
     }
     init_logging(args.log_format);
     let cert_dir = args.cert_dir.context("--cert-dir is required")?;
+    if !args.self_signed {
+        if let Some(message) = missing_certificates(&cert_dir) {
+            anyhow::bail!(message);
+        }
+    }
     let mut options = ServerOptions::new(cert_dir, args.listen);
     options.metrics_listen = Some(args.metrics_listen);
     options.shutdown_delay = Duration::from_secs(args.shutdown_delay);
@@ -122,9 +127,9 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
     // The CRDs' conversion stanza points at the same Service: serve it here too.
     options.conversion = Some(crate::webhook::conversion::handler());
     if args.cluster_lookups {
-        let client = kube::Client::try_default()
-            .await
-            .context("--cluster-lookups: cannot build a Kubernetes client")?;
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!("--cluster-lookups: cannot build a Kubernetes client: {e}")
+        })?;
         options.lookup = Some(Arc::new(KubeLookup::new(client)));
     }
     let mut self_managed = None;
@@ -136,7 +141,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
         };
         let client = kube::Client::try_default()
             .await
-            .context("--self-signed: cannot build a Kubernetes client")?;
+            .map_err(|e| anyhow::anyhow!("--self-signed: cannot build a Kubernetes client: {e}"))?;
         let certs = SelfManagedCerts {
             client,
             namespace,
@@ -148,7 +153,10 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
         };
         self_managed = Some(start_self_managed(certs).await?);
     }
-    let mut server = start(options).await?;
+    // The error's own text already carries its causes: printed as a chain they would repeat.
+    let mut server = start(options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the webhook server: {e}"))?;
     tokio::select! {
         result = server.wait() => {
             result?;
@@ -165,6 +173,24 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The one line to print when `cert_dir` lacks the serving pair and nothing will write it:
+/// what is missing, and the two ways out. `None` when both files are there.
+pub fn missing_certificates(cert_dir: &Path) -> Option<String> {
+    let missing: Vec<&str> = ["tls.crt", "tls.key"]
+        .into_iter()
+        .filter(|file| !cert_dir.join(file).exists())
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "no serving certificate: {} has no {}; mount the Secret cert-manager issues there \
+         (the Helm chart does), or pass --self-signed to let the operator keep its own CA",
+        cert_dir.display(),
+        missing.join(" and ")
+    ))
 }
 
 /// Names of the CRDs whose conversion webhook serves from this process.

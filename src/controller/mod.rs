@@ -8,5 +8,6 @@ pub mod mcpserver;
 pub mod metrics;
 pub mod migrate;
 pub mod podmerge;
+pub mod rbac;
 pub mod registry;
 pub mod resolve;

@@ -9,7 +9,10 @@
 //!   version (no conversion is needed to call us) to the storage version's path, and admission
 //!   dispatches on the object's own `apiVersion`; `matchPolicy: Equivalent` then only matters
 //!   for requests through another group, which we have none of;
-//! - `namespaceSelector` leaves out `kube-system` and the operator's own namespace;
+//! - `namespaceSelector` leaves out `kube-system` only. The operator's own namespace is
+//!   admitted like any other: only our group's objects are matched, so nothing the operator
+//!   needs to start (its Pods, Secrets, Lease) ever waits on it, and manifests kept next to it
+//!   (upstream installs into `toolhive-system` and seeds examples there) are checked too;
 //! - a `matchCondition` skips UPDATEs that do not touch `spec` (metadata-only writes, finalizer
 //!   removal during deletion, the storage-version migrator's no-op rewrites), so an object that
 //!   newer rules would refuse can still be relabelled and deleted;
@@ -51,7 +54,7 @@ impl ConfigOptions {
             service_name: service.into(),
             service_namespace: namespace.into(),
             service_port: 443,
-            excluded_namespaces: vec!["kube-system".into(), namespace.into()],
+            excluded_namespaces: vec!["kube-system".into()],
             timeout_seconds: 5,
             ca_bundle: None,
         }
@@ -279,7 +282,8 @@ mod tests {
                 .unwrap();
             assert_eq!(
                 selector[0].values.as_ref().unwrap(),
-                &vec!["kube-system".to_string(), "mcp-system".into()]
+                &vec!["kube-system".to_string()],
+                "the operator's own namespace is admitted like any other"
             );
         }
         let names: Vec<String> = mutating_configuration(&options)
