@@ -22,6 +22,10 @@ async fn malformed_input_gets_the_documented_status_and_error() {
     let bridge = Bridge::start(&["--max-body-bytes", &limit], &everything());
     let client = http();
     let sid = open_session(&client, &bridge.url("/mcp")).await;
+    // Rows with `"front": "sse"` are POSTed to this legacy session's own message endpoint.
+    let sse = SseSession::open(&client, &bridge.url("")).await;
+    let port = bridge.port.to_string();
+    let fill = |s: &str| s.replace("{port}", &port);
     let cases: Vec<Value> = serde_json::from_str(
         &std::fs::read_to_string(repo().join("tests/bridge/malformed.json")).unwrap(),
     )
@@ -29,7 +33,10 @@ async fn malformed_input_gets_the_documented_status_and_error() {
     let mut failures = Vec::new();
     for case in &cases {
         let name = case["name"].as_str().unwrap();
-        let path = case["path"].as_str().unwrap_or("/mcp");
+        let url = match (case["front"].as_str(), case["path"].as_str()) {
+            (Some("sse"), _) => sse.endpoint.clone(),
+            (_, path) => bridge.url(path.unwrap_or("/mcp")),
+        };
         let method = case["method"].as_str().unwrap_or("POST");
         let body: Vec<u8> = if let Some(n) = case["body_repeat"].as_u64() {
             let pad = "x".repeat(n as usize);
@@ -45,19 +52,19 @@ async fn malformed_input_gets_the_documented_status_and_error() {
                 .as_bytes()
                 .to_vec()
         };
-        let mut req = client
-            .request(method.parse().unwrap(), bridge.url(path))
-            .header(
-                "accept",
-                case["accept"]
-                    .as_str()
-                    .unwrap_or("application/json, text/event-stream"),
-            );
+        let mut req = client.request(method.parse().unwrap(), url).header(
+            "accept",
+            case["accept"]
+                .as_str()
+                .unwrap_or("application/json, text/event-stream"),
+        );
         if method == "POST" {
-            req = req.header(
-                "content-type",
-                case["content_type"].as_str().unwrap_or("application/json"),
-            );
+            // `"content_type": null` sends none.
+            match case.get("content_type") {
+                None => req = req.header("content-type", "application/json"),
+                Some(Value::String(ct)) => req = req.header("content-type", ct),
+                Some(_) => {}
+            }
             req = if case["chunked"] == true {
                 let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
                     body.chunks(4096).map(|c| Ok(c.to_vec())).collect();
@@ -72,7 +79,10 @@ async fn malformed_input_gets_the_documented_status_and_error() {
             Some(_) => {}
         }
         if let Some(o) = case["origin"].as_str() {
-            req = req.header("origin", o);
+            req = req.header("origin", fill(o));
+        }
+        if let Some(h) = case["host"].as_str() {
+            req = req.header("host", fill(h));
         }
         if let Some(v) = case["protocol_version"].as_str() {
             req = req.header("mcp-protocol-version", v);
@@ -84,6 +94,7 @@ async fn malformed_input_gets_the_documented_status_and_error() {
         if status != case["status"].as_u64().unwrap() as u16
             || reply["error"]["code"] != case["code"]
             || reply["jsonrpc"] != "2.0"
+            || case.get("id").is_some_and(|id| reply["id"] != *id)
         {
             failures.push(format!("{name}: got {status} {text}"));
         }
