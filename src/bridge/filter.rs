@@ -640,7 +640,7 @@ mod tests {
         // No name to screen: refused under an allow-list (positional params would otherwise
         // reach a server that accepts them); without one, the server answers.
         let with_list = policy(&["say"], rename.clone());
-        let without = ToolPolicy::new(&Vec::<String>::new(), &overrides(rename))
+        let without = ToolPolicy::new(Vec::<String>::new(), &overrides(rename))
             .unwrap()
             .unwrap();
         for params in [json!({}), json!(["say"]), json!({"name": 5})] {

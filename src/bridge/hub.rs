@@ -912,17 +912,23 @@ impl Hub {
             }
         }
         if let Some(session) = &pending.session {
-            let succeeded = jsonrpc::top_level_value_span(line, b"result").is_some();
-            if let (Some(uri), true) = (pending.subscription, succeeded) {
-                let mut counts = lock(&self.subscribers);
-                if lock(&session.subscriptions).insert(uri.clone()) {
-                    *counts.entry(uri).or_insert(0) += 1;
+            // Only the rare replies that tell about subscriptions or tasks are looked into.
+            let succeeded = || jsonrpc::top_level_value_span(line, b"result").is_some();
+            if let Some(uri) = pending.subscription {
+                if succeeded() {
+                    let mut counts = lock(&self.subscribers);
+                    if lock(&session.subscriptions).insert(uri.clone()) {
+                        *counts.entry(uri).or_insert(0) += 1;
+                    }
                 }
             }
             match pending.tasks {
                 TaskReply::None => {}
-                TaskReply::Creates if succeeded => record_task(session, line),
-                TaskReply::Creates => {}
+                TaskReply::Creates => {
+                    if succeeded() {
+                        record_task(session, line);
+                    }
+                }
                 TaskReply::List => msg = own_tasks_only(session, msg),
             }
         }

@@ -218,10 +218,18 @@ mod tests {
     }
 
     /// (allowed origins, allowed hosts, Origin, Host, outcome)
+    type Case<'a> = (
+        &'a [&'a str],
+        &'a [&'a str],
+        Option<&'a str>,
+        &'a str,
+        Result<(), Refusal>,
+    );
+
     #[test]
     fn origin_and_host_rules() {
         use Refusal::*;
-        let cases: &[(&[&str], &[&str], Option<&str>, &str, Result<(), Refusal>)] = &[
+        let cases: &[Case] = &[
             // No Origin: not a page's script; any Host (an Ingress's public name) is served.
             (&[], &[], None, "mcp.example.com", Ok(())),
             // The rebinding signature: Origin and Host agree on a foreign name.
