@@ -309,7 +309,8 @@ async fn bodies_in_flight_share_one_byte_budget_on_both_fronts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_cannot_fill_the_sessions() {
     let (_dir, config) = config_file(
-        r#"{"maxSessions": 50, "maxSessionsPerClient": 4, "sessionHandshakeSeconds": 1}"#,
+        r#"{"maxSessions": 50, "maxSessionsPerClient": 4, "sessionHandshakeSeconds": 1,
+            "trustProxyHeaders": true}"#,
     );
     let bridge = Bridge::start(&["--config", &config], &everything());
     let client = http();
@@ -395,4 +396,18 @@ async fn one_client_cannot_fill_the_sessions() {
     .await;
     assert!(ended.is_ok(), "an unused legacy session's stream ends");
     assert_eq!(bare_initialize().await.status(), 200, "room again");
+    // Behind a trusted proxy, each client is counted by the address the proxy forwarded.
+    let forwarded = |n: usize| {
+        client
+            .post(&url)
+            .header("accept", "application/json")
+            .header("x-forwarded-for", format!("203.0.113.9, 10.0.0.{n}"))
+            .json(&initialize_body(json!(1)))
+            .send()
+    };
+    for _ in 0..4 {
+        assert_eq!(forwarded(1).await.unwrap().status(), 200);
+    }
+    assert_eq!(forwarded(1).await.unwrap().status(), 503);
+    assert_eq!(forwarded(2).await.unwrap().status(), 200);
 }

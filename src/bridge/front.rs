@@ -122,7 +122,7 @@ async fn post_mcp(
     let started = Instant::now();
     let id_raw = Bytes::from(id.to_string());
     if method == "initialize" {
-        let client = client.map(|c| c.0 .0);
+        let client = client_address(&st, &headers, client);
         return initialize(&st, &id_raw, accept, client).await;
     }
     let Some(session) = streamable_session(&st, &headers) else {
@@ -252,6 +252,29 @@ async fn initialize(
     resp
 }
 
+/// The address a session is counted against for `maxSessionsPerClient`: the TCP peer, or behind
+/// a trusted proxy (`trustProxyHeaders`) the address it appended to `X-Forwarded-For`, so that
+/// the clients of one Ingress are not counted as one.
+fn client_address(
+    st: &FrontState,
+    headers: &HeaderMap,
+    peer: Option<axum::Extension<ClientAddr>>,
+) -> Option<std::net::IpAddr> {
+    if st.cfg.trust_proxy_headers {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    peer.map(|p| p.0 .0)
+}
+
 /// Opens a session within `maxSessions` and `maxSessionsPerClient`.
 fn open_session(
     st: &FrontState,
@@ -371,7 +394,8 @@ async fn get_sse(
     if let Err(reject) = check_access(&st, &headers, &uri) {
         return reject.into_response();
     }
-    let session = match open_session(&st, SessionKind::LegacySse, client.map(|c| c.0 .0)) {
+    let client = client_address(&st, &headers, client);
+    let session = match open_session(&st, SessionKind::LegacySse, client) {
         Ok(session) => session,
         Err(refused) => return refused_session(refused, None),
     };
