@@ -693,8 +693,16 @@ impl Hub {
                     Some(Settled::Forward { first_subscribe }) => {
                         first_subscribe.then(|| uri.unwrap_or_default().to_owned())
                     }
-                    // No URI: the server answers with its own error.
-                    None => None,
+                    // A URI that is not a string could not be counted: refused, or one session's
+                    // unsubscribe could end the others' subscription.
+                    None => {
+                        let reply = jsonrpc::error_response(
+                            Some(&client_id),
+                            code::INVALID_PARAMS,
+                            "params.uri must be a string",
+                        );
+                        return Ok(Call::answered(self, reply));
+                    }
                 }
             }
             _ => None,
