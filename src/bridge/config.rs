@@ -286,6 +286,76 @@ mod tests {
         assert_eq!(ok.transport, Some(Transport::StreamableHttp));
     }
 
+    /// The limits of issue 17 are optional fields: a config the operator wrote before them
+    /// still loads, and a zero is refused by name.
+    #[test]
+    fn limit_fields_are_optional_and_zero_is_refused() {
+        let old: FileConfig = serde_json::from_str(
+            r#"{"listen": ":8080", "transport": "stdio", "tools": ["a"], "endpointPrefix": "/p",
+                "trustProxyHeaders": true, "command": ["srv"]}"#,
+        )
+        .unwrap();
+        assert!(old.max_connections.is_none() && old.allowed_hosts.is_none());
+        let new: FileConfig = serde_json::from_str(
+            r#"{"allowedHosts": [".example.com"], "headerReadTimeoutSeconds": 5,
+                "maxConnections": 10, "maxBodyBytesInFlight": 1000, "sessionHandshakeSeconds": 3,
+                "maxSessionsPerClient": 7, "maxStreamQueueBytes": 4096}"#,
+        )
+        .unwrap();
+        assert_eq!(new.max_sessions_per_client, Some(7));
+        for (name, cfg) in [
+            (
+                "maxConnections",
+                Config {
+                    max_connections: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "maxBodyBytesInFlight",
+                Config {
+                    max_body_bytes_in_flight: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "maxSessionsPerClient",
+                Config {
+                    max_sessions_per_client: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "maxStreamQueueBytes",
+                Config {
+                    max_stream_queue_bytes: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "headerReadTimeoutSeconds",
+                Config {
+                    header_read_timeout: Duration::ZERO,
+                    ..Config::default()
+                },
+            ),
+            (
+                "sessionHandshakeSeconds",
+                Config {
+                    session_handshake: Duration::ZERO,
+                    ..Config::default()
+                },
+            ),
+        ] {
+            let cfg = Config {
+                command: vec!["srv".into()],
+                ..cfg
+            };
+            let err = cfg.validate().expect_err(name).to_string();
+            assert!(err.starts_with(name), "{err}");
+        }
+    }
+
     #[test]
     fn file_config_reads_tool_overrides() {
         let file: FileConfig = serde_json::from_str(
