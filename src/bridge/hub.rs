@@ -11,7 +11,10 @@
 //! - responses go only to the request that is waiting for them;
 //! - `notifications/progress` goes only to the stream of the request that asked for progress;
 //! - `notifications/*/list_changed` goes to every session's stream;
-//! - `notifications/resources/updated` goes to the sessions that subscribed to that URI;
+//! - `notifications/resources/updated` goes to the sessions that subscribed to that URI (the
+//!   server hears only the first subscribe and the last unsubscribe of each URI);
+//! - tasks belong to the session whose request created them: `tasks/list` is cut down to its own,
+//!   other sessions' task ids are unknown, `notifications/tasks/status` goes to the owner;
 //! - log messages and other notifications cannot be attributed and are dropped;
 //! - server-to-client requests (sampling, elicitation, roots) cannot be attributed either: they are
 //!   answered with -32601 at once so the server never waits (a `ping` is answered with `{}`).
@@ -982,6 +985,22 @@ impl Hub {
                     session.push(msg.clone());
                 }
             }
+        } else if method == "notifications/tasks/status" {
+            // A task's status goes to the session that owns the task, and only there.
+            let Ok(value) = serde_json::from_slice::<Value>(line) else {
+                return;
+            };
+            let Some(task) = value.pointer("/params/taskId").and_then(Value::as_str) else {
+                return;
+            };
+            let owner = lock(&self.sessions)
+                .by_id
+                .values()
+                .find(|s| s.owns_task(task))
+                .cloned();
+            if let Some(owner) = owner {
+                owner.push(Bytes::copy_from_slice(line));
+            }
         } else {
             // Log messages and the like belong to no session in particular.
             tracing::debug!(method, "dropped a server notification that has no session");
@@ -1465,5 +1484,86 @@ mod tests {
         assert!(tx.try_push(Bytes::from(vec![b'e'; 400])));
         assert!(!tx.try_push(Bytes::from(vec![b'f'; 1])));
         assert_eq!(rx.try_recv().unwrap()[0], b'd');
+    }
+
+    /// Tasks are recorded from the create result; `tasks/list` is cut down to the session's
+    /// own, other ids are unknown without reaching the server, and a task's status
+    /// notification goes to its owner's stream only.
+    #[tokio::test]
+    async fn tasks_belong_to_the_session_that_created_them() {
+        let (hub, mut from_hub, mut to_hub) = hub_with_pipes(1 << 16);
+        let a = hub
+            .open_session(SessionKind::StreamableHttp, None, 10, 10)
+            .unwrap();
+        let b = hub
+            .open_session(SessionKind::StreamableHttp, None, 10, 10)
+            .unwrap();
+        let mut a_stream = a.attach_stream(&hub);
+        let mut b_stream = b.attach_stream(&hub);
+        async fn answer(
+            from_hub: &mut tokio::io::Lines<BufReader<tokio::io::DuplexStream>>,
+            to_hub: &mut tokio::io::DuplexStream,
+            result: &str,
+        ) {
+            let sent: Value =
+                serde_json::from_str(&from_hub.next_line().await.unwrap().unwrap()).unwrap();
+            let reply = format!(
+                r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#,
+                sent["id"]
+            );
+            to_hub.write_all(reply.as_bytes()).await.unwrap();
+            to_hub.write_all(b"\n").await.unwrap();
+        }
+        let create = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "t", "task": {"ttl": 60000}}});
+        let call = hub.call(&a, "tools/call", create, None).await.unwrap();
+        answer(
+            &mut from_hub,
+            &mut to_hub,
+            r#"{"task":{"taskId":"T1","status":"working","ttl":60000}}"#,
+        )
+        .await;
+        call.reply(Duration::from_secs(2)).await.unwrap();
+
+        let get = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/get",
+            "params": {"taskId": "T1"}});
+        let refused = hub.call(&b, "tasks/get", get.clone(), None).await.unwrap();
+        let refused: Value =
+            serde_json::from_slice(&refused.reply(Duration::from_secs(2)).await.unwrap()).unwrap();
+        assert_eq!(refused["error"]["code"], code::INVALID_PARAMS);
+        assert_eq!(refused["id"], 2);
+
+        let all = r#"{"tasks":[{"taskId":"T0"},{"taskId":"T1"}],"nextCursor":"c"}"#;
+        for (session, want) in [(&a, serde_json::json!(["T1"])), (&b, serde_json::json!([]))] {
+            let list = serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tasks/list"});
+            let call = hub.call(session, "tasks/list", list, None).await.unwrap();
+            answer(&mut from_hub, &mut to_hub, all).await;
+            let reply: Value =
+                serde_json::from_slice(&call.reply(Duration::from_secs(2)).await.unwrap()).unwrap();
+            let ids: Vec<&Value> = reply["result"]["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| &t["taskId"])
+                .collect();
+            assert_eq!(serde_json::to_value(ids).unwrap(), want);
+            assert_eq!(reply["result"]["nextCursor"], "c");
+        }
+        // The owner's own tasks/get reaches the server (it is the next line the server reads).
+        let _owner_get = hub.call(&a, "tasks/get", get, None).await.unwrap();
+        let sent: Value =
+            serde_json::from_str(&from_hub.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(sent["method"], "tasks/get");
+
+        to_hub
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tasks/status\",\"params\":{\"taskId\":\"T1\",\"status\":\"completed\"}}\n")
+            .await
+            .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(2), a_stream.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(std::str::from_utf8(&status).unwrap().contains("T1"));
+        assert!(b_stream.try_recv().is_none());
     }
 }
