@@ -11,10 +11,13 @@
 //! - [`front`] speaks both HTTP transports, with the checks and error table of `docs/bridge.md`;
 //! - [`filter`] is the tools allow-list and the tool overrides (MCPToolConfig);
 //! - [`reverse`] forwards to servers that speak HTTP themselves (`--transport sse|streamable-http`);
-//! - [`stdio`] spawns, signals and reaps the server.
+//! - [`stdio`] spawns, signals and reaps the server;
+//! - [`serve`] is the listener of both modes, bounded against slow and idle clients;
+//! - [`origin`] decides which browser pages may call (Origin and Host, against DNS rebinding).
 //!
-//! When the server exits, the bridge answers what is in flight with errors and exits with the
-//! server's status, so Kubernetes restarts the container.
+//! When the server exits (or closes its stdout), the bridge answers what is in flight with errors
+//! and exits with the server's status (1 when it had to kill a server that closed its stdout), so
+//! Kubernetes restarts the container.
 
 pub mod config;
 pub mod filter;
