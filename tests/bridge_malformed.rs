@@ -230,7 +230,7 @@ async fn half_sent_requests_cannot_hold_the_bridge() {
     let mut quiet = raw_connection(port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     let mut all_closed = true;
     for s in hanging.iter_mut().chain(std::iter::once(&mut quiet)) {
-        let left = Duration::from_secs(5).saturating_sub(started.elapsed());
+        let left = Duration::from_secs(8).saturating_sub(started.elapsed());
         all_closed &= closed_by_bridge(s, left.max(Duration::from_millis(1)));
     }
     assert!(
@@ -274,7 +274,16 @@ async fn bodies_in_flight_share_one_byte_budget_on_both_fronts() {
         s
     };
     let held = vec![hold("/mcp"), hold("/mcp")];
-    std::thread::sleep(Duration::from_millis(300));
+    let metrics_url = bridge.url("/metrics");
+    let in_flight = "mcp_bridge_body_bytes_in_flight";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metric(&client, &metrics_url, in_flight).await < 1_800_000.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held bodies were not read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for path in ["/mcp", messages_path.as_str()] {
         let mut s = hold(path);
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -285,7 +294,13 @@ async fn bodies_in_flight_share_one_byte_budget_on_both_fronts() {
         assert!(answer.contains("-32000"), "{path}: {answer}");
     }
     drop(held);
-    std::thread::sleep(Duration::from_millis(300));
+    while metric(&client, &metrics_url, in_flight).await > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the budget was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut s = hold("/mcp");
     s.write_all(&vec![b' '; 50_000]).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub connections: Gauge,
     connections_shed: Family<ReasonLabels, Counter>,
     pub bodies_refused: Counter,
+    /// Bytes of request bodies being read (the `maxBodyBytesInFlight` budget in use).
+    pub body_bytes_in_flight: Gauge,
     pub stream_messages_dropped: Counter,
 }
 
@@ -137,6 +139,12 @@ impl Metrics {
             "Requests refused with 503 because maxBodyBytesInFlight was reached",
             bodies_refused.clone(),
         );
+        let body_bytes_in_flight = Gauge::default();
+        registry.register(
+            "body_bytes_in_flight",
+            "Bytes of request bodies being read now (bounded by maxBodyBytesInFlight)",
+            body_bytes_in_flight.clone(),
+        );
         let stream_messages_dropped = Counter::default();
         registry.register(
             "stream_messages_dropped",
@@ -155,6 +163,7 @@ impl Metrics {
             connections,
             connections_shed,
             bodies_refused,
+            body_bytes_in_flight,
             stream_messages_dropped,
         }
     }

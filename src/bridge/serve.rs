@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -222,19 +222,19 @@ fn fit_to_fd_limit(max: usize) -> usize {
 
 /// The bytes of request bodies being read at once, over every connection: a few slow clients
 /// that send nearly complete large bodies cannot hold the memory of many. Lock-free: one atomic
-/// add per body chunk.
+/// add per body chunk, on the `mcp_bridge_body_bytes_in_flight` gauge itself.
 #[derive(Debug)]
 pub struct BodyBudget {
-    in_flight: AtomicUsize,
-    cap: usize,
+    in_flight: prometheus_client::metrics::gauge::Gauge,
+    cap: i64,
     metrics: Arc<Metrics>,
 }
 
 impl BodyBudget {
     pub fn new(cap: usize, metrics: Arc<Metrics>) -> Self {
         Self {
-            in_flight: AtomicUsize::new(0),
-            cap,
+            in_flight: metrics.body_bytes_in_flight.clone(),
+            cap: i64::try_from(cap).unwrap_or(i64::MAX),
             metrics,
         }
     }
@@ -256,23 +256,24 @@ impl BodyBudget {
         }
     }
 
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.get()
     }
 }
 
 /// The part of the [`BodyBudget`] one body holds.
 pub struct BodyLease<'a> {
     budget: &'a BodyBudget,
-    held: usize,
+    held: i64,
 }
 
 impl BodyLease<'_> {
     /// Takes `n` more bytes; false (taking nothing) when the budget has no room for them.
     pub fn grow(&mut self, n: usize) -> bool {
-        let before = self.budget.in_flight.fetch_add(n, Ordering::Relaxed);
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let before = self.budget.in_flight.inc_by(n);
         if before.saturating_add(n) > self.budget.cap {
-            self.budget.in_flight.fetch_sub(n, Ordering::Relaxed);
+            self.budget.in_flight.dec_by(n);
             return false;
         }
         self.held += n;
@@ -283,9 +284,7 @@ impl BodyLease<'_> {
 impl Drop for BodyLease<'_> {
     fn drop(&mut self) {
         if self.held > 0 {
-            self.budget
-                .in_flight
-                .fetch_sub(self.held, Ordering::Relaxed);
+            self.budget.in_flight.dec_by(self.held);
         }
     }
 }
