@@ -109,11 +109,15 @@ fn the_server_dies_with_a_killed_bridge() {
     }
 }
 
+/// A server that ends before the handshake: its exit status is the bridge's; one that only
+/// closes its stdout (and would sleep on) is killed and the bridge exits 1 (issue 17).
 #[test]
 fn a_server_that_exits_at_once_makes_the_bridge_exit_with_its_code() {
-    let mut bridge = Bridge::spawn(&[], &["sh".into(), "-c".into(), "exit 3".into()]);
-    let exit = bridge.wait_exit(Duration::from_secs(5)).expect("exited");
-    assert_eq!(exit.code(), Some(3));
+    for (script, code) in [("exit 3", 3), ("exec >&-; exec sleep 30", 1)] {
+        let mut bridge = Bridge::spawn(&[], &["sh".into(), "-c".into(), script.into()]);
+        let exit = bridge.wait_exit(Duration::from_secs(5)).expect(script);
+        assert_eq!(exit.code(), Some(code), "{script}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
