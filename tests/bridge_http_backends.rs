@@ -134,6 +134,37 @@ async fn a_batch_cannot_smuggle_a_hidden_tool_past_the_allow_list() {
             .contains("tool not found"),
         "{body}"
     );
+    // Issue 17: a call whose tool name cannot be read (positional params, no name) is refused
+    // under an allow-list too, alone or in a batch, rather than let through.
+    for params in [json!(["get-env", {}]), json!({"arguments": {}})] {
+        let call = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": params});
+        let (status, _, body) = send(&client, &url, Some(&sid), &call).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (200, &json!(-32602)),
+            "{params}: {body}"
+        );
+        assert_eq!(body["id"], 4);
+        let (status, _, body) = send(&client, &url, Some(&sid), &json!([call])).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &json!(-32602)),
+            "{params}: {body}"
+        );
+    }
+    // Issue 17: a DNS-rebinding page is refused before the backend sees it.
+    let evil = format!("evil.example:{}", bridge.port);
+    let resp = client
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("host", &evil)
+        .header("origin", format!("http://{evil}"))
+        .json(&echo_call(json!(5), "x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
     // The session is still good for single calls.
     let (status, _, body) = send(&client, &url, Some(&sid), &echo_call(json!(3), "still")).await;
     assert_eq!(status, 200, "{body}");
@@ -164,4 +195,33 @@ async fn the_legacy_endpoint_event_points_at_the_bridge() {
         reply["result"]["serverInfo"]["name"],
         "mcp-servers/everything"
     );
+    // Issue 17: a DNS-rebinding page (its Origin and Host agree on a foreign name) is refused
+    // on both legacy routes; the same request without a browser's Origin is served.
+    let evil = format!("evil.example:{}", bridge.port);
+    let rebound = |req: reqwest::RequestBuilder| {
+        req.header("host", &evil)
+            .header("origin", format!("http://{evil}"))
+    };
+    let resp = rebound(
+        client
+            .get(bridge.url("/sse"))
+            .header("accept", "text/event-stream"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 403);
+    let resp = rebound(client.post(&sse.endpoint).json(&echo_call(json!(1), "x")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let resp = client
+        .post(&sse.endpoint)
+        .header("host", &evil)
+        .json(&echo_call(json!(2), "x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
 }

@@ -109,11 +109,15 @@ fn the_server_dies_with_a_killed_bridge() {
     }
 }
 
+/// A server that ends before the handshake: its exit status is the bridge's; one that only
+/// closes its stdout (and would sleep on) is killed and the bridge exits 1 (issue 17).
 #[test]
 fn a_server_that_exits_at_once_makes_the_bridge_exit_with_its_code() {
-    let mut bridge = Bridge::spawn(&[], &["sh".into(), "-c".into(), "exit 3".into()]);
-    let exit = bridge.wait_exit(Duration::from_secs(5)).expect("exited");
-    assert_eq!(exit.code(), Some(3));
+    for (script, code) in [("exit 3", 3), ("exec >&-; exec sleep 30", 1)] {
+        let mut bridge = Bridge::spawn(&[], &["sh".into(), "-c".into(), script.into()]);
+        let exit = bridge.wait_exit(Duration::from_secs(5)).expect(script);
+        assert_eq!(exit.code(), Some(code), "{script}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,4 +166,130 @@ async fn not_ready_until_the_server_is_initialized() {
     assert_eq!(ready.status(), 503);
     let health = client.get(bridge.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+}
+
+fn fake_call(id: serde_json::Value, tool: &str, arguments: serde_json::Value) -> serde_json::Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": tool, "arguments": arguments}})
+}
+
+/// Issue 17: a server that closes its stdout but keeps running is the server's end: the
+/// requests waiting on both fronts are answered, the server is killed and the bridge exits
+/// non-zero (it used to answer 503 forever with `/health` 200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_closes_stdout_is_killed_and_the_bridge_exits_non_zero() {
+    let mut bridge = Bridge::start(&[], &fake_server());
+    let client = http();
+    let url = bridge.url("/mcp");
+    let sid = open_session(&client, &url).await;
+    let mut sse = SseSession::open(&client, &bridge.url("")).await;
+    assert_eq!(sse.send(&client, &initialize_body(json!(0))).await, 202);
+    assert!(sse.next(Duration::from_secs(5)).await.is_some());
+    let server = children_of(bridge.child.id());
+    assert_eq!(server.len(), 1);
+
+    let waiting = {
+        let (client, url, sid) = (client.clone(), url.clone(), sid.clone());
+        tokio::spawn(async move {
+            post(
+                &client,
+                &url,
+                &sid,
+                &fake_call(json!("w"), "hang", json!({})),
+            )
+            .await
+        })
+    };
+    assert_eq!(
+        sse.send(&client, &fake_call(json!(7), "hang", json!({})))
+            .await,
+        202
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let closed = Instant::now();
+    let (status, reply) = post(
+        &client,
+        &url,
+        &sid,
+        &fake_call(json!("c"), "close-stdout", json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, &reply["error"]["code"]),
+        (200, &json!(-32603)),
+        "{reply}"
+    );
+
+    let (status, reply) = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("the waiting request was answered")
+        .unwrap();
+    assert_eq!((status, &reply["id"]), (200, &json!("w")));
+    assert_eq!(reply["error"]["code"], -32603, "{reply}");
+    let sse_reply = sse
+        .next(Duration::from_secs(2))
+        .await
+        .expect("an SSE answer");
+    assert_eq!(sse_reply["id"], 7);
+    assert_eq!(sse_reply["error"]["code"], -32603);
+
+    let exit = bridge
+        .wait_exit(Duration::from_secs(5))
+        .expect("the bridge exits when its server's stdout closes");
+    assert_eq!(exit.code(), Some(1), "{exit:?}");
+    assert!(closed.elapsed() < Duration::from_secs(5));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", server[0])).exists(),
+        "the half-dead server was killed and reaped"
+    );
+}
+
+/// Issue 17: a reply longer than `maxLineBytes` is answered at once with an error (it used to
+/// be dropped and its client got a 504 after the request timeout), whether the server writes
+/// its `id` first or last, on both fronts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_long_reply_is_answered_at_once_on_both_fronts() {
+    let (_dir, config) = config_file(r#"{"maxLineBytes": 65536}"#);
+    let bridge = Bridge::start(&["--config", &config], &fake_server());
+    let client = http();
+    let url = bridge.url("/mcp");
+    let sid = open_session(&client, &url).await;
+    let mut sse = SseSession::open(&client, &bridge.url("")).await;
+    assert_eq!(sse.send(&client, &initialize_body(json!(0))).await, 202);
+    assert!(sse.next(Duration::from_secs(5)).await.is_some());
+    for id_last in [true, false] {
+        let big = fake_call(
+            json!(1),
+            "big",
+            json!({"bytes": 200_000, "idLast": id_last}),
+        );
+        let (status, reply) =
+            tokio::time::timeout(Duration::from_secs(5), post(&client, &url, &sid, &big))
+                .await
+                .expect("answered at once, not after the request timeout");
+        assert_eq!(status, 200);
+        assert_eq!(
+            (&reply["id"], &reply["error"]["code"]),
+            (&json!(1), &json!(-32603)),
+            "{reply}"
+        );
+        assert_eq!(sse.send(&client, &big).await, 202);
+        let reply = sse
+            .next(Duration::from_secs(5))
+            .await
+            .expect("answered at once on the stream");
+        assert_eq!(
+            (&reply["id"], &reply["error"]["code"]),
+            (&json!(1), &json!(-32603)),
+            "{reply}"
+        );
+    }
+    // A reply under the limit still goes through whole.
+    let small = fake_call(json!(2), "big", json!({"bytes": 1000, "idLast": true}));
+    let (status, reply) = post(&client, &url, &sid, &small).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        reply["result"]["content"][0]["text"].as_str().map(str::len),
+        Some(1000)
+    );
 }

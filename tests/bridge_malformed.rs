@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 const BODY_LIMIT: usize = 64 * 1024;
 
@@ -22,6 +23,10 @@ async fn malformed_input_gets_the_documented_status_and_error() {
     let bridge = Bridge::start(&["--max-body-bytes", &limit], &everything());
     let client = http();
     let sid = open_session(&client, &bridge.url("/mcp")).await;
+    // Rows with `"front": "sse"` are POSTed to this legacy session's own message endpoint.
+    let sse = SseSession::open(&client, &bridge.url("")).await;
+    let port = bridge.port.to_string();
+    let fill = |s: &str| s.replace("{port}", &port);
     let cases: Vec<Value> = serde_json::from_str(
         &std::fs::read_to_string(repo().join("tests/bridge/malformed.json")).unwrap(),
     )
@@ -29,7 +34,10 @@ async fn malformed_input_gets_the_documented_status_and_error() {
     let mut failures = Vec::new();
     for case in &cases {
         let name = case["name"].as_str().unwrap();
-        let path = case["path"].as_str().unwrap_or("/mcp");
+        let url = match (case["front"].as_str(), case["path"].as_str()) {
+            (Some("sse"), _) => sse.endpoint.clone(),
+            (_, path) => bridge.url(path.unwrap_or("/mcp")),
+        };
         let method = case["method"].as_str().unwrap_or("POST");
         let body: Vec<u8> = if let Some(n) = case["body_repeat"].as_u64() {
             let pad = "x".repeat(n as usize);
@@ -45,19 +53,19 @@ async fn malformed_input_gets_the_documented_status_and_error() {
                 .as_bytes()
                 .to_vec()
         };
-        let mut req = client
-            .request(method.parse().unwrap(), bridge.url(path))
-            .header(
-                "accept",
-                case["accept"]
-                    .as_str()
-                    .unwrap_or("application/json, text/event-stream"),
-            );
+        let mut req = client.request(method.parse().unwrap(), url).header(
+            "accept",
+            case["accept"]
+                .as_str()
+                .unwrap_or("application/json, text/event-stream"),
+        );
         if method == "POST" {
-            req = req.header(
-                "content-type",
-                case["content_type"].as_str().unwrap_or("application/json"),
-            );
+            // `"content_type": null` sends none.
+            match case.get("content_type") {
+                None => req = req.header("content-type", "application/json"),
+                Some(Value::String(ct)) => req = req.header("content-type", ct),
+                Some(_) => {}
+            }
             req = if case["chunked"] == true {
                 let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
                     body.chunks(4096).map(|c| Ok(c.to_vec())).collect();
@@ -72,18 +80,29 @@ async fn malformed_input_gets_the_documented_status_and_error() {
             Some(_) => {}
         }
         if let Some(o) = case["origin"].as_str() {
-            req = req.header("origin", o);
+            req = req.header("origin", fill(o));
+        }
+        if let Some(h) = case["host"].as_str() {
+            req = req.header("host", fill(h));
         }
         if let Some(v) = case["protocol_version"].as_str() {
             req = req.header("mcp-protocol-version", v);
         }
-        let resp = req.send().await.unwrap();
+        // A row the bridge leaves unanswered is a failure of that row, not of the runner.
+        let resp = match req.timeout(Duration::from_secs(10)).send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                failures.push(format!("{name}: no answer ({e})"));
+                continue;
+            }
+        };
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         let reply: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if status != case["status"].as_u64().unwrap() as u16
             || reply["error"]["code"] != case["code"]
             || reply["jsonrpc"] != "2.0"
+            || case.get("id").is_some_and(|id| reply["id"] != *id)
         {
             failures.push(format!("{name}: got {status} {text}"));
         }
@@ -156,4 +175,254 @@ async fn deleted_sessions_are_gone_and_notifications_get_202() {
     let (status, reply) = post(&client, &url, &sid, &echo_call(json!(1), "x")).await;
     assert_eq!(status, 404);
     assert_eq!(reply["error"]["code"], -32001);
+}
+
+/// Sends raw bytes on a new connection to the bridge.
+fn raw_connection(port: u16, bytes: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(bytes).expect("write");
+    s
+}
+
+/// Whether the bridge closed the connection (EOF or reset) within `within`.
+fn closed_by_bridge(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Issue 17 (slowloris): connections that send half a request line are closed after the
+/// header-read timeout; at `maxConnections` the oldest of them make room, so `/health` is
+/// answered at once while hundreds hang; a kept-alive connection that goes quiet is closed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_cannot_hold_the_bridge() {
+    let (_dir, config) = config_file(r#"{"maxConnections": 64, "headerReadTimeoutSeconds": 2}"#);
+    let bridge = Bridge::start(&["--config", &config], &everything());
+    let port = bridge.port;
+    let started = std::time::Instant::now();
+    let mut hanging: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| raw_connection(port, b"POST /mcp HTT"))
+        .collect();
+    let client = http();
+    let health = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.get(bridge.url("/health")).send(),
+    )
+    .await
+    .expect("/health answered while 300 connections hang")
+    .unwrap();
+    assert_eq!(health.status(), 200);
+    // A used connection left quiet between requests.
+    let mut quiet = raw_connection(port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut all_closed = true;
+    for s in hanging.iter_mut().chain(std::iter::once(&mut quiet)) {
+        let left = Duration::from_secs(8).saturating_sub(started.elapsed());
+        all_closed &= closed_by_bridge(s, left.max(Duration::from_millis(1)));
+    }
+    assert!(
+        all_closed,
+        "the bridge closed every connection that sent no complete header in time"
+    );
+    let evicted = metric(
+        &client,
+        &bridge.url("/metrics"),
+        r#"mcp_bridge_connections_shed_total{reason="evicted"}"#,
+    )
+    .await;
+    assert!(evicted >= 236.0, "evicted {evicted}");
+}
+
+/// Issue 17: bodies being read count against one shared byte budget: with two nearly complete
+/// large bodies held open, a third is refused with 503 on both fronts, and the budget comes back
+/// when they go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_in_flight_share_one_byte_budget_on_both_fronts() {
+    use std::io::{Read, Write};
+    let (_dir, config) =
+        config_file(r#"{"maxBodyBytes": 1000000, "maxBodyBytesInFlight": 2000000}"#);
+    let bridge = Bridge::start(&["--config", &config], &everything());
+    let client = http();
+    let legacy = SseSession::open(&client, &bridge.url("")).await;
+    let messages_path = legacy
+        .endpoint
+        .trim_start_matches(&bridge.url(""))
+        .to_owned();
+    let head = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: 950000\r\n\r\n"
+        )
+    };
+    let part = vec![b' '; 900_000];
+    let hold = |path: &str| {
+        let mut s = raw_connection(bridge.port, head(path).as_bytes());
+        s.write_all(&part).unwrap();
+        s
+    };
+    let held = vec![hold("/mcp"), hold("/mcp")];
+    let metrics_url = bridge.url("/metrics");
+    let in_flight = "mcp_bridge_body_bytes_in_flight";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metric(&client, &metrics_url, in_flight).await < 1_800_000.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held bodies were not read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for path in ["/mcp", messages_path.as_str()] {
+        let mut s = hold(path);
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = s.read(&mut answer).unwrap_or(0);
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 503"), "{path}: {answer}");
+        assert!(answer.contains("-32000"), "{path}: {answer}");
+    }
+    drop(held);
+    while metric(&client, &metrics_url, in_flight).await > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the budget was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut s = hold("/mcp");
+    s.write_all(&vec![b' '; 50_000]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = s.read(&mut answer).unwrap_or(0);
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    // A whole body of spaces: not JSON, but read in full once the budget was given back.
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let refused = metric(
+        &client,
+        &bridge.url("/metrics"),
+        "mcp_bridge_bodies_refused_total",
+    )
+    .await;
+    assert_eq!(refused, 2.0);
+}
+
+/// Issue 17: one client cannot fill `maxSessions`: sessions opened and never used end within
+/// `sessionHandshakeSeconds`, one address holds at most `maxSessionsPerClient` (both fronts
+/// count), and the limit and refusals are in the metrics. Used sessions stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_fill_the_sessions() {
+    let (_dir, config) = config_file(
+        r#"{"maxSessions": 50, "maxSessionsPerClient": 4, "sessionHandshakeSeconds": 1,
+            "trustProxyHeaders": true}"#,
+    );
+    let bridge = Bridge::start(&["--config", &config], &everything());
+    let client = http();
+    let url = bridge.url("/mcp");
+    let metrics_url = bridge.url("/metrics");
+    let bare_initialize = || async {
+        client
+            .post(&url)
+            .header("accept", "application/json")
+            .json(&initialize_body(json!(1)))
+            .send()
+            .await
+            .unwrap()
+    };
+    let used = open_session(&client, &url).await;
+    let mut legacy = SseSession::open(&client, &bridge.url("")).await;
+    assert_eq!(legacy.send(&client, &initialize_body(json!(0))).await, 202);
+    assert!(legacy.next(Duration::from_secs(5)).await.is_some());
+    for _ in 0..2 {
+        assert_eq!(bare_initialize().await.status(), 200);
+    }
+    let refused = bare_initialize().await;
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32000, "{body}");
+    let sse = client
+        .get(bridge.url("/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        sse.status(),
+        503,
+        "the legacy front counts toward the same cap"
+    );
+    assert_eq!(
+        metric(
+            &client,
+            &metrics_url,
+            r#"mcp_bridge_sessions_refused_total{reason="per_client"}"#
+        )
+        .await,
+        2.0
+    );
+    assert_eq!(
+        metric(&client, &metrics_url, "mcp_bridge_sessions_limit").await,
+        50.0
+    );
+
+    // The two bare sessions end; the used ones stay.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        metric(
+            &client,
+            &metrics_url,
+            r#"mcp_bridge_sessions_expired_total{reason="handshake"}"#
+        )
+        .await,
+        2.0
+    );
+    assert_eq!(
+        metric(&client, &metrics_url, "mcp_bridge_sessions").await,
+        2.0
+    );
+    let (status, _) = post(&client, &url, &used, &echo_call(json!(2), "still")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        legacy.send(&client, &echo_call(json!(3), "still")).await,
+        202
+    );
+    // A legacy stream that never POSTs ends too.
+    let mut unused = client
+        .get(bridge.url("/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unused.status(), 200);
+    let ended = tokio::time::timeout(Duration::from_secs(4), async {
+        while let Ok(Some(_)) = unused.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "an unused legacy session's stream ends");
+    assert_eq!(bare_initialize().await.status(), 200, "room again");
+    // Behind a trusted proxy, each client is counted by the address the proxy forwarded.
+    let forwarded = |n: usize| {
+        client
+            .post(&url)
+            .header("accept", "application/json")
+            .header("x-forwarded-for", format!("203.0.113.9, 10.0.0.{n}"))
+            .json(&initialize_body(json!(1)))
+            .send()
+    };
+    for _ in 0..4 {
+        assert_eq!(forwarded(1).await.unwrap().status(), 200);
+    }
+    assert_eq!(forwarded(1).await.unwrap().status(), 503);
+    assert_eq!(forwarded(2).await.unwrap().status(), 200);
 }

@@ -152,3 +152,124 @@ async fn logs_never_contain_arguments_or_results() {
     let leaks: Vec<&String> = log.iter().filter(|l| l.contains(SECRET)).collect();
     assert!(leaks.is_empty(), "the log holds the payload: {leaks:?}");
 }
+
+/// What the fake server itself holds: `{"subscribed": [...], "subscribes": n, "unsubscribes": n}`.
+async fn server_state(client: &reqwest::Client, url: &str, sid: &str) -> Value {
+    let (status, reply) = post(client, url, sid, &call(99, "state", json!({}))).await;
+    assert_eq!(status, 200, "{reply}");
+    serde_json::from_str(reply["result"]["content"][0]["text"].as_str().unwrap()).unwrap()
+}
+
+/// Issue 17: subscriptions are counted per URI over both fronts: the server hears the first
+/// subscribe and the last unsubscribe only, and a session's end counts as its unsubscribe (one
+/// session's unsubscribe used to end every session's updates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unsubscribe_does_not_end_the_others_updates() {
+    let bridge = Bridge::start(&[], &fake_server());
+    let client = http();
+    let url = bridge.url("/mcp");
+    let a = open_session(&client, &url).await;
+    let b = open_session(&client, &url).await;
+    let watcher = open_session(&client, &url).await;
+    let mut c = SseSession::open(&client, &bridge.url("")).await;
+    assert_eq!(c.send(&client, &initialize_body(json!(0))).await, 202);
+    assert!(c.next(SECONDS_5).await.is_some());
+    let uri = "test://static/resource/1";
+    let sub = |id: i64| json!({"jsonrpc": "2.0", "id": id, "method": "resources/subscribe", "params": {"uri": uri}});
+    let unsub = |id: i64| json!({"jsonrpc": "2.0", "id": id, "method": "resources/unsubscribe", "params": {"uri": uri}});
+
+    for sid in [&a, &b] {
+        let (status, reply) = post(&client, &url, sid, &sub(1)).await;
+        assert_eq!((status, &reply["result"]), (200, &json!({})), "{reply}");
+    }
+    assert_eq!(c.send(&client, &sub(2)).await, 202);
+    assert_eq!(
+        c.next(SECONDS_5).await.expect("answer")["result"],
+        json!({})
+    );
+    let state = server_state(&client, &url, &watcher).await;
+    assert_eq!(state["subscribed"], json!([uri]));
+    assert_eq!(
+        state["subscribes"], 1,
+        "only the first subscribe reaches the server"
+    );
+
+    // B leaves by unsubscribing, C (legacy) by unsubscribing twice: A still subscribes.
+    let (status, reply) = post(&client, &url, &b, &unsub(3)).await;
+    assert_eq!((status, &reply["result"]), (200, &json!({})), "{reply}");
+    for id in [4, 5] {
+        assert_eq!(c.send(&client, &unsub(id)).await, 202);
+        assert_eq!(
+            c.next(SECONDS_5).await.expect("answer")["result"],
+            json!({})
+        );
+    }
+    let state = server_state(&client, &url, &watcher).await;
+    assert_eq!(
+        state["subscribed"],
+        json!([uri]),
+        "A's updates go on: {state}"
+    );
+    assert_eq!(state["unsubscribes"], 0);
+
+    // A's session ends: that is the last unsubscribe.
+    let resp = client
+        .delete(&url)
+        .header("mcp-session-id", &a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let state = server_state(&client, &url, &watcher).await;
+    assert_eq!(state["subscribed"], json!([]), "{state}");
+    assert_eq!(state["unsubscribes"], 1);
+}
+
+/// Issue 17: a client that does not read its stream cannot make the bridge hold more than
+/// `maxStreamQueueBytes` for it: the rest is dropped, logged and counted, on the streamable
+/// GET stream and on the legacy stream alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_streams_are_bounded_by_bytes_and_overflow_is_counted() {
+    let (_dir, config) = config_file(r#"{"maxStreamQueueBytes": 65536}"#);
+    let bridge = Bridge::start(&["--config", &config], &fake_server());
+    let client = http();
+    let url = bridge.url("/mcp");
+    let idle = open_session(&client, &url).await;
+    // Opened and never read again.
+    let _unread_get = client
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &idle)
+        .send()
+        .await
+        .unwrap();
+    let _unread_sse = client
+        .get(bridge.url("/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let caller = open_session(&client, &url).await;
+    // 40 MB of list_changed notifications: far more than socket buffers and the queue bound,
+    // yet fewer messages than the queue's count bound.
+    let flood = call(1, "flood", json!({"count": 200, "bytes": 200_000}));
+    let (status, reply) = post(&client, &url, &caller, &flood).await;
+    assert_eq!(status, 200, "{reply}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dropped = metric(
+        &client,
+        &bridge.url("/metrics"),
+        "mcp_bridge_stream_messages_dropped_total",
+    )
+    .await;
+    assert!(dropped > 0.0, "nothing was dropped");
+    let warnings = bridge
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("queue is full"))
+        .count();
+    assert_eq!(warnings, 2, "one log line per overflowing stream");
+}

@@ -33,6 +33,7 @@ pub struct FileConfig {
     pub endpoint_prefix: Option<String>,
     pub trust_proxy_headers: Option<bool>,
     pub allowed_origins: Option<Vec<String>>,
+    pub allowed_hosts: Option<Vec<String>>,
     pub request_timeout_seconds: Option<u64>,
     pub max_body_bytes: Option<usize>,
     pub max_line_bytes: Option<usize>,
@@ -42,6 +43,12 @@ pub struct FileConfig {
     pub ping_interval_seconds: Option<u64>,
     pub metrics: Option<bool>,
     pub command: Option<Vec<String>>,
+    pub header_read_timeout_seconds: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_body_bytes_in_flight: Option<usize>,
+    pub session_handshake_seconds: Option<u64>,
+    pub max_sessions_per_client: Option<usize>,
+    pub max_stream_queue_bytes: Option<usize>,
 }
 
 /// How one backend tool is shown to clients (`toolOverrides`, keyed by the backend's name;
@@ -82,8 +89,11 @@ pub struct Config {
     pub endpoint_prefix: String,
     /// Honour `X-Forwarded-Prefix` (only behind a proxy that sets it).
     pub trust_proxy_headers: bool,
-    /// Origins allowed besides the request's own host and loopback.
+    /// Origins allowed besides loopback and the request's own (known) host.
     pub allowed_origins: Vec<String>,
+    /// Host names served to browser pages besides the bridge's own (see [`super::origin`]);
+    /// `.suffix` or `*.suffix` for every name under one, `*` for any.
+    pub allowed_hosts: Vec<String>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_line_bytes: usize,
@@ -93,6 +103,21 @@ pub struct Config {
     pub ping_interval: Duration,
     pub metrics: bool,
     pub command: Vec<String>,
+    /// A connection must send a request's headers within this (also between keep-alive
+    /// requests), or it is closed.
+    pub header_read_timeout: Duration,
+    /// Open client connections; at the cap, the oldest one that has not sent a request yet
+    /// makes room, else the new one is closed.
+    pub max_connections: usize,
+    /// Bytes of request bodies being read at once, over all connections (then 503).
+    pub max_body_bytes_in_flight: usize,
+    /// A session that makes no request (streamable HTTP: none after `initialize`; legacy SSE:
+    /// no POST) within this is ended.
+    pub session_handshake: Duration,
+    /// Sessions one client address may hold.
+    pub max_sessions_per_client: usize,
+    /// Bytes queued on one SSE stream for a client that does not read it; more are dropped.
+    pub max_stream_queue_bytes: usize,
 }
 
 impl Default for Config {
@@ -106,6 +131,7 @@ impl Default for Config {
             endpoint_prefix: String::new(),
             trust_proxy_headers: false,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             // Upstream's figures: 60 s per request, 8 MiB per body.
             request_timeout: Duration::from_secs(60),
             max_body_bytes: 8 << 20,
@@ -116,6 +142,12 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             metrics: true,
             command: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            max_body_bytes_in_flight: 64 << 20,
+            session_handshake: Duration::from_secs(10),
+            max_sessions_per_client: 1000,
+            max_stream_queue_bytes: 4 << 20,
         }
     }
 }
@@ -208,6 +240,15 @@ impl Config {
             ("keepAliveSeconds", self.keep_alive.is_zero()),
             ("maxSessions", self.max_sessions == 0),
             ("pingIntervalSeconds", self.ping_interval.is_zero()),
+            (
+                "headerReadTimeoutSeconds",
+                self.header_read_timeout.is_zero(),
+            ),
+            ("maxConnections", self.max_connections == 0),
+            ("maxBodyBytesInFlight", self.max_body_bytes_in_flight == 0),
+            ("sessionHandshakeSeconds", self.session_handshake.is_zero()),
+            ("maxSessionsPerClient", self.max_sessions_per_client == 0),
+            ("maxStreamQueueBytes", self.max_stream_queue_bytes == 0),
         ] {
             if zero {
                 return Err(ConfigError::Zero(name));
@@ -243,6 +284,76 @@ mod tests {
         let ok: FileConfig =
             serde_json::from_str(r#"{"tools":["echo"],"transport":"streamable-http"}"#).unwrap();
         assert_eq!(ok.transport, Some(Transport::StreamableHttp));
+    }
+
+    /// The limits of issue 17 are optional fields: a config the operator wrote before them
+    /// still loads, and a zero is refused by name.
+    #[test]
+    fn limit_fields_are_optional_and_zero_is_refused() {
+        let old: FileConfig = serde_json::from_str(
+            r#"{"listen": ":8080", "transport": "stdio", "tools": ["a"], "endpointPrefix": "/p",
+                "trustProxyHeaders": true, "command": ["srv"]}"#,
+        )
+        .unwrap();
+        assert!(old.max_connections.is_none() && old.allowed_hosts.is_none());
+        let new: FileConfig = serde_json::from_str(
+            r#"{"allowedHosts": [".example.com"], "headerReadTimeoutSeconds": 5,
+                "maxConnections": 10, "maxBodyBytesInFlight": 1000, "sessionHandshakeSeconds": 3,
+                "maxSessionsPerClient": 7, "maxStreamQueueBytes": 4096}"#,
+        )
+        .unwrap();
+        assert_eq!(new.max_sessions_per_client, Some(7));
+        for (name, cfg) in [
+            (
+                "maxConnections",
+                Config {
+                    max_connections: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "maxBodyBytesInFlight",
+                Config {
+                    max_body_bytes_in_flight: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "maxSessionsPerClient",
+                Config {
+                    max_sessions_per_client: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "maxStreamQueueBytes",
+                Config {
+                    max_stream_queue_bytes: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "headerReadTimeoutSeconds",
+                Config {
+                    header_read_timeout: Duration::ZERO,
+                    ..Config::default()
+                },
+            ),
+            (
+                "sessionHandshakeSeconds",
+                Config {
+                    session_handshake: Duration::ZERO,
+                    ..Config::default()
+                },
+            ),
+        ] {
+            let cfg = Config {
+                command: vec!["srv".into()],
+                ..cfg
+            };
+            let err = cfg.validate().expect_err(name).to_string();
+            assert!(err.starts_with(name), "{err}");
+        }
     }
 
     #[test]

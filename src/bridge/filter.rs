@@ -234,14 +234,20 @@ impl ToolPolicy {
     }
 
     /// Screens a `tools/call` request (its whole body): refused, or allowed with the backend's
-    /// name put in for a new one. A call with no string `params.name` goes through: the server
-    /// answers it with its own error.
+    /// name put in for a new one. A call with no string `params.name` (positional params, no
+    /// name) fails closed under an allow-list, which cannot vouch for it; without one it goes
+    /// through and the server answers it with its own error.
     pub fn screen_call(&self, body: &mut Value) -> Screened {
+        let unnamed = if self.allow.is_some() {
+            Screened::Refused
+        } else {
+            Screened::Unchanged
+        };
         let Some(slot) = body.get_mut("params").and_then(|p| p.get_mut("name")) else {
-            return Screened::Unchanged;
+            return unnamed;
         };
         let Some(called) = slot.as_str() else {
-            return Screened::Unchanged;
+            return unnamed;
         };
         if !self.allows(called) {
             return Screened::Refused;
@@ -631,10 +637,26 @@ mod tests {
             assert_eq!(body["params"]["name"], sent, "{allow:?} {o} {called}");
             assert_eq!(body["params"]["arguments"], json!({"x": 1}));
         }
-        // No name to screen: the server answers.
-        let p = policy(&["say"], rename);
-        let mut body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {}});
-        assert_eq!(p.screen_call(&mut body), Screened::Unchanged);
+        // No name to screen: refused under an allow-list (positional params would otherwise
+        // reach a server that accepts them); without one, the server answers.
+        let with_list = policy(&["say"], rename.clone());
+        let without = ToolPolicy::new(Vec::<String>::new(), &overrides(rename))
+            .unwrap()
+            .unwrap();
+        for params in [json!({}), json!(["say"]), json!({"name": 5})] {
+            let mut body =
+                json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params});
+            assert_eq!(
+                with_list.screen_call(&mut body),
+                Screened::Refused,
+                "{params}"
+            );
+            assert_eq!(
+                without.screen_call(&mut body),
+                Screened::Unchanged,
+                "{params}"
+            );
+        }
     }
 
     #[test]

@@ -12,18 +12,21 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::config::{normalize_prefix, Config};
 use super::filter::{Screened, TOOL_NOT_FOUND};
-use super::hub::{CallError, Hub, Session, SessionKind, KNOWN_VERSIONS, STREAM_QUEUE};
+use super::hub::{
+    stream_channel, CallError, Hub, Session, SessionKind, SessionRefused, StreamRx, KNOWN_VERSIONS,
+};
 use super::jsonrpc::{self, code, ClientMessage};
+use super::origin::Access;
+use super::serve::{BodyBudget, ClientAddr};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -36,6 +39,8 @@ const MODERN_VERSION: &str = "2026-07-28";
 pub struct FrontState {
     pub hub: Arc<Hub>,
     pub cfg: Arc<Config>,
+    pub access: Arc<Access>,
+    pub bodies: Arc<BodyBudget>,
 }
 
 /// The router of the stdio-backed fronts; also served under `endpointPrefix` when one is set,
@@ -89,9 +94,15 @@ async fn metrics(State(st): State<FrontState>) -> Response {
 // Streamable HTTP
 // ---------------------------------------------------------------------------------------------
 
-async fn post_mcp(State(st): State<FrontState>, headers: HeaderMap, body: Body) -> Response {
+async fn post_mcp(
+    State(st): State<FrontState>,
+    client: Option<axum::Extension<ClientAddr>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let accept = Accept::of(&headers);
-    let msg = match admit_post(&st, &headers, body, accept).await {
+    let msg = match admit_post(&st, &headers, &uri, body, accept).await {
         Ok(msg) => msg,
         Err(reject) => return reject.into_response(),
     };
@@ -111,7 +122,8 @@ async fn post_mcp(State(st): State<FrontState>, headers: HeaderMap, body: Body) 
     let started = Instant::now();
     let id_raw = Bytes::from(id.to_string());
     if method == "initialize" {
-        return initialize(&st, &id_raw, accept).await;
+        let client = client_address(&st, &headers, client);
+        return initialize(&st, &id_raw, accept, client).await;
     }
     let Some(session) = streamable_session(&st, &headers) else {
         return session_error(&headers);
@@ -148,7 +160,8 @@ async fn streamed_call(
     id_raw: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let (progress_tx, mut progress_rx) = mpsc::channel(STREAM_QUEUE);
+    let queue_bytes = st.cfg.max_stream_queue_bytes;
+    let (progress_tx, mut progress_rx) = stream_channel(queue_bytes, st.hub.metrics.clone());
     let call = match st
         .hub
         .call(&session, &method, body, Some(progress_tx))
@@ -157,8 +170,9 @@ async fn streamed_call(
         Ok(call) => call,
         Err(e) => return call_failed(&st, &method, &id_raw, e, started),
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(STREAM_QUEUE);
+    let (tx, rx) = stream_channel(queue_bytes, st.hub.metrics.clone());
     let keep_alive = st.cfg.keep_alive;
+    let timeout = st.cfg.request_timeout;
     tokio::spawn(async move {
         let reply = call.reply(st.cfg.request_timeout);
         tokio::pin!(reply);
@@ -177,18 +191,20 @@ async fn streamed_call(
                         }
                     };
                     // The hub queued every progress notification before routing the reply.
-                    while let Ok(progress) = progress_rx.try_recv() {
-                        if tx.send(progress).await.is_err() {
+                    while let Some(progress) = progress_rx.try_recv() {
+                        if tx.is_closed() {
                             return;
                         }
+                        tx.send(progress, timeout).await;
                     }
-                    let _ = tx.send(msg).await;
+                    tx.send(msg, timeout).await;
                     return;
                 }
                 Some(progress) = progress_rx.recv() => {
-                    if tx.send(progress).await.is_err() {
+                    if tx.is_closed() {
                         return;
                     }
+                    tx.send(progress, timeout).await;
                 }
                 // The client went away: dropping the call withdraws it from the server.
                 _ = tx.closed() => return,
@@ -198,7 +214,12 @@ async fn streamed_call(
     sse_response(None, rx, keep_alive, None)
 }
 
-async fn initialize(st: &FrontState, id_raw: &[u8], accept: Accept) -> Response {
+async fn initialize(
+    st: &FrontState,
+    id_raw: &[u8],
+    accept: Accept,
+    client: Option<std::net::IpAddr>,
+) -> Response {
     let started = Instant::now();
     if !st.hub.wait_ready(st.cfg.request_timeout).await {
         return rpc_error(
@@ -208,16 +229,9 @@ async fn initialize(st: &FrontState, id_raw: &[u8], accept: Accept) -> Response 
             "the MCP server is not initialized",
         );
     }
-    let Some(session) = st
-        .hub
-        .open_session(SessionKind::StreamableHttp, st.cfg.max_sessions)
-    else {
-        return rpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(id_raw),
-            code::TRANSPORT,
-            "too many sessions",
-        );
+    let session = match open_session(st, SessionKind::StreamableHttp, client) {
+        Ok(session) => session,
+        Err(refused) => return refused_session(refused, Some(id_raw)),
     };
     let Some(reply) = st.hub.initialize_reply(id_raw) else {
         return rpc_error(
@@ -238,9 +252,61 @@ async fn initialize(st: &FrontState, id_raw: &[u8], accept: Accept) -> Response 
     resp
 }
 
+/// The address a session is counted against for `maxSessionsPerClient`: the TCP peer, or behind
+/// a trusted proxy (`trustProxyHeaders`) the address it appended to `X-Forwarded-For`, so that
+/// the clients of one Ingress are not counted as one.
+fn client_address(
+    st: &FrontState,
+    headers: &HeaderMap,
+    peer: Option<axum::Extension<ClientAddr>>,
+) -> Option<std::net::IpAddr> {
+    if st.cfg.trust_proxy_headers {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    peer.map(|p| p.0 .0)
+}
+
+/// Opens a session within `maxSessions` and `maxSessionsPerClient`.
+fn open_session(
+    st: &FrontState,
+    kind: SessionKind,
+    client: Option<std::net::IpAddr>,
+) -> Result<Arc<Session>, SessionRefused> {
+    st.hub.open_session(
+        kind,
+        client,
+        st.cfg.max_sessions,
+        st.cfg.max_sessions_per_client,
+    )
+}
+
+/// 503 for a session the limits do not allow.
+fn refused_session(refused: SessionRefused, id: Option<&[u8]>) -> Response {
+    let message = match refused {
+        SessionRefused::Full => "too many sessions",
+        SessionRefused::PerClient => "too many sessions from this client address",
+    };
+    tracing::info!(message, "session refused");
+    rpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        id,
+        code::TRANSPORT,
+        message,
+    )
+}
+
 /// The standalone GET stream of a session: list-changed and subscribed-resource notifications.
-async fn get_mcp(State(st): State<FrontState>, headers: HeaderMap) -> Response {
-    if let Err(reject) = check_origin(&st, &headers) {
+async fn get_mcp(State(st): State<FrontState>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Err(reject) = check_access(&st, &headers, &uri) {
         return reject.into_response();
     }
     if !Accept::of(&headers).sse {
@@ -254,12 +320,12 @@ async fn get_mcp(State(st): State<FrontState>, headers: HeaderMap) -> Response {
     let Some(session) = streamable_session(&st, &headers) else {
         return session_error(&headers);
     };
-    let rx = session.attach_stream();
+    let rx = session.attach_stream(&st.hub);
     sse_response(None, rx, st.cfg.keep_alive, None)
 }
 
-async fn delete_mcp(State(st): State<FrontState>, headers: HeaderMap) -> Response {
-    if let Err(reject) = check_origin(&st, &headers) {
+async fn delete_mcp(State(st): State<FrontState>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Err(reject) = check_access(&st, &headers, &uri) {
         return reject.into_response();
     }
     let Some(session) = streamable_session(&st, &headers) else {
@@ -319,22 +385,21 @@ impl Drop for SessionGuard {
     }
 }
 
-async fn get_sse(State(st): State<FrontState>, headers: HeaderMap) -> Response {
-    if let Err(reject) = check_origin(&st, &headers) {
+async fn get_sse(
+    State(st): State<FrontState>,
+    client: Option<axum::Extension<ClientAddr>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(reject) = check_access(&st, &headers, &uri) {
         return reject.into_response();
     }
-    let Some(session) = st
-        .hub
-        .open_session(SessionKind::LegacySse, st.cfg.max_sessions)
-    else {
-        return rpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            code::TRANSPORT,
-            "too many sessions",
-        );
+    let client = client_address(&st, &headers, client);
+    let session = match open_session(&st, SessionKind::LegacySse, client) {
+        Ok(session) => session,
+        Err(refused) => return refused_session(refused, None),
     };
-    let rx = session.attach_stream();
+    let rx = session.attach_stream(&st.hub);
     let prefix = forwarded_prefix(&st, &headers);
     let endpoint = format!(
         "event: endpoint\ndata: {prefix}/messages?session_id={}\n\n",
@@ -372,6 +437,7 @@ fn forwarded_prefix(st: &FrontState, headers: &HeaderMap) -> String {
 async fn post_messages(
     State(st): State<FrontState>,
     Query(query): Query<SessionQuery>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -395,7 +461,7 @@ async fn post_messages(
         json: true,
         sse: true,
     };
-    let msg = match admit_post(&st, &headers, body, accept).await {
+    let msg = match admit_post(&st, &headers, &uri, body, accept).await {
         Ok(msg) => msg,
         Err(reject) => return reject.into_response(),
     };
@@ -428,13 +494,13 @@ async fn post_messages(
                 "the MCP server is not initialized",
             )
         });
-        let _ = tokio::time::timeout(timeout, stream.send(reply)).await;
+        stream.send(reply, timeout).await;
         return StatusCode::ACCEPTED.into_response();
     }
     if method == "tools/call" && refused_call(&st, &mut body) {
         st.hub.metrics.observe(&method, "denied", 0.0);
         let reply = jsonrpc::error_response(Some(&id_raw), code::INVALID_PARAMS, TOOL_NOT_FOUND);
-        let _ = tokio::time::timeout(timeout, stream.send(reply)).await;
+        stream.send(reply, timeout).await;
         return StatusCode::ACCEPTED.into_response();
     }
     let call = st
@@ -458,7 +524,7 @@ async fn post_messages(
                 jsonrpc::error_response(Some(&id_raw), code::INTERNAL_ERROR, &e.to_string())
             }
         };
-        let _ = tokio::time::timeout(timeout, stream.send(msg)).await;
+        stream.send(msg, timeout).await;
     });
     StatusCode::ACCEPTED.into_response()
 }
@@ -507,10 +573,11 @@ impl Accept {
 async fn admit_post(
     st: &FrontState,
     headers: &HeaderMap,
+    uri: &Uri,
     body: Body,
     accept: Accept,
 ) -> Result<ClientMessage, Reject> {
-    check_origin(st, headers)?;
+    check_access(st, headers, uri)?;
     if !accept.json && !accept.sse {
         return Err(Reject::new(
             StatusCode::NOT_ACCEPTABLE,
@@ -518,20 +585,23 @@ async fn admit_post(
             "Not Acceptable: the client must accept application/json or text/event-stream",
         ));
     }
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        let media = ct.split(';').next().unwrap_or("").trim();
-        if !media.eq_ignore_ascii_case("application/json") {
-            return Err(Reject::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                code::TRANSPORT,
-                "Unsupported Media Type: the body must be application/json",
-            ));
-        }
+    // A missing Content-Type is refused too: the body must say it is JSON.
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|ct| ct.to_str().ok())
+        .map(|ct| ct.split(';').next().unwrap_or("").trim());
+    if !media.is_some_and(|m| m.eq_ignore_ascii_case("application/json")) {
+        return Err(Reject::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code::TRANSPORT,
+            "Unsupported Media Type: the body must be application/json",
+        ));
     }
-    let bytes = read_body(body, st.cfg.max_body_bytes, headers).await?;
-    let msg = jsonrpc::parse_client(&bytes)
-        .map_err(|e| Reject::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    let bytes = read_body(body, st.cfg.max_body_bytes, headers, &st.bodies).await?;
+    let msg = jsonrpc::parse_client(&bytes).map_err(|e| Reject {
+        id: e.id().map(Bytes::copy_from_slice),
+        ..Reject::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
+    })?;
     check_revision(headers, &msg)?;
     Ok(msg)
 }
@@ -546,6 +616,7 @@ pub(super) async fn read_body(
     body: Body,
     limit: usize,
     headers: &HeaderMap,
+    budget: &BodyBudget,
 ) -> Result<Bytes, Reject> {
     use futures::StreamExt;
     let too_large = || {
@@ -570,9 +641,18 @@ pub(super) async fn read_body(
     if declared.is_some_and(|len| len > drain_cap as u64) {
         return Err(too_large());
     }
+    let busy = || {
+        budget.refused();
+        Reject::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code::TRANSPORT,
+            "Service Unavailable: too many request bodies in flight, retry later",
+        )
+    };
     let read = async {
         let mut stream = body.into_data_stream();
         let mut buf = bytes::BytesMut::new();
+        let mut lease = budget.lease();
         let mut seen = 0usize;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| unreadable())?;
@@ -581,6 +661,10 @@ pub(super) async fn read_body(
                 break;
             }
             if seen <= limit {
+                // Only the bytes kept count: the rest of an oversize body is read and dropped.
+                if !lease.grow(chunk.len()) {
+                    return Err(busy());
+                }
                 buf.extend_from_slice(&chunk);
             }
         }
@@ -638,55 +722,11 @@ fn check_revision(headers: &HeaderMap, msg: &ClientMessage) -> Result<(), Reject
     Ok(())
 }
 
-/// A browser page from another site must not reach a server on loopback or in the cluster
-/// (DNS rebinding): an `Origin` is allowed when it is listed, is loopback, or is the request's
-/// own host.
-fn check_origin(st: &FrontState, headers: &HeaderMap) -> Result<(), Reject> {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin.to_str().unwrap_or("");
-    let allowed = st
-        .cfg
-        .allowed_origins
-        .iter()
-        .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
-        || origin_host(origin).is_some_and(|host| {
-            let name = host_name(host);
-            matches!(name, "localhost" | "127.0.0.1" | "[::1]")
-                || headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .is_some_and(|h| h.eq_ignore_ascii_case(host))
-        });
-    if allowed {
-        Ok(())
-    } else {
-        Err(Reject::new(
-            StatusCode::FORBIDDEN,
-            code::TRANSPORT,
-            "Forbidden: Origin not allowed",
-        ))
-    }
-}
-
-/// `host[:port]` of `scheme://host[:port]`.
-fn origin_host(origin: &str) -> Option<&str> {
-    let rest = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))?;
-    Some(rest.split('/').next().unwrap_or(rest))
-}
-
-/// The host of `host[:port]`, keeping IPv6 brackets.
-fn host_name(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host
-            .split(']')
-            .next()
-            .map_or(host, |h| &host[..h.len() + 1]);
-    }
-    host.split(':').next().unwrap_or(host)
+/// The Origin and Host checks against DNS rebinding (see [`super::origin`]): 403.
+fn check_access(st: &FrontState, headers: &HeaderMap, uri: &Uri) -> Result<(), Reject> {
+    st.access
+        .check(headers, uri)
+        .map_err(|refusal| Reject::new(StatusCode::FORBIDDEN, code::TRANSPORT, refusal.message()))
 }
 
 /// Screens a `tools/call` through the tool policy: true when it must be refused; a call of a
@@ -705,14 +745,17 @@ fn refused_call(st: &FrontState, body: &mut Value) -> bool {
 #[derive(Debug)]
 pub struct Reject {
     status: StatusCode,
+    /// The request's raw id, when the refusal came after it was read.
+    id: Option<Bytes>,
     code: i64,
     message: String,
 }
 
 impl Reject {
-    fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
         Self {
             status,
+            id: None,
             code,
             message: message.into(),
         }
@@ -722,7 +765,7 @@ impl Reject {
 impl IntoResponse for Reject {
     fn into_response(self) -> Response {
         tracing::debug!(status = %self.status, code = self.code, "request refused");
-        rpc_error(self.status, None, self.code, &self.message)
+        rpc_error(self.status, self.id.as_deref(), self.code, &self.message)
     }
 }
 
@@ -825,13 +868,13 @@ fn set_sse_headers(headers: &mut HeaderMap) {
 /// as long as the stream.
 fn sse_response(
     first: Option<Bytes>,
-    rx: mpsc::Receiver<Bytes>,
+    rx: StreamRx,
     keep_alive: Duration,
     guard: Option<SessionGuard>,
 ) -> Response {
     struct StreamState {
         first: Option<Bytes>,
-        rx: mpsc::Receiver<Bytes>,
+        rx: StreamRx,
         keep_alive: Duration,
         _guard: Option<SessionGuard>,
     }
@@ -859,14 +902,6 @@ fn sse_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn origin_hosts() {
-        assert_eq!(origin_host("http://localhost:3000"), Some("localhost:3000"));
-        assert_eq!(host_name("localhost:3000"), "localhost");
-        assert_eq!(host_name("[::1]:80"), "[::1]");
-        assert_eq!(origin_host("null"), None);
-    }
 
     #[test]
     fn sse_events_are_single_line() {

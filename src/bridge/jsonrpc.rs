@@ -44,6 +44,10 @@ pub enum ParseError {
     Batch,
     #[error("invalid request: {0}")]
     Invalid(&'static str),
+    /// MCP params are always named: positional (array) params are refused before any check
+    /// (the tools allow-list among them) could be skipped. Carries the request's raw id.
+    #[error("invalid params: \"params\" must be an object")]
+    ParamsNotObject(Option<Bytes>),
 }
 
 impl ParseError {
@@ -51,6 +55,15 @@ impl ParseError {
         match self {
             ParseError::NotJson => code::PARSE_ERROR,
             ParseError::Batch | ParseError::Invalid(_) => code::INVALID_REQUEST,
+            ParseError::ParamsNotObject(_) => code::INVALID_PARAMS,
+        }
+    }
+
+    /// The raw id of the request the error answers, when it is known.
+    pub fn id(&self) -> Option<&[u8]> {
+        match self {
+            ParseError::ParamsNotObject(id) => id.as_deref(),
+            _ => None,
         }
     }
 }
@@ -77,12 +90,13 @@ pub fn parse_client(body: &[u8]) -> Result<ClientMessage, ParseError> {
         Some(Value::String(m)) => Some(m.clone()),
         Some(_) => return Err(ParseError::Invalid("\"method\" must be a string")),
     };
-    if let Some(params) = obj.get("params") {
-        if !params.is_object() && !params.is_array() {
-            return Err(ParseError::Invalid(
-                "\"params\" must be an object or an array",
-            ));
+    match obj.get("params") {
+        None | Some(Value::Object(_)) => {}
+        Some(Value::Array(_)) => {
+            let id = id.as_ref().map(|id| Bytes::from(id.to_string()));
+            return Err(ParseError::ParamsNotObject(id));
         }
+        Some(_) => return Err(ParseError::Invalid("\"params\" must be an object")),
     }
     match (id, method) {
         (Some(id), Some(method)) => Ok(ClientMessage::Request {

@@ -11,10 +11,13 @@
 //! - [`front`] speaks both HTTP transports, with the checks and error table of `docs/bridge.md`;
 //! - [`filter`] is the tools allow-list and the tool overrides (MCPToolConfig);
 //! - [`reverse`] forwards to servers that speak HTTP themselves (`--transport sse|streamable-http`);
-//! - [`stdio`] spawns, signals and reaps the server.
+//! - [`stdio`] spawns, signals and reaps the server;
+//! - [`serve`] is the listener of both modes, bounded against slow and idle clients;
+//! - [`origin`] decides which browser pages may call (Origin and Host, against DNS rebinding).
 //!
-//! When the server exits, the bridge answers what is in flight with errors and exits with the
-//! server's status, so Kubernetes restarts the container.
+//! When the server exits (or closes its stdout), the bridge answers what is in flight with errors
+//! and exits with the server's status (1 when it had to kill a server that closed its stdout), so
+//! Kubernetes restarts the container.
 
 pub mod config;
 pub mod filter;
@@ -22,7 +25,9 @@ pub mod front;
 pub mod hub;
 pub mod jsonrpc;
 pub mod metrics;
+pub mod origin;
 pub mod reverse;
+pub mod serve;
 pub mod stdio;
 
 use std::path::PathBuf;
@@ -62,6 +67,10 @@ pub struct BridgeArgs {
     /// Extra Origins allowed to call the bridge (besides loopback and the request's own host).
     #[arg(long, value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
+    /// Host names served to browser pages besides the bridge's own (`.suffix` for every name
+    /// under one, `*` for any); see docs/bridge.md.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<String>>,
     /// Per-request timeout in seconds (504 after it).
     #[arg(long)]
     pub request_timeout: Option<u64>,
@@ -111,6 +120,11 @@ impl BridgeArgs {
             .clone()
             .or(file.allowed_origins)
             .unwrap_or_default();
+        cfg.allowed_hosts = self
+            .allowed_hosts
+            .clone()
+            .or(file.allowed_hosts)
+            .unwrap_or_default();
         if let Some(v) = self.request_timeout.or(file.request_timeout_seconds) {
             cfg.request_timeout = secs(v);
         }
@@ -134,6 +148,24 @@ impl BridgeArgs {
         }
         if let Some(v) = file.metrics {
             cfg.metrics = v;
+        }
+        if let Some(v) = file.header_read_timeout_seconds {
+            cfg.header_read_timeout = secs(v);
+        }
+        if let Some(v) = file.max_connections {
+            cfg.max_connections = v;
+        }
+        if let Some(v) = file.max_body_bytes_in_flight {
+            cfg.max_body_bytes_in_flight = v;
+        }
+        if let Some(v) = file.session_handshake_seconds {
+            cfg.session_handshake = secs(v);
+        }
+        if let Some(v) = file.max_sessions_per_client {
+            cfg.max_sessions_per_client = v;
+        }
+        if let Some(v) = file.max_stream_queue_bytes {
+            cfg.max_stream_queue_bytes = v;
         }
         cfg.command = if self.command.is_empty() {
             file.command.unwrap_or_default()
@@ -164,24 +196,50 @@ const DRAIN_GRACE: Duration = Duration::from_millis(200);
 /// How long the server has to answer the bridge's `initialize`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a server that closed its stdout gets to exit on its own before it is killed.
+const STDOUT_EOF_GRACE: Duration = Duration::from_secs(1);
+
+/// The listener's bounds from `cfg`.
+fn serve_limits(cfg: &Config) -> serve::Limits {
+    serve::Limits {
+        max_connections: cfg.max_connections,
+        header_read_timeout: cfg.header_read_timeout,
+    }
+}
+
 async fn run_stdio(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32> {
     let tools = tool_policy(&cfg)?;
     let metrics = Arc::new(metrics::Metrics::new());
+    metrics.sessions_limit.set(cfg.max_sessions as i64);
     let mut server = stdio::spawn(&cfg.command)?;
     let hub = hub::Hub::start(
         server.stdin,
         server.stdout,
-        cfg.max_line_bytes,
+        hub::HubLimits {
+            max_line_bytes: cfg.max_line_bytes,
+            max_stream_queue_bytes: cfg.max_stream_queue_bytes,
+        },
         tools,
         metrics.clone(),
     );
     let app = front::router(front::FrontState {
         hub: hub.clone(),
         cfg: cfg.clone(),
+        access: Arc::new(origin::Access::of(&cfg)),
+        bodies: Arc::new(serve::BodyBudget::new(
+            cfg.max_body_bytes_in_flight,
+            metrics.clone(),
+        )),
     });
-    let http = tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = tokio::spawn(serve::serve(
+        listener,
+        app,
+        serve_limits(&cfg),
+        metrics.clone(),
+    ));
     let (handshake_failed_tx, mut handshake_failed) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(maintain(hub.clone(), cfg.clone(), handshake_failed_tx));
+    tokio::spawn(expire_sessions(hub.clone(), cfg.clone()));
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -189,6 +247,24 @@ async fn run_stdio(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i3
     let status = loop {
         tokio::select! {
             status = server.child.wait() => break status?,
+            // The server closed its stdout: nothing it says can reach a client any more, even
+            // if it keeps running. Waiting requests were already answered; end it.
+            _ = hub.wait_closed() => {
+                match tokio::time::timeout(STDOUT_EOF_GRACE, server.child.wait()).await {
+                    Ok(status) => break status?,
+                    Err(_) => {
+                        tracing::error!(
+                            "the MCP server closed its stdout but keeps running; killing it, \
+                             the bridge exits 1"
+                        );
+                        let _ = server.child.start_kill();
+                        let _ = server.child.wait().await;
+                        tokio::time::sleep(DRAIN_GRACE).await;
+                        http.abort();
+                        return Ok(1);
+                    }
+                }
+            }
             _ = sigterm.recv() => {
                 tracing::info!("SIGTERM: forwarding to the MCP server");
                 stdio::signal(&server.child, libc::SIGTERM);
@@ -265,7 +341,19 @@ async fn maintain(
         if !hub.ping(timeout).await && !hub.is_closed() {
             tracing::warn!("the MCP server did not answer a ping; not ready");
         }
-        hub.expire_sessions(cfg.session_ttl);
+    }
+}
+
+/// Ends sessions that were opened and never used (within `sessionHandshakeSeconds`) and idle
+/// ones (`sessionTtlSeconds`), checking several times per handshake period.
+async fn expire_sessions(hub: Arc<hub::Hub>, cfg: Arc<Config>) {
+    let period =
+        (cfg.session_handshake / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !hub.is_closed() {
+        ticker.tick().await;
+        hub.expire_sessions(cfg.session_ttl, cfg.session_handshake);
     }
 }
 

@@ -34,7 +34,10 @@ use super::config::{Config, Transport};
 use super::filter::{Screened, ToolPolicy, TOOL_NOT_FOUND};
 use super::hub::lock;
 use super::jsonrpc::{self, code};
-use super::stdio;
+use super::metrics::Metrics;
+use super::origin::Access;
+use super::serve::BodyBudget;
+use super::{serve, stdio};
 
 /// Where the backend lives.
 #[derive(Debug, Clone)]
@@ -72,6 +75,8 @@ impl Target {
 
 struct ProxyState {
     cfg: Arc<Config>,
+    access: Access,
+    bodies: BodyBudget,
     target: Target,
     client: Client<HttpConnector, Body>,
     tools: Option<ToolPolicy>,
@@ -108,8 +113,12 @@ pub async fn run(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32>
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build(connector);
+    // Not served (the backend has its own); counts connections and refusals all the same.
+    let metrics = Arc::new(Metrics::new());
     let state = Arc::new(ProxyState {
         cfg: cfg.clone(),
+        access: Access::of(&cfg),
+        bodies: BodyBudget::new(cfg.max_body_bytes_in_flight, metrics.clone()),
         target,
         client,
         tools,
@@ -118,7 +127,12 @@ pub async fn run(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32>
         ready: std::sync::atomic::AtomicBool::new(false),
     });
     let app = router(state.clone(), cfg.transport);
-    let http = tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = tokio::spawn(serve::serve(
+        listener,
+        app,
+        super::serve_limits(&cfg),
+        metrics,
+    ));
     tokio::spawn(watch_backend(state.clone()));
 
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -251,18 +265,12 @@ async fn forward(
     inject: Option<mpsc::Sender<Bytes>>,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    if let Some(origin) = parts.headers.get(header::ORIGIN) {
-        if !origin_allowed(&st.cfg, origin, &parts.headers) {
-            return rpc_error(
-                StatusCode::FORBIDDEN,
-                code::TRANSPORT,
-                "Forbidden: Origin not allowed",
-            );
-        }
+    if let Err(refusal) = st.access.check(&parts.headers, &parts.uri) {
+        return rpc_error(StatusCode::FORBIDDEN, code::TRANSPORT, refusal.message());
     }
     let (body_len, body) = if parts.method == Method::POST {
-        let bytes = match super::front::read_body(body, st.cfg.max_body_bytes, &parts.headers).await
-        {
+        let read = super::front::read_body(body, st.cfg.max_body_bytes, &parts.headers, &st.bodies);
+        let bytes = match read.await {
             Ok(bytes) => bytes,
             Err(reject) => return reject.into_response(),
         };
@@ -635,33 +643,6 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
         }
         to.append(HeaderName::from(name), value.clone());
     }
-}
-
-fn origin_allowed(cfg: &Config, origin: &HeaderValue, headers: &HeaderMap) -> bool {
-    let origin = origin.to_str().unwrap_or("");
-    if cfg
-        .allowed_origins
-        .iter()
-        .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
-    {
-        return true;
-    }
-    let Some(host) = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-    else {
-        return false;
-    };
-    let name = if host.starts_with('[') {
-        host.split(']').next().unwrap_or(host)
-    } else {
-        host.split(':').next().unwrap_or(host)
-    };
-    matches!(name, "localhost" | "127.0.0.1" | "[::1")
-        || headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .is_some_and(|h| h.eq_ignore_ascii_case(host))
 }
 
 fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {

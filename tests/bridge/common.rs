@@ -58,6 +58,42 @@ pub fn paged_server() -> Vec<String> {
     ]
 }
 
+/// The plain-JSON fake server (`tests/bridge/fake_server.py`): subscriptions it holds, a
+/// half-dead mode, over-long replies, notification floods.
+pub fn fake_server() -> Vec<String> {
+    vec![
+        python(),
+        repo()
+            .join("tests/bridge/fake_server.py")
+            .to_string_lossy()
+            .into_owned(),
+    ]
+}
+
+/// A bridge config file with `json` in a fresh directory (kept alive by the returned guard).
+pub fn config_file(json: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("bridge.json");
+    std::fs::write(&path, json).expect("write the config");
+    let path = path.to_string_lossy().into_owned();
+    (dir, path)
+}
+
+/// The value of one metric sample line (`name{labels} value`) on `/metrics`, 0 when absent.
+pub async fn metric(client: &reqwest::Client, url: &str, sample: &str) -> f64 {
+    let text = client
+        .get(url)
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub fn python() -> String {
     require(repo().join(".tools/venv/bin/python"))
 }
