@@ -10,6 +10,7 @@ mod mcpserver;
 mod others;
 pub mod rules;
 pub mod schema;
+mod stored;
 
 pub use field::{ErrorType, FieldError, FieldErrors, Path};
 
@@ -134,6 +135,18 @@ pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict,
             .errors
             .0
             .retain(|e| !e.field.starts_with("<object>"));
+    }
+    if stored::needed(version, obj) {
+        let own_errors_empty = errors.is_empty() && findings.errors.is_empty();
+        stored::check(
+            version,
+            kind,
+            obj,
+            &defaulted,
+            old,
+            own_errors_empty,
+            &mut findings,
+        );
     }
     errors.extend(findings.errors);
     if version == "v1alpha1" {

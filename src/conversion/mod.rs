@@ -15,7 +15,7 @@ mod stash;
 use crate::api::GROUP;
 use serde_json::{Map, Value};
 
-pub use stash::{ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
+pub use stash::{check_kept_value, ABSENT, ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
 
 /// Why an object could not be converted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -84,6 +84,10 @@ pub fn convert(obj: &Value, to: &str) -> Result<Value, ConversionError> {
     if from == to {
         return Ok(Value::Object(out));
     }
+    stash::check_json(&out, stash::kept_prefix(from)).map_err(ConversionError::Invalid)?;
+    // A stash of the object's own version was not written by us (we only ever keep the other
+    // version's fields): it is never taken for a field.
+    stash::take_all(&mut out, stash::own_prefix(from));
     match (kind, to) {
         ("MCPServer", Version::V1beta1) => mcpserver_up(&mut out),
         ("MCPServer", Version::V1alpha1) => mcpserver_down(&mut out),
