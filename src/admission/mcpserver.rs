@@ -11,6 +11,19 @@ use serde_json::Value;
 /// The Service is named `mcp-<name>-proxy` and must fit a 63-character DNS label.
 const MAX_NAME_LEN: usize = 63 - "mcp--proxy".len();
 
+/// Volumes the operator adds to every MCPServer pod (`src/controller/children.rs`): a user volume
+/// of the same name makes the Deployment invalid.
+const RESERVED_VOLUMES: &[&str] = &["bridge-bin", "bridge-config"];
+/// Where those volumes are mounted: a user mount there is a duplicate mount path, and one below
+/// them hides or replaces the bridge's binary or its config.
+const RESERVED_MOUNTS: &[(&str, &str)] = &[
+    ("/mcp/bin", "the bridge binary"),
+    ("/etc/mcp-bridge", "the bridge config"),
+];
+/// Added only for a permission profile read from a ConfigMap.
+const PROFILE_VOLUME: &str = "permission-profile";
+const PROFILE_MOUNT: &str = "/etc/toolhive/profiles";
+
 /// The fields both versions share, borrowed, so one set of rules serves both.
 struct Common<'a> {
     image: &'a str,
@@ -165,6 +178,13 @@ fn check_common(name: &str, c: &Common<'_>, raw: &Value, f: &mut Findings) {
     let env_names = check_env(f, &spec.child("env"), c.env);
     check_secrets(f, &spec.child("secrets"), c.secrets, &env_names);
     check_volumes(f, &spec.child("volumes"), c.volumes);
+    let profile_from_config_map = c.permission_profile.is_some_and(|p| p.type_ == "configmap");
+    check_reserved_volumes(
+        f,
+        &spec.child("volumes"),
+        c.volumes,
+        profile_from_config_map,
+    );
     if let Some(r) = c.resources {
         check_resources(f, &spec.child("resources"), r);
     }
@@ -264,5 +284,42 @@ fn check_overrides(f: &mut Findings, path: &Path, o: &ResourceOverrides) {
     }
     if let Some(s) = &o.proxy_service {
         check_metadata_maps(f, &path.child("proxyService.labels"), s.labels.as_ref());
+    }
+}
+
+/// Volume names and mount paths the operator's own pod wiring uses are refused, as MCPRegistry's.
+fn check_reserved_volumes(
+    f: &mut Findings,
+    path: &Path,
+    volumes: &[crate::api::shared::Volume],
+    profile_from_config_map: bool,
+) {
+    let mut names: Vec<&str> = RESERVED_VOLUMES.to_vec();
+    let mut mounts: Vec<(&str, &str)> = RESERVED_MOUNTS.to_vec();
+    if profile_from_config_map {
+        names.push(PROFILE_VOLUME);
+        mounts.push((PROFILE_MOUNT, "the permission profile"));
+    }
+    for (i, v) in volumes.iter().enumerate() {
+        let p = path.index(i);
+        if names.contains(&v.name.as_str()) {
+            f.error(FieldError::invalid(
+                p.child("name"),
+                v.name.as_str(),
+                "is reserved for a volume the operator adds",
+            ));
+        }
+        // A relative path is refused as such already.
+        let absolute = v.mount_path.starts_with('/');
+        if let Some((dir, what)) = mounts
+            .iter()
+            .find(|(dir, _)| absolute && rules::path_within(&v.mount_path, dir))
+        {
+            f.error(FieldError::invalid(
+                p.child("mountPath"),
+                v.mount_path.as_str(),
+                format!("is reserved: the operator mounts {what} at {dir}"),
+            ));
+        }
     }
 }
