@@ -56,7 +56,9 @@ pub fn check_kept_value(v: &Value) -> Result<(), String> {
     }
     serde_json::from_str::<serde::de::IgnoredAny>(text)
         .map(|_| ())
-        .map_err(|e| format!("not valid JSON ({e}); the conversion stash holds JSON the operator wrote"))
+        .map_err(|e| {
+            format!("not valid JSON ({e}); the conversion stash holds JSON the operator wrote")
+        })
 }
 
 /// Annotations to add, keyed by full annotation name, values JSON text.
