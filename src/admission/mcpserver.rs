@@ -11,6 +11,9 @@ use serde_json::Value;
 /// The Service is named `mcp-<name>-proxy` and must fit a 63-character DNS label.
 const MAX_NAME_LEN: usize = 63 - "mcp--proxy".len();
 
+/// The schema default of `proxyMode`.
+const DEFAULT_PROXY_MODE: &str = "streamable-http";
+
 /// Volumes the operator adds to every MCPServer pod (`src/controller/children.rs`): a user volume
 /// of the same name makes the Deployment invalid.
 const RESERVED_VOLUMES: &[&str] = &["bridge-bin", "bridge-config"];
@@ -245,9 +248,13 @@ fn check_transport(c: &Common<'_>, raw: &Value, f: &mut Findings) {
             );
         }
     } else {
+        // The schema default is indistinguishable from a written value once the mutating
+        // webhook has run, so only a value other than the default is the user's: warning about
+        // the default would warn on every SSE create at the webhook and never in `check`.
         let mode = raw_spec
             .and_then(|s| s.get("proxyMode"))
-            .and_then(Value::as_str);
+            .and_then(Value::as_str)
+            .filter(|m| *m != DEFAULT_PROXY_MODE);
         if let Some(mode) = mode.filter(|m| *m != c.transport) {
             f.warn(
                 &spec.child("proxyMode"),
