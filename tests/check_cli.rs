@@ -364,3 +364,28 @@ fn convert_leaves_other_documents_untouched() {
         "nothing to convert: byte for byte"
     );
 }
+
+/// A symlink back up the tree (a loop) and a second link to the same file are followed to no
+/// file twice: each object is reported once.
+#[cfg(unix)]
+#[test]
+fn symlink_loops_and_links_read_each_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("a/b")).unwrap();
+    std::fs::write(
+        root.join("a/server.yaml"),
+        "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: once}\nspec: {image: docker.io/mcp/fetch}\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..", root.join("a/b/up")).unwrap();
+    std::os::unix::fs::symlink(root.join("a"), root.join("again")).unwrap();
+    std::os::unix::fs::symlink(root.join("a/server.yaml"), root.join("a/b/same.yaml")).unwrap();
+    let o = check(&[
+        root.to_str().unwrap(),
+        root.join("a/server.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert_eq!(out.matches("mcpserver/once").count(), 1, "{out}");
+}

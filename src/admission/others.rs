@@ -244,7 +244,10 @@ pub fn validate_tool_config(spec: &MCPToolConfigSpec, f: &mut Findings) {
         }
         // Refused like an empty name: the operator would read it as "keep the server's",
         // which is not what a written empty description says.
-        if o.description.as_deref().is_some_and(|d| d.trim().is_empty()) {
+        if o.description
+            .as_deref()
+            .is_some_and(|d| d.trim().is_empty())
+        {
             f.error(FieldError::invalid(
                 p.child("description"),
                 o.description.as_deref().unwrap_or_default(),
