@@ -73,25 +73,38 @@ pub fn validate_v1beta1(name: &str, obj: &v1beta1::MCPServer, raw: &Value, f: &m
     if let Some(g) = &s.group_ref {
         check_object_name(f, &Path::root("spec.groupRef.name"), &g.name);
     }
-    warn_kept_alpha_fields(obj.metadata.annotations.as_ref(), f);
+    warn_kept_alpha_fields(obj.metadata.annotations.as_ref(), true, f);
 }
 
+/// What an inline OIDC block gets today on an MCPServer: authentication is not enforced by the
+/// data path yet, so the operator holds the server undeployed rather than run it open; the
+/// warning says so, and what to do instead (no kind that does not exist yet is named).
+pub const SERVER_OIDC_HELD: &str = "authentication is not enforced by mcp-operator yet, so the server is not deployed while an inline oidcConfig is set (condition Accepted=False); remove it to run the server without authentication knowingly, or put an authenticating gateway in front of its Service and then remove it";
+/// The same for kinds the operator does not deploy (MCPRemoteProxy).
+pub const OIDC_KEPT_ONLY: &str =
+    "kept for conversion only: mcp-operator does not enforce authentication yet";
+pub const TELEMETRY_KEPT_ONLY: &str =
+    "kept for conversion only: mcp-operator does not export telemetry yet, so none is sent";
+
 /// Inline blocks of a v1alpha1 object live on in annotations at v1beta1 (so a round trip loses
-/// nothing), but v1beta1 does not act on them: say so, and what to create instead.
+/// nothing), but v1beta1 does not act on them: say so, and what it means for the object.
 pub fn warn_kept_alpha_fields(
     annotations: Option<&std::collections::BTreeMap<String, String>>,
+    server: bool,
     f: &mut Findings,
 ) {
     let prefix = crate::conversion::ALPHA_STASH_PREFIX;
-    for (field, instead) in [
-        ("oidcConfig", "an MCPOIDCConfig"),
-        ("telemetry", "an MCPTelemetryConfig"),
-    ] {
+    let oidc = if server {
+        SERVER_OIDC_HELD
+    } else {
+        OIDC_KEPT_ONLY
+    };
+    for (field, what) in [("oidcConfig", oidc), ("telemetry", TELEMETRY_KEPT_ONLY)] {
         let key = format!("{prefix}{field}");
         if annotations.is_some_and(|a| a.contains_key(&key)) {
             f.warn(
                 &Path::root("metadata.annotations").key(&key),
-                format!("the inline {field} of the v1alpha1 form is kept for conversion but not applied at v1beta1; create {instead} instead"),
+                format!("the inline {field} of the v1alpha1 form: {what}"),
             );
         }
     }
@@ -136,10 +149,7 @@ pub fn validate_v1alpha1(name: &str, obj: &v1alpha1::MCPServer, raw: &Value, f: 
         f.warn(&spec.child("targetPort"), "deprecated: use spec.mcpPort");
     }
     if s.oidc_config.is_some() {
-        f.warn(
-            &spec.child("oidcConfig"),
-            "deprecated: v1beta1 references a shared MCPOIDCConfig through spec.oidcConfigRef; create one with the same settings",
-        );
+        f.warn(&spec.child("oidcConfig"), SERVER_OIDC_HELD);
     }
     if let Some(secret) = s
         .oidc_config
@@ -154,10 +164,7 @@ pub fn validate_v1alpha1(name: &str, obj: &v1alpha1::MCPServer, raw: &Value, f: 
         );
     }
     if s.telemetry.is_some() {
-        f.warn(
-            &spec.child("telemetry"),
-            "deprecated: v1beta1 references a shared MCPTelemetryConfig through spec.telemetryConfigRef; create one with the same settings",
-        );
+        f.warn(&spec.child("telemetry"), TELEMETRY_KEPT_ONLY);
     }
 }
 

@@ -166,6 +166,37 @@ pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict,
     })
 }
 
+/// What a manifest's inline `oidcConfig`/`telemetry` blocks (in the spec at v1alpha1, in the
+/// conversion stash at v1beta1) mean for the object: the warnings admission gives about them,
+/// for `convert` to print, so a rewritten manifest does not hide them.
+pub fn inline_block_warnings(obj: &Value) -> Vec<String> {
+    let Ok((version, kind)) = type_of(obj) else {
+        return Vec::new();
+    };
+    let server = kind == "MCPServer";
+    let mut f = Findings::default();
+    if version == "v1beta1" && (server || kind == "MCPRemoteProxy") {
+        let annotations = obj
+            .pointer("/metadata/annotations")
+            .and_then(|a| serde_json::from_value(a.clone()).ok());
+        mcpserver::warn_kept_alpha_fields(annotations.as_ref(), server, &mut f);
+    } else if version == "v1alpha1" {
+        let spec = Path::root("spec");
+        if obj.pointer("/spec/oidcConfig").is_some() {
+            let what = if server {
+                mcpserver::SERVER_OIDC_HELD
+            } else {
+                mcpserver::OIDC_KEPT_ONLY
+            };
+            f.warn(&spec.child("oidcConfig"), what);
+        }
+        if obj.pointer("/spec/telemetry").is_some() {
+            f.warn(&spec.child("telemetry"), mcpserver::TELEMETRY_KEPT_ONLY);
+        }
+    }
+    f.warnings
+}
+
 /// The same-namespace objects a spec points at (Secrets, ConfigMaps, MCPToolConfig, MCPGroup).
 pub fn references(obj: &Value) -> Vec<Reference> {
     references::of(obj)

@@ -33,7 +33,7 @@ pub fn validate_remote_proxy_v1beta1(obj: &v1beta1::MCPRemoteProxy, f: &mut Find
             "PodTemplateSpec",
         );
     }
-    super::mcpserver::warn_kept_alpha_fields(obj.metadata.annotations.as_ref(), f);
+    super::mcpserver::warn_kept_alpha_fields(obj.metadata.annotations.as_ref(), false, f);
 }
 
 pub fn validate_remote_proxy_v1alpha1(obj: &v1alpha1::MCPRemoteProxy, f: &mut Findings) {
@@ -64,13 +64,13 @@ pub fn validate_remote_proxy_v1alpha1(obj: &v1alpha1::MCPRemoteProxy, f: &mut Fi
         f.warn(&spec.child("port"), "deprecated: use spec.proxyPort");
     }
     if s.oidc_config.is_some() {
-        f.warn(
-            &spec.child("oidcConfig"),
-            "deprecated: v1beta1 references a shared MCPOIDCConfig through spec.oidcConfigRef",
-        );
+        f.warn(&spec.child("oidcConfig"), super::mcpserver::OIDC_KEPT_ONLY);
     }
     if s.telemetry.is_some() {
-        f.warn(&spec.child("telemetry"), "deprecated: v1beta1 references a shared MCPTelemetryConfig through spec.telemetryConfigRef");
+        f.warn(
+            &spec.child("telemetry"),
+            super::mcpserver::TELEMETRY_KEPT_ONLY,
+        );
     }
 }
 
