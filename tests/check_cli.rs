@@ -52,6 +52,48 @@ fn examples_are_all_accepted() {
         "{out}"
     );
     assert!(!out.contains("rejected"), "{out}");
+    // No example hides its own tools (issue 17: one named a renamed tool by its old name).
+    assert!(!out.contains("is renamed to"), "{out}");
+}
+
+/// `check` reads an MCPServer's inline tools with the MCPToolConfig it references when that is
+/// among its inputs: old names of renamed tools and disjoint allow-lists are warned about.
+#[test]
+fn inline_tools_are_read_with_the_referenced_tool_config() {
+    let input = "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPToolConfig\nmetadata: {name: tc}\n\
+                 spec:\n  toolsFilter: [add]\n  toolsOverride:\n    get-sum: {name: add}\n---\n\
+                 apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: old-name}\n\
+                 spec: {image: docker.io/mcp/fetch, tools: [get-sum], toolConfigRef: {name: tc}}\n---\n\
+                 apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: disjoint}\n\
+                 spec: {image: docker.io/mcp/fetch, tools: [echo], toolConfigRef: {name: tc}}\n---\n\
+                 apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: fine}\n\
+                 spec: {image: docker.io/mcp/fetch, tools: [add], toolConfigRef: {name: tc}}\n";
+    let (_d, p) = write_temp("tools.yaml", input.as_bytes());
+    let o = check(&["-f", p.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let reports: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let warnings = |name: &str| -> Vec<String> {
+        let r = reports.iter().find(|r| r["name"] == name).unwrap();
+        serde_json::from_value(r["warnings"].clone()).unwrap()
+    };
+    let old = warnings("old-name");
+    assert!(
+        old.iter().any(|w| w.starts_with("spec.tools[0]: \"get-sum\" is renamed to \"add\" by MCPToolConfig \"tc\"'s spec.toolsOverride[get-sum]")),
+        "{old:?}"
+    );
+    let disjoint = warnings("disjoint");
+    assert!(
+        disjoint.iter().any(|w| w
+            .contains("no tool is in both spec.tools and the toolsFilter of MCPToolConfig \"tc\"")),
+        "{disjoint:?}"
+    );
+    let fine = warnings("fine");
+    assert!(
+        !fine
+            .iter()
+            .any(|w| w.contains("renamed") || w.contains("no tool")),
+        "{fine:?}"
+    );
 }
 
 #[test]

@@ -197,6 +197,48 @@ pub fn inline_block_warnings(obj: &Value) -> Vec<String> {
     f.warnings
 }
 
+/// An MCPServer's inline `spec.tools` read with the MCPToolConfig its `toolConfigRef` names, for
+/// a caller that has both (`check`, among its inputs; the webhook sees one object at a time):
+/// entries naming a tool by its name before an override, and two allow-lists with nothing in
+/// common.
+pub fn tools_against_config(server: &Value, tool_config: &Value) -> Vec<String> {
+    let tools: Vec<String> = server
+        .pointer("/spec/tools")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .unwrap_or_default();
+    let Some(spec) = tool_config
+        .get("spec")
+        .and_then(|s| serde_json::from_value::<v1beta1::MCPToolConfigSpec>(s.clone()).ok())
+    else {
+        return Vec::new();
+    };
+    if tools.is_empty() {
+        return Vec::new();
+    }
+    let name = tool_config
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut f = Findings::default();
+    let path = Path::root("spec.tools");
+    let overrides = spec.tools_override.unwrap_or_default();
+    others::warn_pre_override_names(
+        &mut f,
+        &path,
+        &tools,
+        &overrides,
+        &format!("MCPToolConfig {name:?}'s spec.toolsOverride"),
+    );
+    let filter = spec.tools_filter.unwrap_or_default();
+    if !filter.is_empty() && !tools.iter().any(|t| filter.contains(t)) {
+        f.warn(
+            &path,
+            format!("no tool is in both spec.tools and the toolsFilter of MCPToolConfig {name:?}: a tool must be allowed by both, so none can be served"),
+        );
+    }
+    f.warnings
+}
+
 /// The same-namespace objects a spec points at (Secrets, ConfigMaps, MCPToolConfig, MCPGroup).
 pub fn references(obj: &Value) -> Vec<Reference> {
     references::of(obj)

@@ -224,6 +224,14 @@ pub fn validate_tool_config(spec: &MCPToolConfigSpec, f: &mut Findings) {
     let path = Path::root("spec");
     if let Some(tools) = &spec.tools_filter {
         check_tools(f, &path.child("toolsFilter"), tools);
+        let overrides = spec.tools_override.clone().unwrap_or_default();
+        warn_pre_override_names(
+            f,
+            &path.child("toolsFilter"),
+            tools,
+            &overrides,
+            "spec.toolsOverride",
+        );
     }
     let mut exposed: HashMap<&str, &str> = HashMap::new();
     for (name, o) in spec.tools_override.iter().flatten() {
@@ -261,5 +269,40 @@ pub fn validate_tool_config(spec: &MCPToolConfigSpec, f: &mut Findings) {
                 format!("two tools would be served as {new:?} (also {other:?})"),
             ));
         }
+    }
+}
+
+/// An allow-list matches the names clients see, after overrides: an entry naming a renamed tool
+/// by its name on the server hides that tool (the shipped example once did). `renamed_by` says
+/// where the overrides stand, e.g. `spec.toolsOverride` or `MCPToolConfig x's spec.toolsOverride`.
+pub fn warn_pre_override_names(
+    f: &mut Findings,
+    path: &Path,
+    allow: &[String],
+    overrides: &std::collections::BTreeMap<String, crate::api::v1beta1::ToolOverride>,
+    renamed_by: &str,
+) {
+    let new_name = |backend: &str| {
+        overrides
+            .get(backend)
+            .and_then(|o| o.name.as_deref())
+            .filter(|n| !n.trim().is_empty() && *n != backend)
+    };
+    // A name some tool is renamed to is a name clients see, whatever it was on the server.
+    let is_someones_new_name = |t: &str| overrides.iter().any(|(b, _)| new_name(b) == Some(t));
+    for (i, t) in allow.iter().enumerate() {
+        let Some(new) = new_name(t) else { continue };
+        if is_someones_new_name(t) {
+            continue;
+        }
+        let what = if allow.iter().any(|a| a == new) {
+            "this entry has no effect".to_string()
+        } else {
+            format!("the tool is hidden; list {new:?} instead")
+        };
+        f.warn(
+            &path.index(i),
+            format!("{t:?} is renamed to {new:?} by {renamed_by}[{t}], and the allow-list matches the names clients see: {what}"),
+        );
     }
 }
