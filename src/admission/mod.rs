@@ -8,6 +8,7 @@ pub mod field;
 mod mcpregistry;
 mod mcpserver;
 mod others;
+mod ports;
 pub mod rules;
 pub mod schema;
 mod stored;
@@ -80,11 +81,35 @@ pub struct Reference {
 /// The object with every schema default filled in (nulls pruned first, as the API server does),
 /// without checking anything: what the mutating webhook answers with.
 pub fn default(obj: &Value) -> Result<Value, AdmitError> {
+    default_update(obj, None)
+}
+
+/// [`default`] for an UPDATE with the stored object `old`: also what an edit means where the
+/// object alone cannot say it (a v1alpha1 edit of `port` alone carries `proxyPort` along).
+pub fn default_update(obj: &Value, old: Option<&Value>) -> Result<Value, AdmitError> {
     let (version, kind) = type_of(obj)?;
     let rules = SCHEMAS
         .get(&(version, kind))
         .ok_or_else(|| not_served(obj))?;
-    Ok(defaulted(rules, obj))
+    let mut out = defaulted(rules, obj);
+    follow_edits(version, kind, &mut out, old);
+    Ok(out)
+}
+
+/// What an edit means beyond the object's own fields: a v1alpha1 change of `port` alone carries
+/// `proxyPort` along (UPDATE), and a v1beta1 object's stash follows its fields.
+fn follow_edits(version: &str, kind: &str, new: &mut Value, old: Option<&Value>) {
+    match (version, old) {
+        ("v1alpha1", Some(old)) if matches!(kind, "MCPServer" | "MCPRemoteProxy") => {
+            ports::follow_port_edit(new, old)
+        }
+        ("v1beta1", _) if stored::needed(version, new) => {
+            if let Some(refreshed) = crate::conversion::refresh_stash(new) {
+                *new = refreshed;
+            }
+        }
+        _ => {}
+    }
 }
 
 fn defaulted(rules: &KindRules, obj: &Value) -> Value {
@@ -121,7 +146,13 @@ pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict,
     let rules = SCHEMAS
         .get(&(version, kind))
         .ok_or_else(|| not_served(obj))?;
-    let defaulted = defaulted(rules, obj);
+    let mut defaulted = defaulted(rules, obj);
+    follow_edits(
+        version,
+        kind,
+        &mut defaulted,
+        old.filter(|_| op == Operation::Update),
+    );
     let mut errors = FieldErrors::default();
     check_name(&defaulted, &mut errors);
     check_structure(&rules.schema, &defaulted, &mut errors);
@@ -147,6 +178,9 @@ pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict,
             own_errors_empty,
             &mut findings,
         );
+    }
+    if version == "v1alpha1" && matches!(kind, "MCPServer" | "MCPRemoteProxy") {
+        ports::warn_ignored_port(&defaulted, &mut findings);
     }
     errors.extend(findings.errors);
     if version == "v1alpha1" {
