@@ -155,6 +155,57 @@ fn rejections_name_the_field_in_text_and_json() {
             "spec.configYAML",
             "not inside any of spec.volumeMounts",
         ),
+        // Issue 17: the object as it will be stored, stash included.
+        (
+            "mcpremoteproxy/v1alpha1-stash-replicas-negative.yaml",
+            "spec.replicas",
+            "(from annotation toolhive.stacklok.dev/v1beta1-replicas)",
+        ),
+        (
+            "mcpremoteproxy/v1alpha1-stash-allow-private-not-boolean.yaml",
+            "spec.allowPrivateEndpoint",
+            "must be of type boolean (from annotation",
+        ),
+        (
+            "mcpremoteproxy/v1alpha1-stash-not-json.yaml",
+            "metadata.annotations[toolhive.stacklok.dev/v1beta1-allowPrivateEndpoint]",
+            "not valid JSON",
+        ),
+        (
+            "mcpremoteproxy/v1alpha1-stash-pod-template-malformed.yaml",
+            "spec.podTemplateSpec.spec.containers",
+            "not a valid PodTemplateSpec",
+        ),
+        (
+            "mcpregistry/v1alpha1-stash-config-fails-schema.yaml",
+            "spec.configYAML",
+            "(from annotation toolhive.stacklok.dev/v1beta1-configYAML)",
+        ),
+        (
+            "mcpregistry/v1alpha1-stash-reserved-hostpath-volume.yaml",
+            "spec.volumes[0].name",
+            "is reserved for a volume the operator adds (from annotation",
+        ),
+        (
+            "mcpregistry/v1alpha1-stash-reserved-hostpath-volume.yaml",
+            "spec.volumeMounts[0].mountPath",
+            "must be an absolute path (from annotation",
+        ),
+        (
+            "mcpserver/v1beta1-stash-port-not-json.yaml",
+            "metadata.annotations[toolhive.stacklok.dev/v1alpha1-port]",
+            "not valid JSON",
+        ),
+        (
+            "mcpserver/volume-reserved-names.yaml",
+            "spec.volumes[0].name",
+            "is reserved for a volume the operator adds",
+        ),
+        (
+            "mcpserver/volume-reserved-mount-paths.yaml",
+            "spec.volumes[0].mountPath",
+            "the operator mounts the bridge binary at /mcp/bin",
+        ),
     ];
     for (case, field, message) in cases {
         let path = root().join("tests/admission").join(case);

@@ -308,15 +308,16 @@ fn check_reserved_volumes(
     volumes: &[crate::api::shared::Volume],
     profile_from_config_map: bool,
 ) {
-    let mut names: Vec<&str> = RESERVED_VOLUMES.to_vec();
-    let mut mounts: Vec<(&str, &str)> = RESERVED_MOUNTS.to_vec();
-    if profile_from_config_map {
-        names.push(PROFILE_VOLUME);
-        mounts.push((PROFILE_MOUNT, "the permission profile"));
-    }
+    let profile: &[(&str, &str)] = if profile_from_config_map {
+        &[(PROFILE_MOUNT, "the permission profile")]
+    } else {
+        &[]
+    };
+    let reserved_name =
+        |n: &str| RESERVED_VOLUMES.contains(&n) || (profile_from_config_map && n == PROFILE_VOLUME);
     for (i, v) in volumes.iter().enumerate() {
         let p = path.index(i);
-        if names.contains(&v.name.as_str()) {
+        if reserved_name(&v.name) {
             f.error(FieldError::invalid(
                 p.child("name"),
                 v.name.as_str(),
@@ -325,8 +326,9 @@ fn check_reserved_volumes(
         }
         // A relative path is refused as such already.
         let absolute = v.mount_path.starts_with('/');
-        if let Some((dir, what)) = mounts
+        if let Some((dir, what)) = RESERVED_MOUNTS
             .iter()
+            .chain(profile)
             .find(|(dir, _)| absolute && rules::path_within(&v.mount_path, dir))
         {
             f.error(FieldError::invalid(

@@ -40,7 +40,17 @@ fn stash_annotations(obj: &Value) -> Vec<(&str, &Value)> {
 /// True when the object needs judging in its other form: always at v1alpha1 (it is stored at
 /// v1beta1), at v1beta1 only when it carries a stash. Ordinary v1beta1 objects pay nothing.
 pub fn needed(version: &str, obj: &Value) -> bool {
-    version == "v1alpha1" || !stash_annotations(obj).is_empty()
+    version == "v1alpha1" || has_stash(obj)
+}
+
+/// [`stash_annotations`] without collecting them: the question every review asks.
+fn has_stash(obj: &Value) -> bool {
+    obj.pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .is_some_and(|a| {
+            a.keys()
+                .any(|k| k.starts_with(ALPHA_STASH_PREFIX) || k.starts_with(BETA_STASH_PREFIX))
+        })
 }
 
 /// Checks the stash annotations and the object's other form; `own_errors_empty` says whether the
