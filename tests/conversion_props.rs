@@ -369,7 +369,7 @@ fn tool_config(api: &'static str) -> impl Strategy<Value = Value> {
         option::of(btree_set("[a-z_]{1,8}", 0..4)),
         option::of(btree_map(
             "[a-z_]{1,8}",
-            ("[a-z]{1,6}", any::<bool>()), // an empty description is refused
+            ("[a-z]{0,6}", any::<bool>()),
             0..3,
         )),
         option::of(vec(dns_name(), 0..3)),

@@ -242,26 +242,24 @@ pub fn validate_tool_config(spec: &MCPToolConfigSpec, f: &mut Findings) {
                 "tool names must not be empty",
             ));
         }
-        let new = o.name.as_deref().unwrap_or(name);
-        if o.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-            f.error(FieldError::invalid(
-                p.child("name"),
-                "",
-                "must not be empty; leave it out to keep the tool's name",
-            ));
+        // An empty name or description keeps the server's, as upstream and the operator read
+        // it: accepted (historic manifests carry it) with a warning, the same for both fields.
+        // Blank but not empty would be served as blank: refused, the same for both fields.
+        for (field, value) in [("name", &o.name), ("description", &o.description)] {
+            match value.as_deref() {
+                Some("") => f.warn(
+                    &p.child(field),
+                    format!("empty: the tool keeps its {field} from the server; leave the field out to say so"),
+                ),
+                Some(v) if v.trim().is_empty() => f.error(FieldError::invalid(
+                    p.child(field),
+                    v,
+                    format!("must not be blank; leave it out to keep the tool's {field}"),
+                )),
+                _ => {}
+            }
         }
-        // Refused like an empty name: the operator would read it as "keep the server's",
-        // which is not what a written empty description says.
-        if o.description
-            .as_deref()
-            .is_some_and(|d| d.trim().is_empty())
-        {
-            f.error(FieldError::invalid(
-                p.child("description"),
-                o.description.as_deref().unwrap_or_default(),
-                "must not be empty; leave it out to keep the tool's description",
-            ));
-        }
+        let new = o.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(name);
         if let Some(other) = exposed.insert(new, name) {
             f.error(FieldError::invalid(
                 p.child("name"),
