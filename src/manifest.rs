@@ -57,12 +57,13 @@ pub enum ManifestError {
 /// with its name, bounded and UTF-8 checked like [`read_paths`].
 pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<(String, String)>, ManifestError> {
     let mut out = Vec::new();
+    let mut seen = Seen::default();
     for p in paths {
         if p.as_os_str() == "-" {
             out.push(("-".to_string(), read_stdin()?));
             continue;
         }
-        for file in manifest_files(p, 0)? {
+        for file in manifest_files(p, 0, &mut seen)? {
             let name = file.display().to_string();
             let bytes = read_bounded(&file, &name)?;
             out.push((name.clone(), decode_utf8(&name, bytes)?));
@@ -99,17 +100,37 @@ fn read_stdin() -> Result<String, ManifestError> {
     decode_utf8("-", buf)
 }
 
+/// Folders and files already walked, by their real path: symlinks may lead back into a folder
+/// being walked (a loop) or to a file read already, and each file is read once.
+#[derive(Default)]
+struct Seen {
+    dirs: std::collections::HashSet<PathBuf>,
+    files: std::collections::HashSet<PathBuf>,
+}
+
+impl Seen {
+    /// True the first time `p` (resolved) is met; a path that cannot be resolved counts as new.
+    fn first_visit(set: &mut std::collections::HashSet<PathBuf>, p: &Path) -> bool {
+        std::fs::canonicalize(p).map_or(true, |real| set.insert(real))
+    }
+}
+
 /// A file as given, or the `.yaml`/`.yml`/`.json` files below a folder, sorted.
-fn manifest_files(p: &Path, depth: usize) -> Result<Vec<PathBuf>, ManifestError> {
+fn manifest_files(p: &Path, depth: usize, seen: &mut Seen) -> Result<Vec<PathBuf>, ManifestError> {
     let io = |source| ManifestError::Io {
         file: p.display().to_string(),
         source,
     };
     let meta = std::fs::metadata(p).map_err(io)?;
     if !meta.is_dir() {
-        return Ok(vec![p.to_path_buf()]);
+        let first = Seen::first_visit(&mut seen.files, p);
+        return Ok(if first {
+            vec![p.to_path_buf()]
+        } else {
+            Vec::new()
+        });
     }
-    if depth >= MAX_DIR_DEPTH {
+    if depth >= MAX_DIR_DEPTH || !Seen::first_visit(&mut seen.dirs, p) {
         return Ok(Vec::new());
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
@@ -120,11 +141,12 @@ fn manifest_files(p: &Path, depth: usize) -> Result<Vec<PathBuf>, ManifestError>
     let mut out = Vec::new();
     for e in entries {
         if e.is_dir() {
-            out.extend(manifest_files(&e, depth + 1)?);
+            out.extend(manifest_files(&e, depth + 1, seen)?);
         } else if matches!(
             e.extension().and_then(|x| x.to_str()),
             Some("yaml" | "yml" | "json")
-        ) {
+        ) && Seen::first_visit(&mut seen.files, &e)
+        {
             out.push(e);
         }
     }

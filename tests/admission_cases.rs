@@ -159,3 +159,70 @@ fn cases_cover_every_kind() {
         assert!(n >= 3, "{kind}: only {n} cases");
     }
 }
+
+/// The reserved names of MCPServer volumes are exactly what the operator adds: every volume and
+/// every mount path of the Deployment it builds (for a server using every optional part) is
+/// refused when a user puts it in `spec.volumes`.
+#[test]
+fn every_volume_the_operator_adds_is_reserved() {
+    use mcp_operator::controller::children::{desired, Inputs};
+    let spec = serde_json::json!({
+        "image": "docker.io/mcp/fetch",
+        "permissionProfile": {"type": "configmap", "name": "profiles", "key": "p.json"},
+    });
+    let server: mcp_operator::api::v1beta1::MCPServer = serde_json::from_value(serde_json::json!({
+        "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+        "metadata": {"name": "s", "namespace": "ns"}, "spec": spec,
+    }))
+    .unwrap();
+    let deployment = serde_json::to_value(desired(&server, &Inputs::default()).deployment).unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let names: Vec<&str> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    let containers = pod["containers"].as_array().unwrap().iter();
+    let inits = pod["initContainers"].as_array().into_iter().flatten();
+    let paths: BTreeSet<&str> = containers
+        .chain(inits)
+        .flat_map(|c| c["volumeMounts"].as_array().into_iter().flatten())
+        .filter_map(|m| m["mountPath"].as_str())
+        .collect();
+    assert!(names.len() >= 3 && paths.len() >= 3, "{names:?} {paths:?}");
+    let admit_volume = |name: &str, mount: &str| {
+        let mut obj = serde_json::json!({
+            "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+            "metadata": {"name": "s", "namespace": "ns"}, "spec": spec.clone(),
+        });
+        obj["spec"]["volumes"] =
+            serde_json::json!([{"name": name, "hostPath": "/opt/x", "mountPath": mount}]);
+        let verdict = admit(&obj, None, Operation::Create).unwrap();
+        verdict
+            .errors
+            .iter()
+            .map(|e| e.field.clone())
+            .collect::<Vec<_>>()
+    };
+    for name in names {
+        assert_eq!(
+            admit_volume(name, "/data"),
+            ["spec.volumes[0].name"],
+            "volume {name}"
+        );
+    }
+    for path in paths {
+        assert_eq!(
+            admit_volume("user", path),
+            ["spec.volumes[0].mountPath"],
+            "mount {path}"
+        );
+        let below = format!("{path}/below");
+        assert_eq!(
+            admit_volume("user", &below),
+            ["spec.volumes[0].mountPath"],
+            "mount {below}"
+        );
+    }
+}

@@ -52,6 +52,48 @@ fn examples_are_all_accepted() {
         "{out}"
     );
     assert!(!out.contains("rejected"), "{out}");
+    // No example hides its own tools (issue 17: one named a renamed tool by its old name).
+    assert!(!out.contains("is renamed to"), "{out}");
+}
+
+/// `check` reads an MCPServer's inline tools with the MCPToolConfig it references when that is
+/// among its inputs: old names of renamed tools and disjoint allow-lists are warned about.
+#[test]
+fn inline_tools_are_read_with_the_referenced_tool_config() {
+    let input = "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPToolConfig\nmetadata: {name: tc}\n\
+                 spec:\n  toolsFilter: [add]\n  toolsOverride:\n    get-sum: {name: add}\n---\n\
+                 apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: old-name}\n\
+                 spec: {image: docker.io/mcp/fetch, tools: [get-sum], toolConfigRef: {name: tc}}\n---\n\
+                 apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: disjoint}\n\
+                 spec: {image: docker.io/mcp/fetch, tools: [echo], toolConfigRef: {name: tc}}\n---\n\
+                 apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: fine}\n\
+                 spec: {image: docker.io/mcp/fetch, tools: [add], toolConfigRef: {name: tc}}\n";
+    let (_d, p) = write_temp("tools.yaml", input.as_bytes());
+    let o = check(&["-f", p.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let reports: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let warnings = |name: &str| -> Vec<String> {
+        let r = reports.iter().find(|r| r["name"] == name).unwrap();
+        serde_json::from_value(r["warnings"].clone()).unwrap()
+    };
+    let old = warnings("old-name");
+    assert!(
+        old.iter().any(|w| w.starts_with("spec.tools[0]: \"get-sum\" is renamed to \"add\" by MCPToolConfig \"tc\"'s spec.toolsOverride[get-sum]")),
+        "{old:?}"
+    );
+    let disjoint = warnings("disjoint");
+    assert!(
+        disjoint.iter().any(|w| w
+            .contains("no tool is in both spec.tools and the toolsFilter of MCPToolConfig \"tc\"")),
+        "{disjoint:?}"
+    );
+    let fine = warnings("fine");
+    assert!(
+        !fine
+            .iter()
+            .any(|w| w.contains("renamed") || w.contains("no tool")),
+        "{fine:?}"
+    );
 }
 
 #[test]
@@ -112,6 +154,57 @@ fn rejections_name_the_field_in_text_and_json() {
             "mcpregistry/file-outside-mounts.yaml",
             "spec.configYAML",
             "not inside any of spec.volumeMounts",
+        ),
+        // Issue 17: the object as it will be stored, stash included.
+        (
+            "mcpremoteproxy/v1alpha1-stash-replicas-negative.yaml",
+            "spec.replicas",
+            "(from annotation toolhive.stacklok.dev/v1beta1-replicas)",
+        ),
+        (
+            "mcpremoteproxy/v1alpha1-stash-allow-private-not-boolean.yaml",
+            "spec.allowPrivateEndpoint",
+            "must be of type boolean (from annotation",
+        ),
+        (
+            "mcpremoteproxy/v1alpha1-stash-not-json.yaml",
+            "metadata.annotations[toolhive.stacklok.dev/v1beta1-allowPrivateEndpoint]",
+            "not valid JSON",
+        ),
+        (
+            "mcpremoteproxy/v1alpha1-stash-pod-template-malformed.yaml",
+            "spec.podTemplateSpec.spec.containers",
+            "not a valid PodTemplateSpec",
+        ),
+        (
+            "mcpregistry/v1alpha1-stash-config-fails-schema.yaml",
+            "spec.configYAML",
+            "(from annotation toolhive.stacklok.dev/v1beta1-configYAML)",
+        ),
+        (
+            "mcpregistry/v1alpha1-stash-reserved-hostpath-volume.yaml",
+            "spec.volumes[0].name",
+            "is reserved for a volume the operator adds (from annotation",
+        ),
+        (
+            "mcpregistry/v1alpha1-stash-reserved-hostpath-volume.yaml",
+            "spec.volumeMounts[0].mountPath",
+            "must be an absolute path (from annotation",
+        ),
+        (
+            "mcpserver/v1beta1-stash-port-not-json.yaml",
+            "metadata.annotations[toolhive.stacklok.dev/v1alpha1-port]",
+            "not valid JSON",
+        ),
+        (
+            "mcpserver/volume-reserved-names.yaml",
+            "spec.volumes[0].name",
+            "is reserved for a volume the operator adds",
+        ),
+        (
+            "mcpserver/volume-reserved-mount-paths.yaml",
+            "spec.volumes[0].mountPath",
+            "the operator mounts the bridge binary at /mcp/bin",
         ),
     ];
     for (case, field, message) in cases {
@@ -304,6 +397,12 @@ fn convert_round_trips_the_v1alpha1_examples() {
         .output()
         .unwrap();
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    // The inline OIDC block is kept (in the stash), and what it means is said (issue 17).
+    let said = String::from_utf8_lossy(&up.stderr).into_owned();
+    assert!(
+        said.contains("toolhive.stacklok.dev/v1alpha1-oidcConfig]: the inline oidcConfig of the v1alpha1 form: authentication is not enforced by mcp-operator yet, so the server is not deployed"),
+        "{said}"
+    );
     let beta = String::from_utf8(up.stdout).unwrap();
     assert!(
         !beta.contains("apiVersion: toolhive.stacklok.dev/v1alpha1"),
@@ -363,4 +462,29 @@ fn convert_leaves_other_documents_untouched() {
         input,
         "nothing to convert: byte for byte"
     );
+}
+
+/// A symlink back up the tree (a loop) and a second link to the same file are followed to no
+/// file twice: each object is reported once.
+#[cfg(unix)]
+#[test]
+fn symlink_loops_and_links_read_each_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("a/b")).unwrap();
+    std::fs::write(
+        root.join("a/server.yaml"),
+        "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: once}\nspec: {image: docker.io/mcp/fetch}\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..", root.join("a/b/up")).unwrap();
+    std::os::unix::fs::symlink(root.join("a"), root.join("again")).unwrap();
+    std::os::unix::fs::symlink(root.join("a/server.yaml"), root.join("a/b/same.yaml")).unwrap();
+    let o = check(&[
+        root.to_str().unwrap(),
+        root.join("a/server.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert_eq!(out.matches("mcpserver/once").count(), 1, "{out}");
 }

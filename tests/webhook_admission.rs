@@ -599,3 +599,91 @@ async fn reviews_are_served_over_http2() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// The two doors agree: every CREATE case of `tests/admission/` sent through the mutating and
+/// then the validating webhook (as the API server does) gets the verdict, the warnings and the
+/// defaults `mcp-operator check` prints for the same file. Only the note that references went
+/// unchecked for want of a cluster is the webhook's own.
+#[tokio::test]
+async fn the_webhook_and_check_agree_on_every_admission_case() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/admission");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
+        .args(["check", "--output", "json"])
+        .arg(&dir)
+        .output()
+        .expect("run check");
+    let reports: Vec<Value> = serde_json::from_slice(&output.stdout).expect("check's JSON");
+    let pki = Pki::new();
+    let server = serve(&pki).await;
+    let client = client(&pki, &server);
+    let mut compared = 0;
+    let mut disagreements = Vec::new();
+    for report in &reports {
+        let file = report["file"].as_str().unwrap();
+        let text = std::fs::read_to_string(file).unwrap();
+        let expectation: Value = serde_yaml::Deserializer::from_str(&text)
+            .next()
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .unwrap();
+        if expectation.get("operation").is_some() || report["index"] != 1 {
+            continue; // UPDATE and DELETE cases carry an old object `check` cannot know
+        }
+        let object: Value = serde_yaml::Deserializer::from_str(&text)
+            .nth(1)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .unwrap();
+        let kind = report["kind"].as_str().unwrap();
+        let version = report["apiVersion"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap();
+        let plural = SERVED.iter().find(|s| s.kind == kind).unwrap().plural;
+        let create = |o: &Value| review(kind, version, plural, "CREATE", Some(o), None);
+        let (_, mutated) = post(
+            &client,
+            &server,
+            &path(WebhookKind::Mutate, kind, version),
+            &create(&object),
+        )
+        .await;
+        let patched = apply_patch(&object, &mutated["response"]);
+        let (_, validated) = post(
+            &client,
+            &server,
+            &path(WebhookKind::Validate, kind, version),
+            &create(&patched),
+        )
+        .await;
+        let response = &validated["response"];
+        let warnings: Vec<&str> = response["warnings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|w| {
+                !w.contains("were not checked: the webhook runs without a cluster connection")
+            })
+            .collect();
+        let printed: Vec<&str> = report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        if response["allowed"] != report["allowed"]
+            || warnings != printed
+            || patched != report["defaulted"]
+        {
+            disagreements.push(format!(
+                "{file}:\n  webhook: allowed {} warnings {warnings:?}\n  check:   allowed {} warnings {printed:?}\n  defaults agree: {}",
+                response["allowed"], report["allowed"], patched == report["defaulted"]
+            ));
+        }
+        compared += 1;
+    }
+    server.shutdown().await.unwrap();
+    assert!(compared >= 80, "only {compared} cases compared");
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}

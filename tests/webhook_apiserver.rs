@@ -247,3 +247,203 @@ async fn self_managed_certificates_bootstrap_the_webhooks_from_nothing() {
     assert_eq!(created.data["spec"]["transport"], "stdio");
     server.shutdown().await.unwrap();
 }
+
+/// The API server with our admission webhooks and our conversion webhook (CRDs trusting our CA).
+async fn converting_cluster() -> (
+    TestApiServer,
+    kube::Client,
+    mcp_operator::webhook::server::RunningServer,
+    tempfile::TempDir,
+) {
+    mcp_operator::crypto::install_provider();
+    let apiserver = TestApiServer::start(Options::default())
+        .await
+        .expect("API server");
+    let client = apiserver.client().unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in [NAMESPACE, "default"] {
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        let _ = namespaces.create(&PostParams::default(), &ns).await;
+    }
+    let ca = generate_ca("conversion CA", Duration::from_secs(3600)).unwrap();
+    let pair = ca
+        .issue_serving(
+            &service_dns_names(SERVICE, NAMESPACE),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_cert_dir(dir.path(), &ca, &pair, false).unwrap();
+    let mut options = ServerOptions::new(dir.path(), "127.0.0.1:0".parse().unwrap());
+    options.conversion = Some(mcp_operator::webhook::conversion::handler());
+    let server = start(options).await.unwrap();
+    apiserver.set_service(
+        &format!("{NAMESPACE}/{SERVICE}"),
+        &server.addr().to_string(),
+    );
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for mut c in crd::all() {
+        let hook = c
+            .spec
+            .conversion
+            .as_mut()
+            .unwrap()
+            .webhook
+            .as_mut()
+            .unwrap();
+        hook.client_config.as_mut().unwrap().ca_bundle =
+            Some(k8s_openapi::ByteString(ca.cert_pem.clone().into_bytes()));
+        crds.create(&PostParams::default(), &c).await.expect("CRD");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    install_configurations(&client, Some(ca.cert_pem.clone().into_bytes())).await;
+    (apiserver, client, server, dir)
+}
+
+fn api_at(client: &kube::Client, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk(GROUP, version, kind);
+    Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
+}
+
+/// Issue 17 item 16, through the API server: after `proxyPort` is patched at v1beta1 the object
+/// read at v1alpha1 shows no stale `port`, and a later v1alpha1 edit of `port` takes effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_edit_at_either_version_takes_effect() {
+    let (_apiserver, client, server, _dir) = converting_cluster().await;
+    let alpha = api_at(&client, "v1alpha1", "MCPServer", "mcpservers");
+    let beta = api_at(&client, "v1beta1", "MCPServer", "mcpservers");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/v1alpha1/mcpserver-old.yaml"
+    ))
+    .unwrap();
+    let mut old: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    old["metadata"]["namespace"] = json!("default");
+    old.as_object_mut().unwrap().remove("status");
+    alpha
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(old).unwrap(),
+        )
+        .await
+        .expect("the old example is accepted");
+    let merge = |v: serde_json::Value| kube::api::Patch::Merge(v);
+    let params = kube::api::PatchParams::default();
+    beta.patch(
+        "time",
+        &params,
+        &merge(json!({"spec": {"proxyPort": 7000}})),
+    )
+    .await
+    .expect("patched at v1beta1");
+    let read = alpha.get("time").await.unwrap();
+    assert_eq!(read.data["spec"]["proxyPort"], 7000, "{:?}", read.data);
+    assert!(
+        read.data["spec"].get("port").is_none(),
+        "stale port: {:?}",
+        read.data
+    );
+    let generation = beta.get("time").await.unwrap().metadata.generation;
+
+    alpha
+        .patch("time", &params, &merge(json!({"spec": {"port": 7100}})))
+        .await
+        .expect("patched at v1alpha1");
+    let stored = beta.get("time").await.unwrap();
+    assert_eq!(stored.data["spec"]["proxyPort"], 7100, "{:?}", stored.data);
+    assert!(
+        stored.metadata.generation > generation,
+        "the edit changed the spec"
+    );
+    let read = alpha.get("time").await.unwrap();
+    assert_eq!(read.data["spec"]["port"], 7100);
+    assert_eq!(read.data["spec"]["proxyPort"], 7100);
+    server.shutdown().await.unwrap();
+}
+
+/// Issue 17 item 17, through the API server: stash annotations written by hand are judged as
+/// the fields they become, and a stash that is not JSON is refused, at either version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_written_stash_is_judged_as_the_field_it_becomes() {
+    let (_apiserver, client, server, _dir) = converting_cluster().await;
+    let proxies = api_at(&client, "v1alpha1", "MCPRemoteProxy", "mcpremoteproxies");
+    let proxy = |annotations: serde_json::Value| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "toolhive.stacklok.dev/v1alpha1", "kind": "MCPRemoteProxy",
+            "metadata": {"name": "r", "namespace": "default", "annotations": annotations},
+            "spec": {"remoteURL": "https://mcp.example.com/mcp"}
+        }))
+        .unwrap()
+    };
+    let refused = |r: Result<DynamicObject, kube::Error>| -> String {
+        match r {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{status:?}");
+                status.message
+            }
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    };
+    for (key, value, want) in [
+        ("replicas", "-7", "spec.replicas: Invalid value: -7"),
+        (
+            "allowPrivateEndpoint",
+            "\"maybe\"",
+            "spec.allowPrivateEndpoint: Invalid value",
+        ),
+        ("allowPrivateEndpoint", "maybe", "not valid JSON"),
+        (
+            "podTemplateSpec",
+            "{\"spec\":{\"containers\":7}}",
+            "spec.podTemplateSpec.spec.containers",
+        ),
+    ] {
+        let annotation = format!("toolhive.stacklok.dev/v1beta1-{key}");
+        let message = refused(
+            proxies
+                .create(
+                    &PostParams::default(),
+                    &proxy(json!({ &annotation: value })),
+                )
+                .await,
+        );
+        assert!(message.contains(want), "{key}={value}: {message}");
+        assert!(
+            message.contains(&annotation),
+            "{key}={value}: names the annotation: {message}"
+        );
+    }
+    let created = proxies
+        .create(
+            &PostParams::default(),
+            &proxy(json!({"toolhive.stacklok.dev/v1beta1-replicas": "2"})),
+        )
+        .await
+        .expect("a stash the operator could have written is accepted");
+    assert_eq!(created.metadata.name.as_deref(), Some("r"));
+    let stored = api_at(&client, "v1beta1", "MCPRemoteProxy", "mcpremoteproxies")
+        .get("r")
+        .await
+        .unwrap();
+    assert_eq!(stored.data["spec"]["replicas"], 2);
+
+    let servers = api_at(&client, "v1beta1", "MCPServer", "mcpservers");
+    let server_with_stash: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+        "metadata": {"name": "s", "namespace": "default",
+                     "annotations": {"toolhive.stacklok.dev/v1alpha1-port": "nine"}},
+        "spec": {"image": "docker.io/mcp/fetch"}
+    }))
+    .unwrap();
+    let message = refused(
+        servers
+            .create(&PostParams::default(), &server_with_stash)
+            .await,
+    );
+    assert!(message.contains("not valid JSON"), "{message}");
+    server.shutdown().await.unwrap();
+}

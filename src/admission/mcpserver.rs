@@ -11,6 +11,22 @@ use serde_json::Value;
 /// The Service is named `mcp-<name>-proxy` and must fit a 63-character DNS label.
 const MAX_NAME_LEN: usize = 63 - "mcp--proxy".len();
 
+/// The schema default of `proxyMode`.
+const DEFAULT_PROXY_MODE: &str = "streamable-http";
+
+/// Volumes the operator adds to every MCPServer pod (`src/controller/children.rs`): a user volume
+/// of the same name makes the Deployment invalid.
+const RESERVED_VOLUMES: &[&str] = &["bridge-bin", "bridge-config"];
+/// Where those volumes are mounted: a user mount there is a duplicate mount path, and one below
+/// them hides or replaces the bridge's binary or its config.
+const RESERVED_MOUNTS: &[(&str, &str)] = &[
+    ("/mcp/bin", "the bridge binary"),
+    ("/etc/mcp-bridge", "the bridge config"),
+];
+/// Added only for a permission profile read from a ConfigMap.
+const PROFILE_VOLUME: &str = "permission-profile";
+const PROFILE_MOUNT: &str = "/etc/toolhive/profiles";
+
 /// The fields both versions share, borrowed, so one set of rules serves both.
 struct Common<'a> {
     image: &'a str,
@@ -57,25 +73,38 @@ pub fn validate_v1beta1(name: &str, obj: &v1beta1::MCPServer, raw: &Value, f: &m
     if let Some(g) = &s.group_ref {
         check_object_name(f, &Path::root("spec.groupRef.name"), &g.name);
     }
-    warn_kept_alpha_fields(obj.metadata.annotations.as_ref(), f);
+    warn_kept_alpha_fields(obj.metadata.annotations.as_ref(), true, f);
 }
 
+/// What an inline OIDC block gets today on an MCPServer: authentication is not enforced by the
+/// data path yet, so the operator holds the server undeployed rather than run it open; the
+/// warning says so, and what to do instead (no kind that does not exist yet is named).
+pub const SERVER_OIDC_HELD: &str = "authentication is not enforced by mcp-operator yet, so the server is not deployed while an inline oidcConfig is set (condition Accepted=False); remove it to run the server without authentication knowingly, or put an authenticating gateway in front of its Service and then remove it";
+/// The same for kinds the operator does not deploy (MCPRemoteProxy).
+pub const OIDC_KEPT_ONLY: &str =
+    "kept for conversion only: mcp-operator does not enforce authentication yet";
+pub const TELEMETRY_KEPT_ONLY: &str =
+    "kept for conversion only: mcp-operator does not export telemetry yet, so none is sent";
+
 /// Inline blocks of a v1alpha1 object live on in annotations at v1beta1 (so a round trip loses
-/// nothing), but v1beta1 does not act on them: say so, and what to create instead.
+/// nothing), but v1beta1 does not act on them: say so, and what it means for the object.
 pub fn warn_kept_alpha_fields(
     annotations: Option<&std::collections::BTreeMap<String, String>>,
+    server: bool,
     f: &mut Findings,
 ) {
     let prefix = crate::conversion::ALPHA_STASH_PREFIX;
-    for (field, instead) in [
-        ("oidcConfig", "an MCPOIDCConfig"),
-        ("telemetry", "an MCPTelemetryConfig"),
-    ] {
+    let oidc = if server {
+        SERVER_OIDC_HELD
+    } else {
+        OIDC_KEPT_ONLY
+    };
+    for (field, what) in [("oidcConfig", oidc), ("telemetry", TELEMETRY_KEPT_ONLY)] {
         let key = format!("{prefix}{field}");
         if annotations.is_some_and(|a| a.contains_key(&key)) {
             f.warn(
                 &Path::root("metadata.annotations").key(&key),
-                format!("the inline {field} of the v1alpha1 form is kept for conversion but not applied at v1beta1; create {instead} instead"),
+                format!("the inline {field} of the v1alpha1 form: {what}"),
             );
         }
     }
@@ -120,10 +149,7 @@ pub fn validate_v1alpha1(name: &str, obj: &v1alpha1::MCPServer, raw: &Value, f: 
         f.warn(&spec.child("targetPort"), "deprecated: use spec.mcpPort");
     }
     if s.oidc_config.is_some() {
-        f.warn(
-            &spec.child("oidcConfig"),
-            "deprecated: v1beta1 references a shared MCPOIDCConfig through spec.oidcConfigRef; create one with the same settings",
-        );
+        f.warn(&spec.child("oidcConfig"), SERVER_OIDC_HELD);
     }
     if let Some(secret) = s
         .oidc_config
@@ -138,10 +164,7 @@ pub fn validate_v1alpha1(name: &str, obj: &v1alpha1::MCPServer, raw: &Value, f: 
         );
     }
     if s.telemetry.is_some() {
-        f.warn(
-            &spec.child("telemetry"),
-            "deprecated: v1beta1 references a shared MCPTelemetryConfig through spec.telemetryConfigRef; create one with the same settings",
-        );
+        f.warn(&spec.child("telemetry"), TELEMETRY_KEPT_ONLY);
     }
 }
 
@@ -165,6 +188,13 @@ fn check_common(name: &str, c: &Common<'_>, raw: &Value, f: &mut Findings) {
     let env_names = check_env(f, &spec.child("env"), c.env);
     check_secrets(f, &spec.child("secrets"), c.secrets, &env_names);
     check_volumes(f, &spec.child("volumes"), c.volumes);
+    let profile_from_config_map = c.permission_profile.is_some_and(|p| p.type_ == "configmap");
+    check_reserved_volumes(
+        f,
+        &spec.child("volumes"),
+        c.volumes,
+        profile_from_config_map,
+    );
     if let Some(r) = c.resources {
         check_resources(f, &spec.child("resources"), r);
     }
@@ -225,9 +255,13 @@ fn check_transport(c: &Common<'_>, raw: &Value, f: &mut Findings) {
             );
         }
     } else {
+        // The schema default is indistinguishable from a written value once the mutating
+        // webhook has run, so only a value other than the default is the user's: warning about
+        // the default would warn on every SSE create at the webhook and never in `check`.
         let mode = raw_spec
             .and_then(|s| s.get("proxyMode"))
-            .and_then(Value::as_str);
+            .and_then(Value::as_str)
+            .filter(|m| *m != DEFAULT_PROXY_MODE);
         if let Some(mode) = mode.filter(|m| *m != c.transport) {
             f.warn(
                 &spec.child("proxyMode"),
@@ -264,5 +298,44 @@ fn check_overrides(f: &mut Findings, path: &Path, o: &ResourceOverrides) {
     }
     if let Some(s) = &o.proxy_service {
         check_metadata_maps(f, &path.child("proxyService.labels"), s.labels.as_ref());
+    }
+}
+
+/// Volume names and mount paths the operator's own pod wiring uses are refused, as MCPRegistry's.
+fn check_reserved_volumes(
+    f: &mut Findings,
+    path: &Path,
+    volumes: &[crate::api::shared::Volume],
+    profile_from_config_map: bool,
+) {
+    let profile: &[(&str, &str)] = if profile_from_config_map {
+        &[(PROFILE_MOUNT, "the permission profile")]
+    } else {
+        &[]
+    };
+    let reserved_name =
+        |n: &str| RESERVED_VOLUMES.contains(&n) || (profile_from_config_map && n == PROFILE_VOLUME);
+    for (i, v) in volumes.iter().enumerate() {
+        let p = path.index(i);
+        if reserved_name(&v.name) {
+            f.error(FieldError::invalid(
+                p.child("name"),
+                v.name.as_str(),
+                "is reserved for a volume the operator adds",
+            ));
+        }
+        // A relative path is refused as such already.
+        let absolute = v.mount_path.starts_with('/');
+        if let Some((dir, what)) = RESERVED_MOUNTS
+            .iter()
+            .chain(profile)
+            .find(|(dir, _)| absolute && rules::path_within(&v.mount_path, dir))
+        {
+            f.error(FieldError::invalid(
+                p.child("mountPath"),
+                v.mount_path.as_str(),
+                format!("is reserved: the operator mounts {what} at {dir}"),
+            ));
+        }
     }
 }

@@ -8,8 +8,10 @@ pub mod field;
 mod mcpregistry;
 mod mcpserver;
 mod others;
+mod ports;
 pub mod rules;
 pub mod schema;
+mod stored;
 
 pub use field::{ErrorType, FieldError, FieldErrors, Path};
 
@@ -79,11 +81,35 @@ pub struct Reference {
 /// The object with every schema default filled in (nulls pruned first, as the API server does),
 /// without checking anything: what the mutating webhook answers with.
 pub fn default(obj: &Value) -> Result<Value, AdmitError> {
+    default_update(obj, None)
+}
+
+/// [`default`] for an UPDATE with the stored object `old`: also what an edit means where the
+/// object alone cannot say it (a v1alpha1 edit of `port` alone carries `proxyPort` along).
+pub fn default_update(obj: &Value, old: Option<&Value>) -> Result<Value, AdmitError> {
     let (version, kind) = type_of(obj)?;
     let rules = SCHEMAS
         .get(&(version, kind))
         .ok_or_else(|| not_served(obj))?;
-    Ok(defaulted(rules, obj))
+    let mut out = defaulted(rules, obj);
+    follow_edits(version, kind, &mut out, old);
+    Ok(out)
+}
+
+/// What an edit means beyond the object's own fields: a v1alpha1 change of `port` alone carries
+/// `proxyPort` along (UPDATE), and a v1beta1 object's stash follows its fields.
+fn follow_edits(version: &str, kind: &str, new: &mut Value, old: Option<&Value>) {
+    match (version, old) {
+        ("v1alpha1", Some(old)) if matches!(kind, "MCPServer" | "MCPRemoteProxy") => {
+            ports::follow_port_edit(new, old)
+        }
+        ("v1beta1", _) if stored::needed(version, new) => {
+            if let Some(refreshed) = crate::conversion::refresh_stash(new) {
+                *new = refreshed;
+            }
+        }
+        _ => {}
+    }
 }
 
 fn defaulted(rules: &KindRules, obj: &Value) -> Value {
@@ -120,7 +146,13 @@ pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict,
     let rules = SCHEMAS
         .get(&(version, kind))
         .ok_or_else(|| not_served(obj))?;
-    let defaulted = defaulted(rules, obj);
+    let mut defaulted = defaulted(rules, obj);
+    follow_edits(
+        version,
+        kind,
+        &mut defaulted,
+        old.filter(|_| op == Operation::Update),
+    );
     let mut errors = FieldErrors::default();
     check_name(&defaulted, &mut errors);
     check_structure(&rules.schema, &defaulted, &mut errors);
@@ -134,6 +166,21 @@ pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict,
             .errors
             .0
             .retain(|e| !e.field.starts_with("<object>"));
+    }
+    if stored::needed(version, obj) {
+        let own_errors_empty = errors.is_empty() && findings.errors.is_empty();
+        stored::check(
+            version,
+            kind,
+            obj,
+            &defaulted,
+            old,
+            own_errors_empty,
+            &mut findings,
+        );
+    }
+    if version == "v1alpha1" && matches!(kind, "MCPServer" | "MCPRemoteProxy") {
+        ports::warn_ignored_port(&defaulted, &mut findings);
     }
     errors.extend(findings.errors);
     if version == "v1alpha1" {
@@ -151,6 +198,79 @@ pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict,
         warnings: findings.warnings,
         errors,
     })
+}
+
+/// What a manifest's inline `oidcConfig`/`telemetry` blocks (in the spec at v1alpha1, in the
+/// conversion stash at v1beta1) mean for the object: the warnings admission gives about them,
+/// for `convert` to print, so a rewritten manifest does not hide them.
+pub fn inline_block_warnings(obj: &Value) -> Vec<String> {
+    let Ok((version, kind)) = type_of(obj) else {
+        return Vec::new();
+    };
+    let server = kind == "MCPServer";
+    let mut f = Findings::default();
+    if version == "v1beta1" && (server || kind == "MCPRemoteProxy") {
+        let annotations = obj
+            .pointer("/metadata/annotations")
+            .and_then(|a| serde_json::from_value(a.clone()).ok());
+        mcpserver::warn_kept_alpha_fields(annotations.as_ref(), server, &mut f);
+    } else if version == "v1alpha1" {
+        let spec = Path::root("spec");
+        if obj.pointer("/spec/oidcConfig").is_some() {
+            let what = if server {
+                mcpserver::SERVER_OIDC_HELD
+            } else {
+                mcpserver::OIDC_KEPT_ONLY
+            };
+            f.warn(&spec.child("oidcConfig"), what);
+        }
+        if obj.pointer("/spec/telemetry").is_some() {
+            f.warn(&spec.child("telemetry"), mcpserver::TELEMETRY_KEPT_ONLY);
+        }
+    }
+    f.warnings
+}
+
+/// An MCPServer's inline `spec.tools` read with the MCPToolConfig its `toolConfigRef` names, for
+/// a caller that has both (`check`, among its inputs; the webhook sees one object at a time):
+/// entries naming a tool by its name before an override, and two allow-lists with nothing in
+/// common.
+pub fn tools_against_config(server: &Value, tool_config: &Value) -> Vec<String> {
+    let tools: Vec<String> = server
+        .pointer("/spec/tools")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .unwrap_or_default();
+    let Some(spec) = tool_config
+        .get("spec")
+        .and_then(|s| serde_json::from_value::<v1beta1::MCPToolConfigSpec>(s.clone()).ok())
+    else {
+        return Vec::new();
+    };
+    if tools.is_empty() {
+        return Vec::new();
+    }
+    let name = tool_config
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut f = Findings::default();
+    let path = Path::root("spec.tools");
+    let overrides = spec.tools_override.unwrap_or_default();
+    others::warn_pre_override_names(
+        &mut f,
+        &path,
+        &tools,
+        &overrides,
+        &format!("MCPToolConfig {name:?}'s spec.toolsOverride"),
+    );
+    let filter = spec.tools_filter.unwrap_or_default();
+    if !filter.is_empty() && !tools.iter().any(|t| filter.contains(t)) {
+        f.warn(
+            &path,
+            format!("no tool is in both spec.tools and the toolsFilter of MCPToolConfig {name:?}: a tool must be allowed by both, so none can be served"),
+        );
+    }
+    f.warnings
 }
 
 /// The same-namespace objects a spec points at (Secrets, ConfigMaps, MCPToolConfig, MCPGroup).

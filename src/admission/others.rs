@@ -33,7 +33,7 @@ pub fn validate_remote_proxy_v1beta1(obj: &v1beta1::MCPRemoteProxy, f: &mut Find
             "PodTemplateSpec",
         );
     }
-    super::mcpserver::warn_kept_alpha_fields(obj.metadata.annotations.as_ref(), f);
+    super::mcpserver::warn_kept_alpha_fields(obj.metadata.annotations.as_ref(), false, f);
 }
 
 pub fn validate_remote_proxy_v1alpha1(obj: &v1alpha1::MCPRemoteProxy, f: &mut Findings) {
@@ -64,13 +64,13 @@ pub fn validate_remote_proxy_v1alpha1(obj: &v1alpha1::MCPRemoteProxy, f: &mut Fi
         f.warn(&spec.child("port"), "deprecated: use spec.proxyPort");
     }
     if s.oidc_config.is_some() {
-        f.warn(
-            &spec.child("oidcConfig"),
-            "deprecated: v1beta1 references a shared MCPOIDCConfig through spec.oidcConfigRef",
-        );
+        f.warn(&spec.child("oidcConfig"), super::mcpserver::OIDC_KEPT_ONLY);
     }
     if s.telemetry.is_some() {
-        f.warn(&spec.child("telemetry"), "deprecated: v1beta1 references a shared MCPTelemetryConfig through spec.telemetryConfigRef");
+        f.warn(
+            &spec.child("telemetry"),
+            super::mcpserver::TELEMETRY_KEPT_ONLY,
+        );
     }
 }
 
@@ -224,6 +224,14 @@ pub fn validate_tool_config(spec: &MCPToolConfigSpec, f: &mut Findings) {
     let path = Path::root("spec");
     if let Some(tools) = &spec.tools_filter {
         check_tools(f, &path.child("toolsFilter"), tools);
+        let overrides = spec.tools_override.clone().unwrap_or_default();
+        warn_pre_override_names(
+            f,
+            &path.child("toolsFilter"),
+            tools,
+            &overrides,
+            "spec.toolsOverride",
+        );
     }
     let mut exposed: HashMap<&str, &str> = HashMap::new();
     for (name, o) in spec.tools_override.iter().flatten() {
@@ -234,14 +242,24 @@ pub fn validate_tool_config(spec: &MCPToolConfigSpec, f: &mut Findings) {
                 "tool names must not be empty",
             ));
         }
-        let new = o.name.as_deref().unwrap_or(name);
-        if o.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-            f.error(FieldError::invalid(
-                p.child("name"),
-                "",
-                "must not be empty; leave it out to keep the tool's name",
-            ));
+        // An empty name or description keeps the server's, as upstream and the operator read
+        // it: accepted (historic manifests carry it) with a warning, the same for both fields.
+        // Blank but not empty would be served as blank: refused, the same for both fields.
+        for (field, value) in [("name", &o.name), ("description", &o.description)] {
+            match value.as_deref() {
+                Some("") => f.warn(
+                    &p.child(field),
+                    format!("empty: the tool keeps its {field} from the server; leave the field out to say so"),
+                ),
+                Some(v) if v.trim().is_empty() => f.error(FieldError::invalid(
+                    p.child(field),
+                    v,
+                    format!("must not be blank; leave it out to keep the tool's {field}"),
+                )),
+                _ => {}
+            }
         }
+        let new = o.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(name);
         if let Some(other) = exposed.insert(new, name) {
             f.error(FieldError::invalid(
                 p.child("name"),
@@ -249,5 +267,40 @@ pub fn validate_tool_config(spec: &MCPToolConfigSpec, f: &mut Findings) {
                 format!("two tools would be served as {new:?} (also {other:?})"),
             ));
         }
+    }
+}
+
+/// An allow-list matches the names clients see, after overrides: an entry naming a renamed tool
+/// by its name on the server hides that tool (the shipped example once did). `renamed_by` says
+/// where the overrides stand, e.g. `spec.toolsOverride` or `MCPToolConfig x's spec.toolsOverride`.
+pub fn warn_pre_override_names(
+    f: &mut Findings,
+    path: &Path,
+    allow: &[String],
+    overrides: &std::collections::BTreeMap<String, crate::api::v1beta1::ToolOverride>,
+    renamed_by: &str,
+) {
+    let new_name = |backend: &str| {
+        overrides
+            .get(backend)
+            .and_then(|o| o.name.as_deref())
+            .filter(|n| !n.trim().is_empty() && *n != backend)
+    };
+    // A name some tool is renamed to is a name clients see, whatever it was on the server.
+    let is_someones_new_name = |t: &str| overrides.iter().any(|(b, _)| new_name(b) == Some(t));
+    for (i, t) in allow.iter().enumerate() {
+        let Some(new) = new_name(t) else { continue };
+        if is_someones_new_name(t) {
+            continue;
+        }
+        let what = if allow.iter().any(|a| a == new) {
+            "this entry has no effect".to_string()
+        } else {
+            format!("the tool is hidden; list {new:?} instead")
+        };
+        f.warn(
+            &path.index(i),
+            format!("{t:?} is renamed to {new:?} by {renamed_by}[{t}], and the allow-list matches the names clients see: {what}"),
+        );
     }
 }

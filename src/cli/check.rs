@@ -71,7 +71,10 @@ pub fn run(args: CheckArgs) -> i32 {
     let mut notes = Vec::new();
     for doc in &docs {
         match check_document(doc) {
-            Ok(r) => reports.push(r),
+            Ok(mut r) => {
+                r.warnings.extend(cross_object_warnings(doc, &docs));
+                reports.push(r)
+            }
             Err(note) => notes.push(note),
         }
     }
@@ -123,6 +126,33 @@ pub fn check_document(doc: &Document) -> Result<Report, String> {
         }
     };
     Ok(report(doc, verdict))
+}
+
+/// What can be said of an object with the other objects of the same inputs: an MCPServer's
+/// inline tools against the MCPToolConfig it references, when that is among them.
+fn cross_object_warnings(doc: &Document, docs: &[Document]) -> Vec<String> {
+    let v = &doc.value;
+    if v.get("kind").and_then(Value::as_str) != Some("MCPServer") {
+        return Vec::new();
+    }
+    let Some(wanted) = v
+        .pointer("/spec/toolConfigRef/name")
+        .and_then(Value::as_str)
+    else {
+        return Vec::new();
+    };
+    let ours = |o: &Value| {
+        o.get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a.starts_with(&format!("{}/", api::GROUP)))
+    };
+    let config = docs.iter().map(|d| &d.value).find(|o| {
+        ours(o)
+            && o.get("kind").and_then(Value::as_str) == Some("MCPToolConfig")
+            && o.pointer("/metadata/name").and_then(Value::as_str) == Some(wanted)
+            && namespace_of(o) == namespace_of(v)
+    });
+    config.map_or_else(Vec::new, |c| admission::tools_against_config(v, c))
 }
 
 fn report(doc: &Document, verdict: Verdict) -> Report {

@@ -74,6 +74,11 @@ pub fn convert_text(file: &str, text: &str, to: &str) -> Result<String, String> 
         }
         let converted =
             convert(&value, to).map_err(|e| format!("{file}: document {index}: {e}"))?;
+        // Converting keeps inline blocks (in the stash or back in the spec); what they mean
+        // for the object must not disappear with the rewrite.
+        for w in crate::admission::inline_block_warnings(&converted) {
+            eprintln!("Warning: {file}: document {index}: {w}");
+        }
         out.push_str(&leading_comments(chunk.body));
         out.push_str(&serde_yaml::to_string(&converted).map_err(|e| e.to_string())?);
     }

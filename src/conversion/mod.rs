@@ -15,7 +15,7 @@ mod stash;
 use crate::api::GROUP;
 use serde_json::{Map, Value};
 
-pub use stash::{ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
+pub use stash::{check_kept_value, ABSENT, ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
 
 /// Why an object could not be converted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -84,6 +84,10 @@ pub fn convert(obj: &Value, to: &str) -> Result<Value, ConversionError> {
     if from == to {
         return Ok(Value::Object(out));
     }
+    stash::check_json(&out, stash::kept_prefix(from)).map_err(ConversionError::Invalid)?;
+    // A stash of the object's own version was not written by us (we only ever keep the other
+    // version's fields): it is never taken for a field.
+    stash::take_all(&mut out, stash::own_prefix(from));
     match (kind, to) {
         ("MCPServer", Version::V1beta1) => mcpserver_up(&mut out),
         ("MCPServer", Version::V1alpha1) => mcpserver_down(&mut out),
@@ -102,6 +106,44 @@ pub fn convert(obj: &Value, to: &str) -> Result<Value, ConversionError> {
     }
     stash::drop_empty_annotations(&mut out);
     Ok(Value::Object(out))
+}
+
+/// The stash of a v1beta1 object made to follow edits made at v1beta1: a kept value that no
+/// longer explains its field (say `port` after `proxyPort` was patched) is dropped, so it cannot
+/// come back to life later. The stash becomes what a round trip through v1alpha1 keeps; nothing
+/// but those annotations changes. `None` when there is nothing to change.
+pub fn refresh_stash(obj: &Value) -> Option<Value> {
+    if obj.get("apiVersion")?.as_str()? != Version::V1beta1.api_version() {
+        return None;
+    }
+    let kept = |o: &Value| -> Map<String, Value> {
+        o.pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+            .map(|a| {
+                a.iter()
+                    .filter(|(k, _)| k.starts_with(ALPHA_STASH_PREFIX))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let now = kept(obj);
+    if now.is_empty() {
+        return None;
+    }
+    let alpha = convert(obj, Version::V1alpha1.name()).ok()?;
+    let then = kept(&convert(&alpha, Version::V1beta1.name()).ok()?);
+    if now == then {
+        return None;
+    }
+    let mut out = obj.clone();
+    let Value::Object(map) = &mut out else {
+        return None;
+    };
+    stash::take_all(map, ALPHA_STASH_PREFIX);
+    stash::merge_annotations(map, then);
+    stash::drop_empty_annotations(map);
+    Some(out)
 }
 
 /// Fields only the old shape has, kept verbatim while the object lives at v1beta1.

@@ -11,6 +11,56 @@ const STATUS: &str = "status.";
 /// Marks a field that was absent (as opposed to one whose value was `null`).
 pub const ABSENT: &str = "<absent>";
 
+/// The prefix of the stash an object at `version` legitimately carries: the other version's
+/// fields, which converting it takes back.
+pub fn kept_prefix(version: super::Version) -> &'static str {
+    match version {
+        super::Version::V1alpha1 => BETA_STASH_PREFIX,
+        super::Version::V1beta1 => ALPHA_STASH_PREFIX,
+    }
+}
+
+/// The prefix of its own version's fields, which an object never carries legitimately.
+pub fn own_prefix(version: super::Version) -> &'static str {
+    match version {
+        super::Version::V1alpha1 => ALPHA_STASH_PREFIX,
+        super::Version::V1beta1 => BETA_STASH_PREFIX,
+    }
+}
+
+/// Every kept value under `prefix` must be JSON (or the absent marker): one that is not was
+/// written by hand, and taking it back would hand out an object no schema allows.
+pub fn check_json(obj: &Map<String, Value>, prefix: &str) -> Result<(), String> {
+    let annotations = obj
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object);
+    for (k, v) in annotations.into_iter().flatten() {
+        if !k.starts_with(prefix) {
+            continue;
+        }
+        if let Err(why) = check_kept_value(v) {
+            return Err(format!("metadata.annotations[{k}]: {why}"));
+        }
+    }
+    Ok(())
+}
+
+/// Why a kept annotation value cannot be taken back, if it cannot.
+pub fn check_kept_value(v: &Value) -> Result<(), String> {
+    let Some(text) = v.as_str() else {
+        return Err("an annotation value must be a string".into());
+    };
+    if text == ABSENT {
+        return Ok(());
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map(|_| ())
+        .map_err(|e| {
+            format!("not valid JSON ({e}); the conversion stash holds JSON the operator wrote")
+        })
+}
+
 /// Annotations to add, keyed by full annotation name, values JSON text.
 pub type Annotations = Map<String, Value>;
 
@@ -59,8 +109,8 @@ pub fn decode(text: &Value) -> Option<Value> {
     if s == ABSENT {
         return None;
     }
-    // A value that does not parse was not written by us; keep it as the string it is.
-    Some(serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string())))
+    // `convert` refuses a stash that does not parse before taking anything back.
+    serde_json::from_str(s).ok()
 }
 
 /// Removes and returns every annotation with `prefix` (field → raw annotation text).

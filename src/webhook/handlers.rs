@@ -276,7 +276,11 @@ pub async fn answer_review(
     };
     // Defaulting needs no checks: refusing is the validating webhook's job.
     let result = match route.webhook {
-        WebhookKind::Mutate => admission::default(&object).map(|defaulted| admission::Verdict {
+        WebhookKind::Mutate => admission::default_update(
+            &object,
+            old_object.as_ref().filter(|_| op == Operation::Update),
+        )
+        .map(|defaulted| admission::Verdict {
             defaulted,
             warnings: Vec::new(),
             errors: Default::default(),
