@@ -991,7 +991,6 @@ fn edit_cases() -> Vec<EditCase> {
 async fn world(c: &Client, name: &str) -> Option<World> {
     let server: MCPServer = get(c, "default", name).await?;
     let status = serde_json::to_value(server.status?).ok()?;
-    let as_json = |o: Option<_>| o.map(|o: serde_json::Value| o);
     let deployment = get::<Deployment>(c, "default", name)
         .await
         .map(|d| serde_json::to_value(d).unwrap());
@@ -1002,8 +1001,8 @@ async fn world(c: &Client, name: &str) -> Option<World> {
         .await
         .and_then(|cm| serde_json::from_str(cm.data?.get("bridge.json")?).ok());
     Some(World {
-        deployment: as_json(deployment),
-        service: as_json(service),
+        deployment,
+        service,
         bridge_config,
         status,
     })
@@ -1014,14 +1013,13 @@ async fn world(c: &Client, name: &str) -> Option<World> {
 async fn edits_reach_the_children_and_the_status() {
     let h = start(None).await;
     let c = &h.client;
-    let default = |o: serde_json::Value| -> serde_json::Value { o };
     for (name, filter) in [("only-fetch", "fetch"), ("only-other", "other")] {
         Api::<mcp_operator::api::v1beta1::MCPToolConfig>::namespaced(c.clone(), "default")
             .create(
                 &PostParams::default(),
-                &serde_json::from_value(default(json!({
+                &serde_json::from_value(json!({
                 "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPToolConfig",
-                "metadata": {"name": name}, "spec": {"toolsFilter": [filter]}})))
+                "metadata": {"name": name}, "spec": {"toolsFilter": [filter]}}))
                 .unwrap(),
             )
             .await

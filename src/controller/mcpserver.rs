@@ -1350,6 +1350,58 @@ mod tests {
         }
     }
 
+    /// Ready says whether clients reach a ready pod: ready replicas behind a Service whose
+    /// selector no pod matches (someone added a key) are not Ready.
+    #[test]
+    fn ready_needs_a_service_that_selects_the_pods() {
+        let server: MCPServer = serde_json::from_value(json!({
+            "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+            "metadata": {"name": "s", "namespace": "ns", "generation": 1},
+            "spec": {"image": "x", "command": ["srv"]}}))
+        .unwrap();
+        let deployment = json!({
+            "spec": {"replicas": 1, "template": {"metadata": {"labels": {
+                "app.kubernetes.io/name": "mcpserver", "app.kubernetes.io/instance": "s", "sidecar": "on"}}}},
+            "status": {"readyReplicas": 1}});
+        let service = |selector: Value| json!({"spec": {"selector": selector}});
+        let ours =
+            json!({"app.kubernetes.io/name": "mcpserver", "app.kubernetes.io/instance": "s"});
+        let mut extra = ours.clone();
+        extra["tier"] = json!("none");
+        let rows = [
+            (
+                Some(service(ours)),
+                "Ready",
+                Some("http://mcp-s-proxy.ns.svc.cluster.local:8080/mcp"),
+            ),
+            (
+                Some(service(extra)),
+                "ServiceSelectsNoPods",
+                Some("http://mcp-s-proxy.ns.svc.cluster.local:8080/mcp"),
+            ),
+            (None, "Ready", None),
+        ];
+        for (i, (svc, reason, url)) in rows.into_iter().enumerate() {
+            let observed = Observed {
+                deployment: Some(deployment.clone()),
+                service: svc,
+            };
+            let status = status_for(&server, &observed, Verdict::Accepted, None);
+            let ready = status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == "Ready")
+                .unwrap();
+            assert_eq!(ready.reason, reason, "row {i}");
+            assert_eq!(
+                status.url.as_deref(),
+                url,
+                "row {i}: url only with a Service"
+            );
+        }
+    }
+
     #[test]
     fn recent_writes_are_pruned_in_batches_not_per_call() {
         let mut recent = RecentWrites::default();
