@@ -55,9 +55,14 @@ struct PhaseCollector {
 }
 
 impl PhaseCollector {
+    /// Nothing on a replica whose controller does not run (not the leader): its zeros would
+    /// hide the leader's count from a `max` over replicas.
     fn counts(&self) -> BTreeMap<String, i64> {
+        let Some(servers) = self.servers.get() else {
+            return BTreeMap::new();
+        };
         let mut counts: BTreeMap<String, i64> = PHASES.iter().map(|p| (p.to_string(), 0)).collect();
-        for s in self.servers.get().map(Store::state).unwrap_or_default() {
+        for s in servers.state() {
             let phase = s.status.as_ref().and_then(|st| st.phase.clone());
             *counts
                 .entry(phase.unwrap_or_else(|| "Unknown".into()))
