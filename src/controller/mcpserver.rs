@@ -849,7 +849,9 @@ where
         .get(K::kind(&()).as_ref())
         .map(|s| s.load(Ordering::Relaxed));
     if ctx.written_lately(&key, &want, have.as_ref(), progress) {
-        return Ok(have);
+        // Our write is on its way to the cache: until it arrives, what we sent stands in for
+        // it (judging the child missing would flip `status.url` off and on, a write each time).
+        return Ok(have.or(Some(want)));
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let written = api
