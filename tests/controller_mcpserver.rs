@@ -41,6 +41,17 @@ fn checksum(d: &Deployment) -> String {
 async fn seeds_get_their_children_and_become_ready() {
     let h = start(None).await;
     let c = &h.client;
+    // The github seed's token: without it the server could not start (SecretNotFound).
+    Api::<Secret>::namespaced(c.clone(), "toolhive-system")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "github-token"}, "stringData": {"token": "t"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
     create_server(c, seed("mcpserver-github.yaml")).await;
     create_server(c, seed("mcpserver-fetch.yaml")).await;
 
@@ -648,6 +659,490 @@ async fn missing_or_invalid_tool_configs_stop_the_rollout() {
         .unwrap();
     eventually("the Deployment once the config is valid", || {
         get::<Deployment>(c, "default", "fetch")
+    })
+    .await;
+}
+
+/// What the cluster shows of one MCPServer: its children (as JSON) and its status.
+struct World {
+    deployment: Option<serde_json::Value>,
+    service: Option<serde_json::Value>,
+    bridge_config: Option<serde_json::Value>,
+    status: serde_json::Value,
+}
+
+impl World {
+    fn condition(&self, type_: &str) -> Option<&serde_json::Value> {
+        self.status["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == type_)
+    }
+    fn ready_reason(&self) -> &str {
+        self.condition("Ready")
+            .and_then(|c| c["reason"].as_str())
+            .unwrap_or_default()
+    }
+    fn mcp_container(&self) -> serde_json::Value {
+        let containers = self
+            .deployment
+            .as_ref()
+            .and_then(|d| d.pointer("/spec/template/spec/containers"))
+            .and_then(|c| c.as_array())
+            .cloned()
+            .unwrap_or_default();
+        containers
+            .into_iter()
+            .find(|c| c["name"] == "mcp")
+            .unwrap_or_default()
+    }
+}
+
+/// A change made to a converged MCPServer, or to its children by someone else.
+enum Edit {
+    /// Nothing: the case is about how the server first converges.
+    Nothing,
+    /// A merge patch of the MCPServer.
+    Server(serde_json::Value),
+    /// A merge patch of the Service by another field manager (`kubectl patch`).
+    Service(serde_json::Value),
+}
+
+/// One row: a server (the fetch seed with `spec` merged in, `annotations` added), an edit once it
+/// converged, and what must hold afterwards (`Err` says what does not, yet).
+struct EditCase {
+    name: &'static str,
+    spec: serde_json::Value,
+    annotations: serde_json::Value,
+    edit: Edit,
+    expect: fn(&World) -> Result<(), String>,
+}
+
+/// Absent, or a map or list with nothing in it (a real API server drops those on the way out).
+fn empty(v: &serde_json::Value) -> bool {
+    v.is_null()
+        || v.as_object().is_some_and(|m| m.is_empty())
+        || v.as_array().is_some_and(|a| a.is_empty())
+}
+
+fn check(ok: bool, what: impl Into<String>) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(what.into())
+    }
+}
+
+fn edit_cases() -> Vec<EditCase> {
+    use serde_json::Value;
+    vec![
+        // Removed fields leave the children (issue 17, item 10).
+        EditCase {
+            name: "resources-removed",
+            spec: json!({}),
+            annotations: json!({}),
+            edit: Edit::Server(json!({"spec": {"resources": null}})),
+            expect: |w| {
+                let r = &w.mcp_container()["resources"];
+                check(
+                    empty(&r["limits"]) && empty(&r["requests"]),
+                    format!("resources still {r}"),
+                )
+            },
+        },
+        EditCase {
+            name: "pod-template-removed",
+            spec: json!({"podTemplateSpec": {"spec": {"nodeSelector": {"disk": "ssd"},
+                "tolerations": [{"key": "dedicated", "operator": "Exists"}]}}}),
+            annotations: json!({}),
+            edit: Edit::Server(json!({"spec": {"podTemplateSpec": null}})),
+            expect: |w| {
+                let pod = w
+                    .deployment
+                    .as_ref()
+                    .and_then(|d| d.pointer("/spec/template/spec"))
+                    .cloned()
+                    .unwrap_or_default();
+                check(
+                    empty(&pod["nodeSelector"]) && empty(&pod["tolerations"]),
+                    format!(
+                        "nodeSelector {} tolerations {}",
+                        pod["nodeSelector"], pod["tolerations"]
+                    ),
+                )
+            },
+        },
+        EditCase {
+            name: "overrides-removed",
+            spec: json!({"resourceOverrides": {
+                "proxyDeployment": {"labels": {"team": "a"}, "annotations": {"note": "d"}},
+                "proxyService": {"labels": {"team": "a"}, "annotations": {"note": "s"}}}}),
+            annotations: json!({}),
+            edit: Edit::Server(json!({"spec": {"resourceOverrides": null}})),
+            expect: |w| {
+                for child in [&w.deployment, &w.service] {
+                    let meta = child.as_ref().map(|c| c["metadata"].clone());
+                    let meta = meta.unwrap_or_default();
+                    check(
+                        meta["labels"].get("team").is_none()
+                            && meta["annotations"].get("note").is_none(),
+                        format!(
+                            "labels {} annotations {}",
+                            meta["labels"], meta["annotations"]
+                        ),
+                    )?;
+                }
+                Ok(())
+            },
+        },
+        EditCase {
+            name: "stopped-then-unset",
+            spec: json!({"replicas": 0}),
+            annotations: json!({}),
+            edit: Edit::Server(json!({"spec": {"replicas": null}})),
+            expect: |w| {
+                let replicas = w.deployment.as_ref().map(|d| d["spec"]["replicas"].clone());
+                check(
+                    replicas == Some(json!(1)) && w.status["phase"] != "Stopped",
+                    format!("replicas {replicas:?}, phase {}", w.status["phase"]),
+                )
+            },
+        },
+        // The Service's selector and ports are ours whole (item 11).
+        EditCase {
+            name: "extra-selector-key",
+            spec: json!({}),
+            annotations: json!({}),
+            edit: Edit::Service(json!({"spec": {"selector": {"tier": "none"}}})),
+            expect: |w| {
+                let selector = w.service.as_ref().map(|s| s["spec"]["selector"].clone());
+                check(
+                    selector
+                        == Some(json!({"app.kubernetes.io/instance": "extra-selector-key",
+                                   "app.kubernetes.io/name": "mcpserver"})),
+                    format!("selector {selector:?}"),
+                )
+            },
+        },
+        EditCase {
+            name: "extra-port",
+            spec: json!({}),
+            annotations: json!({}),
+            edit: Edit::Service(json!({"spec": {"ports": [
+                {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},
+                {"name": "debug", "port": 9999, "targetPort": 9999, "protocol": "TCP"}]}})),
+            expect: |w| {
+                let ports = w.service.as_ref().map(|s| s["spec"]["ports"].clone());
+                let names: Vec<Value> = ports
+                    .iter()
+                    .flat_map(|p| p.as_array().cloned().unwrap_or_default())
+                    .map(|p| p["name"].clone())
+                    .collect();
+                check(names == [json!("http")], format!("ports {ports:?}"))
+            },
+        },
+        // Two allow-lists with nothing in common serve nothing, never everything (item 9): the
+        // running pods keep their filtered config, the server is Failed with the reason.
+        EditCase {
+            name: "disjoint-allow-lists",
+            spec: json!({"tools": ["fetch"], "toolConfigRef": {"name": "only-fetch"}}),
+            annotations: json!({}),
+            edit: Edit::Server(json!({"spec": {"toolConfigRef": {"name": "only-other"}}})),
+            expect: |w| {
+                let tools = w.bridge_config.as_ref().map(|c| c["tools"].clone());
+                check(
+                    w.ready_reason() == "NoToolsAllowed" && w.status["phase"] == "Failed",
+                    format!("Ready reason {:?}", w.ready_reason()),
+                )?;
+                check(
+                    tools == Some(json!(["fetch"])),
+                    format!("bridge tools {tools:?}"),
+                )
+            },
+        },
+        EditCase {
+            name: "disjoint-from-the-start",
+            spec: json!({"tools": ["fetch"], "toolConfigRef": {"name": "only-other"}}),
+            annotations: json!({}),
+            edit: Edit::Nothing,
+            expect: |w| {
+                check(
+                    w.ready_reason() == "NoToolsAllowed" && w.deployment.is_none(),
+                    format!(
+                        "Ready reason {:?}, deployment {}",
+                        w.ready_reason(),
+                        w.deployment.is_some()
+                    ),
+                )
+            },
+        },
+        // Missing Secrets and keys are reported (item 14).
+        EditCase {
+            name: "secret-missing",
+            spec: json!({"secrets": [{"name": "nowhere", "key": "token"}]}),
+            annotations: json!({}),
+            edit: Edit::Nothing,
+            expect: |w| {
+                let message = w.condition("Ready").map(|c| c["message"].clone());
+                check(
+                    w.ready_reason() == "SecretNotFound"
+                        && message.is_some_and(|m| {
+                            m.as_str()
+                                .unwrap_or("")
+                                .contains("\"nowhere\" does not exist")
+                        }),
+                    format!("Ready {:?}", w.condition("Ready")),
+                )
+            },
+        },
+        EditCase {
+            name: "secret-key-missing",
+            spec: json!({"secrets": [{"name": "present", "key": "other"}]}),
+            annotations: json!({}),
+            edit: Edit::Nothing,
+            expect: |w| {
+                let message = w.condition("Ready").map(|c| c["message"].clone());
+                check(
+                    w.ready_reason() == "SecretNotFound"
+                        && message
+                            .is_some_and(|m| m.as_str().unwrap_or("").contains("no key \"other\"")),
+                    format!("Ready {:?}", w.condition("Ready")),
+                )
+            },
+        },
+        EditCase {
+            name: "secret-present",
+            spec: json!({"secrets": [{"name": "present", "key": "token"}]}),
+            annotations: json!({}),
+            edit: Edit::Nothing,
+            expect: |w| {
+                check(
+                    w.ready_reason() == "NotReady",
+                    format!("Ready {:?}", w.condition("Ready")),
+                )
+            },
+        },
+        // A Failed server whose Service still serves keeps its url and conditions.
+        EditCase {
+            name: "failed-keeps-url",
+            spec: json!({"groupRef": {"name": "research"}}),
+            annotations: json!({}),
+            edit: Edit::Server(json!({"spec": {"toolConfigRef": {"name": "not-there"}}})),
+            expect: |w| {
+                check(
+                    w.status["phase"] == "Failed" && w.ready_reason() == "ToolConfigNotFound",
+                    format!("phase {}", w.status["phase"]),
+                )?;
+                check(
+                    w.status["url"].is_string(),
+                    format!("url {}", w.status["url"]),
+                )?;
+                check(
+                    w.condition("ImageResolved").is_some()
+                        && w.condition("GroupRefValidated").is_some(),
+                    format!("conditions {}", w.status["conditions"]),
+                )
+            },
+        },
+        // Inline OIDC asked for at v1alpha1: nothing of ours serves it (item 15).
+        EditCase {
+            name: "inline-oidc",
+            spec: json!({}),
+            annotations: json!({}),
+            edit: Edit::Server(json!({"metadata": {"annotations": {
+                "toolhive.stacklok.dev/v1alpha1-oidcConfig":
+                    "{\"type\":\"kubernetes\",\"kubernetes\":{\"audience\":\"toolhive\"}}"}}})),
+            expect: |w| {
+                let accepted = w.condition("Accepted").cloned().unwrap_or_default();
+                check(
+                    accepted["status"] == "False"
+                        && accepted["reason"] == "AuthenticationNotSupported"
+                        && accepted["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("authenticating gateway")),
+                    format!("Accepted {accepted}"),
+                )?;
+                check(
+                    w.deployment.is_none() && w.service.is_none() && w.status["url"].is_null(),
+                    format!(
+                        "deployment {}, service {}, url {}",
+                        w.deployment.is_some(),
+                        w.service.is_some(),
+                        w.status["url"]
+                    ),
+                )
+            },
+        },
+        EditCase {
+            name: "oidc-absent-marker",
+            spec: json!({}),
+            annotations: json!({"toolhive.stacklok.dev/v1alpha1-oidcConfig": "<absent>"}),
+            edit: Edit::Nothing,
+            expect: |w| {
+                check(
+                    w.deployment.is_some() && w.status["url"].is_string(),
+                    "not deployed",
+                )
+            },
+        },
+    ]
+}
+
+async fn world(c: &Client, name: &str) -> Option<World> {
+    let server: MCPServer = get(c, "default", name).await?;
+    let status = serde_json::to_value(server.status?).ok()?;
+    let deployment = get::<Deployment>(c, "default", name)
+        .await
+        .map(|d| serde_json::to_value(d).unwrap());
+    let service = get::<Service>(c, "default", &format!("mcp-{name}-proxy"))
+        .await
+        .map(|s| serde_json::to_value(s).unwrap());
+    let bridge_config = get::<ConfigMap>(c, "default", &format!("{name}-bridge-config"))
+        .await
+        .and_then(|cm| serde_json::from_str(cm.data?.get("bridge.json")?).ok());
+    Some(World {
+        deployment,
+        service,
+        bridge_config,
+        status,
+    })
+}
+
+/// Every row of [`edit_cases`] on one cluster: converge, edit, then wait for the expectation.
+#[tokio::test]
+async fn edits_reach_the_children_and_the_status() {
+    let h = start(None).await;
+    let c = &h.client;
+    for (name, filter) in [("only-fetch", "fetch"), ("only-other", "other")] {
+        Api::<mcp_operator::api::v1beta1::MCPToolConfig>::namespaced(c.clone(), "default")
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPToolConfig",
+                "metadata": {"name": name}, "spec": {"toolsFilter": [filter]}}))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    Api::<mcp_operator::api::v1beta1::MCPGroup>::namespaced(c.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+            "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPGroup",
+            "metadata": {"name": "research"}, "spec": {}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<Secret>::namespaced(c.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+            "metadata": {"name": "present"}, "stringData": {"token": "t"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let cases = edit_cases();
+    for case in &cases {
+        let mut obj = seed("mcpserver-fetch.yaml");
+        obj["metadata"]["name"] = json!(case.name);
+        obj["metadata"]["annotations"] = case.annotations.clone();
+        for (k, v) in case.spec.as_object().unwrap() {
+            obj["spec"][k] = v.clone();
+        }
+        create_server(c, obj).await;
+    }
+    let servers: Api<MCPServer> = Api::namespaced(c.clone(), "default");
+    for case in &cases {
+        if matches!(case.edit, Edit::Nothing) {
+            continue;
+        }
+        // Converged first: the children exist and the status is for this generation.
+        eventually(&format!("{}: converged", case.name), || async {
+            let w = world(c, case.name).await?;
+            let s: MCPServer = get(c, "default", case.name).await?;
+            (w.deployment.is_some()
+                && w.service.is_some()
+                && w.status["observedGeneration"] == json!(s.metadata.generation))
+            .then_some(())
+        })
+        .await;
+        match &case.edit {
+            Edit::Server(patch) => {
+                servers
+                    .patch(case.name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                    .unwrap();
+            }
+            Edit::Service(patch) => {
+                Api::<Service>::namespaced(c.clone(), "default")
+                    .patch(
+                        &format!("mcp-{}-proxy", case.name),
+                        &PatchParams {
+                            field_manager: Some("kubectl-patch".into()),
+                            ..PatchParams::default()
+                        },
+                        &Patch::Merge(patch),
+                    )
+                    .await
+                    .unwrap();
+            }
+            Edit::Nothing => {}
+        }
+    }
+    // All rows are waited for together, and every one still failing is named at the end.
+    let mut pending: Vec<&EditCase> = cases.iter().collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut failing = Vec::new();
+        for case in pending {
+            let verdict = match world(c, case.name).await {
+                Some(w) => (case.expect)(&w),
+                None => Err("no status yet".into()),
+            };
+            if let Err(why) = verdict {
+                failing.push((case, why));
+            }
+        }
+        if failing.is_empty() {
+            break;
+        }
+        let report: Vec<String> = failing
+            .iter()
+            .map(|(case, why)| format!("{}: {why}", case.name))
+            .collect();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} rows failed:\n{}",
+            report.len(),
+            cases.len(),
+            report.join("\n")
+        );
+        pending = failing.into_iter().map(|(case, _)| case).collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A Failed MCPServer can be alerted on: the per-phase gauge counts the four Failed rows.
+    let mut registry = prometheus_client::registry::Registry::default();
+    h.metrics.register(&mut registry);
+    let failed = cases
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.name,
+                "disjoint-allow-lists"
+                    | "disjoint-from-the-start"
+                    | "failed-keeps-url"
+                    | "inline-oidc"
+            )
+        })
+        .count();
+    let line = format!("mcp_operator_mcpservers{{phase=\"Failed\"}} {failed}");
+    eventually(&line, || async {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).ok()?;
+        text.contains(&line).then_some(())
     })
     .await;
 }

@@ -346,6 +346,27 @@ async fn old_objects_are_stored_new_and_read_at_both_versions() {
     assert_eq!(stored["spec"]["proxyPort"], 9090);
     assert_eq!(stored["spec"]["groupRef"]["name"], "research");
 
+    // Its inline oidcConfig (kept in the stash) is not enforced by the data path: the operator
+    // holds it and runs nothing, rather than serving it unauthenticated (issue 17, item 15).
+    let held = c
+        .ok(&[
+            "wait",
+            "--for=jsonpath={.status.conditions[?(@.type==\"Accepted\")].reason}=AuthenticationNotSupported",
+            "mcpserver/time",
+            "-n",
+            "toolhive-system",
+            "--timeout=20s",
+        ])
+        .await;
+    assert!(held.contains("condition met"), "{held}");
+    let deployments = c
+        .ok(&["get", "deployments", "-n", "toolhive-system", "-o", "name"])
+        .await;
+    assert!(
+        !deployments.contains("deployment.apps/time"),
+        "{deployments}"
+    );
+
     // Read back at the old version: the old shape, whole.
     let alpha: Value = serde_json::from_str(
         &c.ok(&[

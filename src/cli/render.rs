@@ -1,11 +1,12 @@
 //! `mcp-operator render`: the objects the operator would create, without a cluster.
 
 use crate::admission::{self, Operation};
-use crate::api::v1beta1::MCPServer;
+use crate::api::v1beta1::{MCPServer, MCPToolConfig, MCPToolConfigSpec};
 use crate::controller::children::{self, Inputs};
 use crate::conversion;
 use crate::manifest;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// The default image of the bridge init container (the operator's own image).
@@ -36,13 +37,15 @@ pub fn run(args: RenderArgs) -> i32 {
             return 2;
         }
     };
+    let values: Vec<&Value> = docs.iter().map(|d| &d.value).collect();
+    let tool_configs = ToolConfigs::from_inputs(&values);
     let mut out = String::new();
     let mut rejected = false;
     for doc in docs
         .iter()
         .filter(|d| d.value.get("kind").and_then(Value::as_str) == Some("MCPServer"))
     {
-        match render_one(&doc.value, &args.bridge_image) {
+        match render_one(&doc.value, &args.bridge_image, &tool_configs) {
             Ok(text) => out.push_str(&text),
             Err(why) => {
                 eprintln!("{}: document {}: {why}", doc.file, doc.index);
@@ -54,14 +57,99 @@ pub fn run(args: RenderArgs) -> i32 {
     i32::from(rejected)
 }
 
-/// The children of one MCPServer (any served version) as YAML documents.
-pub fn render_one(obj: &Value, bridge_image: &str) -> Result<String, String> {
+/// The kubectl default for a document without a namespace.
+const DEFAULT_NAMESPACE: &str = "default";
+
+fn namespace_of(obj: &Value) -> String {
+    obj.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_NAMESPACE)
+        .to_string()
+}
+
+/// The MCPToolConfigs among the inputs, by namespace and name: their spec once admitted and
+/// converted, or why they cannot be used (the operator would refuse them too).
+#[derive(Debug, Default)]
+pub struct ToolConfigs(HashMap<(String, String), Result<MCPToolConfigSpec, String>>);
+
+impl ToolConfigs {
+    pub fn from_inputs(docs: &[&Value]) -> Self {
+        let configs = docs
+            .iter()
+            .filter(|d| d.get("kind").and_then(Value::as_str) == Some("MCPToolConfig"))
+            .map(|d| {
+                let name = d
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                ((namespace_of(d), name), tool_config_spec(d))
+            });
+        ToolConfigs(configs.collect())
+    }
+}
+
+fn tool_config_spec(obj: &Value) -> Result<MCPToolConfigSpec, String> {
+    let verdict = admission::admit(obj, None, Operation::Create).map_err(|e| e.to_string())?;
+    if !verdict.allowed() {
+        return Err(verdict.errors.to_string());
+    }
+    let beta = conversion::convert(&verdict.defaulted, "v1beta1").map_err(|e| e.to_string())?;
+    let config: MCPToolConfig = serde_json::from_value(beta).map_err(|e| e.to_string())?;
+    Ok(config.spec)
+}
+
+/// The referenced MCPToolConfig's spec, a note saying it is not shown, or why the server would
+/// not be rolled out (the reason the operator would give).
+fn referenced_tool_config(
+    server: &MCPServer,
+    tool_configs: &ToolConfigs,
+) -> Result<(Option<MCPToolConfigSpec>, Option<String>), String> {
+    let Some(reference) = &server.spec.tool_config_ref else {
+        return Ok((None, None));
+    };
+    let ns = server
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+    match tool_configs.0.get(&(ns.clone(), reference.name.clone())) {
+        Some(Ok(spec)) => Ok((Some(spec.clone()), None)),
+        Some(Err(why)) => Err(format!(
+            "MCPToolConfig {:?} is not valid (the operator would not roll this server out): {why}",
+            reference.name
+        )),
+        None => Ok((
+            None,
+            Some(format!(
+                "# NOT SHOWN: spec.toolConfigRef names MCPToolConfig {:?} (namespace {ns}), which is not among the inputs;\n\
+                 # its toolsFilter and toolsOverride are missing from this bridge config. Pass its manifest too.\n",
+                reference.name
+            )),
+        )),
+    }
+}
+
+/// The children of one MCPServer (any served version) as YAML documents, with the
+/// MCPToolConfigs of the inputs to resolve its `toolConfigRef`.
+pub fn render_one(
+    obj: &Value,
+    bridge_image: &str,
+    tool_configs: &ToolConfigs,
+) -> Result<String, String> {
     let verdict = admission::admit(obj, None, Operation::Create).map_err(|e| e.to_string())?;
     if !verdict.allowed() {
         return Err(format!("rejected: {}", verdict.errors));
     }
     let beta = conversion::convert(&verdict.defaulted, "v1beta1").map_err(|e| e.to_string())?;
     let server: MCPServer = serde_json::from_value(beta).map_err(|e| e.to_string())?;
+    if children::asks_for_inline_oidc(&server) {
+        return Err("oidcConfig asks for authentication, which is not enforced yet: the operator deploys nothing for this server (Accepted=False, AuthenticationNotSupported); remove oidcConfig to run it without authentication knowingly, or put an authenticating gateway in front".into());
+    }
+    let (tool_config, tool_config_note) = referenced_tool_config(&server, tool_configs)?;
+    if children::no_tool_allowed(&server, tool_config.as_ref()) {
+        return Err("spec.tools and the MCPToolConfig's toolsFilter have no tool in common: the operator would not roll this server out (NoToolsAllowed)".into());
+    }
     let (command, note) = match &server.spec.command {
         Some(c) => (c.clone(), None),
         None => (
@@ -75,15 +163,106 @@ pub fn render_one(obj: &Value, bridge_image: &str) -> Result<String, String> {
     let inputs = Inputs {
         bridge_image: bridge_image.to_string(),
         command,
+        tool_config,
         ..Inputs::default()
     };
     let mut text = String::new();
     for child in children::desired(&server, &inputs).objects() {
         text.push_str("---\n");
-        if child.get("kind").and_then(Value::as_str) == Some("Deployment") {
-            text.push_str(note.as_deref().unwrap_or_default());
+        match child.get("kind").and_then(Value::as_str) {
+            Some("Deployment") => text.push_str(note.as_deref().unwrap_or_default()),
+            Some("ConfigMap") => text.push_str(tool_config_note.as_deref().unwrap_or_default()),
+            _ => {}
         }
         text.push_str(&serde_yaml::to_string(&child).map_err(|e| e.to_string())?);
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn server(spec: Value) -> Value {
+        let mut s = json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+            "metadata": {"name": "s"}, "spec": {"image": "x", "command": ["srv"]}});
+        for (k, v) in spec.as_object().unwrap() {
+            s["spec"][k] = v.clone();
+        }
+        s
+    }
+
+    fn tool_config(name: &str, spec: Value) -> Value {
+        json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPToolConfig",
+            "metadata": {"name": name}, "spec": spec})
+    }
+
+    /// Each row: the inputs (the MCPServer first), and what the output (or error) must contain.
+    #[test]
+    fn tool_config_refs_are_resolved_from_the_inputs() {
+        let renames = tool_config(
+            "renames",
+            json!({"toolsFilter": ["web_fetch"], "toolsOverride": {"fetch": {"name": "web_fetch"}}}),
+        );
+        let rows: Vec<(Vec<Value>, Result<&str, &str>)> = vec![
+            (
+                vec![
+                    server(json!({"toolConfigRef": {"name": "renames"}})),
+                    renames.clone(),
+                ],
+                Ok(r#""tools": ["#),
+            ),
+            (
+                vec![
+                    server(json!({"toolConfigRef": {"name": "renames"}})),
+                    renames.clone(),
+                ],
+                Ok(r#""toolOverrides": {"#),
+            ),
+            (
+                vec![
+                    server(json!({"toolConfigRef": {"name": "elsewhere"}})),
+                    renames.clone(),
+                ],
+                Ok(r#"NOT SHOWN: spec.toolConfigRef names MCPToolConfig "elsewhere""#),
+            ),
+            (
+                vec![
+                    server(json!({"toolConfigRef": {"name": "renames"}, "tools": ["other"]})),
+                    renames.clone(),
+                ],
+                Err("no tool in common"),
+            ),
+            (
+                vec![
+                    server(json!({"toolConfigRef": {"name": "bad"}})),
+                    tool_config(
+                        "bad",
+                        json!({"toolsOverride": {"a": {"name": "same"}, "b": {"name": "same"}}}),
+                    ),
+                ],
+                Err(r#"MCPToolConfig "bad" is not valid"#),
+            ),
+        ];
+        for (i, (inputs, want)) in rows.into_iter().enumerate() {
+            let refs: Vec<&Value> = inputs.iter().collect();
+            let configs = ToolConfigs::from_inputs(&refs);
+            let got = render_one(&inputs[0], "img", &configs);
+            match (&got, want) {
+                (Ok(text), Ok(part)) => assert!(text.contains(part), "row {i}: {text}"),
+                (Err(why), Err(part)) => assert!(why.contains(part), "row {i}: {why}"),
+                _ => panic!("row {i}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn inline_oidc_renders_nothing() {
+        let mut s = server(json!({}));
+        s["metadata"]["annotations"] =
+            json!({"toolhive.stacklok.dev/v1alpha1-oidcConfig": "{\"type\":\"kubernetes\"}"});
+        let why = render_one(&s, "img", &ToolConfigs::default()).unwrap_err();
+        assert!(why.contains("authenticating gateway"), "{why}");
+    }
 }

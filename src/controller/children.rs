@@ -17,6 +17,11 @@ use std::collections::BTreeMap;
 pub const FIELD_MANAGER: &str = "mcp-operator";
 /// Pod-template annotation whose change rolls the pods: the bridge config and Secret versions.
 pub const CONFIG_CHECKSUM: &str = "toolhive.stacklok.dev/config-checksum";
+/// Annotation on every child: a digest of what we last applied to it (without this annotation).
+/// A child whose digest differs is applied again even when the live object has everything we
+/// want, so that fields we stopped wanting are removed (server-side apply drops what a manager
+/// no longer applies); one whose digest matches is compared, not re-applied.
+pub const APPLIED_HASH: &str = "toolhive.stacklok.dev/applied-hash";
 /// Where the bridge binary is copied to in the pod.
 pub const BRIDGE_BIN_DIR: &str = "/mcp/bin";
 pub const BRIDGE_CONFIG_DIR: &str = "/etc/mcp-bridge";
@@ -143,8 +148,40 @@ pub fn bridge_port(server: &MCPServer) -> i32 {
     }
 }
 
+/// Whether the two allow-lists, both set, have no tool in common: the bridge has no way to say
+/// "no tool" (an absent or empty `tools` serves every tool), so such a server must not run.
+pub fn no_tool_allowed(server: &MCPServer, tool_config: Option<&MCPToolConfigSpec>) -> bool {
+    let inline = server.spec.tools.as_deref().unwrap_or_default();
+    let shared = tool_config
+        .and_then(|t| t.tools_filter.as_deref())
+        .unwrap_or_default();
+    !inline.is_empty() && !shared.is_empty() && allowed_tools(server, tool_config).is_empty()
+}
+
+/// The annotation in which conversion keeps a v1alpha1 `oidcConfig` on the stored v1beta1
+/// object (`conversion::stash`'s v1alpha1 prefix and the field's name).
+pub const INLINE_OIDC_ANNOTATION: &str = "toolhive.stacklok.dev/v1alpha1-oidcConfig";
+
+/// Whether the stored object asks for inline OIDC authentication (kept from v1alpha1 in the
+/// stash annotation). The data path does not authenticate yet, so such a server must not run:
+/// it would serve without the authentication its owner asked for. The stash marks a field that
+/// was absent as `<absent>`; text that is not JSON is still a request (never fail open).
+pub fn asks_for_inline_oidc(server: &MCPServer) -> bool {
+    let Some(text) = server.annotations().get(INLINE_OIDC_ANNOTATION) else {
+        return false;
+    };
+    if text == "<absent>" {
+        return false;
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) => !is_empty(&v),
+        Err(_) => !text.trim().is_empty(),
+    }
+}
+
 /// The tools the bridge serves: the inline list and the MCPToolConfig's filter must both allow
-/// a tool; an empty or absent list allows everything.
+/// a tool; an empty or absent list allows everything. Two lists with nothing in common give an
+/// empty result here: callers check [`no_tool_allowed`] first.
 pub fn allowed_tools(server: &MCPServer, tool_config: Option<&MCPToolConfigSpec>) -> Vec<String> {
     let inline: Vec<String> = server.spec.tools.clone().unwrap_or_default();
     let shared: Vec<String> = tool_config
@@ -546,8 +583,70 @@ pub fn describe(obj: &Value) -> String {
     format!("{kind}/{name}")
 }
 
+/// Adds [`APPLIED_HASH`] to a child about to be applied: hex SHA-256 (first 16 bytes) of the
+/// object without it. Stable across operator builds, so an upgrade does not re-apply everything.
+pub fn stamp_applied_hash(child: &mut Value) {
+    let digest = Sha256::digest(child.to_string().as_bytes());
+    let hash = hex::encode(&digest[..16]);
+    if let Some(meta) = child.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(APPLIED_HASH.into(), Value::String(hash));
+        }
+    }
+}
+
+/// True when the Service's selector and ports are exactly ours: these two lists are the
+/// operator's whole (an extra selector key selects no pod; an extra port is a door we did not
+/// open), and server-side apply cannot remove what another manager added to them.
+pub fn service_lists_are_ours(desired: &Value, live: &Value) -> bool {
+    let selector = |v: &Value| v.pointer("/spec/selector").cloned().unwrap_or(Value::Null);
+    let want_ports = desired.pointer("/spec/ports").and_then(Value::as_array);
+    let have_ports = live.pointer("/spec/ports").and_then(Value::as_array);
+    let ports_match = match (want_ports, have_ports) {
+        (Some(w), Some(h)) => w.len() == h.len() && w.iter().zip(h).all(|(a, b)| is_subset(a, b)),
+        (w, h) => w.is_none_or(|w| w.is_empty()) && h.is_none_or(|h| h.is_empty()),
+    };
+    ports_match && selector(desired) == selector(live)
+}
+
+/// A JSON merge patch that makes the Service's selector and ports exactly ours: the ports list
+/// is replaced whole (a merge patch replaces lists) and selector keys we do not set are removed.
+pub fn service_lists_patch(desired: &Value, live: &Value) -> Value {
+    let mut selector = desired
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let extra = live.pointer("/spec/selector").and_then(Value::as_object);
+    for key in extra.into_iter().flat_map(|m| m.keys()) {
+        selector.entry(key.clone()).or_insert(Value::Null);
+    }
+    json!({"spec": {
+        "selector": selector,
+        "ports": desired.pointer("/spec/ports").cloned().unwrap_or_else(|| json!([])),
+    }})
+}
+
+/// True when the Service's selector picks the Deployment's pods: every selector label is on the
+/// pod template (another manager may have added one that no pod carries).
+pub fn service_selects_pods(service: &Value, deployment: &Value) -> bool {
+    let labels = deployment.pointer("/spec/template/metadata/labels");
+    let Some(selector) = service
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .filter(|s| !s.is_empty())
+    else {
+        return false;
+    };
+    selector
+        .iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
 /// True when every field of `desired` is present in `live` with the same value (`live` may have
-/// more: defaults, status, fields of other managers). Lists must match item by item.
+/// more: defaults, status, fields of other managers). Lists must match item by item. Fields we
+/// stopped setting are caught by [`APPLIED_HASH`], not here.
 pub fn is_subset(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
         (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, v)| match l.get(k) {
@@ -562,11 +661,13 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
     }
 }
 
-/// Empty values are dropped by the API server; their absence is not drift.
+/// Empty values are dropped by the API server; their absence is not drift. A map holding only
+/// empty values (`{"nodeSelector": {}}`) is empty too: the server drops all of it, and judging
+/// it missing would re-apply the object on every start of the operator.
 fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null => true,
-        Value::Object(m) => m.is_empty(),
+        Value::Object(m) => m.values().all(is_empty),
         Value::Array(a) => a.is_empty(),
         _ => false,
     }

@@ -67,6 +67,8 @@ pub struct Context {
     recent: Mutex<RecentWrites>,
     /// Writes skipped because the cache lagged; a reconcile that skipped any comes back soon.
     lag_skips: std::sync::atomic::AtomicU64,
+    /// Key names of referenced Secrets by `ns/name`, with the resourceVersion they were read at.
+    secret_keys: Mutex<HashMap<String, (String, Vec<String>)>>,
 }
 
 /// Our last write of an object: when, the resourceVersion the API server answered with, and
@@ -263,6 +265,7 @@ pub async fn run(
         .modify(|o| o.managed_fields_mut().clear())
         .reflect(server_writer)
         .applied_objects();
+    metrics.watch_servers(servers.clone());
     let concurrency = settings.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
     let controller = Controller::for_stream(server_stream, servers.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
@@ -298,6 +301,7 @@ pub async fn run(
         verdicts: Mutex::new(HashMap::new()),
         recent: Mutex::new(RecentWrites::default()),
         lag_skips: Default::default(),
+        secret_keys: Mutex::new(HashMap::new()),
     });
     let by_secret = servers.clone();
     let by_tool_config = servers.clone();
@@ -430,8 +434,23 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     }
     // The webhook may be off or may have been bypassed: check again before acting.
     if let Some(message) = spec_errors(server, ctx) {
-        let status = status_for(server, None, Verdict::Invalid(message), None);
-        write_status(server, ctx, status).await?;
+        let verdict = Verdict::Refused {
+            reason: "InvalidSpec",
+            why: message,
+        };
+        report_without_rollout(server, ctx, &ns, verdict).await?;
+        return Ok(Action::await_change());
+    }
+    // Authentication asked for and not enforced by the data path: running would serve
+    // everyone. Nothing of ours may serve it (see `stop_serving`).
+    if children::asks_for_inline_oidc(server) {
+        stop_serving(server, ctx, &ns).await?;
+        let verdict = Verdict::Refused {
+            reason: "AuthenticationNotSupported",
+            why: INLINE_OIDC_HELD.into(),
+        };
+        let status = status_for(server, &Observed::default(), verdict, None);
+        write_status(server, ctx, with_group(server, ctx, status)).await?;
         return Ok(Action::await_change());
     }
     // A missing or refused MCPToolConfig must not mean "every tool": nothing is applied (running
@@ -439,16 +458,29 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     let tool_config = match referenced_tool_config(server, ctx, &ns).await {
         Ok(spec) => spec,
         Err((reason, why)) => {
-            let live = ctx
-                .stores
-                .deployments
-                .get(&ObjectRef::new(&children::deployment_name(&server.name_any())).within(&ns));
             let verdict = Verdict::BadReference { reason, why };
-            let status = status_for(server, live.as_deref(), verdict, None);
-            write_status(server, ctx, status).await?;
+            report_without_rollout(server, ctx, &ns, verdict).await?;
             return Ok(Action::await_change());
         }
     };
+    // Neither may two allow-lists with nothing in common: the bridge reads "no list" as "all".
+    if children::no_tool_allowed(server, tool_config.as_ref()) {
+        let reference = server
+            .spec
+            .tool_config_ref
+            .as_ref()
+            .map(|r| r.name.as_str());
+        let verdict = Verdict::BadReference {
+            reason: "NoToolsAllowed",
+            why: format!(
+                "spec.tools and the toolsFilter of MCPToolConfig {:?} have no tool in common, so no tool could be served; \
+                 allow at least one tool in both (by the name clients see, after toolsOverride) or remove one of the lists",
+                reference.unwrap_or_default()
+            ),
+        };
+        report_without_rollout(server, ctx, &ns, verdict).await?;
+        return Ok(Action::await_change());
+    }
     let (command, resolved) = match &server.spec.command {
         Some(c) => (Some(c.clone()), None),
         None => {
@@ -464,7 +496,7 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
         }
     };
     let Some(command) = command else {
-        let status = status_for(server, None, Verdict::Accepted, resolved);
+        let status = status_for(server, &Observed::default(), Verdict::Accepted, resolved);
         write_status(server, ctx, status).await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     };
@@ -476,19 +508,112 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
         default_pull_secrets: ctx.settings.default_pull_secrets.clone(),
     };
     let desired = children::desired(server, &inputs);
-    apply_children(server, ctx, &ns, &desired).await?;
+    let service = apply_children(server, ctx, &ns, &desired).await?;
+    // The pods cannot start without their Secrets: applied anyway (the kubelet retries, and the
+    // Secret's watch rolls the pods once it exists), but not Ready.
+    let verdict = match missing_secret(server, ctx, &ns).await {
+        Some(why) => Verdict::Waiting {
+            reason: "SecretNotFound",
+            why,
+        },
+        None => Verdict::Accepted,
+    };
     let live = ctx
         .stores
         .deployments
         .get(&ObjectRef::new(&children::deployment_name(&server.name_any())).within(&ns));
-    let mut status = status_for(server, live.as_deref(), Verdict::Accepted, resolved);
-    add_group_condition(server, ctx, &mut status);
-    write_status(server, ctx, status).await?;
+    let observed = Observed {
+        deployment: live.as_deref().map(to_json),
+        service,
+    };
+    let status = status_for(server, &observed, verdict, resolved);
+    write_status(server, ctx, with_group(server, ctx, status)).await?;
     let resync = ctx.settings.resync.unwrap_or(DEFAULT_RESYNC);
     if ctx.lag_skips.load(std::sync::atomic::Ordering::Relaxed) != skips_before {
         return Ok(Action::requeue(resync.min(CACHE_LAG_WINDOW)));
     }
     Ok(Action::requeue(resync))
+}
+
+/// What to do today instead of inline OIDC, for the condition and the Event.
+const INLINE_OIDC_HELD: &str = "spec.oidcConfig (kept from v1alpha1) asks for authentication, which this operator does not enforce yet; \
+     nothing is deployed and any workload of ours is removed so the server never runs unauthenticated. \
+     To run it without authentication knowingly, remove oidcConfig (at v1alpha1) or the toolhive.stacklok.dev/v1alpha1-oidcConfig annotation; \
+     to run it with authentication, put an authenticating gateway in front of its Service and remove oidcConfig";
+
+/// Writes the status of a server that is not rolled out this time, from what the cluster still
+/// runs of it: its Service (for `status.url`) and Deployment.
+async fn report_without_rollout(
+    server: &MCPServer,
+    ctx: &Context,
+    ns: &str,
+    verdict: Verdict,
+) -> Result<(), Error> {
+    let name = server.name_any();
+    let deployment = ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new(&children::deployment_name(&name)).within(ns));
+    let service = ctx
+        .stores
+        .services
+        .get(&ObjectRef::new(&children::service_name(&name)).within(ns));
+    let observed = Observed {
+        deployment: deployment.as_deref().map(to_json),
+        service: service.as_deref().map(to_json),
+    };
+    let status = status_for(server, &observed, verdict, None);
+    write_status(server, ctx, with_group(server, ctx, status)).await
+}
+
+/// Removes the Deployment and Service of ours, if any: a server that must not serve (it asks
+/// for authentication the data path cannot give) keeps no pods and no door. Deleting is chosen
+/// over scaling to zero because `replicas` may belong to an HPA, which would scale it up again;
+/// the ConfigMap and ServiceAccount hold nothing that serves and stay. Nothing the user owns is
+/// touched: only children found by our label under our names.
+async fn stop_serving(server: &MCPServer, ctx: &Context, ns: &str) -> Result<(), Error> {
+    let name = server.name_any();
+    let deployment = children::deployment_name(&name);
+    if ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new(&deployment).within(ns))
+        .is_some()
+    {
+        delete_child::<Deployment>(ctx, ns, &deployment).await?;
+    }
+    let service = children::service_name(&name);
+    if ctx
+        .stores
+        .services
+        .get(&ObjectRef::new(&service).within(ns))
+        .is_some()
+    {
+        delete_child::<Service>(ctx, ns, &service).await?;
+    }
+    Ok(())
+}
+
+async fn delete_child<K>(ctx: &Context, ns: &str, name: &str) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(source) => Err(Error::DeleteChild {
+            child: format!("{}/{name}", K::kind(&())),
+            source,
+        }),
+    }
+}
+
+fn to_json<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
 }
 
 /// The referenced MCPToolConfig's spec (`None` without a reference), or why it cannot be used,
@@ -594,14 +719,25 @@ fn secret_versions(server: &MCPServer, ctx: &Context) -> BTreeMap<String, String
 }
 
 /// Server-side applies every child that differs from what the cluster has; converged children
-/// cost nothing. A ServiceAccount we made but no longer need is removed.
+/// cost nothing. A ServiceAccount we made but no longer need is removed. Returns the Service as
+/// the cluster has it now (if known), for the status.
 async fn apply_children(
     server: &MCPServer,
     ctx: &Context,
     ns: &str,
     desired: &Children,
-) -> Result<(), Error> {
+) -> Result<Option<Value>, Error> {
     let name = server.name_any();
+    // Right after start-up the child caches may not have listed yet: a child missing from
+    // them is not missing from the cluster, and applying it would be a write per child.
+    let stores = &ctx.stores;
+    let _ = tokio::time::timeout(STORE_READY_WAIT, async {
+        let _ = stores.config_maps.wait_until_ready().await;
+        let _ = stores.service_accounts.wait_until_ready().await;
+        let _ = stores.services.wait_until_ready().await;
+        let _ = stores.deployments.wait_until_ready().await;
+    })
+    .await;
     apply_if_changed(
         ctx,
         ns,
@@ -617,23 +753,13 @@ async fn apply_children(
         .service_accounts
         .get(&ObjectRef::new(&sa_name).within(ns));
     match &desired.service_account {
-        Some(sa) => apply_if_changed(ctx, ns, sa, live_sa).await?,
-        None if live_sa.is_some() => {
-            let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
-            match api.delete(&sa_name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(source) => {
-                    return Err(Error::DeleteChild {
-                        child: format!("ServiceAccount/{sa_name}"),
-                        source,
-                    })
-                }
-            }
+        Some(sa) => {
+            apply_if_changed(ctx, ns, sa, live_sa).await?;
         }
+        None if live_sa.is_some() => delete_child::<ServiceAccount>(ctx, ns, &sa_name).await?,
         None => {}
     }
-    apply_if_changed(
+    let service = apply_if_changed(
         ctx,
         ns,
         &desired.service,
@@ -642,6 +768,10 @@ async fn apply_children(
             .get(&ObjectRef::new(&children::service_name(&name)).within(ns)),
     )
     .await?;
+    let service = match service {
+        Some(live) => Some(own_service_lists(ctx, ns, &desired.service, live).await?),
+        None => None,
+    };
     apply_if_changed(
         ctx,
         ns,
@@ -650,15 +780,54 @@ async fn apply_children(
             .deployments
             .get(&ObjectRef::new(&children::deployment_name(&name)).within(ns)),
     )
-    .await
+    .await?;
+    Ok(service)
 }
 
+/// Makes the Service's selector and ports exactly ours when someone added to them. Server-side
+/// apply cannot do it: items and keys another manager set are theirs, and a forced apply keeps
+/// them. A merge patch replaces the ports list whole and nulls the extra selector keys; being an
+/// update, it also takes the removed fields out of the other manager's ownership.
+async fn own_service_lists(
+    ctx: &Context,
+    ns: &str,
+    desired: &Service,
+    live: Value,
+) -> Result<Value, Error> {
+    let want = to_json(desired);
+    if children::service_lists_are_ours(&want, &live) {
+        return Ok(live);
+    }
+    let name = desired.meta().name.clone().unwrap_or_default();
+    let patch = children::service_lists_patch(&want, &live);
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let written = api
+        .patch(
+            &name,
+            &PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|source| Error::ApplyChild {
+            child: children::describe(&want),
+            source,
+        })?;
+    ctx.metrics.count_apply(Service::kind(&()).as_ref());
+    Ok(to_json(&written))
+}
+
+/// Applies `desired` unless the live object already has all of it and carries the digest of
+/// it (so nothing we stopped wanting lingers). Returns the object as the cluster now has it, as
+/// far as we know: what the write returned, or the cached copy.
 async fn apply_if_changed<K>(
     ctx: &Context,
     ns: &str,
     desired: &K,
     live: Option<Arc<K>>,
-) -> Result<(), Error>
+) -> Result<Option<Value>, Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -666,10 +835,11 @@ where
         + DeserializeOwned
         + Debug,
 {
-    let want = serde_json::to_value(desired).unwrap_or(Value::Null);
+    let mut want = serde_json::to_value(desired).unwrap_or(Value::Null);
+    children::stamp_applied_hash(&mut want);
     let have = live.map(|l| serde_json::to_value(l.as_ref()).unwrap_or(Value::Null));
     if have.as_ref().is_some_and(|h| children::is_subset(&want, h)) {
-        return Ok(());
+        return Ok(have);
     }
     let name = desired.meta().name.clone().unwrap_or_default();
     let key = format!("{}/{ns}/{name}", K::kind(&()));
@@ -679,7 +849,9 @@ where
         .get(K::kind(&()).as_ref())
         .map(|s| s.load(Ordering::Relaxed));
     if ctx.written_lately(&key, &want, have.as_ref(), progress) {
-        return Ok(());
+        // Our write is on its way to the cache: until it arrives, what we sent stands in for
+        // it (judging the child missing would flip `status.url` off and on, a write each time).
+        return Ok(have.or(Some(want)));
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let written = api
@@ -693,32 +865,114 @@ where
             child: children::describe(&want),
             source,
         })?;
-    ctx.remember_write(
-        key,
-        &want,
-        &serde_json::to_value(&written).unwrap_or(Value::Null),
-    );
+    let written = serde_json::to_value(&written).unwrap_or(Value::Null);
+    ctx.remember_write(key, &want, &written);
     ctx.metrics.count_apply(K::kind(&()).as_ref());
-    Ok(())
+    Ok(Some(written))
+}
+
+/// Why the pods cannot get their Secrets, if they cannot: a referenced Secret that does not
+/// exist, or lacks the key. Existence comes from the metadata cache; the key names of a Secret
+/// are read once per resourceVersion (its values are dropped at once and never kept).
+async fn missing_secret(server: &MCPServer, ctx: &Context, ns: &str) -> Option<String> {
+    let refs = server.spec.secrets.as_deref().unwrap_or_default();
+    if refs.is_empty() {
+        return None;
+    }
+    let store = &ctx.stores.secrets;
+    let _ = tokio::time::timeout(STORE_READY_WAIT, store.wait_until_ready()).await;
+    for (i, r) in refs.iter().enumerate() {
+        let Some(meta) = store.get(&ObjectRef::new(&r.name).within(ns)) else {
+            return Some(format!(
+                "spec.secrets[{i}]: Secret {:?} does not exist in namespace {ns}",
+                r.name
+            ));
+        };
+        let version = meta.resource_version().unwrap_or_default();
+        match secret_keys(ctx, ns, &r.name, &version).await {
+            Ok(keys) if keys.contains(&r.key) => {}
+            Ok(_) => {
+                return Some(format!(
+                    "spec.secrets[{i}]: Secret {:?} has no key {:?}",
+                    r.name, r.key
+                ))
+            }
+            // Cannot tell: say nothing rather than something false; the next pass retries.
+            Err(e) => tracing::debug!(secret = %r.name, error = %e, "could not read the key names"),
+        }
+    }
+    None
+}
+
+/// The key names of a Secret at `version`, cached by version.
+async fn secret_keys(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    version: &str,
+) -> Result<Vec<String>, kube::Error> {
+    let cache_key = format!("{ns}/{name}");
+    if let Some((v, keys)) = ctx
+        .secret_keys
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&cache_key)
+    {
+        if v == version {
+            return Ok(keys.clone());
+        }
+    }
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
+        .get(name)
+        .await?;
+    let keys: Vec<String> = secret
+        .data
+        .iter()
+        .flat_map(|d| d.keys())
+        .chain(secret.string_data.iter().flat_map(|d| d.keys()))
+        .cloned()
+        .collect();
+    let version = secret.resource_version().unwrap_or_default();
+    let mut cache = ctx.secret_keys.lock().unwrap_or_else(|e| e.into_inner());
+    // Bounded: one entry per referenced Secret; entries of deleted Secrets are few and small.
+    cache.insert(cache_key, (version, keys.clone()));
+    Ok(keys)
 }
 
 /// Whether the spec passed the admission core.
 enum Verdict {
     Accepted,
-    Invalid(String),
-    /// The spec is valid, but an object it references is missing or refused: `reason` is the
-    /// Ready condition's reason.
+    /// The object must not run as it is (`Accepted=False`): its spec is invalid, or it asks for
+    /// what the operator cannot give. `reason` is both conditions' reason.
+    Refused {
+        reason: &'static str,
+        why: String,
+    },
+    /// The spec is valid, but an object it references is missing or refused, or the references
+    /// together make no sense: `reason` is the Ready condition's reason. Nothing is rolled out.
     BadReference {
         reason: &'static str,
         why: String,
     },
+    /// Rolled out, but the pods cannot become ready until something appears (a Secret).
+    Waiting {
+        reason: &'static str,
+        why: String,
+    },
+}
+
+/// What the cluster has of the server's children, as JSON (absent: not there or not known).
+#[derive(Default)]
+struct Observed {
+    deployment: Option<Value>,
+    service: Option<Value>,
 }
 
 /// The status the object should have, from what was found. Transition times of conditions that
 /// did not change are kept, so an unchanged world yields an identical status.
 fn status_for(
     server: &MCPServer,
-    deployment: Option<&Deployment>,
+    observed: &Observed,
     verdict: Verdict,
     image: Option<Result<(), String>>,
 ) -> MCPServerStatus {
@@ -728,31 +982,42 @@ fn status_for(
     let mut cond = |type_: &str, ok: bool, reason: &str, message: String| {
         conditions.push(condition(&old, generation, type_, ok, reason, message));
     };
+    let deployment = observed.deployment.as_ref();
     let ready_replicas = deployment
-        .and_then(|d| d.status.as_ref())
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
+        .and_then(|d| d.pointer("/status/readyReplicas"))
+        .and_then(Value::as_i64)
+        .map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX));
     let scaled_to_zero = deployment
-        .and_then(|d| d.spec.as_ref())
-        .and_then(|s| s.replicas)
+        .and_then(|d| d.pointer("/spec/replicas"))
+        .and_then(Value::as_i64)
         == Some(0);
+    let reaches_pods = match (&observed.service, deployment) {
+        (Some(s), Some(d)) => children::service_selects_pods(s, d),
+        _ => true,
+    };
     let (phase, message) = match (&verdict, &image) {
-        (Verdict::Invalid(why), _) => {
-            cond("Accepted", false, "InvalidSpec", why.clone());
-            cond(
-                "Ready",
-                false,
-                "InvalidSpec",
-                "the spec is not valid; no workload is created".into(),
-            );
-            ("Failed", Some(format!("invalid spec: {why}")))
+        (Verdict::Refused { reason, why }, _) => {
+            cond("Accepted", false, reason, why.clone());
+            let (ready, phase_message) = if *reason == "InvalidSpec" {
+                (
+                    "the spec is not valid; no workload is created".to_string(),
+                    format!("invalid spec: {why}"),
+                )
+            } else {
+                (
+                    "no workload is run: see the Accepted condition".to_string(),
+                    why.clone(),
+                )
+            };
+            cond("Ready", false, reason, ready);
+            ("Failed", Some(phase_message))
         }
         (Verdict::BadReference { reason, why }, _) => {
             cond("Accepted", true, "Valid", "the spec is valid".into());
             cond("Ready", false, reason, why.clone());
             ("Failed", Some(why.clone()))
         }
-        (Verdict::Accepted, Some(Err(why))) => {
+        (Verdict::Accepted | Verdict::Waiting { .. }, Some(Err(why))) => {
             cond("Accepted", true, "Valid", "the spec is valid".into());
             cond(
                 "ImageResolved",
@@ -774,7 +1039,7 @@ fn status_for(
                 )),
             )
         }
-        (Verdict::Accepted, _) => {
+        (Verdict::Accepted | Verdict::Waiting { .. }, _) => {
             cond("Accepted", true, "Valid", "the spec is valid".into());
             if image.is_some() {
                 cond(
@@ -784,9 +1049,16 @@ fn status_for(
                     "the command was read from the image".into(),
                 );
             }
-            if scaled_to_zero {
+            if let Verdict::Waiting { reason, why } = &verdict {
+                cond("Ready", false, reason, why.clone());
+                ("Pending", Some(why.clone()))
+            } else if scaled_to_zero {
                 cond("Ready", false, "Stopped", "scaled to zero".into());
                 ("Stopped", Some("the Deployment is scaled to zero".into()))
+            } else if ready_replicas > 0 && !reaches_pods {
+                let why = "the Service's selector matches no label set of the pods, so it reaches none of the ready pods";
+                cond("Ready", false, "ServiceSelectsNoPods", why.into());
+                ("Pending", Some(why.into()))
             } else if ready_replicas > 0 {
                 cond(
                     "Ready",
@@ -806,18 +1078,42 @@ fn status_for(
             }
         }
     };
-    let accepted = matches!(verdict, Verdict::Accepted);
+    // A server that is not rolled out this time keeps what it had resolved before: the image
+    // was not looked at again, and its running pods still carry that command.
+    if matches!(
+        verdict,
+        Verdict::Refused { .. } | Verdict::BadReference { .. }
+    ) && image.is_none()
+    {
+        if let Some(kept) = old
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "ImageResolved")
+        {
+            conditions.push(kept.clone());
+        }
+    }
+    let accepted = matches!(verdict, Verdict::Accepted | Verdict::Waiting { .. });
     MCPServerStatus {
         conditions: Some(conditions),
         observed_generation: generation,
         phase: Some(phase.into()),
         message,
-        url: accepted.then(|| children::url(server)),
+        // Where clients reach it, for as long as its Service exists (also while Failed with the
+        // previous pods still serving); nothing while there is no Service.
+        url: observed.service.is_some().then(|| children::url(server)),
         // Known from the first write on (0 until the Deployment reports), so the status does
         // not change just because the Deployment appeared in the cache.
         ready_replicas: accepted.then_some(ready_replicas),
         tool_config_hash: old.tool_config_hash,
     }
+}
+
+/// `status` with the `GroupRefValidated` condition added, when the server names a group.
+fn with_group(server: &MCPServer, ctx: &Context, mut status: MCPServerStatus) -> MCPServerStatus {
+    add_group_condition(server, ctx, &mut status);
+    status
 }
 
 /// `GroupRefValidated`, as upstream reports it: advisory, never blocking.
@@ -1052,6 +1348,58 @@ mod tests {
                 c.progress,
                 c.wrote,
                 c.age
+            );
+        }
+    }
+
+    /// Ready says whether clients reach a ready pod: ready replicas behind a Service whose
+    /// selector no pod matches (someone added a key) are not Ready.
+    #[test]
+    fn ready_needs_a_service_that_selects_the_pods() {
+        let server: MCPServer = serde_json::from_value(json!({
+            "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+            "metadata": {"name": "s", "namespace": "ns", "generation": 1},
+            "spec": {"image": "x", "command": ["srv"]}}))
+        .unwrap();
+        let deployment = json!({
+            "spec": {"replicas": 1, "template": {"metadata": {"labels": {
+                "app.kubernetes.io/name": "mcpserver", "app.kubernetes.io/instance": "s", "sidecar": "on"}}}},
+            "status": {"readyReplicas": 1}});
+        let service = |selector: Value| json!({"spec": {"selector": selector}});
+        let ours =
+            json!({"app.kubernetes.io/name": "mcpserver", "app.kubernetes.io/instance": "s"});
+        let mut extra = ours.clone();
+        extra["tier"] = json!("none");
+        let rows = [
+            (
+                Some(service(ours)),
+                "Ready",
+                Some("http://mcp-s-proxy.ns.svc.cluster.local:8080/mcp"),
+            ),
+            (
+                Some(service(extra)),
+                "ServiceSelectsNoPods",
+                Some("http://mcp-s-proxy.ns.svc.cluster.local:8080/mcp"),
+            ),
+            (None, "Ready", None),
+        ];
+        for (i, (svc, reason, url)) in rows.into_iter().enumerate() {
+            let observed = Observed {
+                deployment: Some(deployment.clone()),
+                service: svc,
+            };
+            let status = status_for(&server, &observed, Verdict::Accepted, None);
+            let ready = status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == "Ready")
+                .unwrap();
+            assert_eq!(ready.reason, reason, "row {i}");
+            assert_eq!(
+                status.url.as_deref(),
+                url,
+                "row {i}: url only with a Service"
             );
         }
     }

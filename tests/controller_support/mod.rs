@@ -25,6 +25,24 @@ pub struct Harness {
     pub client: Client,
     pub metrics: ControllerMetrics,
     pub _controller: tokio::task::JoinHandle<()>,
+    settings: Settings,
+    resolver: Arc<dyn CommandResolver>,
+}
+
+impl Harness {
+    /// Stops the controller and starts a new one (empty caches, fresh metrics), as a restart of
+    /// the operator would.
+    pub fn restart_controller(&mut self) {
+        self._controller.abort();
+        self.metrics = ControllerMetrics::default();
+        self._controller = tokio::spawn(mcpserver::run(
+            self.client.clone(),
+            None,
+            self.settings.clone(),
+            self.resolver.clone(),
+            self.metrics.clone(),
+        ));
+    }
 }
 
 pub async fn start(resync: Option<Duration>) -> Harness {
@@ -71,8 +89,8 @@ pub async fn start_with(resync: Option<Duration>, resolver: Arc<dyn CommandResol
     let controller = tokio::spawn(mcpserver::run(
         client.clone(),
         None,
-        settings,
-        resolver,
+        settings.clone(),
+        resolver.clone(),
         metrics.clone(),
     ));
     Harness {
@@ -80,6 +98,8 @@ pub async fn start_with(resync: Option<Duration>, resolver: Arc<dyn CommandResol
         client,
         metrics,
         _controller: controller,
+        settings,
+        resolver,
     }
 }
 

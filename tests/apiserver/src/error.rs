@@ -207,6 +207,8 @@ impl FieldCause {
             "FieldValueNotSupported" => "Unsupported value",
             "FieldValueForbidden" => "Forbidden",
             "FieldValueTypeInvalid" => "Invalid value",
+            "FieldValueDuplicate" => "Duplicate value",
+            "FieldValueTooLong" => "Too long",
             _ => "Invalid value",
         }
     }

@@ -37,6 +37,7 @@ mod strategic;
 mod structural;
 mod table;
 mod tls;
+mod validation;
 mod watch;
 mod webhook;
 

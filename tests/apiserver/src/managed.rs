@@ -41,6 +41,15 @@ impl Typer {
         Self { schema }
     }
 
+    /// Whether the map at `path` is owned and applied as one value, as a built-in's
+    /// `+mapType=atomic` / `+structType=atomic` field is: a Service's `spec.selector`, a
+    /// workload's `spec.selector` (a LabelSelector). Applying it replaces the whole map, so keys
+    /// another manager added go with a forced apply instead of surviving it.
+    pub fn map_is_atomic(&self, path: &[Seg]) -> bool {
+        self.schema.is_none()
+            && matches!(path, [Seg::Field(a), Seg::Field(b)] if a == "spec" && b == "selector")
+    }
+
     pub fn list_type(&self, path: &[Seg]) -> ListType {
         if matches!(path, [Seg::Field(m), Seg::Field(f)] if m == "metadata" && f == "finalizers") {
             return ListType::Set;
@@ -151,7 +160,7 @@ fn is_identity(p: &Path) -> bool {
 
 fn walk(v: &Value, prefix: &mut Path, out: &mut Vec<Path>, typer: &Typer) {
     match v {
-        Value::Object(m) if !m.is_empty() => {
+        Value::Object(m) if !m.is_empty() && !typer.map_is_atomic(prefix) => {
             for (k, child) in m {
                 prefix.push(Seg::Field(k.clone()));
                 walk(child, prefix, out, typer);
@@ -257,6 +266,9 @@ fn remove_path(v: &mut Value, p: &[Seg]) {
 /// set lists by union; anything else replaced).
 fn merge(target: &mut Value, applied: &Value, path: &mut Path, typer: &Typer) {
     match (target, applied) {
+        (t @ Value::Object(_), a @ Value::Object(_)) if typer.map_is_atomic(path) => {
+            *t = a.clone();
+        }
         (Value::Object(t), Value::Object(a)) => {
             for (k, av) in a {
                 path.push(Seg::Field(k.clone()));

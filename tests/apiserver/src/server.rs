@@ -935,6 +935,7 @@ fn builtin_validation(res: &ResourceInfo, new: &Value, old: Option<&Value>) -> V
     if res.group == CRD_RES.0 && res.plural == CRD_RES.1 {
         causes.extend(validate_crd(new));
     }
+    causes.extend(crate::validation::validate(&res.group, &res.kind, new, old));
     if res.group == "admissionregistration.k8s.io" {
         causes.extend(validate_webhook_configuration(
             new,

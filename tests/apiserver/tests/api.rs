@@ -332,6 +332,64 @@ async fn server_side_apply_merges_lists_by_key() {
     );
     assert_eq!(e.code, 409);
     assert!(e.message.contains(r#"conflict with "injector" using apps/v1: .spec.template.spec.containers[name="side"].image"#), "{}", e.message);
+
+    // A Service's selector is an atomic map (as `+mapType=atomic` makes it on a real server): a
+    // key someone else added goes with the operator's forced apply; their extra port (a map
+    // list item keyed by port) is theirs and stays.
+    use k8s_openapi::api::core::v1::Service;
+    let svcs: Api<Service> = Api::default_namespaced(c.clone());
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m"},
+        "spec": {"selector": {"app": "m"}, "ports": [{"name": "http", "port": 80}]}});
+    svcs.patch(
+        "m",
+        &PatchParams::apply("operator").force(),
+        &Patch::Apply(&svc),
+    )
+    .await
+    .unwrap();
+    let other = PatchParams {
+        field_manager: Some("kubectl-patch".into()),
+        ..PatchParams::default()
+    };
+    svcs.patch(
+        "m",
+        &other,
+        &Patch::Merge(json!({"spec": {"selector": {"tier": "x"},
+        "ports": [{"name": "http", "port": 80}, {"name": "debug", "port": 9999}]}})),
+    )
+    .await
+    .unwrap();
+    let e = api_err(
+        svcs.patch("m", &PatchParams::apply("operator"), &Patch::Apply(&svc))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        e.message
+            .contains(r#"conflict with "kubectl-patch" using v1: .spec.selector"#),
+        "{}",
+        e.message
+    );
+    let s = svcs
+        .patch(
+            "m",
+            &PatchParams::apply("operator").force(),
+            &Patch::Apply(&svc),
+        )
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(
+        s.selector.unwrap().into_iter().collect::<Vec<_>>(),
+        [("app".to_string(), "m".to_string())]
+    );
+    let ports: Vec<i32> = s.ports.unwrap().into_iter().map(|p| p.port).collect();
+    assert_eq!(
+        ports,
+        [80, 9999],
+        "another manager's port survives a forced apply"
+    );
 }
 
 #[tokio::test]
@@ -797,7 +855,7 @@ async fn builtin_defaults_and_simulated_workloads() {
     let ip = spec.cluster_ip.clone().unwrap();
     assert!(ip.starts_with("10.96."), "{ip}");
     assert_eq!(spec.ports.unwrap()[0].protocol.as_deref(), Some("TCP"));
-    let applied = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 81}]}});
+    let applied = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}});
     let svc = svcs
         .patch(
             "web",
@@ -1006,4 +1064,164 @@ async fn https_serving_with_its_own_ca() {
     let c = s.client().unwrap();
     let nss: Api<Namespace> = Api::all(c);
     assert!(nss.get("default").await.is_ok());
+}
+
+/// A pod template (in a Deployment) with the given pod spec.
+fn deployment_with(name: &str, pod: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": pod}}})
+}
+
+fn service_with(name: &str, ports: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": ports}})
+}
+
+fn config_map_with(name: &str, metadata: serde_json::Value) -> serde_json::Value {
+    let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata});
+    cm["metadata"]["name"] = json!(name);
+    cm
+}
+
+/// The built-in validation a real API server applies, with its messages: each row is an object
+/// created (or, with a second object, updated to) and the 422 message expected (`None`: accepted).
+#[tokio::test]
+async fn builtin_validation_refuses_what_a_real_server_refuses() {
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::{ApiResource, DynamicObject};
+    let (_s, c) = server().await;
+    let c2 = |name: &str| json!({"name": name, "image": "busybox"});
+    let big = "x".repeat(256 * 1024);
+    let name_fmt = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+    let rows: Vec<(serde_json::Value, Option<serde_json::Value>, Option<String>)> = vec![
+        (
+            deployment_with("dup-containers", json!({"containers": [c2("mcp"), c2("mcp")]})),
+            None,
+            Some(r#"Deployment.apps "dup-containers" is invalid: spec.template.spec.containers[1].name: Duplicate value: "mcp""#.into()),
+        ),
+        (
+            deployment_with("init-and-app", json!({"initContainers": [c2("mcp")], "containers": [c2("mcp")]})),
+            None,
+            Some(r#"Deployment.apps "init-and-app" is invalid: spec.template.spec.containers[0].name: Duplicate value: "mcp""#.into()),
+        ),
+        (
+            deployment_with("dup-volumes", json!({"containers": [c2("c")],
+                "volumes": [{"name": "v", "emptyDir": {}}, {"name": "v", "emptyDir": {}}]})),
+            None,
+            Some(r#"Deployment.apps "dup-volumes" is invalid: spec.template.spec.volumes[1].name: Duplicate value: "v""#.into()),
+        ),
+        (
+            deployment_with("dup-mounts", json!({
+                "containers": [{"name": "c", "image": "busybox", "volumeMounts": [
+                    {"name": "a", "mountPath": "/x"}, {"name": "b", "mountPath": "/x"}]}],
+                "volumes": [{"name": "a", "emptyDir": {}}, {"name": "b", "emptyDir": {}}]})),
+            None,
+            Some(r#"Deployment.apps "dup-mounts" is invalid: spec.template.spec.containers[0].volumeMounts[1].mountPath: Invalid value: "/x": must be unique"#.into()),
+        ),
+        // The same path in two containers is fine: uniqueness is per container.
+        (
+            deployment_with("mounts-per-container", json!({
+                "containers": [
+                    {"name": "a", "image": "busybox", "volumeMounts": [{"name": "v", "mountPath": "/x"}]},
+                    {"name": "b", "image": "busybox", "volumeMounts": [{"name": "v", "mountPath": "/x"}]}],
+                "volumes": [{"name": "v", "emptyDir": {}}]})),
+            None,
+            None,
+        ),
+        (
+            service_with("dup-port-names", json!([{"name": "http", "port": 80}, {"name": "http", "port": 81}])),
+            None,
+            Some(r#"Service "dup-port-names" is invalid: spec.ports[1].name: Duplicate value: "http""#.into()),
+        ),
+        (
+            service_with("dup-port-numbers", json!([{"name": "a", "port": 80}, {"name": "b", "port": 80}])),
+            None,
+            Some(r#"Service "dup-port-numbers" is invalid: spec.ports[1]: Duplicate value: core.ServicePort{Name:"", Protocol:"TCP", AppProtocol:(*string)(nil), Port:80, TargetPort:intstr.IntOrString{Type:0, IntVal:0, StrVal:""}, NodePort:0}"#.into()),
+        ),
+        (
+            service_with("same-port-two-protocols", json!([{"name": "a", "port": 53, "protocol": "TCP"}, {"name": "b", "port": 53, "protocol": "UDP"}])),
+            None,
+            None,
+        ),
+        (
+            service_with("unnamed-of-two", json!([{"name": "a", "port": 80}, {"port": 81}])),
+            None,
+            Some(r#"Service "unnamed-of-two" is invalid: spec.ports[1].name: Required value"#.into()),
+        ),
+        (
+            config_map_with("big", json!({"annotations": {"a": big}})),
+            None,
+            Some(r#"ConfigMap "big" is invalid: metadata.annotations: Too long: must have at most 262144 bytes"#.into()),
+        ),
+        (
+            config_map_with("bad-label-key", json!({"labels": {"bad key": "v"}})),
+            None,
+            Some(format!(r#"ConfigMap "bad-label-key" is invalid: metadata.labels: Invalid value: "bad key": {name_fmt}"#)),
+        ),
+        (
+            config_map_with("bad-label-value", json!({"labels": {"k": "-v"}})),
+            None,
+            Some(r#"ConfigMap "bad-label-value" is invalid: metadata.labels: Invalid value: "-v": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"#.into()),
+        ),
+        (
+            config_map_with("bad-annotation-key", json!({"annotations": {"a/b/c": "v"}})),
+            None,
+            Some(r#"ConfigMap "bad-annotation-key" is invalid: metadata.annotations: Invalid value: "a/b/c": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"#.into()),
+        ),
+        // Upper case is allowed in annotation keys (checked lowercased), not in a key's prefix
+        // of a label.
+        (
+            config_map_with("upper-annotation", json!({"annotations": {"Example.com/Key": "v"}})),
+            None,
+            None,
+        ),
+        (
+            deployment_with("selector", json!({"containers": [c2("c")]})),
+            Some(json!({"spec": {"selector": {"matchLabels": {"app": "other"}},
+                "template": {"metadata": {"labels": {"app": "other"}}}}})),
+            Some(r#"Deployment.apps "selector" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"other"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"#.into()),
+        ),
+    ];
+    let mut wrong = vec![];
+    for (obj, update, expected) in rows {
+        let resource = match obj["kind"].as_str().unwrap() {
+            "Deployment" => ApiResource::erase::<Deployment>(&()),
+            "Service" => ApiResource::erase::<Service>(&()),
+            _ => ApiResource::erase::<ConfigMap>(&()),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &resource);
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        let created = api
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(obj).unwrap(),
+            )
+            .await;
+        let result = match (created, update) {
+            (Ok(_), Some(patch)) => api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ()),
+            (other, _) => other.map(|_| ()),
+        };
+        let got = match result {
+            Ok(()) => None,
+            Err(e) => {
+                let status = api_err(e);
+                assert_eq!(
+                    (status.code, status.reason.as_str()),
+                    (422, "Invalid"),
+                    "{name}"
+                );
+                Some(status.message)
+            }
+        };
+        if got != expected {
+            wrong.push(format!(
+                "{name}:\n  got      {got:?}\n  expected {expected:?}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
