@@ -8,6 +8,9 @@
 # against its own request by the load generator (benches/bridge/loadgen).
 #
 # Usage: bash benches/bridge/run.sh [SECONDS_PER_CELL]   (default 10)
+#        BASELINE_BRIDGE=/path/to/older/mcp-operator bash benches/bridge/run.sh 10
+#          adds rows for an older build of the bridge, measured right after ours in the same
+#          run (to show a change did not slow the bridge down, free of run-to-run noise).
 # Output: a Markdown table on stdout; raw JSON lines in benches/out/bridge-results.jsonl.
 # Everything listens on 127.0.0.1 only; every process started here is stopped by its pid.
 set -euo pipefail
@@ -78,6 +81,12 @@ done
 P=$(free_port)
 run_http_peer "mcp-operator bridge" "http://127.0.0.1:$P/mcp" \
     env RUST_LOG=warn "$BRIDGE" bridge --listen "127.0.0.1:$P" -- node "$EV" stdio
+
+if [[ -n "${BASELINE_BRIDGE:-}" ]]; then
+    P=$(free_port)
+    run_http_peer "mcp-operator bridge (baseline build)" "http://127.0.0.1:$P/mcp" \
+        env RUST_LOG=warn "$BASELINE_BRIDGE" bridge --listen "127.0.0.1:$P" -- node "$EV" stdio
+fi
 
 P=$(free_port)
 run_http_peer "supergateway 4.0.0 --stateful" "http://127.0.0.1:$P/mcp" \
