@@ -725,6 +725,16 @@ fn empty(v: &serde_json::Value) -> bool {
         || v.as_array().is_some_and(|a| a.is_empty())
 }
 
+/// Ready has `reason` and its message contains `needle`.
+fn ready_says(w: &World, reason: &str, needle: &str) -> Result<(), String> {
+    let message = w.condition("Ready").map(|c| c["message"].clone());
+    check(
+        w.ready_reason() == reason
+            && message.is_some_and(|m| m.as_str().unwrap_or("").contains(needle)),
+        format!("Ready {:?}", w.condition("Ready")),
+    )
+}
+
 fn check(ok: bool, what: impl Into<String>) -> Result<(), String> {
     if ok {
         Ok(())
@@ -882,33 +892,14 @@ fn edit_cases() -> Vec<EditCase> {
             spec: json!({"secrets": [{"name": "nowhere", "key": "token"}]}),
             annotations: json!({}),
             edit: Edit::Nothing,
-            expect: |w| {
-                let message = w.condition("Ready").map(|c| c["message"].clone());
-                check(
-                    w.ready_reason() == "SecretNotFound"
-                        && message.is_some_and(|m| {
-                            m.as_str()
-                                .unwrap_or("")
-                                .contains("\"nowhere\" does not exist")
-                        }),
-                    format!("Ready {:?}", w.condition("Ready")),
-                )
-            },
+            expect: |w| ready_says(w, "SecretNotFound", "\"nowhere\" does not exist"),
         },
         EditCase {
             name: "secret-key-missing",
             spec: json!({"secrets": [{"name": "present", "key": "other"}]}),
             annotations: json!({}),
             edit: Edit::Nothing,
-            expect: |w| {
-                let message = w.condition("Ready").map(|c| c["message"].clone());
-                check(
-                    w.ready_reason() == "SecretNotFound"
-                        && message
-                            .is_some_and(|m| m.as_str().unwrap_or("").contains("no key \"other\"")),
-                    format!("Ready {:?}", w.condition("Ready")),
-                )
-            },
+            expect: |w| ready_says(w, "SecretNotFound", "no key \"other\""),
         },
         EditCase {
             name: "secret-present",
