@@ -5,9 +5,14 @@
 //! (re)written from the current code, for review in the diff.
 
 use kube::core::conversion::ConversionReview;
-use mcp_operator::conversion::review::handle;
+use mcp_operator::conversion::review;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+
+/// The webhook's own wiring: conversion, with the admission core explaining invalid objects.
+fn handle(r: ConversionReview) -> ConversionReview {
+    review::handle(r, mcp_operator::admission::why_invalid)
+}
 
 fn requests() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conversion");

@@ -93,7 +93,7 @@ pub fn warn_kept_alpha_fields(
     server: bool,
     f: &mut Findings,
 ) {
-    let prefix = crate::conversion::ALPHA_STASH_PREFIX;
+    let prefix = crate::api::ALPHA_STASH_PREFIX;
     let oidc = if server {
         SERVER_OIDC_HELD
     } else {

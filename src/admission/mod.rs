@@ -131,6 +131,15 @@ fn has_null(v: &Value) -> bool {
     }
 }
 
+/// Why `obj` is refused at its own version, as a create would be; `None` when it is admitted
+/// (or not of a kind we serve: nothing to explain). For the conversion webhook's failures.
+pub fn why_invalid(obj: &Value) -> Option<String> {
+    match admit(obj, None, Operation::Create) {
+        Ok(v) if !v.allowed() => Some(v.errors.to_string()),
+        _ => None,
+    }
+}
+
 /// Defaults and validates one object of our group (any served version).
 ///
 /// `old` is the stored object on UPDATE. DELETE and CONNECT are always allowed.

@@ -40,10 +40,7 @@ pub fn validate_remote_proxy_v1alpha1(obj: &v1alpha1::MCPRemoteProxy, f: &mut Fi
     let s = &obj.spec;
     let spec = Path::root("spec");
     // A v1beta1 object read at v1alpha1 keeps its opt-in in an annotation (see conversion).
-    let key = format!(
-        "{}allowPrivateEndpoint",
-        crate::conversion::BETA_STASH_PREFIX
-    );
+    let key = format!("{}allowPrivateEndpoint", crate::api::BETA_STASH_PREFIX);
     let allow_private = obj
         .metadata
         .annotations

@@ -10,7 +10,8 @@
 use super::common::Findings;
 use super::field::{FieldError, FieldErrors, Path};
 use super::{check_cel, check_semantics, check_structure, defaulted, SCHEMAS};
-use crate::conversion::{self, ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
+use crate::api::{ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
+use crate::conversion;
 use serde_json::Value;
 
 /// The other version an object's stash speaks for, with the prefix of the stash it carries.

@@ -46,6 +46,16 @@ pub const SERVED: &[ServedKind] = &[
     },
 ];
 
+/// The stash: what one served version cannot express is kept in annotations under these
+/// prefixes, so a round trip through the other version loses nothing. They are part of the
+/// stored objects' shape, which is why they live with the types (admission checks them,
+/// conversion writes them). On a v1beta1 object: fields of its v1alpha1 form.
+pub const ALPHA_STASH_PREFIX: &str = "toolhive.stacklok.dev/v1alpha1-";
+/// On a v1alpha1 object: fields of its v1beta1 form.
+pub const BETA_STASH_PREFIX: &str = "toolhive.stacklok.dev/v1beta1-";
+/// A stashed field that was absent (as opposed to one whose value was `null`).
+pub const ABSENT: &str = "<absent>";
+
 /// The storage version of every kind.
 pub const STORAGE_VERSION: &str = "v1beta1";
 

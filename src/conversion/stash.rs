@@ -2,14 +2,9 @@
 
 use serde_json::{Map, Value};
 
-/// On a v1beta1 object: fields of its v1alpha1 form.
-pub const ALPHA_STASH_PREFIX: &str = "toolhive.stacklok.dev/v1alpha1-";
-/// On a v1alpha1 object: fields of its v1beta1 form.
-pub const BETA_STASH_PREFIX: &str = "toolhive.stacklok.dev/v1beta1-";
+pub use crate::api::{ABSENT, ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
 /// Status fields are kept under `<prefix>status.<field>`.
 const STATUS: &str = "status.";
-/// Marks a field that was absent (as opposed to one whose value was `null`).
-pub const ABSENT: &str = "<absent>";
 
 /// The prefix of the stash an object at `version` legitimately carries: the other version's
 /// fields, which converting it takes back.

@@ -24,7 +24,10 @@ pub fn floor_handler() -> ConversionHandler {
 }
 
 async fn convert(headers: HeaderMap, body: Body) -> Response {
-    respond(headers, body, crate::conversion::review::handle).await
+    respond(headers, body, |review| {
+        crate::conversion::review::handle(review, crate::admission::why_invalid)
+    })
+    .await
 }
 
 async fn echo(headers: HeaderMap, body: Body) -> Response {
