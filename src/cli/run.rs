@@ -201,7 +201,7 @@ async fn lead(
         concurrency: Some(args.max_concurrent_reconciles),
     };
     let controllers = namespaces(&args.watch_namespace).into_iter().map(|ns| {
-        mcpserver::run(
+        crate::controller::run_all(
             client.clone(),
             ns,
             settings.clone(),

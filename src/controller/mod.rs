@@ -3,6 +3,7 @@
 
 pub mod children;
 pub mod credentials;
+pub mod frame;
 pub mod leader;
 pub mod mcpserver;
 pub mod metrics;
@@ -11,3 +12,18 @@ pub mod podmerge;
 pub mod rbac;
 pub mod registry;
 pub mod resolve;
+
+use std::sync::Arc;
+
+/// Runs every kind's controller over `namespace` (all namespaces when `None`) until the
+/// returned future is dropped. A kind's controller is one line here.
+pub async fn run_all(
+    client: kube::Client,
+    namespace: Option<String>,
+    settings: frame::Settings,
+    resolver: Arc<dyn resolve::CommandResolver>,
+    metrics: metrics::ControllerMetrics,
+) {
+    let servers = mcpserver::run(client, namespace, settings, resolver, metrics);
+    servers.await;
+}

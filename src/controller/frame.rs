@@ -1,0 +1,849 @@
+//! The reconcile frame every kind shares: what makes a reconciler cheap and safe, so that a
+//! kind's own file only says what it reads, which children it wants and what its status is.
+//!
+//! - children are server-side applied only when they differ from the watch cache (a subset
+//!   check plus the applied-hash annotation), and a write's answer stands in for a cache that
+//!   has not caught up yet ([`RecentWrites`]);
+//! - an object of a child's name that is not ours (no controller owner reference to the owner)
+//!   is never written, adopted or deleted: the owner reports it ([`Applied::Conflict`]);
+//! - the status is written only when it changed, with an Event when the phase changes;
+//! - the admission core's verdict is cached per generation; failures back off with jitter.
+
+use super::children::{self, FIELD_MANAGER};
+use super::metrics::ControllerMetrics;
+use crate::admission::{self, Operation};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Label every child carries; the child watches select on it.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=mcp-operator";
+/// A converged object is looked at again this often (watch events do the real work).
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
+/// Reconciles in flight at once by default. Each holds its object's desired children while it
+/// waits on the API server: unbounded, 10,000 objects created at once would all be built at
+/// the same time and the peak memory would be theirs, not the caches'.
+pub const DEFAULT_CONCURRENCY: u16 = 32;
+/// How long a reconcile waits for a cache's first list before judging by it.
+pub const STORE_READY_WAIT: Duration = Duration::from_secs(10);
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How long a write may stand in for an object the cache does not show at all (it may have
+/// been deleted since: then it is recreated after this long).
+pub(crate) const CACHE_LAG_WINDOW: Duration = Duration::from_secs(5);
+/// How long a write may stand in for an older copy in the cache. The versions decide here, so
+/// this only bounds memory; it must outlast the watch lag of a busy cluster, where thousands of
+/// objects converge at once and events trail the writes by tens of seconds.
+pub(crate) const VERSION_LAG_WINDOW: Duration = Duration::from_secs(120);
+
+/// Operator-wide settings of the reconcilers.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub bridge_image: String,
+    pub default_pull_secrets: Vec<String>,
+    /// How often a converged object is reconciled again; `None` for [`DEFAULT_RESYNC`].
+    pub resync: Option<Duration>,
+    /// The longest wait between retries of a failing object; `None` for 5 minutes.
+    pub max_backoff: Option<Duration>,
+    /// Reconciles in flight at once; `None` for [`DEFAULT_CONCURRENCY`], `Some(0)` unbounded.
+    pub concurrency: Option<u16>,
+}
+
+impl Settings {
+    pub fn resync(&self) -> Duration {
+        self.resync.unwrap_or(DEFAULT_RESYNC)
+    }
+
+    pub fn controller_config(&self) -> kube::runtime::controller::Config {
+        kube::runtime::controller::Config::default()
+            .concurrency(self.concurrency.unwrap_or(DEFAULT_CONCURRENCY))
+    }
+}
+
+/// Why a reconcile failed; the variant name is the metric label and the Event reason.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to apply {child}: {source}")]
+    ApplyChild { child: String, source: kube::Error },
+    #[error("failed to delete {child}: {source}")]
+    DeleteChild { child: String, source: kube::Error },
+    #[error("failed to read {child}: {source}")]
+    ReadChild { child: String, source: kube::Error },
+    #[error("failed to write the status: {0}")]
+    WriteStatus(#[source] kube::Error),
+    #[error("the object has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::ApplyChild { .. } => "ApplyChild",
+            Error::DeleteChild { .. } => "DeleteChild",
+            Error::ReadChild { .. } => "ReadChild",
+            Error::WriteStatus(_) => "WriteStatus",
+            Error::NoNamespace => "NoNamespace",
+        }
+    }
+}
+
+/// The outcome of applying one child.
+#[derive(Debug)]
+pub enum Applied {
+    /// The child is ours and as wanted: the object as the cluster has it, as far as we know
+    /// (what the write returned, the cached copy, or what we sent while the cache catches up).
+    Ours(Value),
+    /// Something of the child's name is in the way and was left as it is.
+    Conflict(Conflict),
+}
+
+/// An object holding a child's name that the owner did not create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub kind: String,
+    pub name: String,
+    /// Who it belongs to instead, as far as its owner references tell.
+    pub holder: String,
+}
+
+impl Conflict {
+    /// The reason every kind reports a conflict under.
+    pub const REASON: &'static str = "ChildConflict";
+
+    pub fn message(&self) -> String {
+        format!(
+            "{} {:?} already exists and is not managed by this object ({}); it is left untouched. \
+             Rename or remove it, and the operator creates its own",
+            self.kind, self.name, self.holder
+        )
+    }
+}
+
+/// Who owns `obj`, unless it is `owner_uid`: `None` when its controller owner reference names
+/// the owner (it is ours), else a description of its holder.
+pub fn foreign_holder(obj: &Value, owner_uid: &str) -> Option<String> {
+    let refs = obj
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array);
+    let controller = refs
+        .into_iter()
+        .flatten()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true));
+    match controller {
+        Some(r) if r.get("uid").and_then(Value::as_str) == Some(owner_uid) => None,
+        Some(r) => {
+            let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+            Some(format!("controlled by {} {}", s("kind"), s("name")))
+        }
+        None => Some("it has no controller owner reference".into()),
+    }
+}
+
+/// Our last write of an object: when, the resourceVersion the API server answered with, and
+/// a digest of what we sent. Until the watch cache shows at least that version, the cache is
+/// behind, not drifted: comparing against it would write the same thing again (and again, for
+/// every event of a busy object).
+pub(crate) struct Recent {
+    pub(crate) at: Instant,
+    pub(crate) version: Option<u64>,
+    pub(crate) sent: u64,
+}
+
+/// Every [`Recent`] write, pruned at most once per [`CACHE_LAG_WINDOW`] (pruning on every call
+/// made each reconcile cost as much as the number of objects written lately).
+#[derive(Default)]
+pub(crate) struct RecentWrites {
+    pub(crate) by_key: HashMap<String, Recent>,
+    pruned: Option<Instant>,
+}
+
+impl RecentWrites {
+    pub(crate) fn prune(&mut self) {
+        if self.pruned.is_some_and(|p| p.elapsed() < CACHE_LAG_WINDOW) {
+            return;
+        }
+        self.by_key
+            .retain(|_, r| r.at.elapsed() < VERSION_LAG_WINDOW);
+        self.pruned = Some(Instant::now());
+    }
+}
+
+/// Numeric resourceVersions (etcd's) order writes; anything else is treated as unordered.
+fn version_of(v: &Value) -> Option<u64> {
+    v.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+}
+
+/// Whether the cache's view of an object predates our last write `r` of it. `live` is the
+/// cached copy's version (`None`: not cached; `Some(None)`: a version that is not a number);
+/// `progress` the highest version the object's watch has delivered.
+pub(crate) fn cache_is_behind(
+    r: &Recent,
+    live: Option<Option<u64>>,
+    progress: Option<u64>,
+) -> bool {
+    let age = r.at.elapsed();
+    match (live, progress, r.version) {
+        (Some(Some(seen)), _, Some(wrote)) | (None, Some(seen), Some(wrote)) => {
+            seen < wrote && age < VERSION_LAG_WINDOW
+        }
+        (None, _, _) => age < CACHE_LAG_WINDOW,
+        _ => false,
+    }
+}
+
+/// A digest of a value we send, to tell "the same write again" from a new one.
+fn digest(v: &Value) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.to_string().hash(&mut h);
+    h.finish()
+}
+
+/// The generation a verdict is for, and the admission errors (none: valid).
+type CachedVerdict = (Option<i64>, Option<String>);
+
+/// The shared half of one kind's controller context. `K` is the kind reconciled.
+pub struct Frame<K: Resource<DynamicType = ()>> {
+    pub client: Client,
+    pub settings: Settings,
+    pub metrics: ControllerMetrics,
+    recorder: Recorder,
+    failures: Mutex<HashMap<ObjectRef<K>, u32>>,
+    /// The admission verdict of each object's current generation: a spec does not change
+    /// without a new generation, so a resync need not check it again.
+    verdicts: Mutex<HashMap<ObjectRef<K>, CachedVerdict>>,
+    /// What we wrote lately, to tell a lagging watch cache from real drift (see [`Recent`]).
+    recent: Mutex<RecentWrites>,
+    /// Writes skipped because the cache lagged; a reconcile that skipped any comes back soon.
+    lag_skips: AtomicU64,
+    /// The highest resourceVersion each child watch has delivered, by kind: a child missing
+    /// from its store although its watch is past our write of it was deleted since, while one
+    /// written after that point may simply not have arrived yet.
+    seen: Mutex<HashMap<String, Arc<AtomicU64>>>,
+}
+
+impl<K> Frame<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    pub fn new(client: Client, settings: Settings, metrics: ControllerMetrics) -> Self {
+        Frame {
+            recorder: Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: FIELD_MANAGER.into(),
+                    instance: None,
+                },
+            ),
+            client,
+            settings,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+            verdicts: Mutex::new(HashMap::new()),
+            recent: Mutex::new(RecentWrites::default()),
+            lag_skips: AtomicU64::new(0),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The kind's name, for metrics and logs.
+    pub fn kind() -> String {
+        K::kind(&()).to_string()
+    }
+
+    /// A watch of child kind `C` feeding a store, for [`kube::runtime::Controller::owns_stream`]:
+    /// labelled children only, without managedFields (often the larger half of a child, and
+    /// nothing here reads them: at thousands of objects they would be most of the memory).
+    pub fn reflect<C>(
+        &self,
+        namespace: &Option<String>,
+        cfg: watcher::Config,
+    ) -> (
+        Store<C>,
+        impl futures::Stream<Item = Result<C, watcher::Error>> + Send + 'static,
+    )
+    where
+        C: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let api: Api<C> = match namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let (store, writer) = reflector::store();
+        let progress = Arc::new(AtomicU64::new(0));
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(C::kind(&()).to_string(), progress.clone());
+        // The progress is taken after the store has the event, never before.
+        let stream = watcher(api, cfg)
+            .default_backoff()
+            .modify(|o| o.managed_fields_mut().clear())
+            .reflect(writer)
+            .modify(move |o| {
+                if let Some(v) = o.resource_version().and_then(|v| v.parse().ok()) {
+                    progress.fetch_max(v, Ordering::Relaxed);
+                }
+            })
+            .touched_objects();
+        (store, stream)
+    }
+
+    /// Runs one reconcile with its metrics, and forgets the failures of an object that
+    /// reconciled cleanly. `managed` is how many objects of the kind the cache holds.
+    pub async fn observe<F>(&self, obj: &K, managed: usize, reconcile: F) -> Result<Action, Error>
+    where
+        F: std::future::Future<Output = Result<Action, Error>>,
+    {
+        let started = Instant::now();
+        let kind = Self::kind();
+        self.metrics.set_managed(&kind, managed);
+        let result = reconcile.await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(e) => e.reason(),
+        };
+        self.metrics
+            .observe_reconcile(&kind, outcome, started.elapsed());
+        if result.is_ok() {
+            self.failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&ObjectRef::from_obj(obj));
+        }
+        result
+    }
+
+    /// The action after a successful pass: the resync, or sooner when a write was skipped
+    /// because the cache lagged (a missing object may be lag or a deletion: look again once
+    /// the window is over). `skips_before` is [`Frame::lag_skips`] at the start of the pass.
+    pub fn settled(&self, skips_before: u64) -> Action {
+        let resync = self.settings.resync();
+        if self.lag_skips() != skips_before {
+            return Action::requeue(resync.min(CACHE_LAG_WINDOW));
+        }
+        Action::requeue(resync)
+    }
+
+    pub fn lag_skips(&self) -> u64 {
+        self.lag_skips.load(Ordering::Relaxed)
+    }
+
+    /// The admission core's errors for this generation of the object, if any (cached per
+    /// generation). The webhook may be off or bypassed: a reconciler checks again before acting.
+    pub fn spec_errors(&self, obj: &K) -> Option<String> {
+        let key = ObjectRef::from_obj(obj);
+        let generation = obj.meta().generation;
+        let mut cache = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, errors)) = cache.get(&key) {
+            if *g == generation && generation.is_some() {
+                return errors.clone();
+            }
+        }
+        let object = serde_json::to_value(obj).unwrap_or(Value::Null);
+        let errors = match admission::admit(&object, None, Operation::Create) {
+            Ok(v) if !v.allowed() => Some(v.errors.to_string()),
+            _ => None,
+        };
+        cache.insert(key, (generation, errors.clone()));
+        errors
+    }
+
+    /// True when `want` is what we last sent and the cache simply has not caught up with it.
+    fn written_lately(
+        &self,
+        key: &str,
+        want: &Value,
+        live: Option<&Value>,
+        watch_progress: Option<u64>,
+    ) -> bool {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.prune();
+        let Some(r) = recent.by_key.get(key) else {
+            return false;
+        };
+        let skip =
+            cache_is_behind(r, live.map(version_of), watch_progress) && r.sent == digest(want);
+        if skip {
+            self.lag_skips.fetch_add(1, Ordering::Relaxed);
+        }
+        skip
+    }
+
+    fn remember_write(&self, key: String, sent: &Value, written: &Value) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.by_key.insert(
+            key,
+            Recent {
+                at: Instant::now(),
+                version: version_of(written),
+                sent: digest(sent),
+            },
+        );
+    }
+
+    fn watch_progress(&self, kind: &str) -> Option<u64> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(kind)
+            .map(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// Applies `desired` (a child of `owner`) unless the live object already has all of it and
+    /// carries the digest of it, so nothing we stopped wanting lingers. A name held by an object
+    /// that is not ours is never written: it comes back as [`Applied::Conflict`].
+    ///
+    /// `live` is the watch cache's copy. The child watches see only labelled objects, so a
+    /// child missing from the cache is read from the API server before it is created: a
+    /// server-side apply onto someone else's object would merge into it and take it over.
+    pub async fn apply<C>(
+        &self,
+        owner: &K,
+        desired: &C,
+        live: Option<Arc<C>>,
+    ) -> Result<Applied, Error>
+    where
+        C: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + Debug,
+    {
+        let ns = owner.namespace().ok_or(Error::NoNamespace)?;
+        let owner_uid = owner.meta().uid.clone().unwrap_or_default();
+        let mut want = serde_json::to_value(desired).unwrap_or(Value::Null);
+        children::stamp_applied_hash(&mut want);
+        let name = desired.meta().name.clone().unwrap_or_default();
+        let kind = C::kind(&()).to_string();
+        let conflict = |holder| {
+            Ok(Applied::Conflict(Conflict {
+                kind: kind.clone(),
+                name: name.clone(),
+                holder,
+            }))
+        };
+        let have = live.map(|l| serde_json::to_value(l.as_ref()).unwrap_or(Value::Null));
+        if let Some(h) = &have {
+            if let Some(holder) = foreign_holder(h, &owner_uid) {
+                return conflict(holder);
+            }
+            if children::is_subset(&want, h) {
+                return Ok(Applied::Ours(h.clone()));
+            }
+        }
+        let key = format!("{kind}/{ns}/{name}");
+        if self.written_lately(&key, &want, have.as_ref(), self.watch_progress(&kind)) {
+            // Our write is on its way to the cache: until it arrives, what we sent stands in for
+            // it (judging the child missing would flip `status.url` off and on, a write each time).
+            return Ok(Applied::Ours(have.unwrap_or(want)));
+        }
+        let api: Api<C> = Api::namespaced(self.client.clone(), &ns);
+        if have.is_none() {
+            let found = api
+                .get_opt(&name)
+                .await
+                .map_err(|source| Error::ReadChild {
+                    child: format!("{kind}/{name}"),
+                    source,
+                })?;
+            let found = found.map(|f| serde_json::to_value(&f).unwrap_or(Value::Null));
+            if let Some(holder) = found.as_ref().and_then(|f| foreign_holder(f, &owner_uid)) {
+                return conflict(holder);
+            }
+        }
+        let written = api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&want),
+            )
+            .await
+            .map_err(|source| Error::ApplyChild {
+                child: children::describe(&want),
+                source,
+            })?;
+        let written = serde_json::to_value(&written).unwrap_or(Value::Null);
+        self.remember_write(key, &want, &written);
+        self.metrics.count_apply(&kind);
+        Ok(Applied::Ours(written))
+    }
+
+    /// Deletes a child of `owner` that is no longer wanted, if the cache shows it and it is
+    /// ours; anything else of that name is left alone.
+    pub async fn delete<C>(&self, owner: &K, live: Option<Arc<C>>) -> Result<(), Error>
+    where
+        C: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + Debug,
+    {
+        let Some(live) = live else {
+            return Ok(());
+        };
+        let owner_uid = owner.meta().uid.clone().unwrap_or_default();
+        let value = serde_json::to_value(live.as_ref()).unwrap_or(Value::Null);
+        if foreign_holder(&value, &owner_uid).is_some() {
+            return Ok(());
+        }
+        let ns = owner.namespace().ok_or(Error::NoNamespace)?;
+        let name = live.name_any();
+        let api: Api<C> = Api::namespaced(self.client.clone(), &ns);
+        // Only the object we looked at: if it was replaced since, the uid no longer matches.
+        let params = DeleteParams {
+            preconditions: live.meta().uid.clone().map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+            Err(source) => Err(Error::DeleteChild {
+                child: format!("{}/{name}", C::kind(&())),
+                source,
+            }),
+        }
+    }
+
+    /// Writes `status` (the whole status, as JSON) when it differs from what `obj` has, as a
+    /// merge patch that also removes the fields it no longer has; an Event records a change of
+    /// `phase`.
+    pub async fn write_status(&self, obj: &K, status: Value) -> Result<(), Error> {
+        let old = serde_json::to_value(obj)
+            .ok()
+            .and_then(|v| v.get("status").cloned())
+            .unwrap_or_else(|| json!({}));
+        if same_status(&old, &status) {
+            return Ok(());
+        }
+        let ns = obj.namespace().ok_or(Error::NoNamespace)?;
+        // Working from a copy older than our own last status write: that write's watch event is
+        // on its way and will bring us back with the fresh object.
+        let key = format!("{}.status/{ns}/{}", Self::kind(), obj.name_any());
+        let seen = serde_json::to_value(obj).unwrap_or(Value::Null);
+        if self.written_lately(&key, &json!({}), Some(&seen), None) {
+            return Ok(());
+        }
+        let api: Api<K> = Api::namespaced(self.client.clone(), &ns);
+        let patch = json!({ "status": status_patch(&old, &status) });
+        let written = api
+            .patch_status(
+                &obj.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(Error::WriteStatus)?;
+        self.remember_write(
+            key,
+            &json!({}),
+            &serde_json::to_value(&written).unwrap_or(Value::Null),
+        );
+        let phase = |v: &Value| v.get("phase").and_then(Value::as_str).map(str::to_owned);
+        if let Some(now) = phase(&status).filter(|p| phase(&old).as_ref() != Some(p)) {
+            let message = status.get("message").and_then(Value::as_str);
+            self.announce(obj, &now, message).await;
+        }
+        Ok(())
+    }
+
+    /// An Event for a phase change: a warning for `Failed`, normal otherwise.
+    async fn announce(&self, obj: &K, phase: &str, message: Option<&str>) {
+        let type_ = if phase == "Failed" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let note = message.map_or_else(|| format!("phase is now {phase}"), str::to_owned);
+        let event = Event {
+            type_,
+            reason: phase.into(),
+            note: Some(truncate(&note, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::debug!(error = %e, "could not record an Event");
+        }
+    }
+
+    /// Exponential backoff with jitter, per object; the first failure in a row also goes out as
+    /// a Warning Event (repeats would only flood).
+    pub fn backoff(&self, obj: &K, error: &Error) -> Action {
+        let key = ObjectRef::from_obj(obj);
+        let attempt = {
+            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            let n = failures.entry(key).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        tracing::warn!(kind = %Self::kind(), name = %obj.name_any(), namespace = ?obj.namespace(), reason = error.reason(), attempt, error = %error, "reconcile failed");
+        if attempt == 1 {
+            let recorder = self.recorder.clone();
+            let reference = obj.object_ref(&());
+            let event = Event {
+                type_: EventType::Warning,
+                reason: error.reason().into(),
+                note: Some(truncate(&error.to_string(), 1000)),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            tokio::spawn(async move {
+                let _ = recorder.publish(&event, &reference).await;
+            });
+        }
+        let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(12));
+        let capped = exp.min(self.settings.max_backoff.unwrap_or(BACKOFF_MAX));
+        let jitter = rand::random::<f64>() * 0.5 + 0.75; // ±25 %
+        Action::requeue(capped.mul_f64(jitter))
+    }
+}
+
+/// Two statuses are the same when every field is equal, nulls counting as absent.
+fn same_status(old: &Value, new: &Value) -> bool {
+    strip_nulls(old) == strip_nulls(new)
+}
+
+fn strip_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `new` as a merge patch over `old`: top-level fields `old` has and `new` does not are nulled.
+fn status_patch(old: &Value, new: &Value) -> Value {
+    let mut patch: Map<String, Value> = new.as_object().cloned().unwrap_or_default();
+    for key in old.as_object().into_iter().flat_map(|m| m.keys()) {
+        patch.entry(key.clone()).or_insert(Value::Null);
+    }
+    Value::Object(patch)
+}
+
+/// A condition of `type_`, keeping the previous transition time when its status did not flip,
+/// so an unchanged world yields an identical status.
+pub fn condition(
+    old: Option<&[Condition]>,
+    generation: Option<i64>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let previous = old.into_iter().flatten().find(|c| c.type_ == type_);
+    let since = match previous {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => Time(k8s_openapi::jiff::Timestamp::now()),
+    };
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: since,
+        observed_generation: generation,
+    }
+}
+
+/// The objects of a store in `ns` that `pred` picks, as references to reconcile.
+pub fn referencing<K>(
+    store: &Store<K>,
+    ns: &Option<String>,
+    pred: impl Fn(&K) -> bool,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace() == *ns && pred(o))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// Waits (bounded) until every store has listed once: right after start-up a child missing
+/// from a cache is not missing from the cluster.
+pub async fn wait_for_caches(ready: Vec<futures::future::BoxFuture<'_, ()>>) {
+    let _ = tokio::time::timeout(STORE_READY_WAIT, futures::future::join_all(ready)).await;
+}
+
+pub fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One situation: what the cache shows, how far the watch got, our write, and the verdict.
+    struct Case {
+        live: Option<Option<u64>>,
+        progress: Option<u64>,
+        wrote: Option<u64>,
+        age: Duration,
+        behind: bool,
+    }
+
+    const fn case(
+        live: Option<Option<u64>>,
+        progress: Option<u64>,
+        wrote: Option<u64>,
+        age: Duration,
+        behind: bool,
+    ) -> Case {
+        Case {
+            live,
+            progress,
+            wrote,
+            age,
+            behind,
+        }
+    }
+
+    #[test]
+    fn the_cache_is_behind_only_until_it_shows_our_write() {
+        let fresh = Duration::ZERO;
+        let old = CACHE_LAG_WINDOW + Duration::from_secs(1);
+        let ancient = VERSION_LAG_WINDOW + Duration::from_secs(1);
+        let cases = [
+            // Cached at an older version: behind, for as long as the versions say so.
+            case(Some(Some(90)), None, Some(100), fresh, true),
+            case(Some(Some(90)), None, Some(100), old, true),
+            case(Some(Some(90)), None, Some(100), ancient, false),
+            // Cached at our version or later (someone edited it since): compare for real.
+            case(Some(Some(100)), None, Some(100), fresh, false),
+            case(Some(Some(120)), None, Some(100), fresh, false),
+            // Not cached, and the watch has not reached our write: not arrived yet.
+            case(None, Some(95), Some(100), old, true),
+            // Not cached although the watch is past our write: deleted since, repair it.
+            case(None, Some(150), Some(100), fresh, false),
+            // Versions that are not numbers: only the short window.
+            case(Some(None), None, Some(100), fresh, false),
+            case(None, None, None, fresh, true),
+            case(None, None, None, old, false),
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            let r = Recent {
+                at: Instant::now() - c.age,
+                version: c.wrote,
+                sent: 0,
+            };
+            assert_eq!(
+                cache_is_behind(&r, c.live, c.progress),
+                c.behind,
+                "case {i}: live {:?}, progress {:?}, wrote {:?}, age {:?}",
+                c.live,
+                c.progress,
+                c.wrote,
+                c.age
+            );
+        }
+    }
+
+    #[test]
+    fn recent_writes_are_pruned_in_batches_not_per_call() {
+        let stale = || Recent {
+            at: Instant::now() - VERSION_LAG_WINDOW - Duration::from_secs(1),
+            version: Some(1),
+            sent: 0,
+        };
+        let mut recent = RecentWrites::default();
+        recent.by_key.insert("a".into(), stale());
+        recent.prune();
+        assert!(recent.by_key.is_empty(), "the first call prunes");
+        recent.by_key.insert("b".into(), stale());
+        recent.prune();
+        assert_eq!(recent.by_key.len(), 1, "not again within the window");
+    }
+
+    /// Only a controller owner reference to the owner itself makes a child ours.
+    #[test]
+    fn a_child_is_ours_only_with_our_controller_reference() {
+        let with = |refs: Value| json!({"metadata": {"name": "c", "ownerReferences": refs}});
+        let ours = json!({"kind": "MCPServer", "name": "s", "uid": "u1", "controller": true});
+        let rows = [
+            (
+                json!({"metadata": {"name": "c"}}),
+                Some("no controller owner reference"),
+            ),
+            (with(json!([ours])), None),
+            (
+                with(json!([{"kind": "MCPServer", "name": "s", "uid": "u0", "controller": true}])),
+                Some("controlled by MCPServer s"),
+            ),
+            (
+                with(json!([{"kind": "MCPServer", "name": "s", "uid": "u1"}])),
+                Some("no controller owner reference"),
+            ),
+            (
+                with(json!([{"kind": "ReplicaSet", "name": "r", "uid": "x", "controller": true}])),
+                Some("controlled by ReplicaSet r"),
+            ),
+        ];
+        for (i, (obj, holder)) in rows.into_iter().enumerate() {
+            let got = foreign_holder(&obj, "u1");
+            match holder {
+                None => assert_eq!(got, None, "row {i}"),
+                Some(h) => assert!(
+                    got.as_deref().is_some_and(|g| g.contains(h)),
+                    "row {i}: {got:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn the_status_patch_removes_what_the_new_status_lacks() {
+        let old = json!({"phase": "Ready", "url": "http://x", "readyReplicas": 1});
+        let new = json!({"phase": "Pending", "readyReplicas": 0});
+        assert_eq!(
+            status_patch(&old, &new),
+            json!({"phase": "Pending", "readyReplicas": 0, "url": null})
+        );
+        assert!(same_status(&json!({"a": 1, "b": null}), &json!({"a": 1})));
+        assert!(!same_status(&old, &new));
+    }
+}
