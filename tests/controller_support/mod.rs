@@ -1,5 +1,5 @@
 //! The harness of the controller tests: an in-memory API server with our CRDs and the
-//! MCPServer controller running against it.
+//! operator's controllers (every kind, as `run` starts them) running against it.
 
 #![allow(dead_code)] // each test binary uses a part
 
@@ -10,7 +10,7 @@ use kube::api::{Api, PostParams};
 use kube::Client;
 use mcp_operator::api::crd;
 use mcp_operator::api::v1beta1::MCPServer;
-use mcp_operator::controller::mcpserver::{self, Settings};
+use mcp_operator::controller::mcpserver::Settings;
 use mcp_operator::controller::metrics::ControllerMetrics;
 use mcp_operator::controller::resolve::{CommandResolver, StaticResolver};
 use serde_json::{json, Value};
@@ -35,7 +35,7 @@ impl Harness {
     pub fn restart_controller(&mut self) {
         self._controller.abort();
         self.metrics = ControllerMetrics::default();
-        self._controller = tokio::spawn(mcpserver::run(
+        self._controller = tokio::spawn(mcp_operator::controller::run_all(
             self.client.clone(),
             None,
             self.settings.clone(),
@@ -86,7 +86,7 @@ pub async fn start_with(resync: Option<Duration>, resolver: Arc<dyn CommandResol
         ..Settings::default()
     };
     let metrics = ControllerMetrics::default();
-    let controller = tokio::spawn(mcpserver::run(
+    let controller = tokio::spawn(mcp_operator::controller::run_all(
         client.clone(),
         None,
         settings.clone(),
