@@ -12,10 +12,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use mcp_operator::api::crd;
-use mcp_operator::api::v1beta1::MCPServer;
+use mcp_operator::api::v1beta1::{MCPGroup, MCPServer, MCPToolConfig};
 use mcp_operator::controller::children::CONFIG_CHECKSUM;
 use mcp_operator::controller::credentials::PullCredentials;
-use mcp_operator::controller::mcpserver::{self, Settings};
+use mcp_operator::controller::mcpserver::Settings;
 use mcp_operator::controller::metrics::ControllerMetrics;
 use mcp_operator::controller::resolve::{CommandResolver, ImageCommand, StaticResolver};
 use serde_json::json;
@@ -435,7 +435,7 @@ async fn converges_under_failing_writes_and_leaves_nothing_behind() {
         ..Settings::default()
     };
     let metrics = ControllerMetrics::default();
-    let _controller = tokio::spawn(mcpserver::run(
+    let _controller = tokio::spawn(mcp_operator::controller::run_all(
         flaky(client.clone(), 7),
         None,
         settings,
@@ -443,8 +443,21 @@ async fn converges_under_failing_writes_and_leaves_nothing_behind() {
         metrics.clone(),
     ));
 
+    let groups: Api<MCPGroup> = Api::namespaced(client.clone(), "default");
+    let configs: Api<MCPToolConfig> = Api::namespaced(client.clone(), "default");
+    for i in 0..5 {
+        groups
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": format!("g{i}")}, "spec": {}}))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        configs.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": format!("tc{i}")}, "spec": {"toolsFilter": ["fetch"]}})).unwrap()).await.unwrap();
+    }
     for i in 0..50 {
-        create_server(&client, json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer", "metadata": {"name": format!("f{i}"), "namespace": "default"}, "spec": {"image": "docker.io/mcp/fetch", "command": ["mcp-server-fetch"]}})).await;
+        create_server(&client, json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer", "metadata": {"name": format!("f{i}"), "namespace": "default"}, "spec": {"image": "docker.io/mcp/fetch", "command": ["mcp-server-fetch"], "groupRef": {"name": format!("g{}", i % 5)}, "toolConfigRef": {"name": format!("tc{}", i % 5)}}})).await;
     }
     let servers: Api<MCPServer> = Api::namespaced(client.clone(), "default");
     eventually("50 converged despite faults", || async {
@@ -456,6 +469,25 @@ async fn converges_under_failing_writes_and_leaves_nothing_behind() {
             .count();
         (done == 50).then_some(())
     })
+    .await;
+    eventually(
+        "groups count 10 members each, configs have hashes and finalizers",
+        || async {
+            let g = groups.list(&Default::default()).await.ok()?.items;
+            let t = configs.list(&Default::default()).await.ok()?.items;
+            let counted = g
+                .iter()
+                .all(|g| g.status.as_ref().and_then(|s| s.server_count) == Some(10));
+            let hashed = t.iter().all(|t| {
+                t.status
+                    .as_ref()
+                    .and_then(|s| s.config_hash.as_ref())
+                    .is_some()
+                    && t.metadata.finalizers.as_ref().is_some_and(|f| f.len() == 1)
+            });
+            (counted && hashed).then_some(())
+        },
+    )
     .await;
     let managed =
         kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=mcp-operator");
@@ -497,6 +529,11 @@ async fn converges_under_failing_writes_and_leaves_nothing_behind() {
         "faults were injected and retried ({failed} failed reconciles)"
     );
 
+    // Configs first: their deletion is held until the servers are gone too.
+    configs
+        .delete_collection(&DeleteParams::default(), &Default::default())
+        .await
+        .unwrap();
     servers
         .delete_collection(&DeleteParams::default(), &Default::default())
         .await
@@ -527,7 +564,8 @@ async fn converges_under_failing_writes_and_leaves_nothing_behind() {
                 .ok()?
                 .items
                 .len()
-            + servers.list(&Default::default()).await.ok()?.items.len();
+            + servers.list(&Default::default()).await.ok()?.items.len()
+            + configs.list(&Default::default()).await.ok()?.items.len();
         (left == 0).then_some(())
     })
     .await;

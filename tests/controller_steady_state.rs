@@ -1,19 +1,21 @@
-//! No writes once converged: 100 MCPServers reconciled 100 times over cause zero API writes,
-//! and none when the operator restarts either.
+//! No writes once converged: 100 MCPServers (in 10 MCPGroups, using 10 MCPToolConfigs)
+//! reconciled 100 times over cause zero API writes, and none when the operator restarts either.
 //! (Its own binary: it keeps both cores busy and would slow the timing of others.)
 
 mod controller_support;
 
 use controller_support::*;
 use kube::api::Api;
-use mcp_operator::api::v1beta1::MCPServer;
+use mcp_operator::api::v1beta1::{MCPGroup, MCPServer, MCPToolConfig};
 use serde_json::json;
 use std::time::Duration;
 
 /// Specs of the converged objects, taken in turn: plain, and with maps left empty after their
 /// entries were removed (which the API server drops, so they must not read as drift).
 fn spec_variant(i: usize) -> serde_json::Value {
-    let mut spec = json!({"image": "docker.io/mcp/fetch", "tools": ["fetch"]});
+    let mut spec = json!({"image": "docker.io/mcp/fetch", "tools": ["fetch"],
+        "groupRef": {"name": format!("g{}", i % 10)},
+        "toolConfigRef": {"name": format!("tc{}", i % 10)}});
     match i % 3 {
         1 => {
             spec["podTemplateSpec"] =
@@ -35,6 +37,10 @@ fn spec_variant(i: usize) -> serde_json::Value {
 async fn converged_objects_cause_no_writes() {
     let mut h = start(Some(Duration::from_millis(100))).await;
     let c = &h.client.clone();
+    for i in 0..10 {
+        create(c, json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPGroup", "metadata": {"name": format!("g{i}"), "namespace": "default"}, "spec": {}})).await;
+        create(c, json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPToolConfig", "metadata": {"name": format!("tc{i}"), "namespace": "default"}, "spec": {"toolsFilter": ["fetch"], "toolsOverride": {"fetch": {"description": format!("fetch, variant {i}")}}}})).await;
+    }
     for i in 0..100 {
         create_server(c, json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer", "metadata": {"name": format!("s{i}"), "namespace": "default"}, "spec": spec_variant(i)})).await;
     }
@@ -47,6 +53,29 @@ async fn converged_objects_cause_no_writes() {
             .then_some(())
     })
     .await;
+    let groups: Api<MCPGroup> = Api::namespaced(c.clone(), "default");
+    eventually("every group counts its 10 servers", || async {
+        let list = groups.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .all(|g| g.status.as_ref().and_then(|s| s.server_count) == Some(10))
+            .then_some(())
+    })
+    .await;
+    let configs: Api<MCPToolConfig> = Api::namespaced(c.clone(), "default");
+    eventually("every tool config has its hash", || async {
+        let list = configs.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .all(|t| {
+                t.status
+                    .as_ref()
+                    .and_then(|s| s.config_hash.as_ref())
+                    .is_some()
+            })
+            .then_some(())
+    })
+    .await;
     // Let in-flight applies and their watch events settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     h.server.clear_requests();
@@ -56,6 +85,14 @@ async fn converged_objects_cause_no_writes() {
     while h.metrics.successful_reconciles("MCPServer") - before < 100 * 100 {
         assert!(tokio::time::Instant::now() < deadline, "resyncs too slow");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The other kinds' resyncs came along (same period, fewer objects).
+    for kind in ["MCPGroup", "MCPToolConfig"] {
+        assert!(
+            h.metrics.successful_reconciles(kind) >= 10 * 50,
+            "{kind}: {} reconciles",
+            h.metrics.successful_reconciles(kind)
+        );
     }
     let resyncs = h.metrics.successful_reconciles("MCPServer") - before;
     assert_no_writes(&h, "after convergence");
@@ -71,6 +108,24 @@ async fn converged_objects_cause_no_writes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_no_writes(&h, "after a restart");
+}
+
+async fn create(c: &kube::Client, obj: serde_json::Value) {
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        c.clone(),
+        "default",
+        &kube::discovery::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk(
+                "toolhive.stacklok.dev",
+                "v1beta1",
+                obj["kind"].as_str().unwrap(),
+            ),
+            &format!("{}s", obj["kind"].as_str().unwrap().to_lowercase()),
+        ),
+    );
+    api.create(&Default::default(), &serde_json::from_value(obj).unwrap())
+        .await
+        .unwrap();
 }
 
 /// Fails naming the first writes (Events aside) the server received since the last clear.

@@ -84,6 +84,8 @@ pub enum Error {
     ReadChild { child: String, source: kube::Error },
     #[error("failed to write the status: {0}")]
     WriteStatus(#[source] kube::Error),
+    #[error("failed to update the finalizers: {0}")]
+    WriteFinalizers(#[source] kube::Error),
     #[error("the object has no namespace")]
     NoNamespace,
 }
@@ -95,6 +97,7 @@ impl Error {
             Error::DeleteChild { .. } => "DeleteChild",
             Error::ReadChild { .. } => "ReadChild",
             Error::WriteStatus(_) => "WriteStatus",
+            Error::WriteFinalizers(_) => "WriteFinalizers",
             Error::NoNamespace => "NoNamespace",
         }
     }
@@ -578,6 +581,45 @@ where
         Ok(())
     }
 
+    /// Puts `finalizer` on `obj` unless it is there already (no write then).
+    pub async fn ensure_finalizer(&self, obj: &K, finalizer: &str) -> Result<(), Error> {
+        let mut list = obj.finalizers().to_vec();
+        if list.iter().any(|f| f == finalizer) {
+            return Ok(());
+        }
+        list.push(finalizer.to_string());
+        self.write_finalizers(obj, list).await
+    }
+
+    /// Takes `finalizer` off `obj` if it is there, leaving everyone else's.
+    pub async fn release_finalizer(&self, obj: &K, finalizer: &str) -> Result<(), Error> {
+        let list = obj.finalizers();
+        if !list.iter().any(|f| f == finalizer) {
+            return Ok(());
+        }
+        let kept = list.iter().filter(|f| *f != finalizer).cloned().collect();
+        self.write_finalizers(obj, kept).await
+    }
+
+    /// A merge patch of the whole list, made conditional on the resourceVersion we read: a
+    /// finalizer someone added since is never dropped (the conflict brings a retry).
+    async fn write_finalizers(&self, obj: &K, list: Vec<String>) -> Result<(), Error> {
+        let ns = obj.namespace().ok_or(Error::NoNamespace)?;
+        let api: Api<K> = Api::namespaced(self.client.clone(), &ns);
+        let patch = json!({"metadata": {
+            "resourceVersion": obj.resource_version(),
+            "finalizers": list,
+        }});
+        api.patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(Error::WriteFinalizers)?;
+        Ok(())
+    }
+
     /// An Event for a phase change: a warning for `Failed`, normal otherwise.
     async fn announce(&self, obj: &K, phase: &str, message: Option<&str>) {
         let type_ = if phase == "Failed" {
@@ -706,6 +748,34 @@ pub async fn wait_for_caches(ready: Vec<futures::future::BoxFuture<'_, ()>>) {
     let _ = tokio::time::timeout(STORE_READY_WAIT, futures::future::join_all(ready)).await;
 }
 
+/// The `configHash` of a config kind's spec, as upstream computes it: FNV-1a (32 bit) over a
+/// deterministic dump, in hex. serde_json writes struct fields in declaration order and maps
+/// sorted, so equal specs hash equally across processes and restarts.
+pub fn config_hash<T: Serialize>(spec: &T) -> String {
+    let dump = serde_json::to_vec(spec).unwrap_or_default();
+    format!("{:08x}", fnv1a32(&dump))
+}
+
+fn fnv1a32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// Names of a kind's objects for a message: sorted as given, at most `max`, then how many more.
+pub fn name_list(names: &[String], max: usize) -> String {
+    let shown = names
+        .iter()
+        .take(max)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match names.len().saturating_sub(max) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
 pub fn truncate(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
@@ -717,6 +787,27 @@ pub fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_hash_is_fnv1a_of_the_dump_and_stable() {
+        // The published FNV-1a 32-bit test vectors.
+        assert_eq!(fnv1a32(b""), 0x811c_9dc5);
+        assert_eq!(fnv1a32(b"a"), 0xe40c_292c);
+        assert_eq!(fnv1a32(b"foobar"), 0xbf9c_f968);
+        assert_eq!(config_hash(&"a"), format!("{:08x}", fnv1a32(b"\"a\"")));
+        let a = json!({"toolsFilter": ["x"], "toolsOverride": {"b": {}, "a": {}}});
+        let b = json!({"toolsOverride": {"a": {}, "b": {}}, "toolsFilter": ["x"]});
+        assert_eq!(config_hash(&a), config_hash(&b));
+        assert_ne!(config_hash(&a), config_hash(&json!({"toolsFilter": ["y"]})));
+    }
+
+    #[test]
+    fn name_lists_are_bounded() {
+        let names: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
+        assert_eq!(name_list(&names[..2], 3), "s0, s1");
+        assert_eq!(name_list(&names, 3), "s0, s1, s2 and 2 more");
+        assert_eq!(name_list(&[], 3), "");
+    }
 
     /// One situation: what the cache shows, how far the watch got, our write, and the verdict.
     struct Case {

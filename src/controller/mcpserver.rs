@@ -288,7 +288,9 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
         deployment: live.as_deref().map(to_json),
         service,
     };
-    let status = status_for(server, &observed, verdict, resolved);
+    let mut status = status_for(server, &observed, verdict, resolved);
+    // What the pods were rolled out with, as the config's own status.configHash says it.
+    status.tool_config_hash = inputs.tool_config.as_ref().map(frame::config_hash);
     write_status(server, ctx, with_group(server, ctx, status)).await?;
     Ok(ctx.frame.settled(skips_before))
 }

@@ -5,7 +5,9 @@ pub mod children;
 pub mod credentials;
 pub mod frame;
 pub mod leader;
+pub mod mcpgroup;
 pub mod mcpserver;
+pub mod mcptoolconfig;
 pub mod metrics;
 pub mod migrate;
 pub mod podmerge;
@@ -24,6 +26,27 @@ pub async fn run_all(
     resolver: Arc<dyn resolve::CommandResolver>,
     metrics: metrics::ControllerMetrics,
 ) {
-    let servers = mcpserver::run(client, namespace, settings, resolver, metrics);
-    servers.await;
+    let c = || {
+        (
+            client.clone(),
+            namespace.clone(),
+            settings.clone(),
+            metrics.clone(),
+        )
+    };
+    let controllers: Vec<futures::future::BoxFuture<'static, ()>> = vec![
+        Box::pin({
+            let (c, n, s, m) = c();
+            mcpserver::run(c, n, s, resolver, m)
+        }),
+        Box::pin({
+            let (c, n, s, m) = c();
+            mcpgroup::run(c, n, s, m)
+        }),
+        Box::pin({
+            let (c, n, s, m) = c();
+            mcptoolconfig::run(c, n, s, m)
+        }),
+    ];
+    futures::future::join_all(controllers).await;
 }

@@ -99,6 +99,13 @@ pub const RULES: &[Rule] = &[
         "ownerReferences with blockOwnerDeletion"),
     rule(Always, Watched, OUR, &["mcpgroups", "mcptoolconfigs"], &["get", "list", "watch"], Any,
         "referenced objects' watches; webhook reference lookups"),
+    // The MCPGroup and MCPToolConfig controllers (controller/mcpgroup.rs, mcptoolconfig.rs).
+    rule(Always, Watched, OUR, &["mcpremoteproxies"], &["get", "list", "watch"], Any,
+        "group members and tool-config users"),
+    rule(Always, Watched, OUR, &["mcpgroups/status", "mcptoolconfigs/status"], &["patch"], Any,
+        "status patches"),
+    rule(Always, Watched, OUR, &["mcptoolconfigs"], &["patch"], Any,
+        "the finalizer that holds deletion while the config is referenced"),
     rule(Always, Watched, "", &["secrets"], &["get", "list", "watch"], Any,
         "metadata-only watch; pull credentials; webhook key checks"),
     rule(Always, Watched, "", &["configmaps"], &["get", "list", "watch", "create", "patch"], Any,

@@ -1,0 +1,238 @@
+//! MCPGroup and MCPToolConfig against the in-memory API server: group counts follow members
+//! being added, moved and deleted; a referenced MCPToolConfig's deletion is held, says by whom,
+//! and completes once nothing references it.
+
+mod controller_support;
+
+use controller_support::*;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use mcp_operator::api::v1beta1::{MCPGroup, MCPRemoteProxy, MCPServer, MCPToolConfig};
+use serde_json::{json, Value};
+
+fn server(name: &str, extra: Value) -> Value {
+    let mut obj = seed("mcpserver-fetch.yaml");
+    obj["metadata"]["name"] = json!(name);
+    for (k, v) in extra.as_object().unwrap() {
+        obj["spec"][k] = v.clone();
+    }
+    obj
+}
+
+async fn create<K>(client: &Client, obj: Value) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(obj).unwrap();
+    Api::<K>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap()
+}
+
+fn group(name: &str) -> Value {
+    json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPGroup",
+           "metadata": {"name": name, "namespace": "default"}, "spec": {}})
+}
+
+/// Waits until the group's status lists exactly these servers and proxies.
+async fn group_lists(client: &Client, name: &str, servers: &[&str], proxies: &[&str]) {
+    let what = format!("MCPGroup {name} lists servers {servers:?} and proxies {proxies:?}");
+    eventually(&what, || async {
+        let g: MCPGroup = get(client, "default", name).await?;
+        let s = g.status?;
+        let listed = |l: Option<Vec<String>>| l.unwrap_or_default();
+        let ok = listed(s.servers) == servers
+            && s.server_count == Some(servers.len() as i32)
+            && listed(s.remote_proxies) == proxies
+            && s.remote_proxy_count == Some(proxies.len() as i32)
+            && s.phase.as_deref() == Some("Ready")
+            && s.conditions.unwrap_or_default().iter().any(|c| {
+                c.type_ == "MCPServersChecked"
+                    && c.status == "True"
+                    && c.reason == "ListMCPServersCheckSucceeded"
+            });
+        ok.then_some(())
+    })
+    .await;
+}
+
+async fn set_group(client: &Client, server: &str, group: Value) {
+    Api::<MCPServer>::namespaced(client.clone(), "default")
+        .patch(
+            server,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"groupRef": group}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn group_counts_follow_members_added_moved_and_deleted() {
+    let h = start(None).await;
+    let c = &h.client;
+    create::<MCPGroup>(c, group("research")).await;
+    create::<MCPGroup>(c, group("ops")).await;
+    group_lists(c, "research", &[], &[]).await;
+
+    create_server(c, server("b", json!({"groupRef": {"name": "research"}}))).await;
+    create_server(c, server("a", json!({"groupRef": {"name": "research"}}))).await;
+    create_server(c, server("loner", json!({}))).await;
+    create::<MCPRemoteProxy>(
+        c,
+        json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPRemoteProxy",
+               "metadata": {"name": "hosted", "namespace": "default"},
+               "spec": {"remoteUrl": "https://mcp.example.com/mcp", "groupRef": {"name": "research"}}}),
+    )
+    .await;
+    group_lists(c, "research", &["a", "b"], &["hosted"]).await;
+
+    // Moved: leaves one group, joins the other.
+    set_group(c, "b", json!({"name": "ops"})).await;
+    group_lists(c, "research", &["a"], &["hosted"]).await;
+    group_lists(c, "ops", &["b"], &[]).await;
+
+    // Dropped reference, deleted member, deleted proxy.
+    set_group(c, "b", Value::Null).await;
+    let servers: Api<MCPServer> = Api::namespaced(c.clone(), "default");
+    servers.delete("a", &DeleteParams::default()).await.unwrap();
+    Api::<MCPRemoteProxy>::namespaced(c.clone(), "default")
+        .delete("hosted", &DeleteParams::default())
+        .await
+        .unwrap();
+    group_lists(c, "ops", &[], &[]).await;
+    group_lists(c, "research", &[], &[]).await;
+
+    // Deleting a group keeps its members and tells them.
+    set_group(c, "loner", json!({"name": "ops"})).await;
+    group_lists(c, "ops", &["loner"], &[]).await;
+    Api::<MCPGroup>::namespaced(c.clone(), "default")
+        .delete("ops", &DeleteParams::default())
+        .await
+        .unwrap();
+    let (_, gone) = wait_condition(c, "loner", "GroupRefValidated", |c| c.status == "False").await;
+    assert_eq!(gone.reason, "GroupRefNotFound");
+    assert!(servers.get_opt("loner").await.unwrap().is_some());
+}
+
+fn tool_config(name: &str) -> Value {
+    json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPToolConfig",
+           "metadata": {"name": name, "namespace": "default"},
+           "spec": {"toolsFilter": ["fetch"]}})
+}
+
+fn condition<'a>(
+    tc: &'a MCPToolConfig,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    tc.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+#[tokio::test]
+async fn tool_config_deletion_is_held_while_referenced_and_completes_after() {
+    let h = start(None).await;
+    let c = &h.client;
+    create::<MCPToolConfig>(c, tool_config("shared")).await;
+    create::<MCPToolConfig>(c, tool_config("unused")).await;
+    create_server(
+        c,
+        server("s1", json!({"toolConfigRef": {"name": "shared"}})),
+    )
+    .await;
+    create_server(
+        c,
+        server("s2", json!({"toolConfigRef": {"name": "shared"}})),
+    )
+    .await;
+
+    let configs: Api<MCPToolConfig> = Api::namespaced(c.clone(), "default");
+    let tc = eventually("shared: hash, finalizer and both users", || async {
+        let tc: MCPToolConfig = get(c, "default", "shared").await?;
+        let referenced = condition(&tc, "Referenced")?;
+        (referenced.message == "used by MCPServer/s1, MCPServer/s2"
+            && tc.status.as_ref()?.config_hash.is_some()
+            && condition(&tc, "Valid")?.status == "True")
+            .then_some(tc)
+    })
+    .await;
+    assert!(tc
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+        .contains(&"toolhive.stacklok.dev/toolconfig-finalizer".to_string()));
+    // The users report the hash their pods were rolled out with.
+    let hash = tc.status.unwrap().config_hash.unwrap();
+    eventually("s1 copies the configHash", || async {
+        let s: MCPServer = get(c, "default", "s1").await?;
+        (s.status?.tool_config_hash? == hash).then_some(())
+    })
+    .await;
+
+    // An unreferenced config goes at once.
+    configs
+        .delete("unused", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("unused is gone", || async {
+        get::<MCPToolConfig>(c, "default", "unused")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    configs
+        .delete("shared", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("shared: deletion held, naming its users", || async {
+        let tc: MCPToolConfig = get(c, "default", "shared").await?;
+        let held = condition(&tc, "DeletionBlocked")?;
+        (tc.metadata.deletion_timestamp.is_some()
+            && held.status == "True"
+            && held.reason == "ReferencedByWorkloads"
+            && held.message.contains("MCPServer/s1, MCPServer/s2"))
+        .then_some(())
+    })
+    .await;
+
+    // One user drops the reference, the other is deleted: the deletion completes.
+    let servers: Api<MCPServer> = Api::namespaced(c.clone(), "default");
+    servers
+        .patch(
+            "s1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"toolConfigRef": null}})),
+        )
+        .await
+        .unwrap();
+    eventually("shared: held by s2 only", || async {
+        let tc: MCPToolConfig = get(c, "default", "shared").await?;
+        let held = condition(&tc, "DeletionBlocked")?;
+        held.message
+            .ends_with("still used by MCPServer/s2")
+            .then_some(())
+    })
+    .await;
+    servers
+        .delete("s2", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("shared is gone", || async {
+        get::<MCPToolConfig>(c, "default", "shared")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
