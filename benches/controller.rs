@@ -3,6 +3,10 @@
 //!
 //! The operator is the real release binary (`mcp-operator run`) in its own process, so its
 //! memory is measured alone. Run: `cargo bench --bench controller [-- 1000 10000]`.
+//!
+//! `BASELINE_OPERATOR=/path/to/older/mcp-operator` runs an older build the same way right after
+//! this one, and `ROUNDS=K` repeats the pair K times, interleaved, so a change is compared with
+//! its predecessor in one run, with the run-to-run spread visible.
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -37,7 +41,7 @@ fn rss_mib(pid: u32) -> (f64, f64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
-async fn run_once(n: usize) {
+async fn run_once(n: usize, bin: &str, label: &str) {
     let server = TestApiServer::start(Options::default()).await.unwrap();
     server.set_simulate_workloads(false);
     let client = server.client().unwrap();
@@ -58,7 +62,6 @@ async fn run_once(n: usize) {
         std::env::temp_dir().join(format!("mcp-operator-ctl-bench-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     server.write_kubeconfig(dir.join("kubeconfig")).unwrap();
-    let bin = env!("CARGO_BIN_EXE_mcp-operator");
     let ok = Command::new(bin)
         .args(["certs", "--dns-name", "localhost", "--out"])
         .arg(dir.join("certs"))
@@ -174,7 +177,7 @@ async fn run_once(n: usize) {
     let _ = operator.wait();
     std::fs::remove_dir_all(&dir).ok();
     println!(
-        "{n} MCPServers created at once (creates took {:.1} s):",
+        "{n} MCPServers created at once, {label} (creates took {:.1} s):",
         created.as_secs_f64()
     );
     println!(
@@ -205,7 +208,22 @@ async fn main() {
         .filter_map(|a| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() { vec![1000] } else { sizes };
+    let mut builds = vec![(
+        "this build".to_string(),
+        env!("CARGO_BIN_EXE_mcp-operator").to_string(),
+    )];
+    if let Ok(baseline) = std::env::var("BASELINE_OPERATOR") {
+        builds.push((format!("baseline {baseline}"), baseline));
+    }
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
     for n in sizes {
-        run_once(n).await;
+        for round in 1..=rounds {
+            for (label, bin) in &builds {
+                run_once(n, bin, &format!("{label}, round {round}")).await;
+            }
+        }
     }
 }

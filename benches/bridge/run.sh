@@ -11,6 +11,9 @@
 #        BASELINE_BRIDGE=/path/to/older/mcp-operator bash benches/bridge/run.sh 10
 #          adds rows for an older build of the bridge, measured right after ours in the same
 #          run (to show a change did not slow the bridge down, free of run-to-run noise).
+#        ROUNDS=K repeats ours and the baseline K times, interleaved (ours, baseline, ours, ...),
+#          so the spread between rounds shows the noise the comparison has to beat.
+#        BRIDGE_BIN=/path/to/mcp-operator measures that binary as "ours" instead of building one.
 # Output: a Markdown table on stdout; raw JSON lines in benches/out/bridge-results.jsonl.
 # Everything listens on 127.0.0.1 only; every process started here is stopped by its pid.
 set -euo pipefail
@@ -23,10 +26,13 @@ RESULTS="$OUT/bridge-results.jsonl"
 : >"$RESULTS"
 
 bash "$ROOT/scripts/install-mcp-peers.sh" >&2
-(cd "$ROOT" && cargo build --release --bin mcp-operator >&2)
+if [[ -z "${BRIDGE_BIN:-}" ]]; then
+    (cd "$ROOT" && cargo build --release --bin mcp-operator >&2)
+fi
 (cd "$ROOT/benches/bridge/loadgen" && CARGO_TARGET_DIR="$ROOT/target/bridge-loadgen" cargo build --release >&2)
 LOADGEN="$ROOT/target/bridge-loadgen/release/bridge-loadgen"
-BRIDGE="$ROOT/target/release/mcp-operator"
+BRIDGE="${BRIDGE_BIN:-$ROOT/target/release/mcp-operator}"
+ROUNDS="${ROUNDS:-1}"
 TOOLS="$ROOT/.tools"
 EV="$TOOLS/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 
@@ -78,15 +84,19 @@ for c in 1 8; do
     measure "stdio (no proxy)" "$c" stdio "$c" "$SECONDS_PER_CELL" -- node "$EV" stdio
 done
 
-P=$(free_port)
-run_http_peer "mcp-operator bridge" "http://127.0.0.1:$P/mcp" \
-    env RUST_LOG=warn "$BRIDGE" bridge --listen "127.0.0.1:$P" -- node "$EV" stdio
-
-if [[ -n "${BASELINE_BRIDGE:-}" ]]; then
+for round in $(seq 1 "$ROUNDS"); do
+    suffix=""
+    [[ "$ROUNDS" -gt 1 ]] && suffix=", round $round"
     P=$(free_port)
-    run_http_peer "mcp-operator bridge (baseline build)" "http://127.0.0.1:$P/mcp" \
-        env RUST_LOG=warn "$BASELINE_BRIDGE" bridge --listen "127.0.0.1:$P" -- node "$EV" stdio
-fi
+    run_http_peer "mcp-operator bridge$suffix" "http://127.0.0.1:$P/mcp" \
+        env RUST_LOG=warn "$BRIDGE" bridge --listen "127.0.0.1:$P" -- node "$EV" stdio
+
+    if [[ -n "${BASELINE_BRIDGE:-}" ]]; then
+        P=$(free_port)
+        run_http_peer "mcp-operator bridge (baseline build$suffix)" "http://127.0.0.1:$P/mcp" \
+            env RUST_LOG=warn "$BASELINE_BRIDGE" bridge --listen "127.0.0.1:$P" -- node "$EV" stdio
+    fi
+done
 
 P=$(free_port)
 run_http_peer "supergateway 4.0.0 --stateful" "http://127.0.0.1:$P/mcp" \
