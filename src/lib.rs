@@ -8,6 +8,7 @@
 //! - [`controller`]: reconcilers; builders of children are pure functions.
 //! - [`bridge`]: the in-pod MCP proxy.
 //! - [`cli`]: the subcommands of the `mcp-operator` binary.
+//! - [`manifest`] and [`yaml`]: reading manifests, and writing YAML every reader agrees on.
 
 pub mod admission;
 pub mod api;
@@ -18,3 +19,4 @@ pub mod conversion;
 pub mod crypto;
 pub mod manifest;
 pub mod webhook;
+pub mod yaml;

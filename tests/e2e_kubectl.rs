@@ -445,3 +445,66 @@ async fn old_objects_are_stored_new_and_read_at_both_versions() {
         "otel-collector.monitoring:4317"
     );
 }
+
+/// `convert` output applied with kubectl means what the input meant: strings that a YAML 1.1
+/// reader (kubectl's) would take for booleans or numbers stay strings (issue 16, item 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converted_manifests_mean_the_same_to_kubectl() {
+    let c = cluster().await;
+    let ambiguous = [
+        "no",
+        "on",
+        "off",
+        "y",
+        "1_000",
+        "1:20",
+        "0x10",
+        "2026-12-05",
+        "~",
+    ];
+    let env: Vec<Value> = ambiguous
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"name": format!("V{i}"), "value": v}))
+        .collect();
+    let old = json!({"apiVersion": "toolhive.stacklok.dev/v1alpha1", "kind": "MCPServer",
+        "metadata": {"name": "quoted", "namespace": "toolhive-system", "annotations": {"note": "yes"}},
+        "spec": {"image": "docker.io/mcp/fetch", "port": 8080, "args": ambiguous, "env": env}});
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("old.yaml");
+    std::fs::write(&input, serde_json::to_string(&old).unwrap()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
+        .args(["convert", "--to", "v1beta1", "-f"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let converted = dir.path().join("new.yaml");
+    std::fs::write(&converted, &out.stdout).unwrap();
+    c.ok(&["apply", "-f", converted.to_str().unwrap()]).await;
+    let back: Value = serde_json::from_str(
+        &c.ok(&[
+            "get",
+            "mcpserver",
+            "quoted",
+            "-n",
+            "toolhive-system",
+            "-o",
+            "json",
+        ])
+        .await,
+    )
+    .unwrap();
+    assert_eq!(
+        back["spec"]["args"],
+        json!(ambiguous),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(back["spec"]["env"], json!(env));
+    assert_eq!(back["metadata"]["annotations"]["note"], "yes");
+}

@@ -80,7 +80,8 @@ pub fn convert_text(file: &str, text: &str, to: &str) -> Result<String, String> 
             eprintln!("Warning: {file}: document {index}: {w}");
         }
         out.push_str(&leading_comments(chunk.body));
-        out.push_str(&serde_yaml::to_string(&converted).map_err(|e| e.to_string())?);
+        // Quoted wherever kubectl's YAML 1.1 reader would see a boolean or a number.
+        out.push_str(&crate::yaml::to_string(&converted));
     }
     Ok(out)
 }

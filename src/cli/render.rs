@@ -174,7 +174,7 @@ pub fn render_one(
             Some("ConfigMap") => text.push_str(tool_config_note.as_deref().unwrap_or_default()),
             _ => {}
         }
-        text.push_str(&serde_yaml::to_string(&child).map_err(|e| e.to_string())?);
+        text.push_str(&crate::yaml::to_string(&child));
     }
     Ok(text)
 }
