@@ -193,7 +193,7 @@ pub fn decode_utf8(file: &str, bytes: Vec<u8>) -> Result<String, ManifestError> 
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, ManifestError> {
     let mut out = Vec::new();
     for de in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(de).map_err(|e| syntax_error(file, &e))?;
+        let value = document_value(de).map_err(|e| syntax_error(file, &e))?;
         match value {
             Value::Null => continue,
             Value::Object(_) => {}
@@ -239,6 +239,14 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, Manifest
         }
     }
     Ok(out)
+}
+
+/// One YAML document as JSON, with merge keys (`<<: *defaults`) applied as kubectl applies
+/// them: a manifest kubectl accepts must mean the same here.
+pub fn document_value(de: serde_yaml::Deserializer<'_>) -> Result<Value, serde_yaml::Error> {
+    let mut yaml = serde_yaml::Value::deserialize(de)?;
+    yaml.apply_merge()?;
+    serde_json::to_value(yaml).map_err(serde::de::Error::custom)
 }
 
 fn syntax_error(file: &str, e: &serde_yaml::Error) -> ManifestError {

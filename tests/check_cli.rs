@@ -488,3 +488,31 @@ fn symlink_loops_and_links_read_each_file_once() {
     let out = text(&o);
     assert_eq!(out.matches("mcpserver/once").count(), 1, "{out}");
 }
+
+/// YAML merge keys mean for `check` and `convert` what they mean for kubectl: the merged fields
+/// are part of the object (checked, converted), and `<<` is no field of it.
+#[test]
+fn merge_keys_are_applied_as_kubectl_applies_them() {
+    let input = "apiVersion: toolhive.stacklok.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: merged}\nspec:\n  <<: {image: docker.io/mcp/fetch, port: 9090}\n  transport: stdio\n";
+    let (_d, p) = write_temp("merged.yaml", input.as_bytes());
+    let o = check(&["-f", p.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["allowed"], true, "{v}");
+    assert_eq!(v[0]["defaulted"]["spec"]["image"], "docker.io/mcp/fetch");
+    assert_eq!(v[0]["defaulted"]["spec"]["port"], 9090);
+    assert!(v[0]["defaulted"]["spec"].get("<<").is_none(), "{v}");
+    let o = bin()
+        .args(["convert", "--to", "v1beta1", "-f"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let converted = String::from_utf8_lossy(&o.stdout);
+    assert!(converted.contains("proxyPort: 9090"), "{converted}");
+    assert!(
+        converted.contains("image: docker.io/mcp/fetch"),
+        "{converted}"
+    );
+    assert!(!converted.contains("<<"), "{converted}");
+}

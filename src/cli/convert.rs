@@ -3,7 +3,6 @@
 use crate::api::GROUP;
 use crate::conversion::{convert, Version};
 use crate::manifest;
-use serde::Deserialize;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -61,7 +60,7 @@ pub fn convert_text(file: &str, text: &str, to: &str) -> Result<String, String> 
     let target = Version::parse(to).map_err(|e| e.to_string())?;
     let mut out = String::new();
     for (index, chunk) in split_documents(text).into_iter().enumerate() {
-        let value = Value::deserialize(serde_yaml::Deserializer::from_str(chunk.body))
+        let value = manifest::document_value(serde_yaml::Deserializer::from_str(chunk.body))
             .map_err(|e| format!("{file}: document {index}: {e}"))?;
         let ours = value
             .get("apiVersion")
