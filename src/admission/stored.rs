@@ -115,6 +115,9 @@ pub fn check(
             return;
         }
     };
+    if version == "v1alpha1" {
+        check_stored_annotation_size(&converted, f);
+    }
     let there = defaulted(rules, &converted);
     let old_there = old
         .and_then(|o| conversion::convert(o, other).ok())
@@ -148,6 +151,49 @@ pub fn check(
     }
 }
 
+/// What Kubernetes allows for all of an object's annotations together (keys and values).
+pub const TOTAL_ANNOTATION_LIMIT: usize = 256 * 1024;
+
+/// The fields v1beta1 cannot hold are kept in annotations of the stored object; if they make the
+/// annotations larger than Kubernetes allows, every later write of the object would fail, so the
+/// object is refused now, naming the fields that take the room.
+fn check_stored_annotation_size(stored: &Value, f: &mut Findings) {
+    let Some(annotations) = stored
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    else {
+        return;
+    };
+    let size_of = |(k, v): (&String, &Value)| k.len() + v.as_str().map_or(0, str::len);
+    let total: usize = annotations.iter().map(size_of).sum();
+    if total <= TOTAL_ANNOTATION_LIMIT {
+        return;
+    }
+    let mut kept: Vec<(usize, &str)> = annotations
+        .iter()
+        .filter(|(k, _)| k.starts_with(ALPHA_STASH_PREFIX))
+        .map(|(k, v)| (size_of((k, v)), &k[ALPHA_STASH_PREFIX.len()..]))
+        .collect();
+    kept.sort_by(|a, b| b.cmp(a));
+    let largest: Vec<String> = kept
+        .iter()
+        .take(3)
+        .map(|(n, field)| format!("spec.{field} ({n} bytes)"))
+        .collect();
+    f.error(
+        FieldError::invalid(
+            "metadata.annotations",
+            Value::Null,
+            format!(
+                "stored at v1beta1 this object needs {total} bytes of annotations, more than the {TOTAL_ANNOTATION_LIMIT} Kubernetes allows: \
+                 the v1alpha1 fields v1beta1 has no place for are kept there, the largest being {}; make them smaller or move to v1beta1",
+                largest.join(", ")
+            ),
+        )
+        .without_value(),
+    );
+}
+
 /// `spec.replicas` is within `spec.replicas`; so are `spec.volumes[0].name` and `spec.a.b`.
 fn within(field: &str, at: &str) -> bool {
     field
@@ -160,5 +206,30 @@ fn append(detail: &str, note: &str) -> String {
         note.to_string()
     } else {
         format!("{detail} {note}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::admission::{admit, Operation};
+    use serde_json::json;
+
+    /// A v1alpha1 inline block too large to keep in the stored object's annotations is refused
+    /// at admission, naming the field; one that fits is accepted.
+    #[test]
+    fn an_unstashable_v1alpha1_field_is_refused() {
+        let with_headers = |bytes: usize| {
+            json!({"apiVersion": "toolhive.stacklok.dev/v1alpha1", "kind": "MCPServer",
+                "metadata": {"name": "big", "namespace": "default"},
+                "spec": {"image": "docker.io/mcp/fetch", "telemetry": {"openTelemetry": {
+                    "enabled": true, "endpoint": "otel:4317", "headers": [format!("k={}", "x".repeat(bytes))]}}}})
+        };
+        let verdict = admit(&with_headers(300 * 1024), None, Operation::Create).unwrap();
+        assert!(!verdict.allowed());
+        let text = verdict.errors.to_string();
+        assert!(text.contains("metadata.annotations"), "{text}");
+        assert!(text.contains("spec.telemetry"), "{text}");
+        let verdict = admit(&with_headers(100 * 1024), None, Operation::Create).unwrap();
+        assert!(verdict.allowed(), "{}", verdict.errors);
     }
 }
