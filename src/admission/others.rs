@@ -39,14 +39,15 @@ pub fn validate_remote_proxy_v1beta1(obj: &v1beta1::MCPRemoteProxy, f: &mut Find
 pub fn validate_remote_proxy_v1alpha1(obj: &v1alpha1::MCPRemoteProxy, f: &mut Findings) {
     let s = &obj.spec;
     let spec = Path::root("spec");
-    // A v1beta1 object read at v1alpha1 keeps its opt-in in an annotation (see conversion).
+    // The field, or (objects read at v1alpha1 by older releases of ours) its stash annotation.
     let key = format!("{}allowPrivateEndpoint", crate::api::BETA_STASH_PREFIX);
-    let allow_private = obj
+    let stashed = obj
         .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(&key))
         .is_some_and(|v| v == "true");
+    let allow_private = s.allow_private_endpoint.unwrap_or(false) || stashed;
     check_remote_url(f, &spec.child("remoteURL"), &s.remote_url, allow_private);
     check_proxy_common(
         f,

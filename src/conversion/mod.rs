@@ -149,7 +149,10 @@ pub fn refresh_stash(obj: &Value) -> Option<Value> {
 /// Fields only the old shape has, kept verbatim while the object lives at v1beta1.
 const SERVER_ALPHA_ONLY: &[&str] = &["oidcConfig", "telemetry"];
 /// Fields only v1beta1 has on MCPRemoteProxy.
-const PROXY_BETA_ONLY: &[&str] = &["allowPrivateEndpoint", "podTemplateSpec", "replicas"];
+const PROXY_BETA_ONLY: &[&str] = &["podTemplateSpec", "replicas"];
+/// What older releases of ours kept in the stash on the way down, still taken back on the way
+/// up (`allowPrivateEndpoint` is a v1alpha1 field now).
+const PROXY_BETA_KEPT: &[&str] = &["allowPrivateEndpoint", "podTemplateSpec", "replicas"];
 
 fn spec_mut(obj: &mut Map<String, Value>) -> Option<&mut Map<String, Value>> {
     obj.get_mut("spec").and_then(Value::as_object_mut)
@@ -196,7 +199,7 @@ fn remote_proxy_up(obj: &mut Map<String, Value>) {
             ALPHA_STASH_PREFIX,
             SERVER_ALPHA_ONLY,
         );
-        stash::restore_fields(spec, &mut kept, PROXY_BETA_ONLY);
+        stash::restore_fields(spec, &mut kept, PROXY_BETA_KEPT);
     }
     if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
         rename(status, "externalURL", "externalUrl");

@@ -183,6 +183,11 @@ pub struct MCPRemoteProxySpec {
     #[serde(rename = "remoteURL")]
     #[schemars(regex(pattern = r"^https?://"))]
     pub remote_url: String,
+    /// Relaxes the private-address check for RFC 1918 / ULA addresses and `*.cluster.local`.
+    /// Upstream added it at v1beta1 only; served here too, so the advice to set it works at
+    /// either version.
+    #[schemars(extend("default" = false))]
+    pub allow_private_endpoint: Option<bool>,
     /// Deprecated: use `proxyPort`.
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
