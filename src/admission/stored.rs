@@ -33,7 +33,7 @@ fn stash_annotations(obj: &Value) -> Vec<(&str, &Value)> {
     };
     annotations
         .iter()
-        .filter(|(k, _)| k.starts_with(ALPHA_STASH_PREFIX) || k.starts_with(BETA_STASH_PREFIX))
+        .filter(|(k, _)| crate::api::is_stash_key(k))
         .map(|(k, v)| (k.as_str(), v))
         .collect()
 }
@@ -48,10 +48,7 @@ pub fn needed(version: &str, obj: &Value) -> bool {
 fn has_stash(obj: &Value) -> bool {
     obj.pointer("/metadata/annotations")
         .and_then(Value::as_object)
-        .is_some_and(|a| {
-            a.keys()
-                .any(|k| k.starts_with(ALPHA_STASH_PREFIX) || k.starts_with(BETA_STASH_PREFIX))
-        })
+        .is_some_and(|a| a.keys().any(|k| crate::api::is_stash_key(k)))
 }
 
 /// Checks the stash annotations and the object's other form; `own_errors_empty` says whether the
@@ -171,7 +168,7 @@ fn check_stored_annotation_size(stored: &Value, f: &mut Findings) {
     }
     let mut kept: Vec<(usize, &str)> = annotations
         .iter()
-        .filter(|(k, _)| k.starts_with(ALPHA_STASH_PREFIX))
+        .filter(|(k, _)| k.starts_with(ALPHA_STASH_PREFIX) && crate::api::is_stash_key(k))
         .map(|(k, v)| (size_of((k, v)), &k[ALPHA_STASH_PREFIX.len()..]))
         .collect();
     kept.sort_by(|a, b| b.cmp(a));

@@ -53,6 +53,50 @@ pub const SERVED: &[ServedKind] = &[
 pub const ALPHA_STASH_PREFIX: &str = "toolhive.stacklok.dev/v1alpha1-";
 /// On a v1alpha1 object: fields of its v1beta1 form.
 pub const BETA_STASH_PREFIX: &str = "toolhive.stacklok.dev/v1beta1-";
+/// Every field the stash may hold, after either prefix: the stash is exactly these keys.
+/// Other annotations that merely start with a prefix (`toolhive.stacklok.dev/v1alpha1-owner`)
+/// are the user's, and pass through conversion untouched like any other annotation.
+pub const STASH_FIELDS: &[&str] = &[
+    // MCPServer and MCPRemoteProxy, v1alpha1 only.
+    "oidcConfig",
+    "telemetry",
+    "port",
+    "targetPort",
+    // Their v1beta1 spellings, kept beside the old ones when both were set.
+    "proxyPort",
+    "mcpPort",
+    // MCPRemoteProxy, v1beta1 only (allowPrivateEndpoint: kept by older releases).
+    "allowPrivateEndpoint",
+    "podTemplateSpec",
+    "replicas",
+    // MCPRegistry, both ways.
+    "source",
+    "syncPolicy",
+    "filter",
+    "enforceServers",
+    "configYAML",
+    "volumes",
+    "volumeMounts",
+    "imagePullSecrets",
+    "pgpassSecretRef",
+    "status.phase",
+    // MCPToolConfig, v1alpha1 only.
+    "status.referencingServers",
+];
+
+/// True for an annotation key of the stash (either prefix, a field of [`STASH_FIELDS`]).
+pub fn is_stash_key(key: &str) -> bool {
+    stash_field(key).is_some()
+}
+
+/// The stashed field an annotation key stands for, if it is a stash key.
+pub fn stash_field(key: &str) -> Option<&str> {
+    let field = key
+        .strip_prefix(ALPHA_STASH_PREFIX)
+        .or_else(|| key.strip_prefix(BETA_STASH_PREFIX))?;
+    STASH_FIELDS.contains(&field).then_some(field)
+}
+
 /// A stashed field that was absent (as opposed to one whose value was `null`).
 pub const ABSENT: &str = "<absent>";
 

@@ -121,7 +121,7 @@ pub fn refresh_stash(obj: &Value) -> Option<Value> {
             .and_then(Value::as_object)
             .map(|a| {
                 a.iter()
-                    .filter(|(k, _)| k.starts_with(ALPHA_STASH_PREFIX))
+                    .filter(|(k, _)| k.starts_with(ALPHA_STASH_PREFIX) && stash::is_stash_key(k))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             })

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-pub use crate::api::{ABSENT, ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
+pub use crate::api::{is_stash_key, ABSENT, ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
 /// Status fields are kept under `<prefix>status.<field>`.
 const STATUS: &str = "status.";
 
@@ -31,7 +31,7 @@ pub fn check_json(obj: &Map<String, Value>, prefix: &str) -> Result<(), String> 
         .and_then(|m| m.get("annotations"))
         .and_then(Value::as_object);
     for (k, v) in annotations.into_iter().flatten() {
-        if !k.starts_with(prefix) {
+        if !k.starts_with(prefix) || !is_stash_key(k) {
             continue;
         }
         if let Err(why) = check_kept_value(v) {
@@ -65,6 +65,10 @@ pub fn key(prefix: &str, field: &str) -> String {
 
 /// Keeps `value` (or "absent" for `None`) under `prefix + field`.
 pub fn keep(annotations: &mut Annotations, prefix: &str, field: &str, value: Option<&Value>) {
+    debug_assert!(
+        is_stash_key(&key(prefix, field)),
+        "{field} is not in api::STASH_FIELDS"
+    );
     let text = value.map_or_else(|| ABSENT.to_string(), Value::to_string);
     annotations.insert(key(prefix, field), Value::String(text));
 }
@@ -120,7 +124,7 @@ pub fn take_all(obj: &mut Map<String, Value>, prefix: &str) -> Map<String, Value
     };
     let keys: Vec<String> = annotations
         .keys()
-        .filter(|k| k.starts_with(prefix))
+        .filter(|k| k.starts_with(prefix) && is_stash_key(k))
         .cloned()
         .collect();
     for k in keys {
