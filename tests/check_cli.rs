@@ -516,3 +516,35 @@ fn merge_keys_are_applied_as_kubectl_applies_them() {
     );
     assert!(!converted.contains("<<"), "{converted}");
 }
+
+/// Comments inside a converted document cannot be kept: `convert` says so instead of dropping
+/// them silently; those above the document are kept.
+#[test]
+fn convert_warns_about_comments_it_cannot_keep() {
+    let input = "# above: kept\napiVersion: toolhive.stacklok.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: c}\nspec:\n  # inside: lost\n  image: docker.io/mcp/fetch\n";
+    let (_d, p) = write_temp("comments.yaml", input.as_bytes());
+    let o = bin()
+        .args(["convert", "--to", "v1beta1", "-f"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(out.starts_with("# above: kept\n"), "{out}");
+    assert!(
+        err.contains("comments inside a converted document are not kept"),
+        "{err}"
+    );
+    let (_d, p) = write_temp("plain.yaml", b"apiVersion: toolhive.stacklok.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: c}\nspec: {image: docker.io/mcp/fetch}\n");
+    let o = bin()
+        .args(["convert", "--to", "v1beta1", "-f"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("comments"),
+        "{}",
+        text(&o)
+    );
+}

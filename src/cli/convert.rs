@@ -78,6 +78,9 @@ pub fn convert_text(file: &str, text: &str, to: &str) -> Result<String, String> 
         for w in crate::admission::inline_block_warnings(&converted) {
             eprintln!("Warning: {file}: document {index}: {w}");
         }
+        if has_inner_comments(chunk.body) {
+            eprintln!("Warning: {file}: document {index}: comments inside a converted document are not kept (those above it are)");
+        }
         out.push_str(&leading_comments(chunk.body));
         // Quoted wherever kubectl's YAML 1.1 reader would see a boolean or a number.
         out.push_str(&crate::yaml::to_string(&converted));
@@ -115,6 +118,17 @@ fn split_documents(text: &str) -> Vec<Chunk<'_>> {
     });
     chunks.retain(|c| !(c.separator.is_empty() && c.body.is_empty()));
     chunks
+}
+
+/// True when a comment follows the document's first non-comment line (a whole-line comment, or
+/// ` #` after a value outside quotes, roughly: a warning, so a false alarm costs little).
+fn has_inner_comments(body: &str) -> bool {
+    body.lines()
+        .skip_while(|l| l.trim_start().starts_with('#') || l.trim().is_empty())
+        .any(|l| {
+            let t = l.trim_start();
+            t.starts_with('#') || (l.contains(" #") && !l.contains('"') && !l.contains('\''))
+        })
 }
 
 fn leading_comments(body: &str) -> String {
