@@ -155,6 +155,14 @@ fn telemetry() -> impl Strategy<Value = Value> {
     (any::<bool>(), "[a-z]{1,8}").prop_map(|(on, svc)| json!({"openTelemetry": {"enabled": on, "endpoint": "otel-collector:4317", "serviceName": svc, "headers": ["x-team=a"], "tracing": {"enabled": on, "samplingRate": "0.1"}}, "prometheus": {"enabled": !on}}))
 }
 
+/// Both shapes v1alpha1 served for `groupRef`: a bare name (≤ v0.14) and `{name}` (later).
+fn alpha_group_ref() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        dns_name().prop_map(Value::from),
+        dns_name().prop_map(|g| json!({"name": g})),
+    ]
+}
+
 fn alpha_server() -> impl Strategy<Value = Value> {
     (
         metadata(),
@@ -162,7 +170,7 @@ fn alpha_server() -> impl Strategy<Value = Value> {
         option::of(port()),
         option::of(port()),
         option::of(port()),
-        option::of(dns_name()),
+        option::of(alpha_group_ref()),
         option::of(oidc()),
         option::of(telemetry()),
         status(&["Pending", "Running", "Failed", "Terminating", "Stopped"]),
@@ -172,7 +180,7 @@ fn alpha_server() -> impl Strategy<Value = Value> {
                 put(&mut spec, "port", port.map(Value::from));
                 put(&mut spec, "targetPort", target.map(Value::from));
                 put(&mut spec, "mcpPort", mcp.map(Value::from));
-                put(&mut spec, "groupRef", group.map(Value::from));
+                put(&mut spec, "groupRef", group);
                 put(&mut spec, "oidcConfig", oidc);
                 put(&mut spec, "telemetry", tel);
                 object(A, "MCPServer", meta, spec, status)
@@ -232,16 +240,22 @@ fn alpha_proxy() -> impl Strategy<Value = Value> {
         metadata(),
         proxy_common(),
         option::of(port()),
-        option::of(dns_name()),
+        option::of(alpha_group_ref()),
         option::of(oidc()),
         option::of(telemetry()),
         remote_status("externalURL"),
     )
         .prop_map(|(meta, mut spec, port, group, oidc, tel, status)| {
+            // Both spellings v1alpha1 served; the length of the host picks one.
             let url = spec.remove("url").unwrap();
-            spec.insert("remoteURL".into(), url);
+            let spelling = if url.as_str().unwrap().len() % 2 == 0 {
+                "remoteURL"
+            } else {
+                "remoteUrl"
+            };
+            spec.insert(spelling.into(), url);
             put(&mut spec, "port", port.map(Value::from));
-            put(&mut spec, "groupRef", group.map(Value::from));
+            put(&mut spec, "groupRef", group);
             put(&mut spec, "oidcConfig", oidc);
             put(&mut spec, "telemetry", tel);
             object(A, "MCPRemoteProxy", meta, spec, status)

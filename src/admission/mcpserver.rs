@@ -110,6 +110,22 @@ pub fn warn_kept_alpha_fields(
     }
 }
 
+/// Either shape of a v1alpha1 `groupRef`; the bare name (the oldest shape) is deprecated.
+pub fn check_v1alpha1_group_ref(f: &mut Findings, spec: &Path, g: &v1alpha1::GroupRef) {
+    match g {
+        v1alpha1::GroupRef::Name(name) => {
+            check_object_name(f, &spec.child("groupRef"), name);
+            f.warn(
+                &spec.child("groupRef"),
+                "deprecated: v1beta1 takes an object, groupRef: {name: ...}",
+            );
+        }
+        v1alpha1::GroupRef::Object(r) => {
+            check_object_name(f, &spec.child("groupRef.name"), &r.name)
+        }
+    }
+}
+
 pub fn validate_v1alpha1(name: &str, obj: &v1alpha1::MCPServer, raw: &Value, f: &mut Findings) {
     let s = &obj.spec;
     check_common(
@@ -136,11 +152,7 @@ pub fn validate_v1alpha1(name: &str, obj: &v1alpha1::MCPServer, raw: &Value, f: 
     );
     let spec = Path::root("spec");
     if let Some(g) = &s.group_ref {
-        check_object_name(f, &spec.child("groupRef"), g);
-        f.warn(
-            &spec.child("groupRef"),
-            "deprecated: v1beta1 takes an object, groupRef: {name: ...}",
-        );
+        check_v1alpha1_group_ref(f, &spec, g);
     }
     if s.port.is_some() {
         f.warn(&spec.child("port"), "deprecated: use spec.proxyPort");

@@ -174,7 +174,7 @@ pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict,
         findings
             .errors
             .0
-            .retain(|e| !e.field.starts_with("<object>"));
+            .retain(|e| !e.detail.starts_with(NOT_DECODABLE));
     }
     if stored::needed(version, obj) {
         let own_errors_empty = errors.is_empty() && findings.errors.is_empty();
@@ -432,9 +432,22 @@ fn check_cel(rules: &KindRules, obj: &Value, old: Option<&Value>, errors: &mut F
     }
 }
 
-/// Decodes into the typed object; the schema already vouched for the types.
+/// What a typed-decode failure of the whole object says; such an error is only news when the
+/// schema found nothing (it then names a field the schema leaves untyped, like v1alpha1's
+/// `groupRef`).
+pub(crate) const NOT_DECODABLE: &str = "not a valid object";
+
+/// Decodes into the typed object, reporting a failure at the field's own path.
 fn decode<T: DeserializeOwned>(obj: &Value, f: &mut Findings) -> Option<T> {
-    common::check_decodes::<T>(f, &Path::root("<object>"), obj, "object")
+    let mut found = Findings::default();
+    let decoded = common::check_decodes::<T>(&mut found, &Path::root("<object>"), obj, "object");
+    for mut e in found.errors.0 {
+        if let Some(inner) = e.field.strip_prefix("<object>.") {
+            e.field = inner.to_string();
+        }
+        f.error(e);
+    }
+    decoded
 }
 
 fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f: &mut Findings) {

@@ -48,7 +48,18 @@ pub fn validate_remote_proxy_v1alpha1(obj: &v1alpha1::MCPRemoteProxy, f: &mut Fi
         .and_then(|a| a.get(&key))
         .is_some_and(|v| v == "true");
     let allow_private = s.allow_private_endpoint.unwrap_or(false) || stashed;
-    check_remote_url(f, &spec.child("remoteURL"), &s.remote_url, allow_private);
+    match (&s.remote_url_old, &s.remote_url) {
+        (Some(url), None) => check_remote_url(f, &spec.child("remoteURL"), url, allow_private),
+        (None, Some(url)) => check_remote_url(f, &spec.child("remoteUrl"), url, allow_private),
+        (Some(_), Some(_)) => f.error(FieldError::forbidden(
+            spec.child("remoteUrl"),
+            "remoteURL and remoteUrl are two spellings of one field (older and newer v1alpha1 releases); set only one",
+        )),
+        (None, None) => f.error(FieldError::required(
+            spec.child("remoteURL"),
+            "the remote MCP endpoint: set remoteURL (or remoteUrl)",
+        )),
+    }
     check_proxy_common(
         f,
         s.header_forward.as_ref(),
@@ -56,7 +67,7 @@ pub fn validate_remote_proxy_v1alpha1(obj: &v1alpha1::MCPRemoteProxy, f: &mut Fi
         s.tool_config_ref.as_ref().map(|r| r.name.as_str()),
     );
     if let Some(g) = &s.group_ref {
-        check_object_name(f, &spec.child("groupRef"), g);
+        super::mcpserver::check_v1alpha1_group_ref(f, &spec, g);
     }
     if s.port.is_some() {
         f.warn(&spec.child("port"), "deprecated: use spec.proxyPort");

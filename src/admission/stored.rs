@@ -125,10 +125,9 @@ pub fn check(
     let mut semantic = Findings::default();
     check_semantics(other, kind, &converted, &there, &mut semantic);
     if !errors.is_empty() {
-        semantic
-            .errors
-            .0
-            .retain(|e| !e.field.starts_with("<object>"));
+        semantic.errors.0.retain(|e| {
+            !e.field.starts_with("<object>") && !e.detail.starts_with(super::NOT_DECODABLE)
+        });
     }
     errors.extend(semantic.errors);
     for mut e in errors.0 {

@@ -57,7 +57,9 @@ pub const BETA_STASH_PREFIX: &str = "toolhive.stacklok.dev/v1beta1-";
 /// Other annotations that merely start with a prefix (`toolhive.stacklok.dev/v1alpha1-owner`)
 /// are the user's, and pass through conversion untouched like any other annotation.
 pub const STASH_FIELDS: &[&str] = &[
-    // MCPServer and MCPRemoteProxy, v1alpha1 only.
+    // MCPServer and MCPRemoteProxy, v1alpha1 only (groupRef: that it was written as an object).
+    "groupRef",
+    "remoteUrl",
     "oidcConfig",
     "telemetry",
     "port",

@@ -161,7 +161,7 @@ fn spec_mut(obj: &mut Map<String, Value>) -> Option<&mut Map<String, Value>> {
 fn mcpserver_up(obj: &mut Map<String, Value>) {
     let mut annotations = Map::new();
     if let Some(spec) = spec_mut(obj) {
-        group_ref_up(spec);
+        group_ref_up(spec, &mut annotations);
         ports::proxy_port_up(spec, &mut annotations);
         ports::mcp_port_up(spec, &mut annotations);
         stash::move_fields(
@@ -178,7 +178,7 @@ fn mcpserver_up(obj: &mut Map<String, Value>) {
 fn mcpserver_down(obj: &mut Map<String, Value>) {
     let mut kept = stash::take_all(obj, ALPHA_STASH_PREFIX);
     if let Some(spec) = spec_mut(obj) {
-        group_ref_down(spec);
+        group_ref_down(spec, &mut kept);
         ports::proxy_port_down(spec, &mut kept);
         ports::mcp_port_down(spec, &mut kept);
         stash::restore_fields(spec, &mut kept, SERVER_ALPHA_ONLY);
@@ -190,8 +190,8 @@ fn remote_proxy_up(obj: &mut Map<String, Value>) {
     let mut annotations = Map::new();
     let mut kept = stash::take_all(obj, BETA_STASH_PREFIX);
     if let Some(spec) = spec_mut(obj) {
-        rename(spec, "remoteURL", "remoteUrl");
-        group_ref_up(spec);
+        remote_url_up(spec, &mut annotations);
+        group_ref_up(spec, &mut annotations);
         ports::proxy_port_up(spec, &mut annotations);
         stash::move_fields(
             spec,
@@ -211,8 +211,8 @@ fn remote_proxy_down(obj: &mut Map<String, Value>) {
     let mut annotations = Map::new();
     let mut kept = stash::take_all(obj, ALPHA_STASH_PREFIX);
     if let Some(spec) = spec_mut(obj) {
-        rename(spec, "remoteUrl", "remoteURL");
-        group_ref_down(spec);
+        remote_url_down(spec, &mut kept);
+        group_ref_down(spec, &mut kept);
         ports::proxy_port_down(spec, &mut kept);
         stash::restore_fields(spec, &mut kept, SERVER_ALPHA_ONLY);
         stash::move_fields(spec, &mut annotations, BETA_STASH_PREFIX, PROXY_BETA_ONLY);
@@ -223,6 +223,22 @@ fn remote_proxy_down(obj: &mut Map<String, Value>) {
     stash::merge_annotations(obj, annotations);
 }
 
+/// `remoteURL` (≤ v0.14) and `remoteUrl` (later v1alpha1 releases) are both v1alpha1; the
+/// stash remembers the newer spelling so the way down gives back what was written.
+fn remote_url_up(spec: &mut Map<String, Value>, annotations: &mut stash::Annotations) {
+    if let Some(url) = spec.get("remoteUrl").cloned() {
+        stash::keep(annotations, ALPHA_STASH_PREFIX, "remoteUrl", Some(&url));
+    } else {
+        rename(spec, "remoteURL", "remoteUrl");
+    }
+}
+
+fn remote_url_down(spec: &mut Map<String, Value>, kept: &mut Map<String, Value>) {
+    if kept.remove("remoteUrl").is_none() {
+        rename(spec, "remoteUrl", "remoteURL");
+    }
+}
+
 fn rename(map: &mut Map<String, Value>, from: &str, to: &str) {
     if let Some(v) = map.remove(from) {
         map.insert(to.to_string(), v);
@@ -230,15 +246,29 @@ fn rename(map: &mut Map<String, Value>, from: &str, to: &str) {
 }
 
 /// `groupRef: team` (v1alpha1) ⇄ `groupRef: {name: team}` (v1beta1).
-fn group_ref_up(spec: &mut Map<String, Value>) {
-    if let Some(Value::String(name)) = spec.get("groupRef").cloned() {
-        spec.insert("groupRef".into(), serde_json::json!({ "name": name }));
+/// Both shapes are v1alpha1 (the object one from later releases): an object is kept as it is,
+/// and the stash remembers that shape so the way down gives it back.
+fn group_ref_up(spec: &mut Map<String, Value>, annotations: &mut stash::Annotations) {
+    match spec.get("groupRef").cloned() {
+        Some(Value::String(name)) => {
+            spec.insert("groupRef".into(), serde_json::json!({ "name": name }));
+        }
+        Some(object @ Value::Object(_)) => {
+            stash::keep(annotations, ALPHA_STASH_PREFIX, "groupRef", Some(&object));
+        }
+        _ => {}
     }
 }
 
-fn group_ref_down(spec: &mut Map<String, Value>) {
+/// The bare name, unless the object was written at v1alpha1 in the object shape.
+fn group_ref_down(spec: &mut Map<String, Value>, kept: &mut Map<String, Value>) {
+    let object_shape = kept
+        .remove("groupRef")
+        .as_ref()
+        .and_then(stash::decode)
+        .is_some_and(|v| v.is_object());
     let name = spec.get("groupRef").and_then(|g| g.get("name")).cloned();
-    if let Some(name) = name {
+    if let (Some(name), false) = (name, object_shape) {
         spec.insert("groupRef".into(), name);
     }
 }

@@ -86,7 +86,7 @@ pub struct MCPServerSpec {
     pub tools: Option<Vec<String>>,
     pub tool_config_ref: Option<NameRef>,
     /// Name of the MCPGroup this server belongs to.
-    pub group_ref: Option<String>,
+    pub group_ref: Option<super::GroupRef>,
     #[schemars(range(min = 0))]
     pub replicas: Option<i32>,
     pub endpoint_prefix: Option<String>,

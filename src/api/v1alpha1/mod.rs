@@ -7,6 +7,8 @@
 
 mod mcpserver;
 mod others;
+mod union;
 
 pub use mcpserver::*;
 pub use others::*;
+pub use union::*;

@@ -180,9 +180,13 @@ pub struct MCPRegistryStatus {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MCPRemoteProxySpec {
+    /// The remote MCP endpoint (ToolHive ≤ v0.14 spelling).
     #[serde(rename = "remoteURL")]
     #[schemars(regex(pattern = r"^https?://"))]
-    pub remote_url: String,
+    pub remote_url_old: Option<String>,
+    /// The same, as later v1alpha1 releases (and v1beta1) spell it; exactly one of the two.
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub remote_url: Option<String>,
     /// Relaxes the private-address check for RFC 1918 / ULA addresses and `*.cluster.local`.
     /// Upstream added it at v1beta1 only; served here too, so the advice to set it works at
     /// either version.
@@ -198,7 +202,7 @@ pub struct MCPRemoteProxySpec {
     pub header_forward: Option<HeaderForward>,
     pub endpoint_prefix: Option<String>,
     /// Name of the MCPGroup this proxy belongs to.
-    pub group_ref: Option<String>,
+    pub group_ref: Option<super::GroupRef>,
     pub tool_config_ref: Option<NameRef>,
     pub resource_overrides: Option<ResourceOverrides>,
     pub resources: Option<ResourceRequirements>,
