@@ -476,6 +476,13 @@ proptest! {
     fn registry_alpha_beta_alpha(o in alpha_registry()) { round_trip(&o, B)?; }
     #[test]
     fn registry_beta_alpha_beta(o in beta_registry()) { round_trip(&o, A)?; }
+    /// Later v1alpha1 releases wrote the configYAML layout at v1alpha1 itself.
+    #[test]
+    fn registry_alpha_config_layout_beta_alpha(o in beta_registry()) {
+        let mut o = o;
+        o["apiVersion"] = json!(A);
+        round_trip(&o, B)?;
+    }
     #[test]
     fn tool_config_alpha_beta_alpha(o in tool_config(A)) { round_trip(&o, B)?; }
     #[test]

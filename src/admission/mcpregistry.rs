@@ -24,26 +24,48 @@ static VALIDATOR: LazyLock<Result<jsonschema::Validator, String>> = LazyLock::ne
     jsonschema::validator_for(&schema).map_err(|e| e.to_string())
 });
 
+/// The fields of the `configYAML` layout, which v1beta1 and later v1alpha1 releases share.
+struct ConfigLayout<'a> {
+    config_yaml: &'a str,
+    pgpass: Option<&'a v1beta1::PgpassSecretRef>,
+    pod_template_spec: Option<&'a Value>,
+    volumes: Option<&'a [Value]>,
+    volume_mounts: Option<&'a [Value]>,
+}
+
 pub fn validate_v1beta1(obj: &v1beta1::MCPRegistry, f: &mut Findings) {
     let s = &obj.spec;
+    check_config_layout(
+        f,
+        &ConfigLayout {
+            config_yaml: &s.config_yaml,
+            pgpass: s.pgpass_secret_ref.as_ref(),
+            pod_template_spec: s.pod_template_spec.as_ref(),
+            volumes: s.volumes.as_deref(),
+            volume_mounts: s.volume_mounts.as_deref(),
+        },
+    );
+}
+
+fn check_config_layout(f: &mut Findings, s: &ConfigLayout<'_>) {
     let spec = Path::root("spec");
-    let pgpass = s.pgpass_secret_ref.is_some();
-    let template = s.pod_template_spec.as_ref().and_then(|p| {
+    let pgpass = s.pgpass.is_some();
+    let template = s.pod_template_spec.and_then(|p| {
         check_decodes::<PodTemplateSpec>(f, &spec.child("podTemplateSpec"), p, "PodTemplateSpec")
     });
-    let volumes = decode_list::<Volume>(f, &spec.child("volumes"), s.volumes.as_deref(), "Volume");
+    let volumes = decode_list::<Volume>(f, &spec.child("volumes"), s.volumes, "Volume");
     let mounts = decode_list::<VolumeMount>(
         f,
         &spec.child("volumeMounts"),
-        s.volume_mounts.as_deref(),
+        s.volume_mounts,
         "VolumeMount",
     );
     check_reserved_volumes(f, &volumes, template.as_ref(), pgpass);
     check_mounts(f, &mounts, &volumes, template.as_ref(), pgpass);
-    if let Some(p) = &s.pgpass_secret_ref {
+    if let Some(p) = s.pgpass {
         check_pgpass(f, p, template.as_ref());
     }
-    if let Some(config) = parse_config(f, &s.config_yaml) {
+    if let Some(config) = parse_config(f, s.config_yaml) {
         check_config_references(f, &config, &mounts);
     }
 }
@@ -51,6 +73,38 @@ pub fn validate_v1beta1(obj: &v1beta1::MCPRegistry, f: &mut Findings) {
 pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
     let spec = Path::root("spec");
     let s = &obj.spec;
+    // The later releases' layout: judged exactly as at v1beta1.
+    if let Some(config_yaml) = &s.config_yaml {
+        if s.source.is_some() {
+            f.error(FieldError::forbidden(
+                spec.child("configYAML"),
+                "a v1alpha1 MCPRegistry describes its data with source (ToolHive up to v0.14) or with configYAML (later releases), not both",
+            ));
+        }
+        check_config_layout(
+            f,
+            &ConfigLayout {
+                config_yaml,
+                pgpass: s.pgpass_secret_ref.as_ref(),
+                pod_template_spec: s.pod_template_spec.as_ref(),
+                volumes: s.volumes.as_deref(),
+                volume_mounts: s.volume_mounts.as_deref(),
+            },
+        );
+        return;
+    }
+    for (field, present) in [
+        ("volumes", s.volumes.is_some()),
+        ("volumeMounts", s.volume_mounts.is_some()),
+        ("pgpassSecretRef", s.pgpass_secret_ref.is_some()),
+    ] {
+        if present {
+            f.error(FieldError::forbidden(
+                spec.child(field),
+                "belongs to the configYAML layout; with source the operator derives the registry pod's volumes itself",
+            ));
+        }
+    }
     if let Some(pts) = &s.pod_template_spec {
         check_decodes::<PodTemplateSpec>(f, &spec.child("podTemplateSpec"), pts, "PodTemplateSpec");
     }
@@ -63,7 +117,7 @@ pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
         {
             f.error(FieldError::required(
                 spec.child("source"),
-                "where the registry data comes from",
+                "where the registry data comes from: set source, or configYAML",
             ));
         }
         return;

@@ -1,5 +1,6 @@
-//! MCPRegistry: the old structured `source` (v1alpha1) ⇄ a registry-server `configYAML` plus the
-//! volumes a ConfigMap source needs (v1beta1).
+//! MCPRegistry: the old structured `source` (v1alpha1 up to ToolHive v0.14) ⇄ a registry-server
+//! `configYAML` plus the volumes a ConfigMap source needs (v1beta1). Later v1alpha1 releases
+//! have the `configYAML` layout themselves: those fields pass through unchanged both ways.
 
 use super::stash::{self, Annotations, ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
 use super::ConversionError;
@@ -27,7 +28,9 @@ pub fn up(obj: &mut Map<String, Value>) -> Result<(), ConversionError> {
             }
             spec.extend(derived);
         } else {
-            stash::restore_fields(spec, &mut kept, DERIVED);
+            // The configYAML layout is v1alpha1 too; what older releases of ours kept in the
+            // stash (reading a v1beta1 object at v1alpha1) fills only what the spec lacks.
+            restore_missing(spec, &mut kept, DERIVED);
             if !spec.contains_key("configYAML") {
                 return Err(ConversionError::Invalid(
                     "spec.source: Required value: a v1alpha1 MCPRegistry needs a source".into(),
@@ -35,7 +38,7 @@ pub fn up(obj: &mut Map<String, Value>) -> Result<(), ConversionError> {
             }
         }
         stash::move_fields(spec, &mut annotations, ALPHA_STASH_PREFIX, ALPHA_ONLY);
-        stash::restore_fields(spec, &mut kept, BETA_ONLY);
+        restore_missing(spec, &mut kept, BETA_ONLY);
     }
     if obj
         .get("status")
@@ -67,18 +70,17 @@ pub fn down(obj: &mut Map<String, Value>) {
         let consistent =
             old.contains_key("source") && derive(&old).iter().all(|(k, v)| spec.get(k) == Some(v));
         if consistent {
+            // Written with a source: given back with it; what the old layout has no place
+            // for is kept for the way back.
             for f in DERIVED {
                 spec.remove(*f);
             }
             spec.extend(old);
-        } else {
-            // Born (or edited) at v1beta1: its configYAML is the truth, kept for the way back.
-            if let Some(e) = old.remove("enforceServers") {
-                spec.insert("enforceServers".into(), e);
-            }
-            stash::move_fields(spec, &mut annotations, BETA_STASH_PREFIX, DERIVED);
+            stash::move_fields(spec, &mut annotations, BETA_STASH_PREFIX, BETA_ONLY);
+        } else if let Some(e) = old.remove("enforceServers") {
+            // Born (or edited) at v1beta1: the configYAML layout, as it is.
+            spec.insert("enforceServers".into(), e);
         }
-        stash::move_fields(spec, &mut annotations, BETA_STASH_PREFIX, BETA_ONLY);
     }
     if phase == Some(json!("Syncing"))
         && obj.get("status").and_then(|s| s.get("phase")) == Some(&json!("Pending"))
@@ -88,6 +90,16 @@ pub fn down(obj: &mut Map<String, Value>) {
         }
     }
     stash::merge_annotations(obj, annotations);
+}
+
+/// Takes back kept fields the spec does not have (the spec's own value wins).
+fn restore_missing(spec: &mut Map<String, Value>, kept: &mut Map<String, Value>, fields: &[&str]) {
+    for f in fields {
+        if spec.contains_key(*f) {
+            kept.remove(*f);
+        }
+    }
+    stash::restore_fields(spec, kept, fields);
 }
 
 /// The v1beta1 fields an old `source` (+ `syncPolicy`, `filter`) stands for.

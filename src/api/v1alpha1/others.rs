@@ -2,7 +2,7 @@
 //! MCPToolConfig at v1alpha1.
 
 use super::mcpserver::{OidcConfig, TelemetryConfig};
-use crate::api::schema::{conditions, free_form_object};
+use crate::api::schema::{conditions, free_form_list, free_form_object};
 use crate::api::shared::*;
 use crate::api::v1beta1::{HeaderForward, ToolOverride};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -54,14 +54,30 @@ pub struct MCPRegistrySpec {
     /// Dropped at v1beta1 (it had no effect).
     #[schemars(extend("default" = false))]
     pub enforce_servers: Option<bool>,
-    /// Where the registry data comes from. Optional here only so that an object created at
-    /// v1beta1 with a raw `configYAML` can be read at this version (kept in an annotation).
+    /// Where the registry data comes from (ToolHive ≤ v0.14). Exactly one of `source` and
+    /// `configYAML`.
     pub source: Option<RegistrySource>,
     pub sync_policy: Option<SyncPolicy>,
     pub filter: Option<RegistryFilter>,
     #[serde(default)]
     #[schemars(schema_with = "free_form_object")]
     pub pod_template_spec: Option<serde_json::Value>,
+    /// The registry server's configuration, verbatim (later v1alpha1 releases, and v1beta1).
+    #[serde(rename = "configYAML")]
+    #[schemars(length(min = 1))]
+    pub config_yaml: Option<String>,
+    /// Volumes of the registry pod (with `configYAML`), raw `corev1.Volume` objects.
+    #[serde(default)]
+    #[schemars(schema_with = "free_form_list")]
+    pub volumes: Option<Vec<serde_json::Value>>,
+    /// Their mounts in the `registry-api` container (with `configYAML`).
+    #[serde(default)]
+    #[schemars(schema_with = "free_form_list")]
+    pub volume_mounts: Option<Vec<serde_json::Value>>,
+    /// The PostgreSQL password file of the registry's database (with `configYAML`).
+    pub pgpass_secret_ref: Option<crate::api::v1beta1::PgpassSecretRef>,
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
 }
 
 #[skip_serializing_none]
