@@ -508,3 +508,82 @@ async fn converted_manifests_mean_the_same_to_kubectl() {
     assert_eq!(back["spec"]["env"], json!(env));
     assert_eq!(back["metadata"]["annotations"]["note"], "yes");
 }
+
+/// Upstream's v0.21.0 example manifests (`tests/upstream/`), every object `check` accepts,
+/// applied with kubectl through the webhooks as a ToolHive user would: stored at v1beta1, and
+/// read back at v1alpha1 equal in `spec` to what was applied, apart from schema defaults
+/// (issue 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_v1alpha1_examples_apply_and_read_back_unchanged() {
+    let c = cluster().await;
+    let dir = root().join("tests/upstream/v0.21.0");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
+        .args(["check", "--output", "json", "-f"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let accepted: Vec<&Value> = results
+        .iter()
+        .filter(|r| r["allowed"] == true && r["apiVersion"] == "toolhive.stacklok.dev/v1alpha1")
+        .collect();
+    assert!(
+        accepted.len() >= 50,
+        "{} accepted v1alpha1 objects",
+        accepted.len()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let mut namespaces = std::collections::BTreeSet::new();
+    for (i, r) in accepted.iter().enumerate() {
+        let ns = r["namespace"].as_str().unwrap();
+        if ns != NAMESPACE && ns != "toolhive-system" && namespaces.insert(ns.to_string()) {
+            c.kubectl(&["create", "namespace", ns]).await;
+        }
+        // The object as the user wrote it: the file's own document, not the defaulted one.
+        let docs = mcp_operator::manifest::read_paths(&[root().join(r["file"].as_str().unwrap())])
+            .unwrap();
+        let doc = docs
+            .iter()
+            .find(|d| d.index as u64 == r["index"].as_u64().unwrap())
+            .unwrap();
+        let path = tmp.path().join(format!("{i}.json"));
+        std::fs::write(&path, serde_json::to_vec(&doc.value).unwrap()).unwrap();
+        c.ok(&["apply", "-f", path.to_str().unwrap()]).await;
+        let kind = r["kind"].as_str().unwrap().to_lowercase();
+        let name = r["name"].as_str().unwrap();
+        let stored = c
+            .server
+            .stored_object("toolhive.stacklok.dev", &plural(&kind), ns, name)
+            .unwrap();
+        assert_eq!(
+            stored["apiVersion"], "toolhive.stacklok.dev/v1beta1",
+            "{kind}/{name}"
+        );
+        let back: Value = serde_json::from_str(
+            &c.ok(&[
+                "get",
+                &format!("{}.v1alpha1.toolhive.stacklok.dev", plural(&kind)),
+                name,
+                "-n",
+                ns,
+                "-o",
+                "json",
+            ])
+            .await,
+        )
+        .unwrap();
+        assert_eq!(
+            back["spec"], r["defaulted"]["spec"],
+            "{kind}/{name} ({}) read back at v1alpha1 differs from what was applied (with defaults)",
+            r["file"]
+        );
+    }
+}
+
+fn plural(kind: &str) -> String {
+    match kind {
+        "mcpregistry" => "mcpregistries".into(),
+        "mcpremoteproxy" => "mcpremoteproxies".into(),
+        other => format!("{other}s"),
+    }
+}

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 fn refusals(tag: &str) -> (BTreeSet<String>, usize) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/upstream").join(tag);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/upstream")
+        .join(tag);
     let out = Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
         .args(["check", "--output", "json", "-f"])
         .arg(&dir)
