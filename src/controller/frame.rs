@@ -296,6 +296,30 @@ where
             + Sync
             + 'static,
     {
+        self.reflect_with(namespace, cfg, |_| {})
+    }
+
+    /// [`Frame::reflect`], with `slim` applied to every object before it is cached: a kind
+    /// read only for a few fields (a group's members, a config's users) is cached with only
+    /// those, not a second full copy of objects another controller already holds.
+    pub fn reflect_with<C>(
+        &self,
+        namespace: &Option<String>,
+        cfg: watcher::Config,
+        slim: fn(&mut C),
+    ) -> (
+        Store<C>,
+        impl futures::Stream<Item = Result<C, watcher::Error>> + Send + 'static,
+    )
+    where
+        C: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Send
+            + Sync
+            + 'static,
+    {
         let api: Api<C> = match namespace {
             Some(ns) => Api::namespaced(self.client.clone(), ns),
             None => Api::all(self.client.clone()),
@@ -309,7 +333,10 @@ where
         // The progress is taken after the store has the event, never before.
         let stream = watcher(api, cfg)
             .default_backoff()
-            .modify(|o| o.managed_fields_mut().clear())
+            .modify(move |o| {
+                o.managed_fields_mut().clear();
+                slim(o);
+            })
             .reflect(writer)
             .modify(move |o| {
                 if let Some(v) = o.resource_version().and_then(|v| v.parse().ok()) {

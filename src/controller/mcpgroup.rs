@@ -33,8 +33,10 @@ pub async fn run(
 ) {
     let frame = Frame::<MCPGroup>::new(client.clone(), settings, metrics);
     let all = watcher::Config::default();
-    let (servers, server_stream) = frame.reflect::<MCPServer>(&namespace, all.clone());
-    let (proxies, proxy_stream) = frame.reflect::<MCPRemoteProxy>(&namespace, all.clone());
+    let (servers, server_stream) =
+        frame.reflect_with(&namespace, all.clone(), super::slim::server_references);
+    let (proxies, proxy_stream) =
+        frame.reflect_with(&namespace, all.clone(), super::slim::proxy_references);
     let (groups, group_writer) = reflector::store::<MCPGroup>();
     let group_stream = watcher(namespaced_or_all::<MCPGroup>(&client, &namespace), all)
         .default_backoff()

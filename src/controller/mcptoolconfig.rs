@@ -51,8 +51,10 @@ pub async fn run(
 ) {
     let frame = Frame::<MCPToolConfig>::new(client.clone(), settings, metrics);
     let all = watcher::Config::default();
-    let (servers, server_stream) = frame.reflect::<MCPServer>(&namespace, all.clone());
-    let (proxies, proxy_stream) = frame.reflect::<MCPRemoteProxy>(&namespace, all.clone());
+    let (servers, server_stream) =
+        frame.reflect_with(&namespace, all.clone(), super::slim::server_references);
+    let (proxies, proxy_stream) =
+        frame.reflect_with(&namespace, all.clone(), super::slim::proxy_references);
     let (configs, config_writer) = reflector::store::<MCPToolConfig>();
     let config_stream = watcher(namespaced_or_all::<MCPToolConfig>(&client, &namespace), all)
         .default_backoff()

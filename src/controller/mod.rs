@@ -14,6 +14,7 @@ pub mod podmerge;
 pub mod rbac;
 pub mod registry;
 pub mod resolve;
+pub mod slim;
 
 use std::sync::Arc;
 

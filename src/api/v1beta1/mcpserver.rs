@@ -12,7 +12,7 @@ pub const PHASES: &[&str] = &["Pending", "Ready", "Failed", "Terminating", "Stop
 
 /// An MCP server run in the cluster, reachable over HTTP through the in-pod bridge.
 #[skip_serializing_none]
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "toolhive.stacklok.dev",
     version = "v1beta1",

@@ -101,7 +101,7 @@ pub struct MCPRegistryStatus {
 
 /// A proxy in front of a remote MCP server reached by URL.
 #[skip_serializing_none]
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "toolhive.stacklok.dev",
     version = "v1beta1",
