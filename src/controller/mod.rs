@@ -5,6 +5,8 @@ pub mod children;
 pub mod credentials;
 pub mod frame;
 pub mod leader;
+pub mod mcpregistry;
+pub mod mcpregistry_children;
 pub mod mcpserver;
 pub mod metrics;
 pub mod migrate;
@@ -24,6 +26,13 @@ pub async fn run_all(
     resolver: Arc<dyn resolve::CommandResolver>,
     metrics: metrics::ControllerMetrics,
 ) {
-    let servers = mcpserver::run(client, namespace, settings, resolver, metrics);
-    servers.await;
+    let servers = mcpserver::run(
+        client.clone(),
+        namespace.clone(),
+        settings.clone(),
+        resolver,
+        metrics.clone(),
+    );
+    let registries = mcpregistry::run(client, namespace, settings, metrics);
+    futures::join!(servers, registries);
 }
