@@ -405,6 +405,15 @@ async fn pgpass_goes_through_volumes_only_and_its_rotation_rolls_the_pods() {
     .await;
     assert_eq!(waiting.phase.as_deref(), Some("Pending"));
     assert!(waiting.message.unwrap().contains("does not exist"));
+
+    // Converged, pgpass wiring included: a restarted operator (empty caches, no memory of its
+    // writes) finds nothing to write either.
+    let mut h = h;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.restart_controller();
+    h.server.clear_requests();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_no_writes(&h, "after a restart");
 }
 
 /// The webhook may be off: a spec the admission core refuses gets nothing, and says why with
