@@ -461,6 +461,15 @@ mod tests {
         (c.status.as_str(), c.reason.as_str())
     }
 
+    /// Ready replicas, verdict, phase, Ready (status, reason), url.
+    type Row = (
+        Option<i64>,
+        Verdict,
+        &'static str,
+        (&'static str, &'static str),
+        Option<&'static str>,
+    );
+
     /// Each row: the Deployment's ready replicas (none: no Deployment), the verdict, and the
     /// phase, Ready condition and url the status must have.
     #[test]
@@ -470,7 +479,7 @@ mod tests {
             name: "r-registry-api".into(),
             holder: "it has no controller owner reference".into(),
         };
-        let rows: Vec<(Option<i64>, Verdict, &str, (&str, &str), Option<&str>)> = vec![
+        let rows: Vec<Row> = vec![
             (
                 None,
                 Verdict::Applied,
