@@ -138,7 +138,7 @@ async fn cluster() -> Cluster {
         .unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
-    // The operator's controller, as `run` starts it on the leader.
+    // The operator's controllers, as `run` starts them on the leader.
     let resolver =
         mcp_operator::controller::resolve::StaticResolver::new(std::collections::HashMap::from([
             (
@@ -154,7 +154,7 @@ async fn cluster() -> Cluster {
         bridge_image: "example.com/mcp-operator:e2e".into(),
         ..Default::default()
     };
-    let controller = tokio::spawn(mcp_operator::controller::mcpserver::run(
+    let controller = tokio::spawn(mcp_operator::controller::run_all(
         client,
         None,
         settings,
@@ -585,5 +585,108 @@ fn plural(kind: &str) -> String {
         "mcpregistry" => "mcpregistries".into(),
         "mcpremoteproxy" => "mcpremoteproxies".into(),
         other => format!("{other}s"),
+    }
+}
+
+/// The MCPRegistry seed, applied with kubectl, gets the registry API's children; a config the
+/// registry server could not follow is refused by kubectl apply, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_of_the_registry_seed_yields_its_children() {
+    let c = cluster().await;
+    let seed = root().join("examples/seed/mcpregistry.yaml");
+    let out = c
+        .ok(&["apply", "--validate=false", "-f", seed.to_str().unwrap()])
+        .await;
+    assert!(
+        out.contains("mcpregistry.toolhive.stacklok.dev/my-registry created"),
+        "{out}"
+    );
+    for (kind, name) in [
+        ("configmap", "my-registry-registry-server-config"),
+        ("serviceaccount", "my-registry-registry-api"),
+        ("role", "my-registry-registry-api"),
+        ("rolebinding", "my-registry-registry-api"),
+        ("deployment", "my-registry-api"),
+        ("service", "my-registry-api"),
+    ] {
+        let mut found = false;
+        for _ in 0..100 {
+            if c.kubectl(&["get", kind, name, "-n", "toolhive-system"])
+                .await
+                .status
+                .success()
+            {
+                found = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(found, "{kind}/{name} was not created");
+    }
+    let config = c
+        .ok(&[
+            "get",
+            "configmap",
+            "my-registry-registry-server-config",
+            "-n",
+            "toolhive-system",
+            "-o",
+            "jsonpath={.data.config\\.yaml}",
+        ])
+        .await;
+    let seed_value: Value = serde_yaml::from_str(&std::fs::read_to_string(&seed).unwrap()).unwrap();
+    assert_eq!(config, seed_value["spec"]["configYAML"].as_str().unwrap());
+    // This API server simulates the workloads: the pods become ready, and clients are told
+    // where the registry API is.
+    let ready = c
+        .ok(&[
+            "wait",
+            "--for=jsonpath={.status.url}=http://my-registry-api.toolhive-system:8080",
+            "mcpregistry/my-registry",
+            "-n",
+            "toolhive-system",
+            "--timeout=20s",
+        ])
+        .await;
+    assert!(ready.contains("condition met"), "{ready}");
+    let table = c
+        .ok(&["get", "mcpregistries", "-n", "toolhive-system"])
+        .await;
+    assert!(
+        table.contains("my-registry") && table.contains("Ready"),
+        "{table}"
+    );
+
+    // A file source outside every mount: the registry server would never find it.
+    let bad = c._dir.path().join("outside.yaml");
+    std::fs::write(&bad, "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPRegistry\nmetadata: {name: outside, namespace: default}\nspec:\n  configYAML: |\n    sources: [{name: local, file: {path: /data/registry.json}}]\n    registries: [{name: all, sources: [local]}]\n").unwrap();
+    let o = c
+        .kubectl(&["apply", "--validate=false", "-f", bad.to_str().unwrap()])
+        .await;
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("spec.configYAML"), "{err}");
+    assert!(
+        err.contains(
+            "sources[0].file.path: \"/data/registry.json\" is not inside any of spec.volumeMounts"
+        ),
+        "{err}"
+    );
+    // A pod template that would hide the rendered config.
+    std::fs::write(&bad, "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPRegistry\nmetadata: {name: hidden, namespace: default}\nspec:\n  configYAML: |\n    sources: [{name: a, api: {endpoint: 'https://r.example.com'}}]\n    registries: [{name: all, sources: [a]}]\n  podTemplateSpec:\n    spec:\n      volumes: [{name: mine, emptyDir: {}}]\n      containers: [{name: registry-api, volumeMounts: [{name: mine, mountPath: /config}]}]\n").unwrap();
+    let o = c
+        .kubectl(&["apply", "--validate=false", "-f", bad.to_str().unwrap()])
+        .await;
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("spec.podTemplateSpec.spec.containers[0].volumeMounts[0].mountPath"),
+        "{err}"
+    );
+    for name in ["outside", "hidden"] {
+        assert!(c
+            .server
+            .stored_object("toolhive.stacklok.dev", "mcpregistries", "default", name)
+            .is_none());
     }
 }

@@ -13,11 +13,15 @@ use std::sync::LazyLock;
 const CONFIG_SCHEMA: &str = include_str!("../../schemas/registry-config.schema.json");
 /// Where the operator mounts the generated config; nothing else may mount there.
 const CONFIG_MOUNT: &str = "/config";
+/// The rendered config file itself: a mount there would replace it.
+const CONFIG_FILE: &str = "/config/config.yaml";
 const PGPASS_MOUNT: &str = "/home/appuser/.pgpass";
 const CONFIG_VOLUME: &str = "registry-server-config";
 const PGPASS_VOLUMES: &[&str] = &["pgpass-secret", "pgpass"];
 const PGPASS_INIT_CONTAINER: &str = "setup-pgpass";
 const API_CONTAINER: &str = "registry-api";
+/// The API's Deployment and Service are `<name>-api`; a Service name is a DNS-1035 label.
+const MAX_NAME_LEN: usize = 63 - "-api".len();
 
 static VALIDATOR: LazyLock<Result<jsonschema::Validator, String>> = LazyLock::new(|| {
     let schema: Value = serde_json::from_str(CONFIG_SCHEMA).map_err(|e| e.to_string())?;
@@ -34,6 +38,7 @@ struct ConfigLayout<'a> {
 }
 
 pub fn validate_v1beta1(obj: &v1beta1::MCPRegistry, f: &mut Findings) {
+    check_name(f, obj.metadata.name.as_deref().unwrap_or_default());
     let s = &obj.spec;
     check_config_layout(
         f,
@@ -62,6 +67,7 @@ fn check_config_layout(f: &mut Findings, s: &ConfigLayout<'_>) {
     );
     check_reserved_volumes(f, &volumes, template.as_ref(), pgpass);
     check_mounts(f, &mounts, &volumes, template.as_ref(), pgpass);
+    check_template_mounts(f, template.as_ref(), pgpass);
     if let Some(p) = s.pgpass {
         check_pgpass(f, p, template.as_ref());
     }
@@ -71,6 +77,7 @@ fn check_config_layout(f: &mut Findings, s: &ConfigLayout<'_>) {
 }
 
 pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
+    check_name(f, obj.metadata.name.as_deref().unwrap_or_default());
     let spec = Path::root("spec");
     let s = &obj.spec;
     // The later releases' layout: judged exactly as at v1beta1.
@@ -166,6 +173,69 @@ pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
     f.warn(&spec.child("source"), "deprecated: v1beta1 describes sources in spec.configYAML (the registry server's own config)");
     if s.enforce_servers.is_some() {
         f.warn(&spec.child("enforceServers"), "deprecated: has no effect");
+    }
+}
+
+/// The name becomes the Service `<name>-api`, which must be a DNS-1035 label: at most 63
+/// characters, starting with a letter. (Empty: generateName, checked elsewhere.)
+fn check_name(f: &mut Findings, name: &str) {
+    if name.is_empty() {
+        return;
+    }
+    if name.len() > MAX_NAME_LEN {
+        f.error(FieldError::invalid(
+            "metadata.name",
+            name,
+            format!("must be no more than {MAX_NAME_LEN} characters: the registry API's Service is named <name>-api"),
+        ));
+    } else if !name.starts_with(|c: char| c.is_ascii_lowercase()) || name.contains('.') {
+        f.error(FieldError::invalid(
+            "metadata.name",
+            name,
+            "must start with a lowercase letter and contain no '.': the registry API's Service is named <name>-api, a DNS-1035 label",
+        ));
+    }
+}
+
+/// What the operator mounts into `registry-api` must stay visible: a mount of the pod
+/// template's `registry-api` container at `/config` (or on the config file, or on the pgpass
+/// file) would hide it, and the server would start from something else than `configYAML`.
+fn check_template_mounts(f: &mut Findings, t: Option<&PodTemplateSpec>, pgpass: bool) {
+    let Some(spec) = t.and_then(|t| t.spec.as_ref()) else {
+        return;
+    };
+    let mut reserved = vec![
+        (
+            rules::clean_path(CONFIG_MOUNT),
+            "the config the operator mounts at /config",
+        ),
+        (
+            rules::clean_path(CONFIG_FILE),
+            "the config file the operator renders from spec.configYAML",
+        ),
+    ];
+    if pgpass {
+        reserved.push((
+            rules::clean_path(PGPASS_MOUNT),
+            "the pgpass file the operator mounts for pgpassSecretRef",
+        ));
+    }
+    for (i, c) in spec.containers.iter().enumerate() {
+        if c.name != API_CONTAINER {
+            continue;
+        }
+        for (j, m) in c.volume_mounts.iter().flatten().enumerate() {
+            let clean = rules::clean_path(&m.mount_path);
+            if let Some((_, what)) = reserved.iter().find(|(p, _)| *p == clean) {
+                f.error(FieldError::invalid(
+                    format!(
+                        "spec.podTemplateSpec.spec.containers[{i}].volumeMounts[{j}].mountPath"
+                    ),
+                    m.mount_path.as_str(),
+                    format!("is reserved: a mount here would hide {what}"),
+                ));
+            }
+        }
     }
 }
 
@@ -266,7 +336,13 @@ fn check_mounts(
             rules::absolute_path(&m.mount_path),
         );
         let clean = rules::clean_path(&m.mount_path);
-        if let Some(owner) = taken.get(&clean) {
+        if clean == CONFIG_FILE {
+            f.error(FieldError::invalid(
+                p.child("mountPath"),
+                m.mount_path.as_str(),
+                "is reserved: a mount here would replace the config file the operator renders from spec.configYAML",
+            ));
+        } else if let Some(owner) = taken.get(&clean) {
             f.error(FieldError::invalid(
                 p.child("mountPath"),
                 m.mount_path.as_str(),

@@ -7,6 +7,7 @@ pub mod check;
 pub mod convert;
 pub mod crds;
 pub mod install;
+pub mod pgpass;
 pub mod render;
 pub mod run;
 pub mod webhook;
@@ -31,6 +32,9 @@ pub enum Command {
     Render(render::RenderArgs),
     /// Copy this binary to a path (the init container of every MCP server pod runs this).
     Install(install::InstallArgs),
+    /// Copy a pgpass file into place, private to the pod's user (the init container of registry
+    /// API pods with a pgpassSecretRef).
+    Pgpass(pgpass::PgpassArgs),
     /// Run the operator: webhooks, controllers (leader only), metrics and probes.
     Run(run::RunArgs),
     /// The MCP proxy that runs inside each MCP server pod.
@@ -49,6 +53,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Convert(args) => convert::run(args),
         Command::Render(args) => render::run(args),
         Command::Install(args) => install::run(args),
+        Command::Pgpass(args) => pgpass::run(args),
         Command::Run(args) => run_async(run::run(args)),
         Command::Bridge(args) => run_async(crate::bridge::run(args)),
         Command::Webhook(args) => run_async(webhook::run(args)),

@@ -1,8 +1,10 @@
 //! `mcp-operator render`: the objects the operator would create, without a cluster.
 
 use crate::admission::{self, Operation};
+use crate::api::v1beta1::MCPRegistry;
 use crate::api::v1beta1::{MCPServer, MCPToolConfig, MCPToolConfigSpec};
 use crate::controller::children::{self, Inputs};
+use crate::controller::mcpregistry_children as registry_children;
 use crate::conversion;
 use crate::manifest;
 use serde_json::Value;
@@ -18,7 +20,8 @@ pub fn default_bridge_image() -> String {
 }
 
 /// Print the children (ConfigMap, ServiceAccount, Service, Deployment) the reconciler would
-/// apply for every MCPServer in the input, after defaulting and validation.
+/// apply for every MCPServer in the input, after defaulting and validation; and for every
+/// MCPRegistry its ConfigMap, ServiceAccount, Role, RoleBinding, Deployment and Service.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RenderArgs {
     /// Files or folders of manifests; `-` reads stdin.
@@ -27,6 +30,9 @@ pub struct RenderArgs {
     /// Image of the bridge init container.
     #[arg(long, env = "MCP_OPERATOR_BRIDGE_IMAGE", default_value_t = default_bridge_image())]
     pub bridge_image: String,
+    /// Image of the MCPRegistry API server.
+    #[arg(long, env = "TOOLHIVE_REGISTRY_API_IMAGE", default_value = registry_children::DEFAULT_API_IMAGE)]
+    pub registry_api_image: String,
 }
 
 pub fn run(args: RenderArgs) -> i32 {
@@ -53,8 +59,51 @@ pub fn run(args: RenderArgs) -> i32 {
             }
         }
     }
+    for doc in docs
+        .iter()
+        .filter(|d| d.value.get("kind").and_then(Value::as_str) == Some("MCPRegistry"))
+    {
+        match render_registry(&doc.value, &args.bridge_image, &args.registry_api_image) {
+            Ok(text) => out.push_str(&text),
+            Err(why) => {
+                eprintln!("{}: document {}: {why}", doc.file, doc.index);
+                rejected = true;
+            }
+        }
+    }
     print!("{out}");
     i32::from(rejected)
+}
+
+/// The children of one MCPRegistry (any served version) as YAML documents: its config, the
+/// registry API's identity and Role, Deployment and Service.
+pub fn render_registry(
+    obj: &Value,
+    operator_image: &str,
+    api_image: &str,
+) -> Result<String, String> {
+    let verdict = admission::admit(obj, None, Operation::Create).map_err(|e| e.to_string())?;
+    if !verdict.allowed() {
+        return Err(format!("rejected: {}", verdict.errors));
+    }
+    let beta = conversion::convert(&verdict.defaulted, "v1beta1").map_err(|e| e.to_string())?;
+    let mut registry: MCPRegistry = serde_json::from_value(beta).map_err(|e| e.to_string())?;
+    // kubectl's default, so the RoleBinding's subject names a namespace as it will in the cluster.
+    registry
+        .metadata
+        .namespace
+        .get_or_insert_with(|| DEFAULT_NAMESPACE.into());
+    let inputs = registry_children::Inputs {
+        api_image: api_image.to_string(),
+        operator_image: operator_image.to_string(),
+        ..registry_children::Inputs::default()
+    };
+    let mut text = String::new();
+    for child in registry_children::desired(&registry, &inputs).objects() {
+        text.push_str("---\n");
+        text.push_str(&serde_yaml::to_string(&child).map_err(|e| e.to_string())?);
+    }
+    Ok(text)
 }
 
 /// The kubectl default for a document without a namespace.
@@ -255,6 +304,52 @@ mod tests {
                 _ => panic!("row {i}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    /// The seed registry renders its six children; its config is carried byte for byte; a
+    /// registry the admission core refuses renders nothing and says why.
+    #[test]
+    fn registries_render_their_children() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/seed/mcpregistry.yaml"
+        );
+        let seed: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let text = render_registry(&seed, "op:1", "registry:2").unwrap();
+        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        let kinds: Vec<(&str, &str)> = docs
+            .iter()
+            .map(|d| {
+                (
+                    d["kind"].as_str().unwrap(),
+                    d["metadata"]["name"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("ConfigMap", "my-registry-registry-server-config"),
+                ("ServiceAccount", "my-registry-registry-api"),
+                ("Role", "my-registry-registry-api"),
+                ("RoleBinding", "my-registry-registry-api"),
+                ("Deployment", "my-registry-api"),
+                ("Service", "my-registry-api"),
+            ]
+        );
+        assert_eq!(docs[0]["data"]["config.yaml"], seed["spec"]["configYAML"]);
+        let pod = &docs[4]["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["image"], "registry:2");
+
+        let mut bad = seed.clone();
+        bad["spec"]["volumeMounts"][0]["mountPath"] = json!("/elsewhere");
+        let why = render_registry(&bad, "op:1", "registry:2").unwrap_err();
+        assert!(
+            why.contains("is not inside any of spec.volumeMounts"),
+            "{why}"
+        );
     }
 
     #[test]

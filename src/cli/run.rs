@@ -63,6 +63,9 @@ pub struct RunArgs {
     /// Image of the init container that puts the bridge into every MCP server pod.
     #[arg(long, env = "MCP_OPERATOR_BRIDGE_IMAGE", default_value_t = default_bridge_image())]
     pub bridge_image: String,
+    /// Image of the MCPRegistry API server (upstream's setting of the same name).
+    #[arg(long, env = "TOOLHIVE_REGISTRY_API_IMAGE", default_value = crate::controller::mcpregistry_children::DEFAULT_API_IMAGE)]
+    pub registry_api_image: String,
     /// Pull secrets added to every MCP server pod, comma-separated.
     #[arg(
         long,
@@ -190,6 +193,7 @@ async fn lead(
     }
     let settings = Settings {
         bridge_image: args.bridge_image.clone(),
+        registry_api_image: args.registry_api_image.clone(),
         default_pull_secrets: args
             .default_image_pull_secrets
             .iter()

@@ -54,6 +54,9 @@ pub(crate) const VERSION_LAG_WINDOW: Duration = Duration::from_secs(120);
 pub struct Settings {
     pub bridge_image: String,
     pub default_pull_secrets: Vec<String>,
+    /// The MCPRegistry API server's image; empty for the pinned default
+    /// (`mcpregistry_children::DEFAULT_API_IMAGE`).
+    pub registry_api_image: String,
     /// How often a converged object is reconciled again; `None` for [`DEFAULT_RESYNC`].
     pub resync: Option<Duration>,
     /// The longest wait between retries of a failing object; `None` for 5 minutes.

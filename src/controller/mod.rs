@@ -6,6 +6,8 @@ pub mod credentials;
 pub mod frame;
 pub mod leader;
 pub mod mcpgroup;
+pub mod mcpregistry;
+pub mod mcpregistry_children;
 pub mod mcpserver;
 pub mod mcptoolconfig;
 pub mod metrics;
@@ -39,6 +41,10 @@ pub async fn run_all(
         Box::pin({
             let (c, n, s, m) = c();
             mcpserver::run(c, n, s, resolver, m)
+        }),
+        Box::pin({
+            let (c, n, s, m) = c();
+            mcpregistry::run(c, n, s, m)
         }),
         Box::pin({
             let (c, n, s, m) = c();

@@ -118,6 +118,31 @@ pub const RULES: &[Rule] = &[
         "child Deployments (read before the first apply; server-side apply; removed while an inline oidcConfig holds the server)"),
     rule(Always, Watched, "events.k8s.io", &["events"], &["create", "patch"], Any,
         "events on MCPServers"),
+    // The MCPRegistry controller (controller/mcpregistry.rs). Its ConfigMap, ServiceAccount,
+    // Deployment and Service children, the pgpass Secret's metadata and its events use the rows
+    // above.
+    rule(Always, Watched, OUR, &["mcpregistries"], &["get", "list", "watch"], Any,
+        "the reconciled MCPRegistries' watch"),
+    rule(Always, Watched, OUR, &["mcpregistries/status"], &["patch"], Any,
+        "MCPRegistry status patches"),
+    rule(Always, Watched, OUR, &["mcpregistries/finalizers"], &["update"], Any,
+        "ownerReferences with blockOwnerDeletion on MCPRegistry children"),
+    rule(Always, Watched, "rbac.authorization.k8s.io", &["roles", "rolebindings"], &["get", "list", "watch", "create", "patch"], Any,
+        "the registry API's Role and RoleBinding (read before the first apply; server-side apply)"),
+    // Kubernetes lets nobody grant what they do not hold: the registry API's Role
+    // (mcpregistry_children::role_rules) is granted only by an operator that holds all of it.
+    rule(Always, Watched, OUR, &["mcpservers", "mcpremoteproxies", "virtualmcpservers"], &["get", "list", "watch"], Any,
+        "held to grant it in the registry API's Role"),
+    rule(Always, Watched, "", &["services"], &["get", "list", "watch"], Any,
+        "held to grant it in the registry API's Role"),
+    rule(Always, Watched, "gateway.networking.k8s.io", &["httproutes", "gateways"], &["get", "list", "watch"], Any,
+        "held to grant it in the registry API's Role"),
+    rule(Always, Watched, "", &["configmaps"], &["get", "list", "watch", "create", "update", "patch", "delete"], Any,
+        "held to grant it in the registry API's Role"),
+    rule(Always, Watched, "coordination.k8s.io", &["leases"], &["get", "list", "watch", "create", "update", "patch", "delete"], Any,
+        "held to grant it in the registry API's Role"),
+    rule(Always, Watched, "events.k8s.io", &["events"], &["create", "patch"], Any,
+        "held to grant it in the registry API's Role"),
     // The storage-version migrator (controller/migrate.rs): objects of every namespace.
     rule(StorageMigration, Cluster, "apiextensions.k8s.io", &["customresourcedefinitions"], &["list"], Any,
         "finds the CRDs to migrate"),
