@@ -38,7 +38,10 @@ fn cases() -> Vec<PathBuf> {
 async fn api_of(client: &Client, obj: &Value, ns: &str) -> Api<DynamicObject> {
     let (group, version) = match obj["apiVersion"].as_str().unwrap().split_once('/') {
         Some((g, v)) => (g.to_string(), v.to_string()),
-        None => (String::new(), obj["apiVersion"].as_str().unwrap().to_string()),
+        None => (
+            String::new(),
+            obj["apiVersion"].as_str().unwrap().to_string(),
+        ),
     };
     let gvk = GroupVersionKind::gvk(&group, &version, obj["kind"].as_str().unwrap());
     let (resource, _): (ApiResource, _) = pinned_kind(client, &gvk).await.unwrap();
@@ -56,18 +59,21 @@ fn name_of(obj: &Value) -> &str {
 
 /// The owner's Ready condition, once it names `conflict`.
 async fn ready_names_conflict(api: &Api<DynamicObject>, name: &str, conflict: &str) -> Value {
-    eventually(&format!("{name}: Ready=False ChildConflict naming {conflict}"), || async {
-        let owner = read(api, name).await?;
-        let ready = owner["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == "Ready")?
-            .clone();
-        let says = ready["status"] == "False"
-            && ready["reason"] == "ChildConflict"
-            && ready["message"].as_str()?.contains(conflict);
-        says.then_some(owner)
-    })
+    eventually(
+        &format!("{name}: Ready=False ChildConflict naming {conflict}"),
+        || async {
+            let owner = read(api, name).await?;
+            let ready = owner["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")?
+                .clone();
+            let says = ready["status"] == "False"
+                && ready["reason"] == "ChildConflict"
+                && ready["message"].as_str()?.contains(conflict);
+            says.then_some(owner)
+        },
+    )
     .await
 }
 
@@ -91,7 +97,10 @@ async fn objects_in_the_way_are_never_taken() {
         for obj in &case.existing {
             let api = api_of(c, obj, &label).await;
             let created = api
-                .create(&PostParams::default(), &serde_json::from_value(obj.clone()).unwrap())
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(obj.clone()).unwrap(),
+                )
                 .await
                 .unwrap_or_else(|e| panic!("{label}: creating {}: {e}", name_of(obj)));
             before.push((api, serde_json::to_value(created).unwrap()));
@@ -121,7 +130,12 @@ async fn objects_in_the_way_are_never_taken() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         for (api, was) in &before {
             let now = read(api, name_of(was)).await;
-            assert_eq!(now.as_ref(), Some(was), "{label}: {} was changed", name_of(was));
+            assert_eq!(
+                now.as_ref(),
+                Some(was),
+                "{label}: {} was changed",
+                name_of(was)
+            );
         }
 
         owners
