@@ -5,6 +5,8 @@ pub mod children;
 pub mod credentials;
 pub mod frame;
 pub mod leader;
+pub mod mcpremoteproxy;
+pub mod mcpremoteproxy_children;
 pub mod mcpserver;
 pub mod metrics;
 pub mod migrate;
@@ -24,6 +26,20 @@ pub async fn run_all(
     resolver: Arc<dyn resolve::CommandResolver>,
     metrics: metrics::ControllerMetrics,
 ) {
-    let servers = mcpserver::run(client, namespace, settings, resolver, metrics);
-    servers.await;
+    let kinds: Vec<futures::future::BoxFuture<'static, ()>> = vec![
+        Box::pin(mcpserver::run(
+            client.clone(),
+            namespace.clone(),
+            settings.clone(),
+            resolver,
+            metrics.clone(),
+        )),
+        Box::pin(mcpremoteproxy::run(
+            client.clone(),
+            namespace.clone(),
+            settings.clone(),
+            metrics.clone(),
+        )),
+    ];
+    futures::future::join_all(kinds).await;
 }

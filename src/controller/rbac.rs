@@ -111,6 +111,14 @@ pub const RULES: &[Rule] = &[
         "child Deployments (read before the first apply; server-side apply; removed while an inline oidcConfig holds the server)"),
     rule(Always, Watched, "events.k8s.io", &["events"], &["create", "patch"], Any,
         "events on MCPServers"),
+    // The MCPRemoteProxy controller (controller/mcpremoteproxy.rs); its children, header
+    // Secrets, MCPToolConfigs and Events need only the rows above.
+    rule(Always, Watched, OUR, &["mcpremoteproxies"], &["get", "list", "watch"], Any,
+        "the reconciled MCPRemoteProxies' watch"),
+    rule(Always, Watched, OUR, &["mcpremoteproxies/status"], &["patch"], Any,
+        "MCPRemoteProxy status patches"),
+    rule(Always, Watched, OUR, &["mcpremoteproxies/finalizers"], &["update"], Any,
+        "ownerReferences with blockOwnerDeletion on MCPRemoteProxy children"),
     // The storage-version migrator (controller/migrate.rs): objects of every namespace.
     rule(StorageMigration, Cluster, "apiextensions.k8s.io", &["customresourcedefinitions"], &["list"], Any,
         "finds the CRDs to migrate"),
