@@ -339,3 +339,86 @@ async fn nothing_is_rolled_out_on_a_bad_reference_or_a_refused_address() {
     )
     .await;
 }
+
+/// Converged proxies cause no writes: reconciled many times over, and after a restart of the
+/// operator (caches and its memory of writes gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converged_proxies_cause_no_writes() {
+    let mut h = start(Some(Duration::from_millis(100))).await;
+    let c = &h.client.clone();
+    create::<Secret>(
+        c,
+        json!({"metadata": {"name": "api"}, "stringData": {"key": "v"}}),
+    )
+    .await;
+    create::<MCPToolConfig>(
+        c,
+        json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPToolConfig",
+               "metadata": {"name": "tools"}, "spec": {"toolsFilter": ["a", "b"],
+               "toolsOverride": {"x": {"name": "a"}, "y": {"description": "d"}}}}),
+    )
+    .await;
+    const N: usize = 10;
+    for i in 0..N {
+        let spec = match i % 3 {
+            0 => json!({"remoteUrl": format!("https://r{i}.example.com/mcp")}),
+            1 => json!({"remoteUrl": format!("https://r{i}.example.com/sse"), "transport": "sse",
+                        "toolConfigRef": {"name": "tools"}, "replicas": 2,
+                        "resources": {"limits": {"cpu": "200m", "memory": "128Mi"}}}),
+            _ => json!({"remoteUrl": "http://10.1.2.3:8000/mcp", "allowPrivateEndpoint": true,
+                        "serviceAccount": "custom",
+                        "headerForward": {"addPlaintextHeaders": {"B": "2", "A": "1"},
+                            "addHeadersFromSecret": [{"headerName": "X-Key", "valueSecretRef": {"name": "api", "key": "key"}}]},
+                        "podTemplateSpec": {"spec": {"nodeSelector": {"disk": "ssd"}}}}),
+        };
+        create_proxy(c, proxy(&format!("p{i}"), spec), true).await;
+    }
+    let api: Api<MCPRemoteProxy> = Api::namespaced(c.clone(), NS);
+    eventually("all converged", || async {
+        let list = api.list(&Default::default()).await.ok()?;
+        (list.items.len() == N
+            && list
+                .items
+                .iter()
+                .all(|p| p.status.as_ref().and_then(|s| s.url.as_ref()).is_some()))
+        .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.server.clear_requests();
+    let before = h.metrics.successful_reconciles("MCPRemoteProxy");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while h.metrics.successful_reconciles("MCPRemoteProxy") - before < (N * 30) as u64 {
+        assert!(tokio::time::Instant::now() < deadline, "resyncs too slow");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_no_writes(&h, "after convergence");
+
+    h.restart_controller();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while h.metrics.successful_reconciles("MCPRemoteProxy") < (N * 5) as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "restarted controller too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_no_writes(&h, "after a restart");
+}
+
+/// Fails naming the first writes (Events aside) the server received since the last clear.
+fn assert_no_writes(h: &Harness, when: &str) {
+    let writes: Vec<String> = h
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb.is_write() && r.resource != "events")
+        .map(|r| format!("{:?} {}", r.verb, r.path))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "{} writes {when}: {:?}",
+        writes.len(),
+        &writes[..writes.len().min(10)]
+    );
+}
