@@ -28,8 +28,13 @@ struct Everything {
 
 impl Everything {
     fn start() -> Everything {
+        Self::start_mode("streamableHttp")
+    }
+
+    /// `streamableHttp` (`/mcp`) or `sse` (`/sse`).
+    fn start_mode(mode: &str) -> Everything {
         let port = free_port();
-        let cmd = everything_http("streamableHttp");
+        let cmd = everything_http(mode);
         let child = Command::new(&cmd[0])
             .args(&cmd[1..])
             .env("PORT", port.to_string())
@@ -308,6 +313,39 @@ async fn the_rendered_config_serves_the_remote_with_its_tools_and_headers() {
     // And the value is in no log line of the bridge.
     let log = bridge.log.lock().unwrap().join("\n");
     assert!(!log.contains(SECRET_VALUE), "{log}");
+}
+
+/// A remote that speaks legacy HTTP+SSE: readiness by initialize over its stream, and a real
+/// client served through the bridge's own `/sse` with the policy and the headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_remote_is_served_too() {
+    let everything = Everything::start_mode("sse");
+    let (port, seen) = recorder(everything.port, None).await;
+    let (_dir, config, env) = rendered(
+        &format!("http://localhost:{port}/sse"),
+        json!({"transport": "sse"}),
+    );
+    let bridge = start_bridge(&config, &env, &["--insecure-allow-loopback-remote"]);
+    bridge.wait_ready(Duration::from_secs(30));
+    let url = bridge.url("/sse");
+    let out = tokio::task::spawn_blocking(move || {
+        python_client(
+            "sse",
+            &url,
+            "calls",
+            &["say", r#"{"message":"over sse"}"#, "get-env", "{}"],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out["tools"], json!(["get-sum", "say"]), "{out}");
+    assert_eq!(out["calls"][0]["text"], "Echo: over sse", "{out}");
+    assert_eq!(out["calls"][1]["code"], -32602, "{out}");
+    let keys = header_values(&seen, "x-api-key");
+    assert!(
+        keys.len() >= 4 && keys.iter().all(|k| k == SECRET_VALUE),
+        "{keys:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
