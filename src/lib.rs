@@ -1,6 +1,7 @@
 //! mcp-operator: a Kubernetes operator for MCP servers.
 //!
 //! The crate is laid out in rooms (see `DESIGN.md` of the project):
+//! - [`address`]: which addresses a proxy may reach (shared by admission and the bridge).
 //! - [`api`]: the CRD types at every served version; no I/O.
 //! - [`admission`]: pure defaulting and validation, rendered as field errors.
 //! - [`conversion`]: pure conversions between API versions.
@@ -10,6 +11,7 @@
 //! - [`cli`]: the subcommands of the `mcp-operator` binary.
 //! - [`manifest`] and [`yaml`]: reading manifests, and writing YAML every reader agrees on.
 
+pub mod address;
 pub mod admission;
 pub mod api;
 pub mod bridge;

@@ -690,3 +690,43 @@ async fn kubectl_apply_of_the_registry_seed_yields_its_children() {
             .is_none());
     }
 }
+
+/// The address guard at admission: a remote proxy pointed at the cloud metadata service is
+/// refused by `kubectl apply`, field and reason, and never stored; a public one is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_refuses_a_remote_proxy_to_the_metadata_service() {
+    let c = cluster().await;
+    let file = c._dir.path().join("rp.yaml");
+    std::fs::write(&file, "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPRemoteProxy\nmetadata: {name: meta, namespace: default}\nspec:\n  remoteUrl: http://169.254.169.254/\n").unwrap();
+    let o = c
+        .kubectl(&["apply", "--validate=false", "-f", file.to_str().unwrap()])
+        .await;
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("The MCPRemoteProxy \"meta\" is invalid"),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.remoteUrl: Forbidden") && err.contains("169.254.169.254 is link-local"),
+        "{err}"
+    );
+    assert!(c
+        .server
+        .stored_object(
+            "toolhive.stacklok.dev",
+            "mcpremoteproxies",
+            "default",
+            "meta"
+        )
+        .is_none());
+
+    std::fs::write(&file, "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPRemoteProxy\nmetadata: {name: docs, namespace: default}\nspec:\n  remoteUrl: https://mcp.docs.example.com/mcp\n").unwrap();
+    let out = c
+        .ok(&["apply", "--validate=false", "-f", file.to_str().unwrap()])
+        .await;
+    assert!(
+        out.contains("mcpremoteproxy.toolhive.stacklok.dev/docs created"),
+        "{out}"
+    );
+}

@@ -2,10 +2,11 @@
 
 use super::common::*;
 use super::field::{FieldError, Path};
+use crate::address::Refused;
 use crate::api::v1beta1::{HeaderForward, MCPToolConfigSpec};
 use crate::api::{v1alpha1, v1beta1};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 pub fn validate_remote_proxy_v1beta1(obj: &v1beta1::MCPRemoteProxy, f: &mut Findings) {
     let s = &obj.spec;
@@ -169,16 +170,19 @@ pub fn check_remote_url(f: &mut Findings, path: &Path, url: &str, allow_private:
         .trim_end_matches(']')
         .parse::<IpAddr>()
     {
-        if is_always_blocked(ip) {
-            f.error(FieldError::forbidden(
-                path.clone(),
-                format!("address {ip} is loopback, link-local or unspecified"),
-            ));
-        } else if is_private(ip) && !allow_private {
-            f.error(FieldError::forbidden(
+        match crate::address::classify(ip) {
+            Some(Refused::Private) if !allow_private => f.error(FieldError::forbidden(
                 path.clone(),
                 format!("address {ip} is private; set spec.allowPrivateEndpoint to allow it"),
-            ));
+            )),
+            Some(Refused::Private) | None => {}
+            Some(class) => f.error(FieldError::forbidden(
+                path.clone(),
+                format!(
+                    "address {ip} is {}: it points at the node or its metadata service",
+                    class.what()
+                ),
+            )),
         }
         return;
     }
@@ -202,31 +206,6 @@ fn url_host(url: &str) -> Option<String> {
         host_port.split(':').next()?.to_string()
     };
     (!host.is_empty() && host != "[]").then_some(host)
-}
-
-fn is_always_blocked(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.octets()[0] == 0,
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|m| is_always_blocked(IpAddr::V4(m)))
-        }
-    }
-}
-
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_private() || v4 == Ipv4Addr::BROADCAST,
-        IpAddr::V6(v6) => {
-            (v6.segments()[0] & 0xfe00) == 0xfc00
-                || v6 == Ipv6Addr::UNSPECIFIED
-                || v6.to_ipv4_mapped().is_some_and(|m| m.is_private())
-        }
-    }
 }
 
 pub fn validate_tool_config(spec: &MCPToolConfigSpec, f: &mut Findings) {

@@ -15,9 +15,9 @@ use super::filter::{ToolPolicy, ToolsError};
 pub enum Transport {
     /// Spawn the server and speak over its stdin/stdout.
     Stdio,
-    /// Reverse-proxy to a legacy HTTP+SSE server at `target`.
+    /// Reverse-proxy to a legacy HTTP+SSE server at `target` (or `remoteUrl`).
     Sse,
-    /// Reverse-proxy to a streamable-HTTP server at `target`.
+    /// Reverse-proxy to a streamable-HTTP server at `target` (or `remoteUrl`).
     StreamableHttp,
 }
 
@@ -49,6 +49,11 @@ pub struct FileConfig {
     pub session_handshake_seconds: Option<u64>,
     pub max_sessions_per_client: Option<usize>,
     pub max_stream_queue_bytes: Option<usize>,
+    pub remote_url: Option<String>,
+    pub allow_private_endpoint: Option<bool>,
+    pub ca_bundle: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub headers_from_env: Option<BTreeMap<String, String>>,
 }
 
 /// How one backend tool is shown to clients (`toolOverrides`, keyed by the backend's name;
@@ -118,6 +123,20 @@ pub struct Config {
     pub max_sessions_per_client: usize,
     /// Bytes queued on one SSE stream for a client that does not read it; more are dropped.
     pub max_stream_queue_bytes: usize,
+    /// Remote mode: an MCP server elsewhere (`http://` or `https://`), reached through the
+    /// address guard (see [`crate::address`]).
+    pub remote_url: Option<String>,
+    /// Remote mode: RFC 1918 and ULA addresses may be reached.
+    pub allow_private_endpoint: bool,
+    /// Remote mode, tests and local development only: loopback addresses may be reached.
+    pub allow_loopback_remote: bool,
+    /// Remote mode: a PEM file of CA certificates trusted besides the system's.
+    pub ca_bundle: Option<std::path::PathBuf>,
+    /// Remote mode: headers added to every request to the remote (name → value).
+    pub headers: BTreeMap<String, String>,
+    /// Remote mode: headers added to every request to the remote, their values read from
+    /// environment variables at start-up (name → variable), so a value never sits in the file.
+    pub headers_from_env: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -148,6 +167,12 @@ impl Default for Config {
             session_handshake: Duration::from_secs(10),
             max_sessions_per_client: 1000,
             max_stream_queue_bytes: 4 << 20,
+            remote_url: None,
+            allow_private_endpoint: false,
+            allow_loopback_remote: false,
+            ca_bundle: None,
+            headers: BTreeMap::new(),
+            headers_from_env: BTreeMap::new(),
         }
     }
 }
@@ -177,6 +202,22 @@ pub enum ConfigError {
     Tools(#[from] ToolsError),
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    #[error("invalid remoteUrl {0:?}: expected http:// or https://HOST[:PORT][/PATH]")]
+    RemoteUrl(String),
+    #[error(
+        "remoteUrl and {0} exclude each other: a remote server is neither spawned nor in the pod"
+    )]
+    RemoteAnd(&'static str),
+    #[error("the remote transport must be sse or streamable-http, not stdio")]
+    RemoteStdio,
+    #[error("{0} is set but remoteUrl is not: it applies to remote servers only")]
+    RemoteOnly(&'static str),
+    #[error("{field}[{name:?}]: {why}")]
+    Header {
+        field: &'static str,
+        name: String,
+        why: &'static str,
+    },
 }
 
 impl FileConfig {
@@ -219,7 +260,13 @@ pub fn normalize_prefix(prefix: &str) -> String {
 impl Config {
     /// Checks what flags and file cannot check on their own.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.remote_url.is_some() {
+            self.validate_remote()?;
+        } else {
+            self.validate_not_remote()?;
+        }
         match self.transport {
+            _ if self.remote_url.is_some() => {}
             Transport::Stdio if self.command.is_empty() => return Err(ConfigError::NoCommand),
             Transport::Sse | Transport::StreamableHttp => {
                 let target = self
@@ -256,6 +303,77 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    fn validate_remote(&self) -> Result<(), ConfigError> {
+        let url = self.remote_url.as_deref().unwrap_or_default();
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        let host = rest.and_then(|r| r.split(['/', '?', '#']).next());
+        if host.is_none_or(|h| h.is_empty() || h.contains('@'))
+            || url.parse::<axum::http::Uri>().is_err()
+        {
+            return Err(ConfigError::RemoteUrl(url.to_owned()));
+        }
+        if self.transport == Transport::Stdio {
+            return Err(ConfigError::RemoteStdio);
+        }
+        if self.target.is_some() {
+            return Err(ConfigError::RemoteAnd("target"));
+        }
+        if !self.command.is_empty() {
+            return Err(ConfigError::RemoteAnd("a server command"));
+        }
+        for name in self.headers.keys() {
+            check_header_name("headers", name)?;
+        }
+        for (name, var) in &self.headers_from_env {
+            check_header_name("headersFromEnv", name)?;
+            if var.is_empty() || var.contains('=') || var.contains('\0') {
+                return Err(ConfigError::Header {
+                    field: "headersFromEnv",
+                    name: name.clone(),
+                    why: "the environment variable name is empty or invalid",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_not_remote(&self) -> Result<(), ConfigError> {
+        for (field, set) in [
+            ("caBundle", self.ca_bundle.is_some()),
+            ("headers", !self.headers.is_empty()),
+            ("headersFromEnv", !self.headers_from_env.is_empty()),
+            ("allowPrivateEndpoint", self.allow_private_endpoint),
+            (
+                "--insecure-allow-loopback-remote",
+                self.allow_loopback_remote,
+            ),
+        ] {
+            if set {
+                return Err(ConfigError::RemoteOnly(field));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_header_name(field: &'static str, name: &str) -> Result<(), ConfigError> {
+    let why = match axum::http::HeaderName::from_bytes(name.as_bytes()) {
+        Err(_) => "not a valid HTTP header name",
+        Ok(h) if super::reverse::is_hop_by_hop(h.as_str()) || h == axum::http::header::HOST => {
+            "a connection-level header the bridge sets itself"
+        }
+        Ok(_) => return Ok(()),
+    };
+    Err(ConfigError::Header {
+        field,
+        name: name.to_owned(),
+        why,
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! - [`hub`] owns the handshake, rewrites ids and routes what the server sends;
 //! - [`front`] speaks both HTTP transports, with the checks and error table of `docs/bridge.md`;
 //! - [`filter`] is the tools allow-list and the tool overrides (MCPToolConfig);
-//! - [`reverse`] forwards to servers that speak HTTP themselves (`--transport sse|streamable-http`);
+//! - [`reverse`] forwards to servers that speak HTTP themselves (`--transport sse|streamable-http`),
+//!   in the pod or, with [`remote`], elsewhere (`remoteUrl`, MCPRemoteProxy);
 //! - [`stdio`] spawns, signals and reaps the server;
 //! - [`serve`] is the listener of both modes, bounded against slow and idle clients;
 //! - [`origin`] decides which browser pages may call (Origin and Host, against DNS rebinding).
@@ -26,6 +27,7 @@ pub mod hub;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod origin;
+pub mod remote;
 pub mod reverse;
 pub mod serve;
 pub mod stdio;
@@ -54,6 +56,14 @@ pub struct BridgeArgs {
     /// URL of an HTTP server to reverse-proxy to, e.g. http://127.0.0.1:8080/mcp.
     #[arg(long)]
     pub target: Option<String>,
+    /// URL of a remote MCP server to proxy to (http:// or https://), e.g.
+    /// https://mcp.example.com/mcp; its addresses pass the guard at every connect.
+    #[arg(long)]
+    pub remote_url: Option<String>,
+    /// For tests and local development only (the operator never sets it): let the remote
+    /// mode reach loopback addresses. Link-local and metadata addresses stay refused.
+    #[arg(long)]
+    pub insecure_allow_loopback_remote: bool,
     /// Tools allow-list (the names clients see, after `toolOverrides` in the config file); every
     /// other tool is hidden and its calls fail with -32602.
     #[arg(long, value_delimiter = ',')]
@@ -98,8 +108,14 @@ impl BridgeArgs {
             cfg.listen = config::parse_listen(v)?;
         }
         cfg.target = self.target.clone().or(file.target);
+        cfg.remote_url = self.remote_url.clone().or(file.remote_url);
+        cfg.allow_private_endpoint = file.allow_private_endpoint.unwrap_or(false);
+        cfg.allow_loopback_remote = self.insecure_allow_loopback_remote;
+        cfg.ca_bundle = file.ca_bundle.map(PathBuf::from);
+        cfg.headers = file.headers.unwrap_or_default();
+        cfg.headers_from_env = file.headers_from_env.unwrap_or_default();
         cfg.transport = self.transport.or(file.transport).unwrap_or(
-            if cfg.target.is_some() && self.command.is_empty() {
+            if (cfg.target.is_some() || cfg.remote_url.is_some()) && self.command.is_empty() {
                 Transport::StreamableHttp
             } else {
                 Transport::Stdio

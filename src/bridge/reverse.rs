@@ -1,5 +1,6 @@
 //! The HTTP backends (`--transport sse|streamable-http`): a reverse proxy to a server that speaks
-//! MCP over HTTP itself, on `127.0.0.1:<mcpPort>` in the same pod.
+//! MCP over HTTP itself, on `127.0.0.1:<mcpPort>` in the same pod, or elsewhere (`remoteUrl`,
+//! see [`super::remote`]: HTTPS, the address guard, added headers, readiness by `initialize`).
 //!
 //! Bodies stream through without buffering (SSE is forwarded event by event), MCP headers pass
 //! both ways, and the legacy `endpoint` event is rewritten to the bridge's own `/messages` path.
@@ -22,6 +23,7 @@ use axum::Router;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -36,40 +38,110 @@ use super::hub::lock;
 use super::jsonrpc::{self, code};
 use super::metrics::Metrics;
 use super::origin::Access;
+use super::remote::{self, GuardedResolver};
 use super::serve::BodyBudget;
 use super::{serve, stdio};
 
 /// Where the backend lives.
 #[derive(Debug, Clone)]
 struct Target {
-    /// `http://host:port`
+    /// `http://host:port` (or `https://…` for a remote)
     origin: String,
     authority: HeaderValue,
+    host: String,
     /// The path of the MCP endpoint (`/mcp`) or of the SSE stream (`/sse`).
     path: String,
+    /// A query the remote's URL carries (some remotes take a key there), sent on every request.
+    query: Option<String>,
 }
 
 impl Target {
-    fn parse(url: &str) -> anyhow::Result<Self> {
+    /// `remote`: `https://` is allowed, and the URL's query is kept.
+    fn parse(url: &str, remote: bool) -> anyhow::Result<Self> {
+        let what = if remote { "remoteUrl" } else { "target" };
         let uri: Uri = url
             .parse()
-            .map_err(|e| anyhow::anyhow!("invalid target {url:?}: {e}"))?;
-        if uri.scheme_str() != Some("http") {
-            anyhow::bail!("invalid target {url:?}: only http:// is supported (same pod)");
-        }
+            .map_err(|e| anyhow::anyhow!("invalid {what} {url:?}: {e}"))?;
+        let scheme = match uri.scheme_str() {
+            Some("http") => "http",
+            Some("https") if remote => "https",
+            _ if remote => anyhow::bail!("invalid remoteUrl {url:?}: only http:// and https://"),
+            _ => anyhow::bail!("invalid target {url:?}: only http:// is supported (same pod)"),
+        };
         let authority = uri
             .authority()
-            .ok_or_else(|| anyhow::anyhow!("invalid target {url:?}: no host"))?
+            .ok_or_else(|| anyhow::anyhow!("invalid {what} {url:?}: no host"))?
             .clone();
         let path = match uri.path() {
             "" | "/" => String::new(),
             p => p.to_owned(),
         };
         Ok(Self {
-            origin: format!("http://{authority}"),
+            origin: format!("{scheme}://{authority}"),
             authority: HeaderValue::from_str(authority.as_str())?,
+            host: authority.host().to_owned(),
             path,
+            query: uri
+                .query()
+                .filter(|q| !q.is_empty() && remote)
+                .map(str::to_owned),
         })
+    }
+
+    /// `path` with the remote's own query and the client's, in that order.
+    fn path_and_query(&self, path: &str, client_query: Option<&str>) -> String {
+        let queries: Vec<&str> = [self.query.as_deref(), client_query]
+            .into_iter()
+            .flatten()
+            .filter(|q| !q.is_empty())
+            .collect();
+        if queries.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{}", queries.join("&"))
+        }
+    }
+}
+
+type UpstreamClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Body>;
+
+/// The client towards the backend: plain HTTP on loopback for the in-pod backends; for a remote,
+/// HTTPS (system roots and `caBundle`) with every resolved address through the guard.
+fn upstream_client(cfg: &Config) -> anyhow::Result<UpstreamClient> {
+    let (guard, tls) = match &cfg.remote_url {
+        Some(_) => (
+            Some(allowance(cfg)),
+            remote::tls_config(cfg.ca_bundle.as_deref())?,
+        ),
+        // The in-pod server is plain HTTP on loopback: no roots to load.
+        None => (
+            None,
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        ),
+    };
+    let mut connector = HttpConnector::new_with_resolver(GuardedResolver { guard });
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(https))
+}
+
+fn allowance(cfg: &Config) -> crate::address::Allowance {
+    crate::address::Allowance {
+        private: cfg.allow_private_endpoint,
+        loopback: cfg.allow_loopback_remote,
     }
 }
 
@@ -78,7 +150,9 @@ struct ProxyState {
     access: Access,
     bodies: BodyBudget,
     target: Target,
-    client: Client<HttpConnector, Body>,
+    client: UpstreamClient,
+    /// Headers added to every request to a remote (values sensitive, never logged).
+    added_headers: Vec<(HeaderName, HeaderValue)>,
     tools: Option<ToolPolicy>,
     /// The backend's message path, learned from its `endpoint` event (`/message`, `/messages/`).
     message_path: Mutex<Option<String>>,
@@ -89,6 +163,11 @@ struct ProxyState {
 }
 
 type Shared = Arc<ProxyState>;
+
+/// Whether a header is hop-by-hop (never forwarded, never configured).
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) never cross a proxy.
 const HOP_BY_HOP: &[&str] = &[
@@ -105,14 +184,18 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// Serves the fronts in front of an HTTP MCP server; spawns the server command if one is given.
 pub async fn run(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32> {
-    let target = Target::parse(cfg.target.as_deref().unwrap_or_default())?;
+    let target = match &cfg.remote_url {
+        Some(url) => {
+            let target = Target::parse(url, true)?;
+            // The connector resolves names only; an address written in the URL is judged here.
+            remote::check_literal(&target.host, allowance(&cfg))?;
+            target
+        }
+        None => Target::parse(cfg.target.as_deref().unwrap_or_default(), false)?,
+    };
     let tools = super::tool_policy(&cfg)?;
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector);
+    let client = upstream_client(&cfg)?;
+    let added_headers = remote::added_headers(&cfg)?;
     // Not served (the backend has its own); counts connections and refusals all the same.
     let metrics = Arc::new(Metrics::new());
     let state = Arc::new(ProxyState {
@@ -121,6 +204,7 @@ pub async fn run(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32>
         bodies: BodyBudget::new(cfg.max_body_bytes_in_flight, metrics.clone()),
         target,
         client,
+        added_headers,
         tools,
         message_path: Mutex::new(None),
         injectors: Mutex::new(HashMap::new()),
@@ -133,7 +217,11 @@ pub async fn run(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32>
         super::serve_limits(&cfg),
         metrics,
     ));
-    tokio::spawn(watch_backend(state.clone()));
+    if cfg.remote_url.is_some() {
+        tokio::spawn(watch_remote(state.clone()));
+    } else {
+        tokio::spawn(watch_backend(state.clone()));
+    }
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -221,6 +309,81 @@ async fn watch_backend(st: Shared) {
     }
 }
 
+/// Readiness of a remote: the bridge's own MCP `initialize` succeeds (retried every two
+/// seconds until it does, then repeated at the ping interval).
+async fn watch_remote(st: Shared) {
+    let transport = st.cfg.transport;
+    let default = if transport == Transport::Sse {
+        "/sse"
+    } else {
+        "/mcp"
+    };
+    let path = st.target.path_and_query(&st.target.path_or(default), None);
+    let mut last_error = String::new();
+    loop {
+        let probe = remote::initialize(st.as_ref(), transport, &path, st.cfg.max_line_bytes);
+        let outcome = match tokio::time::timeout(remote::probe_timeout(&st.cfg), probe).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err("the remote did not answer initialize in time".into()),
+        };
+        let up = outcome.is_ok();
+        let was = st.ready.swap(up, std::sync::atomic::Ordering::Relaxed);
+        match outcome {
+            Ok(()) if !was => {
+                tracing::info!(remote = %st.target.origin, "the remote MCP server answered initialize; ready")
+            }
+            Err(e) if was || e != last_error => {
+                tracing::warn!(remote = %st.target.origin, error = %e, "the remote MCP server is not reachable; not ready");
+                last_error = e;
+            }
+            _ => {}
+        }
+        if up {
+            last_error.clear();
+        }
+        let wait = if up {
+            st.cfg.ping_interval
+        } else {
+            Duration::from_secs(2)
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+impl remote::Exchange for ProxyState {
+    fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Bytes,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<hyper::Response<Body>, String>> + Send + '_>,
+    > {
+        let uri = format!("{}{path_and_query}", self.target.origin);
+        Box::pin(async move {
+            let mut req = axum::http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::from(body))
+                .map_err(|e| format!("invalid request to the remote: {e}"))?;
+            let h = req.headers_mut();
+            for (name, value) in headers {
+                h.insert(name, value);
+            }
+            h.insert(header::HOST, self.target.authority.clone());
+            for (name, value) in &self.added_headers {
+                h.insert(name.clone(), value.clone());
+            }
+            self.client
+                .request(req)
+                .await
+                .map(|r| r.map(Body::new))
+                .map_err(|e| remote::chain(&e))
+        })
+    }
+}
+
 /// Streamable HTTP: POST, GET and DELETE on `/mcp`.
 async fn proxy_mcp(State(st): State<Shared>, req: Request) -> Response {
     let path = st.target.path_or("/mcp");
@@ -281,10 +444,11 @@ async fn forward(
     } else {
         (None, body)
     };
-    let uri = match query {
-        Some(q) if !q.is_empty() => format!("{}{path}?{q}", st.target.origin),
-        _ => format!("{}{path}", st.target.origin),
-    };
+    let uri = format!(
+        "{}{}",
+        st.target.origin,
+        st.target.path_and_query(path, query)
+    );
     // The message path comes from the server's `endpoint` event: it may not make a valid URI.
     let Ok(mut out) = axum::http::Request::builder()
         .method(parts.method.clone())
@@ -300,6 +464,10 @@ async fn forward(
     copy_headers(&parts.headers, out.headers_mut());
     out.headers_mut()
         .insert(header::HOST, st.target.authority.clone());
+    // Configured headers win over a client's of the same name.
+    for (name, value) in &st.added_headers {
+        out.headers_mut().insert(name.clone(), value.clone());
+    }
     if let Some(len) = body_len {
         // The body was read, and maybe rewritten: its length is known here, not by the client.
         out.headers_mut().insert(header::CONTENT_LENGTH, len.into());
@@ -311,12 +479,15 @@ async fn forward(
     let resp = match sent {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "the MCP server could not be reached");
-            return rpc_error(
-                StatusCode::BAD_GATEWAY,
-                code::INTERNAL_ERROR,
-                "the MCP server could not be reached",
-            );
+            let why = remote::chain(&e);
+            tracing::warn!(error = %why, "the MCP server could not be reached");
+            // A remote's failure (refused address, TLS) is the operator's to fix: say which.
+            let message = if st.cfg.remote_url.is_some() {
+                format!("the remote MCP server could not be reached: {why}")
+            } else {
+                "the MCP server could not be reached".to_owned()
+            };
+            return rpc_error(StatusCode::BAD_GATEWAY, code::INTERNAL_ERROR, &message);
         }
         Err(_) => {
             return rpc_error(

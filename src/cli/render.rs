@@ -2,7 +2,7 @@
 
 use crate::admission::{self, Operation};
 use crate::api::v1beta1::MCPRegistry;
-use crate::api::v1beta1::{MCPServer, MCPToolConfig, MCPToolConfigSpec};
+use crate::api::v1beta1::{MCPRemoteProxy, MCPServer, MCPToolConfig, MCPToolConfigSpec};
 use crate::controller::children::{self, Inputs};
 use crate::controller::mcpregistry_children as registry_children;
 use crate::conversion;
@@ -20,8 +20,9 @@ pub fn default_bridge_image() -> String {
 }
 
 /// Print the children (ConfigMap, ServiceAccount, Service, Deployment) the reconciler would
-/// apply for every MCPServer in the input, after defaulting and validation; and for every
-/// MCPRegistry its ConfigMap, ServiceAccount, Role, RoleBinding, Deployment and Service.
+/// apply for every MCPServer and MCPRemoteProxy in the input, after defaulting and validation;
+/// and for every MCPRegistry its ConfigMap, ServiceAccount, Role, RoleBinding, Deployment and
+/// Service.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RenderArgs {
     /// Files or folders of manifests; `-` reads stdin.
@@ -64,6 +65,18 @@ pub fn run(args: RenderArgs) -> i32 {
         .filter(|d| d.value.get("kind").and_then(Value::as_str) == Some("MCPRegistry"))
     {
         match render_registry(&doc.value, &args.bridge_image, &args.registry_api_image) {
+            Ok(text) => out.push_str(&text),
+            Err(why) => {
+                eprintln!("{}: document {}: {why}", doc.file, doc.index);
+                rejected = true;
+            }
+        }
+    }
+    for doc in docs
+        .iter()
+        .filter(|d| d.value.get("kind").and_then(Value::as_str) == Some("MCPRemoteProxy"))
+    {
+        match render_remote_proxy(&doc.value, &args.bridge_image, &tool_configs) {
             Ok(text) => out.push_str(&text),
             Err(why) => {
                 eprintln!("{}: document {}: {why}", doc.file, doc.index);
@@ -228,6 +241,62 @@ pub fn render_one(
     Ok(text)
 }
 
+/// The children of one MCPRemoteProxy (any served version) as YAML documents, with the
+/// MCPToolConfigs of the inputs to resolve its `toolConfigRef`. Header Secrets are referenced
+/// (`secretKeyRef`), never read.
+pub fn render_remote_proxy(
+    obj: &Value,
+    bridge_image: &str,
+    tool_configs: &ToolConfigs,
+) -> Result<String, String> {
+    use crate::controller::mcpremoteproxy_children as remote;
+    let verdict = admission::admit(obj, None, Operation::Create).map_err(|e| e.to_string())?;
+    if !verdict.allowed() {
+        return Err(format!("rejected: {}", verdict.errors));
+    }
+    let beta = conversion::convert(&verdict.defaulted, "v1beta1").map_err(|e| e.to_string())?;
+    let proxy: MCPRemoteProxy = serde_json::from_value(beta).map_err(|e| e.to_string())?;
+    let ns = proxy
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+    let (tool_config, note) = match &proxy.spec.tool_config_ref {
+        None => (None, None),
+        Some(r) => match tool_configs.0.get(&(ns.clone(), r.name.clone())) {
+            Some(Ok(spec)) => (Some(spec.clone()), None),
+            Some(Err(why)) => {
+                return Err(format!(
+                    "MCPToolConfig {:?} is not valid (the operator would not roll this proxy out): {why}",
+                    r.name
+                ))
+            }
+            None => (
+                None,
+                Some(format!(
+                    "# NOT SHOWN: spec.toolConfigRef names MCPToolConfig {:?} (namespace {ns}), which is not among the inputs;\n\
+                     # the operator would not roll this proxy out without it (ToolConfigNotFound). Pass its manifest too.\n",
+                    r.name
+                )),
+            ),
+        },
+    };
+    let inputs = remote::Inputs {
+        bridge_image: bridge_image.to_string(),
+        tool_config,
+        ..remote::Inputs::default()
+    };
+    let mut text = String::new();
+    for child in remote::desired(&proxy, &inputs).objects() {
+        text.push_str("---\n");
+        if child.get("kind").and_then(Value::as_str) == Some("ConfigMap") {
+            text.push_str(note.as_deref().unwrap_or_default());
+        }
+        text.push_str(&serde_yaml::to_string(&child).map_err(|e| e.to_string())?);
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +419,38 @@ mod tests {
             why.contains("is not inside any of spec.volumeMounts"),
             "{why}"
         );
+    }
+
+    /// A remote proxy renders with its MCPToolConfig resolved, its header Secret referenced
+    /// and never read, and a refused remoteUrl is an error.
+    #[test]
+    fn remote_proxies_render() {
+        let proxy = |url: &str| {
+            json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPRemoteProxy",
+                "metadata": {"name": "rp"}, "spec": {"remoteUrl": url, "toolConfigRef": {"name": "renames"},
+                "headerForward": {"addHeadersFromSecret": [{"headerName": "X-Key", "valueSecretRef": {"name": "k", "key": "v"}}]}}})
+        };
+        let renames = tool_config(
+            "renames",
+            json!({"toolsFilter": ["say"], "toolsOverride": {"echo": {"name": "say"}}}),
+        );
+        let ok = proxy("https://mcp.example.com/mcp");
+        let configs = ToolConfigs::from_inputs(&[&ok, &renames]);
+        let text = render_remote_proxy(&ok, "img", &configs).unwrap();
+        for part in [
+            r#""remoteUrl": "https://mcp.example.com/mcp""#,
+            r#""tools": ["#,
+            "secretKeyRef",
+            "name: mcp-rp-remote-proxy",
+            "image: img",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        let bad = proxy("http://169.254.169.254/");
+        let why = render_remote_proxy(&bad, "img", &configs).unwrap_err();
+        assert!(why.contains("spec.remoteUrl"), "{why}");
+        let missing = render_remote_proxy(&ok, "img", &ToolConfigs::default()).unwrap();
+        assert!(missing.contains("NOT SHOWN"), "{missing}");
     }
 
     #[test]

@@ -199,7 +199,7 @@ pub fn allowed_tools(server: &MCPServer, tool_config: Option<&MCPToolConfigSpec>
 /// backend's tool name. An empty `name` or `description` keeps the backend's, as upstream reads
 /// them; unlike upstream's proxy (name and description only) the annotations are carried over too.
 /// Entries that change nothing are kept: the bridge checks renames against their names.
-fn tool_overrides(tool_config: Option<&MCPToolConfigSpec>) -> Option<Value> {
+pub(crate) fn tool_overrides(tool_config: Option<&MCPToolConfigSpec>) -> Option<Value> {
     let overrides = tool_config?.tools_override.as_ref()?;
     if overrides.is_empty() {
         return None;
@@ -427,7 +427,12 @@ fn env(server: &MCPServer) -> Vec<Value> {
 }
 
 fn resources(server: &MCPServer) -> Value {
-    let Some(r) = &server.spec.resources else {
+    resource_requirements(server.spec.resources.as_ref())
+}
+
+/// A container's `resources` from the CRD's cpu/memory strings.
+pub(crate) fn resource_requirements(r: Option<&crate::api::shared::ResourceRequirements>) -> Value {
+    let Some(r) = r else {
         return json!({});
     };
     let list = |l: &Option<crate::api::shared::ResourceList>| {
@@ -452,7 +457,7 @@ fn resources(server: &MCPServer) -> Value {
 }
 
 /// The restricted Pod Security Standard, for every container we define.
-fn container_security() -> Value {
+pub(crate) fn container_security() -> Value {
     json!({
         "allowPrivilegeEscalation": false,
         "privileged": false,

@@ -8,6 +8,8 @@ pub mod leader;
 pub mod mcpgroup;
 pub mod mcpregistry;
 pub mod mcpregistry_children;
+pub mod mcpremoteproxy;
+pub mod mcpremoteproxy_children;
 pub mod mcpserver;
 pub mod mcptoolconfig;
 pub mod metrics;
@@ -45,6 +47,10 @@ pub async fn run_all(
         Box::pin({
             let (c, n, s, m) = c();
             mcpregistry::run(c, n, s, m)
+        }),
+        Box::pin({
+            let (c, n, s, m) = c();
+            mcpremoteproxy::run(c, n, s, m)
         }),
         Box::pin({
             let (c, n, s, m) = c();

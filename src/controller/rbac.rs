@@ -100,8 +100,6 @@ pub const RULES: &[Rule] = &[
     rule(Always, Watched, OUR, &["mcpgroups", "mcptoolconfigs"], &["get", "list", "watch"], Any,
         "referenced objects' watches; webhook reference lookups"),
     // The MCPGroup and MCPToolConfig controllers (controller/mcpgroup.rs, mcptoolconfig.rs).
-    rule(Always, Watched, OUR, &["mcpremoteproxies"], &["get", "list", "watch"], Any,
-        "group members and tool-config users"),
     rule(Always, Watched, OUR, &["mcpgroups/status", "mcptoolconfigs/status"], &["patch"], Any,
         "status patches"),
     rule(Always, Watched, OUR, &["mcptoolconfigs"], &["patch"], Any,
@@ -143,6 +141,14 @@ pub const RULES: &[Rule] = &[
         "held to grant it in the registry API's Role"),
     rule(Always, Watched, "events.k8s.io", &["events"], &["create", "patch"], Any,
         "held to grant it in the registry API's Role"),
+    // The MCPRemoteProxy controller (controller/mcpremoteproxy.rs); its children, header
+    // Secrets, MCPToolConfigs and Events need only the rows above.
+    rule(Always, Watched, OUR, &["mcpremoteproxies"], &["get", "list", "watch"], Any,
+        "the reconciled MCPRemoteProxies' watch; group members and tool-config users"),
+    rule(Always, Watched, OUR, &["mcpremoteproxies/status"], &["patch"], Any,
+        "MCPRemoteProxy status patches"),
+    rule(Always, Watched, OUR, &["mcpremoteproxies/finalizers"], &["update"], Any,
+        "ownerReferences with blockOwnerDeletion on MCPRemoteProxy children"),
     // The storage-version migrator (controller/migrate.rs): objects of every namespace.
     rule(StorageMigration, Cluster, "apiextensions.k8s.io", &["customresourcedefinitions"], &["list"], Any,
         "finds the CRDs to migrate"),

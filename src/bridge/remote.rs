@@ -1,0 +1,558 @@
+//! Remote mode (`remoteUrl`, the data path of MCPRemoteProxy): what the reverse proxy needs to
+//! reach an MCP server outside the pod.
+//!
+//! - [`GuardedResolver`]: every name is resolved at connect time and refused when any of its
+//!   addresses is loopback, link-local, unspecified, a metadata service or (unless
+//!   `allowPrivateEndpoint`) private, so a DNS answer cannot point the proxy at the node;
+//! - [`tls_config`]: the system's roots plus an optional CA bundle, on the one crypto provider
+//!   (ring);
+//! - [`added_headers`]: plain headers and headers whose values come from the environment (set
+//!   from Secrets by the operator), marked sensitive so they never reach a log;
+//! - [`initialize`]: the bridge's own MCP `initialize` against the remote, which is its
+//!   readiness.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::dns::Name;
+use serde_json::{json, Value};
+
+use super::config::{Config, Transport};
+use crate::address::{self, Allowance};
+
+/// Resolves names for the remote connector and refuses forbidden addresses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuardedResolver {
+    /// `None`: no guard (the in-pod backends, reached on loopback by design).
+    pub guard: Option<Allowance>,
+}
+
+/// A name that resolved to an address the bridge may not reach.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to {ip}, which is {what}: refused by the bridge's address guard{hint}")]
+pub struct Refusal {
+    pub host: String,
+    pub ip: std::net::IpAddr,
+    pub what: &'static str,
+    pub hint: &'static str,
+}
+
+impl Refusal {
+    fn new(host: &str, ip: std::net::IpAddr, class: address::Refused) -> Self {
+        let hint = match class {
+            address::Refused::Private => " (set allowPrivateEndpoint to allow private addresses)",
+            _ => "",
+        };
+        Refusal {
+            host: host.to_owned(),
+            ip,
+            what: class.what(),
+            hint,
+        }
+    }
+}
+
+/// Checks every address of `host` (all of them: one forbidden answer refuses the name, so a
+/// mixed answer cannot be used to reach the node).
+pub fn check_addresses(host: &str, addrs: &[SocketAddr], allow: Allowance) -> Result<(), Refusal> {
+    for a in addrs {
+        if let Some(class) = address::refusal(a.ip(), allow) {
+            return Err(Refusal::new(host, a.ip(), class));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a host written as an IP address (the connector does not resolve those).
+pub fn check_literal(host: &str, allow: Allowance) -> Result<(), Refusal> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => check_addresses(host, &[SocketAddr::new(ip, 0)], allow),
+        Err(_) => Ok(()),
+    }
+}
+
+impl tower::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let guard = self.guard;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(allow) = guard {
+                check_addresses(&host, &addrs, allow).map_err(|refusal| {
+                    std::io::Error::new(std::io::ErrorKind::PermissionDenied, refusal)
+                })?;
+            }
+            Ok(addrs.into_iter())
+        })
+    }
+}
+
+/// The TLS client configuration: the system's roots, plus the certificates of `ca_bundle`.
+/// Without either, only plain `http://` remotes can be reached; that is said once.
+pub fn tls_config(ca_bundle: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    if !native.errors.is_empty() {
+        tracing::warn!(
+            errors = native.errors.len(),
+            "some system CA certificates could not be read"
+        );
+    }
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_bundle {
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read caBundle {}: {e}", path.display()))?;
+        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("caBundle {} is not PEM: {e}", path.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!("caBundle {} holds no certificate", path.display());
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| {
+                anyhow::anyhow!(
+                    "caBundle {}: a certificate is not usable: {e}",
+                    path.display()
+                )
+            })?;
+        }
+    }
+    if roots.is_empty() {
+        tracing::warn!(
+            "no CA certificates (system or caBundle): https:// remotes cannot be verified"
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The headers added to every request to the remote, in order: plain ones, then those read
+/// from the environment (which win on a clash). Values are marked sensitive: `Debug` hides
+/// them, and nothing logs them.
+pub fn added_headers(cfg: &Config) -> anyhow::Result<Vec<(HeaderName, HeaderValue)>> {
+    added_headers_with(cfg, |var| std::env::var_os(var))
+}
+
+/// [`added_headers`] with the environment given (tests).
+pub fn added_headers_with(
+    cfg: &Config,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> anyhow::Result<Vec<(HeaderName, HeaderValue)>> {
+    let mut out = Vec::new();
+    for (name, value) in &cfg.headers {
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            anyhow::anyhow!("headers[{name:?}]: the value is not a valid HTTP header value")
+        })?;
+        out.push((header_name(name)?, value));
+    }
+    for (name, var) in &cfg.headers_from_env {
+        let Some(raw) = env(var) else {
+            anyhow::bail!(
+                "headersFromEnv[{name:?}]: the environment variable {var} is not set (its Secret key may be missing)"
+            );
+        };
+        let value = HeaderValue::from_bytes(raw.as_encoded_bytes()).map_err(|_| {
+            anyhow::anyhow!(
+                "headersFromEnv[{name:?}]: the value of {var} is not a valid HTTP header value (a trailing newline in the Secret?)"
+            )
+        })?;
+        out.push((header_name(name)?, value));
+    }
+    for (_, v) in &mut out {
+        v.set_sensitive(true);
+    }
+    Ok(out)
+}
+
+fn header_name(name: &str) -> anyhow::Result<HeaderName> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| anyhow::anyhow!("{name:?} is not a valid HTTP header name"))
+}
+
+/// An error and everything under it, for messages (hyper's own Display stops at the top).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// How the probe talks to the remote: a request out, a response back.
+pub trait Exchange: Send + Sync {
+    fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Bytes,
+    ) -> Pin<Box<dyn Future<Output = Result<hyper::Response<axum::body::Body>, String>> + Send + '_>>;
+}
+
+const PROBE_ID: &str = "mcp-operator-readiness";
+
+fn initialize_body() -> Bytes {
+    Bytes::from(
+        json!({
+            "jsonrpc": "2.0", "id": PROBE_ID, "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "mcp-operator-bridge", "version": env!("CARGO_PKG_VERSION")},
+            }
+        })
+        .to_string(),
+    )
+}
+
+/// The bridge's own `initialize` against the remote: Ok when it answers with a result, else
+/// why not. The session it opens is closed again (DELETE, or the SSE stream dropped). Bounded
+/// in time by the caller and in size by `max_bytes`.
+pub async fn initialize(
+    x: &dyn Exchange,
+    transport: Transport,
+    path: &str,
+    max_bytes: usize,
+) -> Result<(), String> {
+    match transport {
+        Transport::Sse => initialize_sse(x, path, max_bytes).await,
+        _ => initialize_streamable(x, path, max_bytes).await,
+    }
+}
+
+fn json_headers() -> Vec<(HeaderName, HeaderValue)> {
+    vec![
+        (
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        ),
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ),
+    ]
+}
+
+async fn initialize_streamable(
+    x: &dyn Exchange,
+    path: &str,
+    max_bytes: usize,
+) -> Result<(), String> {
+    let resp = x
+        .send(Method::POST, path, json_headers(), initialize_body())
+        .await?;
+    let status = resp.status();
+    let session = resp.headers().get("mcp-session-id").cloned();
+    let sse = is_event_stream(resp.headers());
+    if !status.is_success() {
+        return Err(format!("the remote answered initialize with HTTP {status}"));
+    }
+    let mut body = resp.into_body();
+    let answer = if sse {
+        let mut events = SseReader::default();
+        loop {
+            let Some(event) = events.next(&mut body, max_bytes).await? else {
+                return Err("the remote closed its initialize stream without an answer".into());
+            };
+            if event.kind == "message" && is_probe_answer(&event.data) {
+                break event.data;
+            }
+        }
+    } else {
+        let collected = http_body_util::Limited::new(body, max_bytes)
+            .collect()
+            .await
+            .map_err(|e| format!("the remote's initialize answer could not be read: {e}"))?;
+        String::from_utf8_lossy(&collected.to_bytes()).into_owned()
+    };
+    let verdict = judge(&answer);
+    if let Some(sid) = session {
+        // Be a polite client: the probe's session is not used again.
+        let _ = x
+            .send(
+                Method::DELETE,
+                path,
+                vec![(HeaderName::from_static("mcp-session-id"), sid)],
+                Bytes::new(),
+            )
+            .await;
+    }
+    verdict
+}
+
+async fn initialize_sse(x: &dyn Exchange, path: &str, max_bytes: usize) -> Result<(), String> {
+    let accept = vec![(
+        header::ACCEPT,
+        HeaderValue::from_static("text/event-stream"),
+    )];
+    let resp = x.send(Method::GET, path, accept, Bytes::new()).await?;
+    let status = resp.status();
+    if status != StatusCode::OK || !is_event_stream(resp.headers()) {
+        return Err(format!(
+            "the remote answered the SSE stream request with HTTP {status}"
+        ));
+    }
+    let mut body = resp.into_body();
+    let mut events = SseReader::default();
+    let endpoint = loop {
+        match events.next(&mut body, max_bytes).await? {
+            Some(e) if e.kind == "endpoint" => break e.data,
+            Some(_) => continue,
+            None => return Err("the remote's SSE stream ended before its endpoint event".into()),
+        }
+    };
+    let post_path = path_and_query(endpoint.trim());
+    let resp = x
+        .send(Method::POST, &post_path, json_headers(), initialize_body())
+        .await?;
+    if !resp.status().is_success() {
+        return Err(format!(
+            "the remote answered initialize with HTTP {}",
+            resp.status()
+        ));
+    }
+    loop {
+        match events.next(&mut body, max_bytes).await? {
+            Some(e) if e.kind == "message" && is_probe_answer(&e.data) => return judge(&e.data),
+            Some(_) => continue,
+            None => return Err("the remote's SSE stream ended before the initialize answer".into()),
+        }
+    }
+}
+
+/// The path and query of an `endpoint` event, which may be an absolute URL: the bridge posts
+/// to its own remote, never to a host an event names.
+pub fn path_and_query(endpoint: &str) -> String {
+    match endpoint.find("://") {
+        Some(i) => endpoint[i + 3..]
+            .find('/')
+            .map_or("/".to_owned(), |j| endpoint[i + 3 + j..].to_owned()),
+        None => endpoint.to_owned(),
+    }
+}
+
+fn is_event_stream(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/event-stream"))
+}
+
+fn is_probe_answer(data: &str) -> bool {
+    serde_json::from_str::<Value>(data).is_ok_and(|v| v.get("id") == Some(&json!(PROBE_ID)))
+}
+
+/// Ok for a JSON-RPC result, the remote's error message (bounded) otherwise.
+fn judge(answer: &str) -> Result<(), String> {
+    let v: Value = serde_json::from_str(answer.trim())
+        .map_err(|_| "the remote's initialize answer is not JSON-RPC".to_string())?;
+    if v.get("result").is_some_and(Value::is_object) {
+        return Ok(());
+    }
+    let message = v
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or("no result");
+    Err(format!(
+        "the remote refused initialize: {}",
+        crate::controller::frame::truncate(message, 200)
+    ))
+}
+
+/// One server-sent event.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Event {
+    pub kind: String,
+    pub data: String,
+}
+
+/// Reads events off a body, holding at most `max_bytes` of an unfinished one.
+#[derive(Default)]
+struct SseReader {
+    buf: BytesMut,
+}
+
+impl SseReader {
+    async fn next(
+        &mut self,
+        body: &mut axum::body::Body,
+        max_bytes: usize,
+    ) -> Result<Option<Event>, String> {
+        loop {
+            if let Some(event) = self.take_event() {
+                return Ok(Some(event));
+            }
+            if self.buf.len() > max_bytes {
+                return Err("an SSE event from the remote is over the size limit".into());
+            }
+            match body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(format!("the remote's stream broke: {e}")),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    fn take_event(&mut self) -> Option<Event> {
+        let text = &self.buf[..];
+        let (end, sep) = (0..text.len()).find_map(|i| {
+            if text[i..].starts_with(b"\r\n\r\n") {
+                Some((i, 4))
+            } else if text[i..].starts_with(b"\n\n") {
+                Some((i, 2))
+            } else {
+                None
+            }
+        })?;
+        let raw = self.buf.split_to(end + sep);
+        Some(parse_event(&String::from_utf8_lossy(&raw[..end])))
+    }
+}
+
+fn parse_event(text: &str) -> Event {
+    let mut kind = "message".to_owned();
+    let mut data = String::new();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            kind = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(v.strip_prefix(' ').unwrap_or(v));
+        }
+    }
+    Event { kind, data }
+}
+
+/// How long one readiness `initialize` may take.
+pub fn probe_timeout(cfg: &Config) -> Duration {
+    cfg.request_timeout.min(Duration::from_secs(15))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_with_any_forbidden_address_are_refused() {
+        let a = |s: &str| SocketAddr::new(s.parse().unwrap(), 443);
+        let none = Allowance::default();
+        assert!(check_addresses("ok.example", &[a("93.184.216.34")], none).is_ok());
+        let mixed = check_addresses("mixed.example", &[a("93.184.216.34"), a("127.0.0.1")], none)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            mixed.contains("mixed.example resolves to 127.0.0.1, which is loopback"),
+            "{mixed}"
+        );
+        let private = check_addresses("p.example", &[a("10.1.2.3")], none)
+            .unwrap_err()
+            .to_string();
+        assert!(private.contains("allowPrivateEndpoint"), "{private}");
+        let allow = Allowance {
+            private: true,
+            loopback: false,
+        };
+        assert!(check_addresses("p.example", &[a("10.1.2.3")], allow).is_ok());
+        assert!(check_literal("[::1]", none).is_err());
+        assert!(check_literal("169.254.169.254", allow).is_err());
+        assert!(check_literal("example.com", none).is_ok());
+    }
+
+    #[test]
+    fn headers_come_from_the_file_and_the_environment() {
+        let cfg = Config {
+            headers: [("X-Plain".to_string(), "p".to_string())].into(),
+            headers_from_env: [("X-Api-Key".to_string(), "KEY_VAR".to_string())].into(),
+            ..Config::default()
+        };
+        let got = added_headers_with(&cfg, |v| (v == "KEY_VAR").then(|| "s3cret".into())).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].0, "x-api-key");
+        assert_eq!(got[1].1, "s3cret");
+        assert!(got.iter().all(|(_, v)| v.is_sensitive()));
+        assert!(
+            !format!("{got:?}").contains("s3cret"),
+            "Debug hides the values"
+        );
+        let missing = added_headers_with(&cfg, |_| None).unwrap_err().to_string();
+        assert!(missing.contains("KEY_VAR is not set"), "{missing}");
+        let newline = added_headers_with(&cfg, |_| Some("v\n".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            newline.contains("not a valid HTTP header value") && !newline.contains('\n'),
+            "{newline}"
+        );
+    }
+
+    #[test]
+    fn endpoint_events_stay_on_the_remote() {
+        assert_eq!(
+            path_and_query("/messages?sessionId=1"),
+            "/messages?sessionId=1"
+        );
+        assert_eq!(path_and_query("https://evil.example/m?s=1"), "/m?s=1");
+        assert_eq!(path_and_query("http://h"), "/");
+    }
+
+    #[test]
+    fn events_are_parsed_across_chunks() {
+        let mut r = SseReader::default();
+        r.buf
+            .extend_from_slice(b"event: endpoint\ndata: /m?s=1\n\ndata: {\"a\"");
+        assert_eq!(
+            r.take_event(),
+            Some(Event {
+                kind: "endpoint".into(),
+                data: "/m?s=1".into()
+            })
+        );
+        assert_eq!(r.take_event(), None);
+        r.buf.extend_from_slice(b":1}\r\n\r\n");
+        assert_eq!(r.take_event().unwrap().data, "{\"a\":1}");
+    }
+
+    #[test]
+    fn initialize_answers_are_judged() {
+        assert!(
+            judge(r#"{"jsonrpc":"2.0","id":"x","result":{"protocolVersion":"2025-11-25"}}"#)
+                .is_ok()
+        );
+        let e = judge(r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32600,"message":"bad"}}"#)
+            .unwrap_err();
+        assert!(e.contains("bad"), "{e}");
+        assert!(judge("<html>").is_err());
+    }
+}

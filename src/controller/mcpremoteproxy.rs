@@ -1,0 +1,556 @@
+//! The MCPRemoteProxy reconciler: re-validate (the address guard included, no DNS), check the
+//! references (MCPToolConfig, header Secrets), apply the children (only when they differ) and
+//! report status (only when it changes). Readiness comes from the pods, which turn ready only
+//! when their bridge's own MCP `initialize` against the remote succeeded.
+
+use super::frame::{self, Applied, Conflict, Frame};
+use super::mcpremoteproxy_children::{self as children, Children, Inputs};
+use super::mcpserver::namespaced_or_all;
+use super::metrics::ControllerMetrics;
+use crate::admission::{self, Operation};
+use crate::api::v1beta1::{MCPRemoteProxy, MCPRemoteProxyStatus, MCPToolConfig, MCPToolConfigSpec};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use super::frame::{Error, Settings};
+
+/// The child watches of this kind: ours, and this kind's name label.
+const CHILD_SELECTOR: &str =
+    "app.kubernetes.io/managed-by=mcp-operator,app.kubernetes.io/name=mcpremoteproxy";
+
+/// How soon a proxy whose child name is taken looks again.
+const CONFLICT_RECHECK: Duration = Duration::from_secs(30);
+
+/// Everything a reconcile needs besides the object.
+pub struct Context {
+    pub frame: Frame<MCPRemoteProxy>,
+    stores: Stores,
+    /// Key names of referenced Secrets by `ns/name`, with the resourceVersion they were read at.
+    secret_keys: Mutex<HashMap<String, (String, Vec<String>)>>,
+}
+
+/// Caches fed by the same watches that trigger reconciles.
+#[derive(Clone)]
+struct Stores {
+    deployments: Store<Deployment>,
+    services: Store<Service>,
+    service_accounts: Store<ServiceAccount>,
+    config_maps: Store<ConfigMap>,
+    secrets: Store<PartialObjectMeta<Secret>>,
+    tool_configs: Store<MCPToolConfig>,
+    proxies: Store<MCPRemoteProxy>,
+}
+
+/// Runs the MCPRemoteProxy controller over `namespace` (all namespaces when `None`) until the
+/// returned future is dropped.
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    settings: Settings,
+    metrics: ControllerMetrics,
+) {
+    let frame = Frame::<MCPRemoteProxy>::new(client.clone(), settings, metrics);
+    let children_cfg = watcher::Config::default().labels(CHILD_SELECTOR);
+    let (deployments, deployment_stream) =
+        frame.reflect::<Deployment>(&namespace, children_cfg.clone());
+    let (services, service_stream) = frame.reflect::<Service>(&namespace, children_cfg.clone());
+    let (service_accounts, sa_stream) =
+        frame.reflect::<ServiceAccount>(&namespace, children_cfg.clone());
+    let (config_maps, cm_stream) = frame.reflect::<ConfigMap>(&namespace, children_cfg);
+    let (tool_configs, tool_config_stream) =
+        frame.reflect::<MCPToolConfig>(&namespace, watcher::Config::default());
+    // Secrets by metadata only: their values never enter the operator's memory.
+    let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    let secret_api: Api<PartialObjectMeta<Secret>> = namespaced_or_all(&client, &namespace);
+    let secret_stream = watcher(secret_api, watcher::Config::default())
+        .default_backoff()
+        .reflect(secret_writer)
+        .touched_objects();
+    let (proxies, proxy_writer) = reflector::store::<MCPRemoteProxy>();
+    let proxy_stream = watcher(
+        namespaced_or_all::<MCPRemoteProxy>(&client, &namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
+    .reflect(proxy_writer)
+    .applied_objects();
+    let controller = Controller::for_stream(proxy_stream, proxies.clone())
+        .with_config(frame.settings.controller_config());
+    let ctx = Arc::new(Context {
+        frame,
+        stores: Stores {
+            deployments,
+            services,
+            service_accounts,
+            config_maps,
+            secrets,
+            tool_configs,
+            proxies: proxies.clone(),
+        },
+        secret_keys: Mutex::new(HashMap::new()),
+    });
+    let by_secret = proxies.clone();
+    let by_tool_config = proxies.clone();
+    controller
+        .owns_stream(deployment_stream)
+        .owns_stream(service_stream)
+        .owns_stream(sa_stream)
+        .owns_stream(cm_stream)
+        .watches_stream(secret_stream, move |secret| {
+            frame::referencing(&by_secret, &secret.namespace(), |p: &MCPRemoteProxy| {
+                children::header_secrets(p)
+                    .iter()
+                    .any(|(_, name, _)| *name == secret.name_any())
+            })
+        })
+        .watches_stream(tool_config_stream, move |tc| {
+            frame::referencing(&by_tool_config, &tc.namespace(), |p: &MCPRemoteProxy| {
+                p.spec
+                    .tool_config_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == tc.name_any())
+            })
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+/// One pass over one MCPRemoteProxy.
+pub async fn reconcile(proxy: Arc<MCPRemoteProxy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let managed = ctx.stores.proxies.len();
+    ctx.frame
+        .observe(&proxy, managed, reconcile_inner(&proxy, &ctx))
+        .await
+}
+
+/// Why a proxy is not rolled out this time; `condition` is the condition that says so besides
+/// Ready (upstream's names).
+struct Refusal {
+    condition: &'static str,
+    reason: &'static str,
+    why: String,
+}
+
+async fn reconcile_inner(proxy: &MCPRemoteProxy, ctx: &Context) -> Result<Action, Error> {
+    let ns = proxy.namespace().ok_or(Error::NoNamespace)?;
+    let skips_before = ctx.frame.lag_skips();
+    if proxy.meta().deletion_timestamp.is_some() {
+        // Children go with the owner references.
+        return Ok(Action::await_change());
+    }
+    // The webhook may be off or bypassed: the spec (and the address guard on remoteUrl, judged
+    // as written) is checked again before anything is deployed.
+    if let Some(message) = ctx.frame.spec_errors(proxy) {
+        let reason = if message.contains("spec.remoteUrl") {
+            "RemoteURLInvalid"
+        } else {
+            "InvalidSpec"
+        };
+        let refusal = Refusal {
+            condition: "ConfigurationValid",
+            reason,
+            why: message,
+        };
+        report_without_rollout(proxy, ctx, &ns, refusal).await?;
+        return Ok(Action::await_change());
+    }
+    // A missing or refused MCPToolConfig must not mean "every tool": nothing is applied (running
+    // pods keep their configuration) until it is fixed; its watch brings us back.
+    let tool_config = match referenced_tool_config(proxy, ctx, &ns).await {
+        Ok(spec) => spec,
+        Err(refusal) => {
+            report_without_rollout(proxy, ctx, &ns, refusal).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    // Neither is a proxy rolled out whose header Secret is missing: its pods could not start.
+    if let Some(why) = missing_header_secret(proxy, ctx, &ns).await {
+        let refusal = Refusal {
+            condition: "ConfigurationValid",
+            reason: "HeaderSecretNotFound",
+            why,
+        };
+        report_without_rollout(proxy, ctx, &ns, refusal).await?;
+        return Ok(Action::await_change());
+    }
+    let inputs = Inputs {
+        bridge_image: ctx.frame.settings.bridge_image.clone(),
+        tool_config: tool_config.clone(),
+        secret_versions: secret_versions(proxy, ctx, &ns),
+        default_pull_secrets: ctx.frame.settings.default_pull_secrets.clone(),
+    };
+    let desired = children::desired(proxy, &inputs);
+    let hash = tool_config.as_ref().map(children::tool_config_hash);
+    if let Err(conflict) = apply_children(proxy, ctx, &ns, &desired).await? {
+        let refusal = Refusal {
+            condition: "",
+            reason: Conflict::REASON,
+            why: conflict.message(),
+        };
+        let status = status_for(proxy, &Observed::default(), Some(&refusal), hash);
+        write_status(proxy, ctx, status).await?;
+        // The object in the way is not in our (labelled) caches: look again soon.
+        return Ok(Action::requeue(
+            CONFLICT_RECHECK.min(ctx.frame.settings.resync()),
+        ));
+    }
+    let observed = observe(proxy, ctx, &ns);
+    let status = status_for(proxy, &observed, None, hash);
+    write_status(proxy, ctx, status).await?;
+    Ok(ctx.frame.settled(skips_before))
+}
+
+/// What the cluster has of the proxy's children (ours only), as JSON.
+#[derive(Default)]
+struct Observed {
+    deployment: Option<Value>,
+    service: bool,
+}
+
+fn observe(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) -> Observed {
+    let name = proxy.name_any();
+    let uid = proxy.meta().uid.clone().unwrap_or_default();
+    let ours = |v: Option<Value>| v.filter(|v| frame::foreign_holder(v, &uid).is_none());
+    let deployment = ctx
+        .stores
+        .deployments
+        .get(&at(ns, children::deployment_name(&name)))
+        .map(|d| to_json(d.as_ref()));
+    let service = ctx
+        .stores
+        .services
+        .get(&at(ns, children::service_name(&name)))
+        .map(|s| to_json(s.as_ref()));
+    Observed {
+        deployment: ours(deployment),
+        service: ours(service).is_some(),
+    }
+}
+
+/// Writes the status of a proxy that is not rolled out this time, from what the cluster still
+/// runs of it.
+async fn report_without_rollout(
+    proxy: &MCPRemoteProxy,
+    ctx: &Context,
+    ns: &str,
+    refusal: Refusal,
+) -> Result<(), Error> {
+    let observed = observe(proxy, ctx, ns);
+    // The hash the running pods were made with stays until a new one is rolled out.
+    let kept = proxy
+        .status
+        .as_ref()
+        .and_then(|s| s.tool_config_hash.clone());
+    let status = status_for(proxy, &observed, Some(&refusal), kept);
+    write_status(proxy, ctx, status).await
+}
+
+fn at<C: Resource<DynamicType = ()>>(ns: &str, name: String) -> ObjectRef<C> {
+    ObjectRef::new(&name).within(ns)
+}
+
+fn to_json<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+/// The referenced MCPToolConfig's spec (none referenced: `None`), or why the proxy must not be
+/// rolled out: it does not exist, or admission refuses it (the bridge would refuse it too).
+async fn referenced_tool_config(
+    proxy: &MCPRemoteProxy,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Option<MCPToolConfigSpec>, Refusal> {
+    let Some(reference) = &proxy.spec.tool_config_ref else {
+        return Ok(None);
+    };
+    let name = &reference.name;
+    let store = &ctx.stores.tool_configs;
+    let _ = tokio::time::timeout(frame::STORE_READY_WAIT, store.wait_until_ready()).await;
+    let Some(config) = store.get(&ObjectRef::new(name).within(ns)) else {
+        return Err(Refusal {
+            condition: "ToolConfigValidated",
+            reason: "ToolConfigNotFound",
+            why: format!(
+                "MCPToolConfig {name:?} does not exist in namespace {ns}; create it or remove spec.toolConfigRef"
+            ),
+        });
+    };
+    let object = serde_json::to_value(config.as_ref()).unwrap_or(Value::Null);
+    match admission::admit(&object, None, Operation::Create) {
+        Ok(verdict) if !verdict.allowed() => Err(Refusal {
+            condition: "ToolConfigValidated",
+            reason: "ToolConfigInvalid",
+            why: format!("MCPToolConfig {name:?} is not valid: {}", verdict.errors),
+        }),
+        _ => Ok(Some(config.spec.clone())),
+    }
+}
+
+/// Why the pods could not get a header's value, if they could not: a Secret that does not
+/// exist, or lacks the key. Existence comes from the metadata cache; the key names of a Secret
+/// are read once per resourceVersion (its values are dropped at once and never kept).
+async fn missing_header_secret(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) -> Option<String> {
+    let refs = children::header_secrets(proxy);
+    if refs.is_empty() {
+        return None;
+    }
+    let store = &ctx.stores.secrets;
+    let _ = tokio::time::timeout(frame::STORE_READY_WAIT, store.wait_until_ready()).await;
+    for (i, (header, name, key)) in refs.into_iter().enumerate() {
+        let field = format!("spec.headerForward.addHeadersFromSecret[{i}] ({header})");
+        let Some(meta) = store.get(&ObjectRef::new(name).within(ns)) else {
+            return Some(format!(
+                "{field}: Secret {name:?} does not exist in namespace {ns}"
+            ));
+        };
+        let version = meta.resource_version().unwrap_or_default();
+        match secret_keys(ctx, ns, name, &version).await {
+            Ok(keys) if keys.iter().any(|k| k == key) => {}
+            Ok(_) => return Some(format!("{field}: Secret {name:?} has no key {key:?}")),
+            // Cannot tell: say nothing rather than something false; the next pass retries.
+            Err(e) => tracing::debug!(secret = %name, error = %e, "could not read the key names"),
+        }
+    }
+    None
+}
+
+/// The key names of a Secret at `version`, cached by version.
+async fn secret_keys(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    version: &str,
+) -> Result<Vec<String>, kube::Error> {
+    let cache_key = format!("{ns}/{name}");
+    if let Some((v, keys)) = ctx
+        .secret_keys
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&cache_key)
+    {
+        if v == version {
+            return Ok(keys.clone());
+        }
+    }
+    let secret = Api::<Secret>::namespaced(ctx.frame.client.clone(), ns)
+        .get(name)
+        .await?;
+    let keys: Vec<String> = secret
+        .data
+        .iter()
+        .flat_map(|d| d.keys())
+        .chain(secret.string_data.iter().flat_map(|d| d.keys()))
+        .cloned()
+        .collect();
+    let version = secret.resource_version().unwrap_or_default();
+    let mut cache = ctx.secret_keys.lock().unwrap_or_else(|e| e.into_inner());
+    cache.insert(cache_key, (version, keys.clone()));
+    Ok(keys)
+}
+
+/// `resourceVersion` of every header Secret, so a rotation rolls the pods.
+fn secret_versions(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) -> BTreeMap<String, String> {
+    children::header_secrets(proxy)
+        .into_iter()
+        .map(|(_, name, _)| {
+            let version = ctx
+                .stores
+                .secrets
+                .get(&ObjectRef::new(name).within(ns))
+                .and_then(|s| s.resource_version())
+                .unwrap_or_else(|| "missing".into());
+            (name.to_string(), version)
+        })
+        .collect()
+}
+
+/// Applies every child that differs from what the cluster has, config before workload; the
+/// first name held by an object that is not ours stops it (a Deployment must not start on
+/// someone else's ConfigMap).
+async fn apply_children(
+    proxy: &MCPRemoteProxy,
+    ctx: &Context,
+    ns: &str,
+    desired: &Children,
+) -> Result<Result<(), Conflict>, Error> {
+    let name = proxy.name_any();
+    let stores = &ctx.stores;
+    // Right after start-up the child caches may not have listed yet.
+    let _ = tokio::time::timeout(frame::STORE_READY_WAIT, async {
+        let _ = stores.config_maps.wait_until_ready().await;
+        let _ = stores.service_accounts.wait_until_ready().await;
+        let _ = stores.services.wait_until_ready().await;
+        let _ = stores.deployments.wait_until_ready().await;
+    })
+    .await;
+    let f = &ctx.frame;
+    let live = stores
+        .config_maps
+        .get(&at(ns, children::config_map_name(&name)));
+    if let Applied::Conflict(c) = f.apply(proxy, &desired.config_map, live).await? {
+        return Ok(Err(c));
+    }
+    let live_sa = stores
+        .service_accounts
+        .get(&at(ns, children::service_account_name(&name)));
+    match &desired.service_account {
+        Some(sa) => {
+            if let Applied::Conflict(c) = f.apply(proxy, sa, live_sa).await? {
+                return Ok(Err(c));
+            }
+        }
+        None => f.delete(proxy, live_sa).await?,
+    }
+    let live = stores.services.get(&at(ns, children::service_name(&name)));
+    if let Applied::Conflict(c) = f.apply(proxy, &desired.service, live).await? {
+        return Ok(Err(c));
+    }
+    let live = stores
+        .deployments
+        .get(&at(ns, children::deployment_name(&name)));
+    if let Applied::Conflict(c) = f.apply(proxy, &desired.deployment, live).await? {
+        return Ok(Err(c));
+    }
+    Ok(Ok(()))
+}
+
+/// The status the object should have, from what was found. An unchanged world yields an
+/// identical status (transition times kept), so nothing is written at steady state.
+fn status_for(
+    proxy: &MCPRemoteProxy,
+    observed: &Observed,
+    refusal: Option<&Refusal>,
+    tool_config_hash: Option<String>,
+) -> MCPRemoteProxyStatus {
+    let old = proxy.status.clone().unwrap_or_default();
+    let generation = proxy.meta().generation;
+    let mut conditions: Vec<Condition> = Vec::new();
+    let mut cond = |type_: &str, ok: bool, reason: &str, message: String| {
+        conditions.push(frame::condition(
+            old.conditions.as_deref(),
+            generation,
+            type_,
+            ok,
+            reason,
+            message,
+        ));
+    };
+    let deployment = observed.deployment.as_ref();
+    let ready_replicas = deployment
+        .and_then(|d| d.pointer("/status/readyReplicas"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let scaled_to_zero = deployment
+        .and_then(|d| d.pointer("/spec/replicas"))
+        .and_then(Value::as_i64)
+        == Some(0);
+    let (phase, message) = match refusal {
+        Some(r) => {
+            if r.condition == "ConfigurationValid" {
+                cond("ConfigurationValid", false, r.reason, r.why.clone());
+            } else {
+                cond(
+                    "ConfigurationValid",
+                    true,
+                    "Valid",
+                    "the spec is valid".into(),
+                );
+            }
+            if r.condition == "ToolConfigValidated" {
+                cond("ToolConfigValidated", false, r.reason, r.why.clone());
+            }
+            cond("Ready", false, r.reason, r.why.clone());
+            ("Failed", Some(r.why.clone()))
+        }
+        None => {
+            cond(
+                "ConfigurationValid",
+                true,
+                "Valid",
+                "the spec is valid".into(),
+            );
+            if let Some(tc) = &proxy.spec.tool_config_ref {
+                cond(
+                    "ToolConfigValidated",
+                    true,
+                    "ToolConfigValid",
+                    format!("MCPToolConfig {:?} is valid", tc.name),
+                );
+            }
+            if scaled_to_zero {
+                cond("Ready", false, "Stopped", "scaled to zero".into());
+                ("Pending", Some("the Deployment is scaled to zero".into()))
+            } else if ready_replicas > 0 {
+                cond(
+                    "Ready",
+                    true,
+                    "DeploymentReady",
+                    format!("{ready_replicas} pod(s) ready"),
+                );
+                ("Ready", None)
+            } else {
+                cond(
+                    "Ready",
+                    false,
+                    "DeploymentNotReady",
+                    "waiting for a pod whose bridge has initialized an MCP session with the remote"
+                        .into(),
+                );
+                ("Pending", None)
+            }
+        }
+    };
+    // A pod is ready only once its bridge's own initialize against the remote succeeded (its
+    // readiness probe), so ready pods mean the remote answers; without them nothing is known.
+    let available = refusal.is_none() && ready_replicas > 0 && !scaled_to_zero;
+    let (reason, message_ra) = if available {
+        (
+            "RemoteReachable",
+            format!("{ready_replicas} pod(s) completed an MCP initialize with the remote"),
+        )
+    } else {
+        (
+            "RemoteNotConfirmed",
+            "no ready pod has completed an MCP initialize with the remote (see the pods' logs)"
+                .to_string(),
+        )
+    };
+    cond("RemoteAvailable", available, reason, message_ra);
+    MCPRemoteProxyStatus {
+        conditions: Some(conditions),
+        observed_generation: generation,
+        phase: Some(phase.into()),
+        message,
+        url: observed.service.then(|| children::url(proxy)),
+        external_url: None,
+        tool_config_hash,
+    }
+}
+
+async fn write_status(
+    proxy: &MCPRemoteProxy,
+    ctx: &Context,
+    status: MCPRemoteProxyStatus,
+) -> Result<(), Error> {
+    ctx.frame.write_status(proxy, to_json(&status)).await
+}
+
+/// Exponential backoff with jitter, per object; the error also goes out as a Warning Event.
+pub fn error_policy(proxy: Arc<MCPRemoteProxy>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.frame.backoff(&proxy, error)
+}
