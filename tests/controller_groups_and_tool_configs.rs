@@ -108,9 +108,17 @@ async fn group_counts_follow_members_added_moved_and_deleted() {
     group_lists(c, "ops", &[], &[]).await;
     group_lists(c, "research", &[], &[]).await;
 
-    // Deleting a group keeps its members and tells them.
+    // Deleting a group keeps its members and tells them, servers and proxies alike.
     set_group(c, "loner", json!({"name": "ops"})).await;
-    group_lists(c, "ops", &["loner"], &[]).await;
+    create::<MCPRemoteProxy>(
+        c,
+        json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPRemoteProxy",
+               "metadata": {"name": "edge", "namespace": "default"},
+               "spec": {"remoteUrl": "https://edge.example.com/mcp", "groupRef": {"name": "ops"}}}),
+    )
+    .await;
+    group_lists(c, "ops", &["loner"], &["edge"]).await;
+    proxy_group_condition(c, "edge", "True", "GroupRefIsValid").await;
     Api::<MCPGroup>::namespaced(c.clone(), "default")
         .delete("ops", &DeleteParams::default())
         .await
@@ -118,6 +126,22 @@ async fn group_counts_follow_members_added_moved_and_deleted() {
     let (_, gone) = wait_condition(c, "loner", "GroupRefValidated", |c| c.status == "False").await;
     assert_eq!(gone.reason, "GroupRefNotFound");
     assert!(servers.get_opt("loner").await.unwrap().is_some());
+    proxy_group_condition(c, "edge", "False", "GroupRefNotFound").await;
+}
+
+async fn proxy_group_condition(client: &Client, name: &str, status: &str, reason: &str) {
+    eventually(
+        &format!("{name}: GroupRefValidated={status} {reason}"),
+        || async {
+            let p: MCPRemoteProxy = get(client, "default", name).await?;
+            p.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "GroupRefValidated" && c.status == status && c.reason == reason)
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 fn tool_config(name: &str) -> Value {
@@ -154,12 +178,19 @@ async fn tool_config_deletion_is_held_while_referenced_and_completes_after() {
         server("s2", json!({"toolConfigRef": {"name": "shared"}})),
     )
     .await;
+    create::<MCPRemoteProxy>(
+        c,
+        json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPRemoteProxy",
+               "metadata": {"name": "px", "namespace": "default"},
+               "spec": {"remoteUrl": "https://px.example.com/mcp", "toolConfigRef": {"name": "shared"}}}),
+    )
+    .await;
 
     let configs: Api<MCPToolConfig> = Api::namespaced(c.clone(), "default");
     let tc = eventually("shared: hash, finalizer and both users", || async {
         let tc: MCPToolConfig = get(c, "default", "shared").await?;
         let referenced = condition(&tc, "Referenced")?;
-        (referenced.message == "used by MCPServer/s1, MCPServer/s2"
+        (referenced.message == "used by MCPRemoteProxy/px, MCPServer/s1, MCPServer/s2"
             && tc.status.as_ref()?.config_hash.is_some()
             && condition(&tc, "Valid")?.status == "True")
             .then_some(tc)
@@ -175,6 +206,11 @@ async fn tool_config_deletion_is_held_while_referenced_and_completes_after() {
     eventually("s1 copies the configHash", || async {
         let s: MCPServer = get(c, "default", "s1").await?;
         (s.status?.tool_config_hash? == hash).then_some(())
+    })
+    .await;
+    eventually("px copies the configHash", || async {
+        let p: MCPRemoteProxy = get(c, "default", "px").await?;
+        (p.status?.tool_config_hash? == hash).then_some(())
     })
     .await;
 
@@ -201,7 +237,9 @@ async fn tool_config_deletion_is_held_while_referenced_and_completes_after() {
         (tc.metadata.deletion_timestamp.is_some()
             && held.status == "True"
             && held.reason == "ReferencedByWorkloads"
-            && held.message.contains("MCPServer/s1, MCPServer/s2"))
+            && held
+                .message
+                .contains("MCPRemoteProxy/px, MCPServer/s1, MCPServer/s2"))
         .then_some(())
     })
     .await;
@@ -220,12 +258,16 @@ async fn tool_config_deletion_is_held_while_referenced_and_completes_after() {
         let tc: MCPToolConfig = get(c, "default", "shared").await?;
         let held = condition(&tc, "DeletionBlocked")?;
         held.message
-            .ends_with("still used by MCPServer/s2")
+            .ends_with("still used by MCPRemoteProxy/px, MCPServer/s2")
             .then_some(())
     })
     .await;
     servers
         .delete("s2", &DeleteParams::default())
+        .await
+        .unwrap();
+    Api::<MCPRemoteProxy>::namespaced(c.clone(), "default")
+        .delete("px", &DeleteParams::default())
         .await
         .unwrap();
     eventually("shared is gone", || async {

@@ -12,7 +12,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use mcp_operator::api::crd;
-use mcp_operator::api::v1beta1::{MCPGroup, MCPServer, MCPToolConfig};
+use mcp_operator::api::v1beta1::{MCPGroup, MCPRegistry, MCPRemoteProxy, MCPServer, MCPToolConfig};
 use mcp_operator::controller::children::CONFIG_CHECKSUM;
 use mcp_operator::controller::credentials::PullCredentials;
 use mcp_operator::controller::mcpserver::Settings;
@@ -459,25 +459,55 @@ async fn converges_under_failing_writes_and_leaves_nothing_behind() {
     for i in 0..50 {
         create_server(&client, json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer", "metadata": {"name": format!("f{i}"), "namespace": "default"}, "spec": {"image": "docker.io/mcp/fetch", "command": ["mcp-server-fetch"], "groupRef": {"name": format!("g{}", i % 5)}, "toolConfigRef": {"name": format!("tc{}", i % 5)}}})).await;
     }
+    let registries: Api<MCPRegistry> = Api::namespaced(client.clone(), "default");
+    let proxies: Api<MCPRemoteProxy> = Api::namespaced(client.clone(), "default");
+    for i in 0..5 {
+        registries.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": format!("r{i}")},
+            "spec": {"configYAML": "sources:\n  - name: up\n    api:\n      endpoint: https://registry.example.com\nregistries:\n  - name: all\n    sources: [up]\n"}})).unwrap()).await.unwrap();
+        proxies.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": format!("p{i}")},
+            "spec": {"remoteUrl": format!("https://mcp{i}.example.com/mcp"), "groupRef": {"name": format!("g{i}")}, "toolConfigRef": {"name": format!("tc{i}")}}})).unwrap()).await.unwrap();
+    }
     let servers: Api<MCPServer> = Api::namespaced(client.clone(), "default");
-    eventually("50 converged despite faults", || async {
-        let list = servers.list(&Default::default()).await.ok()?;
-        let done = list
+    eventually("every object converged despite faults", || async {
+        let with_url = servers
+            .list(&Default::default())
+            .await
+            .ok()?
             .items
             .iter()
             .filter(|s| s.status.as_ref().and_then(|s| s.url.as_ref()).is_some())
             .count();
-        (done == 50).then_some(())
+        let proxies_done = proxies
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.url.as_ref()).is_some())
+            .count();
+        let registries_done = registries
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .filter(|r| {
+                r.status.as_ref().and_then(|s| s.observed_generation) == r.metadata.generation
+            })
+            .count();
+        (with_url == 50 && proxies_done == 5 && registries_done == 5).then_some(())
     })
     .await;
     eventually(
-        "groups count 10 members each, configs have hashes and finalizers",
+        "groups count their members, configs have hashes and finalizers",
         || async {
             let g = groups.list(&Default::default()).await.ok()?.items;
             let t = configs.list(&Default::default()).await.ok()?.items;
-            let counted = g
-                .iter()
-                .all(|g| g.status.as_ref().and_then(|s| s.server_count) == Some(10));
+            let counted = g.iter().all(|g| {
+                let s = g.status.as_ref();
+                s.and_then(|s| s.server_count) == Some(10)
+                    && s.and_then(|s| s.remote_proxy_count) == Some(1)
+            });
             let hashed = t.iter().all(|t| {
                 t.status
                     .as_ref()
@@ -489,38 +519,12 @@ async fn converges_under_failing_writes_and_leaves_nothing_behind() {
         },
     )
     .await;
-    let managed =
-        kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=mcp-operator");
-    let deployments = Api::<Deployment>::namespaced(client.clone(), "default")
-        .list(&managed)
-        .await
-        .unwrap();
-    assert_eq!(
-        deployments.items.len(),
-        50,
-        "one Deployment per MCPServer, none duplicated"
-    );
-    for kind_count in [
-        Api::<Service>::namespaced(client.clone(), "default")
-            .list(&managed)
-            .await
-            .unwrap()
-            .items
-            .len(),
-        Api::<ConfigMap>::namespaced(client.clone(), "default")
-            .list(&managed)
-            .await
-            .unwrap()
-            .items
-            .len(),
-        Api::<ServiceAccount>::namespaced(client.clone(), "default")
-            .list(&managed)
-            .await
-            .unwrap()
-            .items
-            .len(),
-    ] {
-        assert_eq!(kind_count, 50);
+    // Exactly one of each child per owner, of every kind: no duplicates from retried writes.
+    for (kind, owners) in [("mcpserver", 50), ("mcpregistry", 5), ("mcpremoteproxy", 5)] {
+        let children = count_children(&client, &format!("app.kubernetes.io/name={kind}")).await;
+        for (child, n) in children {
+            assert_eq!(n, owners, "{kind}: {n} {child} objects for {owners} owners");
+        }
     }
     let failed = metrics.reconciles("MCPServer", "ApplyChild")
         + metrics.reconciles("MCPServer", "WriteStatus");
@@ -538,37 +542,92 @@ async fn converges_under_failing_writes_and_leaves_nothing_behind() {
         .delete_collection(&DeleteParams::default(), &Default::default())
         .await
         .unwrap();
+    registries
+        .delete_collection(&DeleteParams::default(), &Default::default())
+        .await
+        .unwrap();
+    proxies
+        .delete_collection(&DeleteParams::default(), &Default::default())
+        .await
+        .unwrap();
     eventually("children garbage-collected", || async {
         server.collect_garbage();
-        let left = Api::<Deployment>::namespaced(client.clone(), "default")
-            .list(&managed)
+        let children: usize = count_children(&client, "app.kubernetes.io/managed-by=mcp-operator")
             .await
-            .ok()?
-            .items
-            .len()
-            + Api::<Service>::namespaced(client.clone(), "default")
-                .list(&managed)
-                .await
-                .ok()?
-                .items
-                .len()
-            + Api::<ConfigMap>::namespaced(client.clone(), "default")
-                .list(&managed)
-                .await
-                .ok()?
-                .items
-                .len()
-            + Api::<ServiceAccount>::namespaced(client.clone(), "default")
-                .list(&managed)
-                .await
-                .ok()?
-                .items
-                .len()
+            .into_iter()
+            .map(|(_, n)| n)
+            .sum();
+        let left = children
             + servers.list(&Default::default()).await.ok()?.items.len()
             + configs.list(&Default::default()).await.ok()?.items.len();
         (left == 0).then_some(())
     })
     .await;
+}
+
+/// How many objects of each child type carry `selector`'s labels.
+async fn count_children(client: &Client, selector: &str) -> Vec<(&'static str, usize)> {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let lp = kube::api::ListParams::default().labels(selector);
+    let ns = "default";
+    let mut out = vec![
+        (
+            "Deployment",
+            Api::<Deployment>::namespaced(client.clone(), ns)
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .len(),
+        ),
+        (
+            "Service",
+            Api::<Service>::namespaced(client.clone(), ns)
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .len(),
+        ),
+        (
+            "ConfigMap",
+            Api::<ConfigMap>::namespaced(client.clone(), ns)
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .len(),
+        ),
+        (
+            "ServiceAccount",
+            Api::<ServiceAccount>::namespaced(client.clone(), ns)
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .len(),
+        ),
+    ];
+    // Only the registries have RBAC children.
+    let roles = Api::<Role>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .len();
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .len();
+    if selector.contains("mcpregistry") || selector.contains("managed-by") {
+        out.push(("Role", roles));
+        out.push(("RoleBinding", bindings));
+    } else {
+        assert_eq!(roles + bindings, 0, "{selector}: RBAC children");
+    }
+    out
 }
 
 #[tokio::test]

@@ -8,7 +8,9 @@ use super::mcpremoteproxy_children::{self as children, Children, Inputs};
 use super::mcpserver::namespaced_or_all;
 use super::metrics::ControllerMetrics;
 use crate::admission::{self, Operation};
-use crate::api::v1beta1::{MCPRemoteProxy, MCPRemoteProxyStatus, MCPToolConfig, MCPToolConfigSpec};
+use crate::api::v1beta1::{
+    MCPGroup, MCPRemoteProxy, MCPRemoteProxyStatus, MCPToolConfig, MCPToolConfigSpec,
+};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
@@ -50,6 +52,7 @@ struct Stores {
     config_maps: Store<ConfigMap>,
     secrets: Store<PartialObjectMeta<Secret>>,
     tool_configs: Store<MCPToolConfig>,
+    groups: Store<MCPGroup>,
     proxies: Store<MCPRemoteProxy>,
 }
 
@@ -71,6 +74,7 @@ pub async fn run(
     let (config_maps, cm_stream) = frame.reflect::<ConfigMap>(&namespace, children_cfg);
     let (tool_configs, tool_config_stream) =
         frame.reflect::<MCPToolConfig>(&namespace, watcher::Config::default());
+    let (groups, group_stream) = frame.reflect::<MCPGroup>(&namespace, watcher::Config::default());
     // Secrets by metadata only: their values never enter the operator's memory.
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let secret_api: Api<PartialObjectMeta<Secret>> = namespaced_or_all(&client, &namespace);
@@ -98,12 +102,14 @@ pub async fn run(
             config_maps,
             secrets,
             tool_configs,
+            groups,
             proxies: proxies.clone(),
         },
         secret_keys: Mutex::new(HashMap::new()),
     });
     let by_secret = proxies.clone();
     let by_tool_config = proxies.clone();
+    let by_group = proxies.clone();
     controller
         .owns_stream(deployment_stream)
         .owns_stream(service_stream)
@@ -122,6 +128,14 @@ pub async fn run(
                     .tool_config_ref
                     .as_ref()
                     .is_some_and(|r| r.name == tc.name_any())
+            })
+        })
+        .watches_stream(group_stream, move |g| {
+            frame::referencing(&by_group, &g.namespace(), |p: &MCPRemoteProxy| {
+                p.spec
+                    .group_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == g.name_any())
             })
         })
         .shutdown_on_signal()
@@ -195,7 +209,8 @@ async fn reconcile_inner(proxy: &MCPRemoteProxy, ctx: &Context) -> Result<Action
         default_pull_secrets: ctx.frame.settings.default_pull_secrets.clone(),
     };
     let desired = children::desired(proxy, &inputs);
-    let hash = tool_config.as_ref().map(children::tool_config_hash);
+    // The config's own status.configHash, so the two can be compared by eye and by tools.
+    let hash = tool_config.as_ref().map(frame::config_hash);
     if let Err(conflict) = apply_children(proxy, ctx, &ns, &desired).await? {
         let refusal = Refusal {
             condition: "",
@@ -545,9 +560,37 @@ fn status_for(
 async fn write_status(
     proxy: &MCPRemoteProxy,
     ctx: &Context,
-    status: MCPRemoteProxyStatus,
+    mut status: MCPRemoteProxyStatus,
 ) -> Result<(), Error> {
+    if let Some(c) = group_condition(proxy, ctx) {
+        status.conditions.get_or_insert_with(Vec::new).push(c);
+    }
     ctx.frame.write_status(proxy, to_json(&status)).await
+}
+
+/// `GroupRefValidated`, as for MCPServers: advisory, never blocking; a deleted group turns it
+/// False and leaves the proxy running.
+fn group_condition(proxy: &MCPRemoteProxy, ctx: &Context) -> Option<Condition> {
+    let group = &proxy.spec.group_ref.as_ref()?.name;
+    let ns = proxy.namespace().unwrap_or_default();
+    let found = ctx.stores.groups.get(&at(&ns, group.clone())).is_some();
+    let (reason, message) = if found {
+        ("GroupRefIsValid", format!("MCPGroup {group} exists"))
+    } else {
+        (
+            "GroupRefNotFound",
+            format!("MCPGroup {group} does not exist in namespace {ns}"),
+        )
+    };
+    let old = proxy.status.as_ref().and_then(|s| s.conditions.as_deref());
+    Some(frame::condition(
+        old,
+        proxy.meta().generation,
+        "GroupRefValidated",
+        found,
+        reason,
+        message,
+    ))
 }
 
 /// Exponential backoff with jitter, per object; the error also goes out as a Warning Event.

@@ -11,7 +11,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use kube::{Resource, ResourceExt};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// The kind's name label, which the child watches select on.
@@ -143,12 +142,6 @@ pub fn header_secrets(proxy: &MCPRemoteProxy) -> Vec<(&str, &str, &str)> {
             )
         })
         .collect()
-}
-
-/// Hex SHA-256 of the MCPToolConfig's spec: `status.toolConfigHash`.
-pub fn tool_config_hash(spec: &MCPToolConfigSpec) -> String {
-    let text = serde_json::to_string(spec).unwrap_or_default();
-    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// The bridge's config file: the keys `mcp-operator bridge --config` reads. Header values from
