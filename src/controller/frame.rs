@@ -778,6 +778,45 @@ pub async fn wait_for_caches(ready: Vec<futures::future::BoxFuture<'_, ()>>) {
     let _ = tokio::time::timeout(STORE_READY_WAIT, futures::future::join_all(ready)).await;
 }
 
+/// The key names of referenced Secrets by `ns/name`, with the resourceVersion they were read at:
+/// a Secret is read (by whichever controller asks first) only when its version changes. Values
+/// are dropped at once; only the names stay.
+#[derive(Default)]
+pub struct SecretKeys(Mutex<HashMap<String, (String, Vec<String>)>>);
+
+impl SecretKeys {
+    /// The key names of Secret `ns/name` at `version`.
+    pub async fn get(
+        &self,
+        client: &Client,
+        ns: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<Vec<String>, kube::Error> {
+        let cache_key = format!("{ns}/{name}");
+        if let Some((v, keys)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
+            if v == version {
+                return Ok(keys.clone());
+            }
+        }
+        let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
+            .get(name)
+            .await?;
+        let keys: Vec<String> = secret
+            .data
+            .iter()
+            .flat_map(|d| d.keys())
+            .chain(secret.string_data.iter().flat_map(|d| d.keys()))
+            .cloned()
+            .collect();
+        let version = secret.resource_version().unwrap_or_default();
+        // Bounded: one entry per referenced Secret; entries of deleted Secrets are few and small.
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cache.insert(cache_key, (version, keys.clone()));
+        Ok(keys)
+    }
+}
+
 /// The `configHash` of a config kind's spec, as upstream computes it: FNV-1a (32 bit) over a
 /// deterministic dump, in hex. serde_json writes struct fields in declaration order and maps
 /// sorted, so equal specs hash equally across processes and restarts.

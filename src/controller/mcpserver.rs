@@ -19,8 +19,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use super::frame::{Error, Settings, DEFAULT_CONCURRENCY, DEFAULT_RESYNC};
@@ -36,7 +36,7 @@ pub struct Context {
     pub resolver: Arc<dyn CommandResolver>,
     stores: Stores,
     /// Key names of referenced Secrets by `ns/name`, with the resourceVersion they were read at.
-    secret_keys: Mutex<HashMap<String, (String, Vec<String>)>>,
+    secret_keys: frame::SecretKeys,
 }
 
 /// Caches fed by the same watches that trigger reconciles.
@@ -106,7 +106,7 @@ pub async fn run(
             groups,
             servers: servers.clone(),
         },
-        secret_keys: Mutex::new(HashMap::new()),
+        secret_keys: frame::SecretKeys::default(),
     });
     let by_secret = servers.clone();
     let by_tool_config = servers.clone();
@@ -552,7 +552,7 @@ async fn missing_secret(server: &MCPServer, ctx: &Context, ns: &str) -> Option<S
             ));
         };
         let version = meta.resource_version().unwrap_or_default();
-        match secret_keys(ctx, ns, &r.name, &version).await {
+        match ctx.secret_keys.get(&ctx.frame.client, ns, &r.name, &version).await {
             Ok(keys) if keys.contains(&r.key) => {}
             Ok(_) => {
                 return Some(format!(
@@ -565,41 +565,6 @@ async fn missing_secret(server: &MCPServer, ctx: &Context, ns: &str) -> Option<S
         }
     }
     None
-}
-
-/// The key names of a Secret at `version`, cached by version.
-async fn secret_keys(
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-    version: &str,
-) -> Result<Vec<String>, kube::Error> {
-    let cache_key = format!("{ns}/{name}");
-    if let Some((v, keys)) = ctx
-        .secret_keys
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&cache_key)
-    {
-        if v == version {
-            return Ok(keys.clone());
-        }
-    }
-    let secret = Api::<Secret>::namespaced(ctx.frame.client.clone(), ns)
-        .get(name)
-        .await?;
-    let keys: Vec<String> = secret
-        .data
-        .iter()
-        .flat_map(|d| d.keys())
-        .chain(secret.string_data.iter().flat_map(|d| d.keys()))
-        .cloned()
-        .collect();
-    let version = secret.resource_version().unwrap_or_default();
-    let mut cache = ctx.secret_keys.lock().unwrap_or_else(|e| e.into_inner());
-    // Bounded: one entry per referenced Secret; entries of deleted Secrets are few and small.
-    cache.insert(cache_key, (version, keys.clone()));
-    Ok(keys)
 }
 
 /// Whether the spec passed the admission core.
