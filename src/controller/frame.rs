@@ -299,30 +299,6 @@ where
             + Sync
             + 'static,
     {
-        self.reflect_with(namespace, cfg, |_| {})
-    }
-
-    /// [`Frame::reflect`], with `slim` applied to every object before it is cached: a kind
-    /// read only for a few fields (a group's members, a config's users) is cached with only
-    /// those, not a second full copy of objects another controller already holds.
-    pub fn reflect_with<C>(
-        &self,
-        namespace: &Option<String>,
-        cfg: watcher::Config,
-        slim: fn(&mut C),
-    ) -> (
-        Store<C>,
-        impl futures::Stream<Item = Result<C, watcher::Error>> + Send + 'static,
-    )
-    where
-        C: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug
-            + Send
-            + Sync
-            + 'static,
-    {
         let api: Api<C> = match namespace {
             Some(ns) => Api::namespaced(self.client.clone(), ns),
             None => Api::all(self.client.clone()),
@@ -336,10 +312,7 @@ where
         // The progress is taken after the store has the event, never before.
         let stream = watcher(api, cfg)
             .default_backoff()
-            .modify(move |o| {
-                o.managed_fields_mut().clear();
-                slim(o);
-            })
+            .modify(|o| o.managed_fields_mut().clear())
             .reflect(writer)
             .modify(move |o| {
                 if let Some(v) = o.resource_version().and_then(|v| v.parse().ok()) {
@@ -794,7 +767,12 @@ impl SecretKeys {
         version: &str,
     ) -> Result<Vec<String>, kube::Error> {
         let cache_key = format!("{ns}/{name}");
-        if let Some((v, keys)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
+        if let Some((v, keys)) = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cache_key)
+        {
             if v == version {
                 return Ok(keys.clone());
             }

@@ -7,8 +7,9 @@
 use super::frame::{self, Error, Frame, Settings};
 use super::mcpserver::namespaced_or_all;
 use super::metrics::ControllerMetrics;
+use super::slim::{ProxyRefs, ServerRefs};
 use crate::api::shared::NameRef;
-use crate::api::v1beta1::{MCPGroup, MCPRemoteProxy, MCPServer};
+use crate::api::v1beta1::MCPGroup;
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -20,8 +21,8 @@ use std::sync::Arc;
 pub struct Context {
     frame: Frame<MCPGroup>,
     groups: Store<MCPGroup>,
-    servers: Store<MCPServer>,
-    proxies: Store<MCPRemoteProxy>,
+    servers: Store<ServerRefs>,
+    proxies: Store<ProxyRefs>,
 }
 
 /// Runs the MCPGroup controller over `namespace` (all when `None`) until dropped.
@@ -33,10 +34,8 @@ pub async fn run(
 ) {
     let frame = Frame::<MCPGroup>::new(client.clone(), settings, metrics);
     let all = watcher::Config::default();
-    let (servers, server_stream) =
-        frame.reflect_with(&namespace, all.clone(), super::slim::server_references);
-    let (proxies, proxy_stream) =
-        frame.reflect_with(&namespace, all.clone(), super::slim::proxy_references);
+    let (servers, server_stream) = frame.reflect::<ServerRefs>(&namespace, all.clone());
+    let (proxies, proxy_stream) = frame.reflect::<ProxyRefs>(&namespace, all.clone());
     let (groups, group_writer) = reflector::store::<MCPGroup>();
     let group_stream = watcher(namespaced_or_all::<MCPGroup>(&client, &namespace), all)
         .default_backoff()
@@ -53,10 +52,10 @@ pub async fn run(
     });
     let (for_servers, for_proxies) = (groups.clone(), groups);
     controller
-        .watches_stream(server_stream, move |s: MCPServer| {
+        .watches_stream(server_stream, move |s: ServerRefs| {
             groups_touched(&for_servers, &s, s.spec.group_ref.as_ref(), "servers")
         })
-        .watches_stream(proxy_stream, move |p: MCPRemoteProxy| {
+        .watches_stream(proxy_stream, move |p: ProxyRefs| {
             groups_touched(&for_proxies, &p, p.spec.group_ref.as_ref(), "remoteProxies")
         })
         .shutdown_on_signal()

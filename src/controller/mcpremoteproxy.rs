@@ -334,7 +334,11 @@ async fn missing_header_secret(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) 
             ));
         };
         let version = meta.resource_version().unwrap_or_default();
-        match ctx.secret_keys.get(&ctx.frame.client, ns, name, &version).await {
+        match ctx
+            .secret_keys
+            .get(&ctx.frame.client, ns, name, &version)
+            .await
+        {
             Ok(keys) if keys.iter().any(|k| k == key) => {}
             Ok(_) => return Some(format!("{field}: Secret {name:?} has no key {key:?}")),
             // Cannot tell: say nothing rather than something false; the next pass retries.

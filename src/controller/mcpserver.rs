@@ -552,7 +552,11 @@ async fn missing_secret(server: &MCPServer, ctx: &Context, ns: &str) -> Option<S
             ));
         };
         let version = meta.resource_version().unwrap_or_default();
-        match ctx.secret_keys.get(&ctx.frame.client, ns, &r.name, &version).await {
+        match ctx
+            .secret_keys
+            .get(&ctx.frame.client, ns, &r.name, &version)
+            .await
+        {
             Ok(keys) if keys.contains(&r.key) => {}
             Ok(_) => {
                 return Some(format!(

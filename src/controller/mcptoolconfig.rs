@@ -9,8 +9,9 @@
 use super::frame::{self, Error, Frame, Settings};
 use super::mcpserver::namespaced_or_all;
 use super::metrics::ControllerMetrics;
+use super::slim::{ProxyRefs, ServerRefs};
 use crate::api::shared::NameRef;
-use crate::api::v1beta1::{MCPRemoteProxy, MCPServer, MCPToolConfig};
+use crate::api::v1beta1::MCPToolConfig;
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -37,8 +38,8 @@ type LastUsers = Arc<Mutex<HashMap<String, BTreeSet<String>>>>;
 pub struct Context {
     frame: Frame<MCPToolConfig>,
     configs: Store<MCPToolConfig>,
-    servers: Store<MCPServer>,
-    proxies: Store<MCPRemoteProxy>,
+    servers: Store<ServerRefs>,
+    proxies: Store<ProxyRefs>,
     last_users: LastUsers,
 }
 
@@ -51,10 +52,8 @@ pub async fn run(
 ) {
     let frame = Frame::<MCPToolConfig>::new(client.clone(), settings, metrics);
     let all = watcher::Config::default();
-    let (servers, server_stream) =
-        frame.reflect_with(&namespace, all.clone(), super::slim::server_references);
-    let (proxies, proxy_stream) =
-        frame.reflect_with(&namespace, all.clone(), super::slim::proxy_references);
+    let (servers, server_stream) = frame.reflect::<ServerRefs>(&namespace, all.clone());
+    let (proxies, proxy_stream) = frame.reflect::<ProxyRefs>(&namespace, all.clone());
     let (configs, config_writer) = reflector::store::<MCPToolConfig>();
     let config_stream = watcher(namespaced_or_all::<MCPToolConfig>(&client, &namespace), all)
         .default_backoff()
@@ -73,7 +72,7 @@ pub async fn run(
     });
     let for_proxies = last_users.clone();
     controller
-        .watches_stream(server_stream, move |s: MCPServer| {
+        .watches_stream(server_stream, move |s: ServerRefs| {
             configs_touched(
                 &last_users,
                 &s,
@@ -81,7 +80,7 @@ pub async fn run(
                 s.spec.tool_config_ref.as_ref(),
             )
         })
-        .watches_stream(proxy_stream, move |p: MCPRemoteProxy| {
+        .watches_stream(proxy_stream, move |p: ProxyRefs| {
             let r = p.spec.tool_config_ref.as_ref();
             configs_touched(&for_proxies, &p, "MCPRemoteProxy", r)
         })
@@ -316,7 +315,7 @@ mod tests {
         last.lock()
             .unwrap()
             .insert("other/old".into(), ["MCPServer/s".to_string()].into());
-        let s: MCPServer = serde_json::from_value(json!({
+        let s: ServerRefs = serde_json::from_value(json!({
             "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
             "metadata": {"name": "s", "namespace": "ns"},
             "spec": {"image": "x", "toolConfigRef": {"name": "new"}},
