@@ -236,6 +236,24 @@ async fn a_proxy_gets_its_children_and_reports_the_remote_through_its_pods() {
         (s.tool_config_hash.as_ref().map(|h| json!(h)) != Some(hash_before.clone())).then_some(())
     })
     .await;
+
+    // The Service's selector is ours whole, as for MCPServer: a key someone adds (which would
+    // select no pod while the proxy still looked Ready) is taken out again.
+    let services: Api<Service> = Api::namespaced(c.clone(), NS);
+    services
+        .patch(
+            "mcp-weather-remote-proxy",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"selector": {"tier": "none"}}})),
+        )
+        .await
+        .unwrap();
+    eventually("the selector without the added key", || async {
+        let s: Service = get(c, NS, "mcp-weather-remote-proxy").await?;
+        let selector = s.spec?.selector?;
+        (!selector.contains_key("tier")).then_some(())
+    })
+    .await;
 }
 
 /// A bad reference or a refused address: nothing is rolled out, and the conditions say why.

@@ -223,6 +223,30 @@ fn digest(v: &Value) -> u64 {
 /// The generation a verdict is for, and the admission errors (none: valid).
 type CachedVerdict = (Option<i64>, Option<String>);
 
+/// What a [`Frame`] reconciles: a namespaced kind the frame can read, write and own children of.
+pub trait Owner:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + Serialize
+    + DeserializeOwned
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+impl<K> Owner for K where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The shared half of one kind's controller context. `K` is the kind reconciled.
 pub struct Frame<K: Resource<DynamicType = ()>> {
     pub client: Client,
@@ -243,17 +267,7 @@ pub struct Frame<K: Resource<DynamicType = ()>> {
     seen: Mutex<HashMap<String, Arc<AtomicU64>>>,
 }
 
-impl<K> Frame<K>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
+impl<K: Owner> Frame<K> {
     pub fn new(client: Client, settings: Settings, metrics: ControllerMetrics) -> Self {
         Frame {
             recorder: Recorder::new(

@@ -3,17 +3,17 @@
 //! report status (only when it changes). Readiness comes from the pods, which turn ready only
 //! when their bridge's own MCP `initialize` against the remote succeeded.
 
-use super::frame::{self, Applied, Conflict, Frame};
+use super::frame::{self, Conflict, Frame};
 use super::mcpremoteproxy_children::{self as children, Children, Inputs};
 use super::mcpserver::namespaced_or_all;
 use super::metrics::ControllerMetrics;
+use super::workload;
 use crate::admission::{self, Operation};
 use crate::api::v1beta1::{
     MCPGroup, MCPRemoteProxy, MCPRemoteProxyStatus, MCPToolConfig, MCPToolConfigSpec,
 };
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -46,10 +46,7 @@ pub struct Context {
 /// Caches fed by the same watches that trigger reconciles.
 #[derive(Clone)]
 struct Stores {
-    deployments: Store<Deployment>,
-    services: Store<Service>,
-    service_accounts: Store<ServiceAccount>,
-    config_maps: Store<ConfigMap>,
+    children: workload::Stores,
     secrets: Store<PartialObjectMeta<Secret>>,
     tool_configs: Store<MCPToolConfig>,
     groups: Store<MCPGroup>,
@@ -65,13 +62,8 @@ pub async fn run(
     metrics: ControllerMetrics,
 ) {
     let frame = Frame::<MCPRemoteProxy>::new(client.clone(), settings, metrics);
-    let children_cfg = watcher::Config::default().labels(CHILD_SELECTOR);
-    let (deployments, deployment_stream) =
-        frame.reflect::<Deployment>(&namespace, children_cfg.clone());
-    let (services, service_stream) = frame.reflect::<Service>(&namespace, children_cfg.clone());
-    let (service_accounts, sa_stream) =
-        frame.reflect::<ServiceAccount>(&namespace, children_cfg.clone());
-    let (config_maps, cm_stream) = frame.reflect::<ConfigMap>(&namespace, children_cfg);
+    let (child_stores, child_streams) =
+        workload::Stores::reflect(&frame, &namespace, CHILD_SELECTOR);
     let (tool_configs, tool_config_stream) =
         frame.reflect::<MCPToolConfig>(&namespace, watcher::Config::default());
     let (groups, group_stream) = frame.reflect::<MCPGroup>(&namespace, watcher::Config::default());
@@ -96,10 +88,7 @@ pub async fn run(
     let ctx = Arc::new(Context {
         frame,
         stores: Stores {
-            deployments,
-            services,
-            service_accounts,
-            config_maps,
+            children: child_stores,
             secrets,
             tool_configs,
             groups,
@@ -111,10 +100,10 @@ pub async fn run(
     let by_tool_config = proxies.clone();
     let by_group = proxies.clone();
     controller
-        .owns_stream(deployment_stream)
-        .owns_stream(service_stream)
-        .owns_stream(sa_stream)
-        .owns_stream(cm_stream)
+        .owns_stream(child_streams.deployments)
+        .owns_stream(child_streams.services)
+        .owns_stream(child_streams.service_accounts)
+        .owns_stream(child_streams.config_maps)
         .watches_stream(secret_stream, move |secret| {
             frame::referencing(&by_secret, &secret.namespace(), |p: &MCPRemoteProxy| {
                 children::header_secrets(p)
@@ -211,7 +200,7 @@ async fn reconcile_inner(proxy: &MCPRemoteProxy, ctx: &Context) -> Result<Action
     let desired = children::desired(proxy, &inputs);
     // The config's own status.configHash, so the two can be compared by eye and by tools.
     let hash = tool_config.as_ref().map(frame::config_hash);
-    if let Err(conflict) = apply_children(proxy, ctx, &ns, &desired).await? {
+    if let Err(conflict) = apply_children(proxy, ctx, &desired).await? {
         let refusal = Refusal {
             condition: "",
             reason: Conflict::REASON,
@@ -243,11 +232,13 @@ fn observe(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) -> Observed {
     let ours = |v: Option<Value>| v.filter(|v| frame::foreign_holder(v, &uid).is_none());
     let deployment = ctx
         .stores
+        .children
         .deployments
         .get(&at(ns, children::deployment_name(&name)))
         .map(|d| to_json(d.as_ref()));
     let service = ctx
         .stores
+        .children
         .services
         .get(&at(ns, children::service_name(&name)))
         .map(|s| to_json(s.as_ref()));
@@ -364,54 +355,22 @@ fn secret_versions(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) -> BTreeMap<
         .collect()
 }
 
-/// Applies every child that differs from what the cluster has, config before workload; the
-/// first name held by an object that is not ours stops it (a Deployment must not start on
-/// someone else's ConfigMap).
+/// Applies the children (see [`workload::apply`]); or returns the first conflict with an
+/// object that is not ours.
 async fn apply_children(
     proxy: &MCPRemoteProxy,
     ctx: &Context,
-    ns: &str,
     desired: &Children,
 ) -> Result<Result<(), Conflict>, Error> {
     let name = proxy.name_any();
-    let stores = &ctx.stores;
-    // Right after start-up the child caches may not have listed yet.
-    let _ = tokio::time::timeout(frame::STORE_READY_WAIT, async {
-        let _ = stores.config_maps.wait_until_ready().await;
-        let _ = stores.service_accounts.wait_until_ready().await;
-        let _ = stores.services.wait_until_ready().await;
-        let _ = stores.deployments.wait_until_ready().await;
-    })
-    .await;
-    let f = &ctx.frame;
-    let live = stores
-        .config_maps
-        .get(&at(ns, children::config_map_name(&name)));
-    if let Applied::Conflict(c) = f.apply(proxy, &desired.config_map, live).await? {
-        return Ok(Err(c));
-    }
-    let live_sa = stores
-        .service_accounts
-        .get(&at(ns, children::service_account_name(&name)));
-    match &desired.service_account {
-        Some(sa) => {
-            if let Applied::Conflict(c) = f.apply(proxy, sa, live_sa).await? {
-                return Ok(Err(c));
-            }
-        }
-        None => f.delete(proxy, live_sa).await?,
-    }
-    let live = stores.services.get(&at(ns, children::service_name(&name)));
-    if let Applied::Conflict(c) = f.apply(proxy, &desired.service, live).await? {
-        return Ok(Err(c));
-    }
-    let live = stores
-        .deployments
-        .get(&at(ns, children::deployment_name(&name)));
-    if let Applied::Conflict(c) = f.apply(proxy, &desired.deployment, live).await? {
-        return Ok(Err(c));
-    }
-    Ok(Ok(()))
+    let names = workload::Names {
+        config_map: children::config_map_name(&name),
+        service_account: children::service_account_name(&name),
+        service: children::service_name(&name),
+        deployment: children::deployment_name(&name),
+    };
+    let applied = workload::apply(&ctx.frame, proxy, &ctx.stores.children, &names, desired).await?;
+    Ok(applied.map(|_service| ()))
 }
 
 /// The status the object should have, from what was found. An unchanged world yields an

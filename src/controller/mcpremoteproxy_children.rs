@@ -36,31 +36,8 @@ pub struct Inputs {
     pub default_pull_secrets: Vec<String>,
 }
 
-/// Every child of one MCPRemoteProxy.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Children {
-    pub config_map: ConfigMap,
-    pub service_account: Option<ServiceAccount>,
-    pub service: Service,
-    pub deployment: Deployment,
-}
-
-impl Children {
-    /// The children as JSON objects, in the order they are applied (config before workload).
-    pub fn objects(&self) -> Vec<Value> {
-        let mut out = vec![to_value(&self.config_map)];
-        if let Some(sa) = &self.service_account {
-            out.push(to_value(sa));
-        }
-        out.push(to_value(&self.service));
-        out.push(to_value(&self.deployment));
-        out
-    }
-}
-
-fn to_value<T: serde::Serialize>(t: &T) -> Value {
-    serde_json::to_value(t).unwrap_or(Value::Null)
-}
+/// Every child of one MCPRemoteProxy: the shape every bridge-fronted workload has.
+pub use super::workload::Children;
 
 pub fn deployment_name(proxy: &str) -> String {
     proxy.to_string()

@@ -3,16 +3,16 @@
 
 use super::children::{self, Children, Inputs};
 use super::credentials::PullCredentials;
-use super::frame::{self, Applied, Conflict, Frame};
+use super::frame::{self, Conflict, Frame};
 use super::metrics::ControllerMetrics;
 use super::resolve::CommandResolver;
+use super::workload;
 use crate::admission::{self, Operation};
 use crate::api::v1beta1::{MCPGroup, MCPServer, MCPServerStatus, MCPToolConfig, MCPToolConfigSpec};
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -42,10 +42,7 @@ pub struct Context {
 /// Caches fed by the same watches that trigger reconciles.
 #[derive(Clone)]
 struct Stores {
-    deployments: Store<Deployment>,
-    services: Store<Service>,
-    service_accounts: Store<ServiceAccount>,
-    config_maps: Store<ConfigMap>,
+    children: workload::Stores,
     secrets: Store<PartialObjectMeta<Secret>>,
     tool_configs: Store<MCPToolConfig>,
     groups: Store<MCPGroup>,
@@ -62,13 +59,8 @@ pub async fn run(
     metrics: ControllerMetrics,
 ) {
     let frame = Frame::<MCPServer>::new(client.clone(), settings, metrics.clone());
-    let children_cfg = watcher::Config::default().labels(CHILD_SELECTOR);
-    let (deployments, deployment_stream) =
-        frame.reflect::<Deployment>(&namespace, children_cfg.clone());
-    let (services, service_stream) = frame.reflect::<Service>(&namespace, children_cfg.clone());
-    let (service_accounts, sa_stream) =
-        frame.reflect::<ServiceAccount>(&namespace, children_cfg.clone());
-    let (config_maps, cm_stream) = frame.reflect::<ConfigMap>(&namespace, children_cfg);
+    let (child_stores, child_streams) =
+        workload::Stores::reflect(&frame, &namespace, CHILD_SELECTOR);
     let (tool_configs, tool_config_stream) =
         frame.reflect::<MCPToolConfig>(&namespace, watcher::Config::default());
     let (groups, group_stream) = frame.reflect::<MCPGroup>(&namespace, watcher::Config::default());
@@ -97,10 +89,7 @@ pub async fn run(
         frame,
         resolver,
         stores: Stores {
-            deployments,
-            services,
-            service_accounts,
-            config_maps,
+            children: child_stores,
             secrets,
             tool_configs,
             groups,
@@ -112,10 +101,10 @@ pub async fn run(
     let by_tool_config = servers.clone();
     let by_group = servers.clone();
     controller
-        .owns_stream(deployment_stream)
-        .owns_stream(service_stream)
-        .owns_stream(sa_stream)
-        .owns_stream(cm_stream)
+        .owns_stream(child_streams.deployments)
+        .owns_stream(child_streams.services)
+        .owns_stream(child_streams.service_accounts)
+        .owns_stream(child_streams.config_maps)
         .watches_stream(secret_stream, move |secret| {
             frame::referencing(&by_secret, &secret.namespace(), |s: &MCPServer| {
                 secret_names(s).contains(&secret.name_any())
@@ -255,7 +244,7 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
         default_pull_secrets: ctx.frame.settings.default_pull_secrets.clone(),
     };
     let desired = children::desired(server, &inputs);
-    let service = match apply_children(server, ctx, &ns, &desired).await? {
+    let service = match apply_children(server, ctx, &desired).await? {
         Ok(service) => service,
         Err(conflict) => {
             let verdict = Verdict::BadReference {
@@ -282,6 +271,7 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     };
     let live = ctx
         .stores
+        .children
         .deployments
         .get(&ObjectRef::new(&children::deployment_name(&server.name_any())).within(&ns));
     let observed = Observed {
@@ -293,11 +283,6 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     status.tool_config_hash = inputs.tool_config.as_ref().map(frame::config_hash);
     write_status(server, ctx, with_group(server, ctx, status)).await?;
     Ok(ctx.frame.settled(skips_before))
-}
-
-/// The cache key of a child named `name` in `ns`.
-fn at<C: Resource<DynamicType = ()>>(ns: &str, name: String) -> ObjectRef<C> {
-    ObjectRef::new(&name).within(ns)
 }
 
 /// How soon a server whose child name is taken looks again.
@@ -320,10 +305,12 @@ async fn report_without_rollout(
     let name = server.name_any();
     let deployment = ctx
         .stores
+        .children
         .deployments
         .get(&ObjectRef::new(&children::deployment_name(&name)).within(ns));
     let service = ctx
         .stores
+        .children
         .services
         .get(&ObjectRef::new(&children::service_name(&name)).within(ns));
     let observed = Observed {
@@ -343,11 +330,11 @@ async fn stop_serving(server: &MCPServer, ctx: &Context, ns: &str) -> Result<(),
     let name = server.name_any();
     let deployment = ObjectRef::new(&children::deployment_name(&name)).within(ns);
     ctx.frame
-        .delete(server, ctx.stores.deployments.get(&deployment))
+        .delete(server, ctx.stores.children.deployments.get(&deployment))
         .await?;
     let service = ObjectRef::new(&children::service_name(&name)).within(ns);
     ctx.frame
-        .delete(server, ctx.stores.services.get(&service))
+        .delete(server, ctx.stores.children.services.get(&service))
         .await
 }
 
@@ -445,93 +432,23 @@ fn secret_versions(server: &MCPServer, ctx: &Context) -> BTreeMap<String, String
         .collect()
 }
 
-/// Server-side applies every child that differs from what the cluster has; converged children
-/// cost nothing. A ServiceAccount we made but no longer need is removed. Returns the Service as
-/// the cluster has it now (if known), for the status; or, when a child's name is held by an
-/// object that is not ours, the first such conflict (the children after it are not applied:
-/// a Deployment must not start on someone else's ConfigMap).
+/// Applies the children (see [`workload::apply`]) and returns the Service as the cluster has it
+/// now, for the status; or the first conflict with an object that is not ours.
 async fn apply_children(
     server: &MCPServer,
     ctx: &Context,
-    ns: &str,
     desired: &Children,
 ) -> Result<Result<Option<Value>, Conflict>, Error> {
     let name = server.name_any();
-    // Right after start-up the child caches may not have listed yet: a child missing from
-    // them is not missing from the cluster, and applying it would be a write per child.
-    let stores = &ctx.stores;
-    let _ = tokio::time::timeout(frame::STORE_READY_WAIT, async {
-        let _ = stores.config_maps.wait_until_ready().await;
-        let _ = stores.service_accounts.wait_until_ready().await;
-        let _ = stores.services.wait_until_ready().await;
-        let _ = stores.deployments.wait_until_ready().await;
-    })
-    .await;
-    let f = &ctx.frame;
-    let config_map = stores
-        .config_maps
-        .get(&at(ns, children::config_map_name(&name)));
-    if let Applied::Conflict(c) = f.apply(server, &desired.config_map, config_map).await? {
-        return Ok(Err(c));
-    }
-    let live_sa = stores
-        .service_accounts
-        .get(&at(ns, children::service_account_name(&name)));
-    match &desired.service_account {
-        Some(sa) => {
-            if let Applied::Conflict(c) = f.apply(server, sa, live_sa).await? {
-                return Ok(Err(c));
-            }
-        }
-        None => f.delete(server, live_sa).await?,
-    }
-    let live_service = stores.services.get(&at(ns, children::service_name(&name)));
-    let service = match f.apply(server, &desired.service, live_service).await? {
-        Applied::Conflict(c) => return Ok(Err(c)),
-        Applied::Ours(live) => own_service_lists(ctx, ns, &desired.service, live).await?,
+    let names = workload::Names {
+        config_map: children::config_map_name(&name),
+        service_account: children::service_account_name(&name),
+        service: children::service_name(&name),
+        deployment: children::deployment_name(&name),
     };
-    let deployment = stores
-        .deployments
-        .get(&at(ns, children::deployment_name(&name)));
-    if let Applied::Conflict(c) = f.apply(server, &desired.deployment, deployment).await? {
-        return Ok(Err(c));
-    }
-    Ok(Ok(Some(service)))
-}
-
-/// Makes the Service's selector and ports exactly ours when someone added to them. Server-side
-/// apply cannot do it: items and keys another manager set are theirs, and a forced apply keeps
-/// them. A merge patch replaces the ports list whole and nulls the extra selector keys; being an
-/// update, it also takes the removed fields out of the other manager's ownership.
-async fn own_service_lists(
-    ctx: &Context,
-    ns: &str,
-    desired: &Service,
-    live: Value,
-) -> Result<Value, Error> {
-    let want = to_json(desired);
-    if children::service_lists_are_ours(&want, &live) {
-        return Ok(live);
-    }
-    let name = desired.meta().name.clone().unwrap_or_default();
-    let patch = children::service_lists_patch(&want, &live);
-    let api: Api<Service> = Api::namespaced(ctx.frame.client.clone(), ns);
-    let written = api
-        .patch(
-            &name,
-            &PatchParams {
-                field_manager: Some(children::FIELD_MANAGER.into()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(|source| Error::ApplyChild {
-            child: children::describe(&want),
-            source,
-        })?;
-    ctx.frame.metrics.count_apply(Service::kind(&()).as_ref());
-    Ok(to_json(&written))
+    let applied =
+        workload::apply(&ctx.frame, server, &ctx.stores.children, &names, desired).await?;
+    Ok(applied.map(Some))
 }
 
 /// Why the pods cannot get their Secrets, if they cannot: a referenced Secret that does not
