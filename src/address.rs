@@ -1,10 +1,14 @@
 //! Which network addresses a proxy may be pointed at (SSRF guard), as pure functions.
 //!
-//! Shared by the admission rules (`spec.remoteUrl` judged as written, no DNS) and the bridge's
-//! remote mode (every address a name resolves to, judged at connect time), so that both refuse
-//! the same things.
+//! Shared by the admission rules (`spec.remoteUrl` judged as written, no DNS), the bridge's
+//! remote mode and the operator's own registry look-ups (every address a name resolves to,
+//! judged at connect time by [`GuardedResolver`]), so that all of them refuse the same things.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use hyper_util::client::legacy::connect::dns::Name;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// Why an address may not be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +102,100 @@ pub fn refusal(ip: IpAddr, allow: Allowance) -> Option<Refused> {
         Refused::Loopback if allow.loopback => None,
         class => Some(class),
     }
+}
+
+// At connect time: the same rules applied to every address a name resolves to. The bridge's
+// remote mode and the operator's registry look-ups both connect through this resolver.
+
+/// Resolves names at connect time and refuses forbidden addresses (for a hyper `HttpConnector`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuardedResolver {
+    /// `None`: no guard (the bridge's in-pod backends, reached on loopback by design).
+    pub guard: Option<Allowance>,
+}
+
+/// A name that resolved to an address the bridge may not reach.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to {ip}, which is {what}: refused by the address guard{hint}")]
+pub struct Refusal {
+    pub host: String,
+    pub ip: std::net::IpAddr,
+    pub what: &'static str,
+    pub hint: &'static str,
+}
+
+impl Refusal {
+    fn new(host: &str, ip: std::net::IpAddr, class: Refused) -> Self {
+        let hint = match class {
+            Refused::Private => " (set allowPrivateEndpoint to allow private addresses)",
+            _ => "",
+        };
+        Refusal {
+            host: host.to_owned(),
+            ip,
+            what: class.what(),
+            hint,
+        }
+    }
+}
+
+/// Checks every address of `host` (all of them: one forbidden answer refuses the name, so a
+/// mixed answer cannot be used to reach the node).
+pub fn check_addresses(host: &str, addrs: &[SocketAddr], allow: Allowance) -> Result<(), Refusal> {
+    for a in addrs {
+        if let Some(class) = refusal(a.ip(), allow) {
+            return Err(Refusal::new(host, a.ip(), class));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a host written as an IP address (the connector does not resolve those).
+pub fn check_literal(host: &str, allow: Allowance) -> Result<(), Refusal> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => check_addresses(host, &[SocketAddr::new(ip, 0)], allow),
+        Err(_) => Ok(()),
+    }
+}
+
+impl tower::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let guard = self.guard;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(allow) = guard {
+                check_addresses(&host, &addrs, allow).map_err(|refusal| {
+                    std::io::Error::new(std::io::ErrorKind::PermissionDenied, refusal)
+                })?;
+            }
+            Ok(addrs.into_iter())
+        })
+    }
+}
+
+/// An error and everything under it, for messages (hyper's own Display stops at the top).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -364,7 +364,7 @@ async fn the_address_guard_refuses_loopback_unless_told() {
     assert!(
         message.contains("localhost resolves to")
             && message.contains("loopback")
-            && message.contains("refused by the bridge's address guard"),
+            && message.contains("refused by the address guard"),
         "{message}"
     );
     let ready = client.get(bridge.url("/ready")).send().await.unwrap();

@@ -17,6 +17,7 @@ use mcp_operator::controller::children::CONFIG_CHECKSUM;
 use mcp_operator::controller::credentials::PullCredentials;
 use mcp_operator::controller::mcpserver::Settings;
 use mcp_operator::controller::metrics::ControllerMetrics;
+use mcp_operator::controller::registry::RegistryResolver;
 use mcp_operator::controller::resolve::{CommandResolver, ImageCommand, StaticResolver};
 use serde_json::json;
 use std::sync::Arc;
@@ -305,6 +306,34 @@ async fn unknown_entrypoint_is_reported() {
     assert_eq!(cond.status, "False");
     assert!(cond.message.contains("set spec.command"));
     assert!(get::<Deployment>(c, "default", "mystery").await.is_none());
+}
+
+/// An image on a loopback or metadata registry: the operator's own look-up refuses to connect
+/// (issue 13, item 5), and the status says why instead of a connection error or a timeout.
+#[tokio::test]
+async fn images_on_forbidden_registries_are_reported_not_fetched() {
+    mcp_operator::crypto::install_provider();
+    let h = start_with(None, Arc::new(RegistryResolver::new())).await;
+    let c = &h.client;
+    for (name, image, what) in [
+        ("on-loopback", "127.0.0.1:5055/x:1", "loopback"),
+        ("on-metadata", "169.254.169.254/x:1", "link-local"),
+    ] {
+        create_server(
+            c,
+            json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+            "metadata": {"name": name, "namespace": "default"}, "spec": {"image": image}}),
+        )
+        .await;
+        let (_, cond) = wait_condition(c, name, "ImageResolved", |_| true).await;
+        assert_eq!(cond.status, "False", "{name}");
+        assert!(
+            cond.message.contains("refused by the address guard") && cond.message.contains(what),
+            "{name}: {}",
+            cond.message
+        );
+        assert!(get::<Deployment>(c, "default", name).await.is_none());
+    }
 }
 
 /// Resolves its one private image only with the bot's login, as a private registry would.

@@ -1,13 +1,16 @@
 //! Reading an image's entrypoint from a registry that speaks the OCI distribution API, with a
-//! token challenge, a multi-platform index and a redirected blob — all on loopback.
+//! token challenge, a multi-platform index and a redirected blob — on loopback, which these
+//! tests allow; and the address guard that keeps every look-up (image host, redirect, token
+//! realm) off loopback, link-local and metadata addresses otherwise.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use mcp_operator::address::Allowance;
 use mcp_operator::controller::credentials::PullCredentials;
-use mcp_operator::controller::registry::RegistryResolver;
+use mcp_operator::controller::registry::{Reach, RegistryResolver};
 use mcp_operator::controller::resolve::{CommandResolver, ImageCommand};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +21,8 @@ use std::sync::Arc;
 struct Registry {
     realm: String,
     hits: Arc<AtomicUsize>,
+    /// Where the `evil/*` repositories send their clients (a loopback listener of the test).
+    evil_target: String,
 }
 
 /// `bot:pat`, the login of the pull secret in these tests.
@@ -40,6 +45,9 @@ async fn manifest(
     h: HeaderMap,
 ) -> Response {
     r.hits.fetch_add(1, Ordering::SeqCst);
+    if ns == "evil" {
+        return evil(&r.evil_target, &repo);
+    }
     if !authorized(&h, &ns, &repo) {
         if ns == "basic" {
             return (
@@ -71,6 +79,37 @@ async fn manifest(
     }
 }
 
+/// A registry pointing its client somewhere it must not go: by redirect, or by naming a token
+/// service there.
+fn evil(target: &str, how: &str) -> Response {
+    let challenge = |realm: String| {
+        let value = format!(r#"Bearer realm="{realm}",service="fake""#);
+        (StatusCode::UNAUTHORIZED, [("www-authenticate", value)], "").into_response()
+    };
+    let metadata = "169.254.169.254";
+    match how {
+        "redirect-loopback" => {
+            Redirect::temporary(&format!("http://{target}/v2/mcp/fetch/manifests/latest"))
+                .into_response()
+        }
+        "redirect-localhost" => Redirect::temporary(&format!(
+            "http://{}/v2/mcp/fetch/manifests/latest",
+            target.replace("127.0.0.1", "localhost")
+        ))
+        .into_response(),
+        "redirect-metadata" => {
+            Redirect::temporary(&format!("http://{metadata}/latest/meta-data/")).into_response()
+        }
+        "realm-loopback" => challenge(format!("http://{target}/token")),
+        "realm-localhost" => challenge(format!(
+            "http://{}/token",
+            target.replace("127.0.0.1", "localhost")
+        )),
+        "realm-metadata" => challenge(format!("http://{metadata}/token")),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 async fn blob(Path((ns, repo, digest)): Path<(String, String, String)>, h: HeaderMap) -> Response {
     if !authorized(&h, &ns, &repo) {
         return StatusCode::UNAUTHORIZED.into_response();
@@ -97,12 +136,18 @@ async fn token(Query(q): Query<HashMap<String, String>>, h: HeaderMap) -> Respon
 }
 
 async fn start() -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve("127.0.0.1:0", String::new()).await
+}
+
+/// A registry on `bind`; its `evil/*` repositories point at `evil_target`.
+async fn serve(bind: &str, evil_target: String) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let host = listener.local_addr().unwrap().to_string();
     let hits = Arc::new(AtomicUsize::new(0));
     let state = Registry {
         realm: format!("http://{host}/token"),
         hits: hits.clone(),
+        evil_target,
     };
     let app = Router::new()
         .route("/v2/{ns}/{repo}/manifests/{reference}", get(manifest))
@@ -114,11 +159,32 @@ async fn start() -> (String, Arc<AtomicUsize>) {
     (host, hits)
 }
 
+/// These tests' registries are on loopback, which only tests may allow.
+fn loopback_allowed() -> RegistryResolver {
+    RegistryResolver::with_reach(Reach {
+        allow: Allowance {
+            private: true,
+            loopback: true,
+        },
+        plain_http: Vec::new(),
+    })
+}
+
+/// This machine's address on its default route: a registry the guard lets through, which is
+/// not on loopback.
+fn outward_address() -> std::net::IpAddr {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket
+        .connect("8.8.8.8:53")
+        .expect("this test needs a network interface besides loopback (a default route)");
+    socket.local_addr().unwrap().ip()
+}
+
 #[tokio::test]
 async fn reads_entrypoint_through_token_index_and_redirect() {
     mcp_operator::crypto::install_provider();
     let (host, hits) = start().await;
-    let resolver = RegistryResolver::new();
+    let resolver = loopback_allowed();
     let anonymous = PullCredentials::default();
     let image = format!("{host}/mcp/fetch");
     let cmd = resolver.resolve(&image, &anonymous).await.unwrap();
@@ -152,7 +218,7 @@ async fn reads_entrypoint_through_token_index_and_redirect() {
 async fn private_and_missing_images_say_what_to_do() {
     mcp_operator::crypto::install_provider();
     let (host, _) = start().await;
-    let resolver = RegistryResolver::new();
+    let resolver = loopback_allowed();
     let anonymous = PullCredentials::default();
     let private = resolver
         .resolve(&format!("{host}/mcp/private"), &anonymous)
@@ -178,7 +244,7 @@ async fn private_and_missing_images_say_what_to_do() {
 async fn pull_secret_logins_open_private_images() {
     mcp_operator::crypto::install_provider();
     let (host, _) = start().await;
-    let resolver = RegistryResolver::new();
+    let resolver = loopback_allowed();
     let login = |user: &str, password: &str| {
         let mut pull = PullCredentials::default();
         let config =
@@ -211,4 +277,70 @@ async fn pull_secret_logins_open_private_images() {
         .unwrap_err();
     assert!(wrong.contains("\"bot\""), "{wrong}");
     assert!(!wrong.contains("wrong-password"), "{wrong}");
+}
+
+/// Whoever may create an MCPServer names the image, so the registry it names is not trusted:
+/// the operator never connects to loopback, link-local or metadata addresses for it — not as
+/// the image's host, not where the registry redirects, not at the token service it names —
+/// and says why. A loopback listener stands in for the operator's own ports: it is never hit.
+#[tokio::test]
+async fn lookups_never_reach_loopback_link_local_or_metadata() {
+    mcp_operator::crypto::install_provider();
+    let (inside, inside_hits) = start().await;
+    let outward = outward_address();
+    let (registry, registry_hits) = serve(&format!("{outward}:0"), inside.clone()).await;
+    let resolver = RegistryResolver::with_reach(Reach {
+        plain_http: vec![registry.clone()],
+        ..Reach::default()
+    });
+    let port = inside.rsplit(':').next().unwrap();
+    // (image, what the refusal names)
+    let cases: Vec<(String, &str)> = vec![
+        (format!("{inside}/mcp/fetch"), "loopback"),
+        (format!("localhost:{port}/mcp/fetch"), "loopback"),
+        (format!("[::1]:{port}/mcp/fetch"), "loopback"),
+        ("169.254.169.254/mcp/fetch".into(), "link-local"),
+        ("169.254.169.254:80/mcp/fetch".into(), "link-local"),
+        ("[fd00:ec2::254]/mcp/fetch".into(), "metadata"),
+        ("0.0.0.0:80/mcp/fetch".into(), "unspecified"),
+        (format!("{registry}/evil/redirect-loopback"), "loopback"),
+        (format!("{registry}/evil/redirect-localhost"), "loopback"),
+        (format!("{registry}/evil/redirect-metadata"), "link-local"),
+        (format!("{registry}/evil/realm-loopback"), "loopback"),
+        (format!("{registry}/evil/realm-localhost"), "loopback"),
+        (format!("{registry}/evil/realm-metadata"), "link-local"),
+    ];
+    for (image, what) in &cases {
+        let started = std::time::Instant::now();
+        let err = resolver
+            .resolve(image, &PullCredentials::default())
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("refused by the address guard") && err.contains(what),
+            "{image}: {err}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{image}: refused before any connection attempt could time out"
+        );
+    }
+    assert_eq!(
+        inside_hits.load(Ordering::SeqCst),
+        0,
+        "loopback was reached"
+    );
+    assert!(
+        registry_hits.load(Ordering::SeqCst) >= 6,
+        "the outward registry itself was asked (the refusals came after it answered)"
+    );
+    // The guard is not a wall: the same registry's honest images resolve.
+    let cmd = resolver
+        .resolve(
+            &format!("{registry}/mcp/fetch"),
+            &PullCredentials::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cmd.entrypoint, ["mcp-server-fetch"]);
 }

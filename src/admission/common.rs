@@ -31,6 +31,38 @@ impl Findings {
 
 pub fn check_image(f: &mut Findings, path: &Path, image: &str) {
     f.rule(path, image, rules::image_reference(image));
+    if let Some(what) = registry_host(image).and_then(unreachable_registry) {
+        f.warn(
+            path,
+            format!(
+                "the image's registry is {what}: the operator does not connect there to read \
+                 the image's entrypoint (set spec.command), and the kubelet would pull from that \
+                 address as the node sees it"
+            ),
+        );
+    }
+}
+
+/// The registry part of an image reference, when it names one (`host[:port]/...`), as
+/// `docker pull` tells a registry from a Docker Hub namespace.
+fn registry_host(image: &str) -> Option<&str> {
+    let (first, _) = image.split_once('/')?;
+    (first.contains(['.', ':']) || first == "localhost").then_some(first)
+}
+
+/// What a registry host is when the operator's address guard refuses it (no DNS here: names
+/// other than `localhost` are judged when they are resolved).
+fn unreachable_registry(host: &str) -> Option<&'static str> {
+    let bare = match host.rsplit_once(':') {
+        Some((h, port)) if !h.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let bare = bare.trim_start_matches('[').trim_end_matches(']');
+    if bare.eq_ignore_ascii_case("localhost") {
+        return Some("loopback");
+    }
+    let class = crate::address::classify(bare.parse().ok()?)?;
+    (class != crate::address::Refused::Private).then(|| class.what())
 }
 
 /// A same-namespace object name (Secret, ConfigMap, MCPToolConfig, ...).

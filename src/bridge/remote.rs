@@ -1,7 +1,7 @@
 //! Remote mode (`remoteUrl`, the data path of MCPRemoteProxy): what the reverse proxy needs to
 //! reach an MCP server outside the pod.
 //!
-//! - [`GuardedResolver`]: every name is resolved at connect time and refused when any of its
+//! - [`GuardedResolver`] (from [`crate::address`]): every name is resolved at connect time and refused when any of its
 //!   addresses is loopback, link-local, unspecified, a metadata service or (unless
 //!   `allowPrivateEndpoint`) private, so a DNS answer cannot point the proxy at the node;
 //! - [`tls_config`]: the system's roots plus an optional CA bundle, on the one crypto provider
@@ -12,98 +12,18 @@
 //!   readiness.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::connect::dns::Name;
 use serde_json::{json, Value};
 
 use super::config::{Config, Transport};
-use crate::address::{self, Allowance};
-
-/// Resolves names for the remote connector and refuses forbidden addresses.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GuardedResolver {
-    /// `None`: no guard (the in-pod backends, reached on loopback by design).
-    pub guard: Option<Allowance>,
-}
-
-/// A name that resolved to an address the bridge may not reach.
-#[derive(Debug, thiserror::Error)]
-#[error("{host} resolves to {ip}, which is {what}: refused by the bridge's address guard{hint}")]
-pub struct Refusal {
-    pub host: String,
-    pub ip: std::net::IpAddr,
-    pub what: &'static str,
-    pub hint: &'static str,
-}
-
-impl Refusal {
-    fn new(host: &str, ip: std::net::IpAddr, class: address::Refused) -> Self {
-        let hint = match class {
-            address::Refused::Private => " (set allowPrivateEndpoint to allow private addresses)",
-            _ => "",
-        };
-        Refusal {
-            host: host.to_owned(),
-            ip,
-            what: class.what(),
-            hint,
-        }
-    }
-}
-
-/// Checks every address of `host` (all of them: one forbidden answer refuses the name, so a
-/// mixed answer cannot be used to reach the node).
-pub fn check_addresses(host: &str, addrs: &[SocketAddr], allow: Allowance) -> Result<(), Refusal> {
-    for a in addrs {
-        if let Some(class) = address::refusal(a.ip(), allow) {
-            return Err(Refusal::new(host, a.ip(), class));
-        }
-    }
-    Ok(())
-}
-
-/// Checks a host written as an IP address (the connector does not resolve those).
-pub fn check_literal(host: &str, allow: Allowance) -> Result<(), Refusal> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<std::net::IpAddr>() {
-        Ok(ip) => check_addresses(host, &[SocketAddr::new(ip, 0)], allow),
-        Err(_) => Ok(()),
-    }
-}
-
-impl tower::Service<Name> for GuardedResolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let guard = self.guard;
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if let Some(allow) = guard {
-                check_addresses(&host, &addrs, allow).map_err(|refusal| {
-                    std::io::Error::new(std::io::ErrorKind::PermissionDenied, refusal)
-                })?;
-            }
-            Ok(addrs.into_iter())
-        })
-    }
-}
+pub use crate::address::{chain, check_addresses, check_literal, GuardedResolver, Refusal};
 
 /// The TLS client configuration: the system's roots, plus the certificates of `ca_bundle`.
 /// Without either, only plain `http://` remotes can be reached; that is said once.
@@ -188,20 +108,6 @@ pub fn added_headers_with(
 fn header_name(name: &str) -> anyhow::Result<HeaderName> {
     HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| anyhow::anyhow!("{name:?} is not a valid HTTP header name"))
-}
-
-/// An error and everything under it, for messages (hyper's own Display stops at the top).
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
 }
 
 /// How the probe talks to the remote: a request out, a response back.

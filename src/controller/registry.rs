@@ -6,9 +6,16 @@
 //! it asks for basic auth); multi-platform images resolve to
 //! `linux/<arch>`; results are cached (per digest for good, per tag for an hour, failures for a
 //! minute). Registries on loopback are spoken to over plain HTTP, as container runtimes do.
+//!
+//! Every connection — to the image's registry, to each redirect's target and to the token
+//! service a challenge names — goes through the address guard ([`crate::address`]), judged on
+//! the resolved address at connect time: whoever may create an MCPServer must not be able to
+//! point the operator at the pod's own ports, the node or a cloud metadata service, nor have it
+//! relay an internal service's token. Private ranges stay reachable (in-cluster registries).
 
 use super::credentials::{Login, PullCredentials};
 use super::resolve::{CommandResolver, ImageCommand};
+use crate::address::{chain, check_literal, Allowance, GuardedResolver};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full, Limited};
@@ -32,11 +39,35 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, applicati
 /// When an answer expires, and the answer.
 type CacheEntry = (Instant, Result<ImageCommand, String>);
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpsClient =
+    Client<hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
+
+/// Where look-ups may go, besides public addresses.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    /// Private ranges by default; loopback only for tests and local development.
+    pub allow: Allowance,
+    /// Registries (`host:port`) spoken to over plain HTTP besides loopback ones, as a container
+    /// runtime's "insecure registries" (tests).
+    pub plain_http: Vec<String>,
+}
+
+impl Default for Reach {
+    fn default() -> Self {
+        Reach {
+            allow: Allowance {
+                private: true,
+                loopback: false,
+            },
+            plain_http: Vec::new(),
+        }
+    }
+}
 
 /// Resolves commands from registries.
 pub struct RegistryResolver {
     client: HttpsClient,
+    reach: Reach,
     arch: String,
     cache: Mutex<HashMap<String, CacheEntry>>,
 }
@@ -89,16 +120,6 @@ impl ImageRef {
             reference,
         })
     }
-
-    fn base(&self) -> String {
-        let host = self.registry.split(':').next().unwrap_or_default();
-        let scheme = if matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
-            "http"
-        } else {
-            "https"
-        };
-        format!("{scheme}://{}/v2/{}", self.registry, self.repository)
-    }
 }
 
 /// `registry/repository:tag` or `registry/repository@digest`, for messages.
@@ -124,19 +145,40 @@ impl Default for RegistryResolver {
 }
 
 impl RegistryResolver {
+    /// A resolver that reaches public and private addresses, never loopback, link-local or
+    /// metadata ones.
     pub fn new() -> Self {
+        Self::with_reach(Reach::default())
+    }
+
+    pub fn with_reach(reach: Reach) -> Self {
         let builder = hyper_rustls::HttpsConnectorBuilder::new().with_native_roots().unwrap_or_else(|e| {
-            // Without system roots only loopback (plain HTTP) registries work; say why once.
+            // Without system roots only plain-HTTP registries work; say why once.
             tracing::warn!(error = %e, "no system CA certificates: image entrypoints cannot be read from HTTPS registries");
             let config = rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth();
             hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
         });
-        let https = builder.https_or_http().enable_http1().build();
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver {
+            guard: Some(reach.allow),
+        });
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(REQUEST_TIMEOUT));
+        let https = builder.https_or_http().enable_http1().wrap_connector(http);
         RegistryResolver {
             client: Client::builder(TokioExecutor::new()).build(https),
+            reach,
             arch: std::env::var("MCP_OPERATOR_IMAGE_ARCH").unwrap_or_else(|_| "amd64".into()),
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The API base of an image's repository: plain HTTP for loopback and listed registries.
+    fn base(&self, r: &ImageRef) -> String {
+        let host = r.registry.split(':').next().unwrap_or_default();
+        let plain = matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+            || self.reach.plain_http.iter().any(|p| *p == r.registry);
+        let scheme = if plain { "http" } else { "https" };
+        format!("{scheme}://{}/v2/{}", r.registry, r.repository)
     }
 
     async fn lookup(&self, r: &ImageRef, login: Option<&Login>) -> Result<ImageCommand, String> {
@@ -148,7 +190,7 @@ impl RegistryResolver {
         let manifest = self
             .fetch_json(
                 r,
-                &format!("{}/manifests/{}", r.base(), r.reference),
+                &format!("{}/manifests/{}", self.base(r), r.reference),
                 &mut auth,
             )
             .await?;
@@ -156,8 +198,12 @@ impl RegistryResolver {
             Some(list) => {
                 let digest = pick_platform(list, &self.arch)
                     .ok_or_else(|| format!("{image} has no linux/{} image", self.arch))?;
-                self.fetch_json(r, &format!("{}/manifests/{digest}", r.base()), &mut auth)
-                    .await?
+                self.fetch_json(
+                    r,
+                    &format!("{}/manifests/{digest}", self.base(r)),
+                    &mut auth,
+                )
+                .await?
             }
             None => manifest,
         };
@@ -166,7 +212,11 @@ impl RegistryResolver {
             .and_then(Value::as_str)
             .ok_or_else(|| format!("the manifest of {image} names no config"))?;
         let config = self
-            .fetch_json(r, &format!("{}/blobs/{config_digest}", r.base()), &mut auth)
+            .fetch_json(
+                r,
+                &format!("{}/blobs/{config_digest}", self.base(r)),
+                &mut auth,
+            )
             .await?;
         let words = |p: &str| -> Vec<String> {
             config
@@ -224,7 +274,10 @@ impl RegistryResolver {
                         .ok_or("a redirect without a location")?;
                     url = absolute(&url, next);
                     // Blob stores hand out signed URLs: our registry token must not follow.
-                    auth.header = auth.header.take().filter(|_| same_origin(&url, &r.base()));
+                    auth.header = auth
+                        .header
+                        .take()
+                        .filter(|_| same_origin(&url, &self.base(r)));
                 }
                 s => return Err(format!("{url}: the registry answered {s}")),
             }
@@ -295,12 +348,15 @@ impl RegistryResolver {
         let req = req
             .body(Full::new(Bytes::new()))
             .map_err(|e| format!("{url}: {e}"))?;
+        // A host written as an address is not resolved, so the resolver's guard never sees it.
+        let host = req.uri().host().unwrap_or_default().to_owned();
+        check_literal(&host, self.reach.allow).map_err(|refusal| format!("{url}: {refusal}"))?;
         let fut = async {
             let resp = self
                 .client
                 .request(req)
                 .await
-                .map_err(|e| format!("{url}: {e}"))?;
+                .map_err(|e| format!("{url}: {}", chain(&e)))?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, MAX_DOCUMENT)
                 .collect()
@@ -476,7 +532,7 @@ mod tests {
             ),
             ("localhost:5000", "a/b", "sha256:abc")
         );
-        assert!(r.base().starts_with("http://localhost:5000/v2/a/b"));
+        assert!(self.base(r).starts_with("http://localhost:5000/v2/a/b"));
         assert!(ImageRef::parse("ghcr.io/github/github-mcp-server")
             .unwrap()
             .base()
