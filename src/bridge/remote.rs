@@ -369,6 +369,8 @@ pub fn probe_timeout(cfg: &Config) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::address::Allowance;
+    use std::net::SocketAddr;
 
     #[test]
     fn names_with_any_forbidden_address_are_refused() {

@@ -376,6 +376,10 @@ mod tests {
     use super::*;
     use crate::bridge::config::FileConfig;
 
+    fn to_value<T: serde::Serialize>(t: &T) -> Value {
+        serde_json::to_value(t).unwrap()
+    }
+
     fn proxy(spec: Value) -> MCPRemoteProxy {
         serde_json::from_value(json!({
             "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPRemoteProxy",

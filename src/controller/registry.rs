@@ -532,11 +532,14 @@ mod tests {
             ),
             ("localhost:5000", "a/b", "sha256:abc")
         );
-        assert!(self.base(r).starts_with("http://localhost:5000/v2/a/b"));
-        assert!(ImageRef::parse("ghcr.io/github/github-mcp-server")
-            .unwrap()
-            .base()
-            .starts_with("https://ghcr.io/v2/"));
+        let resolver = RegistryResolver::with_reach(Reach {
+            plain_http: vec!["registry.internal:5000".into()],
+            ..Reach::default()
+        });
+        let base = |image: &str| resolver.base(&ImageRef::parse(image).unwrap());
+        assert!(base("localhost:5000/a/b@sha256:abc").starts_with("http://localhost:5000/v2/a/b"));
+        assert!(base("ghcr.io/github/github-mcp-server").starts_with("https://ghcr.io/v2/"));
+        assert!(base("registry.internal:5000/a").starts_with("http://registry.internal:5000/v2/"));
     }
 
     #[test]
