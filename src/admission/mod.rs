@@ -9,6 +9,7 @@ mod mcpregistry;
 mod mcpserver;
 mod others;
 mod ports;
+mod registry_list;
 pub mod rules;
 pub mod schema;
 mod stored;
@@ -473,7 +474,7 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
         }
         ("v1alpha1", "MCPRegistry") => {
             if let Some(o) = decode::<v1alpha1::MCPRegistry>(defaulted, f) {
-                mcpregistry::validate_v1alpha1(&o, f);
+                mcpregistry::validate_v1alpha1(&o, raw, f);
             }
         }
         ("v1beta1", "MCPRemoteProxy") => {

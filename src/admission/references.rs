@@ -87,6 +87,54 @@ pub fn of(obj: &Value) -> Vec<Reference> {
         cm("/source/configMapRef/key").as_deref(),
         "spec.source.configMapRef".into(),
     );
+    for (i, item) in list(spec, "/registries").iter().enumerate() {
+        let at = format!("spec.registries[{i}]");
+        push(
+            RefKind::ConfigMap,
+            s(item, "/configMapRef/name").as_deref(),
+            s(item, "/configMapRef/key").as_deref(),
+            format!("{at}.configMapRef"),
+        );
+        push(
+            RefKind::Secret,
+            s(item, "/git/auth/passwordSecretRef/name").as_deref(),
+            s(item, "/git/auth/passwordSecretRef/key").as_deref(),
+            format!("{at}.git.auth.passwordSecretRef"),
+        );
+    }
+    // The pgpass Secret the old operator generated: now the user's to create (a warning
+    // while it does not exist says so at apply time).
+    if spec.get("databaseConfig").is_some_and(|d| !d.is_null()) {
+        let name = s(obj, "/metadata/name").unwrap_or_default();
+        let pgpass =
+            (!name.is_empty()).then(|| crate::conversion::registry_list::pgpass_secret_name(&name));
+        push(
+            RefKind::Secret,
+            pgpass.as_deref(),
+            Some(crate::conversion::registry_list::PGPASS_KEY),
+            "spec.databaseConfig".into(),
+        );
+    }
+    let providers = list(spec, "/authConfig/oauth/providers");
+    for (i, p) in providers.iter().enumerate() {
+        let at = format!("spec.authConfig.oauth.providers[{i}]");
+        for field in ["clientSecretRef", "authTokenRef"] {
+            push(
+                RefKind::Secret,
+                s(p, &format!("/{field}/name")).as_deref(),
+                s(p, &format!("/{field}/key"))
+                    .filter(|k| !k.is_empty())
+                    .as_deref(),
+                format!("{at}.{field}"),
+            );
+        }
+        push(
+            RefKind::ConfigMap,
+            s(p, "/caCertRef/name").as_deref(),
+            s(p, "/caCertRef/key").filter(|k| !k.is_empty()).as_deref(),
+            format!("{at}.caCertRef"),
+        );
+    }
     out
 }
 
