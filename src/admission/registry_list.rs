@@ -1,7 +1,7 @@
 //! MCPRegistry's `registries` layout at v1alpha1 (ToolHive v0.6.7 to v0.16): the rules the old
 //! operator enforced when it built the registry server's config (names, one source per
 //! registry, git refs and credentials, OAuth providers), and the rules the conversion to
-//! v1beta1 adds, since each name becomes a source name and a volume name there.
+//! v1beta1 adds, since each name becomes a source name and a registry name there.
 
 use super::common::*;
 use super::field::{FieldError, Path};
@@ -67,7 +67,7 @@ fn names_as_values(items: &[RegistryItem]) -> Vec<serde_json::Value> {
 }
 
 fn check_item(f: &mut Findings, p: &Path, item: &RegistryItem) {
-    let name_ok = check_source_name(f, &p.child("name"), &item.name);
+    check_source_name(f, &p.child("name"), &item.name);
     let set: Vec<&str> = [
         ("configMapRef", item.config_map_ref.is_some()),
         ("git", item.git.is_some()),
@@ -90,16 +90,6 @@ fn check_item(f: &mut Findings, p: &Path, item: &RegistryItem) {
                 ));
             }
         }
-    }
-    let mounted = item.config_map_ref.is_some() || item.pvc_ref.is_some();
-    if name_ok && mounted {
-        check_volume_name(
-            f,
-            &p.child("name"),
-            &item.name,
-            derived::DATA_VOLUME_PREFIX,
-            "its data is mounted from the volume",
-        );
     }
     if let Some(cm) = &item.config_map_ref {
         let cp = p.child("configMapRef");
@@ -129,7 +119,7 @@ fn check_item(f: &mut Findings, p: &Path, item: &RegistryItem) {
 }
 
 /// The name becomes a source name and a registry name of the v2 config, whose rule it is.
-fn check_source_name(f: &mut Findings, p: &Path, name: &str) -> bool {
+fn check_source_name(f: &mut Findings, p: &Path, name: &str) {
     let b = name.as_bytes();
     let inner =
         |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-');
@@ -141,22 +131,6 @@ fn check_source_name(f: &mut Findings, p: &Path, name: &str) -> bool {
             p.as_str(),
             name,
             "becomes the name of a source and a registry in the registry server's config: at most 63 lowercase letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
-        ));
-    }
-    ok
-}
-
-/// A volume the conversion names `<prefix><name>` must have a DNS-1123 label for a name.
-fn check_volume_name(f: &mut Findings, p: &Path, name: &str, prefix: &str, what: &str) {
-    let volume = format!("{prefix}{name}");
-    if !rules::dns1123_label(&volume).is_empty() {
-        f.error(FieldError::invalid(
-            p.as_str(),
-            name,
-            format!(
-                "{what} {volume:?}, whose name must be a DNS-1123 label: lowercase letters, digits and '-', at most {} characters here",
-                63 - prefix.len()
-            ),
         ));
     }
 }
@@ -203,27 +177,13 @@ fn check_git_auth(f: &mut Findings, p: &Path, auth: &GitAuth) {
         f,
         &p.child("passwordSecretRef"),
         &auth.password_secret_ref,
-        derived::GIT_AUTH_VOLUME_PREFIX,
         "the Secret holding the git password or token",
     );
 }
 
-/// A Secret key the conversion mounts as `/secrets/<name>/<key>`, from a volume named after it.
-fn check_secret_ref(f: &mut Findings, p: &Path, s: &SecretKeySelector, prefix: &str, what: &str) {
+/// A Secret key the conversion mounts as `/secrets/<name>/<key>`.
+fn check_secret_ref(f: &mut Findings, p: &Path, s: &SecretKeySelector, what: &str) {
     check_required_name(f, p, s.name.as_deref(), what);
-    if let Some(n) = s
-        .name
-        .as_deref()
-        .filter(|n| rules::dns1123_subdomain(n).is_empty())
-    {
-        check_volume_name(
-            f,
-            &p.child("name"),
-            n,
-            prefix,
-            "the Secret is mounted from the volume",
-        );
-    }
     if !s.key.is_empty() {
         f.rule(&p.child("key"), &s.key, rules::config_map_key(&s.key));
     }
@@ -329,7 +289,6 @@ fn check_provider(f: &mut Findings, p: &Path, provider: &RegistryOAuthProvider) 
             f,
             &p.child("clientSecretRef"),
             s,
-            derived::OAUTH_SECRET_VOLUME_PREFIX,
             "the Secret holding the client secret",
         );
     }
@@ -350,7 +309,6 @@ fn check_provider(f: &mut Findings, p: &Path, provider: &RegistryOAuthProvider) 
             f,
             &p.child("authTokenRef"),
             s,
-            derived::OAUTH_SECRET_VOLUME_PREFIX,
             "the Secret holding the token",
         );
     }
@@ -374,19 +332,6 @@ fn check_provider(f: &mut Findings, p: &Path, provider: &RegistryOAuthProvider) 
             cm.name.as_deref(),
             "the ConfigMap holding the CA bundle",
         );
-        if let Some(n) = cm
-            .name
-            .as_deref()
-            .filter(|n| rules::dns1123_subdomain(n).is_empty())
-        {
-            check_volume_name(
-                f,
-                &cp.child("name"),
-                n,
-                derived::OAUTH_CA_VOLUME_PREFIX,
-                "the ConfigMap is mounted from the volume",
-            );
-        }
         if !cm.key.is_empty() {
             f.rule(&cp.child("key"), &cm.key, rules::config_map_key(&cm.key));
         }

@@ -7,6 +7,7 @@
 //! what lets `down` tell whether they were edited at v1beta1 since.
 
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 
 /// The source the old operator put before the user's own: the cluster's MCPServers.
@@ -118,7 +119,7 @@ fn source_of(item: &Value, wiring: &mut Wiring) -> Map<String, Value> {
             config_map["optional"] = o.clone();
         }
         wiring.add(
-            format!("{DATA_VOLUME_PREFIX}{name}"),
+            volume_name(DATA_VOLUME_PREFIX, name),
             json!({"configMap": config_map}),
             dir,
         );
@@ -130,7 +131,7 @@ fn source_of(item: &Value, wiring: &mut Wiring) -> Map<String, Value> {
         let file = non_empty(pvc, "path").unwrap_or(REGISTRY_FILE);
         s.insert("file".into(), json!({"path": format!("{dir}/{file}")}));
         wiring.add(
-            format!("{DATA_VOLUME_PREFIX}{name}"),
+            volume_name(DATA_VOLUME_PREFIX, name),
             json!({"persistentVolumeClaim": {"claimName": str_at(pvc, "claimName"), "readOnly": true}}),
             dir,
         );
@@ -331,7 +332,7 @@ impl Wiring {
             };
             let items = key_items(&s.keys);
             self.add(
-                format!("{prefix}{}", s.object),
+                volume_name(prefix, &s.object),
                 json!({"secret": {"secretName": s.object, "items": items}}),
                 format!("{SECRETS_ROOT}/{}", s.object),
             );
@@ -339,7 +340,7 @@ impl Wiring {
         for c in std::mem::take(&mut self.cas) {
             let items = key_items(&c.keys);
             self.add(
-                format!("{OAUTH_CA_VOLUME_PREFIX}{}", c.object),
+                volume_name(OAUTH_CA_VOLUME_PREFIX, &c.object),
                 json!({"configMap": {"name": c.object, "items": items}}),
                 format!("{CERTS_ROOT}/{}", c.object),
             );
@@ -349,6 +350,42 @@ impl Wiring {
             out.insert("volumeMounts".into(), Value::Array(self.mounts));
         }
     }
+}
+
+/// `<prefix><name>` as the old operator named its volumes, when that is a volume name (a
+/// DNS-1123 label); otherwise a label made from it, with a digest of the name so that two
+/// names never meet (Secret and ConfigMap names may have dots and be 253 characters long).
+pub fn volume_name(prefix: &str, name: &str) -> String {
+    let plain = format!("{prefix}{name}");
+    if is_label(&plain) {
+        return plain;
+    }
+    let digest = hex::encode(Sha256::digest(name.as_bytes()));
+    let room = LABEL_MAX - prefix.len() - DIGEST_CHARS - 1;
+    let body: String = name
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .take(room)
+        .collect();
+    let body = body.trim_matches('-');
+    let sep = if body.is_empty() { "" } else { "-" };
+    format!("{prefix}{body}{sep}{}", &digest[..DIGEST_CHARS])
+}
+
+const LABEL_MAX: usize = 63;
+const DIGEST_CHARS: usize = 8;
+
+fn is_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() <= LABEL_MAX
+        && !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }
 
 fn note_key(list: &mut Vec<KeyedMount>, object: &str, key: &str, git: bool) {
@@ -474,6 +511,21 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("authTokenFile: /secrets/tok/t"));
+    }
+
+    /// Names that are no volume name are made into one, distinct for distinct names.
+    #[test]
+    fn volume_names_are_labels() {
+        assert_eq!(
+            volume_name("oauth-ca-", "company-ca"),
+            "oauth-ca-company-ca"
+        );
+        let dotted = volume_name("oauth-ca-", "kube-root-ca.crt");
+        assert!(dotted.starts_with("oauth-ca-kube-root-ca-crt-"), "{dotted}");
+        assert_ne!(dotted, volume_name("oauth-ca-", "kube-root-ca-crt"));
+        let long = volume_name("git-auth-", &"a.".repeat(120));
+        assert!(is_label(&long) && long.len() <= 63, "{long}");
+        assert!(is_label(&volume_name("registry-data-source-", "_._")));
     }
 
     /// Nothing but garbage: still an answer, never a panic.
