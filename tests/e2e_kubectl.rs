@@ -523,7 +523,10 @@ async fn upstream_v1alpha1_examples_apply_and_read_back_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_v0_14_examples_apply_and_read_back_unchanged() {
     let registries = apply_and_read_back("v0.14.0", 50).await;
-    assert!(registries >= 19, "{registries} MCPRegistries in the registries layout");
+    assert!(
+        registries >= 19,
+        "{registries} MCPRegistries in the registries layout"
+    );
 }
 
 /// Applies every v1alpha1 object of `tests/upstream/<tag>` that `check` accepts and reads it
@@ -605,7 +608,10 @@ async fn apply_and_read_back(tag: &str, at_least: usize) -> usize {
 fn assert_stored_as_config_layout(stored: &Value, name: &str) {
     let spec = &stored["spec"];
     for old in ["registries", "databaseConfig", "authConfig"] {
-        assert!(spec.get(old).is_none(), "{name}: spec.{old} stored at v1beta1");
+        assert!(
+            spec.get(old).is_none(),
+            "{name}: spec.{old} stored at v1beta1"
+        );
     }
     let config: Value = serde_yaml::from_str(spec["configYAML"].as_str().unwrap()).unwrap();
     let sources = config["sources"].as_array().unwrap();

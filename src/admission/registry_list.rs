@@ -228,11 +228,17 @@ fn check_database(f: &mut Findings, p: &Path, db: &RegistryDatabaseConfig, name:
         ));
         return;
     }
-    f.warn(p, pgpass_advice(db, name));
+    f.warn(
+        p,
+        format!(
+            "deprecated: v1beta1 says it in spec.configYAML (database) and spec.pgpassSecretRef. {}",
+            pgpass_advice(db, name)
+        ),
+    );
 }
 
 /// What the user has to do that the old operator did: write the pgpass Secret.
-fn pgpass_advice(db: &RegistryDatabaseConfig, name: &str) -> String {
+pub fn pgpass_advice(db: &RegistryDatabaseConfig, name: &str) -> String {
     let text = |v: &Option<String>, d: &'static str| -> String {
         v.as_deref()
             .filter(|s| !s.is_empty())
@@ -244,7 +250,7 @@ fn pgpass_advice(db: &RegistryDatabaseConfig, name: &str) -> String {
     let database = text(&db.database, "registry");
     let line = |user: String| format!("{host}:{port}:{database}:{user}:<password>");
     format!(
-        "deprecated: v1beta1 says it in spec.configYAML (database) and spec.pgpassSecretRef. The old operator generated the Secret {secret:?} from dbAppUserPasswordSecretRef and dbMigrationUserPasswordSecretRef; mcp-operator does not read passwords, and the registry now waits for that Secret: create it with key {key:?} holding the lines {app:?} and {migration:?} (see docs/v1alpha1.md)",
+        "The old operator generated the Secret {secret:?} from dbAppUserPasswordSecretRef and dbMigrationUserPasswordSecretRef; mcp-operator does not read passwords, and the registry now waits for that Secret: create it with key {key:?} holding the lines {app:?} and {migration:?} (see docs/v1alpha1.md)",
         secret = derived::pgpass_secret_name(name),
         key = derived::PGPASS_KEY,
         app = line(text(&db.user, "db_app")),
@@ -361,4 +367,28 @@ fn check_file_or_ref(
             format!("ignored: {file_field} is set and wins, so the reference is not mounted"),
         );
     }
+}
+
+/// The pgpass note of an MCPRegistry written with `databaseConfig` (in the spec at v1alpha1,
+/// in the conversion stash at v1beta1), for `convert` to print beside the rewritten manifest.
+pub fn conversion_notes(obj: &serde_json::Value, version: &str) -> Vec<String> {
+    let db = if version == "v1alpha1" {
+        obj.pointer("/spec/databaseConfig").cloned()
+    } else {
+        obj.pointer("/metadata/annotations")
+            .and_then(|a| a.get(format!("{}databaseConfig", crate::api::ALPHA_STASH_PREFIX)))
+            .and_then(serde_json::Value::as_str)
+            .and_then(|text| serde_json::from_str(text).ok())
+    };
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let Some(db) = db.and_then(|d| serde_json::from_value::<RegistryDatabaseConfig>(d).ok()) else {
+        return Vec::new();
+    };
+    if name.is_empty() {
+        return Vec::new();
+    }
+    vec![format!("spec.databaseConfig: {}", pgpass_advice(&db, name))]
 }
