@@ -478,7 +478,7 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
         }
         ("v1alpha1", "MCPRegistry") => {
             if let Some(o) = decode::<v1alpha1::MCPRegistry>(defaulted, f) {
-                mcpregistry::validate_v1alpha1(&o, raw, f);
+                mcpregistry::validate_v1alpha1(&o, f);
             }
         }
         ("v1beta1", "MCPRemoteProxy") => {
