@@ -144,3 +144,60 @@ fn list<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
         .map(Vec::as_slice)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The registries layout points at ConfigMaps, git and OAuth Secrets, and at the pgpass
+    /// Secret the old operator generated, which the user now creates.
+    #[test]
+    fn the_registries_layout_names_what_it_reads() {
+        let obj = json!({"metadata": {"name": "team"}, "spec": {
+            "registries": [
+                {"name": "a", "configMapRef": {"name": "data", "key": "registry.json"}},
+                {"name": "b", "git": {"repository": "https://g.example.com/r", "branch": "main",
+                    "auth": {"username": "git", "passwordSecretRef": {"name": "creds", "key": "token"}}}},
+            ],
+            "databaseConfig": {"dbAppUserPasswordSecretRef": {"name": "app", "key": "p"},
+                "dbMigrationUserPasswordSecretRef": {"name": "mig", "key": "p"}},
+            "authConfig": {"mode": "oauth", "oauth": {"providers": [{"name": "p", "issuerUrl": "https://i.example.com",
+                "audience": "a", "caCertRef": {"name": "kube-root-ca.crt", "key": ""}}]}},
+        }});
+        let found: Vec<(RefKind, String, Option<String>, String)> = of(&obj)
+            .into_iter()
+            .map(|r| (r.kind, r.name, r.key, r.field))
+            .collect();
+        let key = |k: &str| Some(k.to_string());
+        assert_eq!(
+            found,
+            [
+                (
+                    RefKind::ConfigMap,
+                    "data".into(),
+                    key("registry.json"),
+                    "spec.registries[0].configMapRef".into()
+                ),
+                (
+                    RefKind::Secret,
+                    "creds".into(),
+                    key("token"),
+                    "spec.registries[1].git.auth.passwordSecretRef".into()
+                ),
+                (
+                    RefKind::Secret,
+                    "team-db-pgpass".into(),
+                    key(".pgpass"),
+                    "spec.databaseConfig".into()
+                ),
+                (
+                    RefKind::ConfigMap,
+                    "kube-root-ca.crt".into(),
+                    None,
+                    "spec.authConfig.oauth.providers[0].caCertRef".into()
+                ),
+            ]
+        );
+    }
+}
