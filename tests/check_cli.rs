@@ -415,9 +415,16 @@ fn convert_round_trips_the_v1alpha1_examples() {
     let (_d, beta_file) = write_temp("beta.yaml", beta.as_bytes());
     let checked = check(&[beta_file.to_str().unwrap()]);
     assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+    // The registries layout converts too, and says what the user now does for its database.
+    assert!(
+        said.contains(
+            "spec.databaseConfig: The old operator generated the Secret \"team-catalog-db-pgpass\""
+        ),
+        "{said}"
+    );
     assert_eq!(
         text(&checked).matches("accepted").count(),
-        3,
+        4,
         "{}",
         text(&checked)
     );

@@ -339,6 +339,191 @@ fn alpha_registry() -> impl Strategy<Value = Value> {
         )
 }
 
+/// A `git` block of the registries layout: one or more revisions, maybe credentials.
+fn list_git() -> impl Strategy<Value = Value> {
+    (
+        "[a-z]{1,8}",
+        prop_oneof![Just("branch"), Just("tag"), Just("commit")],
+        option::of(prop_oneof![Just("tag"), Just("commit")]),
+        option::of("[a-z]{1,6}/[a-z]{1,6}\\.json"),
+        option::of((dns_name(), "[a-z]{1,8}")),
+    )
+        .prop_map(|(repo, rev, second, path, auth)| {
+            let mut g = json!({"repository": format!("https://github.com/example/{repo}")});
+            g[rev] = json!("v1");
+            if let Some(r) = second {
+                g[r] = json!("abc123");
+            }
+            if let Some(p) = path {
+                g["path"] = json!(p);
+            }
+            if let Some((secret, key)) = auth {
+                g["auth"] =
+                    json!({"username": "git", "passwordSecretRef": {"name": secret, "key": key}});
+            }
+            g
+        })
+}
+
+/// One item of `registries`, with exactly one source type.
+fn list_item(name: String) -> impl Strategy<Value = Value> {
+    let source = prop_oneof![
+        (
+            dns_name(),
+            prop_oneof![Just("registry.json".to_string()), "[a-z]{1,6}"]
+        )
+            .prop_map(|(cm, key)| ("configMapRef", json!({"name": cm, "key": key}))),
+        list_git().prop_map(|g| ("git", g)),
+        "[a-z]{1,8}".prop_map(|h| (
+            "api",
+            json!({"endpoint": format!("https://{h}.example.com")})
+        )),
+        (dns_name(), option::of("[a-z]{1,6}/[a-z]{1,6}\\.json")).prop_map(|(claim, path)| {
+            let mut p = json!({"claimName": claim});
+            if let Some(path) = path {
+                p["path"] = json!(path);
+            }
+            ("pvcRef", p)
+        }),
+    ];
+    (
+        source,
+        option::of(prop_oneof![Just("toolhive"), Just("upstream")]),
+        option::of(prop_oneof![Just("30m"), Just("1h"), Just("1h30m")]),
+        option::of((vec("[a-z]{1,6}", 0..3), vec("[a-z]{1,6}", 0..2))),
+    )
+        .prop_map(move |((field, src), format, interval, filter)| {
+            let mut item = Map::new();
+            item.insert("name".into(), json!(name));
+            item.insert(field.into(), src);
+            put(&mut item, "format", format.map(Value::from));
+            put(
+                &mut item,
+                "syncPolicy",
+                interval.map(|i| json!({"interval": i})),
+            );
+            put(
+                &mut item,
+                "filter",
+                filter
+                    .map(|(inc, exc)| json!({"names": {"include": inc}, "tags": {"exclude": exc}})),
+            );
+            Value::Object(item)
+        })
+}
+
+fn list_items() -> impl Strategy<Value = Vec<Value>> {
+    // Unique names, "default" among them now and then (the cluster's source then moves aside).
+    let names = btree_set(
+        prop_oneof![
+            Just("default".to_string()),
+            Just("kubernetes".to_string()),
+            "[a-z][a-z0-9]{0,6}"
+        ],
+        1..4,
+    );
+    names.prop_flat_map(|names| names.into_iter().map(list_item).collect::<Vec<_>>())
+}
+
+fn database_config() -> impl Strategy<Value = Value> {
+    (
+        option::of(dns_name()),
+        option::of(1i64..65535),
+        option::of(prop_oneof![
+            Just("disable"),
+            Just("require"),
+            Just("verify-full")
+        ]),
+        option::of(0i64..5),
+        option::of(prop_oneof![Just("5m"), Just("1h")]),
+    )
+        .prop_map(|(host, port, ssl, idle, lifetime)| {
+            let mut d = json!({
+                "dbAppUserPasswordSecretRef": {"name": "db-app", "key": "password"},
+                "dbMigrationUserPasswordSecretRef": {"name": "db-migrator", "key": "password"},
+            });
+            let m = d.as_object_mut().unwrap();
+            put(m, "host", host.map(Value::from));
+            put(m, "port", port.map(Value::from));
+            put(m, "sslMode", ssl.map(Value::from));
+            put(m, "maxIdleConns", idle.map(Value::from));
+            put(m, "connMaxLifetime", lifetime.map(Value::from));
+            d
+        })
+}
+
+fn auth_config() -> impl Strategy<Value = Value> {
+    let provider = (
+        "[a-z]{1,8}",
+        option::of(dns_name()),
+        option::of(prop_oneof![Just("kube-root-ca.crt".to_string()), dns_name()]),
+        option::of(dns_name()),
+        any::<bool>(),
+    )
+        .prop_map(|(name, client_secret, ca, token, private)| {
+            let mut p = json!({"name": name, "issuerUrl": format!("https://{name}.example.com"), "audience": "registry"});
+            if let Some(s) = client_secret {
+                p["clientId"] = json!("registry");
+                p["clientSecretRef"] = json!({"name": s, "key": "secret"});
+            }
+            if let Some(c) = ca {
+                p["caCertRef"] = json!({"name": c, "key": "ca.crt"});
+            }
+            if let Some(t) = token {
+                p["authTokenRef"] = json!({"name": t, "key": "token"});
+            }
+            if private {
+                p["allowPrivateIP"] = json!(true);
+            }
+            p
+        });
+    prop_oneof![
+        Just(json!({"mode": "anonymous"})),
+        (vec(provider, 1..3), option::of("[a-z]{1,8}")).prop_map(|(providers, realm)| {
+            let mut o =
+                json!({"resourceUrl": "https://registry.example.com", "providers": providers});
+            if let Some(r) = realm {
+                o["realm"] = json!(r);
+                o["scopesSupported"] = json!(["mcp-registry:read"]);
+            }
+            json!({"mode": "oauth", "oauth": o})
+        }),
+    ]
+}
+
+/// The `registries` layout of ToolHive v0.6.7 to v0.16.
+fn alpha_registry_list() -> impl Strategy<Value = Value> {
+    (
+        metadata(),
+        list_items(),
+        option::of(database_config()),
+        option::of(auth_config()),
+        option::of(".{0,16}"),
+        option::of(any::<bool>()),
+        any::<bool>(),
+        status(&["Pending", "Ready", "Failed", "Syncing", "Terminating"]),
+    )
+        .prop_map(
+            |(meta, items, db, auth, display, enforce, template, status)| {
+                let mut s = Map::new();
+                s.insert("registries".into(), json!(items));
+                put(&mut s, "databaseConfig", db);
+                put(&mut s, "authConfig", auth);
+                put(&mut s, "displayName", display.map(Value::from));
+                put(&mut s, "enforceServers", enforce.map(Value::from));
+                if template {
+                    s.insert(
+                        "podTemplateSpec".into(),
+                        json!({"spec": {"containers": [{"name": "registry-api",
+                            "volumeMounts": [{"name": "extra", "mountPath": "/extra"}]}],
+                            "volumes": [{"name": "extra", "emptyDir": {}}]}}),
+                    );
+                }
+                object(A, "MCPRegistry", meta, s, status)
+            },
+        )
+}
+
 fn beta_registry() -> impl Strategy<Value = Value> {
     let config = prop_oneof![
         "[a-z]{1,8}".prop_map(|h| (format!("sources:\n  - name: {h}\n    api:\n      endpoint: https://{h}.example.com\nregistries:\n  - name: all\n    sources: [{h}]\n"), None)),
@@ -476,6 +661,14 @@ proptest! {
     fn registry_alpha_beta_alpha(o in alpha_registry()) { round_trip(&o, B)?; }
     #[test]
     fn registry_beta_alpha_beta(o in beta_registry()) { round_trip(&o, A)?; }
+    #[test]
+    fn registry_list_alpha_beta_alpha(o in alpha_registry_list()) { round_trip(&o, B)?; }
+    /// Stored from the registries layout: read at v1alpha1 and written back, nothing changes.
+    #[test]
+    fn registry_list_stored_beta_alpha_beta(o in alpha_registry_list()) {
+        let stored = convert(&o, B).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        round_trip(&stored, A)?;
+    }
     /// Later v1alpha1 releases wrote the configYAML layout at v1alpha1 itself.
     #[test]
     fn registry_alpha_config_layout_beta_alpha(o in beta_registry()) {

@@ -515,8 +515,25 @@ async fn converted_manifests_mean_the_same_to_kubectl() {
 /// (issue 16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_v1alpha1_examples_apply_and_read_back_unchanged() {
+    apply_and_read_back("v0.21.0", 50).await;
+}
+
+/// The same for v0.14.0's, among them MCPRegistry's `registries` layout (ToolHive v0.6.7 to
+/// v0.16): stored as a working `configYAML` registry, read back as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_v0_14_examples_apply_and_read_back_unchanged() {
+    let registries = apply_and_read_back("v0.14.0", 50).await;
+    assert!(
+        registries >= 19,
+        "{registries} MCPRegistries in the registries layout"
+    );
+}
+
+/// Applies every v1alpha1 object of `tests/upstream/<tag>` that `check` accepts and reads it
+/// back; returns how many were MCPRegistries of the `registries` layout.
+async fn apply_and_read_back(tag: &str, at_least: usize) -> usize {
     let c = cluster().await;
-    let dir = root().join("tests/upstream/v0.21.0");
+    let dir = root().join("tests/upstream").join(tag);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
         .args(["check", "--output", "json", "-f"])
         .arg(&dir)
@@ -528,12 +545,13 @@ async fn upstream_v1alpha1_examples_apply_and_read_back_unchanged() {
         .filter(|r| r["allowed"] == true && r["apiVersion"] == "toolhive.stacklok.dev/v1alpha1")
         .collect();
     assert!(
-        accepted.len() >= 50,
-        "{} accepted v1alpha1 objects",
+        accepted.len() >= at_least,
+        "{tag}: {} accepted v1alpha1 objects",
         accepted.len()
     );
     let tmp = tempfile::tempdir().unwrap();
     let mut namespaces = std::collections::BTreeSet::new();
+    let mut registry_lists = 0;
     for (i, r) in accepted.iter().enumerate() {
         let ns = r["namespace"].as_str().unwrap();
         if ns != NAMESPACE && ns != "toolhive-system" && namespaces.insert(ns.to_string()) {
@@ -559,6 +577,10 @@ async fn upstream_v1alpha1_examples_apply_and_read_back_unchanged() {
             stored["apiVersion"], "toolhive.stacklok.dev/v1beta1",
             "{kind}/{name}"
         );
+        if kind == "mcpregistry" && doc.value.pointer("/spec/registries").is_some() {
+            registry_lists += 1;
+            assert_stored_as_config_layout(&stored, name);
+        }
         let back: Value = serde_json::from_str(
             &c.ok(&[
                 "get",
@@ -577,6 +599,36 @@ async fn upstream_v1alpha1_examples_apply_and_read_back_unchanged() {
             "{kind}/{name} ({}) read back at v1alpha1 differs from what was applied (with defaults)",
             r["file"]
         );
+    }
+    registry_lists
+}
+
+/// A `registries` object is stored as the current layout: a v2 `configYAML` whose file
+/// sources lie inside the volumes mounted with it, and no old field in the spec.
+fn assert_stored_as_config_layout(stored: &Value, name: &str) {
+    let spec = &stored["spec"];
+    for old in ["registries", "databaseConfig", "authConfig"] {
+        assert!(
+            spec.get(old).is_none(),
+            "{name}: spec.{old} stored at v1beta1"
+        );
+    }
+    let config: Value = serde_yaml::from_str(spec["configYAML"].as_str().unwrap()).unwrap();
+    let sources = config["sources"].as_array().unwrap();
+    assert_eq!(sources[0]["kubernetes"], json!({}), "{name}: {config:#}");
+    let mounts: Vec<&str> = spec["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    for s in sources {
+        if let Some(file) = s.pointer("/file/path").and_then(Value::as_str) {
+            assert!(
+                mounts.iter().any(|m| file.starts_with(&format!("{m}/"))),
+                "{name}: {file} is in none of {mounts:?}"
+            );
+        }
     }
 }
 

@@ -80,14 +80,18 @@ pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
     check_name(f, obj.metadata.name.as_deref().unwrap_or_default());
     let spec = Path::root("spec");
     let s = &obj.spec;
+    // `false` is the schema's default, filled in before either door looks: only asking for
+    // enforcement is worth a word.
+    if s.enforce_servers == Some(true) {
+        f.warn(
+            &spec.child("enforceServers"),
+            "deprecated: has no effect (it is kept, but nothing is enforced)",
+        );
+    }
+    check_one_layout(f, s);
+    check_layout_fields(f, s);
     // The later releases' layout: judged exactly as at v1beta1.
     if let Some(config_yaml) = &s.config_yaml {
-        if s.source.is_some() {
-            f.error(FieldError::forbidden(
-                spec.child("configYAML"),
-                "a v1alpha1 MCPRegistry describes its data with source (ToolHive up to v0.14) or with configYAML (later releases), not both",
-            ));
-        }
         check_config_layout(
             f,
             &ConfigLayout {
@@ -108,12 +112,16 @@ pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
         if present {
             f.error(FieldError::forbidden(
                 spec.child(field),
-                "belongs to the configYAML layout; with source the operator derives the registry pod's volumes itself",
+                "belongs to the configYAML layout; with source or registries the operator derives the registry pod's volumes itself",
             ));
         }
     }
     if let Some(pts) = &s.pod_template_spec {
         check_decodes::<PodTemplateSpec>(f, &spec.child("podTemplateSpec"), pts, "PodTemplateSpec");
+    }
+    if let Some(items) = &s.registries {
+        super::registry_list::validate(obj, items, f);
+        return;
     }
     let Some(src) = &s.source else {
         if !obj
@@ -124,7 +132,7 @@ pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
         {
             f.error(FieldError::required(
                 spec.child("source"),
-                "where the registry data comes from: set source, or configYAML",
+                "where the registry data comes from: set registries (ToolHive v0.6.7 to v0.16), source (up to v0.6.6) or configYAML",
             ));
         }
         return;
@@ -171,8 +179,69 @@ pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
         }
     }
     f.warn(&spec.child("source"), "deprecated: v1beta1 describes sources in spec.configYAML (the registry server's own config)");
-    if s.enforce_servers.is_some() {
-        f.warn(&spec.child("enforceServers"), "deprecated: has no effect");
+}
+
+/// The three ways v1alpha1 said where the data comes from, in the order ToolHive had them.
+const LAYOUTS: &[&str] = &["source", "registries", "configYAML"];
+
+/// Exactly one of `source`, `registries` and `configYAML`: each names a whole layout.
+fn check_one_layout(f: &mut Findings, s: &v1alpha1::MCPRegistrySpec) {
+    let present = [
+        s.source.is_some(),
+        s.registries.is_some(),
+        s.config_yaml.is_some(),
+    ];
+    let set: Vec<&str> = LAYOUTS
+        .iter()
+        .zip(present)
+        .filter_map(|(l, p)| p.then_some(*l))
+        .collect();
+    if let [first, rest @ ..] = set.as_slice() {
+        for extra in rest {
+            f.error(FieldError::forbidden(
+                Path::root("spec").child(extra),
+                format!("a v1alpha1 MCPRegistry describes its data with exactly one of source (ToolHive up to v0.6.6), registries (v0.6.7 to v0.16) and configYAML (later releases), not both {first} and {extra}"),
+            ));
+        }
+    }
+}
+
+/// Fields that only mean something in one layout are refused in the others, where they would
+/// be kept but do nothing.
+fn check_layout_fields(f: &mut Findings, s: &v1alpha1::MCPRegistrySpec) {
+    let spec = Path::root("spec");
+    if s.registries.is_some() {
+        for (field, present) in [
+            ("syncPolicy", s.sync_policy.is_some()),
+            ("filter", s.filter.is_some()),
+        ] {
+            if present {
+                f.error(FieldError::forbidden(
+                    spec.child(field),
+                    format!("belongs to the source layout; with registries each registry has its own {field}"),
+                ));
+            }
+        }
+    } else {
+        for (field, present, modern) in [
+            (
+                "databaseConfig",
+                s.database_config.is_some(),
+                "configYAML's database block and spec.pgpassSecretRef",
+            ),
+            (
+                "authConfig",
+                s.auth_config.is_some(),
+                "configYAML's auth block",
+            ),
+        ] {
+            if present {
+                f.error(FieldError::forbidden(
+                    spec.child(field),
+                    format!("belongs to the registries layout (ToolHive v0.6.7 to v0.16); with source or configYAML it would do nothing: say it in {modern}"),
+                ));
+            }
+        }
     }
 }
 

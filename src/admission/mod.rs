@@ -9,6 +9,7 @@ mod mcpregistry;
 mod mcpserver;
 mod others;
 mod ports;
+mod registry_list;
 pub mod rules;
 pub mod schema;
 mod stored;
@@ -211,11 +212,15 @@ pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict,
 
 /// What a manifest's inline `oidcConfig`/`telemetry` blocks (in the spec at v1alpha1, in the
 /// conversion stash at v1beta1) mean for the object: the warnings admission gives about them,
-/// for `convert` to print, so a rewritten manifest does not hide them.
+/// for `convert` to print, so a rewritten manifest does not hide them. Likewise an MCPRegistry's
+/// `databaseConfig`, whose pgpass Secret the user now creates.
 pub fn inline_block_warnings(obj: &Value) -> Vec<String> {
     let Ok((version, kind)) = type_of(obj) else {
         return Vec::new();
     };
+    if kind == "MCPRegistry" {
+        return registry_list::conversion_notes(obj, version);
+    }
     let server = kind == "MCPServer";
     let mut f = Findings::default();
     if version == "v1beta1" && (server || kind == "MCPRemoteProxy") {

@@ -87,6 +87,54 @@ pub fn of(obj: &Value) -> Vec<Reference> {
         cm("/source/configMapRef/key").as_deref(),
         "spec.source.configMapRef".into(),
     );
+    for (i, item) in list(spec, "/registries").iter().enumerate() {
+        let at = format!("spec.registries[{i}]");
+        push(
+            RefKind::ConfigMap,
+            s(item, "/configMapRef/name").as_deref(),
+            s(item, "/configMapRef/key").as_deref(),
+            format!("{at}.configMapRef"),
+        );
+        push(
+            RefKind::Secret,
+            s(item, "/git/auth/passwordSecretRef/name").as_deref(),
+            s(item, "/git/auth/passwordSecretRef/key").as_deref(),
+            format!("{at}.git.auth.passwordSecretRef"),
+        );
+    }
+    // The pgpass Secret the old operator generated: now the user's to create (a warning
+    // while it does not exist says so at apply time).
+    if spec.get("databaseConfig").is_some_and(|d| !d.is_null()) {
+        let name = s(obj, "/metadata/name").unwrap_or_default();
+        let pgpass =
+            (!name.is_empty()).then(|| crate::conversion::registry_list::pgpass_secret_name(&name));
+        push(
+            RefKind::Secret,
+            pgpass.as_deref(),
+            Some(crate::conversion::registry_list::PGPASS_KEY),
+            "spec.databaseConfig".into(),
+        );
+    }
+    let providers = list(spec, "/authConfig/oauth/providers");
+    for (i, p) in providers.iter().enumerate() {
+        let at = format!("spec.authConfig.oauth.providers[{i}]");
+        for field in ["clientSecretRef", "authTokenRef"] {
+            push(
+                RefKind::Secret,
+                s(p, &format!("/{field}/name")).as_deref(),
+                s(p, &format!("/{field}/key"))
+                    .filter(|k| !k.is_empty())
+                    .as_deref(),
+                format!("{at}.{field}"),
+            );
+        }
+        push(
+            RefKind::ConfigMap,
+            s(p, "/caCertRef/name").as_deref(),
+            s(p, "/caCertRef/key").filter(|k| !k.is_empty()).as_deref(),
+            format!("{at}.caCertRef"),
+        );
+    }
     out
 }
 
@@ -95,4 +143,61 @@ fn list<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The registries layout points at ConfigMaps, git and OAuth Secrets, and at the pgpass
+    /// Secret the old operator generated, which the user now creates.
+    #[test]
+    fn the_registries_layout_names_what_it_reads() {
+        let obj = json!({"metadata": {"name": "team"}, "spec": {
+            "registries": [
+                {"name": "a", "configMapRef": {"name": "data", "key": "registry.json"}},
+                {"name": "b", "git": {"repository": "https://g.example.com/r", "branch": "main",
+                    "auth": {"username": "git", "passwordSecretRef": {"name": "creds", "key": "token"}}}},
+            ],
+            "databaseConfig": {"dbAppUserPasswordSecretRef": {"name": "app", "key": "p"},
+                "dbMigrationUserPasswordSecretRef": {"name": "mig", "key": "p"}},
+            "authConfig": {"mode": "oauth", "oauth": {"providers": [{"name": "p", "issuerUrl": "https://i.example.com",
+                "audience": "a", "caCertRef": {"name": "kube-root-ca.crt", "key": ""}}]}},
+        }});
+        let found: Vec<(RefKind, String, Option<String>, String)> = of(&obj)
+            .into_iter()
+            .map(|r| (r.kind, r.name, r.key, r.field))
+            .collect();
+        let key = |k: &str| Some(k.to_string());
+        assert_eq!(
+            found,
+            [
+                (
+                    RefKind::ConfigMap,
+                    "data".into(),
+                    key("registry.json"),
+                    "spec.registries[0].configMapRef".into()
+                ),
+                (
+                    RefKind::Secret,
+                    "creds".into(),
+                    key("token"),
+                    "spec.registries[1].git.auth.passwordSecretRef".into()
+                ),
+                (
+                    RefKind::Secret,
+                    "team-db-pgpass".into(),
+                    key(".pgpass"),
+                    "spec.databaseConfig".into()
+                ),
+                (
+                    RefKind::ConfigMap,
+                    "kube-root-ca.crt".into(),
+                    None,
+                    "spec.authConfig.oauth.providers[0].caCertRef".into()
+                ),
+            ]
+        );
+    }
 }

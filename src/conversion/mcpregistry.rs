@@ -1,13 +1,24 @@
-//! MCPRegistry: the old structured `source` (v1alpha1 up to ToolHive v0.14) ⇄ a registry-server
-//! `configYAML` plus the volumes a ConfigMap source needs (v1beta1). Later v1alpha1 releases
-//! have the `configYAML` layout themselves: those fields pass through unchanged both ways.
+//! MCPRegistry: the old layouts of v1alpha1 ⇄ a registry-server `configYAML` plus the pod wiring
+//! it needs (v1beta1). Two old layouts are derived: the structured `source` (ToolHive v0.2.17 to
+//! v0.6.6) and the `registries` list (v0.6.7 to v0.16, see [`registry_list`]). Later v1alpha1
+//! releases have the `configYAML` layout themselves: those fields pass through unchanged both
+//! ways.
 
+use super::registry_list;
 use super::stash::{self, Annotations, ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
 use super::ConversionError;
 use serde_json::{json, Map, Value};
 
-/// Fields only the old shape has.
-const ALPHA_ONLY: &[&str] = &["source", "syncPolicy", "filter", "enforceServers"];
+/// Fields only the old layouts have.
+const ALPHA_ONLY: &[&str] = &[
+    "source",
+    "syncPolicy",
+    "filter",
+    "enforceServers",
+    "registries",
+    "databaseConfig",
+    "authConfig",
+];
 /// Fields of v1beta1 a `source` generates (and so need no annotation when it does).
 const DERIVED: &[&str] = &["configYAML", "volumes", "volumeMounts"];
 /// Fields of v1beta1 the old shape never had.
@@ -20,11 +31,12 @@ const DATA_VOLUME: &str = "registry-data-source-default";
 pub fn up(obj: &mut Map<String, Value>) -> Result<(), ConversionError> {
     let mut annotations = Annotations::new();
     let mut kept = stash::take_all(obj, BETA_STASH_PREFIX);
+    let name = object_name(obj);
     if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-        if spec.get("source").is_some_and(|s| !s.is_null()) {
-            let derived = derive(spec);
-            for f in DERIVED {
-                kept.remove(*f); // written at v1beta1 before a source was set at v1alpha1
+        if let Some(layout) = Layout::of(spec) {
+            let derived = layout.derive(spec, &name);
+            for f in layout.derived_fields() {
+                kept.remove(*f); // written at v1beta1 before the old layout was set at v1alpha1
             }
             spec.extend(derived);
         } else {
@@ -64,15 +76,20 @@ pub fn down(obj: &mut Map<String, Value>) {
     let mut annotations = Annotations::new();
     let mut kept = stash::take_all(obj, ALPHA_STASH_PREFIX);
     let phase = kept.remove("status.phase").as_ref().and_then(stash::decode);
+    let name = object_name(obj);
     if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
         let mut old = Map::new();
         stash::restore_fields(&mut old, &mut kept, ALPHA_ONLY);
-        let consistent =
-            old.contains_key("source") && derive(&old).iter().all(|(k, v)| spec.get(k) == Some(v));
-        if consistent {
-            // Written with a source: given back with it; what the old layout has no place
-            // for is kept for the way back.
-            for f in DERIVED {
+        if let Some(t) = spec.get("podTemplateSpec") {
+            // The registries layout leaves the template's own mounts alone: derive with it.
+            old.insert("podTemplateSpec".into(), t.clone());
+        }
+        let layout = Layout::of(&old).filter(|l| unchanged_since(*l, &old, spec, &name));
+        old.remove("podTemplateSpec");
+        if let Some(layout) = layout {
+            // Written in an old layout and not edited at v1beta1 since: given back in it; what
+            // the old layout has no place for is kept for the way back.
+            for f in layout.derived_fields() {
                 spec.remove(*f);
             }
             spec.extend(old);
@@ -90,6 +107,65 @@ pub fn down(obj: &mut Map<String, Value>) {
         }
     }
     stash::merge_annotations(obj, annotations);
+}
+
+/// The old layout a spec (or the stash) describes its data in.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Layout {
+    /// One structured `source` (+ `syncPolicy`, `filter`).
+    Source,
+    /// The `registries` list (+ `databaseConfig`, `authConfig`).
+    Registries,
+}
+
+impl Layout {
+    fn of(spec: &Map<String, Value>) -> Option<Self> {
+        let set = |f: &str| spec.get(f).is_some_and(|v| !v.is_null());
+        if set("source") {
+            Some(Self::Source)
+        } else if set("registries") {
+            Some(Self::Registries)
+        } else {
+            None
+        }
+    }
+
+    fn derived_fields(self) -> &'static [&'static str] {
+        match self {
+            Self::Source => DERIVED,
+            Self::Registries => registry_list::DERIVED,
+        }
+    }
+
+    fn derive(self, old: &Map<String, Value>, name: &str) -> Map<String, Value> {
+        match self {
+            Self::Source => derive(old),
+            Self::Registries => registry_list::derive(old, name),
+        }
+    }
+}
+
+/// True when the v1beta1 fields the old layout stands for are exactly what it derives (a
+/// field it derives nothing for is absent too): nothing was edited at v1beta1 since.
+fn unchanged_since(
+    layout: Layout,
+    old: &Map<String, Value>,
+    spec: &Map<String, Value>,
+    name: &str,
+) -> bool {
+    let derived = layout.derive(old, name);
+    layout
+        .derived_fields()
+        .iter()
+        .all(|f| spec.get(*f) == derived.get(*f))
+}
+
+fn object_name(obj: &Map<String, Value>) -> String {
+    obj.get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Takes back kept fields the spec does not have (the spec's own value wins).

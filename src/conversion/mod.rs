@@ -9,6 +9,7 @@
 
 mod mcpregistry;
 mod ports;
+pub mod registry_list;
 pub mod review;
 mod stash;
 

@@ -649,7 +649,7 @@ async fn upgrade_from_v1alpha1_storage_migrates_and_is_idempotent() {
     let examples = chart_support::repo().join("examples/v1alpha1");
     cluster.kubectl_ok(&["apply", "-f", examples.to_str().unwrap()]);
     let before = read_all(&cluster, "v1alpha1");
-    assert_eq!(before.len(), 3, "{before:?}");
+    assert_eq!(before.len(), 4, "{before:?}");
     for crd in ["mcpservers", "mcpregistries", "mcpremoteproxies"] {
         assert_eq!(
             stored_versions(&cluster, &format!("{crd}.{GROUP}")),

@@ -54,9 +54,17 @@ pub struct MCPRegistrySpec {
     /// Dropped at v1beta1 (it had no effect).
     #[schemars(extend("default" = false))]
     pub enforce_servers: Option<bool>,
-    /// Where the registry data comes from (ToolHive ≤ v0.14). Exactly one of `source` and
-    /// `configYAML`.
+    /// Where the registry data comes from (ToolHive v0.2.17 to v0.6.6). Exactly one of
+    /// `source`, `registries` and `configYAML`.
     pub source: Option<RegistrySource>,
+    /// The registries the server serves, each with its own data source (ToolHive v0.6.7 to
+    /// v0.16). Exactly one of `source`, `registries` and `configYAML`.
+    #[schemars(length(min = 1))]
+    pub registries: Option<Vec<RegistryItem>>,
+    /// The registry server's PostgreSQL database (with `registries`).
+    pub database_config: Option<RegistryDatabaseConfig>,
+    /// How clients authenticate to the registry API (with `registries`).
+    pub auth_config: Option<RegistryAuthConfig>,
     pub sync_policy: Option<SyncPolicy>,
     pub filter: Option<RegistryFilter>,
     #[serde(default)]
@@ -119,6 +127,162 @@ pub struct GitSource {
     pub commit: Option<String>,
     #[schemars(regex(pattern = r"^.*\.json$"), extend("default" = "registry.json"))]
     pub path: Option<String>,
+}
+
+/// One registry of the `registries` layout: a name and exactly one data source.
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryItem {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[schemars(extend("enum" = SOURCE_FORMATS, "default" = "toolhive"))]
+    pub format: Option<String>,
+    pub config_map_ref: Option<ConfigMapKeySelector>,
+    pub git: Option<ItemGitSource>,
+    pub api: Option<ApiSource>,
+    pub pvc_ref: Option<PvcSource>,
+    pub sync_policy: Option<SyncPolicy>,
+    pub filter: Option<RegistryFilter>,
+}
+
+/// A Git source of the `registries` layout: [`GitSource`] plus credentials.
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct ItemGitSource {
+    #[schemars(
+        length(min = 1),
+        regex(pattern = r"^(file:///|https?://|git@|ssh://|git://).*")
+    )]
+    pub repository: String,
+    #[schemars(length(min = 1))]
+    pub branch: Option<String>,
+    #[schemars(length(min = 1))]
+    pub tag: Option<String>,
+    #[schemars(length(min = 1))]
+    pub commit: Option<String>,
+    #[schemars(regex(pattern = r"^.*\.json$"), extend("default" = "registry.json"))]
+    pub path: Option<String>,
+    pub auth: Option<GitAuth>,
+}
+
+/// HTTP basic credentials for a private repository: the password (or token) is a Secret key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitAuth {
+    #[schemars(length(min = 1))]
+    pub username: String,
+    pub password_secret_ref: SecretKeySelector,
+}
+
+/// A registry file on a PersistentVolumeClaim.
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcSource {
+    #[schemars(length(min = 1))]
+    pub claim_name: String,
+    /// The file inside the claim.
+    #[schemars(regex(pattern = r"^.*\.json$"), extend("default" = "registry.json"))]
+    pub path: Option<String>,
+}
+
+/// A key of a Secret in the same namespace (`corev1.SecretKeySelector`).
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct SecretKeySelector {
+    pub key: String,
+    #[schemars(extend("default" = ""))]
+    pub name: Option<String>,
+    pub optional: Option<bool>,
+}
+
+pub const SSL_MODES: &[&str] = &[
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+pub const REGISTRY_AUTH_MODES: &[&str] = &["anonymous", "oauth"];
+
+/// The registry server's database, with the defaults the old operator used.
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryDatabaseConfig {
+    #[schemars(extend("default" = "postgres"))]
+    pub host: Option<String>,
+    #[schemars(range(min = 1, max = 65535), extend("default" = 5432))]
+    pub port: Option<i32>,
+    #[schemars(extend("default" = "db_app"))]
+    pub user: Option<String>,
+    #[schemars(extend("default" = "db_migrator"))]
+    pub migration_user: Option<String>,
+    #[schemars(extend("default" = "registry"))]
+    pub database: Option<String>,
+    #[schemars(extend("enum" = SSL_MODES, "default" = "prefer"))]
+    pub ssl_mode: Option<String>,
+    #[schemars(range(min = 1), extend("default" = 10))]
+    pub max_open_conns: Option<i32>,
+    #[schemars(range(min = 0), extend("default" = 2))]
+    pub max_idle_conns: Option<i32>,
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"),
+        extend("default" = "30m")
+    )]
+    pub conn_max_lifetime: Option<String>,
+    /// The password of `user`.
+    pub db_app_user_password_secret_ref: SecretKeySelector,
+    /// The password of `migrationUser`.
+    pub db_migration_user_password_secret_ref: SecretKeySelector,
+}
+
+/// How clients authenticate to the registry API.
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct RegistryAuthConfig {
+    #[schemars(extend("enum" = REGISTRY_AUTH_MODES, "default" = "anonymous"))]
+    pub mode: Option<String>,
+    pub oauth: Option<RegistryOAuthConfig>,
+}
+
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryOAuthConfig {
+    pub resource_url: Option<String>,
+    #[schemars(length(min = 1))]
+    pub providers: Option<Vec<RegistryOAuthProvider>>,
+    pub scopes_supported: Option<Vec<String>>,
+    pub realm: Option<String>,
+}
+
+/// One OAuth/OIDC identity provider whose tokens the registry API accepts.
+#[skip_serializing_none]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryOAuthProvider {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[schemars(length(min = 1), regex(pattern = r"^https?://.*"))]
+    pub issuer_url: String,
+    #[schemars(regex(pattern = r"^https?://.*"))]
+    pub jwks_url: Option<String>,
+    #[schemars(length(min = 1))]
+    pub audience: String,
+    pub client_id: Option<String>,
+    pub client_secret_ref: Option<SecretKeySelector>,
+    pub ca_cert_ref: Option<ConfigMapKeySelector>,
+    pub ca_cert_path: Option<String>,
+    pub auth_token_ref: Option<SecretKeySelector>,
+    pub auth_token_file: Option<String>,
+    #[schemars(regex(pattern = r"^https?://.*"))]
+    pub introspection_url: Option<String>,
+    #[serde(rename = "allowPrivateIP")]
+    #[schemars(extend("default" = false))]
+    pub allow_private_ip: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
