@@ -176,7 +176,7 @@ impl RegistryResolver {
     fn base(&self, r: &ImageRef) -> String {
         let host = r.registry.split(':').next().unwrap_or_default();
         let plain = matches!(host, "localhost" | "127.0.0.1" | "[::1]")
-            || self.reach.plain_http.iter().any(|p| *p == r.registry);
+            || self.reach.plain_http.contains(&r.registry);
         let scheme = if plain { "http" } else { "https" };
         format!("{scheme}://{}/v2/{}", r.registry, r.repository)
     }
