@@ -112,12 +112,16 @@ pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
         if present {
             f.error(FieldError::forbidden(
                 spec.child(field),
-                "belongs to the configYAML layout; with source or registries the operator derives the registry pod's volumes itself",
+                "belongs to the configYAML layout; with source, registries or sources the operator derives the registry pod's volumes itself",
             ));
         }
     }
     if let Some(pts) = &s.pod_template_spec {
         check_decodes::<PodTemplateSpec>(f, &spec.child("podTemplateSpec"), pts, "PodTemplateSpec");
+    }
+    if let Some(sources) = &s.sources {
+        super::registry_views::validate(obj, sources, f);
+        return;
     }
     if let Some(items) = &s.registries {
         super::registry_list::validate(obj, items, f);
@@ -132,7 +136,7 @@ pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
         {
             f.error(FieldError::required(
                 spec.child("source"),
-                "where the registry data comes from: set registries (ToolHive v0.6.7 to v0.16), source (up to v0.6.6) or configYAML",
+                "where the registry data comes from: set sources (ToolHive v0.17.0), registries (v0.6.7 to v0.16), source (up to v0.6.6) or configYAML",
             ));
         }
         return;
@@ -181,14 +185,17 @@ pub fn validate_v1alpha1(obj: &v1alpha1::MCPRegistry, f: &mut Findings) {
     f.warn(&spec.child("source"), "deprecated: v1beta1 describes sources in spec.configYAML (the registry server's own config)");
 }
 
-/// The three ways v1alpha1 said where the data comes from, in the order ToolHive had them.
-const LAYOUTS: &[&str] = &["source", "registries", "configYAML"];
+/// The four ways v1alpha1 said where the data comes from, in the order ToolHive had them.
+const LAYOUTS: &[&str] = &["source", "registries", "sources", "configYAML"];
 
-/// Exactly one of `source`, `registries` and `configYAML`: each names a whole layout.
+/// Exactly one of `source`, `registries`, `sources` and `configYAML`: each names a whole
+/// layout. `registries` beside `sources` is that layout's list of views, not a layout of its
+/// own.
 fn check_one_layout(f: &mut Findings, s: &v1alpha1::MCPRegistrySpec) {
     let present = [
         s.source.is_some(),
-        s.registries.is_some(),
+        s.registries.is_some() && s.sources.is_none(),
+        s.sources.is_some(),
         s.config_yaml.is_some(),
     ];
     let set: Vec<&str> = LAYOUTS
@@ -200,7 +207,7 @@ fn check_one_layout(f: &mut Findings, s: &v1alpha1::MCPRegistrySpec) {
         for extra in rest {
             f.error(FieldError::forbidden(
                 Path::root("spec").child(extra),
-                format!("a v1alpha1 MCPRegistry describes its data with exactly one of source (ToolHive up to v0.6.6), registries (v0.6.7 to v0.16) and configYAML (later releases), not both {first} and {extra}"),
+                format!("a v1alpha1 MCPRegistry describes its data with exactly one of source (ToolHive up to v0.6.6), registries (v0.6.7 to v0.16), sources (v0.17.0, with registries as views) and configYAML (later releases), not both {first} and {extra}"),
             ));
         }
     }
@@ -210,7 +217,15 @@ fn check_one_layout(f: &mut Findings, s: &v1alpha1::MCPRegistrySpec) {
 /// be kept but do nothing.
 fn check_layout_fields(f: &mut Findings, s: &v1alpha1::MCPRegistrySpec) {
     let spec = Path::root("spec");
-    if s.registries.is_some() {
+    if s.sources.is_none() {
+        check_not_views(f, s);
+    }
+    if s.registries.is_some() || s.sources.is_some() {
+        let each = if s.sources.is_some() {
+            "with sources each source"
+        } else {
+            "with registries each registry"
+        };
         for (field, present) in [
             ("syncPolicy", s.sync_policy.is_some()),
             ("filter", s.filter.is_some()),
@@ -218,7 +233,7 @@ fn check_layout_fields(f: &mut Findings, s: &v1alpha1::MCPRegistrySpec) {
             if present {
                 f.error(FieldError::forbidden(
                     spec.child(field),
-                    format!("belongs to the source layout; with registries each registry has its own {field}"),
+                    format!("belongs to the source layout; {each} has its own {field}"),
                 ));
             }
         }
@@ -241,6 +256,37 @@ fn check_layout_fields(f: &mut Findings, s: &v1alpha1::MCPRegistrySpec) {
                     format!("belongs to the registries layout (ToolHive v0.6.7 to v0.16); with source or configYAML it would do nothing: say it in {modern}"),
                 ));
             }
+        }
+    }
+}
+
+/// Without `spec.sources`, the fields ToolHive v0.17.0 added to the typed layout mean nothing:
+/// refused, naming the layout they belong to.
+fn check_not_views(f: &mut Findings, s: &v1alpha1::MCPRegistrySpec) {
+    let spec = Path::root("spec");
+    let why = "belongs to the sources layout of ToolHive v0.17.0, and spec.sources is not set";
+    let mut fields: Vec<(Path, bool)> = vec![(
+        spec.child("telemetryConfig"),
+        s.telemetry_config.is_some(),
+    )];
+    if let Some(db) = &s.database_config {
+        let p = spec.child("databaseConfig");
+        fields.push((p.child("maxMetaSize"), db.max_meta_size.is_some()));
+        fields.push((p.child("dynamicAuth"), db.dynamic_auth.is_some()));
+    }
+    if let Some(auth) = &s.auth_config {
+        let p = spec.child("authConfig");
+        fields.push((p.child("publicPaths"), auth.public_paths.is_some()));
+        fields.push((p.child("authz"), auth.authz.is_some()));
+    }
+    for (i, item) in s.registries.iter().flatten().enumerate() {
+        let p = spec.child("registries").index(i);
+        fields.push((p.child("sources"), item.sources.is_some()));
+        fields.push((p.child("claims"), item.claims.is_some()));
+    }
+    for (p, present) in fields {
+        if present {
+            f.error(FieldError::forbidden(p.as_str(), why));
         }
     }
 }

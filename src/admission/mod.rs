@@ -10,6 +10,7 @@ mod mcpserver;
 mod others;
 mod ports;
 mod registry_list;
+mod registry_views;
 pub mod rules;
 pub mod schema;
 mod stored;

@@ -119,7 +119,7 @@ fn check_item(f: &mut Findings, p: &Path, item: &RegistryItem) {
 }
 
 /// The name becomes a source name and a registry name of the v2 config, whose rule it is.
-fn check_source_name(f: &mut Findings, p: &Path, name: &str) {
+pub(super) fn check_source_name(f: &mut Findings, p: &Path, name: &str) {
     let b = name.as_bytes();
     let inner =
         |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-');
@@ -135,7 +135,7 @@ fn check_source_name(f: &mut Findings, p: &Path, name: &str) {
     }
 }
 
-fn check_required_name(f: &mut Findings, p: &Path, name: Option<&str>, what: &str) {
+pub(super) fn check_required_name(f: &mut Findings, p: &Path, name: Option<&str>, what: &str) {
     match name {
         None | Some("") => f.error(FieldError::required(p.child("name"), what)),
         Some(n) => check_object_name(f, &p.child("name"), n),
@@ -143,7 +143,7 @@ fn check_required_name(f: &mut Findings, p: &Path, name: Option<&str>, what: &st
 }
 
 /// A key that becomes a file name in a mounted volume.
-fn check_key(f: &mut Findings, p: &Path, key: &str, what: &str) {
+pub(super) fn check_key(f: &mut Findings, p: &Path, key: &str, what: &str) {
     if key.is_empty() {
         f.error(FieldError::required(p.child("key"), what));
     } else {
@@ -151,7 +151,7 @@ fn check_key(f: &mut Findings, p: &Path, key: &str, what: &str) {
     }
 }
 
-fn check_git(f: &mut Findings, p: &Path, git: &ItemGitSource) {
+pub(super) fn check_git(f: &mut Findings, p: &Path, git: &ItemGitSource) {
     let refs = [&git.branch, &git.tag, &git.commit]
         .iter()
         .filter(|x| x.as_deref().is_some_and(|s| !s.is_empty()))
@@ -182,7 +182,7 @@ fn check_git_auth(f: &mut Findings, p: &Path, auth: &GitAuth) {
 }
 
 /// A Secret key the conversion mounts as `/secrets/<name>/<key>`.
-fn check_secret_ref(f: &mut Findings, p: &Path, s: &SecretKeySelector, what: &str) {
+pub(super) fn check_secret_ref(f: &mut Findings, p: &Path, s: &SecretKeySelector, what: &str) {
     check_required_name(f, p, s.name.as_deref(), what);
     if !s.key.is_empty() {
         f.rule(&p.child("key"), &s.key, rules::config_map_key(&s.key));
@@ -201,7 +201,7 @@ fn relative_path(path: &str) -> Vec<String> {
     out
 }
 
-fn check_database(f: &mut Findings, p: &Path, db: &RegistryDatabaseConfig, name: &str) {
+pub(super) fn check_database(f: &mut Findings, p: &Path, db: &RegistryDatabaseConfig, name: &str) {
     for (field, r) in [
         (
             "dbAppUserPasswordSecretRef",
@@ -258,7 +258,7 @@ pub fn pgpass_advice(db: &RegistryDatabaseConfig, name: &str) -> String {
     )
 }
 
-fn check_auth(f: &mut Findings, p: &Path, auth: &RegistryAuthConfig) {
+pub(super) fn check_auth(f: &mut Findings, p: &Path, auth: &RegistryAuthConfig) {
     let oauth_mode = auth.mode.as_deref() == Some("oauth");
     let Some(oauth) = &auth.oauth else {
         if oauth_mode {

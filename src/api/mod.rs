@@ -79,6 +79,8 @@ pub const STASH_FIELDS: &[&str] = &[
     "registries",
     "databaseConfig",
     "authConfig",
+    "sources",
+    "telemetryConfig",
     "configYAML",
     "volumes",
     "volumeMounts",

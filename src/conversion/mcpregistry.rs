@@ -1,10 +1,10 @@
 //! MCPRegistry: the old layouts of v1alpha1 ⇄ a registry-server `configYAML` plus the pod wiring
-//! it needs (v1beta1). Two old layouts are derived: the structured `source` (ToolHive v0.2.17 to
-//! v0.6.6) and the `registries` list (v0.6.7 to v0.16, see [`registry_list`]). Later v1alpha1
-//! releases have the `configYAML` layout themselves: those fields pass through unchanged both
-//! ways.
+//! it needs (v1beta1). Three old layouts are derived: the structured `source` (ToolHive v0.2.17
+//! to v0.6.6), the `registries` list (v0.6.7 to v0.16, see [`registry_list`]) and the typed v2
+//! `sources` with views (v0.17.0, see [`registry_views`]). Later v1alpha1 releases have the
+//! `configYAML` layout themselves: those fields pass through unchanged both ways.
 
-use super::registry_list;
+use super::{registry_list, registry_views};
 use super::stash::{self, Annotations, ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
 use super::ConversionError;
 use serde_json::{json, Map, Value};
@@ -16,8 +16,10 @@ const ALPHA_ONLY: &[&str] = &[
     "filter",
     "enforceServers",
     "registries",
+    "sources",
     "databaseConfig",
     "authConfig",
+    "telemetryConfig",
 ];
 /// Fields of v1beta1 a `source` generates (and so need no annotation when it does).
 const DERIVED: &[&str] = &["configYAML", "volumes", "volumeMounts"];
@@ -116,6 +118,9 @@ enum Layout {
     Source,
     /// The `registries` list (+ `databaseConfig`, `authConfig`).
     Registries,
+    /// The typed v2 `sources`, with `registries` as views (+ `databaseConfig`, `authConfig`,
+    /// `telemetryConfig`).
+    Views,
 }
 
 impl Layout {
@@ -123,6 +128,9 @@ impl Layout {
         let set = |f: &str| spec.get(f).is_some_and(|v| !v.is_null());
         if set("source") {
             Some(Self::Source)
+        } else if set("sources") {
+            // Before `registries`: with `sources`, the list holds views.
+            Some(Self::Views)
         } else if set("registries") {
             Some(Self::Registries)
         } else {
@@ -133,7 +141,7 @@ impl Layout {
     fn derived_fields(self) -> &'static [&'static str] {
         match self {
             Self::Source => DERIVED,
-            Self::Registries => registry_list::DERIVED,
+            Self::Registries | Self::Views => registry_list::DERIVED,
         }
     }
 
@@ -141,6 +149,7 @@ impl Layout {
         match self {
             Self::Source => derive(old),
             Self::Registries => registry_list::derive(old, name),
+            Self::Views => registry_views::derive(old, name),
         }
     }
 }

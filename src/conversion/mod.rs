@@ -10,6 +10,7 @@
 mod mcpregistry;
 mod ports;
 pub mod registry_list;
+pub mod registry_views;
 pub mod review;
 mod stash;
 

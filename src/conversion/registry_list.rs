@@ -28,7 +28,7 @@ pub const OAUTH_CA_VOLUME_PREFIX: &str = "oauth-ca-";
 /// The key of the pgpass file in the Secret `databaseConfig` stands for.
 pub const PGPASS_KEY: &str = ".pgpass";
 /// The file name a ConfigMap source's key is mounted as.
-const REGISTRY_FILE: &str = "registry.json";
+pub(super) const REGISTRY_FILE: &str = "registry.json";
 /// Key names the old operator assumed when a reference left the key empty.
 const DEFAULT_SECRET_KEY: &str = "clientSecret";
 const DEFAULT_CA_KEY: &str = "ca.crt";
@@ -145,7 +145,7 @@ fn source_of(item: &Value, wiring: &mut Wiring) -> Map<String, Value> {
     s
 }
 
-fn git_of(g: &Value, wiring: &mut Wiring) -> Map<String, Value> {
+pub(super) fn git_of(g: &Value, wiring: &mut Wiring) -> Map<String, Value> {
     let mut git = Map::new();
     git.insert("repository".into(), json!(str_at(g, "repository")));
     // The old operator used the first of branch, tag, commit that was set.
@@ -173,7 +173,7 @@ fn git_of(g: &Value, wiring: &mut Wiring) -> Map<String, Value> {
 /// The `database:` block: always written (the old operator always wrote it), the old
 /// defaults for what is not set. An explicit value is kept as given, even a 0 the old operator
 /// read as "unset": the schema's own defaults fill what was left out.
-fn database_of(db: Option<&Value>) -> Value {
+pub(super) fn database_of(db: Option<&Value>) -> Value {
     let db = db.unwrap_or(&Value::Null);
     let text = |k: &str, default: &str| json!(non_empty(db, k).unwrap_or(default));
     let number =
@@ -193,7 +193,7 @@ fn database_of(db: Option<&Value>) -> Value {
 
 /// The `auth:` block: anonymous unless the mode says oauth (no block meant anonymous too); the
 /// OAuth settings only with mode oauth, as the old operator read them.
-fn auth_of(auth: Option<&Value>, wiring: &mut Wiring) -> Value {
+pub(super) fn auth_of(auth: Option<&Value>, wiring: &mut Wiring) -> Value {
     let auth = auth.unwrap_or(&Value::Null);
     if auth.get("mode").and_then(Value::as_str) != Some("oauth") {
         return json!({"mode": "anonymous"});
@@ -276,7 +276,7 @@ struct KeyedMount {
 /// The volumes and mounts the config needs, in the order the config names them; a path the
 /// pod template's `registry-api` container already mounts is left to it (before v1beta1 the
 /// user had to mount OAuth files there, and that mount keeps working).
-struct Wiring {
+pub(super) struct Wiring {
     template_paths: HashSet<String>,
     volumes: Vec<Value>,
     mounts: Vec<Value>,
@@ -285,7 +285,7 @@ struct Wiring {
 }
 
 impl Wiring {
-    fn new(template_paths: HashSet<String>) -> Self {
+    pub(super) fn new(template_paths: HashSet<String>) -> Self {
         Self {
             template_paths,
             volumes: Vec::new(),
@@ -296,7 +296,7 @@ impl Wiring {
     }
 
     /// A volume mounted read-only at `path` (unless the pod template mounts that path).
-    fn add(&mut self, volume: String, source: Value, path: String) {
+    pub(super) fn add(&mut self, volume: String, source: Value, path: String) {
         if self.template_paths.contains(trim_slash(&path)) {
             return;
         }
@@ -323,7 +323,7 @@ impl Wiring {
         format!("{CERTS_ROOT}/{cm}/{key}")
     }
 
-    fn write_into(mut self, out: &mut Map<String, Value>) {
+    pub(super) fn write_into(mut self, out: &mut Map<String, Value>) {
         for s in std::mem::take(&mut self.secrets) {
             let prefix = if s.git {
                 GIT_AUTH_VOLUME_PREFIX
@@ -415,7 +415,7 @@ fn name_and_key(selector: &Value, default_key: &str) -> (String, String) {
 }
 
 /// Mount paths of the pod template's `registry-api` container.
-fn template_mount_paths(template: Option<&Value>) -> HashSet<String> {
+pub(super) fn template_mount_paths(template: Option<&Value>) -> HashSet<String> {
     template
         .and_then(|t| t.pointer("/spec/containers"))
         .and_then(Value::as_array)
@@ -443,16 +443,16 @@ fn trim_slash(p: &str) -> &str {
 }
 
 /// A field that is set (not absent, not null).
-fn present<'a>(v: &'a Value, k: &str) -> Option<&'a Value> {
+pub(super) fn present<'a>(v: &'a Value, k: &str) -> Option<&'a Value> {
     v.get(k).filter(|x| !x.is_null())
 }
 
-fn str_at<'a>(v: &'a Value, k: &str) -> &'a str {
+pub(super) fn str_at<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// A string field that is set and not empty (Go's zero value meant "unset").
-fn non_empty<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+pub(super) fn non_empty<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 

@@ -7,8 +7,10 @@
 
 mod mcpserver;
 mod others;
+mod registry_views;
 mod union;
 
 pub use mcpserver::*;
 pub use others::*;
+pub use registry_views::*;
 pub use union::*;

@@ -2,6 +2,9 @@
 //! MCPToolConfig at v1alpha1.
 
 use super::mcpserver::{OidcConfig, TelemetryConfig};
+use super::registry_views::{
+    RegistryAuthz, RegistryDynamicAuth, RegistrySourceConfig, RegistryTelemetryConfig,
+};
 use crate::api::schema::{conditions, free_form_list, free_form_object};
 use crate::api::shared::*;
 use crate::api::v1beta1::{HeaderForward, ToolOverride};
@@ -58,13 +61,21 @@ pub struct MCPRegistrySpec {
     /// `source`, `registries` and `configYAML`.
     pub source: Option<RegistrySource>,
     /// The registries the server serves, each with its own data source (ToolHive v0.6.7 to
-    /// v0.16). Exactly one of `source`, `registries` and `configYAML`.
+    /// v0.16). Exactly one of `source`, `registries` and `configYAML` — unless `sources` is
+    /// set: then these are views over the sources (ToolHive v0.17.0).
     #[schemars(length(min = 1))]
     pub registries: Option<Vec<RegistryItem>>,
-    /// The registry server's PostgreSQL database (with `registries`).
+    /// The data sources of the typed v2 layout (ToolHive v0.17.0), with `registries` as views
+    /// over them. Exactly one of `source`, `registries` (without `sources`), `sources` and
+    /// `configYAML`.
+    #[schemars(length(max = 20))]
+    pub sources: Option<Vec<RegistrySourceConfig>>,
+    /// The registry server's PostgreSQL database (with `registries` or `sources`).
     pub database_config: Option<RegistryDatabaseConfig>,
-    /// How clients authenticate to the registry API (with `registries`).
+    /// How clients authenticate to the registry API (with `registries` or `sources`).
     pub auth_config: Option<RegistryAuthConfig>,
+    /// OpenTelemetry export of the registry server (with `sources`).
+    pub telemetry_config: Option<RegistryTelemetryConfig>,
     pub sync_policy: Option<SyncPolicy>,
     pub filter: Option<RegistryFilter>,
     #[serde(default)]
@@ -129,14 +140,18 @@ pub struct GitSource {
     pub path: Option<String>,
 }
 
-/// One registry of the `registries` layout: a name and exactly one data source.
+/// One item of `registries`, in either of the two layouts that share the list: a registry
+/// with exactly one data source (ToolHive v0.6.7 to v0.16), or — with `spec.sources` — a view
+/// naming sources (v0.17.0). Admission refuses the fields of the other layout.
 #[skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryItem {
     #[schemars(length(min = 1))]
     pub name: String,
-    #[schemars(extend("enum" = SOURCE_FORMATS, "default" = "toolhive"))]
+    /// `toolhive` when not set (the conversion says so; no schema default, which would also
+    /// land on the views of the v0.17.0 layout).
+    #[schemars(extend("enum" = SOURCE_FORMATS))]
     pub format: Option<String>,
     pub config_map_ref: Option<ConfigMapKeySelector>,
     pub git: Option<ItemGitSource>,
@@ -144,6 +159,14 @@ pub struct RegistryItem {
     pub pvc_ref: Option<PvcSource>,
     pub sync_policy: Option<SyncPolicy>,
     pub filter: Option<RegistryFilter>,
+    /// A view's sources, by name (v0.17.0 layout).
+    #[schemars(length(min = 1), extend("x-kubernetes-list-type" = "atomic"))]
+    pub sources: Option<Vec<String>>,
+    /// Claims a request needs to read a view (v0.17.0 layout; values: a string or a list of
+    /// strings).
+    #[serde(default)]
+    #[schemars(schema_with = "free_form_object")]
+    pub claims: Option<serde_json::Value>,
 }
 
 /// A Git source of the `registries` layout: [`GitSource`] plus credentials.
@@ -233,6 +256,11 @@ pub struct RegistryDatabaseConfig {
         extend("default" = "30m")
     )]
     pub conn_max_lifetime: Option<String>,
+    /// The largest `_meta` a publisher may attach, in bytes (v0.17.0 layout).
+    #[schemars(range(min = 1))]
+    pub max_meta_size: Option<i32>,
+    /// Short-lived credentials instead of passwords (v0.17.0 layout).
+    pub dynamic_auth: Option<RegistryDynamicAuth>,
     /// The password of `user`.
     pub db_app_user_password_secret_ref: SecretKeySelector,
     /// The password of `migrationUser`.
@@ -245,7 +273,14 @@ pub struct RegistryDatabaseConfig {
 pub struct RegistryAuthConfig {
     #[schemars(extend("enum" = REGISTRY_AUTH_MODES, "default" = "anonymous"))]
     pub mode: Option<String>,
+    /// Paths served without authentication, besides the server's own (v0.17.0 layout).
+    #[serde(rename = "publicPaths")]
+    #[schemars(inner(length(min = 1), regex(pattern = r"^/")))]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub public_paths: Option<Vec<String>>,
     pub oauth: Option<RegistryOAuthConfig>,
+    /// Role-based authorization (v0.17.0 layout).
+    pub authz: Option<RegistryAuthz>,
 }
 
 #[skip_serializing_none]
