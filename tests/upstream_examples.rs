@@ -65,6 +65,11 @@ fn v0_14_0_examples_are_accepted() {
 }
 
 #[test]
+fn v0_17_0_examples_are_accepted() {
+    check_tag("v0.17.0", 85);
+}
+
+#[test]
 fn v0_21_0_examples_are_accepted() {
     check_tag("v0.21.0", 70);
 }
