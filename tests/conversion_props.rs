@@ -524,6 +524,172 @@ fn alpha_registry_list() -> impl Strategy<Value = Value> {
         )
 }
 
+/// Claims of a source or view: strings and lists of strings.
+fn claims() -> impl Strategy<Value = Value> {
+    btree_map(
+        "[a-z]{1,6}",
+        prop_oneof![
+            "[a-z]{1,6}".prop_map(Value::from),
+            vec("[a-z]{1,6}", 0..3).prop_map(Value::from),
+        ],
+        0..3,
+    )
+    .prop_map(|m| json!(m))
+}
+
+/// One source of the v0.17.0 layout, with exactly one source type.
+fn views_source(name: String) -> impl Strategy<Value = Value> {
+    let source = prop_oneof![
+        dns_name().prop_map(|cm| ("configMapRef", json!({"name": cm, "key": "registry.json"}))),
+        list_git().prop_map(|g| ("git", g)),
+        "[a-z]{1,8}".prop_map(|h| (
+            "api",
+            json!({"endpoint": format!("https://{h}.example.com")})
+        )),
+        ("[a-z]{1,8}", option::of(prop_oneof![Just("10s"), Just("1m")])).prop_map(|(h, t)| {
+            let mut u = json!({"endpoint": format!("https://{h}.example.com/registry.json")});
+            if let Some(t) = t {
+                u["timeout"] = json!(t);
+            }
+            ("url", u)
+        }),
+        Just(("managed", json!({}))),
+        option::of(vec(dns_name(), 0..3)).prop_map(|ns| {
+            ("kubernetes", ns.map_or(json!({}), |ns| json!({"namespaces": ns})))
+        }),
+    ];
+    (
+        source,
+        option::of(prop_oneof![Just("toolhive"), Just("upstream")]),
+        option::of(claims()),
+        option::of(prop_oneof![Just("30m"), Just("1h")]),
+        option::of(vec("[a-z]{1,6}", 0..3)),
+    )
+        .prop_map(move |((field, src), format, claims, interval, include)| {
+            let mut item = Map::new();
+            item.insert("name".into(), json!(name));
+            item.insert(field.into(), src);
+            put(&mut item, "format", format.map(Value::from));
+            put(&mut item, "claims", claims);
+            put(&mut item, "syncPolicy", interval.map(|i| json!({"interval": i})));
+            put(&mut item, "filter", include.map(|i| json!({"names": {"include": i}})));
+            Value::Object(item)
+        })
+}
+
+/// Sources with unique names (at most one managed: later ones become cluster sources), and
+/// views over them.
+fn views_sources_and_views() -> impl Strategy<Value = (Vec<Value>, Vec<Value>)> {
+    btree_set("[a-z][a-z0-9]{0,6}", 1..4)
+        .prop_flat_map(|names| names.into_iter().map(views_source).collect::<Vec<_>>())
+        .prop_flat_map(|mut sources| {
+            let mut managed = false;
+            for s in &mut sources {
+                if let Some(m) = s.as_object_mut().filter(|m| m.contains_key("managed")) {
+                    if managed {
+                        m.remove("managed");
+                        m.insert("kubernetes".into(), json!({}));
+                    }
+                    managed = true;
+                }
+            }
+            let names: Vec<String> = sources
+                .iter()
+                .map(|s| s["name"].as_str().unwrap().to_string())
+                .collect();
+            let view = (
+                proptest::sample::subsequence(names.clone(), 1..=names.len()),
+                option::of(claims()),
+            );
+            (Just(sources), btree_map("[a-z][a-z0-9]{0,6}", view, 1..3))
+        })
+        .prop_map(|(sources, views)| {
+            let views = views
+                .into_iter()
+                .map(|(name, (srcs, claims))| {
+                    let mut v = json!({"name": name, "sources": srcs});
+                    if let Some(c) = claims {
+                        v["claims"] = c;
+                    }
+                    v
+                })
+                .collect();
+            (sources, views)
+        })
+}
+
+fn telemetry_config() -> impl Strategy<Value = Value> {
+    (
+        any::<bool>(),
+        option::of("[a-z]{1,8}"),
+        option::of(any::<bool>()),
+        option::of((any::<bool>(), option::of(prop_oneof![Just("0.05"), Just("1"), Just("0.5")]))),
+        option::of(any::<bool>()),
+    )
+        .prop_map(|(enabled, endpoint, insecure, tracing, metrics)| {
+            let mut t = json!({"enabled": enabled});
+            let m = t.as_object_mut().unwrap();
+            put(m, "endpoint", endpoint.map(|e| json!(format!("{e}:4318"))));
+            put(m, "insecure", insecure.map(Value::from));
+            put(
+                m,
+                "tracing",
+                tracing.map(|(on, sampling)| {
+                    let mut tr = json!({"enabled": on});
+                    if let Some(s) = sampling {
+                        tr["sampling"] = json!(s);
+                    }
+                    tr
+                }),
+            );
+            put(m, "metrics", metrics.map(|e| json!({"enabled": e})));
+            t
+        })
+}
+
+/// The typed v2 layout of ToolHive v0.17.0: sources, views, database, auth, telemetry.
+fn alpha_registry_views() -> impl Strategy<Value = Value> {
+    (
+        metadata(),
+        views_sources_and_views(),
+        option::of((database_config(), option::of(1i64..1_000_000), any::<bool>())),
+        option::of((auth_config(), option::of(vec("/[a-z]{1,6}", 1..3)), any::<bool>())),
+        option::of(telemetry_config()),
+        option::of(any::<bool>()),
+        status(&["Pending", "Ready", "Failed", "Terminating"]),
+    )
+        .prop_map(|(meta, (sources, views), db, auth, telemetry, enforce, status)| {
+            let mut s = Map::new();
+            s.insert("sources".into(), json!(sources));
+            s.insert("registries".into(), json!(views));
+            put(
+                &mut s,
+                "databaseConfig",
+                db.map(|(mut d, size, iam)| {
+                    put(d.as_object_mut().unwrap(), "maxMetaSize", size.map(Value::from));
+                    if iam {
+                        d["dynamicAuth"] = json!({"awsRdsIam": {"region": "eu-west-1"}});
+                    }
+                    d
+                }),
+            );
+            put(
+                &mut s,
+                "authConfig",
+                auth.map(|(mut a, paths, authz)| {
+                    put(a.as_object_mut().unwrap(), "publicPaths", paths.map(Value::from));
+                    if authz && a["mode"] == "oauth" {
+                        a["authz"] = json!({"roles": {"superAdmin": [{"groups": "admins"}]}});
+                    }
+                    a
+                }),
+            );
+            put(&mut s, "telemetryConfig", telemetry);
+            put(&mut s, "enforceServers", enforce.map(Value::from));
+            object(A, "MCPRegistry", meta, s, status)
+        })
+}
+
 fn beta_registry() -> impl Strategy<Value = Value> {
     let config = prop_oneof![
         "[a-z]{1,8}".prop_map(|h| (format!("sources:\n  - name: {h}\n    api:\n      endpoint: https://{h}.example.com\nregistries:\n  - name: all\n    sources: [{h}]\n"), None)),
@@ -666,6 +832,14 @@ proptest! {
     /// Stored from the registries layout: read at v1alpha1 and written back, nothing changes.
     #[test]
     fn registry_list_stored_beta_alpha_beta(o in alpha_registry_list()) {
+        let stored = convert(&o, B).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        round_trip(&stored, A)?;
+    }
+    #[test]
+    fn registry_views_alpha_beta_alpha(o in alpha_registry_views()) { round_trip(&o, B)?; }
+    /// Stored from the v0.17.0 layout: read at v1alpha1 and written back, nothing changes.
+    #[test]
+    fn registry_views_stored_beta_alpha_beta(o in alpha_registry_views()) {
         let stored = convert(&o, B).map_err(|e| TestCaseError::fail(e.to_string()))?;
         round_trip(&stored, A)?;
     }
