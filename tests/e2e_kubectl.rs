@@ -522,16 +522,25 @@ async fn upstream_v1alpha1_examples_apply_and_read_back_unchanged() {
 /// v0.16): stored as a working `configYAML` registry, read back as written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_v0_14_examples_apply_and_read_back_unchanged() {
-    let registries = apply_and_read_back("v0.14.0", 50).await;
+    let (registries, _) = apply_and_read_back("v0.14.0", 50).await;
     assert!(
         registries >= 19,
         "{registries} MCPRegistries in the registries layout"
     );
 }
 
+/// The same for v0.17.0's, among them MCPRegistry's typed `sources` with views (that release
+/// only): stored as a working `configYAML` registry, read back as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_v0_17_examples_apply_and_read_back_unchanged() {
+    let (_, views) = apply_and_read_back("v0.17.0", 60).await;
+    assert!(views >= 18, "{views} MCPRegistries in the sources layout");
+}
+
 /// Applies every v1alpha1 object of `tests/upstream/<tag>` that `check` accepts and reads it
-/// back; returns how many were MCPRegistries of the `registries` layout.
-async fn apply_and_read_back(tag: &str, at_least: usize) -> usize {
+/// back; returns how many were MCPRegistries of the `registries` layout, and of the `sources`
+/// layout.
+async fn apply_and_read_back(tag: &str, at_least: usize) -> (usize, usize) {
     let c = cluster().await;
     let dir = root().join("tests/upstream").join(tag);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
@@ -552,6 +561,7 @@ async fn apply_and_read_back(tag: &str, at_least: usize) -> usize {
     let tmp = tempfile::tempdir().unwrap();
     let mut namespaces = std::collections::BTreeSet::new();
     let mut registry_lists = 0;
+    let mut registry_views = 0;
     for (i, r) in accepted.iter().enumerate() {
         let ns = r["namespace"].as_str().unwrap();
         if ns != NAMESPACE && ns != "toolhive-system" && namespaces.insert(ns.to_string()) {
@@ -577,9 +587,14 @@ async fn apply_and_read_back(tag: &str, at_least: usize) -> usize {
             stored["apiVersion"], "toolhive.stacklok.dev/v1beta1",
             "{kind}/{name}"
         );
-        if kind == "mcpregistry" && doc.value.pointer("/spec/registries").is_some() {
-            registry_lists += 1;
-            assert_stored_as_config_layout(&stored, name);
+        let views = doc.value.pointer("/spec/sources").is_some();
+        if kind == "mcpregistry" && (views || doc.value.pointer("/spec/registries").is_some()) {
+            if views {
+                registry_views += 1;
+            } else {
+                registry_lists += 1;
+            }
+            assert_stored_as_config_layout(&stored, name, !views);
         }
         let back: Value = serde_json::from_str(
             &c.ok(&[
@@ -600,14 +615,21 @@ async fn apply_and_read_back(tag: &str, at_least: usize) -> usize {
             r["file"]
         );
     }
-    registry_lists
+    (registry_lists, registry_views)
 }
 
-/// A `registries` object is stored as the current layout: a v2 `configYAML` whose file
-/// sources lie inside the volumes mounted with it, and no old field in the spec.
-fn assert_stored_as_config_layout(stored: &Value, name: &str) {
+/// A `registries` (or `sources`) object is stored as the current layout: a v2 `configYAML`
+/// whose file sources lie inside the volumes mounted with it, and no old field in the spec.
+/// The `registries` layout's config starts with the cluster's own source.
+fn assert_stored_as_config_layout(stored: &Value, name: &str, cluster_first: bool) {
     let spec = &stored["spec"];
-    for old in ["registries", "databaseConfig", "authConfig"] {
+    for old in [
+        "registries",
+        "sources",
+        "databaseConfig",
+        "authConfig",
+        "telemetryConfig",
+    ] {
         assert!(
             spec.get(old).is_none(),
             "{name}: spec.{old} stored at v1beta1"
@@ -615,7 +637,9 @@ fn assert_stored_as_config_layout(stored: &Value, name: &str) {
     }
     let config: Value = serde_yaml::from_str(spec["configYAML"].as_str().unwrap()).unwrap();
     let sources = config["sources"].as_array().unwrap();
-    assert_eq!(sources[0]["kubernetes"], json!({}), "{name}: {config:#}");
+    if cluster_first {
+        assert_eq!(sources[0]["kubernetes"], json!({}), "{name}: {config:#}");
+    }
     let mounts: Vec<&str> = spec["volumeMounts"]
         .as_array()
         .into_iter()
