@@ -546,16 +546,23 @@ fn views_source(name: String) -> impl Strategy<Value = Value> {
             "api",
             json!({"endpoint": format!("https://{h}.example.com")})
         )),
-        ("[a-z]{1,8}", option::of(prop_oneof![Just("10s"), Just("1m")])).prop_map(|(h, t)| {
-            let mut u = json!({"endpoint": format!("https://{h}.example.com/registry.json")});
-            if let Some(t) = t {
-                u["timeout"] = json!(t);
-            }
-            ("url", u)
-        }),
+        (
+            "[a-z]{1,8}",
+            option::of(prop_oneof![Just("10s"), Just("1m")])
+        )
+            .prop_map(|(h, t)| {
+                let mut u = json!({"endpoint": format!("https://{h}.example.com/registry.json")});
+                if let Some(t) = t {
+                    u["timeout"] = json!(t);
+                }
+                ("url", u)
+            }),
         Just(("managed", json!({}))),
         option::of(vec(dns_name(), 0..3)).prop_map(|ns| {
-            ("kubernetes", ns.map_or(json!({}), |ns| json!({"namespaces": ns})))
+            (
+                "kubernetes",
+                ns.map_or(json!({}), |ns| json!({"namespaces": ns})),
+            )
         }),
     ];
     (
@@ -571,8 +578,16 @@ fn views_source(name: String) -> impl Strategy<Value = Value> {
             item.insert(field.into(), src);
             put(&mut item, "format", format.map(Value::from));
             put(&mut item, "claims", claims);
-            put(&mut item, "syncPolicy", interval.map(|i| json!({"interval": i})));
-            put(&mut item, "filter", include.map(|i| json!({"names": {"include": i}})));
+            put(
+                &mut item,
+                "syncPolicy",
+                interval.map(|i| json!({"interval": i})),
+            );
+            put(
+                &mut item,
+                "filter",
+                include.map(|i| json!({"names": {"include": i}})),
+            );
             Value::Object(item)
         })
 }
@@ -623,7 +638,10 @@ fn telemetry_config() -> impl Strategy<Value = Value> {
         any::<bool>(),
         option::of("[a-z]{1,8}"),
         option::of(any::<bool>()),
-        option::of((any::<bool>(), option::of(prop_oneof![Just("0.05"), Just("1"), Just("0.5")]))),
+        option::of((
+            any::<bool>(),
+            option::of(prop_oneof![Just("0.05"), Just("1"), Just("0.5")]),
+        )),
         option::of(any::<bool>()),
     )
         .prop_map(|(enabled, endpoint, insecure, tracing, metrics)| {
@@ -652,42 +670,60 @@ fn alpha_registry_views() -> impl Strategy<Value = Value> {
     (
         metadata(),
         views_sources_and_views(),
-        option::of((database_config(), option::of(1i64..1_000_000), any::<bool>())),
-        option::of((auth_config(), option::of(vec("/[a-z]{1,6}", 1..3)), any::<bool>())),
+        option::of((
+            database_config(),
+            option::of(1i64..1_000_000),
+            any::<bool>(),
+        )),
+        option::of((
+            auth_config(),
+            option::of(vec("/[a-z]{1,6}", 1..3)),
+            any::<bool>(),
+        )),
         option::of(telemetry_config()),
         option::of(any::<bool>()),
         status(&["Pending", "Ready", "Failed", "Terminating"]),
     )
-        .prop_map(|(meta, (sources, views), db, auth, telemetry, enforce, status)| {
-            let mut s = Map::new();
-            s.insert("sources".into(), json!(sources));
-            s.insert("registries".into(), json!(views));
-            put(
-                &mut s,
-                "databaseConfig",
-                db.map(|(mut d, size, iam)| {
-                    put(d.as_object_mut().unwrap(), "maxMetaSize", size.map(Value::from));
-                    if iam {
-                        d["dynamicAuth"] = json!({"awsRdsIam": {"region": "eu-west-1"}});
-                    }
-                    d
-                }),
-            );
-            put(
-                &mut s,
-                "authConfig",
-                auth.map(|(mut a, paths, authz)| {
-                    put(a.as_object_mut().unwrap(), "publicPaths", paths.map(Value::from));
-                    if authz && a["mode"] == "oauth" {
-                        a["authz"] = json!({"roles": {"superAdmin": [{"groups": "admins"}]}});
-                    }
-                    a
-                }),
-            );
-            put(&mut s, "telemetryConfig", telemetry);
-            put(&mut s, "enforceServers", enforce.map(Value::from));
-            object(A, "MCPRegistry", meta, s, status)
-        })
+        .prop_map(
+            |(meta, (sources, views), db, auth, telemetry, enforce, status)| {
+                let mut s = Map::new();
+                s.insert("sources".into(), json!(sources));
+                s.insert("registries".into(), json!(views));
+                put(
+                    &mut s,
+                    "databaseConfig",
+                    db.map(|(mut d, size, iam)| {
+                        put(
+                            d.as_object_mut().unwrap(),
+                            "maxMetaSize",
+                            size.map(Value::from),
+                        );
+                        if iam {
+                            d["dynamicAuth"] = json!({"awsRdsIam": {"region": "eu-west-1"}});
+                        }
+                        d
+                    }),
+                );
+                put(
+                    &mut s,
+                    "authConfig",
+                    auth.map(|(mut a, paths, authz)| {
+                        put(
+                            a.as_object_mut().unwrap(),
+                            "publicPaths",
+                            paths.map(Value::from),
+                        );
+                        if authz && a["mode"] == "oauth" {
+                            a["authz"] = json!({"roles": {"superAdmin": [{"groups": "admins"}]}});
+                        }
+                        a
+                    }),
+                );
+                put(&mut s, "telemetryConfig", telemetry);
+                put(&mut s, "enforceServers", enforce.map(Value::from));
+                object(A, "MCPRegistry", meta, s, status)
+            },
+        )
 }
 
 fn beta_registry() -> impl Strategy<Value = Value> {

@@ -265,10 +265,8 @@ fn check_layout_fields(f: &mut Findings, s: &v1alpha1::MCPRegistrySpec) {
 fn check_not_views(f: &mut Findings, s: &v1alpha1::MCPRegistrySpec) {
     let spec = Path::root("spec");
     let why = "belongs to the sources layout of ToolHive v0.17.0, and spec.sources is not set";
-    let mut fields: Vec<(Path, bool)> = vec![(
-        spec.child("telemetryConfig"),
-        s.telemetry_config.is_some(),
-    )];
+    let mut fields: Vec<(Path, bool)> =
+        vec![(spec.child("telemetryConfig"), s.telemetry_config.is_some())];
     if let Some(db) = &s.database_config {
         let p = spec.child("databaseConfig");
         fields.push((p.child("maxMetaSize"), db.max_meta_size.is_some()));

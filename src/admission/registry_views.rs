@@ -213,7 +213,10 @@ fn check_views(
                         f.error(FieldError::invalid(
                             p.child("sources").index(j),
                             n.as_str(),
-                            format!("names no source of spec.sources (there are: {})", known.join(", ")),
+                            format!(
+                                "names no source of spec.sources (there are: {})",
+                                known.join(", ")
+                            ),
                         ));
                     }
                 }
@@ -237,9 +240,7 @@ fn check_claims(f: &mut Findings, p: &Path, claims: &Value) {
         return;
     };
     for (k, v) in map {
-        let ok = v.is_string()
-            || v.as_array()
-                .is_some_and(|a| a.iter().all(Value::is_string));
+        let ok = v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
         if !ok {
             f.error(FieldError::invalid(
                 p.key(k),

@@ -4,9 +4,9 @@
 //! `sources` with views (v0.17.0, see [`registry_views`]). Later v1alpha1 releases have the
 //! `configYAML` layout themselves: those fields pass through unchanged both ways.
 
-use super::{registry_list, registry_views};
 use super::stash::{self, Annotations, ALPHA_STASH_PREFIX, BETA_STASH_PREFIX};
 use super::ConversionError;
+use super::{registry_list, registry_views};
 use serde_json::{json, Map, Value};
 
 /// Fields only the old layouts have.

@@ -148,7 +148,10 @@ fn database_block(db: Option<&Value>) -> Value {
     if let Some(size) = db.get("maxMetaSize").filter(|v| v.is_number()) {
         out["maxMetaSize"] = size.clone();
     }
-    if let Some(iam) = db.pointer("/dynamicAuth/awsRdsIam").filter(|v| !v.is_null()) {
+    if let Some(iam) = db
+        .pointer("/dynamicAuth/awsRdsIam")
+        .filter(|v| !v.is_null())
+    {
         let mut iam_out = json!({});
         if let Some(region) = non_empty(iam, "region") {
             iam_out["region"] = json!(region);
@@ -255,14 +258,20 @@ mod tests {
         }));
         let out = derive(&old, "reg");
         let c = config(&out);
-        assert_eq!(c["sources"][0]["file"]["path"], "/config/registry/cm/registry.json");
+        assert_eq!(
+            c["sources"][0]["file"]["path"],
+            "/config/registry/cm/registry.json"
+        );
         assert_eq!(c["sources"][0]["claims"], json!({"team": "a"}));
         assert_eq!(
             c["sources"][1]["file"],
             json!({"url": "https://r.example.com/r.json", "timeout": "10s"})
         );
         assert_eq!(c["sources"][1]["syncPolicy"]["interval"], "1h");
-        assert_eq!(c["sources"][2], json!({"name": "mine", "format": "toolhive", "managed": {}}));
+        assert_eq!(
+            c["sources"][2],
+            json!({"name": "mine", "format": "toolhive", "managed": {}})
+        );
         assert_eq!(
             c["sources"][3],
             json!({"name": "cluster", "format": "toolhive", "kubernetes": {"namespaces": ["a"]}})
@@ -296,7 +305,10 @@ mod tests {
                 "tracing": {"enabled": true, "sampling": 0.25}, "metrics": {"enabled": false}})
         );
         assert_eq!(c["database"]["maxMetaSize"], 1024);
-        assert_eq!(c["database"]["dynamicAuth"], json!({"awsRdsIam": {"region": "detect"}}));
+        assert_eq!(
+            c["database"]["dynamicAuth"],
+            json!({"awsRdsIam": {"region": "detect"}})
+        );
         assert_eq!(c["database"]["host"], "postgres");
         assert_eq!(c["auth"]["publicPaths"], json!(["/metrics"]));
         assert_eq!(

@@ -4,8 +4,8 @@
 //! `registries` with the older list layout; their type is [`super::RegistryItem`], which carries
 //! both shapes, and admission tells them apart by `spec.sources`.
 
-use super::{ApiSource, ConfigMapKeySelector, ItemGitSource, RegistryFilter, SyncPolicy};
 use super::SOURCE_FORMATS;
+use super::{ApiSource, ConfigMapKeySelector, ItemGitSource, RegistryFilter, SyncPolicy};
 use crate::api::schema::free_form_object;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
