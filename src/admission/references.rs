@@ -87,20 +87,23 @@ pub fn of(obj: &Value) -> Vec<Reference> {
         cm("/source/configMapRef/key").as_deref(),
         "spec.source.configMapRef".into(),
     );
-    for (i, item) in list(spec, "/registries").iter().enumerate() {
-        let at = format!("spec.registries[{i}]");
-        push(
-            RefKind::ConfigMap,
-            s(item, "/configMapRef/name").as_deref(),
-            s(item, "/configMapRef/key").as_deref(),
-            format!("{at}.configMapRef"),
-        );
-        push(
-            RefKind::Secret,
-            s(item, "/git/auth/passwordSecretRef/name").as_deref(),
-            s(item, "/git/auth/passwordSecretRef/key").as_deref(),
-            format!("{at}.git.auth.passwordSecretRef"),
-        );
+    // The registries layout's items and the v0.17.0 layout's sources read them alike.
+    for field in ["registries", "sources"] {
+        for (i, item) in list(spec, &format!("/{field}")).iter().enumerate() {
+            let at = format!("spec.{field}[{i}]");
+            push(
+                RefKind::ConfigMap,
+                s(item, "/configMapRef/name").as_deref(),
+                s(item, "/configMapRef/key").as_deref(),
+                format!("{at}.configMapRef"),
+            );
+            push(
+                RefKind::Secret,
+                s(item, "/git/auth/passwordSecretRef/name").as_deref(),
+                s(item, "/git/auth/passwordSecretRef/key").as_deref(),
+                format!("{at}.git.auth.passwordSecretRef"),
+            );
+        }
     }
     // The pgpass Secret the old operator generated: now the user's to create (a warning
     // while it does not exist says so at apply time).
@@ -197,6 +200,27 @@ mod tests {
                     None,
                     "spec.authConfig.oauth.providers[0].caCertRef".into()
                 ),
+            ]
+        );
+    }
+
+    /// The v0.17.0 layout's sources point at what they read the same way.
+    #[test]
+    fn the_sources_layout_names_what_it_reads() {
+        let obj = json!({"metadata": {"name": "team"}, "spec": {
+            "sources": [
+                {"name": "a", "configMapRef": {"name": "data", "key": "registry.json"}},
+                {"name": "b", "git": {"repository": "https://g.example.com/r", "branch": "main",
+                    "auth": {"username": "git", "passwordSecretRef": {"name": "creds", "key": "token"}}}},
+            ],
+            "registries": [{"name": "all", "sources": ["a", "b"]}],
+        }});
+        let fields: Vec<String> = of(&obj).into_iter().map(|r| r.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.sources[0].configMapRef",
+                "spec.sources[1].git.auth.passwordSecretRef"
             ]
         );
     }
