@@ -7,8 +7,8 @@ use super::common::*;
 use super::field::{FieldError, Path};
 use super::rules;
 use crate::api::v1alpha1::{
-    GitAuth, ItemGitSource, MCPRegistry, RegistryAuthConfig, RegistryDatabaseConfig, RegistryItem,
-    RegistryOAuthProvider, SecretKeySelector,
+    ConfigMapKeySelector, GitAuth, ItemGitSource, MCPRegistry, RegistryAuthConfig,
+    RegistryDatabaseConfig, RegistryItem, RegistryOAuthProvider, SecretKeySelector,
 };
 use crate::conversion::registry_list as derived;
 use std::collections::HashMap;
@@ -66,45 +66,67 @@ fn names_as_values(items: &[RegistryItem]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn check_item(f: &mut Findings, p: &Path, item: &RegistryItem) {
-    check_source_name(f, &p.child("name"), &item.name);
-    let set: Vec<&str> = [
-        ("configMapRef", item.config_map_ref.is_some()),
-        ("git", item.git.is_some()),
-        ("api", item.api.is_some()),
-        ("pvcRef", item.pvc_ref.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(field, present)| present.then_some(field))
-    .collect();
+/// Exactly one data-source field of a `noun` (registry or source): none is a required error,
+/// each one after the first is forbidden.
+pub(super) fn check_one_source(
+    f: &mut Findings,
+    p: &Path,
+    noun: &str,
+    fields: &str,
+    present: &[(&str, bool)],
+) {
+    let set: Vec<&str> = present
+        .iter()
+        .filter_map(|(field, is)| is.then_some(*field))
+        .collect();
     match set.as_slice() {
         [] => f.error(FieldError::required(
             p.as_str(),
-            format!("where this registry's data comes from: exactly one of {SOURCE_FIELDS}"),
+            format!("where this {noun}'s data comes from: exactly one of {fields}"),
         )),
         [first, rest @ ..] => {
             for extra in rest {
                 f.error(FieldError::forbidden(
                     p.child(extra),
-                    format!("a registry has exactly one of {SOURCE_FIELDS}; {first} is set too"),
+                    format!("a {noun} has exactly one of {fields}; {first} is set too"),
                 ));
             }
         }
     }
+}
+
+/// A ConfigMap holding registry data: a named ConfigMap and a valid key.
+pub(super) fn check_config_map_data(f: &mut Findings, p: &Path, cm: &ConfigMapKeySelector) {
+    check_required_name(
+        f,
+        p,
+        cm.name.as_deref(),
+        "the ConfigMap holding the registry data",
+    );
+    check_key(
+        f,
+        p,
+        &cm.key,
+        "the key of the registry data in the ConfigMap",
+    );
+}
+
+fn check_item(f: &mut Findings, p: &Path, item: &RegistryItem) {
+    check_source_name(f, &p.child("name"), &item.name);
+    check_one_source(
+        f,
+        p,
+        "registry",
+        SOURCE_FIELDS,
+        &[
+            ("configMapRef", item.config_map_ref.is_some()),
+            ("git", item.git.is_some()),
+            ("api", item.api.is_some()),
+            ("pvcRef", item.pvc_ref.is_some()),
+        ],
+    );
     if let Some(cm) = &item.config_map_ref {
-        let cp = p.child("configMapRef");
-        check_required_name(
-            f,
-            &cp,
-            cm.name.as_deref(),
-            "the ConfigMap holding the registry data",
-        );
-        check_key(
-            f,
-            &cp,
-            &cm.key,
-            "the key of the registry data in the ConfigMap",
-        );
+        check_config_map_data(f, &p.child("configMapRef"), cm);
     }
     if let Some(git) = &item.git {
         check_git(f, &p.child("git"), git);

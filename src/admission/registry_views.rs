@@ -8,7 +8,8 @@
 use super::common::*;
 use super::field::{FieldError, Path};
 use super::registry_list::{
-    check_auth, check_database, check_git, check_key, check_required_name, check_source_name,
+    check_auth, check_config_map_data, check_database, check_git, check_one_source,
+    check_source_name,
 };
 use super::rules;
 use crate::api::v1alpha1::{
@@ -80,45 +81,22 @@ pub fn validate(obj: &MCPRegistry, sources: &[RegistrySourceConfig], f: &mut Fin
 
 fn check_source(f: &mut Findings, p: &Path, s: &RegistrySourceConfig) {
     check_source_name(f, &p.child("name"), &s.name);
-    let set: Vec<&str> = [
-        ("configMapRef", s.config_map_ref.is_some()),
-        ("git", s.git.is_some()),
-        ("api", s.api.is_some()),
-        ("url", s.url.is_some()),
-        ("managed", s.managed.is_some()),
-        ("kubernetes", s.kubernetes.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(field, present)| present.then_some(field))
-    .collect();
-    match set.as_slice() {
-        [] => f.error(FieldError::required(
-            p.as_str(),
-            format!("where this source's data comes from: exactly one of {SOURCE_FIELDS}"),
-        )),
-        [first, rest @ ..] => {
-            for extra in rest {
-                f.error(FieldError::forbidden(
-                    p.child(extra),
-                    format!("a source has exactly one of {SOURCE_FIELDS}; {first} is set too"),
-                ));
-            }
-        }
-    }
+    check_one_source(
+        f,
+        p,
+        "source",
+        SOURCE_FIELDS,
+        &[
+            ("configMapRef", s.config_map_ref.is_some()),
+            ("git", s.git.is_some()),
+            ("api", s.api.is_some()),
+            ("url", s.url.is_some()),
+            ("managed", s.managed.is_some()),
+            ("kubernetes", s.kubernetes.is_some()),
+        ],
+    );
     if let Some(cm) = &s.config_map_ref {
-        let cp = p.child("configMapRef");
-        check_required_name(
-            f,
-            &cp,
-            cm.name.as_deref(),
-            "the ConfigMap holding the registry data",
-        );
-        check_key(
-            f,
-            &cp,
-            &cm.key,
-            "the key of the registry data in the ConfigMap",
-        );
+        check_config_map_data(f, &p.child("configMapRef"), cm);
     }
     if let Some(git) = &s.git {
         check_git(f, &p.child("git"), git);

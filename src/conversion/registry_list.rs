@@ -107,22 +107,7 @@ fn source_of(item: &Value, wiring: &mut Wiring) -> Map<String, Value> {
     );
     let dir = format!("{DATA_ROOT}/{name}");
     if let Some(cm) = present(item, "configMapRef") {
-        s.insert(
-            "file".into(),
-            json!({"path": format!("{dir}/{REGISTRY_FILE}")}),
-        );
-        let mut config_map = json!({
-            "name": str_at(cm, "name"),
-            "items": [{"key": str_at(cm, "key"), "path": REGISTRY_FILE}],
-        });
-        if let Some(o) = present(cm, "optional") {
-            config_map["optional"] = o.clone();
-        }
-        wiring.add(
-            volume_name(DATA_VOLUME_PREFIX, name),
-            json!({"configMap": config_map}),
-            dir,
-        );
+        s.insert("file".into(), config_map_file(name, cm, wiring));
     } else if let Some(git) = present(item, "git") {
         s.insert("git".into(), Value::Object(git_of(git, wiring)));
     } else if let Some(endpoint) = item.pointer("/api/endpoint") {
@@ -143,6 +128,26 @@ fn source_of(item: &Value, wiring: &mut Wiring) -> Map<String, Value> {
         s.insert("filter".into(), filter.clone());
     }
     s
+}
+
+/// A source's registry data from a ConfigMap key: the ConfigMap mounted read-only as
+/// `<data root>/<source>/registry.json`; returns the `file:` block naming it.
+pub(super) fn config_map_file(name: &str, cm: &Value, wiring: &mut Wiring) -> Value {
+    let dir = format!("{DATA_ROOT}/{name}");
+    let file = json!({"path": format!("{dir}/{REGISTRY_FILE}")});
+    let mut config_map = json!({
+        "name": str_at(cm, "name"),
+        "items": [{"key": str_at(cm, "key"), "path": REGISTRY_FILE}],
+    });
+    if let Some(o) = present(cm, "optional") {
+        config_map["optional"] = o.clone();
+    }
+    wiring.add(
+        volume_name(DATA_VOLUME_PREFIX, name),
+        json!({"configMap": config_map}),
+        dir,
+    );
+    file
 }
 
 pub(super) fn git_of(g: &Value, wiring: &mut Wiring) -> Map<String, Value> {

@@ -5,10 +5,7 @@
 //! Secret mounts, the generated pgpass Secret), shared with the older list layout
 //! ([`registry_list`]). Pure, like it: `down` re-derives to see whether anything was edited.
 
-use super::registry_list::{
-    self as list, database_of, git_of, non_empty, present, str_at, Wiring, DATA_ROOT,
-    DATA_VOLUME_PREFIX, REGISTRY_FILE,
-};
+use super::registry_list::{self as list, database_of, git_of, non_empty, present, str_at, Wiring};
 use serde_json::{json, Map, Value};
 
 /// The v1beta1 fields the typed v2 spec (and the `podTemplateSpec` whose mounts it leaves
@@ -71,23 +68,7 @@ fn source_of(src: &Value, wiring: &mut Wiring) -> Map<String, Value> {
     }
     let mut syncs = true;
     if let Some(cm) = present(src, "configMapRef") {
-        let dir = format!("{DATA_ROOT}/{name}");
-        s.insert(
-            "file".into(),
-            json!({"path": format!("{dir}/{REGISTRY_FILE}")}),
-        );
-        let mut config_map = json!({
-            "name": str_at(cm, "name"),
-            "items": [{"key": str_at(cm, "key"), "path": REGISTRY_FILE}],
-        });
-        if let Some(o) = present(cm, "optional") {
-            config_map["optional"] = o.clone();
-        }
-        wiring.add(
-            list::volume_name(DATA_VOLUME_PREFIX, name),
-            json!({"configMap": config_map}),
-            dir,
-        );
+        s.insert("file".into(), list::config_map_file(name, cm, wiring));
     } else if let Some(git) = present(src, "git") {
         s.insert("git".into(), Value::Object(git_of(git, wiring)));
     } else if let Some(endpoint) = src.pointer("/api/endpoint") {
