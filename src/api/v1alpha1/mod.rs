@@ -5,10 +5,12 @@
 // as duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
+mod auth;
 mod mcpserver;
 mod others;
 mod union;
 
+pub use auth::*;
 pub use mcpserver::*;
 pub use others::*;
 pub use union::*;
