@@ -41,6 +41,32 @@ impl WorkloadAuth<'_> {
     }
 }
 
+/// The fields of a stored MCPServer that hold it (see [`WorkloadAuth::held_by`]).
+pub fn server_held_by(s: &crate::api::v1beta1::MCPServerSpec) -> Vec<&'static str> {
+    workload_of!("MCPServer", s).held_by()
+}
+
+/// The fields of a stored MCPRemoteProxy that hold it (see [`WorkloadAuth::held_by`]).
+pub fn proxy_held_by(s: &crate::api::v1beta1::MCPRemoteProxySpec) -> Vec<&'static str> {
+    workload_of!("MCPRemoteProxy", s).held_by()
+}
+
+/// The auth fields of an MCPServer or MCPRemoteProxy spec (either version: the field names
+/// are the same).
+macro_rules! workload_of {
+    ($kind:literal, $s:expr) => {
+        $crate::admission::auth::WorkloadAuth {
+            kind: $kind,
+            oidc_config_ref: $s.oidc_config_ref.as_ref(),
+            authz_config: $s.authz_config.as_ref(),
+            authz_config_ref: $s.authz_config_ref.as_ref(),
+            external_auth_config_ref: $s.external_auth_config_ref.as_ref(),
+            audit: $s.audit.as_ref(),
+        }
+    };
+}
+pub(crate) use workload_of;
+
 /// Why a workload that asks for auth is held, for the admission warning and the Ready
 /// condition alike: which fields, what happens, and what to do today.
 pub fn held_message(kind: &str, fields: &[&str]) -> String {

@@ -3,7 +3,7 @@
 //! Three doors open onto these functions: the webhook handlers, `mcp-operator check`, and the
 //! reconcilers' own re-check. None of them does I/O here.
 
-mod auth;
+pub mod auth;
 pub mod cedar;
 mod common;
 pub mod field;
@@ -471,14 +471,14 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
             if let Some(o) = decode::<v1beta1::MCPServer>(defaulted, f) {
                 mcpserver::validate_v1beta1(name, &o, raw, f);
                 let s = &o.spec;
-                auth::check_workload(&workload_auth!("MCPServer", s), f);
+                auth::check_workload(&auth::workload_of!("MCPServer", s), f);
             }
         }
         ("v1alpha1", "MCPServer") => {
             if let Some(o) = decode::<v1alpha1::MCPServer>(defaulted, f) {
                 mcpserver::validate_v1alpha1(name, &o, raw, f);
                 let s = &o.spec;
-                auth::check_workload(&workload_auth!("MCPServer", s), f);
+                auth::check_workload(&auth::workload_of!("MCPServer", s), f);
                 inline_oidc_xor_ref(s.oidc_config.is_some(), s.oidc_config_ref.is_some(), f);
             }
         }
@@ -496,14 +496,14 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
             if let Some(o) = decode::<v1beta1::MCPRemoteProxy>(defaulted, f) {
                 others::validate_remote_proxy_v1beta1(&o, f);
                 let s = &o.spec;
-                auth::check_workload(&workload_auth!("MCPRemoteProxy", s), f);
+                auth::check_workload(&auth::workload_of!("MCPRemoteProxy", s), f);
             }
         }
         ("v1alpha1", "MCPRemoteProxy") => {
             if let Some(o) = decode::<v1alpha1::MCPRemoteProxy>(defaulted, f) {
                 others::validate_remote_proxy_v1alpha1(&o, f);
                 let s = &o.spec;
-                auth::check_workload(&workload_auth!("MCPRemoteProxy", s), f);
+                auth::check_workload(&auth::workload_of!("MCPRemoteProxy", s), f);
                 inline_oidc_xor_ref(s.oidc_config.is_some(), s.oidc_config_ref.is_some(), f);
             }
         }
@@ -558,22 +558,6 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
         _ => {} // MCPGroup: the schema says it all
     }
 }
-
-/// The auth fields of an MCPServer or MCPRemoteProxy spec (either version: the field names
-/// are the same).
-macro_rules! workload_auth {
-    ($kind:literal, $s:expr) => {
-        auth::WorkloadAuth {
-            kind: $kind,
-            oidc_config_ref: $s.oidc_config_ref.as_ref(),
-            authz_config: $s.authz_config.as_ref(),
-            authz_config_ref: $s.authz_config_ref.as_ref(),
-            external_auth_config_ref: $s.external_auth_config_ref.as_ref(),
-            audit: $s.audit.as_ref(),
-        }
-    };
-}
-use workload_auth;
 
 /// ToolHive v0.15 – v0.20 served both the inline `oidcConfig` and `oidcConfigRef` at
 /// v1alpha1, and refused the two together.
