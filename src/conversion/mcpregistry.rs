@@ -252,7 +252,7 @@ fn derive(old: &Map<String, Value>) -> Map<String, Value> {
     });
     out.insert(
         "configYAML".into(),
-        Value::String(serde_yaml::to_string(&config).unwrap_or_default()),
+        Value::String(serde_yaml::to_string(&super::stash::sorted(&config)).unwrap_or_default()),
     );
     out
 }

@@ -69,8 +69,28 @@ pub fn keep(annotations: &mut Annotations, prefix: &str, field: &str, value: Opt
         is_stash_key(&key(prefix, field)),
         "{field} is not in api::STASH_FIELDS"
     );
-    let text = value.map_or_else(|| ABSENT.to_string(), Value::to_string);
+    let text = value.map_or_else(|| ABSENT.to_string(), |v| sorted(v).to_string());
     annotations.insert(key(prefix, field), Value::String(text));
+}
+
+/// `v` with the keys of every object in sorted order. A kept value is text compared as text
+/// (`refresh_stash`, the tests' fixtures), so it must not depend on the order the object was
+/// written in: serde_json keeps insertion order in this build (`preserve_order`, which
+/// cedar-policy turns on for the whole crate graph).
+pub(super) fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Moves `fields` out of `spec` into annotations.
