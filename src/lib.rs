@@ -3,6 +3,7 @@
 //! The crate is laid out in rooms (see `DESIGN.md` of the project):
 //! - [`address`]: which addresses a proxy may reach (shared by admission and the bridge).
 //! - [`api`]: the CRD types at every served version; no I/O.
+//! - [`canonical`]: JSON and YAML text with sorted keys, for what is hashed or compared.
 //! - [`admission`]: pure defaulting and validation, rendered as field errors.
 //! - [`conversion`]: pure conversions between API versions.
 //! - [`webhook`]: the HTTPS edge serving admission and conversion reviews.
@@ -15,6 +16,7 @@ pub mod address;
 pub mod admission;
 pub mod api;
 pub mod bridge;
+pub mod canonical;
 pub mod cli;
 pub mod controller;
 pub mod conversion;

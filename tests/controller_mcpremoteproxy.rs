@@ -440,3 +440,87 @@ fn assert_no_writes(h: &Harness, when: &str) {
         &writes[..writes.len().min(10)]
     );
 }
+
+/// Auth the data path does not enforce yet holds a proxy (issue 13, item 1): one row per kind
+/// of reference, and the inline oidcConfig kept from v1alpha1. Each is added to a running
+/// proxy, which must stop serving: no Deployment, no Service, Ready=False saying why.
+#[tokio::test]
+async fn auth_the_data_path_cannot_enforce_holds_the_proxy() {
+    let h = start(None).await;
+    let c = &h.client;
+    let rows: [(&str, Value, &str); 5] = [
+        (
+            "oidc",
+            json!({"spec": {"oidcConfigRef": {"name": "idp", "audience": "remote"}}}),
+            "spec.oidcConfigRef",
+        ),
+        (
+            "authz",
+            json!({"spec": {"authzConfig": {"type": "configMap", "configMap": {"name": "authz"}}}}),
+            "spec.authzConfig",
+        ),
+        (
+            "authz-ref",
+            json!({"spec": {"authzConfigRef": {"name": "policies"}}}),
+            "spec.authzConfigRef",
+        ),
+        (
+            "external",
+            json!({"spec": {"externalAuthConfigRef": {"name": "bearer"}}}),
+            "spec.externalAuthConfigRef",
+        ),
+        (
+            "inline-oidc",
+            json!({"metadata": {"annotations": {"toolhive.stacklok.dev/v1alpha1-oidcConfig":
+                "{\"type\":\"kubernetes\",\"kubernetes\":{\"audience\":\"toolhive\"}}"}}}),
+            "spec.oidcConfig",
+        ),
+    ];
+    let api: Api<MCPRemoteProxy> = Api::namespaced(c.clone(), NS);
+    for (name, _, _) in &rows {
+        create_proxy(
+            c,
+            proxy(name, json!({"remoteUrl": "https://mcp.example.com/mcp"})),
+            true,
+        )
+        .await;
+    }
+    for (name, _, _) in &rows {
+        let _: Deployment = eventually(&format!("{name} Deployment"), || get(c, NS, name)).await;
+    }
+    for (name, patch, _) in &rows {
+        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+    }
+    for (name, _, field) in &rows {
+        let status = wait_for(c, name, "Ready", "False", "AuthNotEnforced").await;
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(field) && message.contains("authenticating gateway"),
+            "{name}: {status}"
+        );
+        assert!(status["url"].is_null(), "{name}: {status}");
+        let auth = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "AuthConfigured")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(auth["status"], "False", "{name}: {status}");
+    }
+    for (name, _, _) in &rows {
+        eventually(
+            &format!("{name}: Deployment and Service removed"),
+            || async {
+                let gone = get::<Deployment>(c, NS, name).await.is_none()
+                    && get::<Service>(c, NS, &format!("mcp-{name}-remote-proxy"))
+                        .await
+                        .is_none();
+                gone.then_some(())
+            },
+        )
+        .await;
+    }
+}

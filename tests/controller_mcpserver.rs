@@ -1090,6 +1090,56 @@ fn edit_cases() -> Vec<EditCase> {
                 )
             },
         },
+        // Auth the data path does not enforce yet holds the server (issue 13, item 1): one row
+        // per kind of reference; each is added to a running server, which must stop serving.
+        EditCase {
+            name: "oidc-config-ref-holds",
+            spec: json!({}),
+            annotations: json!({}),
+            edit: Edit::Server(
+                json!({"spec": {"oidcConfigRef": {"name": "idp", "audience": "fetch"}}}),
+            ),
+            expect: |w| held_for_auth(w, "spec.oidcConfigRef"),
+        },
+        EditCase {
+            name: "authz-config-inline-holds",
+            spec: json!({}),
+            annotations: json!({}),
+            edit: Edit::Server(json!({"spec": {"authzConfig": {"type": "inline",
+                "inline": {"policies": ["permit(principal, action, resource);"]}}}})),
+            expect: |w| held_for_auth(w, "spec.authzConfig"),
+        },
+        EditCase {
+            name: "authz-config-ref-holds",
+            spec: json!({}),
+            annotations: json!({}),
+            edit: Edit::Server(json!({"spec": {"authzConfigRef": {"name": "policies"}}})),
+            expect: |w| held_for_auth(w, "spec.authzConfigRef"),
+        },
+        EditCase {
+            name: "external-auth-config-ref-holds",
+            spec: json!({}),
+            annotations: json!({}),
+            edit: Edit::Server(json!({"spec": {"externalAuthConfigRef": {"name": "token"}}})),
+            expect: |w| held_for_auth(w, "spec.externalAuthConfigRef"),
+        },
+        // Audit alone asks for no authentication: the server runs (the events come later).
+        EditCase {
+            name: "audit-alone-runs",
+            spec: json!({"audit": {"enabled": true}}),
+            annotations: json!({}),
+            edit: Edit::Nothing,
+            expect: |w| {
+                check(
+                    w.deployment.is_some() && w.ready_reason() != "AuthNotEnforced",
+                    format!(
+                        "deployment {}, Ready {}",
+                        w.deployment.is_some(),
+                        w.ready_reason()
+                    ),
+                )
+            },
+        },
         EditCase {
             name: "oidc-absent-marker",
             spec: json!({}),
@@ -1103,6 +1153,29 @@ fn edit_cases() -> Vec<EditCase> {
             },
         },
     ]
+}
+
+/// A server held because `field` asks for auth: no Deployment, no Service, no url, and Ready
+/// says why and what to do.
+fn held_for_auth(w: &World, field: &str) -> Result<(), String> {
+    let ready = w.condition("Ready").cloned().unwrap_or_default();
+    let message = ready["message"].as_str().unwrap_or_default();
+    check(
+        ready["status"] == "False"
+            && ready["reason"] == "AuthNotEnforced"
+            && message.contains(field)
+            && message.contains("authenticating gateway"),
+        format!("Ready {ready}"),
+    )?;
+    check(
+        w.deployment.is_none() && w.service.is_none() && w.status["url"].is_null(),
+        format!(
+            "deployment {}, service {}, url {}",
+            w.deployment.is_some(),
+            w.service.is_some(),
+            w.status["url"]
+        ),
+    )
 }
 
 async fn world(c: &Client, name: &str) -> Option<World> {
@@ -1240,7 +1313,7 @@ async fn edits_reach_the_children_and_the_status() {
         pending = failing.into_iter().map(|(case, _)| case).collect();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // A Failed MCPServer can be alerted on: the per-phase gauge counts the four Failed rows.
+    // A Failed MCPServer can be alerted on: the per-phase gauge counts the Failed rows.
     let mut registry = prometheus_client::registry::Registry::default();
     h.metrics.register(&mut registry);
     let failed = cases
@@ -1252,6 +1325,10 @@ async fn edits_reach_the_children_and_the_status() {
                     | "disjoint-from-the-start"
                     | "failed-keeps-url"
                     | "inline-oidc"
+                    | "oidc-config-ref-holds"
+                    | "authz-config-inline-holds"
+                    | "authz-config-ref-holds"
+                    | "external-auth-config-ref-holds"
             )
         })
         .count();

@@ -3,6 +3,8 @@
 //! Three doors open onto these functions: the webhook handlers, `mcp-operator check`, and the
 //! reconcilers' own re-check. None of them does I/O here.
 
+pub mod auth;
+pub mod cedar;
 mod common;
 pub mod field;
 mod mcpregistry;
@@ -67,6 +69,9 @@ pub enum RefKind {
     ConfigMap,
     MCPToolConfig,
     MCPGroup,
+    MCPOIDCConfig,
+    MCPAuthzConfig,
+    MCPExternalAuthConfig,
 }
 
 /// A same-namespace reference found in a spec.
@@ -288,7 +293,8 @@ pub fn tools_against_config(server: &Value, tool_config: &Value) -> Vec<String> 
     f.warnings
 }
 
-/// The same-namespace objects a spec points at (Secrets, ConfigMaps, MCPToolConfig, MCPGroup).
+/// The same-namespace objects a spec points at (Secrets, ConfigMaps, MCPToolConfig, MCPGroup,
+/// and the auth config kinds).
 pub fn references(obj: &Value) -> Vec<Reference> {
     references::of(obj)
 }
@@ -465,11 +471,16 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
         ("v1beta1", "MCPServer") => {
             if let Some(o) = decode::<v1beta1::MCPServer>(defaulted, f) {
                 mcpserver::validate_v1beta1(name, &o, raw, f);
+                let s = &o.spec;
+                auth::check_workload(&auth::workload_of!("MCPServer", s), f);
             }
         }
         ("v1alpha1", "MCPServer") => {
             if let Some(o) = decode::<v1alpha1::MCPServer>(defaulted, f) {
                 mcpserver::validate_v1alpha1(name, &o, raw, f);
+                let s = &o.spec;
+                auth::check_workload(&auth::workload_of!("MCPServer", s), f);
+                inline_oidc_xor_ref(s.oidc_config.is_some(), s.oidc_config_ref.is_some(), f);
             }
         }
         ("v1beta1", "MCPRegistry") => {
@@ -485,11 +496,16 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
         ("v1beta1", "MCPRemoteProxy") => {
             if let Some(o) = decode::<v1beta1::MCPRemoteProxy>(defaulted, f) {
                 others::validate_remote_proxy_v1beta1(&o, f);
+                let s = &o.spec;
+                auth::check_workload(&auth::workload_of!("MCPRemoteProxy", s), f);
             }
         }
         ("v1alpha1", "MCPRemoteProxy") => {
             if let Some(o) = decode::<v1alpha1::MCPRemoteProxy>(defaulted, f) {
                 others::validate_remote_proxy_v1alpha1(&o, f);
+                let s = &o.spec;
+                auth::check_workload(&auth::workload_of!("MCPRemoteProxy", s), f);
+                inline_oidc_xor_ref(s.oidc_config.is_some(), s.oidc_config_ref.is_some(), f);
             }
         }
         ("v1beta1", "MCPToolConfig") => {
@@ -506,6 +522,51 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
                 others::validate_tool_config(&spec, f);
             }
         }
+        ("v1beta1", "MCPOIDCConfig") => {
+            if let Some(o) = decode::<v1beta1::MCPOIDCConfig>(defaulted, f) {
+                let s = &o.spec;
+                let (ksa, inline) = (s.kubernetes_service_account.as_ref(), s.inline.as_ref());
+                auth::check_oidc_config(&s.type_, ksa, inline, f);
+            }
+        }
+        ("v1alpha1", "MCPOIDCConfig") => {
+            if let Some(o) = decode::<v1alpha1::MCPOIDCConfig>(defaulted, f) {
+                let s = &o.spec;
+                let (ksa, inline) = (s.kubernetes_service_account.as_ref(), s.inline.as_ref());
+                auth::check_oidc_config(&s.type_, ksa, inline, f);
+            }
+        }
+        ("v1beta1", "MCPAuthzConfig") => {
+            if let Some(o) = decode::<v1beta1::MCPAuthzConfig>(defaulted, f) {
+                auth::check_authz_config(&o.spec.type_, &o.spec.config, f);
+            }
+        }
+        ("v1alpha1", "MCPAuthzConfig") => {
+            if let Some(o) = decode::<v1alpha1::MCPAuthzConfig>(defaulted, f) {
+                auth::check_authz_config(&o.spec.type_, &o.spec.config, f);
+            }
+        }
+        ("v1beta1", "MCPExternalAuthConfig") => {
+            if let Some(o) = decode::<v1beta1::MCPExternalAuthConfig>(defaulted, f) {
+                auth::check_external_auth(&o.spec.type_, &o.spec.blocks, f);
+            }
+        }
+        ("v1alpha1", "MCPExternalAuthConfig") => {
+            if let Some(o) = decode::<v1alpha1::MCPExternalAuthConfig>(defaulted, f) {
+                auth::check_external_auth(&o.spec.type_, &o.spec.blocks, f);
+            }
+        }
         _ => {} // MCPGroup: the schema says it all
+    }
+}
+
+/// ToolHive v0.15 – v0.20 served both the inline `oidcConfig` and `oidcConfigRef` at
+/// v1alpha1, and refused the two together.
+fn inline_oidc_xor_ref(inline: bool, reference: bool, f: &mut Findings) {
+    if inline && reference {
+        f.error(FieldError::forbidden(
+            "spec.oidcConfigRef",
+            "oidcConfig and oidcConfigRef are mutually exclusive; keep oidcConfigRef and move the rest of oidcConfig into the MCPOIDCConfig it names",
+        ));
     }
 }

@@ -42,6 +42,46 @@ pub fn of(obj: &Value) -> Vec<Reference> {
         None,
         "spec.toolConfigRef".into(),
     );
+    for (kind, field) in [
+        (RefKind::MCPOIDCConfig, "oidcConfigRef"),
+        (RefKind::MCPAuthzConfig, "authzConfigRef"),
+        (RefKind::MCPExternalAuthConfig, "externalAuthConfigRef"),
+    ] {
+        push(
+            kind,
+            s(spec, &format!("/{field}/name")).as_deref(),
+            None,
+            format!("spec.{field}"),
+        );
+    }
+    if s(spec, "/authzConfig/type").as_deref() == Some("configMap") {
+        push(
+            RefKind::ConfigMap,
+            s(spec, "/authzConfig/configMap/name").as_deref(),
+            s(spec, "/authzConfig/configMap/key").as_deref(),
+            "spec.authzConfig.configMap".into(),
+        );
+    }
+    if let Some(blocks) = spec.get("tokenExchange") {
+        push(
+            RefKind::Secret,
+            s(blocks, "/clientSecretRef/name").as_deref(),
+            s(blocks, "/clientSecretRef/key").as_deref(),
+            "spec.tokenExchange.clientSecretRef".into(),
+        );
+    }
+    for (block, field) in [
+        ("headerInjection", "valueSecretRef"),
+        ("bearerToken", "tokenSecretRef"),
+        ("inline", "clientSecretRef"),
+    ] {
+        push(
+            RefKind::Secret,
+            s(spec, &format!("/{block}/{field}/name")).as_deref(),
+            s(spec, &format!("/{block}/{field}/key")).as_deref(),
+            format!("spec.{block}.{field}"),
+        );
+    }
     let group = s(spec, "/groupRef/name").or_else(|| s(spec, "/groupRef"));
     push(
         RefKind::MCPGroup,

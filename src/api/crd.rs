@@ -68,7 +68,19 @@ fn conversion(service: &WebhookService) -> CustomResourceConversion {
 
 fn generated() -> Vec<CustomResourceDefinition> {
     let pairs = [
+        (
+            v1beta1::MCPAuthzConfig::crd(),
+            v1alpha1::MCPAuthzConfig::crd(),
+        ),
+        (
+            v1beta1::MCPExternalAuthConfig::crd(),
+            v1alpha1::MCPExternalAuthConfig::crd(),
+        ),
         (v1beta1::MCPGroup::crd(), v1alpha1::MCPGroup::crd()),
+        (
+            v1beta1::MCPOIDCConfig::crd(),
+            v1alpha1::MCPOIDCConfig::crd(),
+        ),
         (v1beta1::MCPRegistry::crd(), v1alpha1::MCPRegistry::crd()),
         (
             v1beta1::MCPRemoteProxy::crd(),

@@ -1,5 +1,6 @@
 //! The CRD types of `toolhive.stacklok.dev`, at every served version. No I/O here.
 
+pub mod auth;
 pub mod crd;
 pub mod schema;
 pub mod shared;
@@ -42,6 +43,21 @@ pub const SERVED: &[ServedKind] = &[
     ServedKind {
         kind: "MCPToolConfig",
         plural: "mcptoolconfigs",
+        versions: &["v1beta1", "v1alpha1"],
+    },
+    ServedKind {
+        kind: "MCPOIDCConfig",
+        plural: "mcpoidcconfigs",
+        versions: &["v1beta1", "v1alpha1"],
+    },
+    ServedKind {
+        kind: "MCPAuthzConfig",
+        plural: "mcpauthzconfigs",
+        versions: &["v1beta1", "v1alpha1"],
+    },
+    ServedKind {
+        kind: "MCPExternalAuthConfig",
+        plural: "mcpexternalauthconfigs",
         versions: &["v1beta1", "v1alpha1"],
     },
 ];
@@ -87,8 +103,10 @@ pub const STASH_FIELDS: &[&str] = &[
     "imagePullSecrets",
     "pgpassSecretRef",
     "status.phase",
-    // MCPToolConfig, v1alpha1 only.
+    // MCPToolConfig and MCPExternalAuthConfig, v1alpha1 only.
     "status.referencingServers",
+    // MCPOIDCConfig and MCPExternalAuthConfig, v1alpha1 only (ToolHive v0.15 – v0.21).
+    "status.referencingWorkloads",
 ];
 
 /// True for an annotation key of the stash (either prefix, a field of [`STASH_FIELDS`]).

@@ -1272,7 +1272,8 @@ mod tests {
         for (method, want) in [
             (
                 "tools/list",
-                r#"{"id":"c","jsonrpc":"2.0","result":{"tools":[{"name":"say"}]}}"#,
+                // Re-encoded, in the server's key order (serde_json keeps it in this build).
+                r#"{"jsonrpc":"2.0","id":"c","result":{"tools":[{"name":"say"}]}}"#,
             ),
             (
                 "other/method",

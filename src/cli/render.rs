@@ -208,6 +208,10 @@ pub fn render_one(
     if children::asks_for_inline_oidc(&server) {
         return Err("oidcConfig asks for authentication, which is not enforced yet: the operator deploys nothing for this server (Accepted=False, AuthenticationNotSupported); remove oidcConfig to run it without authentication knowingly, or put an authenticating gateway in front".into());
     }
+    let held_by = admission::auth::server_held_by(&server.spec);
+    if !held_by.is_empty() {
+        return Err(admission::auth::held_message("MCPServer", &held_by));
+    }
     let (tool_config, tool_config_note) = referenced_tool_config(&server, tool_configs)?;
     if children::no_tool_allowed(&server, tool_config.as_ref()) {
         return Err("spec.tools and the MCPToolConfig's toolsFilter have no tool in common: the operator would not roll this server out (NoToolsAllowed)".into());
@@ -256,6 +260,10 @@ pub fn render_remote_proxy(
     }
     let beta = conversion::convert(&verdict.defaulted, "v1beta1").map_err(|e| e.to_string())?;
     let proxy: MCPRemoteProxy = serde_json::from_value(beta).map_err(|e| e.to_string())?;
+    let held_by = admission::auth::proxy_held_by(&proxy.spec);
+    if !held_by.is_empty() {
+        return Err(admission::auth::held_message("MCPRemoteProxy", &held_by));
+    }
     let ns = proxy
         .metadata
         .namespace

@@ -235,7 +235,7 @@ pub fn bridge_config(server: &MCPServer, inputs: &Inputs) -> Value {
 
 /// Every child, ready to apply.
 pub fn desired(server: &MCPServer, inputs: &Inputs) -> Children {
-    let config = serde_json::to_string_pretty(&bridge_config(server, inputs)).unwrap_or_default();
+    let config = crate::canonical::to_string_pretty(&bridge_config(server, inputs));
     Children {
         config_map: config_map(server, &config),
         service_account: service_account(server, inputs),
@@ -572,7 +572,7 @@ pub fn describe(obj: &Value) -> String {
 /// Adds [`APPLIED_HASH`] to a child about to be applied: hex SHA-256 (first 16 bytes) of the
 /// object without it. Stable across operator builds, so an upgrade does not re-apply everything.
 pub fn stamp_applied_hash(child: &mut Value) {
-    let digest = Sha256::digest(child.to_string().as_bytes());
+    let digest = Sha256::digest(crate::canonical::to_string(child).as_bytes());
     let hash = hex::encode(&digest[..16]);
     if let Some(meta) = child.get_mut("metadata").and_then(Value::as_object_mut) {
         let annotations = meta.entry("annotations").or_insert_with(|| json!({}));

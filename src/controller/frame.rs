@@ -216,7 +216,7 @@ pub(crate) fn cache_is_behind(
 fn digest(v: &Value) -> u64 {
     use std::hash::Hasher;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    v.to_string().hash(&mut h);
+    crate::canonical::to_string(v).hash(&mut h);
     h.finish()
 }
 
@@ -856,10 +856,18 @@ mod tests {
         assert_eq!(fnv1a32(b"a"), 0xe40c_292c);
         assert_eq!(fnv1a32(b"foobar"), 0xbf9c_f968);
         assert_eq!(config_hash(&"a"), format!("{:08x}", fnv1a32(b"\"a\"")));
-        let a = json!({"toolsFilter": ["x"], "toolsOverride": {"b": {}, "a": {}}});
-        let b = json!({"toolsOverride": {"a": {}, "b": {}}, "toolsFilter": ["x"]});
+        // The typed spec (what callers hash): its maps are sorted whatever order they were
+        // written in (a raw JSON object would keep its order: serde_json's preserve_order).
+        let spec = |v: serde_json::Value| -> crate::api::v1beta1::MCPToolConfigSpec {
+            serde_json::from_value(v).unwrap()
+        };
+        let a = spec(json!({"toolsFilter": ["x"], "toolsOverride": {"b": {}, "a": {}}}));
+        let b = spec(json!({"toolsOverride": {"a": {}, "b": {}}, "toolsFilter": ["x"]}));
         assert_eq!(config_hash(&a), config_hash(&b));
-        assert_ne!(config_hash(&a), config_hash(&json!({"toolsFilter": ["y"]})));
+        assert_ne!(
+            config_hash(&a),
+            config_hash(&spec(json!({"toolsFilter": ["y"]})))
+        );
     }
 
     #[test]

@@ -172,6 +172,23 @@ async fn reconcile_inner(proxy: &MCPRemoteProxy, ctx: &Context) -> Result<Action
         report_without_rollout(proxy, ctx, &ns, refusal).await?;
         return Ok(Action::await_change());
     }
+    // Authentication or authorization asked for and not enforced by the data path: running
+    // would serve everyone (and send nothing the remote expects). Nothing of ours may serve it.
+    if let Some(why) = held_for_auth(proxy) {
+        stop_serving(proxy, ctx, &ns).await?;
+        let refusal = Refusal {
+            condition: "AuthConfigured",
+            reason: "AuthNotEnforced",
+            why,
+        };
+        let kept = proxy
+            .status
+            .as_ref()
+            .and_then(|s| s.tool_config_hash.clone());
+        let status = status_for(proxy, &Observed::default(), Some(&refusal), kept);
+        write_status(proxy, ctx, status).await?;
+        return Ok(Action::await_change());
+    }
     // A missing or refused MCPToolConfig must not mean "every tool": nothing is applied (running
     // pods keep their configuration) until it is fixed; its watch brings us back.
     let tool_config = match referenced_tool_config(proxy, ctx, &ns).await {
@@ -217,6 +234,44 @@ async fn reconcile_inner(proxy: &MCPRemoteProxy, ctx: &Context) -> Result<Action
     let status = status_for(proxy, &observed, None, hash);
     write_status(proxy, ctx, status).await?;
     Ok(ctx.frame.settled(skips_before))
+}
+
+/// Why the proxy must not run today, if it asks for auth the data path does not enforce yet:
+/// the auth fields of its spec, or an inline `oidcConfig` kept from v1alpha1 in the stash
+/// (`<absent>` marks a field that was not there; anything else is a request, never fail open).
+fn held_for_auth(proxy: &MCPRemoteProxy) -> Option<String> {
+    let held_by = admission::auth::proxy_held_by(&proxy.spec);
+    if !held_by.is_empty() {
+        return Some(admission::auth::held_message("MCPRemoteProxy", &held_by));
+    }
+    let key = format!("{}oidcConfig", crate::api::ALPHA_STASH_PREFIX);
+    let inline = proxy
+        .annotations()
+        .get(&key)
+        .is_some_and(|v| v != crate::api::ABSENT && !v.trim().is_empty() && v != "null");
+    inline.then(|| {
+        format!(
+            "spec.oidcConfig (kept from v1alpha1 in the {key} annotation) asks for authentication, which mcp-operator \
+             does not enforce yet: the MCPRemoteProxy is held (no Deployment, no Service; Ready=False, reason AuthNotEnforced) \
+             so that it never serves unauthenticated; remove oidcConfig (at v1alpha1) or the annotation to run it without \
+             authentication knowingly, or put an authenticating gateway in front of its Service"
+        )
+    })
+}
+
+/// Removes the Deployment and Service of ours, if any, as for a held MCPServer: deleting, not
+/// scaling to zero, because `replicas` may belong to an HPA; the ConfigMap and ServiceAccount
+/// serve nothing and stay; only children whose controller owner reference is this proxy go.
+async fn stop_serving(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) -> Result<(), Error> {
+    let name = proxy.name_any();
+    let deployment = at(ns, children::deployment_name(&name));
+    ctx.frame
+        .delete(proxy, ctx.stores.children.deployments.get(&deployment))
+        .await?;
+    let service = at(ns, children::service_name(&name));
+    ctx.frame
+        .delete(proxy, ctx.stores.children.services.get(&service))
+        .await
 }
 
 /// What the cluster has of the proxy's children (ours only), as JSON.
@@ -415,8 +470,8 @@ fn status_for(
                     "the spec is valid".into(),
                 );
             }
-            if r.condition == "ToolConfigValidated" {
-                cond("ToolConfigValidated", false, r.reason, r.why.clone());
+            if matches!(r.condition, "ToolConfigValidated" | "AuthConfigured") {
+                cond(r.condition, false, r.reason, r.why.clone());
             }
             cond("Ready", false, r.reason, r.why.clone());
             ("Failed", Some(r.why.clone()))

@@ -170,7 +170,7 @@ pub fn bridge_config(proxy: &MCPRemoteProxy, inputs: &Inputs) -> Value {
 
 /// Every child, ready to apply.
 pub fn desired(proxy: &MCPRemoteProxy, inputs: &Inputs) -> Children {
-    let config = serde_json::to_string_pretty(&bridge_config(proxy, inputs)).unwrap_or_default();
+    let config = crate::canonical::to_string_pretty(&bridge_config(proxy, inputs));
     let checksum = children::checksum(&config, &inputs.secret_versions);
     Children {
         config_map: config_map(proxy, &config),

@@ -177,13 +177,21 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
         report_without_rollout(server, ctx, &ns, verdict).await?;
         return Ok(Action::await_change());
     }
-    // Authentication asked for and not enforced by the data path: running would serve
-    // everyone. Nothing of ours may serve it (see `stop_serving`).
-    if children::asks_for_inline_oidc(server) {
+    // Authentication or authorization asked for and not enforced by the data path: running
+    // would serve everyone. Nothing of ours may serve it (see `stop_serving`).
+    let held_by = admission::auth::server_held_by(&server.spec);
+    if children::asks_for_inline_oidc(server) || !held_by.is_empty() {
         stop_serving(server, ctx, &ns).await?;
-        let verdict = Verdict::Refused {
-            reason: "AuthenticationNotSupported",
-            why: INLINE_OIDC_HELD.into(),
+        let verdict = if held_by.is_empty() {
+            Verdict::Refused {
+                reason: "AuthenticationNotSupported",
+                why: INLINE_OIDC_HELD.into(),
+            }
+        } else {
+            Verdict::Refused {
+                reason: AUTH_NOT_ENFORCED,
+                why: admission::auth::held_message("MCPServer", &held_by),
+            }
         };
         let status = status_for(server, &Observed::default(), verdict, None);
         write_status(server, ctx, with_group(server, ctx, status)).await?;
@@ -287,6 +295,9 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
 
 /// How soon a server whose child name is taken looks again.
 const CONFLICT_RECHECK: Duration = Duration::from_secs(30);
+
+/// The reason of a server held because it references auth the data path does not enforce yet.
+const AUTH_NOT_ENFORCED: &str = "AuthNotEnforced";
 
 /// What to do today instead of inline OIDC, for the condition and the Event.
 const INLINE_OIDC_HELD: &str = "spec.oidcConfig (kept from v1alpha1) asks for authentication, which this operator does not enforce yet; \
@@ -553,10 +564,7 @@ fn status_for(
                     format!("invalid spec: {why}"),
                 )
             } else {
-                (
-                    "no workload is run: see the Accepted condition".to_string(),
-                    why.clone(),
-                )
+                (why.clone(), why.clone())
             };
             cond("Ready", false, reason, ready);
             ("Failed", Some(phase_message))

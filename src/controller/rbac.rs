@@ -99,6 +99,10 @@ pub const RULES: &[Rule] = &[
         "ownerReferences with blockOwnerDeletion"),
     rule(Always, Watched, OUR, &["mcpgroups", "mcptoolconfigs"], &["get", "list", "watch"], Any,
         "referenced objects' watches; webhook reference lookups"),
+    // Read only, for now: the webhooks warn about a reference to one that does not exist; the
+    // workloads that use them are held until the data path enforces them.
+    rule(Always, Watched, OUR, &["mcpauthzconfigs", "mcpexternalauthconfigs", "mcpoidcconfigs"], &["get", "list", "watch"], Any,
+        "webhook reference lookups of auth configs"),
     // The MCPGroup and MCPToolConfig controllers (controller/mcpgroup.rs, mcptoolconfig.rs).
     rule(Always, Watched, OUR, &["mcpgroups/status", "mcptoolconfigs/status"], &["patch"], Any,
         "status patches"),
@@ -109,11 +113,11 @@ pub const RULES: &[Rule] = &[
     rule(Always, Watched, "", &["configmaps"], &["get", "list", "watch", "create", "patch"], Any,
         "child ConfigMaps (server-side apply; read before the first apply to refuse a user's object of the same name); webhook key checks"),
     rule(Always, Watched, "", &["services"], &["get", "list", "watch", "create", "patch", "delete"], Any,
-        "child Services (read before the first apply to refuse a user's object of the same name; server-side apply; merge patch of selector and ports; removed while an inline oidcConfig holds the server)"),
+        "child Services (read before the first apply to refuse a user's object of the same name; server-side apply; merge patch of selector and ports; removed while authentication the data path cannot enforce holds the workload)"),
     rule(Always, Watched, "", &["serviceaccounts"], &["get", "list", "watch", "create", "patch", "delete"], Any,
         "child ServiceAccounts (read before the first apply; server-side apply; removed when no longer wanted)"),
     rule(Always, Watched, "apps", &["deployments"], &["get", "list", "watch", "create", "patch", "delete"], Any,
-        "child Deployments (read before the first apply; server-side apply; removed while an inline oidcConfig holds the server)"),
+        "child Deployments (read before the first apply; server-side apply; removed while authentication the data path cannot enforce holds the workload)"),
     rule(Always, Watched, "events.k8s.io", &["events"], &["create", "patch"], Any,
         "events on MCPServers"),
     // The MCPRegistry controller (controller/mcpregistry.rs). Its ConfigMap, ServiceAccount,
@@ -155,7 +159,8 @@ pub const RULES: &[Rule] = &[
     rule(StorageMigration, Cluster, "apiextensions.k8s.io", &["customresourcedefinitions/status"], &["patch"], Any,
         "trims storedVersions"),
     rule(StorageMigration, Cluster, OUR,
-        &["mcpgroups", "mcpregistries", "mcpremoteproxies", "mcpservers", "mcptoolconfigs"],
+        &["mcpauthzconfigs", "mcpexternalauthconfigs", "mcpgroups", "mcpoidcconfigs", "mcpregistries",
+          "mcpremoteproxies", "mcpservers", "mcptoolconfigs"],
         &["get", "list", "update"], Any, "rewrites every object at the storage version"),
     // Cluster-scoped CRDs get their events in `default`.
     rule(StorageMigration, Cluster, "events.k8s.io", &["events"], &["create", "patch"], Any,

@@ -261,7 +261,7 @@ fn derive(old: &Map<String, Value>) -> Map<String, Value> {
     });
     out.insert(
         "configYAML".into(),
-        Value::String(serde_yaml::to_string(&config).unwrap_or_default()),
+        Value::String(crate::canonical::to_yaml(&config)),
     );
     out
 }

@@ -103,11 +103,27 @@ pub fn convert(obj: &Value, to: &str) -> Result<Value, ConversionError> {
         ("MCPToolConfig", Version::V1alpha1) => {
             stash::move_status_in(&mut out, ALPHA_STASH_PREFIX, "referencingServers")
         }
-        ("MCPGroup", _) => {}
+        ("MCPOIDCConfig" | "MCPExternalAuthConfig", Version::V1beta1) => {
+            for field in users_fields(kind) {
+                stash::move_status_out(&mut out, ALPHA_STASH_PREFIX, field);
+            }
+        }
+        ("MCPOIDCConfig" | "MCPExternalAuthConfig", Version::V1alpha1) => {
+            stash::move_statuses_in(&mut out, ALPHA_STASH_PREFIX, users_fields(kind))
+        }
+        ("MCPGroup" | "MCPAuthzConfig", _) => {}
         (other, _) => return Err(ConversionError::UnknownKind(other.to_string())),
     }
     stash::drop_empty_annotations(&mut out);
     Ok(Value::Object(out))
+}
+
+/// The v1alpha1 status fields listing a config's users, which v1beta1 dropped.
+fn users_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "MCPExternalAuthConfig" => &["referencingWorkloads", "referencingServers"],
+        _ => &["referencingWorkloads"],
+    }
 }
 
 /// The stash of a v1beta1 object made to follow edits made at v1beta1: a kept value that no

@@ -84,7 +84,7 @@ pub fn derive(old: &Map<String, Value>, name: &str) -> Map<String, Value> {
     let mut out = Map::new();
     out.insert(
         "configYAML".into(),
-        Value::String(serde_yaml::to_string(&config).unwrap_or_default()),
+        Value::String(crate::canonical::to_yaml(&config)),
     );
     wiring.write_into(&mut out);
     if database.is_some() {

@@ -69,7 +69,7 @@ pub fn keep(annotations: &mut Annotations, prefix: &str, field: &str, value: Opt
         is_stash_key(&key(prefix, field)),
         "{field} is not in api::STASH_FIELDS"
     );
-    let text = value.map_or_else(|| ABSENT.to_string(), Value::to_string);
+    let text = value.map_or_else(|| ABSENT.to_string(), crate::canonical::to_string);
     annotations.insert(key(prefix, field), Value::String(text));
 }
 
@@ -182,13 +182,20 @@ pub fn move_status_out(obj: &mut Map<String, Value>, prefix: &str, field: &str) 
 
 /// The reverse of [`move_status_out`].
 pub fn move_status_in(obj: &mut Map<String, Value>, prefix: &str, field: &str) {
+    move_statuses_in(obj, prefix, &[field]);
+}
+
+/// [`move_status_in`] for several status fields kept by one object.
+pub fn move_statuses_in(obj: &mut Map<String, Value>, prefix: &str, fields: &[&str]) {
     let mut kept = take_all(obj, &format!("{prefix}{STATUS}"));
-    if let Some(v) = kept.remove(field).as_ref().and_then(decode) {
-        let status = obj
-            .entry("status")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(s) = status.as_object_mut() {
-            s.insert(field.to_string(), v);
+    for field in fields {
+        if let Some(v) = kept.remove(*field).as_ref().and_then(decode) {
+            let status = obj
+                .entry("status")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(s) = status.as_object_mut() {
+                s.insert(field.to_string(), v);
+            }
         }
     }
 }

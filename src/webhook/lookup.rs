@@ -57,6 +57,9 @@ fn kind_name(kind: RefKind) -> &'static str {
         RefKind::ConfigMap => "ConfigMap",
         RefKind::MCPToolConfig => "MCPToolConfig",
         RefKind::MCPGroup => "MCPGroup",
+        RefKind::MCPOIDCConfig => "MCPOIDCConfig",
+        RefKind::MCPAuthzConfig => "MCPAuthzConfig",
+        RefKind::MCPExternalAuthConfig => "MCPExternalAuthConfig",
     }
 }
 
@@ -202,7 +205,11 @@ impl KubeLookup {
                     keys.extend(c.binary_data.unwrap_or_default().into_keys());
                     keys
                 }),
-            RefKind::MCPToolConfig | RefKind::MCPGroup => {
+            RefKind::MCPToolConfig
+            | RefKind::MCPGroup
+            | RefKind::MCPOIDCConfig
+            | RefKind::MCPAuthzConfig
+            | RefKind::MCPExternalAuthConfig => {
                 let kind = kind_name(kind);
                 let plural = SERVED
                     .iter()

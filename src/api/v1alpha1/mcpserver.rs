@@ -98,6 +98,16 @@ pub struct MCPServerSpec {
     pub oidc_config: Option<OidcConfig>,
     /// Inline telemetry (v1beta1: an MCPTelemetryConfig and `telemetryConfigRef`).
     pub telemetry: Option<TelemetryConfig>,
+    /// Incoming authentication: a shared MCPOIDCConfig and this workload's audience.
+    pub oidc_config_ref: Option<crate::api::auth::OidcConfigRef>,
+    /// Inline authorization (Cedar); mutually exclusive with `authzConfigRef`.
+    pub authz_config: Option<crate::api::auth::AuthzConfig>,
+    /// A shared MCPAuthzConfig; mutually exclusive with `authzConfig`.
+    pub authz_config_ref: Option<NameRef>,
+    /// Credentials added towards the backend: an MCPExternalAuthConfig.
+    pub external_auth_config_ref: Option<NameRef>,
+    /// Audit events for MCP requests.
+    pub audit: Option<crate::api::auth::Audit>,
 }
 
 /// Inline OIDC configuration of the old shape.

@@ -5,11 +5,13 @@
 // as duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
+mod auth;
 mod mcpserver;
 mod others;
 mod registry_views;
 mod union;
 
+pub use auth::*;
 pub use mcpserver::*;
 pub use others::*;
 pub use registry_views::*;

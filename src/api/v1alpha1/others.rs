@@ -428,6 +428,16 @@ pub struct MCPRemoteProxySpec {
     pub trust_proxy_headers: Option<bool>,
     pub oidc_config: Option<OidcConfig>,
     pub telemetry: Option<TelemetryConfig>,
+    /// Incoming authentication: a shared MCPOIDCConfig and this workload's audience.
+    pub oidc_config_ref: Option<crate::api::auth::OidcConfigRef>,
+    /// Inline authorization (Cedar); mutually exclusive with `authzConfigRef`.
+    pub authz_config: Option<crate::api::auth::AuthzConfig>,
+    /// A shared MCPAuthzConfig; mutually exclusive with `authzConfig`.
+    pub authz_config_ref: Option<NameRef>,
+    /// Credentials added towards the backend: an MCPExternalAuthConfig.
+    pub external_auth_config_ref: Option<NameRef>,
+    /// Audit events for MCP requests.
+    pub audit: Option<crate::api::auth::Audit>,
 }
 
 /// Observed state of an MCPRemoteProxy (old shape: `externalURL`).

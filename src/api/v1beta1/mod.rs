@@ -4,8 +4,10 @@
 // as duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
+mod auth;
 mod mcpserver;
 mod others;
 
+pub use auth::*;
 pub use mcpserver::*;
 pub use others::*;

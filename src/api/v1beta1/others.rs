@@ -159,6 +159,16 @@ pub struct MCPRemoteProxySpec {
     pub session_affinity: Option<String>,
     #[schemars(extend("default" = false))]
     pub trust_proxy_headers: Option<bool>,
+    /// Incoming authentication: a shared MCPOIDCConfig and this workload's audience.
+    pub oidc_config_ref: Option<crate::api::auth::OidcConfigRef>,
+    /// Inline authorization (Cedar); mutually exclusive with `authzConfigRef`.
+    pub authz_config: Option<crate::api::auth::AuthzConfig>,
+    /// A shared MCPAuthzConfig; mutually exclusive with `authzConfig`.
+    pub authz_config_ref: Option<NameRef>,
+    /// Credentials added towards the backend: an MCPExternalAuthConfig.
+    pub external_auth_config_ref: Option<NameRef>,
+    /// Audit events for MCP requests.
+    pub audit: Option<crate::api::auth::Audit>,
 }
 
 /// Headers the proxy adds to upstream requests.
