@@ -138,6 +138,16 @@ impl Conflict {
     }
 }
 
+/// What holds a child's name among the objects the labelled child cache does not see.
+pub enum Unlabelled {
+    /// Not watched: read the name from the API server before creating it.
+    Unknown,
+    /// Watched, and nothing of that name is there.
+    Absent,
+    /// Watched, and this object (its metadata) holds the name.
+    Present(Value),
+}
+
 /// Who owns `obj`, unless it is `owner_uid`: `None` when its controller owner reference names
 /// the owner (it is ours), else a description of its holder.
 pub fn foreign_holder(obj: &Value, owner_uid: &str) -> Option<String> {
@@ -458,6 +468,26 @@ impl<K: Owner> Frame<K> {
             + DeserializeOwned
             + Debug,
     {
+        self.apply_known(owner, desired, live, Unlabelled::Unknown)
+            .await
+    }
+
+    /// [`Frame::apply`], told by a watch of the unlabelled objects what holds the name when
+    /// the labelled cache has nothing: then no read is needed before the first apply.
+    pub async fn apply_known<C>(
+        &self,
+        owner: &K,
+        desired: &C,
+        live: Option<Arc<C>>,
+        unlabelled: Unlabelled,
+    ) -> Result<Applied, Error>
+    where
+        C: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + Debug,
+    {
         let ns = owner.namespace().ok_or(Error::NoNamespace)?;
         let owner_uid = owner.meta().uid.clone().unwrap_or_default();
         let mut want = serde_json::to_value(desired).unwrap_or(Value::Null);
@@ -488,14 +518,18 @@ impl<K: Owner> Frame<K> {
         }
         let api: Api<C> = Api::namespaced(self.client.clone(), &ns);
         if have.is_none() {
-            let found = api
-                .get_opt(&name)
-                .await
-                .map_err(|source| Error::ReadChild {
-                    child: format!("{kind}/{name}"),
-                    source,
-                })?;
-            let found = found.map(|f| serde_json::to_value(&f).unwrap_or(Value::Null));
+            let found = match unlabelled {
+                Unlabelled::Absent => None,
+                Unlabelled::Present(meta) => Some(meta),
+                Unlabelled::Unknown => api
+                    .get_opt(&name)
+                    .await
+                    .map_err(|source| Error::ReadChild {
+                        child: format!("{kind}/{name}"),
+                        source,
+                    })?
+                    .map(|f| serde_json::to_value(&f).unwrap_or(Value::Null)),
+            };
             if let Some(holder) = found.as_ref().and_then(|f| foreign_holder(f, &owner_uid)) {
                 return conflict(holder);
             }

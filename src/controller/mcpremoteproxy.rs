@@ -28,10 +28,6 @@ use std::time::Duration;
 
 pub use super::frame::{Error, Settings};
 
-/// The child watches of this kind: ours, and this kind's name label.
-const CHILD_SELECTOR: &str =
-    "app.kubernetes.io/managed-by=mcp-operator,app.kubernetes.io/name=mcpremoteproxy";
-
 /// How soon a proxy whose child name is taken looks again.
 const CONFLICT_RECHECK: Duration = Duration::from_secs(30);
 
@@ -63,7 +59,7 @@ pub async fn run(
 ) {
     let frame = Frame::<MCPRemoteProxy>::new(client.clone(), settings, metrics);
     let (child_stores, child_streams) =
-        workload::Stores::reflect(&frame, &namespace, CHILD_SELECTOR);
+        workload::Stores::reflect(&frame, &namespace, children::KIND_LABEL);
     let (tool_configs, tool_config_stream) =
         frame.reflect::<MCPToolConfig>(&namespace, watcher::Config::default());
     let (groups, group_stream) = frame.reflect::<MCPGroup>(&namespace, watcher::Config::default());

@@ -25,11 +25,6 @@ use std::time::Duration;
 
 pub use super::frame::{Error, Settings, DEFAULT_CONCURRENCY, DEFAULT_RESYNC};
 
-/// The child watches of this kind: our label, and the kind's own name label (the children of
-/// other kinds are theirs to cache).
-const CHILD_SELECTOR: &str =
-    "app.kubernetes.io/managed-by=mcp-operator,app.kubernetes.io/name=mcpserver";
-
 /// Everything a reconcile needs besides the object.
 pub struct Context {
     pub frame: Frame<MCPServer>,
@@ -59,8 +54,7 @@ pub async fn run(
     metrics: ControllerMetrics,
 ) {
     let frame = Frame::<MCPServer>::new(client.clone(), settings, metrics.clone());
-    let (child_stores, child_streams) =
-        workload::Stores::reflect(&frame, &namespace, CHILD_SELECTOR);
+    let (child_stores, child_streams) = workload::Stores::reflect(&frame, &namespace, "mcpserver");
     let (tool_configs, tool_config_stream) =
         frame.reflect::<MCPToolConfig>(&namespace, watcher::Config::default());
     let (groups, group_stream) = frame.reflect::<MCPGroup>(&namespace, watcher::Config::default());

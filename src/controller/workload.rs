@@ -2,15 +2,16 @@
 //! ConfigMap with the bridge's configuration, an optional ServiceAccount, a Service and a
 //! Deployment. Their caches, and the order and rules by which they are applied, live here once.
 
-use super::frame::{Applied, Conflict, Error, Frame, Owner};
+use super::frame::{Applied, Conflict, Error, Frame, Owner, Unlabelled};
 use super::{children, metrics::ControllerMetrics};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
 use serde_json::Value;
 
@@ -51,7 +52,102 @@ pub struct Stores {
     pub services: Store<Service>,
     pub service_accounts: Store<ServiceAccount>,
     pub config_maps: Store<ConfigMap>,
+    /// Everything else of those kinds, by metadata: what holds a name before we create it.
+    pub others: Others,
 }
+
+/// The objects of the child kinds that the labelled caches do not see — users' objects,
+/// another operator's, and the children of our other kinds — by metadata only, without labels,
+/// annotations or managedFields. Two watches per kind, because a label selector cannot say
+/// "not both labels": objects not managed by us, and ours labelled for another kind. Together
+/// with the labelled cache they cover every name, so creating a child needs no read first (the
+/// never-adopt check costs no request); in a namespace holding only our children, they are empty.
+#[derive(Clone)]
+pub struct Others {
+    deployments: [Store<PartialObjectMeta<Deployment>>; 2],
+    services: [Store<PartialObjectMeta<Service>>; 2],
+    service_accounts: [Store<PartialObjectMeta<ServiceAccount>>; 2],
+    config_maps: [Store<PartialObjectMeta<ConfigMap>>; 2],
+}
+
+/// What holds `name` among `stores` (the two watches of one kind); `Unknown` (read it) until
+/// both have listed once.
+///
+/// A watch lags the API server by its delivery time, so an object created in the same instant
+/// as the owner may not be here yet; so may one created between a read and a write, which is
+/// the window the read had. Objects that were there before the owner are always seen.
+fn unlabelled<C>(stores: &[Store<PartialObjectMeta<C>>; 2], ns: &str, name: &str) -> Unlabelled
+where
+    C: Resource<DynamicType = ()> + Clone + 'static,
+{
+    use futures::FutureExt;
+    let listed = |s: &Store<PartialObjectMeta<C>>| {
+        matches!(s.wait_until_ready().now_or_never(), Some(Ok(())))
+    };
+    if !stores.iter().all(listed) {
+        return Unlabelled::Unknown;
+    }
+    let key = ObjectRef::new(name).within(ns);
+    match stores.iter().find_map(|s| s.get(&key)) {
+        Some(meta) => Unlabelled::Present(to_json(meta.as_ref())),
+        None => Unlabelled::Absent,
+    }
+}
+
+/// The two metadata watches of child kind `C` outside `kind_label`'s labelled cache, and the
+/// stream that keeps them fed (it yields nothing: it is polled as part of the child stream).
+fn watch_others<C>(
+    client: &kube::Client,
+    namespace: &Option<String>,
+    kind_label: &str,
+) -> (
+    [Store<PartialObjectMeta<C>>; 2],
+    BoxStream<'static, Result<C, watcher::Error>>,
+)
+where
+    C: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let selectors = [
+        format!("{MANAGED_BY}!={OPERATOR}"),
+        format!("{MANAGED_BY}={OPERATOR},{NAME_LABEL}!={kind_label}"),
+    ];
+    let mut stores = Vec::with_capacity(2);
+    let mut streams = Vec::with_capacity(2);
+    for selector in selectors {
+        let api: kube::Api<PartialObjectMeta<C>> = match namespace {
+            Some(ns) => kube::Api::namespaced(client.clone(), ns),
+            None => kube::Api::all(client.clone()),
+        };
+        let (store, writer) = reflector::store();
+        let stream = watcher(api, watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .modify(|m: &mut PartialObjectMeta<C>| {
+                // Only the name and the owner references decide "whose is it".
+                m.metadata.managed_fields = None;
+                m.metadata.annotations = None;
+                m.metadata.labels = None;
+            })
+            .reflect(writer)
+            .filter_map(|event| futures::future::ready(event.err().map(Err)));
+        stores.push(store);
+        streams.push(stream.boxed());
+    }
+    let stores: [_; 2] = stores
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("two selectors"));
+    (stores, futures::stream::select_all(streams).boxed())
+}
+
+/// The labels every child carries (see `children::labels`): the two the watches select on.
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+const NAME_LABEL: &str = "app.kubernetes.io/name";
+const OPERATOR: &str = children::FIELD_MANAGER;
 
 /// The change streams behind [`Stores`], for `Controller::owns_stream`.
 pub struct Streams {
@@ -62,31 +158,46 @@ pub struct Streams {
 }
 
 impl Stores {
-    /// Watches the children labelled with `selector` (one kind's children, nobody else's).
+    /// Watches the children labelled as ours and as `kind_label`'s (one kind's children,
+    /// nobody else's), and by metadata every other object of the child kinds.
     pub fn reflect<K>(
         frame: &Frame<K>,
         namespace: &Option<String>,
-        selector: &str,
+        kind_label: &str,
     ) -> (Self, Streams)
     where
         K: Owner,
     {
-        let cfg = watcher::Config::default().labels(selector);
+        let selector = format!("{MANAGED_BY}={OPERATOR},{NAME_LABEL}={kind_label}");
+        let cfg = watcher::Config::default().labels(&selector);
+        let client = &frame.client;
         let (deployments, d) = frame.reflect::<Deployment>(namespace, cfg.clone());
         let (services, s) = frame.reflect::<Service>(namespace, cfg.clone());
         let (service_accounts, sa) = frame.reflect::<ServiceAccount>(namespace, cfg.clone());
         let (config_maps, cm) = frame.reflect::<ConfigMap>(namespace, cfg);
+        let (other_d, od) = watch_others::<Deployment>(client, namespace, kind_label);
+        let (other_s, os) = watch_others::<Service>(client, namespace, kind_label);
+        let (other_sa, osa) = watch_others::<ServiceAccount>(client, namespace, kind_label);
+        let (other_cm, ocm) = watch_others::<ConfigMap>(client, namespace, kind_label);
         let stores = Stores {
             deployments,
             services,
             service_accounts,
             config_maps,
+            others: Others {
+                deployments: other_d,
+                services: other_s,
+                service_accounts: other_sa,
+                config_maps: other_cm,
+            },
         };
+        // Each metadata watch rides on the labelled stream of its kind, so the controller
+        // polls it; it never yields an object (nothing of someone else's triggers a reconcile).
         let streams = Streams {
-            deployments: d.boxed(),
-            services: s.boxed(),
-            service_accounts: sa.boxed(),
-            config_maps: cm.boxed(),
+            deployments: futures::stream::select(d, od).boxed(),
+            services: futures::stream::select(s, os).boxed(),
+            service_accounts: futures::stream::select(sa, osa).boxed(),
+            config_maps: futures::stream::select(cm, ocm).boxed(),
         };
         (stores, streams)
     }
@@ -99,6 +210,19 @@ impl Stores {
             let _ = self.service_accounts.wait_until_ready().await;
             let _ = self.services.wait_until_ready().await;
             let _ = self.deployments.wait_until_ready().await;
+            let o = &self.others;
+            for s in &o.deployments {
+                let _ = s.wait_until_ready().await;
+            }
+            for s in &o.services {
+                let _ = s.wait_until_ready().await;
+            }
+            for s in &o.service_accounts {
+                let _ = s.wait_until_ready().await;
+            }
+            for s in &o.config_maps {
+                let _ = s.wait_until_ready().await;
+            }
         })
         .await;
     }
@@ -120,8 +244,13 @@ where
 {
     let ns = owner.meta().namespace.clone().ok_or(Error::NoNamespace)?;
     stores.wait_ready().await;
+    let others = &stores.others;
     let live = stores.config_maps.get(&at(&ns, &names.config_map));
-    if let Applied::Conflict(c) = frame.apply(owner, &desired.config_map, live).await? {
+    let held = unlabelled(&others.config_maps, &ns, &names.config_map);
+    if let Applied::Conflict(c) = frame
+        .apply_known(owner, &desired.config_map, live, held)
+        .await?
+    {
         return Ok(Err(c));
     }
     let live_sa = stores
@@ -129,14 +258,19 @@ where
         .get(&at(&ns, &names.service_account));
     match &desired.service_account {
         Some(sa) => {
-            if let Applied::Conflict(c) = frame.apply(owner, sa, live_sa).await? {
+            let held = unlabelled(&others.service_accounts, &ns, &names.service_account);
+            if let Applied::Conflict(c) = frame.apply_known(owner, sa, live_sa, held).await? {
                 return Ok(Err(c));
             }
         }
         None => frame.delete(owner, live_sa).await?,
     }
     let live = stores.services.get(&at(&ns, &names.service));
-    let service = match frame.apply(owner, &desired.service, live).await? {
+    let held = unlabelled(&others.services, &ns, &names.service);
+    let service = match frame
+        .apply_known(owner, &desired.service, live, held)
+        .await?
+    {
         Applied::Conflict(c) => return Ok(Err(c)),
         Applied::Ours(live) => {
             own_service_lists(
@@ -150,7 +284,11 @@ where
         }
     };
     let live = stores.deployments.get(&at(&ns, &names.deployment));
-    if let Applied::Conflict(c) = frame.apply(owner, &desired.deployment, live).await? {
+    let held = unlabelled(&others.deployments, &ns, &names.deployment);
+    if let Applied::Conflict(c) = frame
+        .apply_known(owner, &desired.deployment, live, held)
+        .await?
+    {
         return Ok(Err(c));
     }
     Ok(Ok(service))
