@@ -455,6 +455,7 @@ impl<K: Owner> Frame<K> {
     /// `live` is the watch cache's copy. The child watches see only labelled objects, so a
     /// child missing from the cache is read from the API server before it is created: a
     /// server-side apply onto someone else's object would merge into it and take it over.
+    /// Kinds that also watch the unlabelled objects use [`Frame::apply_known`] and skip the read.
     pub async fn apply<C>(
         &self,
         owner: &K,

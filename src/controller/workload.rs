@@ -64,10 +64,10 @@ pub struct Stores {
 /// never-adopt check costs no request); in a namespace holding only our children, they are empty.
 #[derive(Clone)]
 pub struct Others {
-    deployments: [Store<PartialObjectMeta<Deployment>>; 2],
-    services: [Store<PartialObjectMeta<Service>>; 2],
-    service_accounts: [Store<PartialObjectMeta<ServiceAccount>>; 2],
-    config_maps: [Store<PartialObjectMeta<ConfigMap>>; 2],
+    deployments: OtherStores<Deployment>,
+    services: OtherStores<Service>,
+    service_accounts: OtherStores<ServiceAccount>,
+    config_maps: OtherStores<ConfigMap>,
 }
 
 /// What holds `name` among `stores` (the two watches of one kind); `Unknown` (read it) until
@@ -76,7 +76,7 @@ pub struct Others {
 /// A watch lags the API server by its delivery time, so an object created in the same instant
 /// as the owner may not be here yet; so may one created between a read and a write, which is
 /// the window the read had. Objects that were there before the owner are always seen.
-fn unlabelled<C>(stores: &[Store<PartialObjectMeta<C>>; 2], ns: &str, name: &str) -> Unlabelled
+fn unlabelled<C>(stores: &OtherStores<C>, ns: &str, name: &str) -> Unlabelled
 where
     C: Resource<DynamicType = ()> + Clone + 'static,
 {
@@ -94,16 +94,18 @@ where
     }
 }
 
+/// The two metadata caches of one child kind outside the labelled cache.
+type OtherStores<C> = [Store<PartialObjectMeta<C>>; 2];
+/// A child kind's change stream, as `Controller::owns_stream` takes it.
+type ChildStream<C> = BoxStream<'static, Result<C, watcher::Error>>;
+
 /// The two metadata watches of child kind `C` outside `kind_label`'s labelled cache, and the
 /// stream that keeps them fed (it yields nothing: it is polled as part of the child stream).
 fn watch_others<C>(
     client: &kube::Client,
     namespace: &Option<String>,
     kind_label: &str,
-) -> (
-    [Store<PartialObjectMeta<C>>; 2],
-    BoxStream<'static, Result<C, watcher::Error>>,
-)
+) -> (OtherStores<C>, ChildStream<C>)
 where
     C: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
