@@ -233,8 +233,9 @@ fn digest(v: &Value) -> u64 {
 /// The generation a verdict is for, and the admission errors (none: valid).
 type CachedVerdict = (Option<i64>, Option<String>);
 
-/// What a [`Frame`] reconciles: a namespaced kind the frame can read, write and own children of.
-pub trait Owner:
+/// What a [`Frame`] reconciles and what it applies: a namespaced kind it can read and write.
+/// [`Owner`] is the same bound, named for the object whose children are applied.
+pub trait Namespaced:
     Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
     + Clone
     + Serialize
@@ -245,7 +246,7 @@ pub trait Owner:
     + 'static
 {
 }
-impl<K> Owner for K where
+impl<K> Namespaced for K where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + Serialize
@@ -256,6 +257,8 @@ impl<K> Owner for K where
         + 'static
 {
 }
+
+pub use Namespaced as Owner;
 
 /// The shared half of one kind's controller context. `K` is the kind reconciled.
 pub struct Frame<K: Resource<DynamicType = ()>> {
@@ -463,11 +466,7 @@ impl<K: Owner> Frame<K> {
         live: Option<Arc<C>>,
     ) -> Result<Applied, Error>
     where
-        C: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + Serialize
-            + DeserializeOwned
-            + Debug,
+        C: Namespaced,
     {
         self.apply_known(owner, desired, live, Unlabelled::Unknown)
             .await
@@ -483,11 +482,7 @@ impl<K: Owner> Frame<K> {
         unlabelled: Unlabelled,
     ) -> Result<Applied, Error>
     where
-        C: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + Serialize
-            + DeserializeOwned
-            + Debug,
+        C: Namespaced,
     {
         let ns = owner.namespace().ok_or(Error::NoNamespace)?;
         let owner_uid = owner.meta().uid.clone().unwrap_or_default();
@@ -556,11 +551,7 @@ impl<K: Owner> Frame<K> {
     /// ours; anything else of that name is left alone.
     pub async fn delete<C>(&self, owner: &K, live: Option<Arc<C>>) -> Result<(), Error>
     where
-        C: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + Serialize
-            + DeserializeOwned
-            + Debug,
+        C: Namespaced,
     {
         let Some(live) = live else {
             return Ok(());
