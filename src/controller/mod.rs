@@ -19,6 +19,7 @@ pub mod rbac;
 pub mod registry;
 pub mod resolve;
 pub mod slim;
+pub mod telemetry_ref;
 pub mod workload;
 
 use std::sync::Arc;

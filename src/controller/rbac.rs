@@ -97,7 +97,7 @@ pub const RULES: &[Rule] = &[
     // the OwnerReferencesPermissionEnforcement plugin (OpenShift) allow only with this.
     rule(Always, Watched, OUR, &["mcpservers/finalizers"], &["update"], Any,
         "ownerReferences with blockOwnerDeletion"),
-    rule(Always, Watched, OUR, &["mcpgroups", "mcptoolconfigs"], &["get", "list", "watch"], Any,
+    rule(Always, Watched, OUR, &["mcpgroups", "mcptelemetryconfigs", "mcptoolconfigs"], &["get", "list", "watch"], Any,
         "referenced objects' watches; webhook reference lookups"),
     // Read only, for now: the webhooks warn about a reference to one that does not exist; the
     // workloads that use them are held until the data path enforces them.
@@ -160,7 +160,7 @@ pub const RULES: &[Rule] = &[
         "trims storedVersions"),
     rule(StorageMigration, Cluster, OUR,
         &["mcpauthzconfigs", "mcpexternalauthconfigs", "mcpgroups", "mcpoidcconfigs", "mcpregistries",
-          "mcpremoteproxies", "mcpservers", "mcptoolconfigs"],
+          "mcpremoteproxies", "mcpservers", "mcptelemetryconfigs", "mcptoolconfigs"],
         &["get", "list", "update"], Any, "rewrites every object at the storage version"),
     // Cluster-scoped CRDs get their events in `default`.
     rule(StorageMigration, Cluster, "events.k8s.io", &["events"], &["create", "patch"], Any,
