@@ -84,7 +84,10 @@ pub fn of(obj: &Value) -> Vec<Reference> {
         );
     }
     // MCPTelemetryConfig: export headers from Secrets, the collector's CA bundle.
-    for (i, h) in list(spec, "/openTelemetry/sensitiveHeaders").iter().enumerate() {
+    for (i, h) in list(spec, "/openTelemetry/sensitiveHeaders")
+        .iter()
+        .enumerate()
+    {
         push(
             RefKind::Secret,
             s(h, "/secretKeyRef/name").as_deref(),

@@ -71,7 +71,10 @@ fn check_sensitive_headers(o: &OpenTelemetrySettings, p: &Path, f: &mut Findings
             f.error(FieldError::invalid(
                 hp.child("name"),
                 h.name.as_str(),
-                format!("also set in {}: a header comes either from a Secret or in the clear, not both", p.child("headers")),
+                format!(
+                    "also set in {}: a header comes either from a Secret or in the clear, not both",
+                    p.child("headers")
+                ),
             ));
         } else if let Some(other) = plain.keys().find(|k| k.eq_ignore_ascii_case(&h.name)) {
             f.warn(

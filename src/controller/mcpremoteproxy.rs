@@ -135,12 +135,16 @@ pub async fn run(
             })
         })
         .watches_stream(telemetry_config_stream, move |t| {
-            frame::referencing(&by_telemetry_config, &t.namespace(), |p: &MCPRemoteProxy| {
-                p.spec
-                    .telemetry_config_ref
-                    .as_ref()
-                    .is_some_and(|r| r.name == t.name_any())
-            })
+            frame::referencing(
+                &by_telemetry_config,
+                &t.namespace(),
+                |p: &MCPRemoteProxy| {
+                    p.spec
+                        .telemetry_config_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == t.name_any())
+                },
+            )
         })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -572,7 +576,11 @@ async fn write_status(
 
 /// `TelemetryConfigRefValidated` and `telemetryConfigHash`: advisory, never a reason to hold
 /// the proxy (see [`telemetry_ref`]).
-async fn add_telemetry_ref(proxy: &MCPRemoteProxy, ctx: &Context, status: &mut MCPRemoteProxyStatus) {
+async fn add_telemetry_ref(
+    proxy: &MCPRemoteProxy,
+    ctx: &Context,
+    status: &mut MCPRemoteProxyStatus,
+) {
     let Some(reference) = &proxy.spec.telemetry_config_ref else {
         return;
     };

@@ -104,7 +104,11 @@ pub async fn look_up(
 }
 
 /// The condition for `finding`, keeping the transition time of an unchanged one.
-pub fn condition(old: Option<&[Condition]>, generation: Option<i64>, finding: &Finding) -> Condition {
+pub fn condition(
+    old: Option<&[Condition]>,
+    generation: Option<i64>,
+    finding: &Finding,
+) -> Condition {
     frame::condition(
         old,
         generation,
@@ -137,7 +141,8 @@ mod tests {
             name: "otel".into(),
             service_name: None,
         };
-        let spec = json!({"openTelemetry": {"endpoint": "collector:4318", "tracing": {"enabled": true}}});
+        let spec =
+            json!({"openTelemetry": {"endpoint": "collector:4318", "tracing": {"enabled": true}}});
         let unpublished = config(spec.clone(), json!({}));
         let found = judge(&reference, "ns", Some(&unpublished));
         assert!(found.ok);
@@ -146,18 +151,34 @@ mod tests {
         assert!(found.message.contains("no telemetry is exported yet"));
 
         let published = config(spec, json!({"configHash": "abc"}));
-        assert_eq!(judge(&reference, "ns", Some(&published)).hash.as_deref(), Some("abc"));
+        assert_eq!(
+            judge(&reference, "ns", Some(&published)).hash.as_deref(),
+            Some("abc")
+        );
 
         let missing = judge(&reference, "ns", None);
-        assert_eq!((missing.ok, missing.reason), (false, "TelemetryConfigRefNotFound"));
+        assert_eq!(
+            (missing.ok, missing.reason),
+            (false, "TelemetryConfigRefNotFound")
+        );
         assert_eq!(missing.hash, None);
         assert!(missing.message.contains("runs without it"));
 
         // An endpoint with no signal to send: refused by admission.
-        let refused = config(json!({"openTelemetry": {"endpoint": "collector:4318"}}), json!({}));
+        let refused = config(
+            json!({"openTelemetry": {"endpoint": "collector:4318"}}),
+            json!({}),
+        );
         let invalid = judge(&reference, "ns", Some(&refused));
-        assert_eq!((invalid.ok, invalid.reason), (false, "TelemetryConfigRefInvalid"));
-        assert!(invalid.message.contains("spec.openTelemetry.endpoint"), "{}", invalid.message);
+        assert_eq!(
+            (invalid.ok, invalid.reason),
+            (false, "TelemetryConfigRefInvalid")
+        );
+        assert!(
+            invalid.message.contains("spec.openTelemetry.endpoint"),
+            "{}",
+            invalid.message
+        );
         assert_eq!(invalid.hash, None);
     }
 }

@@ -113,7 +113,8 @@ pub struct MCPServerSpec {
     /// Credentials added towards the backend: an MCPExternalAuthConfig.
     pub external_auth_config_ref: Option<NameRef>,
     /// Audit events for MCP requests.
-    pub audit: Option<crate::api::auth::Audit>,    /// Shared telemetry settings: an MCPTelemetryConfig, and this workload's service name.
+    pub audit: Option<crate::api::auth::Audit>,
+    /// Shared telemetry settings: an MCPTelemetryConfig, and this workload's service name.
     pub telemetry_config_ref: Option<crate::api::telemetry::TelemetryConfigRef>,
 }
 
