@@ -103,10 +103,11 @@ pub const RULES: &[Rule] = &[
     // workloads that use them are held until the data path enforces them.
     rule(Always, Watched, OUR, &["mcpauthzconfigs", "mcpexternalauthconfigs", "mcpoidcconfigs"], &["get", "list", "watch"], Any,
         "webhook reference lookups of auth configs"),
-    // The MCPGroup and MCPToolConfig controllers (controller/mcpgroup.rs, mcptoolconfig.rs).
-    rule(Always, Watched, OUR, &["mcpgroups/status", "mcptoolconfigs/status"], &["patch"], Any,
+    // The MCPGroup controller and the shared-config ones (controller/mcpgroup.rs,
+    // shared_config.rs: MCPToolConfig, MCPTelemetryConfig).
+    rule(Always, Watched, OUR, &["mcpgroups/status", "mcptelemetryconfigs/status", "mcptoolconfigs/status"], &["patch"], Any,
         "status patches"),
-    rule(Always, Watched, OUR, &["mcptoolconfigs"], &["patch"], Any,
+    rule(Always, Watched, OUR, &["mcptelemetryconfigs", "mcptoolconfigs"], &["patch"], Any,
         "the finalizer that holds deletion while the config is referenced"),
     rule(Always, Watched, "", &["secrets"], &["get", "list", "watch"], Any,
         "metadata-only watch; pull credentials; webhook key checks"),
