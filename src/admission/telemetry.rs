@@ -45,7 +45,7 @@ fn check_plain_headers(o: &OpenTelemetrySettings, p: &Path, f: &mut Findings) {
 /// Each sensitive header: a valid name, a Secret name and key, and not also a plain header
 /// (both would be sent, one of them in the clear in the spec).
 fn check_sensitive_headers(o: &OpenTelemetrySettings, p: &Path, f: &mut Findings) {
-    let plain = o.headers.clone().unwrap_or_default();
+    let plain = o.headers.as_ref();
     for (i, h) in o.sensitive_headers.iter().flatten().enumerate() {
         let hp = p.child("sensitiveHeaders").index(i);
         // An empty name is the schema's (minLength) to refuse.
@@ -67,7 +67,7 @@ fn check_sensitive_headers(o: &OpenTelemetrySettings, p: &Path, f: &mut Findings
                 "the key of the Secret holding the header's value",
             ));
         }
-        if plain.contains_key(&h.name) {
+        if plain.is_some_and(|p| p.contains_key(&h.name)) {
             f.error(FieldError::invalid(
                 hp.child("name"),
                 h.name.as_str(),
@@ -76,7 +76,11 @@ fn check_sensitive_headers(o: &OpenTelemetrySettings, p: &Path, f: &mut Findings
                     p.child("headers")
                 ),
             ));
-        } else if let Some(other) = plain.keys().find(|k| k.eq_ignore_ascii_case(&h.name)) {
+        } else if let Some(other) = plain
+            .into_iter()
+            .flat_map(|p| p.keys())
+            .find(|k| k.eq_ignore_ascii_case(&h.name))
+        {
             f.warn(
                 &hp.child("name"),
                 format!("{other:?} in {} is the same header (names are case-insensitive): both would be sent", p.child("headers")),
