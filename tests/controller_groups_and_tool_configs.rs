@@ -1,13 +1,15 @@
-//! MCPGroup and MCPToolConfig against the in-memory API server: group counts follow members
-//! being added, moved and deleted; a referenced MCPToolConfig's deletion is held, says by whom,
-//! and completes once nothing references it.
+//! MCPGroup, MCPToolConfig and MCPTelemetryConfig against the in-memory API server: group counts
+//! follow members being added, moved and deleted; a referenced config's deletion is held, says
+//! by whom, and completes once nothing references it.
 
 mod controller_support;
 
 use controller_support::*;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
-use mcp_operator::api::v1beta1::{MCPGroup, MCPRemoteProxy, MCPServer, MCPToolConfig};
+use mcp_operator::api::v1beta1::{
+    MCPGroup, MCPRemoteProxy, MCPServer, MCPTelemetryConfig, MCPToolConfig,
+};
 use serde_json::{json, Value};
 
 fn server(name: &str, extra: Value) -> Value {
@@ -272,6 +274,119 @@ async fn tool_config_deletion_is_held_while_referenced_and_completes_after() {
         .unwrap();
     eventually("shared is gone", || async {
         get::<MCPToolConfig>(c, "default", "shared")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+fn telemetry_condition<'a>(
+    t: &'a MCPTelemetryConfig,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    t.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// MCPTelemetryConfig is a shared config like MCPToolConfig: Valid, configHash (which its users
+/// copy), Referenced, and a deletion held while a workload names it. A config admission would
+/// refuse (written while the webhook was off) is reported, not published as usable.
+#[tokio::test]
+async fn telemetry_config_is_validated_and_its_deletion_held_while_referenced() {
+    let h = start(None).await;
+    let c = &h.client;
+    let config = |name: &str, otel: Value| {
+        json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPTelemetryConfig",
+               "metadata": {"name": name, "namespace": "default"}, "spec": {"openTelemetry": otel}})
+    };
+    create::<MCPTelemetryConfig>(
+        c,
+        config(
+            "otel",
+            json!({"endpoint": "collector:4318", "tracing": {"enabled": true}}),
+        ),
+    )
+    .await;
+    create::<MCPTelemetryConfig>(c, config("silent", json!({"endpoint": "collector:4318"}))).await;
+    create_server(
+        c,
+        server("s1", json!({"telemetryConfigRef": {"name": "otel"}})),
+    )
+    .await;
+    create::<MCPRemoteProxy>(
+        c,
+        json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPRemoteProxy",
+               "metadata": {"name": "px", "namespace": "default"},
+               "spec": {"remoteUrl": "https://px.example.com/mcp", "telemetryConfigRef": {"name": "otel"}}}),
+    )
+    .await;
+
+    let t = eventually("otel: valid, hashed, referenced and held", || async {
+        let t: MCPTelemetryConfig = get(c, "default", "otel").await?;
+        let referenced = telemetry_condition(&t, "Referenced")?;
+        (referenced.message == "used by MCPRemoteProxy/px, MCPServer/s1"
+            && t.status.as_ref()?.config_hash.is_some()
+            && telemetry_condition(&t, "Valid")?.status == "True")
+            .then_some(t)
+    })
+    .await;
+    assert!(t
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+        .contains(&"mcptelemetryconfig.toolhive.stacklok.dev/finalizer".to_string()));
+    let hash = t.status.unwrap().config_hash.unwrap();
+    eventually("s1 copies the configHash", || async {
+        let s: MCPServer = get(c, "default", "s1").await?;
+        (s.status?.telemetry_config_hash? == hash).then_some(())
+    })
+    .await;
+    let silent = eventually("silent: Valid=False", || async {
+        let t: MCPTelemetryConfig = get(c, "default", "silent").await?;
+        let valid = telemetry_condition(&t, "Valid")?.clone();
+        (valid.status == "False").then_some(valid)
+    })
+    .await;
+    assert_eq!(silent.reason, "ValidationFailed");
+    assert!(
+        silent.message.contains("spec.openTelemetry.endpoint"),
+        "{}",
+        silent.message
+    );
+
+    let configs: Api<MCPTelemetryConfig> = Api::namespaced(c.clone(), "default");
+    configs
+        .delete("otel", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("otel: deletion held, naming its users", || async {
+        let t: MCPTelemetryConfig = get(c, "default", "otel").await?;
+        let held = telemetry_condition(&t, "DeletionBlocked")?;
+        (t.metadata.deletion_timestamp.is_some()
+            && held.reason == "ReferencedByWorkloads"
+            && held.message.contains("MCPRemoteProxy/px, MCPServer/s1"))
+        .then_some(())
+    })
+    .await;
+    Api::<MCPServer>::namespaced(c.clone(), "default")
+        .patch(
+            "s1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"telemetryConfigRef": null}})),
+        )
+        .await
+        .unwrap();
+    Api::<MCPRemoteProxy>::namespaced(c.clone(), "default")
+        .delete("px", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("otel is gone", || async {
+        get::<MCPTelemetryConfig>(c, "default", "otel")
             .await
             .is_none()
             .then_some(())

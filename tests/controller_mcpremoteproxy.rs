@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
-use mcp_operator::api::v1beta1::{MCPRemoteProxy, MCPToolConfig};
+use mcp_operator::api::v1beta1::{MCPRemoteProxy, MCPTelemetryConfig, MCPToolConfig};
 use mcp_operator::controller::children::CONFIG_CHECKSUM;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -356,6 +356,72 @@ async fn nothing_is_rolled_out_on_a_bad_reference_or_a_refused_address() {
         "ToolConfigValid",
     )
     .await;
+}
+
+/// A telemetryConfigRef is reported, never a reason to hold the proxy: a missing config, then
+/// one admission refuses (written while the webhook was off), then a valid one with its hash.
+#[tokio::test]
+async fn telemetry_reference_is_reported_and_never_holds_the_proxy() {
+    let h = start(None).await;
+    let c = &h.client;
+    create_proxy(
+        c,
+        proxy(
+            "traced",
+            json!({"remoteUrl": "https://mcp.example.com/mcp",
+                   "telemetryConfigRef": {"name": "shared-otel"}}),
+        ),
+        true,
+    )
+    .await;
+    let status = wait_for(
+        c,
+        "traced",
+        "TelemetryConfigRefValidated",
+        "False",
+        "TelemetryConfigRefNotFound",
+    )
+    .await;
+    assert!(status["telemetryConfigHash"].is_null(), "{status}");
+    let _: Deployment = eventually("Deployment, despite the missing config", || {
+        get(c, NS, "traced")
+    })
+    .await;
+    // An endpoint with nothing to send: refused by the admission core, so reported Invalid.
+    create::<MCPTelemetryConfig>(
+        c,
+        json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPTelemetryConfig",
+               "metadata": {"name": "shared-otel"},
+               "spec": {"openTelemetry": {"endpoint": "collector:4318"}}}),
+    )
+    .await;
+    let status = wait_for(
+        c,
+        "traced",
+        "TelemetryConfigRefValidated",
+        "False",
+        "TelemetryConfigRefInvalid",
+    )
+    .await;
+    assert!(status["telemetryConfigHash"].is_null(), "{status}");
+    Api::<MCPTelemetryConfig>::namespaced(c.clone(), NS)
+        .patch(
+            "shared-otel",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"openTelemetry": {"tracing": {"enabled": true}}}})),
+        )
+        .await
+        .unwrap();
+    let status = wait_for(
+        c,
+        "traced",
+        "TelemetryConfigRefValidated",
+        "True",
+        "TelemetryConfigRefValid",
+    )
+    .await;
+    assert!(status["telemetryConfigHash"].is_string(), "{status}");
+    assert!(get::<Deployment>(c, NS, "traced").await.is_some());
 }
 
 /// Converged proxies cause no writes: reconciled many times over, and after a restart of the

@@ -12,9 +12,12 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use mcp_operator::api::crd;
-use mcp_operator::api::v1beta1::{MCPGroup, MCPRegistry, MCPRemoteProxy, MCPServer, MCPToolConfig};
+use mcp_operator::api::v1beta1::{
+    MCPGroup, MCPRegistry, MCPRemoteProxy, MCPServer, MCPTelemetryConfig, MCPToolConfig,
+};
 use mcp_operator::controller::children::CONFIG_CHECKSUM;
 use mcp_operator::controller::credentials::PullCredentials;
+use mcp_operator::controller::frame;
 use mcp_operator::controller::mcpserver::Settings;
 use mcp_operator::controller::metrics::ControllerMetrics;
 use mcp_operator::controller::registry::RegistryResolver;
@@ -676,6 +679,69 @@ async fn group_reference_is_reported_and_follows_the_group() {
         .unwrap();
     let (_, found) = wait_condition(c, "fetch", "GroupRefValidated", |c| c.status == "True").await;
     assert_eq!(found.reason, "GroupRefIsValid");
+}
+
+/// A telemetryConfigRef never holds the server (telemetry is not a security control): a missing
+/// config is reported and the server still runs; once it exists, the condition turns True and
+/// the status carries the config's hash, which follows edits of the config.
+#[tokio::test]
+async fn telemetry_reference_is_reported_and_never_holds_the_server() {
+    let h = start(None).await;
+    let c = &h.client;
+    let mut obj = seed("mcpserver-fetch.yaml");
+    obj["spec"]["telemetryConfigRef"] = json!({"name": "shared-otel", "serviceName": "fetch"});
+    create_server(c, obj).await;
+    let (_, missing) = wait_condition(c, "fetch", "TelemetryConfigRefValidated", |c| {
+        c.status == "False"
+    })
+    .await;
+    assert_eq!(missing.reason, "TelemetryConfigRefNotFound");
+    assert!(
+        missing.message.contains("runs without it"),
+        "{}",
+        missing.message
+    );
+    eventually("the Deployment, despite the missing config", || {
+        get::<Deployment>(c, "default", "fetch")
+    })
+    .await;
+
+    let configs: Api<MCPTelemetryConfig> = Api::namespaced(c.clone(), "default");
+    let config: MCPTelemetryConfig = serde_json::from_value(json!({
+        "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPTelemetryConfig",
+        "metadata": {"name": "shared-otel"},
+        "spec": {"openTelemetry": {"endpoint": "collector:4318", "tracing": {"enabled": true}}}}))
+    .unwrap();
+    configs
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
+    let (_, found) = wait_condition(c, "fetch", "TelemetryConfigRefValidated", |c| {
+        c.status == "True"
+    })
+    .await;
+    assert_eq!(found.reason, "TelemetryConfigRefValid");
+    let hash_now = || async {
+        let s: MCPServer = get(c, "default", "fetch").await?;
+        s.status?.telemetry_config_hash
+    };
+    let first = eventually("telemetryConfigHash", hash_now).await;
+    // The hash of the spec as stored (with the schema's defaults filled in).
+    let stored: MCPTelemetryConfig = get(c, "default", "shared-otel").await.unwrap();
+    assert_eq!(first, frame::config_hash(&stored.spec));
+
+    configs
+        .patch(
+            "shared-otel",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"openTelemetry": {"metrics": {"enabled": true}}}})),
+        )
+        .await
+        .unwrap();
+    eventually("a new telemetryConfigHash", || async {
+        hash_now().await.filter(|h| *h != first)
+    })
+    .await;
 }
 
 /// The referenced MCPToolConfig's overrides are written into the bridge config, and changing

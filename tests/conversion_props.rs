@@ -129,6 +129,18 @@ fn status(phases: &'static [&'static str]) -> impl Strategy<Value = Option<Value
     )
 }
 
+/// An MCPServer's status: [`status`], and the hash of its telemetry config.
+fn server_status(phases: &'static [&'static str]) -> impl Strategy<Value = Option<Value>> {
+    (status(phases), option::of("[0-9a-f]{8}")).prop_map(|(status, hash)| {
+        status.map(|mut s| {
+            if let Some(h) = hash {
+                s["telemetryConfigHash"] = json!(h);
+            }
+            s
+        })
+    })
+}
+
 fn object(
     api: &str,
     kind: &str,
@@ -155,6 +167,27 @@ fn telemetry() -> impl Strategy<Value = Value> {
     (any::<bool>(), "[a-z]{1,8}").prop_map(|(on, svc)| json!({"openTelemetry": {"enabled": on, "endpoint": "otel-collector:4317", "serviceName": svc, "headers": ["x-team=a"], "tracing": {"enabled": on, "samplingRate": "0.1"}}, "prometheus": {"enabled": !on}}))
 }
 
+/// `telemetryConfigRef`, the same at both versions.
+fn telemetry_config_ref() -> impl Strategy<Value = Value> {
+    (dns_name(), option::of("[a-z][a-z0-9-]{0,12}")).prop_map(|(name, service)| {
+        let mut r = json!({"name": name});
+        if let Some(s) = service {
+            r["serviceName"] = json!(s);
+        }
+        r
+    })
+}
+
+/// A v1alpha1 workload's telemetry: none, the inline block or the reference, never both
+/// (ToolHive v0.15 – v0.20 refused the pair).
+fn alpha_telemetry() -> impl Strategy<Value = (Option<Value>, Option<Value>)> {
+    prop_oneof![
+        Just((None, None)),
+        telemetry().prop_map(|t| (Some(t), None)),
+        telemetry_config_ref().prop_map(|r| (None, Some(r))),
+    ]
+}
+
 /// Both shapes v1alpha1 served for `groupRef`: a bare name (≤ v0.14) and `{name}` (later).
 fn alpha_group_ref() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -172,17 +205,18 @@ fn alpha_server() -> impl Strategy<Value = Value> {
         option::of(port()),
         option::of(alpha_group_ref()),
         option::of(oidc()),
-        option::of(telemetry()),
-        status(&["Pending", "Running", "Failed", "Terminating", "Stopped"]),
+        alpha_telemetry(),
+        server_status(&["Pending", "Running", "Failed", "Terminating", "Stopped"]),
     )
         .prop_map(
-            |(meta, mut spec, port, target, mcp, group, oidc, tel, status)| {
+            |(meta, mut spec, port, target, mcp, group, oidc, (tel, tel_ref), status)| {
                 put(&mut spec, "port", port.map(Value::from));
                 put(&mut spec, "targetPort", target.map(Value::from));
                 put(&mut spec, "mcpPort", mcp.map(Value::from));
                 put(&mut spec, "groupRef", group);
                 put(&mut spec, "oidcConfig", oidc);
                 put(&mut spec, "telemetry", tel);
+                put(&mut spec, "telemetryConfigRef", tel_ref);
                 object(A, "MCPServer", meta, spec, status)
             },
         )
@@ -194,11 +228,13 @@ fn beta_server() -> impl Strategy<Value = Value> {
         server_common(),
         option::of(port()),
         option::of(dns_name()),
-        status(&["Pending", "Ready", "Failed", "Terminating", "Stopped"]),
+        option::of(telemetry_config_ref()),
+        server_status(&["Pending", "Ready", "Failed", "Terminating", "Stopped"]),
     )
-        .prop_map(|(meta, mut spec, mcp, group, status)| {
+        .prop_map(|(meta, mut spec, mcp, group, tel_ref, status)| {
             put(&mut spec, "mcpPort", mcp.map(Value::from));
             put(&mut spec, "groupRef", group.map(|g| json!({"name": g})));
+            put(&mut spec, "telemetryConfigRef", tel_ref);
             object(B, "MCPServer", meta, spec, status)
         })
 }
@@ -221,10 +257,12 @@ fn remote_status(url_key: &'static str) -> impl Strategy<Value = Option<Value>> 
         (
             prop_oneof![Just("Pending"), Just("Ready"), Just("Failed")],
             option::of("[a-z]{1,8}"),
+            option::of("[0-9a-f]{8}"),
         )
-            .prop_map(move |(phase, ext)| {
+            .prop_map(move |(phase, ext, hash)| {
                 let mut m = Map::new();
                 m.insert("phase".into(), json!(phase));
+                put(&mut m, "telemetryConfigHash", hash.map(Value::from));
                 put(
                     &mut m,
                     url_key,
@@ -242,24 +280,27 @@ fn alpha_proxy() -> impl Strategy<Value = Value> {
         option::of(port()),
         option::of(alpha_group_ref()),
         option::of(oidc()),
-        option::of(telemetry()),
+        alpha_telemetry(),
         remote_status("externalURL"),
     )
-        .prop_map(|(meta, mut spec, port, group, oidc, tel, status)| {
-            // Both spellings v1alpha1 served; the length of the host picks one.
-            let url = spec.remove("url").unwrap();
-            let spelling = if url.as_str().unwrap().len() % 2 == 0 {
-                "remoteURL"
-            } else {
-                "remoteUrl"
-            };
-            spec.insert(spelling.into(), url);
-            put(&mut spec, "port", port.map(Value::from));
-            put(&mut spec, "groupRef", group);
-            put(&mut spec, "oidcConfig", oidc);
-            put(&mut spec, "telemetry", tel);
-            object(A, "MCPRemoteProxy", meta, spec, status)
-        })
+        .prop_map(
+            |(meta, mut spec, port, group, oidc, (tel, tel_ref), status)| {
+                // Both spellings v1alpha1 served; the length of the host picks one.
+                let url = spec.remove("url").unwrap();
+                let spelling = if url.as_str().unwrap().len() % 2 == 0 {
+                    "remoteURL"
+                } else {
+                    "remoteUrl"
+                };
+                spec.insert(spelling.into(), url);
+                put(&mut spec, "port", port.map(Value::from));
+                put(&mut spec, "groupRef", group);
+                put(&mut spec, "oidcConfig", oidc);
+                put(&mut spec, "telemetry", tel);
+                put(&mut spec, "telemetryConfigRef", tel_ref);
+                object(A, "MCPRemoteProxy", meta, spec, status)
+            },
+        )
 }
 
 fn beta_proxy() -> impl Strategy<Value = Value> {
@@ -269,16 +310,17 @@ fn beta_proxy() -> impl Strategy<Value = Value> {
         option::of(any::<bool>()),
         option::of(0i64..4),
         option::of(dns_name()),
-        any::<bool>(),
+        (any::<bool>(), option::of(telemetry_config_ref())),
         remote_status("externalUrl"),
     )
         .prop_map(
-            |(meta, mut spec, private, replicas, group, template, status)| {
+            |(meta, mut spec, private, replicas, group, (template, tel_ref), status)| {
                 let url = spec.remove("url").unwrap();
                 spec.insert("remoteUrl".into(), url);
                 put(&mut spec, "allowPrivateEndpoint", private.map(Value::from));
                 put(&mut spec, "replicas", replicas.map(Value::from));
                 put(&mut spec, "groupRef", group.map(|g| json!({"name": g})));
+                put(&mut spec, "telemetryConfigRef", tel_ref);
                 if template {
                     spec.insert(
                         "podTemplateSpec".into(),
@@ -802,6 +844,70 @@ fn tool_config(api: &'static str) -> impl Strategy<Value = Value> {
         })
 }
 
+/// `spec.openTelemetry` of an MCPTelemetryConfig, valid: an endpoint only with a signal on,
+/// sensitive headers never among the plain ones, a CA bundle only without `insecure`.
+fn open_telemetry() -> impl Strategy<Value = Value> {
+    (
+        (option::of(any::<bool>()), option::of(any::<bool>()), option::of(any::<bool>()), option::of(any::<bool>())),
+        (option::of(btree_map("X-[A-Z][a-z]{1,6}", "[a-z0-9]{0,8}", 0..3)), option::of(btree_set("Auth-[a-z]{1,6}", 1..3))),
+        (option::of(btree_map("[a-z]{1,6}\\.[a-z]{1,6}", "[a-z0-9]{0,8}", 0..3)), option::of(proptest::sample::select(&["0", "0.05", "0.5", "1", "1.0"][..]))),
+        (any::<bool>(), option::of(dns_name()), option::of(any::<bool>())),
+    )
+        .prop_map(|((enabled, insecure, tracing, metrics), (headers, sensitive), (attributes, rate), (endpoint, ca, legacy))| {
+            let mut o = Map::new();
+            put(&mut o, "enabled", enabled.map(Value::from));
+            put(&mut o, "insecure", insecure.map(Value::from));
+            let tracing_on = tracing.unwrap_or(false);
+            if tracing.is_some() || rate.is_some() {
+                let mut t = Map::new();
+                put(&mut t, "enabled", tracing.map(Value::from));
+                put(&mut t, "samplingRate", rate.map(Value::from));
+                o.insert("tracing".into(), Value::Object(t));
+            }
+            put(&mut o, "metrics", metrics.map(|m| json!({"enabled": m})));
+            if endpoint && (tracing_on || metrics.unwrap_or(false)) {
+                o.insert("endpoint".into(), json!("otel-collector.monitoring:4318"));
+            }
+            put(&mut o, "headers", headers.map(|h| json!(h)));
+            put(&mut o, "sensitiveHeaders", sensitive.map(|names| {
+                json!(names.iter().map(|n| json!({"name": n, "secretKeyRef": {"name": "otel-auth", "key": n.to_lowercase()}})).collect::<Vec<_>>())
+            }));
+            put(&mut o, "resourceAttributes", attributes.map(|a| json!(a)));
+            put(&mut o, "useLegacyAttributes", legacy.map(Value::from));
+            if !insecure.unwrap_or(false) {
+                put(&mut o, "caBundleRef", ca.map(|cm| json!({"configMapRef": {"name": cm, "key": "ca.crt"}})));
+            }
+            Value::Object(o)
+        })
+}
+
+fn mcp_telemetry_config(api: &'static str) -> impl Strategy<Value = Value> {
+    (
+        metadata(),
+        option::of(open_telemetry()),
+        option::of(any::<bool>()),
+        option::of(btree_set(dns_name(), 1..3)),
+    )
+        .prop_map(move |(meta, otel, prometheus, users)| {
+            let mut s = Map::new();
+            put(&mut s, "openTelemetry", otel);
+            put(
+                &mut s,
+                "prometheus",
+                prometheus.map(|p| json!({"enabled": p})),
+            );
+            let mut status = json!({"configHash": "0a1b2c3d", "observedGeneration": 2});
+            // v1beta1 dropped the list of users; at v1alpha1 it is kept across a round trip.
+            if let (A, Some(users)) = (api, users) {
+                status["referencingWorkloads"] = json!(users
+                    .iter()
+                    .map(|n| json!({"kind": "MCPServer", "name": n}))
+                    .collect::<Vec<_>>());
+            }
+            object(api, "MCPTelemetryConfig", meta, s, Some(status))
+        })
+}
+
 fn group(api: &'static str) -> impl Strategy<Value = Value> {
     (
         metadata(),
@@ -890,6 +996,10 @@ proptest! {
     fn tool_config_alpha_beta_alpha(o in tool_config(A)) { round_trip(&o, B)?; }
     #[test]
     fn tool_config_beta_alpha_beta(o in tool_config(B)) { round_trip(&o, A)?; }
+    #[test]
+    fn telemetry_config_alpha_beta_alpha(o in mcp_telemetry_config(A)) { round_trip(&o, B)?; }
+    #[test]
+    fn telemetry_config_beta_alpha_beta(o in mcp_telemetry_config(B)) { round_trip(&o, A)?; }
     #[test]
     fn group_both_ways(a in group(A), b in group(B)) { round_trip(&a, B)?; round_trip(&b, A)?; }
 }

@@ -183,11 +183,33 @@ fn printer_columns_match_upstream() {
             "Age=.metadata.creationTimestamp"
         ]
     );
+    // The reference's §1.3, with types: kubectl prints the two flags as booleans.
+    let telemetry = crd::for_kind("MCPTelemetryConfig").unwrap();
+    for version in &telemetry.spec.versions {
+        let cols: Vec<String> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| format!("{}={}:{}", c.name, c.json_path, c.type_))
+            .collect();
+        assert_eq!(
+            cols,
+            [
+                "Endpoint=.spec.openTelemetry.endpoint:string",
+                "Valid=.status.conditions[?(@.type=='Valid')].status:string",
+                "Tracing=.spec.openTelemetry.tracing.enabled:boolean",
+                "Metrics=.spec.openTelemetry.metrics.enabled:boolean",
+                "Age=.metadata.creationTimestamp:date"
+            ],
+            "{}",
+            version.name
+        );
+    }
     let short: Vec<String> = crd::all()
         .iter()
         .flat_map(|c| c.spec.names.short_names.clone().unwrap_or_default())
         .collect();
-    for s in ["mcpserver", "mcpreg", "rp", "mcpg", "tc"] {
+    for s in ["mcpserver", "mcpreg", "rp", "mcpg", "tc", "mcpotel"] {
         assert!(short.contains(&s.to_string()), "short name {s}");
     }
 }

@@ -248,26 +248,7 @@ pub fn check_oidc_config(
             check_object_name(f, &p.child("clientSecretRef.name"), &s.name);
         }
         if let Some(cm) = i.ca_bundle_ref.as_ref() {
-            let cp = p.child("caBundleRef.configMapRef");
-            match cm.config_map_ref.as_ref() {
-                None => f.error(FieldError::required(
-                    cp,
-                    "the ConfigMap holding the CA bundle",
-                )),
-                // Upstream mounts it as volume `oidc-ca-bundle-<name>`, which must fit 63.
-                Some(r) => {
-                    let name = r.name.as_deref().unwrap_or_default();
-                    if name.is_empty() {
-                        f.error(FieldError::required(cp.child("name"), ""));
-                    } else if name.len() > 48 {
-                        f.error(FieldError::invalid(
-                            cp.child("name"),
-                            name,
-                            "must be no more than 48 characters (it becomes the volume oidc-ca-bundle-<name>)",
-                        ));
-                    }
-                }
-            }
+            check_ca_bundle_ref(f, &p.child("caBundleRef"), cm, "oidc-ca-bundle-");
         }
         if insecure {
             f.warn(
@@ -510,7 +491,7 @@ pub fn check_external_auth(type_: &str, b: &ExternalAuthBlocks, f: &mut Findings
     }
 }
 
-fn check_header_name(f: &mut Findings, p: &Path, name: &str) {
+pub(super) fn check_header_name(f: &mut Findings, p: &Path, name: &str) {
     let token = !name.is_empty()
         && name
             .bytes()

@@ -70,6 +70,35 @@ pub fn check_object_name(f: &mut Findings, path: &Path, name: &str) {
     f.rule(path, name, rules::dns1123_subdomain(name));
 }
 
+/// A `caBundleRef` (MCPOIDCConfig, MCPTelemetryConfig): it names a ConfigMap, which is mounted as
+/// the volume `<volume_prefix><name>`, so the name must leave the prefix room in 63 characters.
+pub fn check_ca_bundle_ref(
+    f: &mut Findings,
+    path: &Path,
+    source: &crate::api::auth::CaBundleSource,
+    volume_prefix: &str,
+) {
+    let cp = path.child("configMapRef");
+    let Some(r) = source.config_map_ref.as_ref() else {
+        f.error(FieldError::required(
+            cp,
+            "the ConfigMap holding the CA bundle",
+        ));
+        return;
+    };
+    let name = r.name.as_deref().unwrap_or_default();
+    let max = 63 - volume_prefix.len();
+    if name.is_empty() {
+        f.error(FieldError::required(cp.child("name"), ""));
+    } else if name.len() > max {
+        f.error(FieldError::invalid(
+            cp.child("name"),
+            name,
+            format!("must be no more than {max} characters (it becomes the volume {volume_prefix}<name>)"),
+        ));
+    }
+}
+
 /// Env names valid; returns the names for collision checks with secrets.
 pub fn check_env(f: &mut Findings, path: &Path, env: &[EnvVar]) -> HashSet<String> {
     let mut names = HashSet::new();

@@ -16,6 +16,7 @@ mod registry_views;
 pub mod rules;
 pub mod schema;
 mod stored;
+pub mod telemetry;
 
 pub use field::{ErrorType, FieldError, FieldErrors, Path};
 
@@ -72,6 +73,7 @@ pub enum RefKind {
     MCPOIDCConfig,
     MCPAuthzConfig,
     MCPExternalAuthConfig,
+    MCPTelemetryConfig,
 }
 
 /// A same-namespace reference found in a spec.
@@ -294,7 +296,7 @@ pub fn tools_against_config(server: &Value, tool_config: &Value) -> Vec<String> 
 }
 
 /// The same-namespace objects a spec points at (Secrets, ConfigMaps, MCPToolConfig, MCPGroup,
-/// and the auth config kinds).
+/// and the auth and telemetry config kinds).
 pub fn references(obj: &Value) -> Vec<Reference> {
     references::of(obj)
 }
@@ -473,6 +475,7 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
                 mcpserver::validate_v1beta1(name, &o, raw, f);
                 let s = &o.spec;
                 auth::check_workload(&auth::workload_of!("MCPServer", s), f);
+                telemetry::check_workload_ref(s.telemetry_config_ref.as_ref(), f);
             }
         }
         ("v1alpha1", "MCPServer") => {
@@ -481,6 +484,9 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
                 let s = &o.spec;
                 auth::check_workload(&auth::workload_of!("MCPServer", s), f);
                 inline_oidc_xor_ref(s.oidc_config.is_some(), s.oidc_config_ref.is_some(), f);
+                telemetry::check_workload_ref(s.telemetry_config_ref.as_ref(), f);
+                let reference = s.telemetry_config_ref.is_some();
+                telemetry::inline_xor_ref(s.telemetry.is_some(), reference, f);
             }
         }
         ("v1beta1", "MCPRegistry") => {
@@ -498,6 +504,7 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
                 others::validate_remote_proxy_v1beta1(&o, f);
                 let s = &o.spec;
                 auth::check_workload(&auth::workload_of!("MCPRemoteProxy", s), f);
+                telemetry::check_workload_ref(s.telemetry_config_ref.as_ref(), f);
             }
         }
         ("v1alpha1", "MCPRemoteProxy") => {
@@ -506,6 +513,9 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
                 let s = &o.spec;
                 auth::check_workload(&auth::workload_of!("MCPRemoteProxy", s), f);
                 inline_oidc_xor_ref(s.oidc_config.is_some(), s.oidc_config_ref.is_some(), f);
+                telemetry::check_workload_ref(s.telemetry_config_ref.as_ref(), f);
+                let reference = s.telemetry_config_ref.is_some();
+                telemetry::inline_xor_ref(s.telemetry.is_some(), reference, f);
             }
         }
         ("v1beta1", "MCPToolConfig") => {
@@ -554,6 +564,16 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
         ("v1alpha1", "MCPExternalAuthConfig") => {
             if let Some(o) = decode::<v1alpha1::MCPExternalAuthConfig>(defaulted, f) {
                 auth::check_external_auth(&o.spec.type_, &o.spec.blocks, f);
+            }
+        }
+        ("v1beta1", "MCPTelemetryConfig") => {
+            if let Some(o) = decode::<v1beta1::MCPTelemetryConfig>(defaulted, f) {
+                telemetry::check_config(o.spec.open_telemetry.as_ref(), f);
+            }
+        }
+        ("v1alpha1", "MCPTelemetryConfig") => {
+            if let Some(o) = decode::<v1alpha1::MCPTelemetryConfig>(defaulted, f) {
+                telemetry::check_config(o.spec.open_telemetry.as_ref(), f);
             }
         }
         _ => {} // MCPGroup: the schema says it all

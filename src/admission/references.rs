@@ -46,6 +46,7 @@ pub fn of(obj: &Value) -> Vec<Reference> {
         (RefKind::MCPOIDCConfig, "oidcConfigRef"),
         (RefKind::MCPAuthzConfig, "authzConfigRef"),
         (RefKind::MCPExternalAuthConfig, "externalAuthConfigRef"),
+        (RefKind::MCPTelemetryConfig, "telemetryConfigRef"),
     ] {
         push(
             kind,
@@ -82,6 +83,24 @@ pub fn of(obj: &Value) -> Vec<Reference> {
             format!("spec.{block}.{field}"),
         );
     }
+    // MCPTelemetryConfig: export headers from Secrets, the collector's CA bundle.
+    for (i, h) in list(spec, "/openTelemetry/sensitiveHeaders")
+        .iter()
+        .enumerate()
+    {
+        push(
+            RefKind::Secret,
+            s(h, "/secretKeyRef/name").as_deref(),
+            s(h, "/secretKeyRef/key").as_deref(),
+            format!("spec.openTelemetry.sensitiveHeaders[{i}].secretKeyRef"),
+        );
+    }
+    push(
+        RefKind::ConfigMap,
+        s(spec, "/openTelemetry/caBundleRef/configMapRef/name").as_deref(),
+        s(spec, "/openTelemetry/caBundleRef/configMapRef/key").as_deref(),
+        "spec.openTelemetry.caBundleRef.configMapRef".into(),
+    );
     let group = s(spec, "/groupRef/name").or_else(|| s(spec, "/groupRef"));
     push(
         RefKind::MCPGroup,

@@ -88,6 +88,10 @@ fn generated() -> Vec<CustomResourceDefinition> {
         ),
         (v1beta1::MCPServer::crd(), v1alpha1::MCPServer::crd()),
         (
+            v1beta1::MCPTelemetryConfig::crd(),
+            v1alpha1::MCPTelemetryConfig::crd(),
+        ),
+        (
             v1beta1::MCPToolConfig::crd(),
             v1alpha1::MCPToolConfig::crd(),
         ),

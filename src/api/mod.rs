@@ -4,6 +4,7 @@ pub mod auth;
 pub mod crd;
 pub mod schema;
 pub mod shared;
+pub mod telemetry;
 pub mod v1alpha1;
 pub mod v1beta1;
 
@@ -60,6 +61,11 @@ pub const SERVED: &[ServedKind] = &[
         plural: "mcpexternalauthconfigs",
         versions: &["v1beta1", "v1alpha1"],
     },
+    ServedKind {
+        kind: "MCPTelemetryConfig",
+        plural: "mcptelemetryconfigs",
+        versions: &["v1beta1", "v1alpha1"],
+    },
 ];
 
 /// The stash: what one served version cannot express is kept in annotations under these
@@ -105,7 +111,8 @@ pub const STASH_FIELDS: &[&str] = &[
     "status.phase",
     // MCPToolConfig and MCPExternalAuthConfig, v1alpha1 only.
     "status.referencingServers",
-    // MCPOIDCConfig and MCPExternalAuthConfig, v1alpha1 only (ToolHive v0.15 – v0.21).
+    // MCPOIDCConfig, MCPExternalAuthConfig and MCPTelemetryConfig, v1alpha1 only (ToolHive
+    // v0.15 – v0.21).
     "status.referencingWorkloads",
 ];
 

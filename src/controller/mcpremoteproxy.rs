@@ -7,10 +7,12 @@ use super::frame::{self, Conflict, Frame};
 use super::mcpremoteproxy_children::{self as children, Children, Inputs};
 use super::mcpserver::namespaced_or_all;
 use super::metrics::ControllerMetrics;
+use super::telemetry_ref;
 use super::workload;
 use crate::admission::{self, Operation};
 use crate::api::v1beta1::{
-    MCPGroup, MCPRemoteProxy, MCPRemoteProxyStatus, MCPToolConfig, MCPToolConfigSpec,
+    MCPGroup, MCPRemoteProxy, MCPRemoteProxyStatus, MCPTelemetryConfig, MCPToolConfig,
+    MCPToolConfigSpec,
 };
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -46,6 +48,7 @@ struct Stores {
     secrets: Store<PartialObjectMeta<Secret>>,
     tool_configs: Store<MCPToolConfig>,
     groups: Store<MCPGroup>,
+    telemetry_configs: Store<MCPTelemetryConfig>,
     proxies: Store<MCPRemoteProxy>,
 }
 
@@ -63,6 +66,8 @@ pub async fn run(
     let (tool_configs, tool_config_stream) =
         frame.reflect::<MCPToolConfig>(&namespace, watcher::Config::default());
     let (groups, group_stream) = frame.reflect::<MCPGroup>(&namespace, watcher::Config::default());
+    let (telemetry_configs, telemetry_config_stream) =
+        frame.reflect::<MCPTelemetryConfig>(&namespace, watcher::Config::default());
     // Secrets by metadata only: their values never enter the operator's memory.
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let secret_api: Api<PartialObjectMeta<Secret>> = namespaced_or_all(&client, &namespace);
@@ -88,6 +93,7 @@ pub async fn run(
             secrets,
             tool_configs,
             groups,
+            telemetry_configs,
             proxies: proxies.clone(),
         },
         secret_keys: frame::SecretKeys::default(),
@@ -95,6 +101,7 @@ pub async fn run(
     let by_secret = proxies.clone();
     let by_tool_config = proxies.clone();
     let by_group = proxies.clone();
+    let by_telemetry_config = proxies.clone();
     controller
         .owns_stream(child_streams.deployments)
         .owns_stream(child_streams.services)
@@ -122,6 +129,18 @@ pub async fn run(
                     .as_ref()
                     .is_some_and(|r| r.name == g.name_any())
             })
+        })
+        .watches_stream(telemetry_config_stream, move |t| {
+            frame::referencing(
+                &by_telemetry_config,
+                &t.namespace(),
+                |p: &MCPRemoteProxy| {
+                    p.spec
+                        .telemetry_config_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == t.name_any())
+                },
+            )
         })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -534,6 +553,8 @@ fn status_for(
         url: observed.service.then(|| children::url(proxy)),
         external_url: None,
         tool_config_hash,
+        // Filled in by `write_status`, from the referenced config as it is now.
+        telemetry_config_hash: None,
     }
 }
 
@@ -545,7 +566,26 @@ async fn write_status(
     if let Some(c) = group_condition(proxy, ctx) {
         status.conditions.get_or_insert_with(Vec::new).push(c);
     }
+    add_telemetry_ref(proxy, ctx, &mut status).await;
     ctx.frame.write_status(proxy, to_json(&status)).await
+}
+
+/// `TelemetryConfigRefValidated` and `telemetryConfigHash`: advisory, never a reason to hold
+/// the proxy (see [`telemetry_ref`]).
+async fn add_telemetry_ref(
+    proxy: &MCPRemoteProxy,
+    ctx: &Context,
+    status: &mut MCPRemoteProxyStatus,
+) {
+    let Some(reference) = &proxy.spec.telemetry_config_ref else {
+        return;
+    };
+    let ns = proxy.namespace().unwrap_or_default();
+    let finding = telemetry_ref::look_up(reference, &ns, &ctx.stores.telemetry_configs).await;
+    let old = proxy.status.as_ref().and_then(|s| s.conditions.as_deref());
+    let c = telemetry_ref::condition(old, proxy.meta().generation, &finding);
+    status.conditions.get_or_insert_with(Vec::new).push(c);
+    status.telemetry_config_hash = finding.hash;
 }
 
 /// `GroupRefValidated`, as for MCPServers: advisory, never blocking; a deleted group turns it

@@ -6,9 +6,12 @@ use super::credentials::PullCredentials;
 use super::frame::{self, Conflict, Frame};
 use super::metrics::ControllerMetrics;
 use super::resolve::CommandResolver;
+use super::telemetry_ref;
 use super::workload;
 use crate::admission::{self, Operation};
-use crate::api::v1beta1::{MCPGroup, MCPServer, MCPServerStatus, MCPToolConfig, MCPToolConfigSpec};
+use crate::api::v1beta1::{
+    MCPGroup, MCPServer, MCPServerStatus, MCPTelemetryConfig, MCPToolConfig, MCPToolConfigSpec,
+};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -41,6 +44,7 @@ struct Stores {
     secrets: Store<PartialObjectMeta<Secret>>,
     tool_configs: Store<MCPToolConfig>,
     groups: Store<MCPGroup>,
+    telemetry_configs: Store<MCPTelemetryConfig>,
     servers: Store<MCPServer>,
 }
 
@@ -58,6 +62,8 @@ pub async fn run(
     let (tool_configs, tool_config_stream) =
         frame.reflect::<MCPToolConfig>(&namespace, watcher::Config::default());
     let (groups, group_stream) = frame.reflect::<MCPGroup>(&namespace, watcher::Config::default());
+    let (telemetry_configs, telemetry_config_stream) =
+        frame.reflect::<MCPTelemetryConfig>(&namespace, watcher::Config::default());
     // Secrets by metadata only: their values never enter the operator's memory.
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let secret_api: Api<PartialObjectMeta<Secret>> = namespaced_or_all(&client, &namespace);
@@ -87,6 +93,7 @@ pub async fn run(
             secrets,
             tool_configs,
             groups,
+            telemetry_configs,
             servers: servers.clone(),
         },
         secret_keys: frame::SecretKeys::default(),
@@ -94,6 +101,7 @@ pub async fn run(
     let by_secret = servers.clone();
     let by_tool_config = servers.clone();
     let by_group = servers.clone();
+    let by_telemetry_config = servers.clone();
     controller
         .owns_stream(child_streams.deployments)
         .owns_stream(child_streams.services)
@@ -118,6 +126,14 @@ pub async fn run(
                     .group_ref
                     .as_ref()
                     .is_some_and(|r| r.name == g.name_any())
+            })
+        })
+        .watches_stream(telemetry_config_stream, move |t| {
+            frame::referencing(&by_telemetry_config, &t.namespace(), |s: &MCPServer| {
+                s.spec
+                    .telemetry_config_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == t.name_any())
             })
         })
         .shutdown_on_signal()
@@ -658,6 +674,8 @@ fn status_for(
         // not change just because the Deployment appeared in the cache.
         ready_replicas: accepted.then_some(ready_replicas),
         tool_config_hash: old.tool_config_hash,
+        // Filled in by `write_status`, from the referenced config as it is now.
+        telemetry_config_hash: None,
     }
 }
 
@@ -721,10 +739,25 @@ fn condition(
 async fn write_status(
     server: &MCPServer,
     ctx: &Context,
-    status: MCPServerStatus,
+    mut status: MCPServerStatus,
 ) -> Result<(), Error> {
+    add_telemetry_ref(server, ctx, &mut status).await;
     let status = serde_json::to_value(&status).unwrap_or(Value::Null);
     ctx.frame.write_status(server, status).await
+}
+
+/// `TelemetryConfigRefValidated` and `telemetryConfigHash`, on every status written whatever
+/// else happened: advisory, never a reason to hold the server (see [`telemetry_ref`]).
+async fn add_telemetry_ref(server: &MCPServer, ctx: &Context, status: &mut MCPServerStatus) {
+    let Some(reference) = &server.spec.telemetry_config_ref else {
+        return;
+    };
+    let ns = server.namespace().unwrap_or_default();
+    let finding = telemetry_ref::look_up(reference, &ns, &ctx.stores.telemetry_configs).await;
+    let old = server.status.as_ref().and_then(|s| s.conditions.as_deref());
+    let c = telemetry_ref::condition(old, server.meta().generation, &finding);
+    status.conditions.get_or_insert_with(Vec::new).push(c);
+    status.telemetry_config_hash = finding.hash;
 }
 
 /// Exponential backoff with jitter, per object; the error also goes out as a Warning Event.

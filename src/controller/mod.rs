@@ -11,6 +11,7 @@ pub mod mcpregistry_children;
 pub mod mcpremoteproxy;
 pub mod mcpremoteproxy_children;
 pub mod mcpserver;
+pub mod mcptelemetryconfig;
 pub mod mcptoolconfig;
 pub mod metrics;
 pub mod migrate;
@@ -18,7 +19,9 @@ pub mod podmerge;
 pub mod rbac;
 pub mod registry;
 pub mod resolve;
+pub mod shared_config;
 pub mod slim;
+pub mod telemetry_ref;
 pub mod workload;
 
 use std::sync::Arc;
@@ -60,6 +63,10 @@ pub async fn run_all(
         Box::pin({
             let (c, n, s, m) = c();
             mcptoolconfig::run(c, n, s, m)
+        }),
+        Box::pin({
+            let (c, n, s, m) = c();
+            mcptelemetryconfig::run(c, n, s, m)
         }),
     ];
     futures::future::join_all(controllers).await;

@@ -97,16 +97,17 @@ pub const RULES: &[Rule] = &[
     // the OwnerReferencesPermissionEnforcement plugin (OpenShift) allow only with this.
     rule(Always, Watched, OUR, &["mcpservers/finalizers"], &["update"], Any,
         "ownerReferences with blockOwnerDeletion"),
-    rule(Always, Watched, OUR, &["mcpgroups", "mcptoolconfigs"], &["get", "list", "watch"], Any,
+    rule(Always, Watched, OUR, &["mcpgroups", "mcptelemetryconfigs", "mcptoolconfigs"], &["get", "list", "watch"], Any,
         "referenced objects' watches; webhook reference lookups"),
     // Read only, for now: the webhooks warn about a reference to one that does not exist; the
     // workloads that use them are held until the data path enforces them.
     rule(Always, Watched, OUR, &["mcpauthzconfigs", "mcpexternalauthconfigs", "mcpoidcconfigs"], &["get", "list", "watch"], Any,
         "webhook reference lookups of auth configs"),
-    // The MCPGroup and MCPToolConfig controllers (controller/mcpgroup.rs, mcptoolconfig.rs).
-    rule(Always, Watched, OUR, &["mcpgroups/status", "mcptoolconfigs/status"], &["patch"], Any,
+    // The MCPGroup controller and the shared-config ones (controller/mcpgroup.rs,
+    // shared_config.rs: MCPToolConfig, MCPTelemetryConfig).
+    rule(Always, Watched, OUR, &["mcpgroups/status", "mcptelemetryconfigs/status", "mcptoolconfigs/status"], &["patch"], Any,
         "status patches"),
-    rule(Always, Watched, OUR, &["mcptoolconfigs"], &["patch"], Any,
+    rule(Always, Watched, OUR, &["mcptelemetryconfigs", "mcptoolconfigs"], &["patch"], Any,
         "the finalizer that holds deletion while the config is referenced"),
     rule(Always, Watched, "", &["secrets"], &["get", "list", "watch"], Any,
         "metadata-only watch; pull credentials; webhook key checks"),
@@ -160,7 +161,7 @@ pub const RULES: &[Rule] = &[
         "trims storedVersions"),
     rule(StorageMigration, Cluster, OUR,
         &["mcpauthzconfigs", "mcpexternalauthconfigs", "mcpgroups", "mcpoidcconfigs", "mcpregistries",
-          "mcpremoteproxies", "mcpservers", "mcptoolconfigs"],
+          "mcpremoteproxies", "mcpservers", "mcptelemetryconfigs", "mcptoolconfigs"],
         &["get", "list", "update"], Any, "rewrites every object at the storage version"),
     // Cluster-scoped CRDs get their events in `default`.
     rule(StorageMigration, Cluster, "events.k8s.io", &["events"], &["create", "patch"], Any,

@@ -1,12 +1,13 @@
 //! Workloads as the group and tool-config controllers see them: identity and references only.
 //!
 //! The MCPServer controller already caches whole MCPServers. The controllers that only ask
-//! "who names this group / this tool config" watch the same objects decoded into
-//! [`WorkloadRefs`], which keeps the metadata that identifies an object and its two references
+//! "who names this group / this config" watch the same objects decoded into
+//! [`WorkloadRefs`], which keeps the metadata that identifies an object and its references
 //! and never allocates the rest (the decoder skips it). A second and third full copy cost
 //! +85 MiB at 10,000 MCPServers; this costs a few hundred bytes an object.
 
 use crate::api::shared::NameRef;
+use crate::api::telemetry::TelemetryConfigRef;
 use k8s_openapi::NamespaceResourceScope;
 use kube::core::ObjectMeta;
 use kube::Resource;
@@ -46,12 +47,14 @@ pub struct WorkloadRefs<K: WorkloadKind> {
     kind: PhantomData<K>,
 }
 
-/// The two references the group and tool-config controllers follow.
+/// The references the group and shared-config controllers follow.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct References {
     pub group_ref: Option<NameRef>,
     pub tool_config_ref: Option<NameRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry_config_ref: Option<TelemetryConfigRef>,
 }
 
 /// The identity part of the metadata: a watch cache needs nothing else of it.

@@ -103,12 +103,12 @@ pub fn convert(obj: &Value, to: &str) -> Result<Value, ConversionError> {
         ("MCPToolConfig", Version::V1alpha1) => {
             stash::move_status_in(&mut out, ALPHA_STASH_PREFIX, "referencingServers")
         }
-        ("MCPOIDCConfig" | "MCPExternalAuthConfig", Version::V1beta1) => {
+        ("MCPOIDCConfig" | "MCPExternalAuthConfig" | "MCPTelemetryConfig", Version::V1beta1) => {
             for field in users_fields(kind) {
                 stash::move_status_out(&mut out, ALPHA_STASH_PREFIX, field);
             }
         }
-        ("MCPOIDCConfig" | "MCPExternalAuthConfig", Version::V1alpha1) => {
+        ("MCPOIDCConfig" | "MCPExternalAuthConfig" | "MCPTelemetryConfig", Version::V1alpha1) => {
             stash::move_statuses_in(&mut out, ALPHA_STASH_PREFIX, users_fields(kind))
         }
         ("MCPGroup" | "MCPAuthzConfig", _) => {}

@@ -60,6 +60,7 @@ fn kind_name(kind: RefKind) -> &'static str {
         RefKind::MCPOIDCConfig => "MCPOIDCConfig",
         RefKind::MCPAuthzConfig => "MCPAuthzConfig",
         RefKind::MCPExternalAuthConfig => "MCPExternalAuthConfig",
+        RefKind::MCPTelemetryConfig => "MCPTelemetryConfig",
     }
 }
 
@@ -209,7 +210,8 @@ impl KubeLookup {
             | RefKind::MCPGroup
             | RefKind::MCPOIDCConfig
             | RefKind::MCPAuthzConfig
-            | RefKind::MCPExternalAuthConfig => {
+            | RefKind::MCPExternalAuthConfig
+            | RefKind::MCPTelemetryConfig => {
                 let kind = kind_name(kind);
                 let plural = SERVED
                     .iter()

@@ -9,10 +9,12 @@ mod auth;
 mod mcpserver;
 mod others;
 mod registry_views;
+mod telemetry;
 mod union;
 
 pub use auth::*;
 pub use mcpserver::*;
 pub use others::*;
 pub use registry_views::*;
+pub use telemetry::*;
 pub use union::*;

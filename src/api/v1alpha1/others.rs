@@ -438,6 +438,9 @@ pub struct MCPRemoteProxySpec {
     pub external_auth_config_ref: Option<NameRef>,
     /// Audit events for MCP requests.
     pub audit: Option<crate::api::auth::Audit>,
+    /// Shared telemetry settings: an MCPTelemetryConfig, and this workload's service name.
+    /// Mutually exclusive with the inline `telemetry`.
+    pub telemetry_config_ref: Option<crate::api::telemetry::TelemetryConfigRef>,
 }
 
 /// Observed state of an MCPRemoteProxy (old shape: `externalURL`).
@@ -456,6 +459,8 @@ pub struct MCPRemoteProxyStatus {
     #[serde(rename = "externalURL")]
     pub external_url: Option<String>,
     pub tool_config_hash: Option<String>,
+    /// The `status.configHash` of the referenced MCPTelemetryConfig, as last seen.
+    pub telemetry_config_hash: Option<String>,
 }
 
 /// A logical group of MCP servers (deprecated version; use v1beta1).

@@ -114,6 +114,8 @@ pub struct MCPServerSpec {
     pub external_auth_config_ref: Option<NameRef>,
     /// Audit events for MCP requests.
     pub audit: Option<crate::api::auth::Audit>,
+    /// Shared telemetry settings: an MCPTelemetryConfig, and this workload's service name.
+    pub telemetry_config_ref: Option<crate::api::telemetry::TelemetryConfigRef>,
 }
 
 /// Observed state of an MCPServer.
@@ -131,4 +133,6 @@ pub struct MCPServerStatus {
     pub url: Option<String>,
     pub ready_replicas: Option<i32>,
     pub tool_config_hash: Option<String>,
+    /// The `status.configHash` of the referenced MCPTelemetryConfig, as last seen.
+    pub telemetry_config_hash: Option<String>,
 }

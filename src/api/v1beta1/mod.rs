@@ -7,7 +7,9 @@
 mod auth;
 mod mcpserver;
 mod others;
+mod telemetry;
 
 pub use auth::*;
 pub use mcpserver::*;
 pub use others::*;
+pub use telemetry::*;

@@ -169,6 +169,8 @@ pub struct MCPRemoteProxySpec {
     pub external_auth_config_ref: Option<NameRef>,
     /// Audit events for MCP requests.
     pub audit: Option<crate::api::auth::Audit>,
+    /// Shared telemetry settings: an MCPTelemetryConfig, and this workload's service name.
+    pub telemetry_config_ref: Option<crate::api::telemetry::TelemetryConfigRef>,
 }
 
 /// Headers the proxy adds to upstream requests.
@@ -209,6 +211,8 @@ pub struct MCPRemoteProxyStatus {
     pub url: Option<String>,
     pub external_url: Option<String>,
     pub tool_config_hash: Option<String>,
+    /// The `status.configHash` of the referenced MCPTelemetryConfig, as last seen.
+    pub telemetry_config_hash: Option<String>,
 }
 
 /// A logical group of MCP servers and proxies.
