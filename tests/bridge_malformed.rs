@@ -181,7 +181,9 @@ async fn deleted_sessions_are_gone_and_notifications_get_202() {
 fn raw_connection(port: u16, bytes: &[u8]) -> std::net::TcpStream {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(bytes).expect("write");
+    // At the connection cap the bridge may close this connection before the bytes are out (a
+    // reset on a loaded machine): that is a closed connection, which the callers check for.
+    let _ = s.write_all(bytes);
     s
 }
 
