@@ -44,7 +44,7 @@ const MAX_TOKEN_BYTES: usize = 16 << 10;
 /// The caller, once their token passed.
 #[derive(Debug, Clone, Default)]
 pub struct Identity {
-    /// The `sub` claim, when it is a non-empty string.
+    /// The `sub` claim (a token without one is refused; `None` only where no token is asked).
     pub subject: Option<String>,
     /// Every claim of the token (or of the introspection answer).
     pub claims: Map<String, Value>,
@@ -160,12 +160,17 @@ impl Authenticator {
         } else {
             return Err(Refusal::Invalid("not a JWT, and no introspection".into()));
         };
+        // As upstream (OIDC Core §5.1): a token that names nobody is not valid.
         let subject = claims
             .get("sub")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .map(str::to_owned);
-        Ok(Identity { subject, claims })
+            .map(str::to_owned)
+            .ok_or_else(|| Refusal::Invalid("no sub claim".into()))?;
+        Ok(Identity {
+            subject: Some(subject),
+            claims,
+        })
     }
 
     async fn verify_jwt(&self, token: &str) -> Result<Map<String, Value>, Refusal> {

@@ -4,11 +4,13 @@ Usage: client.py TRANSPORT URL SCENARIO [ARG...]
   TRANSPORT  streamable (streamablehttp_client on URL, e.g. http://127.0.0.1:P/mcp)
              sse        (sse_client on URL, e.g. http://127.0.0.1:P/sse)
 Prints one JSON object on stdout describing what the client saw; exits 0 unless the SDK itself
-failed. Tests assert on that JSON.
+failed. Tests assert on that JSON. With $MCP_BEARER set, every request carries
+`Authorization: Bearer $MCP_BEARER`.
 """
 
 import asyncio
 import json
+import os
 import sys
 
 from mcp import ClientSession
@@ -18,10 +20,12 @@ from mcp.shared.exceptions import McpError
 
 
 def connect(transport, url):
+    token = os.environ.get("MCP_BEARER")
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     if transport == "streamable":
-        return streamablehttp_client(url)
+        return streamablehttp_client(url, headers=headers)
     if transport == "sse":
-        return sse_client(url)
+        return sse_client(url, headers=headers)
     raise SystemExit(f"unknown transport {transport}")
 
 
