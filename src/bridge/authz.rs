@@ -222,13 +222,7 @@ impl Authz {
         let parents: HashSet<EntityUid> = self
             .groups(&who.claims)
             .iter()
-            .filter_map(|g| {
-                let id = EntityId::new(g);
-                Some(EntityUid::from_type_name_and_id(
-                    self.group_type.clone(),
-                    id,
-                ))
-            })
+            .map(|g| EntityUid::from_type_name_and_id(self.group_type.clone(), EntityId::new(g)))
             .collect();
         let entity =
             Entity::new(principal.clone(), claims.iter().cloned().collect(), parents).ok()?;

@@ -458,7 +458,7 @@ async fn forward(
             Err(reject) => return reject.into_response(),
         };
         if let Err(denied) = authorize(st, &parts.extensions, &bytes) {
-            return denied;
+            return *denied;
         }
         match screen_call(st, bytes, &parts.headers, inject).await {
             Ok(bytes) => (Some(bytes.len()), Body::from(bytes)),
@@ -665,7 +665,7 @@ fn authorize(
     st: &Shared,
     extensions: &axum::http::Extensions,
     body: &Bytes,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     let Some(g) = st.guard.as_deref() else {
         return Ok(());
     };
@@ -685,7 +685,7 @@ fn authorize(
         };
         if guard::screen(Some(g), who, slot, method, m) == Verdict::Denied {
             let id = m.get("id").map(Value::to_string);
-            return Err(guard::denied(id.as_deref().map(str::as_bytes)));
+            return Err(Box::new(guard::denied(id.as_deref().map(str::as_bytes))));
         }
     }
     Ok(())
