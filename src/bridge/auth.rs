@@ -48,6 +48,10 @@ pub struct Identity {
     pub subject: Option<String>,
     /// Every claim of the token (or of the introspection answer).
     pub claims: Map<String, Value>,
+    /// For a verified JWT: until when (Unix seconds, leeway included) it stays valid, so the
+    /// bridge may remember it instead of verifying it again. `None`: ask every time
+    /// (introspected tokens, which their issuer may revoke).
+    pub valid_until: Option<u64>,
 }
 
 /// Why a token was refused (for the debug log only).
@@ -93,6 +97,8 @@ pub struct Authenticator {
     min_refresh: Duration,
     jwks_url: tokio::sync::OnceCell<String>,
     keys: RwLock<Arc<KeySet>>,
+    /// Counts key-set changes: a token remembered under an older set is verified again.
+    generation: std::sync::atomic::AtomicU64,
     /// One JWKS fetch at a time; the others wait for its keys.
     refreshing: tokio::sync::Mutex<()>,
     introspection: Option<Introspection>,
@@ -129,6 +135,7 @@ impl Authenticator {
             min_refresh: Duration::from_secs(cfg.jwks_min_refresh_seconds.unwrap_or(30)),
             jwks_url,
             keys: RwLock::new(Arc::new(KeySet::default())),
+            generation: std::sync::atomic::AtomicU64::new(0),
             refreshing: tokio::sync::Mutex::new(()),
             introspection,
             allow,
@@ -150,13 +157,21 @@ impl Authenticator {
         }
     }
 
-    /// The caller of a request with these headers, or why not.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, Refusal> {
-        let token = bearer_token(headers).ok_or(Refusal::Missing)?;
-        let claims = if looks_like_jwt(token) {
-            self.verify_jwt(token).await?
+    /// The generation of the key set in use (see [`Identity::valid_until`]).
+    pub fn key_generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The caller of a request with this bearer token, or why not.
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Identity, Refusal> {
+        let token = token.ok_or(Refusal::Missing)?;
+        let (claims, valid_until) = if looks_like_jwt(token) {
+            let claims = self.verify_jwt(token).await?;
+            let exp = claims.get("exp").and_then(Value::as_f64).unwrap_or(0.0);
+            let until = (exp.max(0.0) as u64).saturating_add(self.leeway);
+            (claims, Some(until))
         } else if self.introspection.is_some() {
-            self.introspect(token).await?
+            (self.introspect(token).await?, None)
         } else {
             return Err(Refusal::Invalid("not a JWT, and no introspection".into()));
         };
@@ -170,6 +185,7 @@ impl Authenticator {
         Ok(Identity {
             subject: Some(subject),
             claims,
+            valid_until,
         })
     }
 
@@ -249,6 +265,10 @@ impl Authenticator {
             keys,
             fetched: Some(Instant::now()),
         });
+        if fetched.is_ok() {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         fetched.map(|_| ())
     }
 
@@ -453,7 +473,7 @@ fn algorithms_of(jwk: &Jwk) -> Vec<Algorithm> {
 }
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive), when it is sane.
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();

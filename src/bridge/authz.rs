@@ -522,6 +522,7 @@ mod tests {
         Identity {
             subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
             claims,
+            valid_until: None,
         }
     }
 

@@ -8,7 +8,8 @@
 //! handlers ask [`screen`] about each JSON-RPC message, and filter list answers through
 //! [`Guard::filter_reply`]. The metadata document is served without a token.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{Request, State};
@@ -18,12 +19,24 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
 use serde_json::Value;
+use sha2::Digest;
 
 use super::audit::{self, Decision, Note, Slot};
-use super::auth::{Authenticator, Identity};
+use super::auth::{bearer_token, Authenticator, Identity, Refusal};
 use super::authz::{self, Authz, Caller, Feature, Gate};
 use super::config::Config;
 use super::jsonrpc;
+
+/// Callers remembered by their token (bounded; emptied when full).
+const MAX_REMEMBERED_CALLERS: usize = 4096;
+
+/// A verified JWT's caller, remembered until the token expires or the keys change, so a
+/// client's next request costs a hash instead of a signature check and the claims' Cedar form.
+struct Remembered {
+    who: Arc<Who>,
+    valid_until: u64,
+    generation: u64,
+}
 
 /// Where the protected-resource metadata is served (RFC 9728 §3).
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -34,6 +47,8 @@ pub struct Guard {
     pub authz: Option<Authz>,
     pub audit: bool,
     prefix: String,
+    /// Keyed by the SHA-256 of the token (the token itself is never kept).
+    remembered: Mutex<HashMap<[u8; 32], Remembered>>,
 }
 
 /// The caller of one request, as the handlers see it.
@@ -72,6 +87,7 @@ impl Guard {
             authz,
             audit,
             prefix: cfg.endpoint_prefix.clone(),
+            remembered: Mutex::new(HashMap::new()),
         })))
     }
 
@@ -169,40 +185,81 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// The caller of a request: remembered, or authenticated now (and then remembered when
+    /// the token is a JWT).
+    async fn caller_of(&self, headers: &HeaderMap) -> Result<Arc<Who>, Refusal> {
+        let Some(authn) = &self.authn else {
+            return Ok(Arc::new(Who::default()));
+        };
+        let token = bearer_token(headers);
+        let key = token.map(|t| <[u8; 32]>::from(sha2::Sha256::digest(t.as_bytes())));
+        let generation = authn.key_generation();
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(key) = &key {
+            let remembered = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(r) = remembered.get(key) {
+                if r.generation == generation && now <= r.valid_until {
+                    return Ok(r.who.clone());
+                }
+            }
+        }
+        let identity = authn.authenticate(token).await?;
+        let valid_until = identity.valid_until;
+        let caller = self.authz.as_ref().and_then(|z| z.caller(&identity));
+        let who = Arc::new(Who {
+            identity: Some(identity),
+            caller,
+        });
+        if let (Some(key), Some(valid_until)) = (key, valid_until) {
+            self.remember(key, &who, valid_until, authn.key_generation(), now);
+        }
+        Ok(who)
+    }
+
+    fn remember(&self, key: [u8; 32], who: &Arc<Who>, valid_until: u64, generation: u64, now: u64) {
+        let mut remembered = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+        if remembered.len() >= MAX_REMEMBERED_CALLERS {
+            remembered.retain(|_, r| r.generation == generation && now <= r.valid_until);
+            if remembered.len() >= MAX_REMEMBERED_CALLERS {
+                remembered.clear();
+            }
+        }
+        let r = Remembered {
+            who: who.clone(),
+            valid_until,
+            generation,
+        };
+        remembered.insert(key, r);
+    }
+}
+
 /// The middleware of the MCP routes (see the module docs).
 pub async fn enforce(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let identity = match &guard.authn {
-        None => None,
-        Some(authn) => match authn.authenticate(req.headers()).await {
-            Ok(identity) => Some(identity),
-            Err(why) => {
-                tracing::debug!(reason = %why, "request refused: no valid bearer token");
-                let invalid = !matches!(why, super::auth::Refusal::Missing);
-                let resp = guard.unauthorized(req.headers(), invalid);
-                if guard.audit {
-                    let note = Note {
-                        decision: Some(Decision::Unauthenticated),
-                        ..Note::default()
-                    };
-                    audit::record(None, &note, 401, started.elapsed());
-                }
-                return resp;
+    let who = match guard.caller_of(req.headers()).await {
+        Ok(who) => who,
+        Err(why) => {
+            tracing::debug!(reason = %why, "request refused: no valid bearer token");
+            let invalid = !matches!(why, Refusal::Missing);
+            let resp = guard.unauthorized(req.headers(), invalid);
+            if guard.audit {
+                let note = Note {
+                    decision: Some(Decision::Unauthenticated),
+                    ..Note::default()
+                };
+                audit::record(None, &note, 401, started.elapsed());
             }
-        },
+            return resp;
+        }
     };
     if guard.authn.is_some() {
         // The caller's credential is for the bridge: it never reaches a backend.
         req.headers_mut().remove(header::AUTHORIZATION);
     }
-    let caller = match (&guard.authz, &identity) {
-        (Some(z), Some(id)) => z.caller(id),
-        _ => None,
-    };
-    let subject = identity.as_ref().and_then(|i| i.subject.clone());
+    let subject = who.identity.as_ref().and_then(|i| i.subject.clone());
     let slot = Slot::default();
-    req.extensions_mut()
-        .insert(Arc::new(Who { identity, caller }));
+    req.extensions_mut().insert(who);
     req.extensions_mut().insert(slot.clone());
     let resp = next.run(req).await;
     if guard.audit {
