@@ -15,6 +15,8 @@
 //! - [`stdio`] spawns, signals and reaps the server;
 //! - [`serve`] is the listener of both modes, bounded against slow and idle clients;
 //! - [`origin`] decides which browser pages may call (Origin and Host, against DNS rebinding).
+//! - [`guard`] is the door of the MCP routes: bearer tokens ([`auth`]), Cedar policies
+//!   ([`authz`]) and the audit trail ([`audit`]), as the config file's `auth` block asks.
 //!
 //! When the server exits (or closes its stdout), the bridge answers what is in flight with errors
 //! and exits with the server's status (1 when it had to kill a server that closed its stdout), so
