@@ -162,6 +162,9 @@ pub struct Caller {
     principal: EntityUid,
     entity: Entity,
     claims: Vec<(String, RestrictedExpression)>,
+    /// The context of a request without arguments (lists, most prompt gets and reads), built
+    /// once: claims are the bulk of it.
+    context: Context,
 }
 
 impl Authz {
@@ -226,10 +229,12 @@ impl Authz {
             .collect();
         let entity =
             Entity::new(principal.clone(), claims.iter().cloned().collect(), parents).ok()?;
+        let context = Context::from_pairs(claims.iter().cloned()).ok()?;
         Some(Caller {
             principal,
             entity,
             claims,
+            context,
         })
     }
 
@@ -298,9 +303,13 @@ impl Authz {
         ) else {
             return false;
         };
-        let context_pairs = caller.claims.iter().cloned().chain(args);
-        let Ok(context) = Context::from_pairs(context_pairs) else {
-            return false;
+        let context = if args.is_empty() {
+            caller.context.clone()
+        } else {
+            match Context::from_pairs(caller.claims.iter().cloned().chain(args)) {
+                Ok(context) => context,
+                Err(_) => return false,
+            }
         };
         let Ok(request) = Request::new(caller.principal.clone(), action, resource, context, None)
         else {

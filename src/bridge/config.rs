@@ -608,6 +608,95 @@ mod tests {
         );
     }
 
+    /// The `auth` block: every key read, unknown keys and unusable settings refused by name.
+    #[test]
+    fn auth_blocks_are_read_and_checked() {
+        let file: FileConfig = serde_json::from_str(
+            r#"{"auth": {"oidc": {"issuer": "https://idp.example.com", "audience": "a",
+                "jwksUrl": "https://idp.example.com/jwks", "introspectionUrl": "https://idp.example.com/i",
+                "clientId": "c", "clientSecretEnv": "S", "resourceUrl": "https://mcp.example.com/mcp",
+                "scopes": ["openid"], "allowPrivateIp": true, "leewaySeconds": 5,
+                "jwksMinRefreshSeconds": 10},
+                "authz": {"policies": ["permit(principal, action, resource);"], "entitiesJson": "[]",
+                "groupClaimName": "g", "roleClaimName": "r", "groupEntityType": "Team",
+                "serverName": "fetch"},
+                "audit": {"enabled": true}}}"#,
+        )
+        .unwrap();
+        let auth = file.auth.unwrap();
+        assert_eq!(auth.oidc.as_ref().unwrap().leeway_seconds, Some(5));
+        assert_eq!(
+            auth.authz.as_ref().unwrap().server_name.as_deref(),
+            Some("fetch")
+        );
+        let ok = Config {
+            command: vec!["srv".into()],
+            auth: auth.clone(),
+            ..Config::default()
+        };
+        ok.validate().unwrap();
+        assert!(serde_json::from_str::<FileConfig>(
+            r#"{"auth": {"oidc": {"issuer": "x", "jwks": "y"}}}"#
+        )
+        .is_err());
+        let oidc = auth.oidc.clone().unwrap();
+        let rows: Vec<(AuthConfig, &str)> = vec![
+            (
+                AuthConfig {
+                    oidc: None,
+                    ..auth.clone()
+                },
+                "authz needs oidc",
+            ),
+            (
+                AuthConfig {
+                    authz: Some(AuthzConfig {
+                        policies: vec!["permit(principal action, resource);".into()],
+                        ..AuthzConfig::default()
+                    }),
+                    ..auth.clone()
+                },
+                "policy 0 does not parse",
+            ),
+            (
+                AuthConfig {
+                    authz: Some(AuthzConfig::default()),
+                    ..auth.clone()
+                },
+                "authz.policies is empty",
+            ),
+            (
+                AuthConfig {
+                    oidc: Some(OidcConfig {
+                        issuer: "idp.example.com".into(),
+                        ..oidc.clone()
+                    }),
+                    ..auth.clone()
+                },
+                "oidc.issuer",
+            ),
+            (
+                AuthConfig {
+                    oidc: Some(OidcConfig {
+                        introspection_url: None,
+                        ..oidc.clone()
+                    }),
+                    ..auth.clone()
+                },
+                "oidc.clientId is set but oidc.introspectionUrl is not",
+            ),
+        ];
+        for (auth, message) in rows {
+            let cfg = Config {
+                command: vec!["srv".into()],
+                auth,
+                ..Config::default()
+            };
+            let err = cfg.validate().expect_err(message).to_string();
+            assert!(err.contains(message), "{message}: {err}");
+        }
+    }
+
     /// Bad overrides stop the bridge at start-up with a message that names the tools.
     #[test]
     fn bad_tool_overrides_are_config_errors() {

@@ -404,3 +404,85 @@ fn host_of(headers: &HeaderMap) -> String {
 fn quoted(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::config::{AuthConfig, OidcConfig};
+
+    fn guard(resource_url: Option<&str>, prefix: &str) -> Arc<Guard> {
+        crate::crypto::install_provider();
+        let cfg = Config {
+            endpoint_prefix: prefix.into(),
+            auth: AuthConfig {
+                oidc: Some(OidcConfig {
+                    issuer: "https://idp.example.com/realms/r".into(),
+                    resource_url: resource_url.map(str::to_owned),
+                    ..OidcConfig::default()
+                }),
+                ..AuthConfig::default()
+            },
+            ..Config::default()
+        };
+        Guard::of(&cfg).unwrap().unwrap()
+    }
+
+    /// RFC 9728 §3.1: the well-known path goes between the host and the resource's path.
+    #[test]
+    fn metadata_urls_follow_rfc_9728() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("10.0.0.7:8080"));
+        let rows = [
+            (
+                Some("https://mcp.example.com/fetch/mcp"),
+                "",
+                "https://mcp.example.com/.well-known/oauth-protected-resource/fetch/mcp",
+            ),
+            (
+                Some("https://mcp.example.com/"),
+                "",
+                "https://mcp.example.com/.well-known/oauth-protected-resource",
+            ),
+            (
+                None,
+                "",
+                "http://10.0.0.7:8080/.well-known/oauth-protected-resource",
+            ),
+            (
+                None,
+                "/p",
+                "http://10.0.0.7:8080/p/.well-known/oauth-protected-resource",
+            ),
+        ];
+        for (resource, prefix, want) in rows {
+            assert_eq!(guard(resource, prefix).metadata_url(&headers), want);
+        }
+        let doc = guard(None, "").metadata(&headers);
+        assert_eq!(doc["resource"], "http://10.0.0.7:8080/mcp");
+        assert_eq!(
+            doc["authorization_servers"][0],
+            "https://idp.example.com/realms/r"
+        );
+        assert_eq!(doc["scopes_supported"][0], "openid");
+    }
+
+    #[test]
+    fn challenges_name_the_metadata_and_no_reason() {
+        let headers = HeaderMap::new();
+        let g = guard(Some("https://mcp.example.com/mcp"), "");
+        let resp = g.unauthorized(&headers, true);
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let challenge = resp.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert_eq!(
+            challenge,
+            "Bearer realm=\"https://idp.example.com/realms/r\", \
+             resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\", \
+             error=\"invalid_token\""
+        );
+        let missing = g.unauthorized(&headers, false);
+        let challenge = missing.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap();
+        assert!(!challenge.contains("error="), "{challenge}");
+    }
+}
