@@ -213,11 +213,17 @@ impl Authenticator {
         let mut v = Validation::new(alg);
         v.leeway = self.leeway;
         v.validate_nbf = true;
-        v.set_required_spec_claims(&["exp", "iss"]);
         v.set_issuer(&[&self.issuer]);
         match &self.audience {
-            Some(aud) => v.set_audience(&[aud]),
-            None => v.validate_aud = false,
+            Some(aud) => {
+                // jsonwebtoken checks `aud` only when the token has one: require it.
+                v.set_required_spec_claims(&["exp", "iss", "aud"]);
+                v.set_audience(&[aud]);
+            }
+            None => {
+                v.set_required_spec_claims(&["exp", "iss"]);
+                v.validate_aud = false;
+            }
         }
         v
     }
