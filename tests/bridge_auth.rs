@@ -321,70 +321,168 @@ async fn tokens_are_checked_on_both_fronts_with_rotated_keys() {
     }
 }
 
+/// The bridge for a `backends` row of callers.json: server-everything over stdio, or serving
+/// HTTP itself (`everything-streamableHttp`, `everything-sse`) behind the bridge.
+fn start_backend(server: &str, config_path: &str) -> Bridge {
+    let Some(mode) = server.strip_prefix("everything-") else {
+        return start_bridge(config_path, &[], &everything());
+    };
+    let port = free_port();
+    let (transport, path) = if mode == "sse" {
+        ("sse", "/sse")
+    } else {
+        ("streamable-http", "/mcp")
+    };
+    let target = format!("http://127.0.0.1:{port}{path}");
+    let flags = [
+        "--config",
+        config_path,
+        "--transport",
+        transport,
+        "--target",
+        &target,
+    ];
+    Bridge::start_env(
+        &flags,
+        &everything_http(mode),
+        &[
+            ("PORT", port.to_string()),
+            (SECRET_ENV, "s3cret".to_owned()),
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cedar_policies_decide_per_caller() {
     let table = data("callers.json");
     let issuer = Issuer::start();
     let (_dir, path) = config_file(&config(&issuer, Some(&table["policies"])));
-    let bridge = start_bridge(&path, &[], &everything());
     let mut failures = Vec::new();
     let mut minted = Vec::new();
-
-    for caller in table["callers"].as_array().unwrap() {
-        let name = caller["name"].as_str().unwrap();
-        let token = issuer.token(&json!({"claims": caller["claims"]})).await;
-        minted.push(token.clone());
-        let args: Vec<String> = caller["calls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|c| [c[0].as_str().unwrap().to_owned(), c[1].to_string()])
-            .collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        for (transport, path) in [("streamable", "/mcp"), ("sse", "/sse")] {
-            let out = python_client_as(Some(&token), transport, &bridge.url(path), "calls", &args);
-            if out["tools"] != caller["tools"] {
-                failures.push(format!(
-                    "{name} ({transport}): tools: want {}, got {}",
-                    caller["tools"], out["tools"]
-                ));
-            }
-            for (i, call) in caller["calls"].as_array().unwrap().iter().enumerate() {
-                if out["calls"][i]["text"] != call[2] {
-                    failures.push(format!(
-                        "{name} ({transport}): {call}: got {}",
-                        out["calls"][i]
-                    ));
+    for backend in table["backends"].as_array().unwrap() {
+        let server = backend["server"].as_str().unwrap();
+        let bridge = start_backend(server, &path);
+        for caller in table["callers"].as_array().unwrap() {
+            let token = issuer.token(&json!({"claims": caller["claims"]})).await;
+            minted.push(token.clone());
+            for transport in backend["transports"].as_array().unwrap() {
+                let transport = transport.as_str().unwrap();
+                let at = format!("{} via {server} ({transport})", caller["name"]);
+                for wrong in check_caller(&bridge, caller, &token, transport).await {
+                    failures.push(format!("{at}: {wrong}"));
                 }
             }
         }
-        // Denied calls never reach the server: upstream's 403 with JSON-RPC error 403.
-        let client = client_as(&token);
-        let sid = open_session(&client, &bridge.url("/mcp")).await;
-        let mut sse = SseSession::open(&client, &bridge.url("")).await;
-        for (i, call) in caller["denied"].as_array().unwrap().iter().enumerate() {
-            let id = json!(100 + i);
-            let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                              "params": {"name": call[0], "arguments": call[1]}});
-            let (status, reply) = post(&client, &bridge.url("/mcp"), &sid, &body).await;
-            let want = json!({"jsonrpc": "2.0", "id": id,
-                              "error": {"code": 403, "message": "Unauthorized"}});
-            if status != 403 || reply != want {
-                failures.push(format!("{name} (streamable): {call}: got {status} {reply}"));
-            }
-            let status = sse.send(&client, &body).await;
-            if status != 403 {
-                failures.push(format!("{name} (sse): {call}: got {status}"));
-            }
-        }
-        // Nothing was put on the SSE stream for the denied calls.
-        if let Some(extra) = sse.next(Duration::from_millis(200)).await {
-            failures.push(format!("{name} (sse): unexpected event {extra}"));
+        for wrong in check_audit(&bridge, &minted).await {
+            failures.push(format!("audit of {server}: {wrong}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
 
-    // Audit lines for the allowed and the denied calls, with no token and no argument.
+/// What a caller of callers.json sees wrong on one transport: the listed tools and the allowed
+/// calls through the Python MCP client; denied calls POSTed raw must get upstream's answer
+/// (403, JSON-RPC 403 "Unauthorized") and never reach the server (nothing on the SSE stream).
+async fn check_caller(
+    bridge: &Bridge,
+    caller: &Value,
+    token: &str,
+    transport: &str,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let args: Vec<String> = caller["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| [c[0].as_str().unwrap().to_owned(), c[1].to_string()])
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let path = if transport == "sse" { "/sse" } else { "/mcp" };
+    let out = python_client_as(Some(token), transport, &bridge.url(path), "calls", &args);
+    if out["tools"] != caller["tools"] {
+        wrong.push(format!(
+            "tools: want {}, got {}",
+            caller["tools"], out["tools"]
+        ));
+    }
+    for (i, call) in caller["calls"].as_array().unwrap().iter().enumerate() {
+        if out["calls"][i]["text"] != call[2] {
+            wrong.push(format!("{call}: got {}", out["calls"][i]));
+        }
+    }
+    let client = client_as(token);
+    let denied = caller["denied"].as_array().unwrap();
+    let body = |i: usize, call: &Value| {
+        json!({"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call",
+               "params": {"name": call[0], "arguments": call[1]}})
+    };
+    if transport == "sse" {
+        let mut sse = SseSession::open(&client, &bridge.url("")).await;
+        for (i, call) in denied.iter().enumerate() {
+            let status = sse.send(&client, &body(i, call)).await;
+            if status != 403 {
+                wrong.push(format!("denied {call}: got {status}"));
+            }
+        }
+        if let Some(extra) = sse.next(Duration::from_millis(300)).await {
+            wrong.push(format!("unexpected event {extra}"));
+        }
+    } else {
+        let sid = open_any_session(&client, &bridge.url("/mcp")).await;
+        for (i, call) in denied.iter().enumerate() {
+            let (status, reply) =
+                post_any(&client, &bridge.url("/mcp"), &sid, &body(i, call)).await;
+            let want = json!({"jsonrpc": "2.0", "id": 100 + i,
+                              "error": {"code": 403, "message": "Unauthorized"}});
+            if status != 403 || reply != want {
+                wrong.push(format!("denied {call}: got {status} {reply}"));
+            }
+        }
+    }
+    wrong
+}
+
+/// A streamable-HTTP session opened the raw way, accepting JSON and SSE (HTTP backends insist).
+async fn open_any_session(client: &reqwest::Client, url: &str) -> String {
+    let resp = client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize_body(json!(1)))
+        .send()
+        .await
+        .expect("initialize");
+    assert_eq!(resp.status(), 200);
+    let sid = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let (status, _) = post_any(client, url, &sid, &note).await;
+    assert_eq!(status, 202);
+    sid
+}
+
+/// POSTs a message accepting JSON and SSE; returns the status and the JSON body (if JSON).
+async fn post_any(client: &reqwest::Client, url: &str, sid: &str, body: &Value) -> (u16, Value) {
+    let resp = client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(body)
+        .send()
+        .await
+        .expect("POST");
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Audit lines for the allowed and the denied calls, with no token and no argument.
+async fn check_audit(bridge: &Bridge, minted: &[String]) -> Vec<String> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let lines = bridge.out.lock().unwrap().clone();
     let events: Vec<Value> = lines
@@ -402,21 +500,27 @@ async fn cedar_policies_decide_per_caller() {
                 && e["time"].is_string()
         })
     };
-    assert!(has("alice", "echo", "allow", "success"), "{lines:#?}");
-    assert!(has("alice", "get-env", "deny", "denied"), "{lines:#?}");
-    assert!(has("bob", "echo", "deny", "denied"), "{lines:#?}");
-    for line in &lines {
-        assert!(
-            !line.contains("\"hi\"") && !line.contains("Bearer"),
-            "{line}"
-        );
-        for t in &minted {
-            assert!(
-                !line.contains(t.as_str()),
-                "a token in the audit line {line}"
-            );
+    let mut wrong = Vec::new();
+    for (subject, target, decision, outcome) in [
+        ("alice", "echo", "allow", "success"),
+        ("alice", "get-env", "deny", "denied"),
+        ("bob", "echo", "deny", "denied"),
+    ] {
+        if !has(subject, target, decision, outcome) {
+            wrong.push(format!(
+                "no line for {subject} {target} {decision} {outcome}"
+            ));
         }
     }
+    for line in &lines {
+        if line.contains("\"hi\"") || line.contains("Bearer") {
+            wrong.push(format!("an argument or a token in {line}"));
+        }
+        if minted.iter().any(|t| line.contains(t.as_str())) {
+            wrong.push(format!("a token in {line}"));
+        }
+    }
+    wrong
 }
 
 /// An HTTP backend (the issuer's tiny `/mcp`): lists are filtered, denied calls (also inside a
