@@ -579,3 +579,38 @@ async fn http_backends_get_no_caller_token() {
     // initialize, notifications/initialized, tools/list, the echo call: nothing denied arrived.
     assert_eq!(called.len(), 4, "{seen:?}");
 }
+
+/// The address guard serves the issuer fetches: without `allowPrivateIp` a loopback issuer is
+/// never reached (the bridge logs why), and every token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_issuers_need_allow_private_ip() {
+    let issuer = Issuer::start();
+    let mut cfg: Value = serde_json::from_str(&config(&issuer, None)).unwrap();
+    cfg["auth"]["oidc"]["allowPrivateIp"] = json!(false);
+    let (_dir, path) = config_file(&cfg.to_string());
+    let bridge = start_bridge(&path, &[], &everything());
+    let token = issuer.token(&json!({})).await;
+    let resp = client_as(&token)
+        .post(bridge.url("/mcp"))
+        .header("accept", "application/json")
+        .json(&initialize_body(json!(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(issuer.jwks_fetches().await, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let logged = bridge
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("loopback") && l.contains("refused by the address guard"));
+        if logged {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no refusal logged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
