@@ -410,6 +410,26 @@ async fn check_caller(
             wrong.push(format!("{call}: got {}", out["calls"][i]));
         }
     }
+    if let Some(prompts) = caller.get("prompts") {
+        // Prompts and resources lists are filtered the same way (get_prompt, read_resource).
+        let out = python_client_as(Some(token), transport, &bridge.url(path), "features", &[]);
+        if &out["prompts"] != prompts {
+            wrong.push(format!("prompts: want {prompts}, got {}", out["prompts"]));
+        }
+        let uris = out["resources"].as_array().cloned().unwrap_or_default();
+        let fits = match caller["resourcesUnder"].as_str() {
+            Some(prefix) => {
+                !uris.is_empty()
+                    && uris
+                        .iter()
+                        .all(|u| u.as_str().unwrap_or("").starts_with(prefix))
+            }
+            None => uris.is_empty(),
+        };
+        if !fits {
+            wrong.push(format!("resources: got {uris:?}"));
+        }
+    }
     let client = client_as(token);
     let denied = caller["denied"].as_array().unwrap();
     let body = |i: usize, call: &Value| {

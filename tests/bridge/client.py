@@ -107,12 +107,19 @@ async def scenario_catalog(session, out, args):
     await scenario_calls(session, out, args)
 
 
+async def scenario_features(session, out, args):
+    """The prompts and resources the client is shown (first page of each)."""
+    out["prompts"] = sorted(p.name for p in (await session.list_prompts()).prompts)
+    out["resources"] = sorted(str(r.uri) for r in (await session.list_resources()).resources)
+
+
 SCENARIOS = {
     "catalog": scenario_catalog,
     "everything": scenario_everything,
     "time": scenario_time,
     "calls": scenario_calls,
     "pages": scenario_pages,
+    "features": scenario_features,
 }
 
 
