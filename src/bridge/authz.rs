@@ -589,6 +589,40 @@ mod tests {
         assert!(a.allows(&reader, Feature::Tool, "look", None));
     }
 
+    /// Policies as upstream's docs and examples write them, unchanged.
+    #[test]
+    fn upstream_documented_policies_decide_the_same() {
+        let a = authz(&[
+            r#"permit(principal, action == Action::"call_tool", resource == Tool::"weather");"#,
+            r#"permit(principal, action == Action::"get_prompt", resource == Prompt::"greeting");"#,
+            r#"permit(principal, action == Action::"read_resource", resource == Resource::"data");"#,
+            r#"permit(principal, action == Action::"call_tool", resource) when { principal.claim_roles.contains("admin") };"#,
+            r#"permit(principal == Client::"user123", action == Action::"call_tool", resource);"#,
+        ]);
+        let admin = a
+            .caller(&who(json!({"sub": "a", "roles": ["admin"]})))
+            .unwrap();
+        let user = a
+            .caller(&who(json!({"sub": "u", "roles": ["user"]})))
+            .unwrap();
+        let user123 = a
+            .caller(&who(json!({"sub": "user123", "roles": []})))
+            .unwrap();
+        let rows: &[(&Caller, Feature, &str, bool)] = &[
+            (&user, Feature::Tool, "weather", true),
+            (&user, Feature::Tool, "calculator", false),
+            (&admin, Feature::Tool, "calculator", true),
+            (&user123, Feature::Tool, "calculator", true),
+            (&user, Feature::Prompt, "greeting", true),
+            (&user, Feature::Prompt, "other", false),
+            (&user, Feature::Resource, "data", true),
+            (&user, Feature::Resource, "secret", false),
+        ];
+        for (i, (caller, feature, name, want)) in rows.iter().enumerate() {
+            assert_eq!(a.allows(caller, *feature, name, None), *want, "row {i}");
+        }
+    }
+
     /// As upstream (cedar-go's diagnostics): a policy that fails to evaluate for this request
     /// (here: a claim the token does not carry) makes the request denied, even when another
     /// policy permits it.
