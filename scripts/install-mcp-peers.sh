@@ -2,7 +2,8 @@
 # Installs the pinned third-party MCP peers the bridge tests and benchmark run against, into the
 # gitignored folder `.tools/` of the repository:
 #   .tools/node/node_modules  npm: @modelcontextprotocol/server-everything, supergateway
-#   .tools/venv               PyPI: mcp (the client), mcp-server-time, mcp-proxy
+#   .tools/venv               PyPI: mcp (the client), mcp-server-time, mcp-proxy; PyJWT and
+#                             cryptography (the auth tests' issuer mints real JWTs with them)
 # Idempotent: each part is skipped when its pinned version is already installed.
 # Needs node/npm and python3 (with venv) on PATH; reaches only the npm registry and PyPI.
 set -euo pipefail
@@ -17,6 +18,8 @@ NPM_SUPERGATEWAY="4.0.0"
 PY_MCP="1.30.0"
 PY_MCP_PROXY="0.13.0"
 PY_MCP_SERVER_TIME="2026.10.10"
+PY_PYJWT="2.15.1"
+PY_CRYPTOGRAPHY="50.0.2"
 
 mkdir -p "$TOOLS/node"
 
@@ -50,5 +53,17 @@ else
         "mcp==$PY_MCP" "mcp-proxy==$PY_MCP_PROXY" "mcp-server-time==$PY_MCP_SERVER_TIME"
     rm -f "$TOOLS"/venv/.installed-*
     touch "$py_stamp"
+fi
+# The auth tests' issuer (tests/bridge/issuer.py); its own stamp, so adding it does not reinstall
+# the peers above.
+jwt_stamp="$TOOLS/venv/.installed-jwt-$PY_PYJWT-$PY_CRYPTOGRAPHY"
+if [[ -f "$jwt_stamp" ]]; then
+    echo "install-mcp-peers: PyJWT already installed"
+else
+    echo "install-mcp-peers: installing PyJWT"
+    "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check \
+        "PyJWT==$PY_PYJWT" "cryptography==$PY_CRYPTOGRAPHY"
+    rm -f "$TOOLS"/venv/.installed-jwt-*
+    touch "$jwt_stamp"
 fi
 echo "install-mcp-peers: done ($TOOLS)"

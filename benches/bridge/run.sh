@@ -14,6 +14,9 @@
 #        ROUNDS=K repeats ours and the baseline K times, interleaved (ours, baseline, ours, ...),
 #          so the spread between rounds shows the noise the comparison has to beat.
 #        BRIDGE_BIN=/path/to/mcp-operator measures that binary as "ours" instead of building one.
+#        AUTH=0 leaves out the auth cell: ours again with `auth` configured (a JWT checked against
+#          a loopback issuer's JWKS on every request, tokens minted by PyJWT, and a set of 20
+#          Cedar policies deciding every call), right after ours without auth.
 # Output: a Markdown table on stdout; raw JSON lines in benches/out/bridge-results.jsonl.
 # Everything listens on 127.0.0.1 only; every process started here is stopped by its pid.
 set -euo pipefail
@@ -84,12 +87,50 @@ for c in 1 8; do
     measure "stdio (no proxy)" "$c" stdio "$c" "$SECONDS_PER_CELL" -- node "$EV" stdio
 done
 
+# The auth cell's issuer (tests/bridge/issuer.py, tokens minted by PyJWT), its token and the
+# bridge config: the caller is in group dev; echo is allowed for dev by the one policy of 20
+# that matches.
+if [[ "${AUTH:-1}" != 0 ]]; then
+    ISSUER_OUT="$OUT/bridge-issuer.out"
+    "$TOOLS/venv/bin/python" "$ROOT/tests/bridge/issuer.py" >"$ISSUER_OUT" 2>/dev/null &
+    PIDS+=("$!")
+    for _ in $(seq 1 100); do [[ -s "$ISSUER_OUT" ]] && break; sleep 0.1; done
+    ISSUER="http://127.0.0.1:$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["port"])' "$ISSUER_OUT")"
+    export LOADGEN_BEARER
+    LOADGEN_BEARER="$(curl -s -X POST "$ISSUER/token" \
+        -d '{"claims": {"sub": "bench", "groups": ["dev", "bench"], "exp_in": 86400}}' |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+    AUTH_CONFIG="$OUT/bridge-auth-config.json"
+    python3 - "$ISSUER" >"$AUTH_CONFIG" <<'PY'
+import json, sys
+policies = ['permit(principal, action == Action::"call_tool", resource == Tool::"echo") '
+            'when { principal.claim_groups.contains("dev") };']
+for i in range(1, 15):
+    policies.append(f'permit(principal, action == Action::"call_tool", resource == Tool::"tool-{i}") '
+                    f'when {{ principal.claim_groups.contains("team-{i}") }};')
+for i in range(15, 20):
+    policies.append(f'forbid(principal, action == Action::"call_tool", resource) '
+                    f'when {{ context has arg_message && context.arg_message == "forbidden-{i}" }};')
+print(json.dumps({"auth": {
+    "oidc": {"issuer": sys.argv[1], "audience": "mcp-test", "allowPrivateIp": True},
+    "authz": {"policies": policies, "serverName": "everything"},
+}}))
+PY
+fi
+
 for round in $(seq 1 "$ROUNDS"); do
     suffix=""
     [[ "$ROUNDS" -gt 1 ]] && suffix=", round $round"
     P=$(free_port)
     run_http_peer "mcp-operator bridge$suffix" "http://127.0.0.1:$P/mcp" \
         env RUST_LOG=warn "$BRIDGE" bridge --listen "127.0.0.1:$P" -- node "$EV" stdio
+
+    if [[ "${AUTH:-1}" != 0 ]]; then
+        P=$(free_port)
+        run_http_peer "mcp-operator bridge + JWT + 20 Cedar policies$suffix" "http://127.0.0.1:$P/mcp" \
+            env RUST_LOG=warn "$BRIDGE" bridge --listen "127.0.0.1:$P" \
+            --config "$AUTH_CONFIG" -- node "$EV" stdio
+    fi
 
     if [[ -n "${BASELINE_BRIDGE:-}" ]]; then
         P=$(free_port)

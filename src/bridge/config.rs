@@ -54,6 +54,75 @@ pub struct FileConfig {
     pub ca_bundle: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
     pub headers_from_env: Option<BTreeMap<String, String>>,
+    /// Who may call: bearer tokens, Cedar policies and the audit trail (MCPOIDCConfig,
+    /// MCPAuthzConfig and `audit` on the workload, resolved by the operator).
+    pub auth: Option<AuthConfig>,
+}
+
+/// The `auth` block: each part is optional; authorization needs `oidc` (a policy decides on the
+/// caller's claims, so without a token nobody would be allowed anything).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthConfig {
+    pub oidc: Option<OidcConfig>,
+    pub authz: Option<AuthzConfig>,
+    pub audit: Option<AuditConfig>,
+}
+
+/// Bearer-token validation (upstream's `TokenValidatorConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The `iss` every token must carry; also where the JWKS URL is discovered.
+    pub issuer: String,
+    /// The `aud` a token must contain; none: any audience.
+    pub audience: Option<String>,
+    /// The JWKS URL; none: `jwks_uri` of `<issuer>/.well-known/openid-configuration`.
+    pub jwks_url: Option<String>,
+    /// RFC 7662 introspection endpoint for tokens that are not JWTs.
+    pub introspection_url: Option<String>,
+    /// The client the bridge introspects as (HTTP Basic), with its secret from the environment.
+    pub client_id: Option<String>,
+    /// The name of the environment variable holding the client secret (from a Secret).
+    pub client_secret_env: Option<String>,
+    /// This server's public URL (`resource` in the protected-resource metadata).
+    pub resource_url: Option<String>,
+    /// `scopes_supported` of the protected-resource metadata.
+    pub scopes: Option<Vec<String>>,
+    /// Issuer, JWKS and introspection fetches may reach private and loopback addresses
+    /// (upstream's `jwksAllowPrivateIP`).
+    pub allow_private_ip: Option<bool>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds (default 30).
+    pub leeway_seconds: Option<u64>,
+    /// The JWKS is fetched again for an unknown `kid` at most once per this many seconds
+    /// (default 30).
+    pub jwks_min_refresh_seconds: Option<u64>,
+}
+
+/// Cedar authorization (MCPAuthzConfig `cedarv1`), in upstream's entity model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthzConfig {
+    /// One Cedar policy per string.
+    pub policies: Vec<String>,
+    /// Upstream's `entities_json`: a JSON array of entities the policies may refer to.
+    pub entities_json: Option<String>,
+    /// The claim holding the caller's groups (a dotted path into nested claims); none: the
+    /// first of `groups`, `roles`, `cognito:groups`.
+    pub group_claim_name: Option<String>,
+    /// A claim whose values are added to the groups.
+    pub role_claim_name: Option<String>,
+    /// The entity type of groups (default `THVGroup`).
+    pub group_entity_type: Option<String>,
+    /// The MCP server's name: every resource is a member of `MCP::"<name>"`.
+    pub server_name: Option<String>,
+}
+
+/// The audit trail: one JSON line per MCP request on stdout.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditConfig {
+    pub enabled: bool,
 }
 
 /// How one backend tool is shown to clients (`toolOverrides`, keyed by the backend's name;
@@ -137,6 +206,8 @@ pub struct Config {
     /// Remote mode: headers added to every request to the remote, their values read from
     /// environment variables at start-up (name → variable), so a value never sits in the file.
     pub headers_from_env: BTreeMap<String, String>,
+    /// Authentication, authorization and audit (`auth`).
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -173,6 +244,7 @@ impl Default for Config {
             ca_bundle: None,
             headers: BTreeMap::new(),
             headers_from_env: BTreeMap::new(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -212,6 +284,8 @@ pub enum ConfigError {
     RemoteStdio,
     #[error("{0} is set but remoteUrl is not: it applies to remote servers only")]
     RemoteOnly(&'static str),
+    #[error("auth: {0}")]
+    Auth(String),
     #[error("{field}[{name:?}]: {why}")]
     Header {
         field: &'static str,
@@ -280,6 +354,7 @@ impl Config {
             _ => {}
         }
         ToolPolicy::new(&self.tools, &self.tool_overrides)?;
+        self.validate_auth()?;
         for (name, zero) in [
             ("requestTimeoutSeconds", self.request_timeout.is_zero()),
             ("maxBodyBytes", self.max_body_bytes == 0),
@@ -337,6 +412,44 @@ impl Config {
                     name: name.clone(),
                     why: "the environment variable name is empty or invalid",
                 });
+            }
+        }
+        Ok(())
+    }
+
+    /// What can be judged without the network: URLs, the need for `oidc`, the policies.
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError::Auth(m));
+        if let Some(oidc) = &self.auth.oidc {
+            for (field, url) in [
+                ("oidc.issuer", Some(&oidc.issuer)),
+                ("oidc.jwksUrl", oidc.jwks_url.as_ref()),
+                ("oidc.introspectionUrl", oidc.introspection_url.as_ref()),
+                ("oidc.resourceUrl", oidc.resource_url.as_ref()),
+            ] {
+                if let Some(url) = url {
+                    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                        && url
+                            .parse::<axum::http::Uri>()
+                            .is_ok_and(|u| u.host().is_some());
+                    if !ok {
+                        return err(format!("{field} {url:?} is not an http(s) URL"));
+                    }
+                }
+            }
+            if oidc.client_id.is_some() && oidc.introspection_url.is_none() {
+                return err("oidc.clientId is set but oidc.introspectionUrl is not".into());
+            }
+        }
+        if let Some(authz) = &self.auth.authz {
+            if self.auth.oidc.is_none() {
+                return err("authz needs oidc: policies decide on the caller's token".into());
+            }
+            if authz.policies.is_empty() {
+                return err("authz.policies is empty".into());
+            }
+            if let Err(e) = super::authz::Authz::new(authz) {
+                return err(format!("authz: {e}"));
             }
         }
         Ok(())
@@ -493,6 +606,95 @@ mod tests {
             (a.idempotent_hint, a.open_world_hint),
             (Some(true), Some(false))
         );
+    }
+
+    /// The `auth` block: every key read, unknown keys and unusable settings refused by name.
+    #[test]
+    fn auth_blocks_are_read_and_checked() {
+        let file: FileConfig = serde_json::from_str(
+            r#"{"auth": {"oidc": {"issuer": "https://idp.example.com", "audience": "a",
+                "jwksUrl": "https://idp.example.com/jwks", "introspectionUrl": "https://idp.example.com/i",
+                "clientId": "c", "clientSecretEnv": "S", "resourceUrl": "https://mcp.example.com/mcp",
+                "scopes": ["openid"], "allowPrivateIp": true, "leewaySeconds": 5,
+                "jwksMinRefreshSeconds": 10},
+                "authz": {"policies": ["permit(principal, action, resource);"], "entitiesJson": "[]",
+                "groupClaimName": "g", "roleClaimName": "r", "groupEntityType": "Team",
+                "serverName": "fetch"},
+                "audit": {"enabled": true}}}"#,
+        )
+        .unwrap();
+        let auth = file.auth.unwrap();
+        assert_eq!(auth.oidc.as_ref().unwrap().leeway_seconds, Some(5));
+        assert_eq!(
+            auth.authz.as_ref().unwrap().server_name.as_deref(),
+            Some("fetch")
+        );
+        let ok = Config {
+            command: vec!["srv".into()],
+            auth: auth.clone(),
+            ..Config::default()
+        };
+        ok.validate().unwrap();
+        assert!(serde_json::from_str::<FileConfig>(
+            r#"{"auth": {"oidc": {"issuer": "x", "jwks": "y"}}}"#
+        )
+        .is_err());
+        let oidc = auth.oidc.clone().unwrap();
+        let rows: Vec<(AuthConfig, &str)> = vec![
+            (
+                AuthConfig {
+                    oidc: None,
+                    ..auth.clone()
+                },
+                "authz needs oidc",
+            ),
+            (
+                AuthConfig {
+                    authz: Some(AuthzConfig {
+                        policies: vec!["permit(principal action, resource);".into()],
+                        ..AuthzConfig::default()
+                    }),
+                    ..auth.clone()
+                },
+                "policy 0 does not parse",
+            ),
+            (
+                AuthConfig {
+                    authz: Some(AuthzConfig::default()),
+                    ..auth.clone()
+                },
+                "authz.policies is empty",
+            ),
+            (
+                AuthConfig {
+                    oidc: Some(OidcConfig {
+                        issuer: "idp.example.com".into(),
+                        ..oidc.clone()
+                    }),
+                    ..auth.clone()
+                },
+                "oidc.issuer",
+            ),
+            (
+                AuthConfig {
+                    oidc: Some(OidcConfig {
+                        introspection_url: None,
+                        ..oidc.clone()
+                    }),
+                    ..auth.clone()
+                },
+                "oidc.clientId is set but oidc.introspectionUrl is not",
+            ),
+        ];
+        for (auth, message) in rows {
+            let cfg = Config {
+                command: vec!["srv".into()],
+                auth,
+                ..Config::default()
+            };
+            let err = cfg.validate().expect_err(message).to_string();
+            assert!(err.contains(message), "{message}: {err}");
+        }
     }
 
     /// Bad overrides stop the bridge at start-up with a message that names the tools.

@@ -19,8 +19,10 @@ use axum::Router;
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::audit::Slot;
 use super::config::{normalize_prefix, Config};
 use super::filter::{Screened, TOOL_NOT_FOUND};
+use super::guard::{self, Guard, Verdict, Who};
 use super::hub::{
     stream_channel, CallError, Hub, Session, SessionKind, SessionRefused, StreamRx, KNOWN_VERSIONS,
 };
@@ -41,7 +43,13 @@ pub struct FrontState {
     pub cfg: Arc<Config>,
     pub access: Arc<Access>,
     pub bodies: Arc<BodyBudget>,
+    /// Tokens, policies and audit, when configured.
+    pub guard: Option<Arc<Guard>>,
 }
+
+/// The caller and the audit slot the guard put on a request (absent without a guard).
+type Caller = Option<axum::Extension<Arc<Who>>>;
+type AuditSlot = Option<axum::Extension<Slot>>;
 
 /// The router of the stdio-backed fronts; also served under `endpointPrefix` when one is set,
 /// for ingresses that do not strip it.
@@ -52,8 +60,18 @@ pub fn router(state: FrontState) -> Router {
         .route("/messages", post(post_messages))
         .route("/messages/", post(post_messages))
         .route("/message", post(post_messages));
+    let routes = match &state.guard {
+        Some(g) => routes.route_layer(axum::middleware::from_fn_with_state(
+            g.clone(),
+            guard::enforce,
+        )),
+        None => routes,
+    };
     let prefix = state.cfg.endpoint_prefix.clone();
     let mut app = ops_router().merge(routes.clone());
+    if let Some(g) = &state.guard {
+        app = app.merge(guard::metadata_routes(g));
+    }
     if !prefix.is_empty() {
         app = app.nest(&prefix, routes);
     }
@@ -97,6 +115,8 @@ async fn metrics(State(st): State<FrontState>) -> Response {
 async fn post_mcp(
     State(st): State<FrontState>,
     client: Option<axum::Extension<ClientAddr>>,
+    who: Caller,
+    slot: AuditSlot,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -106,8 +126,12 @@ async fn post_mcp(
         Ok(msg) => msg,
         Err(reject) => return reject.into_response(),
     };
+    let verdict = screen(&st, &who, &slot, &msg);
     let (id, method, mut body) = match msg {
         ClientMessage::Request { id, method, body } => (id, method, body),
+        ClientMessage::Notification { .. } if verdict == Verdict::Denied => {
+            return guard::denied(None)
+        }
         ClientMessage::Notification { method, body } => {
             let Some(session) = streamable_session(&st, &headers) else {
                 return session_error(&headers);
@@ -121,6 +145,10 @@ async fn post_mcp(
     };
     let started = Instant::now();
     let id_raw = Bytes::from(id.to_string());
+    if verdict == Verdict::Denied {
+        st.hub.metrics.observe(&method, "denied", 0.0);
+        return guard::denied(Some(&id_raw));
+    }
     if method == "initialize" {
         let client = client_address(&st, &headers, client);
         return initialize(&st, &id_raw, accept, client).await;
@@ -136,14 +164,18 @@ async fn post_mcp(
         return single_message(StatusCode::OK, reply, accept);
     }
     let wants_progress = body.pointer("/params/_meta/progressToken").is_some();
+    let who = who.map(|w| w.0);
     if accept.sse && (!accept.json || wants_progress) {
-        return streamed_call(st, session, method, body, id_raw).await;
+        return streamed_call(st, session, method, body, id_raw, (verdict, who)).await;
     }
     match st.hub.call(&session, &method, body, None).await {
         Ok(call) => match call.reply(st.cfg.request_timeout).await {
             Ok(reply) => {
                 observe(&st, &method, &reply, started);
-                json_message(StatusCode::OK, reply)
+                json_message(
+                    StatusCode::OK,
+                    filtered(&st, verdict, who.as_deref(), reply),
+                )
             }
             Err(e) => call_failed(&st, &method, &id_raw, e, started),
         },
@@ -158,6 +190,7 @@ async fn streamed_call(
     method: String,
     body: Value,
     id_raw: Bytes,
+    (verdict, who): (Verdict, Option<Arc<Who>>),
 ) -> Response {
     let started = Instant::now();
     let queue_bytes = st.cfg.max_stream_queue_bytes;
@@ -183,7 +216,7 @@ async fn streamed_call(
                     let msg = match result {
                         Ok(msg) => {
                             observe(&st, &method, &msg, started);
-                            msg
+                            filtered(&st, verdict, who.as_deref(), msg)
                         }
                         Err(e) => {
                             st.hub.metrics.observe(&method, outcome_of(e), started.elapsed().as_secs_f64());
@@ -436,6 +469,8 @@ fn forwarded_prefix(st: &FrontState, headers: &HeaderMap) -> String {
 
 async fn post_messages(
     State(st): State<FrontState>,
+    who: Caller,
+    slot: AuditSlot,
     Query(query): Query<SessionQuery>,
     uri: Uri,
     headers: HeaderMap,
@@ -465,8 +500,13 @@ async fn post_messages(
         Ok(msg) => msg,
         Err(reject) => return reject.into_response(),
     };
+    let verdict = screen(&st, &who, &slot, &msg);
     let (id, method, mut body) = match msg {
         ClientMessage::Request { id, method, body } => (id, method, body),
+        // Upstream answers a denial on the POST itself (403), on legacy SSE too.
+        ClientMessage::Notification { .. } if verdict == Verdict::Denied => {
+            return guard::denied(None)
+        }
         ClientMessage::Notification { method, body } => {
             st.hub.notify(&session, &method, body).await;
             return StatusCode::ACCEPTED.into_response();
@@ -482,6 +522,11 @@ async fn post_messages(
         );
     };
     let id_raw = Bytes::from(id.to_string());
+    if verdict == Verdict::Denied {
+        st.hub.metrics.observe(&method, "denied", 0.0);
+        return guard::denied(Some(&id_raw));
+    }
+    let who = who.map(|w| w.0);
     let started = Instant::now();
     let timeout = st.cfg.request_timeout;
     tracing::debug!(session = %session.id, method, "request");
@@ -515,7 +560,7 @@ async fn post_messages(
         let msg = match reply {
             Ok(msg) => {
                 observe(&st, &method, &msg, started);
-                msg
+                filtered(&st, verdict, who.as_deref(), msg)
             }
             Err(e) => {
                 st.hub
@@ -727,6 +772,30 @@ fn check_access(st: &FrontState, headers: &HeaderMap, uri: &Uri) -> Result<(), R
     st.access
         .check(headers, uri)
         .map_err(|refusal| Reject::new(StatusCode::FORBIDDEN, code::TRANSPORT, refusal.message()))
+}
+
+/// What the guard's policy says about a message (allowed when no guard is configured).
+fn screen(st: &FrontState, who: &Caller, slot: &AuditSlot, msg: &ClientMessage) -> Verdict {
+    let (method, body) = match msg {
+        ClientMessage::Request { method, body, .. }
+        | ClientMessage::Notification { method, body } => (method, body),
+        ClientMessage::Response => return Verdict::Allowed,
+    };
+    guard::screen(
+        st.guard.as_deref(),
+        who.as_deref().map(|w| w.as_ref()),
+        slot.as_deref(),
+        method,
+        body,
+    )
+}
+
+/// A list answer cut down to what the caller may use (other answers unchanged).
+fn filtered(st: &FrontState, verdict: Verdict, who: Option<&Who>, reply: Bytes) -> Bytes {
+    match (verdict, &st.guard) {
+        (Verdict::FilterList(feature), Some(g)) => g.filter_reply(who, feature, reply),
+        _ => reply,
+    }
 }
 
 /// Screens a `tools/call` through the tool policy: true when it must be refused; a call of a

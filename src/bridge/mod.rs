@@ -15,14 +15,20 @@
 //! - [`stdio`] spawns, signals and reaps the server;
 //! - [`serve`] is the listener of both modes, bounded against slow and idle clients;
 //! - [`origin`] decides which browser pages may call (Origin and Host, against DNS rebinding).
+//! - [`guard`] is the door of the MCP routes: bearer tokens ([`auth`]), Cedar policies
+//!   ([`authz`]) and the audit trail ([`audit`]), as the config file's `auth` block asks.
 //!
 //! When the server exits (or closes its stdout), the bridge answers what is in flight with errors
 //! and exits with the server's status (1 when it had to kill a server that closed its stdout), so
 //! Kubernetes restarts the container.
 
+pub mod audit;
+pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod filter;
 pub mod front;
+pub mod guard;
 pub mod hub;
 pub mod jsonrpc;
 pub mod metrics;
@@ -114,6 +120,7 @@ impl BridgeArgs {
         cfg.ca_bundle = file.ca_bundle.map(PathBuf::from);
         cfg.headers = file.headers.unwrap_or_default();
         cfg.headers_from_env = file.headers_from_env.unwrap_or_default();
+        cfg.auth = file.auth.unwrap_or_default();
         cfg.transport = self.transport.or(file.transport).unwrap_or(
             if (cfg.target.is_some() || cfg.remote_url.is_some()) && self.command.is_empty() {
                 Transport::StreamableHttp
@@ -225,6 +232,10 @@ fn serve_limits(cfg: &Config) -> serve::Limits {
 
 async fn run_stdio(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32> {
     let tools = tool_policy(&cfg)?;
+    let guard = guard::Guard::of(&cfg)?;
+    if let Some(g) = &guard {
+        g.warm_up();
+    }
     let metrics = Arc::new(metrics::Metrics::new());
     metrics.sessions_limit.set(cfg.max_sessions as i64);
     let mut server = stdio::spawn(&cfg.command)?;
@@ -246,6 +257,7 @@ async fn run_stdio(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i3
             cfg.max_body_bytes_in_flight,
             metrics.clone(),
         )),
+        guard: guard.clone(),
     });
     let http = tokio::spawn(serve::serve(
         listener,

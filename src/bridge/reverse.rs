@@ -32,8 +32,10 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use super::audit::Slot;
 use super::config::{Config, Transport};
 use super::filter::{Screened, ToolPolicy, TOOL_NOT_FOUND};
+use super::guard::{self, Guard, Verdict, Who};
 use super::hub::lock;
 use super::jsonrpc::{self, code};
 use super::metrics::Metrics;
@@ -154,6 +156,8 @@ struct ProxyState {
     /// Headers added to every request to a remote (values sensitive, never logged).
     added_headers: Vec<(HeaderName, HeaderValue)>,
     tools: Option<ToolPolicy>,
+    /// Tokens, policies and audit, when configured.
+    guard: Option<Arc<Guard>>,
     /// The backend's message path, learned from its `endpoint` event (`/message`, `/messages/`).
     message_path: Mutex<Option<String>>,
     /// Per legacy SSE session (keyed by the endpoint's query string): where the bridge puts its
@@ -194,6 +198,10 @@ pub async fn run(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32>
         None => Target::parse(cfg.target.as_deref().unwrap_or_default(), false)?,
     };
     let tools = super::tool_policy(&cfg)?;
+    let guard = Guard::of(&cfg)?;
+    if let Some(g) = &guard {
+        g.warm_up();
+    }
     let client = upstream_client(&cfg)?;
     let added_headers = remote::added_headers(&cfg)?;
     // Not served (the backend has its own); counts connections and refusals all the same.
@@ -206,6 +214,7 @@ pub async fn run(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32>
         client,
         added_headers,
         tools,
+        guard,
         message_path: Mutex::new(None),
         injectors: Mutex::new(HashMap::new()),
         ready: std::sync::atomic::AtomicBool::new(false),
@@ -260,6 +269,13 @@ fn router(state: Shared, transport: Transport) -> Router {
             .route("/message", any(proxy_message)),
         _ => routes.route("/mcp", any(proxy_mcp)),
     };
+    let routes = match &state.guard {
+        Some(g) => routes.route_layer(axum::middleware::from_fn_with_state(
+            g.clone(),
+            guard::enforce,
+        )),
+        None => routes,
+    };
     let prefix = state.cfg.endpoint_prefix.clone();
     let mut app = Router::new()
         .route(
@@ -268,6 +284,9 @@ fn router(state: Shared, transport: Transport) -> Router {
         )
         .route("/ready", get(ready))
         .merge(routes.clone());
+    if let Some(g) = &state.guard {
+        app = app.merge(guard::metadata_routes(g));
+    }
     if !prefix.is_empty() {
         app = app.nest(&prefix, routes);
     }
@@ -431,12 +450,16 @@ async fn forward(
     if let Err(refusal) = st.access.check(&parts.headers, &parts.uri) {
         return rpc_error(StatusCode::FORBIDDEN, code::TRANSPORT, refusal.message());
     }
+    let who = parts.extensions.get::<Arc<Who>>().cloned();
     let (body_len, body) = if parts.method == Method::POST {
         let read = super::front::read_body(body, st.cfg.max_body_bytes, &parts.headers, &st.bodies);
         let bytes = match read.await {
             Ok(bytes) => bytes,
             Err(reject) => return reject.into_response(),
         };
+        if let Err(denied) = authorize(st, &parts.extensions, &bytes) {
+            return *denied;
+        }
         match screen_call(st, bytes, &parts.headers, inject).await {
             Ok(bytes) => (Some(bytes.len()), Body::from(bytes)),
             Err(refused) => return refused,
@@ -509,15 +532,15 @@ async fn forward(
     let body = if content_type.starts_with("text/event-stream") {
         headers.remove(header::CONTENT_LENGTH);
         let (injector, injected) = mpsc::channel(64);
-        let events = SseRewriter::new(st.clone(), injector);
+        let events = SseRewriter::new(st.clone(), injector, who);
         Body::from_stream(events.run(body.into_data_stream(), injected))
-    } else if st.tools.is_some() && content_type.starts_with("application/json") {
+    } else if rewrites_messages(st) && content_type.starts_with("application/json") {
         headers.remove(header::CONTENT_LENGTH);
         match http_body_util::Limited::new(body, st.cfg.max_line_bytes)
             .collect()
             .await
         {
-            Ok(collected) => Body::from(filter_message(st, collected.to_bytes())),
+            Ok(collected) => Body::from(filter_message(st, who.as_deref(), collected.to_bytes())),
             Err(_) => {
                 return rpc_error(
                     StatusCode::BAD_GATEWAY,
@@ -614,22 +637,66 @@ fn screen_batch(tools: &ToolPolicy, batch: &mut [Value]) -> Screened {
     outcome
 }
 
-/// Rewrites `tools/list` results (also inside a batch's answer) through the tool policy;
-/// anything else passes unchanged.
-fn filter_message(st: &Shared, msg: Bytes) -> Bytes {
+/// Whether answers are read at all: for the tool policy, or for the Cedar list filter.
+fn rewrites_messages(st: &Shared) -> bool {
+    st.tools.is_some() || st.guard.as_ref().is_some_and(|g| g.authz.is_some())
+}
+
+/// Rewrites `tools/list` results (also inside a batch's answer) through the tool policy, then
+/// cuts lists down to what the caller may use; anything else passes unchanged.
+fn filter_message(st: &Shared, who: Option<&Who>, msg: Bytes) -> Bytes {
     let is_batch = msg.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-    match &st.tools {
-        Some(tools) if is_batch || jsonrpc::top_level_value_span(&msg, b"result").is_some() => {
-            tools.rewrite_list_response(msg)
-        }
-        _ => msg,
+    if !is_batch && jsonrpc::top_level_value_span(&msg, b"result").is_none() {
+        return msg;
     }
+    let msg = match &st.tools {
+        Some(tools) => tools.rewrite_list_response(msg),
+        None => msg,
+    };
+    match st.guard.as_ref().and_then(|g| g.authz.as_ref()) {
+        Some(z) => z.filter_lists_by_shape(who.and_then(|w| w.caller.as_ref()), msg),
+        None => msg,
+    }
+}
+
+/// Screens a POST body (each message of a batch) through the policy: a denied message refuses
+/// the whole POST before it reaches the server, as upstream answers (403, JSON-RPC 403).
+fn authorize(
+    st: &Shared,
+    extensions: &axum::http::Extensions,
+    body: &Bytes,
+) -> Result<(), Box<Response>> {
+    let Some(g) = st.guard.as_deref() else {
+        return Ok(());
+    };
+    let who = extensions.get::<Arc<Who>>().map(|w| w.as_ref());
+    let slot = extensions.get::<Slot>();
+    let Ok(msg) = serde_json::from_slice::<Value>(body) else {
+        // Not JSON: the server refuses it; no policy can be asked about it.
+        return Ok(());
+    };
+    let messages = match &msg {
+        Value::Array(batch) => batch.iter().collect(),
+        single => vec![single],
+    };
+    for m in messages {
+        let Some(method) = m.get("method").and_then(Value::as_str) else {
+            continue;
+        };
+        if guard::screen(Some(g), who, slot, method, m) == Verdict::Denied {
+            let id = m.get("id").map(Value::to_string);
+            return Err(Box::new(guard::denied(id.as_deref().map(str::as_bytes))));
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites an SSE stream event by event: the legacy `endpoint` event points at the bridge, and
 /// `tools/list` results are rewritten. Events are bounded by `maxLineBytes`.
 struct SseRewriter {
     st: Shared,
+    /// The caller of the request this stream answers (lists are filtered for them).
+    who: Option<Arc<Who>>,
     injector: mpsc::Sender<Bytes>,
     buf: BytesMut,
     session_key: Option<String>,
@@ -638,9 +705,10 @@ struct SseRewriter {
 }
 
 impl SseRewriter {
-    fn new(st: Shared, injector: mpsc::Sender<Bytes>) -> Self {
+    fn new(st: Shared, injector: mpsc::Sender<Bytes>, who: Option<Arc<Who>>) -> Self {
         Self {
             st,
+            who,
             injector,
             buf: BytesMut::new(),
             session_key: None,
@@ -727,8 +795,9 @@ impl SseRewriter {
                 "event: endpoint\ndata: {}\n\n",
                 self.rewrite_endpoint(&data)
             )),
-            "message" if self.st.tools.is_some() && data.starts_with('{') => {
-                let filtered = filter_message(&self.st, Bytes::from(data.into_bytes()));
+            "message" if rewrites_messages(&self.st) && data.starts_with(['{', '[']) => {
+                let msg = Bytes::from(data.into_bytes());
+                let filtered = filter_message(&self.st, self.who.as_deref(), msg);
                 let mut out = BytesMut::new();
                 // Keep an event id (resumability) as the server sent it.
                 for line in text.lines().filter(|l| l.starts_with("id:")) {

@@ -4,11 +4,13 @@ Usage: client.py TRANSPORT URL SCENARIO [ARG...]
   TRANSPORT  streamable (streamablehttp_client on URL, e.g. http://127.0.0.1:P/mcp)
              sse        (sse_client on URL, e.g. http://127.0.0.1:P/sse)
 Prints one JSON object on stdout describing what the client saw; exits 0 unless the SDK itself
-failed. Tests assert on that JSON.
+failed. Tests assert on that JSON. With $MCP_BEARER set, every request carries
+`Authorization: Bearer $MCP_BEARER`.
 """
 
 import asyncio
 import json
+import os
 import sys
 
 from mcp import ClientSession
@@ -18,10 +20,12 @@ from mcp.shared.exceptions import McpError
 
 
 def connect(transport, url):
+    token = os.environ.get("MCP_BEARER")
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     if transport == "streamable":
-        return streamablehttp_client(url)
+        return streamablehttp_client(url, headers=headers)
     if transport == "sse":
-        return sse_client(url)
+        return sse_client(url, headers=headers)
     raise SystemExit(f"unknown transport {transport}")
 
 
@@ -103,12 +107,19 @@ async def scenario_catalog(session, out, args):
     await scenario_calls(session, out, args)
 
 
+async def scenario_features(session, out, args):
+    """The prompts and resources the client is shown (first page of each)."""
+    out["prompts"] = sorted(p.name for p in (await session.list_prompts()).prompts)
+    out["resources"] = sorted(str(r.uri) for r in (await session.list_resources()).resources)
+
+
 SCENARIOS = {
     "catalog": scenario_catalog,
     "everything": scenario_everything,
     "time": scenario_time,
     "calls": scenario_calls,
     "pages": scenario_pages,
+    "features": scenario_features,
 }
 
 

@@ -111,6 +111,8 @@ pub struct Bridge {
     pub port: u16,
     /// Every line the bridge logged (besides the listening line), in order.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Every line the bridge wrote on stdout (the audit trail), in order.
+    pub out: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Bridge {
@@ -154,10 +156,19 @@ impl Bridge {
         use std::io::BufRead;
         let mut child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the bridge binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out_lines = out.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                out_lines.lock().unwrap().push(line);
+            }
+        });
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -193,7 +204,12 @@ impl Bridge {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("a port in the listening address");
-        Bridge { child, port, log }
+        Bridge {
+            child,
+            port,
+            log,
+            out,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -262,8 +278,23 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 
 /// Runs the Python SDK client (`tests/bridge/client.py`) and returns what it printed.
 pub fn python_client(transport: &str, url: &str, scenario: &str, args: &[&str]) -> Value {
+    python_client_as(None, transport, url, scenario, args)
+}
+
+/// [`python_client`] with a bearer token on every request.
+pub fn python_client_as(
+    token: Option<&str>,
+    transport: &str,
+    url: &str,
+    scenario: &str,
+    args: &[&str],
+) -> Value {
     let script = repo().join("tests/bridge/client.py");
-    let out = Command::new(python())
+    let mut cmd = Command::new(python());
+    if let Some(token) = token {
+        cmd.env("MCP_BEARER", token);
+    }
+    let out = cmd
         .arg(&script)
         .args([transport, url, scenario])
         .args(args)

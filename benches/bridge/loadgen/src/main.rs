@@ -6,7 +6,8 @@
 //! bridge-loadgen http URL CONCURRENCY SECONDS
 //! bridge-loadgen stdio CONCURRENCY SECONDS -- COMMAND ARGS...
 //! ```
-//! Prints one JSON line: requests, errors, rps, p50_ms, p99_ms.
+//! Prints one JSON line: requests, errors, rps, p50_ms, p99_ms. With `$LOADGEN_BEARER` set,
+//! every HTTP request carries `Authorization: Bearer $LOADGEN_BEARER` (the bridge's auth cell).
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -19,6 +20,16 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Calls made before measuring, per worker.
 const WARMUP_CALLS: usize = 50;
+
+/// `Authorization: Bearer $LOADGEN_BEARER`, when that is set.
+fn bearer_header() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(token) = std::env::var("LOADGEN_BEARER") {
+        let value = format!("Bearer {token}").parse().expect("a header-safe token");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    headers
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
@@ -95,6 +106,7 @@ async fn run_http(url: &str, concurrency: usize, duration: Duration) -> Value {
             let client = reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
                 .tcp_nodelay(true)
+                .default_headers(bearer_header())
                 .build()
                 .unwrap();
             let sid = open_session(&client, &url).await;

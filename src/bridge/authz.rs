@@ -1,0 +1,679 @@
+//! Cedar authorization per JSON-RPC call (`auth.authz`), in the entity model of upstream's
+//! Cedar authorizer (`pkg/authz/authorizers/cedar`), so a ToolHive policy decides the same here:
+//!
+//! - principal `Client::"<sub>"`, its attributes the token's claims as `claim_<name>`, a member
+//!   of `THVGroup::"<g>"` (or the configured group type) for each group of the group claim
+//!   (`groupClaimName`, else the first of `groups`, `roles`, `cognito:groups`) and the role claim;
+//! - action `Action::"call_tool"` / `"get_prompt"` / `"read_resource"`, with attribute
+//!   `operation` (its own id);
+//! - resource `Tool::"<name>"` / `Prompt::"<name>"` / `Resource::"<uri>"`, a member of
+//!   `MCP::"<server>"`, with `name`, `operation`, `feature` (and `uri` for resources), the
+//!   tool's annotation hints (`readOnlyHint`, ...) as last listed, and the call's arguments as
+//!   `arg_<name>` (strings, booleans, numbers; `arg_<name>_present` for anything else);
+//! - context: the `claim_*` and `arg_*` attributes again.
+//!
+//! JSON numbers become Cedar decimals (upstream's claims are float64, mapped to decimals).
+//!
+//! Which methods are checked is upstream's table (`MCPMethodToFeatureOperation`): calls,
+//! prompt gets and resource reads (subscribe and unsubscribe as reads) are decided before they
+//! reach the server; `tools/list`, `prompts/list` and `resources/list` answers keep only what
+//! the caller may call, get or read; protocol methods pass; any other method is denied.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::RwLock;
+
+use bytes::Bytes;
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
+    PolicyId, PolicySet, Request, RestrictedExpression,
+};
+use serde_json::{Map, Value};
+
+use super::auth::Identity;
+use super::config::AuthzConfig;
+
+/// Upstream's answer to a denied call: HTTP 403 and this JSON-RPC error.
+pub const DENIED_CODE: i64 = 403;
+pub const DENIED_MESSAGE: &str = "Unauthorized";
+
+/// Claims nested deeper than this are dropped (upstream's bound).
+const MAX_CLAIM_DEPTH: usize = 10;
+/// The group claims tried when none is configured, in order.
+const DEFAULT_GROUP_CLAIMS: &[&str] = &["groups", "roles", "cognito:groups"];
+/// Tool annotations remembered from lists (for the resource's attributes on calls).
+const MAX_REMEMBERED_TOOLS: usize = 4096;
+
+/// What the policy has to say about one JSON-RPC message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Not subject to policy (protocol methods, notifications upstream lets through).
+    Pass,
+    /// Denied whatever the policy (a method upstream's table does not know).
+    Deny,
+    /// Decided before it reaches the server.
+    Check(Feature, String),
+    /// Answered, then filtered to what the caller may use.
+    FilterList(Feature),
+}
+
+/// What a call is about, and how upstream names its action and resource type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    Tool,
+    Prompt,
+    Resource,
+}
+
+impl Feature {
+    fn action(self) -> &'static str {
+        match self {
+            Feature::Tool => "call_tool",
+            Feature::Prompt => "get_prompt",
+            Feature::Resource => "read_resource",
+        }
+    }
+    fn resource_type(self) -> &'static str {
+        match self {
+            Feature::Tool => "Tool",
+            Feature::Prompt => "Prompt",
+            Feature::Resource => "Resource",
+        }
+    }
+    fn feature(self) -> &'static str {
+        match self {
+            Feature::Tool => "tool",
+            Feature::Prompt => "prompt",
+            Feature::Resource => "resource",
+        }
+    }
+    fn operation(self) -> &'static str {
+        match self {
+            Feature::Tool => "call",
+            Feature::Prompt => "get",
+            Feature::Resource => "read",
+        }
+    }
+    /// The list member's key and the field that names it.
+    fn list_field(self) -> (&'static str, &'static str) {
+        match self {
+            Feature::Tool => ("tools", "name"),
+            Feature::Prompt => ("prompts", "name"),
+            Feature::Resource => ("resources", "uri"),
+        }
+    }
+}
+
+/// The gate of a message with this method and body (upstream's table).
+pub fn gate(method: &str, body: &Value) -> Gate {
+    let param = |key: &str| {
+        body.pointer(&format!("/params/{key}"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    match method {
+        "tools/call" => Gate::Check(Feature::Tool, param("name")),
+        "prompts/get" => Gate::Check(Feature::Prompt, param("name")),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            Gate::Check(Feature::Resource, param("uri"))
+        }
+        "tools/list" => Gate::FilterList(Feature::Tool),
+        "prompts/list" => Gate::FilterList(Feature::Prompt),
+        "resources/list" => Gate::FilterList(Feature::Resource),
+        "initialize"
+        | "ping"
+        | "resources/templates/list"
+        | "features/list"
+        | "roots/list"
+        | "server/discover"
+        | "subscriptions/listen"
+        | "logging/setLevel"
+        | "completion/complete"
+        | "notifications/message"
+        | "notifications/initialized"
+        | "notifications/progress"
+        | "notifications/cancelled"
+        | "notifications/roots/list_changed"
+        | "notifications/tools/list_changed"
+        | "notifications/prompts/list_changed"
+        | "notifications/resources/list_changed"
+        | "notifications/resources/updated"
+        | "notifications/tasks/status" => Gate::Pass,
+        _ => Gate::Deny,
+    }
+}
+
+/// The policy set and what every decision shares.
+pub struct Authz {
+    policies: PolicySet,
+    entities: Entities,
+    authorizer: Authorizer,
+    group_type: EntityTypeName,
+    group_claim: Option<String>,
+    role_claim: Option<String>,
+    server: Option<EntityUid>,
+    /// Annotation hints of tools by name, from the last lists seen.
+    annotations: RwLock<HashMap<String, Map<String, Value>>>,
+}
+
+/// The caller as Cedar sees them, built once per request.
+pub struct Caller {
+    principal: EntityUid,
+    entity: Entity,
+    claims: Vec<(String, RestrictedExpression)>,
+    /// The context of a request without arguments (lists, most prompt gets and reads), built
+    /// once: claims are the bulk of it.
+    context: Context,
+}
+
+impl Authz {
+    /// Parses the policies (`policy0`, `policy1`, ... as upstream names them) and entities.
+    pub fn new(cfg: &AuthzConfig) -> Result<Self, String> {
+        let mut policies = PolicySet::new();
+        for (i, text) in cfg.policies.iter().enumerate() {
+            let policy = Policy::parse(Some(PolicyId::new(format!("policy{i}"))), text)
+                .map_err(|e| format!("policy {i} does not parse: {e}"))?;
+            policies
+                .add(policy)
+                .map_err(|e| format!("policy {i}: {e}"))?;
+        }
+        let entities = match cfg
+            .entities_json
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            Some(json) => Entities::from_json_str(json, None)
+                .map_err(|e| format!("entitiesJson is not valid: {e}"))?,
+            None => Entities::empty(),
+        };
+        let group_type = cfg
+            .group_entity_type
+            .as_deref()
+            .filter(|g| !g.is_empty())
+            .unwrap_or(crate::admission::cedar::DEFAULT_GROUP_ENTITY_TYPE);
+        let group_type = EntityTypeName::from_str(group_type)
+            .map_err(|_| format!("groupEntityType {group_type:?} is not a Cedar type name"))?;
+        let server = cfg
+            .server_name
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|name| uid("MCP", name))
+            .transpose()?;
+        Ok(Self {
+            policies,
+            entities,
+            authorizer: Authorizer::new(),
+            group_type,
+            group_claim: cfg.group_claim_name.clone().filter(|c| !c.is_empty()),
+            role_claim: cfg.role_claim_name.clone().filter(|c| !c.is_empty()),
+            server,
+            annotations: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The caller's principal, or `None` when the token names nobody (no `sub`): upstream
+    /// denies everything then.
+    pub fn caller(&self, who: &Identity) -> Option<Caller> {
+        let sub = who.subject.as_deref()?;
+        let principal = uid("Client", sub).ok()?;
+        let claims: Vec<(String, RestrictedExpression)> = who
+            .claims
+            .iter()
+            .filter_map(|(k, v)| Some((format!("claim_{k}"), to_cedar(v, 0)?)))
+            .collect();
+        let parents: HashSet<EntityUid> = self
+            .groups(&who.claims)
+            .iter()
+            .map(|g| EntityUid::from_type_name_and_id(self.group_type.clone(), EntityId::new(g)))
+            .collect();
+        let entity =
+            Entity::new(principal.clone(), claims.iter().cloned().collect(), parents).ok()?;
+        let context = Context::from_pairs(claims.iter().cloned()).ok()?;
+        Some(Caller {
+            principal,
+            entity,
+            claims,
+            context,
+        })
+    }
+
+    /// Whether `caller` may do what `feature` names on `name`, with these arguments.
+    pub fn allows(
+        &self,
+        caller: &Caller,
+        feature: Feature,
+        name: &str,
+        arguments: Option<&Map<String, Value>>,
+    ) -> bool {
+        self.decide(caller, feature, name, arguments, None)
+    }
+
+    fn decide(
+        &self,
+        caller: &Caller,
+        feature: Feature,
+        name: &str,
+        arguments: Option<&Map<String, Value>>,
+        listed_annotations: Option<&Map<String, Value>>,
+    ) -> bool {
+        let Ok(action) = uid("Action", feature.action()) else {
+            return false;
+        };
+        let Ok(resource) = uid(feature.resource_type(), name) else {
+            return false;
+        };
+        let args = arguments.map(argument_attributes).unwrap_or_default();
+        let mut attrs: HashMap<String, RestrictedExpression> = HashMap::new();
+        if feature == Feature::Tool {
+            let remembered;
+            let hints = match listed_annotations {
+                Some(hints) => Some(hints),
+                None => {
+                    remembered = self.remembered_annotations(name);
+                    remembered.as_ref()
+                }
+            };
+            for (k, v) in hints.into_iter().flatten() {
+                if let Some(v) = to_cedar(v, 0) {
+                    attrs.insert(k.clone(), v);
+                }
+            }
+        }
+        attrs.extend(args.iter().cloned());
+        let text = RestrictedExpression::new_string;
+        attrs.insert("name".into(), text(name.to_owned()));
+        attrs.insert("operation".into(), text(feature.operation().into()));
+        attrs.insert("feature".into(), text(feature.feature().into()));
+        if feature == Feature::Resource {
+            attrs.insert("uri".into(), text(name.to_owned()));
+        }
+        let action_attrs =
+            HashMap::from([("operation".to_owned(), text(feature.action().to_owned()))]);
+        let Ok(action_entity) = Entity::new(action.clone(), action_attrs, HashSet::new()) else {
+            return false;
+        };
+        let parents: HashSet<EntityUid> = self.server.iter().cloned().collect();
+        let Ok(resource_entity) = Entity::new(resource.clone(), attrs, parents) else {
+            return false;
+        };
+        let Ok(entities) = self.entities.clone().upsert_entities(
+            [caller.entity.clone(), action_entity, resource_entity],
+            None,
+        ) else {
+            return false;
+        };
+        let context = if args.is_empty() {
+            caller.context.clone()
+        } else {
+            match Context::from_pairs(caller.claims.iter().cloned().chain(args)) {
+                Ok(context) => context,
+                Err(_) => return false,
+            }
+        };
+        let Ok(request) = Request::new(caller.principal.clone(), action, resource, context, None)
+        else {
+            return false;
+        };
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &entities);
+        // Like upstream: an evaluation error is a denial.
+        response.decision() == Decision::Allow && response.diagnostics().errors().next().is_none()
+    }
+
+    /// A list answer (single message) with only the members the caller may use; anything that
+    /// is not a successful list passes unchanged.
+    pub fn filter_list(&self, caller: Option<&Caller>, feature: Feature, msg: Bytes) -> Bytes {
+        let Ok(mut reply) = serde_json::from_slice::<Value>(&msg) else {
+            return msg;
+        };
+        let (key, field) = feature.list_field();
+        let Some(items) = reply
+            .get_mut("result")
+            .and_then(|r| r.get_mut(key))
+            .and_then(Value::as_array_mut)
+        else {
+            return msg;
+        };
+        if feature == Feature::Tool {
+            self.remember_annotations(items);
+        }
+        items.retain(|item| {
+            let name = item.get(field).and_then(Value::as_str).unwrap_or("");
+            let hints = item.get("annotations").and_then(Value::as_object);
+            caller.is_some_and(|c| {
+                self.decide(c, feature, name, None, hints.map(hint_fields).as_ref())
+            })
+        });
+        serde_json::to_vec(&reply).map(Bytes::from).unwrap_or(msg)
+    }
+
+    /// Every list answer in `msg` (one message or a batch's answers) filtered, each known by
+    /// its shape (`result.tools`, `result.prompts`, `result.resources`): an HTTP backend's answer
+    /// may come on a stream where the request it answers is not at hand.
+    pub fn filter_lists_by_shape(&self, caller: Option<&Caller>, msg: Bytes) -> Bytes {
+        let Ok(mut value) = serde_json::from_slice::<Value>(&msg) else {
+            return msg;
+        };
+        let mut changed = false;
+        let replies: Vec<&mut Value> = match &mut value {
+            Value::Array(batch) => batch.iter_mut().collect(),
+            single => vec![single],
+        };
+        for reply in replies {
+            for feature in [Feature::Tool, Feature::Prompt, Feature::Resource] {
+                let (key, _) = feature.list_field();
+                if reply
+                    .pointer(&format!("/result/{key}"))
+                    .is_some_and(Value::is_array)
+                {
+                    let one = Bytes::from(reply.to_string());
+                    if let Ok(filtered) =
+                        serde_json::from_slice(&self.filter_list(caller, feature, one))
+                    {
+                        *reply = filtered;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            return msg;
+        }
+        serde_json::to_vec(&value).map(Bytes::from).unwrap_or(msg)
+    }
+
+    fn remember_annotations(&self, tools: &[Value]) {
+        let mut cache = self.annotations.write().unwrap_or_else(|e| e.into_inner());
+        for tool in tools {
+            let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let hints = tool
+                .get("annotations")
+                .and_then(Value::as_object)
+                .map(hint_fields)
+                .unwrap_or_default();
+            if cache.len() >= MAX_REMEMBERED_TOOLS && !cache.contains_key(name) {
+                cache.clear();
+            }
+            cache.insert(name.to_owned(), hints);
+        }
+    }
+
+    fn remembered_annotations(&self, name: &str) -> Option<Map<String, Value>> {
+        self.annotations
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The caller's groups: the group claim (configured, else the first default one present)
+    /// and the role claim, de-duplicated.
+    fn groups(&self, claims: &Map<String, Value>) -> Vec<String> {
+        let mut groups = match &self.group_claim {
+            Some(name) => string_list(claims, name),
+            None => DEFAULT_GROUP_CLAIMS
+                .iter()
+                .find_map(|name| string_list(claims, name)),
+        }
+        .unwrap_or_default();
+        if let Some(role) = &self.role_claim {
+            groups.extend(string_list(claims, role).unwrap_or_default());
+        }
+        let mut seen = HashSet::new();
+        groups.retain(|g| seen.insert(g.clone()));
+        groups
+    }
+}
+
+/// The four hints upstream carries over from a tool's annotations, when they are booleans.
+fn hint_fields(annotations: &Map<String, Value>) -> Map<String, Value> {
+    [
+        "readOnlyHint",
+        "destructiveHint",
+        "idempotentHint",
+        "openWorldHint",
+    ]
+    .iter()
+    .filter_map(|k| {
+        let v = annotations.get(*k)?;
+        v.is_boolean().then(|| ((*k).to_owned(), v.clone()))
+    })
+    .collect()
+}
+
+/// The strings of a claim that is a list (a dotted name reaches into nested claims when no
+/// claim has the dotted name itself). `None` when absent or not a list.
+fn string_list(claims: &Map<String, Value>, name: &str) -> Option<Vec<String>> {
+    let value = claims.get(name).or_else(|| {
+        let mut parts = name.split('.');
+        let first = claims.get(parts.next()?)?;
+        parts.try_fold(first, |v, part| v.get(part))
+    })?;
+    let list = value.as_array()?;
+    Some(
+        list.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// `arg_<name>` for scalar arguments, `arg_<name>_present` for the rest (upstream's mapping).
+fn argument_attributes(args: &Map<String, Value>) -> Vec<(String, RestrictedExpression)> {
+    args.iter()
+        .filter_map(|(k, v)| match v {
+            Value::String(_) | Value::Bool(_) | Value::Number(_) => {
+                Some((format!("arg_{k}"), to_cedar(v, 0)?))
+            }
+            _ => Some((
+                format!("arg_{k}_present"),
+                RestrictedExpression::new_bool(true),
+            )),
+        })
+        .collect()
+}
+
+/// A JSON value as Cedar sees it; `None` for what upstream drops (null, numbers a decimal
+/// cannot hold, nesting deeper than ten).
+fn to_cedar(v: &Value, depth: usize) -> Option<RestrictedExpression> {
+    if depth > MAX_CLAIM_DEPTH {
+        return None;
+    }
+    Some(match v {
+        Value::Null => return None,
+        Value::Bool(b) => RestrictedExpression::new_bool(*b),
+        Value::String(s) => RestrictedExpression::new_string(s.clone()),
+        Value::Number(n) => RestrictedExpression::new_decimal(decimal_text(n.as_f64()?)?),
+        Value::Array(items) => {
+            RestrictedExpression::new_set(items.iter().filter_map(|item| to_cedar(item, depth + 1)))
+        }
+        Value::Object(fields) => RestrictedExpression::new_record(
+            fields
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), to_cedar(v, depth + 1)?))),
+        )
+        .ok()?,
+    })
+}
+
+/// A Cedar decimal literal (four fractional digits, within i64 / 10^4), or `None`.
+fn decimal_text(f: f64) -> Option<String> {
+    const LIMIT: f64 = 922_337_203_685_477.0;
+    (f.is_finite() && f.abs() < LIMIT).then(|| format!("{f:.4}"))
+}
+
+fn uid(type_name: &str, id: &str) -> Result<EntityUid, String> {
+    let name = EntityTypeName::from_str(type_name)
+        .map_err(|_| format!("{type_name:?} is not a Cedar type name"))?;
+    Ok(EntityUid::from_type_name_and_id(name, EntityId::new(id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn authz(policies: &[&str]) -> Authz {
+        Authz::new(&AuthzConfig {
+            policies: policies.iter().map(|p| p.to_string()).collect(),
+            server_name: Some("fetch".into()),
+            ..AuthzConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn who(claims: Value) -> Identity {
+        let claims = claims.as_object().unwrap().clone();
+        Identity {
+            subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
+            claims,
+            valid_until: None,
+        }
+    }
+
+    /// Upstream's documented example policies decide here as they do there.
+    #[test]
+    fn upstream_examples_decide_the_same() {
+        let a = authz(&[
+            r#"permit(principal, action == Action::"call_tool", resource == Tool::"echo") when { principal has claim_groups && principal.claim_groups.contains("dev") };"#,
+            r#"permit(principal in THVGroup::"admins", action, resource);"#,
+            r#"permit(principal, action == Action::"get_prompt", resource) when { resource.name == "greet" };"#,
+            r#"permit(principal, action == Action::"call_tool", resource in MCP::"fetch") when { context has claim_role && context.claim_role == "reader" && resource has readOnlyHint && resource.readOnlyHint == true };"#,
+            r#"forbid(principal, action == Action::"call_tool", resource == Tool::"echo") when { context has arg_message && context.arg_message == "forbidden" };"#,
+            r#"permit(principal == Client::"carol", action == Action::"read_resource", resource) when { resource.uri like "file:///public/*" };"#,
+        ]);
+        let dev = a
+            .caller(&who(json!({"sub": "alice", "groups": ["dev"]})))
+            .unwrap();
+        let admin = a
+            .caller(&who(json!({"sub": "bob", "roles": ["admins"]})))
+            .unwrap();
+        let reader = a
+            .caller(&who(json!({"sub": "r", "role": "reader"})))
+            .unwrap();
+        let carol = a
+            .caller(&who(json!({"sub": "carol", "exp": 1.8e9})))
+            .unwrap();
+        let args = json!({"message": "hi"});
+        let forbidden = json!({"message": "forbidden"});
+        let rows: &[(&Caller, Feature, &str, Option<&Value>, bool)] = &[
+            (&dev, Feature::Tool, "echo", Some(&args), true),
+            (&dev, Feature::Tool, "echo", Some(&forbidden), false),
+            (&dev, Feature::Tool, "get-env", None, false),
+            (&admin, Feature::Tool, "get-env", None, true),
+            (&admin, Feature::Resource, "file:///x", None, true),
+            (&dev, Feature::Prompt, "greet", None, true),
+            (&dev, Feature::Prompt, "other", None, false),
+            (&carol, Feature::Resource, "file:///public/a", None, true),
+            (&carol, Feature::Resource, "file:///private/a", None, false),
+            (&reader, Feature::Tool, "echo", None, false),
+        ];
+        for (i, (caller, feature, name, args, want)) in rows.iter().enumerate() {
+            let args = args.and_then(Value::as_object);
+            assert_eq!(a.allows(caller, *feature, name, args), *want, "row {i}");
+        }
+        // Annotations from a list make the read-only rule match on the call.
+        let list = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
+            {"name": "look", "annotations": {"readOnlyHint": true}},
+            {"name": "write", "annotations": {"readOnlyHint": false}}
+        ], "nextCursor": "c"}});
+        let out = a.filter_list(Some(&reader), Feature::Tool, Bytes::from(list.to_string()));
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(out["result"]["tools"].as_array().unwrap().len(), 1);
+        assert_eq!(out["result"]["tools"][0]["name"], "look");
+        assert_eq!(out["result"]["nextCursor"], "c");
+        assert!(a.allows(&reader, Feature::Tool, "look", None));
+    }
+
+    /// Policies as upstream's docs and examples write them, unchanged.
+    #[test]
+    fn upstream_documented_policies_decide_the_same() {
+        let a = authz(&[
+            r#"permit(principal, action == Action::"call_tool", resource == Tool::"weather");"#,
+            r#"permit(principal, action == Action::"get_prompt", resource == Prompt::"greeting");"#,
+            r#"permit(principal, action == Action::"read_resource", resource == Resource::"data");"#,
+            r#"permit(principal, action == Action::"call_tool", resource) when { principal.claim_roles.contains("admin") };"#,
+            r#"permit(principal == Client::"user123", action == Action::"call_tool", resource);"#,
+        ]);
+        let admin = a
+            .caller(&who(json!({"sub": "a", "roles": ["admin"]})))
+            .unwrap();
+        let user = a
+            .caller(&who(json!({"sub": "u", "roles": ["user"]})))
+            .unwrap();
+        let user123 = a
+            .caller(&who(json!({"sub": "user123", "roles": []})))
+            .unwrap();
+        let rows: &[(&Caller, Feature, &str, bool)] = &[
+            (&user, Feature::Tool, "weather", true),
+            (&user, Feature::Tool, "calculator", false),
+            (&admin, Feature::Tool, "calculator", true),
+            (&user123, Feature::Tool, "calculator", true),
+            (&user, Feature::Prompt, "greeting", true),
+            (&user, Feature::Prompt, "other", false),
+            (&user, Feature::Resource, "data", true),
+            (&user, Feature::Resource, "secret", false),
+        ];
+        for (i, (caller, feature, name, want)) in rows.iter().enumerate() {
+            assert_eq!(a.allows(caller, *feature, name, None), *want, "row {i}");
+        }
+    }
+
+    /// As upstream (cedar-go's diagnostics): a policy that fails to evaluate for this request
+    /// (here: a claim the token does not carry) makes the request denied, even when another
+    /// policy permits it.
+    #[test]
+    fn an_evaluation_error_denies_like_upstream() {
+        let a = authz(&[
+            r#"permit(principal, action, resource) when { principal.claim_roles.contains("admin") };"#,
+            r#"permit(principal, action == Action::"call_tool", resource == Tool::"weather");"#,
+        ]);
+        let admin = a
+            .caller(&who(json!({"sub": "a", "roles": ["admin"]})))
+            .unwrap();
+        let plain = a.caller(&who(json!({"sub": "p"}))).unwrap();
+        assert!(a.allows(&admin, Feature::Tool, "anything", None));
+        assert!(!a.allows(&plain, Feature::Tool, "weather", None));
+    }
+
+    #[test]
+    fn nobody_without_a_subject_and_unknown_methods_are_denied() {
+        let a = authz(&[r#"permit(principal, action, resource);"#]);
+        assert!(a.caller(&who(json!({"groups": ["dev"]}))).is_none());
+        let list = Bytes::from(json!({"result": {"tools": [{"name": "x"}]}}).to_string());
+        let out: Value = serde_json::from_slice(&a.filter_list(None, Feature::Tool, list)).unwrap();
+        assert_eq!(out["result"]["tools"], json!([]));
+        assert_eq!(gate("tasks/get", &json!({})), Gate::Deny);
+        assert_eq!(gate("ping", &json!({})), Gate::Pass);
+        assert_eq!(
+            gate("resources/subscribe", &json!({"params": {"uri": "u"}})),
+            Gate::Check(Feature::Resource, "u".into())
+        );
+    }
+
+    #[test]
+    fn claims_map_to_cedar_values() {
+        assert_eq!(decimal_text(1.5).as_deref(), Some("1.5000"));
+        assert!(decimal_text(1e300).is_none());
+        assert!(to_cedar(&json!(null), 0).is_none());
+        let mut deep = json!("x");
+        for _ in 0..12 {
+            deep = json!([deep]);
+        }
+        // The innermost levels are dropped, the outer set stays.
+        assert!(to_cedar(&deep, 0).is_some());
+        let a = authz(&[
+            r#"permit(principal, action, resource) when { principal.claim_exp.greaterThan(decimal("1000.0")) && principal.claim_org.name == "acme" };"#,
+        ]);
+        let c = a
+            .caller(&who(
+                json!({"sub": "s", "exp": 2000, "org": {"name": "acme"}}),
+            ))
+            .unwrap();
+        assert!(a.allows(&c, Feature::Tool, "t", None));
+    }
+}
