@@ -23,16 +23,12 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request};
 use base64::Engine;
 use http_body_util::BodyExt;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use super::config::OidcConfig;
-use crate::address::{check_literal, Allowance, GuardedResolver};
+use crate::address::{check_literal, Allowance};
 
 /// The most an issuer's discovery document, JWKS or introspection answer may weigh.
 const MAX_FETCH_BYTES: usize = 256 << 10;
@@ -65,7 +61,7 @@ pub enum Refusal {
     Unavailable(String),
 }
 
-type FetchClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Body>;
+type FetchClient = super::remote::GuardedClient;
 
 /// One usable key of the JWKS.
 struct Key {
@@ -527,17 +523,7 @@ fn form_encode(s: &str) -> String {
 /// address through the guard.
 fn fetch_client(allow: Allowance) -> anyhow::Result<FetchClient> {
     let tls = super::remote::tls_config(None)?;
-    let mut connector = HttpConnector::new_with_resolver(GuardedResolver { guard: Some(allow) });
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    connector.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(https))
+    Ok(super::remote::guarded_client(Some(allow), tls))
 }
 
 #[cfg(test)]

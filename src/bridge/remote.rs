@@ -25,6 +25,35 @@ use serde_json::{json, Value};
 use super::config::{Config, Transport};
 pub use crate::address::{chain, check_addresses, check_literal, GuardedResolver, Refusal};
 
+/// An HTTP(S) client whose every resolved address passes `guard` (none: any address).
+pub type GuardedClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<
+        hyper_util::client::legacy::connect::HttpConnector<GuardedResolver>,
+    >,
+    axum::body::Body,
+>;
+
+/// The one way the bridge builds an outbound client (backends, remotes, issuers): HTTP/1 over
+/// `tls` or plain HTTP, a 5 s connect timeout, idle connections kept 30 s.
+pub fn guarded_client(
+    guard: Option<crate::address::Allowance>,
+    tls: rustls::ClientConfig,
+) -> GuardedClient {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    let mut connector = HttpConnector::new_with_resolver(GuardedResolver { guard });
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(https)
+}
+
 /// The TLS client configuration: the system's roots, plus the certificates of `ca_bundle`.
 /// Without either, only plain `http://` remotes can be reached; that is said once.
 pub fn tls_config(ca_bundle: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {

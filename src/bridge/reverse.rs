@@ -23,10 +23,6 @@ use axum::Router;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use http_body_util::BodyExt;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -40,7 +36,7 @@ use super::hub::lock;
 use super::jsonrpc::{self, code};
 use super::metrics::Metrics;
 use super::origin::Access;
-use super::remote::{self, GuardedResolver};
+use super::remote;
 use super::serve::BodyBudget;
 use super::{serve, stdio};
 
@@ -105,7 +101,7 @@ impl Target {
     }
 }
 
-type UpstreamClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Body>;
+type UpstreamClient = remote::GuardedClient;
 
 /// The client towards the backend: plain HTTP on loopback for the in-pod backends; for a remote,
 /// HTTPS (system roots and `caBundle`) with every resolved address through the guard.
@@ -126,18 +122,7 @@ fn upstream_client(cfg: &Config) -> anyhow::Result<UpstreamClient> {
             .with_no_client_auth(),
         ),
     };
-    let mut connector = HttpConnector::new_with_resolver(GuardedResolver { guard });
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    connector.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(https))
+    Ok(remote::guarded_client(guard, tls))
 }
 
 fn allowance(cfg: &Config) -> crate::address::Allowance {
