@@ -66,13 +66,13 @@ pub fn service_account_name(server: &str) -> String {
     format!("{server}-sa")
 }
 
+/// The `app.kubernetes.io/name` of an MCPServer's children.
+pub const KIND_LABEL: &str = "mcpserver";
+
 /// Labels that select the pods; never change for the life of the object.
 pub fn selector_labels(server: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (
-            "app.kubernetes.io/name".to_string(),
-            "mcpserver".to_string(),
-        ),
+        ("app.kubernetes.io/name".to_string(), KIND_LABEL.to_string()),
         ("app.kubernetes.io/instance".to_string(), server.to_string()),
     ])
 }
@@ -81,7 +81,7 @@ pub fn selector_labels(server: &str) -> BTreeMap<String, String> {
 pub fn child_labels(server: &str) -> BTreeMap<String, String> {
     let mut l = selector_labels(server);
     l.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
-    l.insert("app".into(), "mcpserver".into());
+    l.insert("app".into(), KIND_LABEL.into());
     l.insert("toolhive".into(), "true".into());
     l.insert("toolhive-name".into(), server.into());
     l

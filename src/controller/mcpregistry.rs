@@ -55,6 +55,7 @@ pub async fn run(
     namespace: Option<String>,
     settings: Settings,
     metrics: ControllerMetrics,
+    neighbours: super::workload::Neighbourhood,
 ) {
     let frame = Frame::<MCPRegistry>::new(client.clone(), settings, metrics);
     let cfg = watcher::Config::default().labels(CHILD_SELECTOR);
@@ -64,6 +65,16 @@ pub async fn run(
     let (role_bindings, binding_stream) = frame.reflect::<RoleBinding>(&namespace, cfg.clone());
     let (deployments, deployment_stream) = frame.reflect::<Deployment>(&namespace, cfg.clone());
     let (services, service_stream) = frame.reflect::<Service>(&namespace, cfg);
+    // The kinds' children share names: the workload kinds look here before they create one.
+    neighbours.register(
+        super::mcpregistry_children::KIND_LABEL,
+        super::workload::Labelled {
+            deployments: deployments.clone(),
+            services: services.clone(),
+            service_accounts: service_accounts.clone(),
+            config_maps: config_maps.clone(),
+        },
+    );
     // The pgpass Secret by metadata only: its version rolls the pods, its value is never read.
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let secret_stream = watcher(

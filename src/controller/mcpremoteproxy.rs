@@ -59,10 +59,11 @@ pub async fn run(
     namespace: Option<String>,
     settings: Settings,
     metrics: ControllerMetrics,
+    neighbours: workload::Neighbourhood,
 ) {
     let frame = Frame::<MCPRemoteProxy>::new(client.clone(), settings, metrics);
     let (child_stores, child_streams) =
-        workload::Stores::reflect(&frame, &namespace, children::KIND_LABEL);
+        workload::Stores::reflect(&frame, &namespace, children::KIND_LABEL, &neighbours);
     let (tool_configs, tool_config_stream) =
         frame.reflect::<MCPToolConfig>(&namespace, watcher::Config::default());
     let (groups, group_stream) = frame.reflect::<MCPGroup>(&namespace, watcher::Config::default());

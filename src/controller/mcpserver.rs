@@ -56,9 +56,11 @@ pub async fn run(
     settings: Settings,
     resolver: Arc<dyn CommandResolver>,
     metrics: ControllerMetrics,
+    neighbours: workload::Neighbourhood,
 ) {
     let frame = Frame::<MCPServer>::new(client.clone(), settings, metrics.clone());
-    let (child_stores, child_streams) = workload::Stores::reflect(&frame, &namespace, "mcpserver");
+    let (child_stores, child_streams) =
+        workload::Stores::reflect(&frame, &namespace, children::KIND_LABEL, &neighbours);
     let (tool_configs, tool_config_stream) =
         frame.reflect::<MCPToolConfig>(&namespace, watcher::Config::default());
     let (groups, group_stream) = frame.reflect::<MCPGroup>(&namespace, watcher::Config::default());

@@ -43,18 +43,21 @@ pub async fn run_all(
             metrics.clone(),
         )
     };
+    // Who holds a child's name, shared by the kinds whose children share the child kinds.
+    let (neighbours, watch_neighbours) = workload::Neighbourhood::watch(&client, &namespace);
     let controllers: Vec<futures::future::BoxFuture<'static, ()>> = vec![
+        watch_neighbours,
         Box::pin({
             let (c, n, s, m) = c();
-            mcpserver::run(c, n, s, resolver, m)
+            mcpserver::run(c, n, s, resolver, m, neighbours.clone())
         }),
         Box::pin({
             let (c, n, s, m) = c();
-            mcpregistry::run(c, n, s, m)
+            mcpregistry::run(c, n, s, m, neighbours.clone())
         }),
         Box::pin({
             let (c, n, s, m) = c();
-            mcpremoteproxy::run(c, n, s, m)
+            mcpremoteproxy::run(c, n, s, m, neighbours)
         }),
         Box::pin({
             let (c, n, s, m) = c();
