@@ -7,7 +7,7 @@
 use super::frame::{self, Error, Frame, Settings};
 use super::mcpserver::namespaced_or_all;
 use super::metrics::ControllerMetrics;
-use super::slim::{ProxyRefs, ServerRefs};
+use super::slim::{ProxyRefs, ServerRefs, Subscription};
 use crate::api::shared::NameRef;
 use crate::api::v1beta1::MCPGroup;
 use futures::StreamExt;
@@ -31,11 +31,14 @@ pub async fn run(
     namespace: Option<String>,
     settings: Settings,
     metrics: ControllerMetrics,
+    workloads: Subscription,
 ) {
     let frame = Frame::<MCPGroup>::new(client.clone(), settings, metrics);
     let all = watcher::Config::default();
-    let (servers, server_stream) = frame.reflect::<ServerRefs>(&namespace, all.clone());
-    let (proxies, proxy_stream) = frame.reflect::<ProxyRefs>(&namespace, all.clone());
+    let Subscription {
+        servers: (servers, server_stream),
+        proxies: (proxies, proxy_stream),
+    } = workloads;
     let (groups, group_writer) = reflector::store::<MCPGroup>();
     let group_stream = watcher(namespaced_or_all::<MCPGroup>(&client, &namespace), all)
         .default_backoff()

@@ -33,6 +33,7 @@ pub async fn run(
     namespace: Option<String>,
     settings: Settings,
     metrics: ControllerMetrics,
+    workloads: super::slim::Subscription,
 ) {
-    shared_config::run::<MCPToolConfig>(client, namespace, settings, metrics).await
+    shared_config::run::<MCPToolConfig>(client, namespace, settings, metrics, workloads).await
 }

@@ -45,8 +45,16 @@ pub async fn run_all(
     };
     // Who holds a child's name, shared by the kinds whose children share the child kinds.
     let (neighbours, watch_neighbours) = workload::Neighbourhood::watch(&client, &namespace);
+    // One watch of the workloads' references for every controller that follows them.
+    let mut workloads = slim::Workloads::watch(&client, &namespace);
+    let (for_groups, for_tool_configs, for_telemetry_configs) = (
+        workloads.subscribe(),
+        workloads.subscribe(),
+        workloads.subscribe(),
+    );
     let controllers: Vec<futures::future::BoxFuture<'static, ()>> = vec![
         watch_neighbours,
+        workloads.run(),
         Box::pin({
             let (c, n, s, m) = c();
             mcpserver::run(c, n, s, resolver, m, neighbours.clone())
@@ -61,15 +69,15 @@ pub async fn run_all(
         }),
         Box::pin({
             let (c, n, s, m) = c();
-            mcpgroup::run(c, n, s, m)
+            mcpgroup::run(c, n, s, m, for_groups)
         }),
         Box::pin({
             let (c, n, s, m) = c();
-            mcptoolconfig::run(c, n, s, m)
+            mcptoolconfig::run(c, n, s, m, for_tool_configs)
         }),
         Box::pin({
             let (c, n, s, m) = c();
-            mcptelemetryconfig::run(c, n, s, m)
+            mcptelemetryconfig::run(c, n, s, m, for_telemetry_configs)
         }),
     ];
     futures::future::join_all(controllers).await;

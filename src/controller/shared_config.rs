@@ -10,7 +10,7 @@
 use super::frame::{self, Error, Frame, Owner, Settings};
 use super::mcpserver::namespaced_or_all;
 use super::metrics::ControllerMetrics;
-use super::slim::{ProxyRefs, References, ServerRefs};
+use super::slim::{ProxyRefs, References, ServerRefs, Subscription};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::{Action, Controller};
@@ -58,11 +58,14 @@ pub async fn run<C: SharedConfig>(
     namespace: Option<String>,
     settings: Settings,
     metrics: ControllerMetrics,
+    workloads: Subscription,
 ) {
     let frame = Frame::<C>::new(client.clone(), settings, metrics);
     let all = watcher::Config::default();
-    let (servers, server_stream) = frame.reflect::<ServerRefs>(&namespace, all.clone());
-    let (proxies, proxy_stream) = frame.reflect::<ProxyRefs>(&namespace, all.clone());
+    let Subscription {
+        servers: (servers, server_stream),
+        proxies: (proxies, proxy_stream),
+    } = workloads;
     let (configs, config_writer) = reflector::store::<C>();
     let config_stream = watcher(namespaced_or_all::<C>(&client, &namespace), all)
         .default_backoff()

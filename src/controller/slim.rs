@@ -8,12 +8,19 @@
 
 use crate::api::shared::NameRef;
 use crate::api::telemetry::TelemetryConfigRef;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use kube::core::ObjectMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
+use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use tokio::sync::mpsc;
 
 /// Which kind a [`WorkloadRefs`] is read from.
 pub trait WorkloadKind: Clone + std::fmt::Debug + Send + Sync + 'static {
@@ -103,6 +110,109 @@ impl<K: WorkloadKind> Resource for WorkloadRefs<K> {
 
 pub type ServerRefs = WorkloadRefs<Server>;
 pub type ProxyRefs = WorkloadRefs<Proxy>;
+
+/// A workload kind's changes as a controller that follows references takes them.
+pub type RefStream<K> = BoxStream<'static, Result<WorkloadRefs<K>, watcher::Error>>;
+
+/// One watch of a workload kind's references for every controller that follows them (the
+/// group controller and each config kind's): one cache and one decode of every event, however
+/// many controllers read it. Each watch of its own cost a cache of every MCPServer and a decode
+/// of each of its events per controller.
+pub struct SharedRefs<K: WorkloadKind> {
+    store: Store<WorkloadRefs<K>>,
+    source: RefStream<K>,
+    subscribers: Vec<mpsc::Sender<WorkloadRefs<K>>>,
+}
+
+/// How many changes a subscriber may fall behind before the watch waits for it.
+const SUBSCRIBER_BUFFER: usize = 1024;
+
+impl<K: WorkloadKind> SharedRefs<K> {
+    /// Sets up the watch of `namespace` (all when `None`); nothing is read until [`Self::run`].
+    pub fn watch(client: &Client, namespace: &Option<String>) -> Self {
+        let api: Api<WorkloadRefs<K>> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let (store, writer) = reflector::store();
+        let source = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects()
+            .boxed();
+        SharedRefs {
+            store,
+            source,
+            subscribers: Vec::new(),
+        }
+    }
+
+    /// The shared cache, and a stream of every object touched (deletions included) from now on.
+    pub fn subscribe(&mut self) -> (Store<WorkloadRefs<K>>, RefStream<K>) {
+        let (tx, mut rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        self.subscribers.push(tx);
+        let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(Ok);
+        (self.store.clone(), stream.boxed())
+    }
+
+    /// Keeps the cache fed and hands each change to every subscriber, in order; a subscriber
+    /// that is gone is skipped. Watch errors are retried with backoff and logged here.
+    pub fn run(self) -> BoxFuture<'static, ()> {
+        let SharedRefs {
+            mut source,
+            subscribers,
+            ..
+        } = self;
+        async move {
+            while let Some(change) = source.next().await {
+                match change {
+                    Ok(obj) => {
+                        for tx in &subscribers {
+                            let _ = tx.send(obj.clone()).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!(kind = K::KIND, error = %e, "watch error"),
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+/// The shared reference watches of both workload kinds.
+pub struct Workloads {
+    pub servers: SharedRefs<Server>,
+    pub proxies: SharedRefs<Proxy>,
+}
+
+/// One subscriber's view of [`Workloads`].
+pub struct Subscription {
+    pub servers: (Store<ServerRefs>, RefStream<Server>),
+    pub proxies: (Store<ProxyRefs>, RefStream<Proxy>),
+}
+
+impl Workloads {
+    pub fn watch(client: &Client, namespace: &Option<String>) -> Self {
+        Workloads {
+            servers: SharedRefs::watch(client, namespace),
+            proxies: SharedRefs::watch(client, namespace),
+        }
+    }
+
+    pub fn subscribe(&mut self) -> Subscription {
+        Subscription {
+            servers: self.servers.subscribe(),
+            proxies: self.proxies.subscribe(),
+        }
+    }
+
+    /// Runs both watches; see [`SharedRefs::run`].
+    pub fn run(self) -> BoxFuture<'static, ()> {
+        futures::future::join(self.servers.run(), self.proxies.run())
+            .map(|_| ())
+            .boxed()
+    }
+}
 
 #[cfg(test)]
 mod tests {
