@@ -570,7 +570,11 @@ impl Config {
                 ));
             }
         }
-        if let Some(var) = exchange.client_secret_env.as_ref().filter(|v| !is_env_name(v)) {
+        if let Some(var) = exchange
+            .client_secret_env
+            .as_ref()
+            .filter(|v| !is_env_name(v))
+        {
             return err(format!(
                 "outgoing.tokenExchange.clientSecretEnv {var:?} is not an environment variable name"
             ));

@@ -74,7 +74,11 @@ pub fn added_headers_with(
         let value = env_value(&env, &format!("headersFromEnv[{name:?}]"), var, "")?;
         out.push((header_name(name)?, value));
     }
-    let bearer = cfg.auth.outgoing.as_ref().and_then(|o| o.bearer_token_env.as_ref());
+    let bearer = cfg
+        .auth
+        .outgoing
+        .as_ref()
+        .and_then(|o| o.bearer_token_env.as_ref());
     if let Some(var) = bearer {
         let value = env_value(&env, "auth.outgoing.bearerTokenEnv", var, "Bearer ")?;
         out.push((header::AUTHORIZATION, value));
@@ -382,7 +386,10 @@ mod tests {
             _ => None,
         };
         let got = added_headers_with(&cfg, env).unwrap();
-        let pairs: Vec<(&str, &[u8])> = got.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        let pairs: Vec<(&str, &[u8])> = got
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
         assert_eq!(
             pairs,
             [
@@ -393,19 +400,25 @@ mod tests {
         );
         assert!(got.iter().all(|(_, v)| v.is_sensitive()));
         let shown = format!("{got:?}");
-        assert!(!shown.contains("s3cret") && !shown.contains("t0ken"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("t0ken"),
+            "{shown}"
+        );
         let missing = added_headers_with(&cfg, |v| (v == "KEY_VAR").then(|| "k".into()))
             .unwrap_err()
             .to_string();
         assert!(
-            missing.contains("auth.outgoing.bearerTokenEnv") && missing.contains("TOKEN_VAR is not set"),
+            missing.contains("auth.outgoing.bearerTokenEnv")
+                && missing.contains("TOKEN_VAR is not set"),
             "{missing}"
         );
         let newline = added_headers_with(&cfg, |_| Some("v\n".into()))
             .unwrap_err()
             .to_string();
         assert!(
-            newline.contains("KEY_VAR") && newline.contains("not a valid HTTP header value") && !newline.contains('\n'),
+            newline.contains("KEY_VAR")
+                && newline.contains("not a valid HTTP header value")
+                && !newline.contains('\n'),
             "{newline}"
         );
     }
@@ -415,7 +428,10 @@ mod tests {
         for (given, want) in [
             ("access_token", Some(ACCESS_TOKEN_URN)),
             (ACCESS_TOKEN_URN, Some(ACCESS_TOKEN_URN)),
-            ("id_token", Some("urn:ietf:params:oauth:token-type:id_token")),
+            (
+                "id_token",
+                Some("urn:ietf:params:oauth:token-type:id_token"),
+            ),
             ("jwt", Some("urn:ietf:params:oauth:token-type:jwt")),
             ("saml2", None),
             ("", None),
@@ -426,8 +442,12 @@ mod tests {
 
     #[test]
     fn issued_tokens_need_an_access_token() {
-        let (h, life) = issued_token(&serde_json::json!({"access_token": "x", "expires_in": 60})).unwrap();
-        assert_eq!((h.as_bytes(), life, h.is_sensitive()), (&b"Bearer x"[..], 60, true));
+        let (h, life) =
+            issued_token(&serde_json::json!({"access_token": "x", "expires_in": 60})).unwrap();
+        assert_eq!(
+            (h.as_bytes(), life, h.is_sensitive()),
+            (&b"Bearer x"[..], 60, true)
+        );
         let (_, life) = issued_token(&serde_json::json!({"access_token": "x"})).unwrap();
         assert_eq!(life, DEFAULT_LIFETIME_SECS);
         for bad in [
