@@ -38,15 +38,7 @@ impl Issuer {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Value {
-        self.http
-            .post(format!("{}{path}", self.url))
-            .json(body)
-            .send()
-            .await
-            .expect("the issuer answers")
-            .json()
-            .await
-            .expect("JSON from the issuer")
+        answer(self.http.post(format!("{}{path}", self.url)).json(body)).await
     }
 
     /// A token minted by PyJWT in the issuer (see `issuer.py` for `spec`).
@@ -58,19 +50,22 @@ impl Issuer {
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .expect("the issuer answers")
-            .json()
-            .await
-            .expect("JSON from the issuer")
+        answer(self.http.get(format!("{}{path}", self.url))).await
     }
 
     pub async fn jwks_fetches(&self) -> u64 {
         self.get("/stats").await["jwks_fetches"].as_u64().unwrap()
     }
+}
+
+/// The issuer's JSON answer to a request.
+async fn answer(req: reqwest::RequestBuilder) -> Value {
+    req.send()
+        .await
+        .expect("the issuer answers")
+        .json()
+        .await
+        .expect("JSON from the issuer")
 }
 
 impl Drop for Issuer {
