@@ -443,6 +443,46 @@ mod tests {
         assert_eq!(r.take_event().unwrap().data, "{\"a\":1}");
     }
 
+    /// A remote that answers every request with one status.
+    struct Answers(StatusCode);
+
+    impl Exchange for Answers {
+        fn send(
+            &self,
+            _: Method,
+            _: &str,
+            _: Vec<(HeaderName, HeaderValue)>,
+            _: Bytes,
+        ) -> Pin<
+            Box<dyn Future<Output = Result<hyper::Response<axum::body::Body>, String>> + Send + '_>,
+        > {
+            let mut resp = hyper::Response::new(axum::body::Body::empty());
+            *resp.status_mut() = self.0;
+            Box::pin(async move { Ok(resp) })
+        }
+    }
+
+    /// With a token exchange the probe has no caller's credential: a 401 is the remote's
+    /// answer, so it is up; without one, and for any other status, it is not.
+    #[tokio::test]
+    async fn unauthorized_probes_count_only_when_asked() {
+        let unauthorized = Answers(StatusCode::UNAUTHORIZED);
+        for transport in [Transport::StreamableHttp, Transport::Sse] {
+            assert!(initialize(&unauthorized, transport, "/p", 1024, true)
+                .await
+                .is_ok());
+            let e = initialize(&unauthorized, transport, "/p", 1024, false)
+                .await
+                .unwrap_err();
+            assert!(e.contains("401"), "{e}");
+            let failing = Answers(StatusCode::BAD_GATEWAY);
+            let e = initialize(&failing, transport, "/p", 1024, true)
+                .await
+                .unwrap_err();
+            assert!(e.contains("502"), "{e}");
+        }
+    }
+
     #[test]
     fn initialize_answers_are_judged() {
         assert!(
