@@ -6,90 +6,19 @@
 
 #[path = "bridge/common.rs"]
 mod common;
+#[path = "bridge/issuer.rs"]
+mod issuer;
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use issuer::Issuer;
 use serde_json::{json, Value};
 
 const SECRET_ENV: &str = "TEST_INTROSPECTION_SECRET";
 /// What every 401 says, whatever the reason.
 const UNAUTHORIZED_BODY: &str =
     r#"{"error":"invalid_token","error_description":"a valid bearer token is required"}"#;
-
-/// The test issuer (a child process, killed when dropped).
-struct Issuer {
-    child: Child,
-    url: String,
-    http: reqwest::Client,
-}
-
-impl Issuer {
-    fn start() -> Issuer {
-        let mut child = Command::new(python())
-            .arg(repo().join("tests/bridge/issuer.py"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the test issuer");
-        let mut first = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .expect("the issuer's port");
-        let port = serde_json::from_str::<Value>(&first).expect("{\"port\": P}")["port"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("the issuer did not start ({INSTALL_HINT}): {first}"));
-        Issuer {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            http: http(),
-        }
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Value {
-        self.http
-            .post(format!("{}{path}", self.url))
-            .json(body)
-            .send()
-            .await
-            .expect("the issuer answers")
-            .json()
-            .await
-            .expect("JSON from the issuer")
-    }
-
-    /// A token minted by PyJWT in the issuer (see `issuer.py` for `spec`).
-    async fn token(&self, spec: &Value) -> String {
-        self.post("/token", spec).await["token"]
-            .as_str()
-            .expect("a token")
-            .to_owned()
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .expect("the issuer answers")
-            .json()
-            .await
-            .expect("JSON from the issuer")
-    }
-
-    async fn jwks_fetches(&self) -> u64 {
-        self.get("/stats").await["jwks_fetches"].as_u64().unwrap()
-    }
-}
-
-impl Drop for Issuer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The bridge's config: the issuer, introspection as client `bridge`, policies if any, audit.
 fn config(issuer: &Issuer, policies: Option<&Value>) -> String {

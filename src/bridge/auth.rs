@@ -98,8 +98,7 @@ pub struct Authenticator {
     /// One JWKS fetch at a time; the others wait for its keys.
     refreshing: tokio::sync::Mutex<()>,
     introspection: Option<Introspection>,
-    allow: Allowance,
-    client: FetchClient,
+    fetcher: Fetcher,
     /// For the protected-resource metadata and `WWW-Authenticate`.
     pub resource_url: Option<String>,
     pub scopes: Vec<String>,
@@ -116,7 +115,16 @@ impl Authenticator {
         let introspection = match &cfg.introspection_url {
             Some(url) => Some(Introspection {
                 url: url.clone(),
-                authorization: basic_authorization(cfg)?,
+                authorization: match &cfg.client_id {
+                    Some(id) => {
+                        let secret = match &cfg.client_secret_env {
+                            Some(var) => secret_from_env("auth.oidc.clientSecretEnv", var)?,
+                            None => String::new(),
+                        };
+                        Some(basic_authorization(id, &secret)?)
+                    }
+                    None => None,
+                },
             }),
             None => None,
         };
@@ -134,8 +142,7 @@ impl Authenticator {
             generation: std::sync::atomic::AtomicU64::new(0),
             refreshing: tokio::sync::Mutex::new(()),
             introspection,
-            allow,
-            client: fetch_client(allow)?,
+            fetcher: Fetcher::new(allow)?,
             resource_url: cfg.resource_url.clone(),
             scopes: cfg.scopes.clone().unwrap_or_default(),
         })
@@ -354,7 +361,6 @@ impl Authenticator {
         }
     }
 
-    /// One bounded request through the address guard; the answer must be 2xx JSON.
     async fn fetch(
         &self,
         method: Method,
@@ -362,10 +368,59 @@ impl Authenticator {
         form: Option<String>,
         authorization: Option<HeaderValue>,
     ) -> Result<Value, String> {
-        let uri: axum::http::Uri = url.parse().map_err(|_| format!("invalid URL {url:?}"))?;
+        self.fetcher
+            .fetch(method, url, form, authorization)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Why a fetch from an issuer or token endpoint failed. Never holds the answer's body: an
+/// endpoint's error text may echo what it was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{url} answered {status}")]
+    Status {
+        url: String,
+        status: axum::http::StatusCode,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Bounded JSON fetches (issuer, JWKS, introspection, token exchange): every address through
+/// the guard, the answer at most [`MAX_FETCH_BYTES`], the whole exchange at most
+/// [`FETCH_TIMEOUT`].
+pub struct Fetcher {
+    allow: Allowance,
+    client: FetchClient,
+}
+
+impl Fetcher {
+    /// System roots over TLS (ring); `allow` says which private addresses may be reached.
+    pub fn new(allow: Allowance) -> anyhow::Result<Self> {
+        let tls = super::remote::tls_config(None)?;
+        Ok(Self {
+            allow,
+            client: super::remote::guarded_client(Some(allow), tls),
+        })
+    }
+
+    /// One bounded request; the answer must be 2xx JSON. `form` is sent url-encoded.
+    pub async fn fetch(
+        &self,
+        method: Method,
+        url: &str,
+        form: Option<String>,
+        authorization: Option<HeaderValue>,
+    ) -> Result<Value, FetchError> {
+        let failed = FetchError::Failed;
+        let uri: axum::http::Uri = url
+            .parse()
+            .map_err(|_| failed(format!("invalid URL {url:?}")))?;
         let host = uri.host().unwrap_or_default();
         // The connector resolves names only: an address written in the URL is judged here.
-        check_literal(host, self.allow).map_err(|e| e.to_string())?;
+        check_literal(host, self.allow).map_err(|e| failed(e.to_string()))?;
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
@@ -380,30 +435,35 @@ impl Authenticator {
             }
             None => Body::empty(),
         };
-        let req = req.body(body).map_err(|e| e.to_string())?;
+        let req = req.body(body).map_err(|e| failed(e.to_string()))?;
         let work = async {
             let resp = self
                 .client
                 .request(req)
                 .await
-                .map_err(|e| crate::address::chain(&e))?;
+                .map_err(|e| failed(crate::address::chain(&e)))?;
             let status = resp.status();
             let bytes = http_body_util::Limited::new(resp.into_body(), MAX_FETCH_BYTES)
                 .collect()
                 .await
                 .map_err(|_| {
-                    format!("the answer of {url} is over {MAX_FETCH_BYTES} bytes or broken")
+                    failed(format!(
+                        "the answer of {url} is over {MAX_FETCH_BYTES} bytes or broken"
+                    ))
                 })?
                 .to_bytes();
             if !status.is_success() {
-                return Err(format!("{url} answered {status}"));
+                return Err(FetchError::Status {
+                    url: url.to_owned(),
+                    status,
+                });
             }
             serde_json::from_slice::<Value>(&bytes)
-                .map_err(|_| format!("{url} did not answer JSON"))
+                .map_err(|_| failed(format!("{url} did not answer JSON")))
         };
         tokio::time::timeout(FETCH_TIMEOUT, work)
             .await
-            .unwrap_or_else(|_| Err(format!("{url} did not answer in time")))
+            .unwrap_or_else(|_| Err(failed(format!("{url} did not answer in time"))))
     }
 }
 
@@ -488,25 +548,23 @@ fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2
 }
 
-fn basic_authorization(cfg: &OidcConfig) -> anyhow::Result<Option<HeaderValue>> {
-    let Some(client_id) = &cfg.client_id else {
-        return Ok(None);
-    };
-    let secret = match &cfg.client_secret_env {
-        Some(var) => std::env::var(var).map_err(|_| {
-            anyhow::anyhow!("auth.oidc.clientSecretEnv: the environment variable {var} is not set")
-        })?,
-        None => String::new(),
-    };
-    let raw = format!("{}:{}", form_encode(client_id), form_encode(&secret));
+/// The value of a secret named by a `...SecretEnv` field, or a start-up error naming both.
+pub fn secret_from_env(field: &str, var: &str) -> anyhow::Result<String> {
+    std::env::var(var)
+        .map_err(|_| anyhow::anyhow!("{field}: the environment variable {var} is not set"))
+}
+
+/// `Basic base64(id:secret)`, both form-encoded first (RFC 6749 §2.3.1); marked sensitive.
+pub fn basic_authorization(client_id: &str, secret: &str) -> anyhow::Result<HeaderValue> {
+    let raw = format!("{}:{}", form_encode(client_id), form_encode(secret));
     let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
     let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))?;
     value.set_sensitive(true);
-    Ok(Some(value))
+    Ok(value)
 }
 
 /// `application/x-www-form-urlencoded` escaping (RFC 6749 §2.3.1 uses it for Basic too).
-fn form_encode(s: &str) -> String {
+pub fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
@@ -517,13 +575,6 @@ fn form_encode(s: &str) -> String {
         }
     }
     out
-}
-
-/// A client for issuer, JWKS and introspection fetches: system roots over TLS (ring), every
-/// address through the guard.
-fn fetch_client(allow: Allowance) -> anyhow::Result<FetchClient> {
-    let tls = super::remote::tls_config(None)?;
-    Ok(super::remote::guarded_client(Some(allow), tls))
 }
 
 #[cfg(test)]

@@ -67,6 +67,36 @@ pub struct AuthConfig {
     pub oidc: Option<OidcConfig>,
     pub authz: Option<AuthzConfig>,
     pub audit: Option<AuditConfig>,
+    pub outgoing: Option<OutgoingConfig>,
+}
+
+/// Credentials the bridge adds to every request to an HTTP backend or remote
+/// (MCPExternalAuthConfig `bearerToken` and `tokenExchange`, resolved by the operator); the
+/// client never sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutgoingConfig {
+    /// The environment variable holding a token sent as `Authorization: Bearer <token>`.
+    pub bearer_token_env: Option<String>,
+    /// Trade each caller's token for a backend token (RFC 8693).
+    pub token_exchange: Option<TokenExchangeConfig>,
+}
+
+/// RFC 8693 token exchange: the caller's validated bearer token is the subject token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenExchangeConfig {
+    pub token_url: String,
+    /// With `clientSecretEnv`: HTTP Basic client authentication; alone: `client_id` in the form.
+    pub client_id: Option<String>,
+    /// The name of the environment variable holding the client secret (from a Secret).
+    pub client_secret_env: Option<String>,
+    pub audience: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    /// `access_token` (default), `id_token`, `jwt`, or their full URNs.
+    pub subject_token_type: Option<String>,
+    /// Send the exchanged token as `<name>: Bearer <token>` instead of `Authorization`.
+    pub external_token_header_name: Option<String>,
 }
 
 /// Bearer-token validation (upstream's `TokenValidatorConfig`).
@@ -201,9 +231,9 @@ pub struct Config {
     pub allow_loopback_remote: bool,
     /// Remote mode: a PEM file of CA certificates trusted besides the system's.
     pub ca_bundle: Option<std::path::PathBuf>,
-    /// Remote mode: headers added to every request to the remote (name → value).
+    /// Headers added to every request to an HTTP backend or the remote (name → value).
     pub headers: BTreeMap<String, String>,
-    /// Remote mode: headers added to every request to the remote, their values read from
+    /// Headers added to every request to an HTTP backend or the remote, their values read from
     /// environment variables at start-up (name → variable), so a value never sits in the file.
     pub headers_from_env: BTreeMap<String, String>,
     /// Authentication, authorization and audit (`auth`).
@@ -284,6 +314,10 @@ pub enum ConfigError {
     RemoteStdio,
     #[error("{0} is set but remoteUrl is not: it applies to remote servers only")]
     RemoteOnly(&'static str),
+    #[error(
+        "{0} is set but the transport is stdio: outgoing credentials apply to HTTP backends (sse, streamable-http) and remotes only"
+    )]
+    HttpOnly(&'static str),
     #[error("auth: {0}")]
     Auth(String),
     #[error("{field}[{name:?}]: {why}")]
@@ -339,6 +373,7 @@ impl Config {
         } else {
             self.validate_not_remote()?;
         }
+        self.validate_outgoing()?;
         match self.transport {
             _ if self.remote_url.is_some() => {}
             Transport::Stdio if self.command.is_empty() => return Err(ConfigError::NoCommand),
@@ -401,12 +436,37 @@ impl Config {
         if !self.command.is_empty() {
             return Err(ConfigError::RemoteAnd("a server command"));
         }
+        Ok(())
+    }
+
+    /// Headers and credentials for the backend need a backend that speaks HTTP: a stdio server
+    /// gets no request to put them on.
+    fn validate_outgoing(&self) -> Result<(), ConfigError> {
+        let outgoing = self.auth.outgoing.clone().unwrap_or_default();
+        if self.transport == Transport::Stdio && self.remote_url.is_none() {
+            for (field, set) in [
+                ("headers", !self.headers.is_empty()),
+                ("headersFromEnv", !self.headers_from_env.is_empty()),
+                (
+                    "auth.outgoing.bearerTokenEnv",
+                    outgoing.bearer_token_env.is_some(),
+                ),
+                (
+                    "auth.outgoing.tokenExchange",
+                    outgoing.token_exchange.is_some(),
+                ),
+            ] {
+                if set {
+                    return Err(ConfigError::HttpOnly(field));
+                }
+            }
+        }
         for name in self.headers.keys() {
             check_header_name("headers", name)?;
         }
         for (name, var) in &self.headers_from_env {
             check_header_name("headersFromEnv", name)?;
-            if var.is_empty() || var.contains('=') || var.contains('\0') {
+            if !is_env_name(var) {
                 return Err(ConfigError::Header {
                     field: "headersFromEnv",
                     name: name.clone(),
@@ -428,11 +488,7 @@ impl Config {
                 ("oidc.resourceUrl", oidc.resource_url.as_ref()),
             ] {
                 if let Some(url) = url {
-                    let ok = (url.starts_with("https://") || url.starts_with("http://"))
-                        && url
-                            .parse::<axum::http::Uri>()
-                            .is_ok_and(|u| u.host().is_some());
-                    if !ok {
+                    if !is_http_url(url) {
                         return err(format!("{field} {url:?} is not an http(s) URL"));
                     }
                 }
@@ -440,6 +496,9 @@ impl Config {
             if oidc.client_id.is_some() && oidc.introspection_url.is_none() {
                 return err("oidc.clientId is set but oidc.introspectionUrl is not".into());
             }
+        }
+        if let Some(outgoing) = &self.auth.outgoing {
+            self.validate_outgoing_auth(outgoing)?;
         }
         if let Some(authz) = &self.auth.authz {
             if self.auth.oidc.is_none() {
@@ -458,8 +517,6 @@ impl Config {
     fn validate_not_remote(&self) -> Result<(), ConfigError> {
         for (field, set) in [
             ("caBundle", self.ca_bundle.is_some()),
-            ("headers", !self.headers.is_empty()),
-            ("headersFromEnv", !self.headers_from_env.is_empty()),
             ("allowPrivateEndpoint", self.allow_private_endpoint),
             (
                 "--insecure-allow-loopback-remote",
@@ -472,6 +529,79 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// `auth.outgoing`: one credential at a time, and a token exchange needs a caller's token.
+    fn validate_outgoing_auth(&self, outgoing: &OutgoingConfig) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError::Auth(m));
+        if let Some(var) = &outgoing.bearer_token_env {
+            if !is_env_name(var) {
+                return err(format!(
+                    "outgoing.bearerTokenEnv {var:?} is not an environment variable name"
+                ));
+            }
+        }
+        let Some(exchange) = &outgoing.token_exchange else {
+            return Ok(());
+        };
+        if outgoing.bearer_token_env.is_some() {
+            return err(
+                "outgoing.bearerTokenEnv and outgoing.tokenExchange exclude each other: the backend gets one Authorization"
+                    .into(),
+            );
+        }
+        if self.auth.oidc.is_none() {
+            return err(
+                "outgoing.tokenExchange needs oidc: the caller's validated token is what is exchanged"
+                    .into(),
+            );
+        }
+        if !is_http_url(&exchange.token_url) {
+            return err(format!(
+                "outgoing.tokenExchange.tokenUrl {:?} is not an http(s) URL",
+                exchange.token_url
+            ));
+        }
+        if let Some(t) = &exchange.subject_token_type {
+            if super::outgoing::token_type_urn(t).is_none() {
+                return err(format!(
+                    "outgoing.tokenExchange.subjectTokenType {t:?} is not access_token, id_token, jwt or their URN"
+                ));
+            }
+        }
+        if let Some(var) = exchange
+            .client_secret_env
+            .as_ref()
+            .filter(|v| !is_env_name(v))
+        {
+            return err(format!(
+                "outgoing.tokenExchange.clientSecretEnv {var:?} is not an environment variable name"
+            ));
+        }
+        if exchange.client_secret_env.is_some() && exchange.client_id.is_none() {
+            return err(
+                "outgoing.tokenExchange.clientSecretEnv is set but outgoing.tokenExchange.clientId is not"
+                    .into(),
+            );
+        }
+        if let Some(name) = &exchange.external_token_header_name {
+            check_header_name("auth.outgoing.tokenExchange.externalTokenHeaderName", name)?;
+        }
+        Ok(())
+    }
+}
+
+/// A name `std::env::var` can look up (and a Pod's `env` can set).
+fn is_env_name(var: &str) -> bool {
+    !var.is_empty() && !var.contains('=') && !var.contains('\0')
+}
+
+fn is_http_url(url: &str) -> bool {
+    (url.starts_with("https://") || url.starts_with("http://"))
+        && url
+            .parse::<axum::http::Uri>()
+            .is_ok_and(|u| u.host().is_some())
 }
 
 fn check_header_name(field: &'static str, name: &str) -> Result<(), ConfigError> {
@@ -695,6 +825,173 @@ mod tests {
             let err = cfg.validate().expect_err(message).to_string();
             assert!(err.contains(message), "{message}: {err}");
         }
+    }
+
+    /// `auth.outgoing` in the shape the operator renders, and what cannot run, by field.
+    #[test]
+    fn outgoing_credentials_are_read_and_checked() {
+        let file: FileConfig = serde_json::from_str(
+            r#"{"transport": "streamable-http", "target": "http://127.0.0.1:8080/mcp",
+                "headersFromEnv": {"X-Api-Key": "API_KEY"},
+                "auth": {"oidc": {"issuer": "https://idp.example.com"},
+                "outgoing": {"tokenExchange": {"tokenUrl": "https://idp.example.com/token",
+                "clientId": "bridge", "clientSecretEnv": "EXCHANGE_SECRET", "audience": "backend",
+                "scopes": ["read", "write"], "subjectTokenType": "urn:ietf:params:oauth:token-type:access_token",
+                "externalTokenHeaderName": "X-Upstream-Token"}}}}"#,
+        )
+        .unwrap();
+        let auth = file.auth.unwrap();
+        let exchange = auth
+            .outgoing
+            .as_ref()
+            .and_then(|o| o.token_exchange.clone())
+            .unwrap();
+        assert_eq!(exchange.scopes, Some(vec!["read".into(), "write".into()]));
+        assert_eq!(
+            exchange.external_token_header_name.as_deref(),
+            Some("X-Upstream-Token")
+        );
+        let http = Config {
+            transport: Transport::StreamableHttp,
+            target: file.target.clone(),
+            headers_from_env: file.headers_from_env.clone().unwrap(),
+            auth: auth.clone(),
+            ..Config::default()
+        };
+        http.validate().unwrap();
+        let bearer = OutgoingConfig {
+            bearer_token_env: Some("TOKEN".into()),
+            token_exchange: None,
+        };
+        let with_exchange = |f: fn(&mut TokenExchangeConfig)| {
+            let mut e = exchange.clone();
+            f(&mut e);
+            AuthConfig {
+                outgoing: Some(OutgoingConfig {
+                    bearer_token_env: None,
+                    token_exchange: Some(e),
+                }),
+                ..auth.clone()
+            }
+        };
+        let stdio = |c: Config| Config {
+            transport: Transport::Stdio,
+            target: None,
+            command: vec!["srv".into()],
+            ..c
+        };
+        let rows: Vec<(Config, &str)> = vec![
+            (
+                Config {
+                    auth: AuthConfig {
+                        outgoing: Some(OutgoingConfig {
+                            token_exchange: Some(exchange.clone()),
+                            ..bearer.clone()
+                        }),
+                        ..auth.clone()
+                    },
+                    ..http.clone()
+                },
+                "auth: outgoing.bearerTokenEnv and outgoing.tokenExchange exclude each other",
+            ),
+            (
+                Config {
+                    auth: AuthConfig {
+                        oidc: None,
+                        ..auth.clone()
+                    },
+                    ..http.clone()
+                },
+                "auth: outgoing.tokenExchange needs oidc",
+            ),
+            (
+                Config {
+                    auth: with_exchange(|e| e.token_url = "idp.example.com/token".into()),
+                    ..http.clone()
+                },
+                "outgoing.tokenExchange.tokenUrl \"idp.example.com/token\" is not an http(s) URL",
+            ),
+            (
+                Config {
+                    auth: with_exchange(|e| e.subject_token_type = Some("saml2".into())),
+                    ..http.clone()
+                },
+                "outgoing.tokenExchange.subjectTokenType \"saml2\"",
+            ),
+            (
+                Config {
+                    auth: with_exchange(|e| e.client_id = None),
+                    ..http.clone()
+                },
+                "outgoing.tokenExchange.clientSecretEnv is set but outgoing.tokenExchange.clientId is not",
+            ),
+            (
+                Config {
+                    auth: with_exchange(|e| {
+                        e.external_token_header_name = Some("X Token".into())
+                    }),
+                    ..http.clone()
+                },
+                "auth.outgoing.tokenExchange.externalTokenHeaderName[\"X Token\"]: not a valid HTTP header name",
+            ),
+            (
+                Config {
+                    auth: AuthConfig {
+                        outgoing: Some(OutgoingConfig {
+                            bearer_token_env: Some("A=B".into()),
+                            token_exchange: None,
+                        }),
+                        ..AuthConfig::default()
+                    },
+                    ..http.clone()
+                },
+                "outgoing.bearerTokenEnv \"A=B\" is not an environment variable name",
+            ),
+            (
+                stdio(Config {
+                    headers: [("X-Tenant".to_string(), "acme".to_string())].into(),
+                    ..Config::default()
+                }),
+                "headers is set but the transport is stdio",
+            ),
+            (
+                stdio(Config {
+                    headers_from_env: http.headers_from_env.clone(),
+                    ..Config::default()
+                }),
+                "headersFromEnv is set but the transport is stdio",
+            ),
+            (
+                stdio(Config {
+                    auth: AuthConfig {
+                        outgoing: Some(bearer.clone()),
+                        ..AuthConfig::default()
+                    },
+                    ..Config::default()
+                }),
+                "auth.outgoing.bearerTokenEnv is set but the transport is stdio",
+            ),
+            (
+                stdio(http.clone()),
+                "headersFromEnv is set but the transport is stdio",
+            ),
+        ];
+        for (cfg, message) in rows {
+            let err = cfg.validate().expect_err(message).to_string();
+            assert!(err.contains(message), "{message}: {err}");
+        }
+        // A static bearer token for an SSE backend needs no oidc.
+        Config {
+            transport: Transport::Sse,
+            target: Some("http://127.0.0.1:8080/sse".into()),
+            auth: AuthConfig {
+                outgoing: Some(bearer),
+                ..AuthConfig::default()
+            },
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
     }
 
     /// Bad overrides stop the bridge at start-up with a message that names the tools.

@@ -26,6 +26,7 @@ use super::auth::{bearer_token, Authenticator, Identity, Refusal};
 use super::authz::{self, Authz, Caller, Feature, Gate};
 use super::config::Config;
 use super::jsonrpc;
+use super::outgoing::CallerToken;
 
 /// Callers remembered by their token (bounded; emptied when full).
 const MAX_REMEMBERED_CALLERS: usize = 4096;
@@ -46,6 +47,9 @@ pub struct Guard {
     pub authn: Option<Authenticator>,
     pub authz: Option<Authz>,
     pub audit: bool,
+    /// A token exchange trades the caller's token: it is kept on the request (as
+    /// [`CallerToken`]) for the handler, while the header itself is still taken off.
+    keep_caller_token: bool,
     prefix: String,
     /// Keyed by the SHA-256 of the token (the token itself is never kept).
     remembered: Mutex<HashMap<[u8; 32], Remembered>>,
@@ -86,6 +90,10 @@ impl Guard {
             authn,
             authz,
             audit,
+            keep_caller_token: auth
+                .outgoing
+                .as_ref()
+                .is_some_and(|o| o.token_exchange.is_some()),
             prefix: cfg.endpoint_prefix.clone(),
             remembered: Mutex::new(HashMap::new()),
         })))
@@ -254,6 +262,12 @@ pub async fn enforce(State(guard): State<Arc<Guard>>, mut req: Request, next: Ne
         }
     };
     if guard.authn.is_some() {
+        if guard.keep_caller_token {
+            if let Some(token) = bearer_token(req.headers()) {
+                let token = CallerToken(Arc::from(token));
+                req.extensions_mut().insert(token);
+            }
+        }
         // The caller's credential is for the bridge: it never reaches a backend.
         req.headers_mut().remove(header::AUTHORIZATION);
     }

@@ -16,7 +16,9 @@
 //! - [`serve`] is the listener of both modes, bounded against slow and idle clients;
 //! - [`origin`] decides which browser pages may call (Origin and Host, against DNS rebinding).
 //! - [`guard`] is the door of the MCP routes: bearer tokens ([`auth`]), Cedar policies
-//!   ([`authz`]) and the audit trail ([`audit`]), as the config file's `auth` block asks.
+//!   ([`authz`]) and the audit trail ([`audit`]), as the config file's `auth` block asks;
+//! - [`outgoing`] adds the configured headers and credentials (a static bearer token, or the
+//!   caller's token exchanged, RFC 8693) to every request to an HTTP backend or remote.
 //!
 //! When the server exits (or closes its stdout), the bridge answers what is in flight with errors
 //! and exits with the server's status (1 when it had to kill a server that closed its stdout), so
@@ -33,6 +35,7 @@ pub mod hub;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod origin;
+pub mod outgoing;
 pub mod remote;
 pub mod reverse;
 pub mod serve;

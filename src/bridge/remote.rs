@@ -6,8 +6,7 @@
 //!   `allowPrivateEndpoint`) private, so a DNS answer cannot point the proxy at the node;
 //! - [`tls_config`]: the system's roots plus an optional CA bundle, on the one crypto provider
 //!   (ring);
-//! - [`added_headers`]: plain headers and headers whose values come from the environment (set
-//!   from Secrets by the operator), marked sensitive so they never reach a log;
+//! - the headers and credentials added to every request are [`super::outgoing`]'s;
 //! - [`initialize`]: the bridge's own MCP `initialize` against the remote, which is its
 //!   readiness.
 
@@ -96,49 +95,6 @@ pub fn tls_config(ca_bundle: Option<&Path>) -> anyhow::Result<rustls::ClientConf
         .with_no_client_auth())
 }
 
-/// The headers added to every request to the remote, in order: plain ones, then those read
-/// from the environment (which win on a clash). Values are marked sensitive: `Debug` hides
-/// them, and nothing logs them.
-pub fn added_headers(cfg: &Config) -> anyhow::Result<Vec<(HeaderName, HeaderValue)>> {
-    added_headers_with(cfg, |var| std::env::var_os(var))
-}
-
-/// [`added_headers`] with the environment given (tests).
-pub fn added_headers_with(
-    cfg: &Config,
-    env: impl Fn(&str) -> Option<std::ffi::OsString>,
-) -> anyhow::Result<Vec<(HeaderName, HeaderValue)>> {
-    let mut out = Vec::new();
-    for (name, value) in &cfg.headers {
-        let value = HeaderValue::from_str(value).map_err(|_| {
-            anyhow::anyhow!("headers[{name:?}]: the value is not a valid HTTP header value")
-        })?;
-        out.push((header_name(name)?, value));
-    }
-    for (name, var) in &cfg.headers_from_env {
-        let Some(raw) = env(var) else {
-            anyhow::bail!(
-                "headersFromEnv[{name:?}]: the environment variable {var} is not set (its Secret key may be missing)"
-            );
-        };
-        let value = HeaderValue::from_bytes(raw.as_encoded_bytes()).map_err(|_| {
-            anyhow::anyhow!(
-                "headersFromEnv[{name:?}]: the value of {var} is not a valid HTTP header value (a trailing newline in the Secret?)"
-            )
-        })?;
-        out.push((header_name(name)?, value));
-    }
-    for (_, v) in &mut out {
-        v.set_sensitive(true);
-    }
-    Ok(out)
-}
-
-fn header_name(name: &str) -> anyhow::Result<HeaderName> {
-    HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| anyhow::anyhow!("{name:?} is not a valid HTTP header name"))
-}
-
 /// How the probe talks to the remote: a request out, a response back.
 pub trait Exchange: Send + Sync {
     fn send(
@@ -168,16 +124,37 @@ fn initialize_body() -> Bytes {
 
 /// The bridge's own `initialize` against the remote: Ok when it answers with a result, else
 /// why not. The session it opens is closed again (DELETE, or the SSE stream dropped). Bounded
-/// in time by the caller and in size by `max_bytes`.
+/// in time by the caller and in size by `max_bytes`. `unauthorized_is_up`: a 401 is an answer
+/// too (the remote wants a per-caller credential the probe cannot have).
 pub async fn initialize(
     x: &dyn Exchange,
     transport: Transport,
     path: &str,
     max_bytes: usize,
+    unauthorized_is_up: bool,
 ) -> Result<(), String> {
-    match transport {
+    let outcome = match transport {
         Transport::Sse => initialize_sse(x, path, max_bytes).await,
         _ => initialize_streamable(x, path, max_bytes).await,
+    };
+    match outcome {
+        Err(Probe::Status(StatusCode::UNAUTHORIZED)) if unauthorized_is_up => Ok(()),
+        other => other.map_err(|e| e.to_string()),
+    }
+}
+
+/// Why a probe failed: an HTTP status (which a caller may accept), or anything else.
+#[derive(Debug, thiserror::Error)]
+enum Probe {
+    #[error("the remote answered initialize with HTTP {0}")]
+    Status(StatusCode),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for Probe {
+    fn from(why: String) -> Self {
+        Probe::Failed(why)
     }
 }
 
@@ -198,7 +175,7 @@ async fn initialize_streamable(
     x: &dyn Exchange,
     path: &str,
     max_bytes: usize,
-) -> Result<(), String> {
+) -> Result<(), Probe> {
     let resp = x
         .send(Method::POST, path, json_headers(), initialize_body())
         .await?;
@@ -206,14 +183,16 @@ async fn initialize_streamable(
     let session = resp.headers().get("mcp-session-id").cloned();
     let sse = is_event_stream(resp.headers());
     if !status.is_success() {
-        return Err(format!("the remote answered initialize with HTTP {status}"));
+        return Err(Probe::Status(status));
     }
     let mut body = resp.into_body();
     let answer = if sse {
         let mut events = SseReader::default();
         loop {
             let Some(event) = events.next(&mut body, max_bytes).await? else {
-                return Err("the remote closed its initialize stream without an answer".into());
+                return Err(Probe::Failed(
+                    "the remote closed its initialize stream without an answer".into(),
+                ));
             };
             if event.kind == "message" && is_probe_answer(&event.data) {
                 break event.data;
@@ -238,20 +217,23 @@ async fn initialize_streamable(
             )
             .await;
     }
-    verdict
+    Ok(verdict?)
 }
 
-async fn initialize_sse(x: &dyn Exchange, path: &str, max_bytes: usize) -> Result<(), String> {
+async fn initialize_sse(x: &dyn Exchange, path: &str, max_bytes: usize) -> Result<(), Probe> {
     let accept = vec![(
         header::ACCEPT,
         HeaderValue::from_static("text/event-stream"),
     )];
     let resp = x.send(Method::GET, path, accept, Bytes::new()).await?;
     let status = resp.status();
+    if status == StatusCode::UNAUTHORIZED {
+        return Err(Probe::Status(status));
+    }
     if status != StatusCode::OK || !is_event_stream(resp.headers()) {
-        return Err(format!(
+        return Err(Probe::Failed(format!(
             "the remote answered the SSE stream request with HTTP {status}"
-        ));
+        )));
     }
     let mut body = resp.into_body();
     let mut events = SseReader::default();
@@ -259,7 +241,11 @@ async fn initialize_sse(x: &dyn Exchange, path: &str, max_bytes: usize) -> Resul
         match events.next(&mut body, max_bytes).await? {
             Some(e) if e.kind == "endpoint" => break e.data,
             Some(_) => continue,
-            None => return Err("the remote's SSE stream ended before its endpoint event".into()),
+            None => {
+                return Err(Probe::Failed(
+                    "the remote's SSE stream ended before its endpoint event".into(),
+                ))
+            }
         }
     };
     let post_path = path_and_query(endpoint.trim());
@@ -267,16 +253,19 @@ async fn initialize_sse(x: &dyn Exchange, path: &str, max_bytes: usize) -> Resul
         .send(Method::POST, &post_path, json_headers(), initialize_body())
         .await?;
     if !resp.status().is_success() {
-        return Err(format!(
-            "the remote answered initialize with HTTP {}",
-            resp.status()
-        ));
+        return Err(Probe::Status(resp.status()));
     }
     loop {
         match events.next(&mut body, max_bytes).await? {
-            Some(e) if e.kind == "message" && is_probe_answer(&e.data) => return judge(&e.data),
+            Some(e) if e.kind == "message" && is_probe_answer(&e.data) => {
+                return Ok(judge(&e.data)?)
+            }
             Some(_) => continue,
-            None => return Err("the remote's SSE stream ended before the initialize answer".into()),
+            None => {
+                return Err(Probe::Failed(
+                    "the remote's SSE stream ended before the initialize answer".into(),
+                ))
+            }
         }
     }
 }
@@ -428,33 +417,6 @@ mod tests {
     }
 
     #[test]
-    fn headers_come_from_the_file_and_the_environment() {
-        let cfg = Config {
-            headers: [("X-Plain".to_string(), "p".to_string())].into(),
-            headers_from_env: [("X-Api-Key".to_string(), "KEY_VAR".to_string())].into(),
-            ..Config::default()
-        };
-        let got = added_headers_with(&cfg, |v| (v == "KEY_VAR").then(|| "s3cret".into())).unwrap();
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[1].0, "x-api-key");
-        assert_eq!(got[1].1, "s3cret");
-        assert!(got.iter().all(|(_, v)| v.is_sensitive()));
-        assert!(
-            !format!("{got:?}").contains("s3cret"),
-            "Debug hides the values"
-        );
-        let missing = added_headers_with(&cfg, |_| None).unwrap_err().to_string();
-        assert!(missing.contains("KEY_VAR is not set"), "{missing}");
-        let newline = added_headers_with(&cfg, |_| Some("v\n".into()))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            newline.contains("not a valid HTTP header value") && !newline.contains('\n'),
-            "{newline}"
-        );
-    }
-
-    #[test]
     fn endpoint_events_stay_on_the_remote() {
         assert_eq!(
             path_and_query("/messages?sessionId=1"),
@@ -479,6 +441,46 @@ mod tests {
         assert_eq!(r.take_event(), None);
         r.buf.extend_from_slice(b":1}\r\n\r\n");
         assert_eq!(r.take_event().unwrap().data, "{\"a\":1}");
+    }
+
+    /// A remote that answers every request with one status.
+    struct Answers(StatusCode);
+
+    impl Exchange for Answers {
+        fn send(
+            &self,
+            _: Method,
+            _: &str,
+            _: Vec<(HeaderName, HeaderValue)>,
+            _: Bytes,
+        ) -> Pin<
+            Box<dyn Future<Output = Result<hyper::Response<axum::body::Body>, String>> + Send + '_>,
+        > {
+            let mut resp = hyper::Response::new(axum::body::Body::empty());
+            *resp.status_mut() = self.0;
+            Box::pin(async move { Ok(resp) })
+        }
+    }
+
+    /// With a token exchange the probe has no caller's credential: a 401 is the remote's
+    /// answer, so it is up; without one, and for any other status, it is not.
+    #[tokio::test]
+    async fn unauthorized_probes_count_only_when_asked() {
+        let unauthorized = Answers(StatusCode::UNAUTHORIZED);
+        for transport in [Transport::StreamableHttp, Transport::Sse] {
+            assert!(initialize(&unauthorized, transport, "/p", 1024, true)
+                .await
+                .is_ok());
+            let e = initialize(&unauthorized, transport, "/p", 1024, false)
+                .await
+                .unwrap_err();
+            assert!(e.contains("401"), "{e}");
+            let failing = Answers(StatusCode::BAD_GATEWAY);
+            let e = initialize(&failing, transport, "/p", 1024, true)
+                .await
+                .unwrap_err();
+            assert!(e.contains("502"), "{e}");
+        }
     }
 
     #[test]

@@ -36,6 +36,7 @@ use super::hub::lock;
 use super::jsonrpc::{self, code};
 use super::metrics::Metrics;
 use super::origin::Access;
+use super::outgoing::{self, CallerToken, TokenExchange};
 use super::remote;
 use super::serve::BodyBudget;
 use super::{serve, stdio};
@@ -138,8 +139,10 @@ struct ProxyState {
     bodies: BodyBudget,
     target: Target,
     client: UpstreamClient,
-    /// Headers added to every request to a remote (values sensitive, never logged).
+    /// Headers added to every request to the backend (values sensitive, never logged).
     added_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Trades each caller's token for the backend's (`auth.outgoing.tokenExchange`).
+    exchange: Option<TokenExchange>,
     tools: Option<ToolPolicy>,
     /// Tokens, policies and audit, when configured.
     guard: Option<Arc<Guard>>,
@@ -188,7 +191,8 @@ pub async fn run(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32>
         g.warm_up();
     }
     let client = upstream_client(&cfg)?;
-    let added_headers = remote::added_headers(&cfg)?;
+    let added_headers = outgoing::added_headers(&cfg)?;
+    let exchange = TokenExchange::of(&cfg)?;
     // Not served (the backend has its own); counts connections and refusals all the same.
     let metrics = Arc::new(Metrics::new());
     let state = Arc::new(ProxyState {
@@ -198,6 +202,7 @@ pub async fn run(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32>
         target,
         client,
         added_headers,
+        exchange,
         tools,
         guard,
         message_path: Mutex::new(None),
@@ -325,7 +330,16 @@ async fn watch_remote(st: Shared) {
     let path = st.target.path_and_query(&st.target.path_or(default), None);
     let mut last_error = String::new();
     loop {
-        let probe = remote::initialize(st.as_ref(), transport, &path, st.cfg.max_line_bytes);
+        // With a token exchange the remote may want a caller's credential, which the probe
+        // has not got: its 401 then says it is up.
+        let unauthorized_is_up = st.exchange.is_some();
+        let probe = remote::initialize(
+            st.as_ref(),
+            transport,
+            &path,
+            st.cfg.max_line_bytes,
+            unauthorized_is_up,
+        );
         let outcome = match tokio::time::timeout(remote::probe_timeout(&st.cfg), probe).await {
             Ok(outcome) => outcome,
             Err(_) => Err("the remote did not answer initialize in time".into()),
@@ -452,6 +466,11 @@ async fn forward(
     } else {
         (None, body)
     };
+    // After the policy and the tool screen: a refused call costs no exchange.
+    let credential = match caller_credential(st, &parts.extensions).await {
+        Ok(credential) => credential,
+        Err(refused) => return refused,
+    };
     let uri = format!(
         "{}{}",
         st.target.origin,
@@ -475,6 +494,9 @@ async fn forward(
     // Configured headers win over a client's of the same name.
     for (name, value) in &st.added_headers {
         out.headers_mut().insert(name.clone(), value.clone());
+    }
+    if let Some((name, value)) = credential {
+        out.headers_mut().insert(name, value);
     }
     if let Some(len) = body_len {
         // The body was read, and maybe rewritten: its length is known here, not by the client.
@@ -541,6 +563,43 @@ async fn forward(
     *resp.status_mut() = parts.status;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// The exchanged token of this request's own caller (`auth.outgoing.tokenExchange`), so that
+/// each request carries its caller's credential even where clients share a backend session;
+/// none without an exchange. A failed exchange is the client's answer, without the token
+/// endpoint's reasons (they are logged, never a token).
+async fn caller_credential(
+    st: &Shared,
+    extensions: &axum::http::Extensions,
+) -> Result<Option<(HeaderName, HeaderValue)>, Response> {
+    let Some(exchange) = &st.exchange else {
+        return Ok(None);
+    };
+    let failed = |status| {
+        rpc_error(
+            status,
+            code::INTERNAL_ERROR,
+            "the caller's token could not be exchanged for the MCP server",
+        )
+    };
+    // The guard puts it there for every request it lets through (`oidc` is required).
+    let Some(CallerToken(token)) = extensions.get::<CallerToken>() else {
+        return Err(failed(StatusCode::UNAUTHORIZED));
+    };
+    let exp = extensions
+        .get::<Arc<Who>>()
+        .and_then(|w| w.identity.as_ref())
+        .and_then(|i| i.claims.get("exp"))
+        .and_then(Value::as_f64)
+        .map(|exp| exp.max(0.0) as u64);
+    match exchange.credential_for(token, exp).await {
+        Ok(credential) => Ok(Some(credential)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the caller's token could not be exchanged");
+            Err(failed(e.status()))
+        }
+    }
 }
 
 /// Screens a POST body through the tool policy: the body to forward (a call of a renamed tool

@@ -15,6 +15,11 @@ Usage: issuer.py  — prints {"port": P} on its first stdout line, then serves o
   GET  /stats   {"jwks_fetches": n}
   POST /mcp     a tiny streamable-HTTP MCP backend that records the headers it got
   GET  /seen    the headers of every request /mcp got
+  POST /exchange  RFC 8693 token exchange (Basic client:secret): the subject token's `sub`
+                (read, not verified: this is the test's own issuer) names the answer,
+                {"access_token": "xchg-<sub>-<n>", "expires_in": 300, ...}; sub "refused"
+                gets 400 invalid_grant with a description that must never reach a client
+  GET  /exchanges  every exchange request: its form fields and whether the client auth was right
 """
 
 import base64
@@ -40,7 +45,11 @@ STATE = {
     "opaque": {},
     "jwks_fetches": 0,
     "seen": [],
+    "exchanges": [],
 }
+# What the token endpoint says when it refuses: a client of the bridge must never see it.
+REFUSAL_DETAIL = "endpoint-internal-detail-7f3a"
+
 CLIENT = ("bridge", "s3cret")
 
 
@@ -142,6 +151,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/seen":
             with LOCK:
                 return self.reply(200, STATE["seen"])
+        if self.path == "/exchanges":
+            with LOCK:
+                return self.reply(200, STATE["exchanges"])
         self.reply(404, {"error": "not found"})
 
     def do_POST(self):
@@ -154,6 +166,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.introspect(raw)
         if self.path == "/mcp":
             return self.backend(raw)
+        if self.path == "/exchange":
+            return self.exchange(raw)
         self.reply(404, {"error": "not found"})
 
     def do_DELETE(self):
@@ -171,6 +185,28 @@ class Handler(BaseHTTPRequestHandler):
         if not claims or not claims.get("active"):
             return self.reply(200, {"active": False})
         return self.reply(200, claims)
+
+    def exchange(self, raw):
+        form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+        want = "Basic " + base64.b64encode(f"{CLIENT[0]}:{CLIENT[1]}".encode()).decode()
+        client_ok = self.headers.get("authorization") == want
+        with LOCK:
+            STATE["exchanges"].append({"form": form, "client_ok": client_ok,
+                                       "content_type": self.headers.get("content-type")})
+            n = len(STATE["exchanges"])
+        if not client_ok:
+            return self.reply(401, {"error": "invalid_client"})
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange":
+            return self.reply(400, {"error": "unsupported_grant_type"})
+        try:
+            sub = jwt.decode(form.get("subject_token", ""), options={"verify_signature": False})["sub"]
+        except Exception:
+            return self.reply(400, {"error": "invalid_request"})
+        if sub == "refused":
+            return self.reply(400, {"error": "invalid_grant", "error_description": REFUSAL_DETAIL})
+        return self.reply(200, {"access_token": f"xchg-{sub}-{n}", "expires_in": 300,
+                                "token_type": "Bearer",
+                                "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"})
 
     def backend(self, raw):
         with LOCK:
