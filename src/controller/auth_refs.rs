@@ -857,3 +857,334 @@ pub fn conditions(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::v1beta1::MCPServer;
+    use crate::bridge::config::AuthConfig;
+
+    fn server(spec: Value) -> MCPServer {
+        let mut s = json!({"image": "x", "transport": "streamable-http", "mcpPort": 8080});
+        for (k, v) in spec.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+            "metadata": {"name": "fetch", "namespace": "ns"}, "spec": s,
+        }))
+        .unwrap()
+    }
+
+    fn config<T: serde::de::DeserializeOwned>(kind: &str, name: &str, spec: Value) -> T {
+        serde_json::from_value(json!({
+            "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": kind,
+            "metadata": {"name": name, "namespace": "ns"}, "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn oidc(spec: Value) -> MCPOIDCConfig {
+        config("MCPOIDCConfig", "idp", spec)
+    }
+    fn authz(policies: &[&str]) -> MCPAuthzConfig {
+        config(
+            "MCPAuthzConfig",
+            "policies",
+            json!({"type": "cedarv1", "config": {"policies": policies, "group_claim_name": "groups"}}),
+        )
+    }
+    fn external(spec: Value) -> MCPExternalAuthConfig {
+        config("MCPExternalAuthConfig", "out", spec)
+    }
+
+    const ECHO_FOR_DEV: &str = r#"permit(principal in THVGroup::"dev", action == Action::"call_tool", resource == Tool::"echo");"#;
+
+    fn resolve_server(s: &MCPServer, found: Found<'_>) -> Resolution {
+        resolve(&crate::controller::children::auth_workload(s), found)
+    }
+
+    /// The three references and audit resolve into the block the bridge reads: the bridge's
+    /// own types accept it, with upstream's service-account defaults.
+    #[test]
+    fn references_resolve_into_the_bridge_auth_block() {
+        let s = server(json!({
+            "oidcConfigRef": {"name": "idp", "audience": "fetch", "scopes": ["openid", "mcp"]},
+            "authzConfigRef": {"name": "policies"},
+            "audit": {"enabled": true},
+        }));
+        let (o, a) = (
+            oidc(json!({"type": "kubernetesServiceAccount", "kubernetesServiceAccount": {}})),
+            authz(&[ECHO_FOR_DEV]),
+        );
+        let found = Found {
+            oidc: Some(&o),
+            authz: Some(&a),
+            external: None,
+        };
+        let r = resolve_server(&s, found);
+        let resolved = r.outcome.expect("resolves");
+        let block: AuthConfig = serde_json::from_value(resolved.block.clone().unwrap()).unwrap();
+        let oidc = block.oidc.unwrap();
+        assert_eq!(oidc.issuer, KUBERNETES_ISSUER);
+        assert_eq!(
+            oidc.jwks_url.as_deref(),
+            Some("https://kubernetes.default.svc/openid/v1/jwks")
+        );
+        assert_eq!(oidc.audience.as_deref(), Some("fetch"));
+        assert_eq!(oidc.allow_private_ip, Some(true));
+        assert_eq!(
+            oidc.resource_url.as_deref(),
+            Some("http://mcp-fetch-proxy.ns.svc.cluster.local:8080")
+        );
+        assert_eq!(oidc.scopes, Some(vec!["openid".into(), "mcp".into()]));
+        let authz = block.authz.unwrap();
+        assert_eq!(authz.policies, [ECHO_FOR_DEV]);
+        assert_eq!(authz.group_claim_name.as_deref(), Some("groups"));
+        assert_eq!(authz.server_name.as_deref(), Some("fetch"));
+        assert!(block.audit.unwrap().enabled);
+        assert_eq!(resolved.oidc_hash, Some(frame::config_hash(&o.spec)));
+        assert_eq!(resolved.authz_hash, Some(frame::config_hash(&a.spec)));
+        assert!(resolved.secret_env.is_empty());
+        let reasons: Vec<_> = r
+            .findings
+            .iter()
+            .map(|f| (f.condition, f.ok, f.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (OIDC_CONDITION, true, "OIDCConfigRefValid"),
+                (AUTHZ_CONDITION, true, "AuthzConfigRefValid"),
+            ]
+        );
+    }
+
+    /// Every way a reference can fail holds the workload, with the reason and a message that
+    /// names the field or the object.
+    #[test]
+    fn unusable_references_hold_with_a_reason() {
+        let good_oidc =
+            oidc(json!({"type": "kubernetesServiceAccount", "kubernetesServiceAccount": {}}));
+        let bad_policy = authz(&["permit(principal action, resource);"]);
+        let http_authz: MCPAuthzConfig = config(
+            "MCPAuthzConfig",
+            "policies",
+            json!({"type": "httpv1", "config": {"http": {"url": "https://pdp"}}}),
+        );
+        let aws = external(json!({"type": "awsSts", "awsSts": {"region": "eu-west-1",
+            "fallbackRoleArn": "arn:aws:iam::123456789012:role/x"}}));
+        let header = external(json!({"type": "headerInjection", "headerInjection": {
+            "headerName": "X-Api-Key", "valueSecretRef": {"name": "api", "key": "key"}}}));
+        let exchange = external(json!({"type": "tokenExchange", "tokenExchange": {
+            "tokenUrl": "https://idp/token", "audience": "backend"}}));
+        let ca = oidc(json!({"type": "inline", "inline": {"issuer": "https://idp",
+            "caBundleRef": {"configMapRef": {"name": "ca", "key": "ca.crt"}}}}));
+        let with_oidc = json!({"name": "idp", "audience": "fetch"});
+        type Row<'a> = (Value, Found<'a>, &'static str, &'static str);
+        let rows: Vec<Row<'_>> = vec![
+            (
+                json!({"oidcConfigRef": with_oidc}),
+                Found::default(),
+                "OIDCConfigRefNotFound",
+                r#"MCPOIDCConfig "idp" (spec.oidcConfigRef) does not exist in namespace ns"#,
+            ),
+            (
+                json!({"oidcConfigRef": with_oidc}),
+                Found {
+                    oidc: Some(&ca),
+                    ..Found::default()
+                },
+                "OIDCConfigRefNotSupported",
+                "spec.inline.caBundleRef",
+            ),
+            (
+                json!({"oidcConfigRef": with_oidc, "authzConfigRef": {"name": "policies"}}),
+                Found {
+                    oidc: Some(&good_oidc),
+                    ..Found::default()
+                },
+                "AuthzConfigRefNotFound",
+                "spec.authzConfigRef",
+            ),
+            (
+                json!({"oidcConfigRef": with_oidc, "authzConfigRef": {"name": "policies"}}),
+                Found {
+                    oidc: Some(&good_oidc),
+                    authz: Some(&bad_policy),
+                    ..Found::default()
+                },
+                "AuthzConfigRefNotValid",
+                "spec.config.policies[0]",
+            ),
+            (
+                json!({"oidcConfigRef": with_oidc, "authzConfigRef": {"name": "policies"}}),
+                Found {
+                    oidc: Some(&good_oidc),
+                    authz: Some(&http_authz),
+                    ..Found::default()
+                },
+                "AuthzConfigRefNotSupported",
+                "httpv1",
+            ),
+            (
+                json!({"authzConfig": {"type": "inline", "inline": {"policies": [ECHO_FOR_DEV]}}}),
+                Found::default(),
+                "AuthzNeedsAuthentication",
+                "spec.authzConfig",
+            ),
+            (
+                json!({"oidcConfigRef": with_oidc, "authzConfig": {"type": "configMap", "configMap": {"name": "cm"}}}),
+                Found {
+                    oidc: Some(&good_oidc),
+                    ..Found::default()
+                },
+                "AuthzConfigMapNotSupported",
+                "spec.authzConfig.inline",
+            ),
+            (
+                json!({"externalAuthConfigRef": {"name": "out"}}),
+                Found::default(),
+                "ExternalAuthConfigNotFound",
+                "spec.externalAuthConfigRef",
+            ),
+            (
+                json!({"externalAuthConfigRef": {"name": "out"}}),
+                Found {
+                    external: Some(&aws),
+                    ..Found::default()
+                },
+                "ExternalAuthTypeNotSupported",
+                r#"type "awsSts""#,
+            ),
+            (
+                json!({"externalAuthConfigRef": {"name": "out"}, "transport": "stdio"}),
+                Found {
+                    external: Some(&header),
+                    ..Found::default()
+                },
+                "ExternalAuthNeedsHttpBackend",
+                "stdio",
+            ),
+            (
+                json!({"externalAuthConfigRef": {"name": "out"}}),
+                Found {
+                    external: Some(&exchange),
+                    ..Found::default()
+                },
+                "TokenExchangeNeedsAuthentication",
+                "spec.oidcConfigRef",
+            ),
+        ];
+        for (i, (spec, found, reason, part)) in rows.into_iter().enumerate() {
+            let r = resolve_server(&server(spec), found);
+            let problem = r.outcome.expect_err(reason);
+            assert_eq!(problem.reason, reason, "row {i}: {problem:?}");
+            assert!(
+                problem.message.contains(part),
+                "row {i}: {}",
+                problem.message
+            );
+            assert!(
+                r.findings.iter().any(|f| !f.ok && f.reason == reason),
+                "row {i}: the hold is also a condition"
+            );
+        }
+    }
+
+    /// Outgoing credentials: the header and the tokens come from Secrets as env only, in
+    /// the shape the bridge's `outgoing` and `headersFromEnv` read.
+    #[test]
+    fn outgoing_credentials_are_env_references() {
+        let idp = oidc(
+            json!({"type": "inline", "inline": {"issuer": "https://idp.example.com",
+            "introspectionUrl": "https://idp.example.com/introspect", "clientId": "mcp",
+            "clientSecretRef": {"name": "idp-client", "key": "secret"}}}),
+        );
+        let rows = [
+            (
+                external(json!({"type": "headerInjection", "headerInjection": {
+                    "headerName": "X-Api-Key", "valueSecretRef": {"name": "api", "key": "key"}}})),
+                json!(null),
+                ("TOOLHIVE_HEADER_INJECTION_VALUE", "api", "key"),
+            ),
+            (
+                external(json!({"type": "bearerToken", "bearerToken": {
+                    "tokenSecretRef": {"name": "backend-token", "key": "token"}}})),
+                json!({"bearerTokenEnv": "TOOLHIVE_SECRET_backend-token"}),
+                ("TOOLHIVE_SECRET_backend-token", "backend-token", "token"),
+            ),
+            (
+                external(json!({"type": "tokenExchange", "tokenExchange": {
+                    "tokenUrl": "https://idp.example.com/token", "audience": "backend", "clientId": "mcp",
+                    "clientSecretRef": {"name": "exchange", "key": "secret"}, "scopes": ["read"],
+                    "subjectTokenType": "id_token", "externalTokenHeaderName": "X-Backend-Token"}})),
+                json!({"tokenExchange": {"tokenUrl": "https://idp.example.com/token", "clientId": "mcp",
+                    "clientSecretEnv": "TOOLHIVE_TOKEN_EXCHANGE_CLIENT_SECRET", "audience": "backend",
+                    "scopes": ["read"], "subjectTokenType": "urn:ietf:params:oauth:token-type:id_token",
+                    "externalTokenHeaderName": "X-Backend-Token"}}),
+                (
+                    "TOOLHIVE_TOKEN_EXCHANGE_CLIENT_SECRET",
+                    "exchange",
+                    "secret",
+                ),
+            ),
+        ];
+        let s = server(
+            json!({"oidcConfigRef": {"name": "idp", "audience": "fetch"},
+            "externalAuthConfigRef": {"name": "out"}}),
+        );
+        for (config, outgoing, (env, secret, key)) in rows {
+            let found = Found {
+                oidc: Some(&idp),
+                external: Some(&config),
+                ..Found::default()
+            };
+            let resolved = resolve_server(&s, found).outcome.expect("resolves");
+            let block = resolved.block.clone().unwrap();
+            assert_eq!(block["oidc"]["clientSecretEnv"], OIDC_CLIENT_SECRET_ENV);
+            assert_eq!(block["outgoing"], outgoing, "{block}");
+            let uses: Vec<_> = resolved
+                .secret_env
+                .iter()
+                .map(|s| (s.env.as_str(), s.secret.as_str(), s.key.as_str()))
+                .collect();
+            assert_eq!(
+                uses,
+                [
+                    (OIDC_CLIENT_SECRET_ENV, "idp-client", "secret"),
+                    (env, secret, key)
+                ]
+            );
+            let headers = resolved.headers_from_env.clone();
+            if config.spec.type_ == "headerInjection" {
+                assert_eq!(headers["X-Api-Key"], HEADER_INJECTION_ENV);
+            } else {
+                assert!(headers.is_empty());
+            }
+            for e in env_entries(&resolved) {
+                assert!(e.get("value").is_none(), "only references: {e}");
+                assert!(e.pointer("/valueFrom/secretKeyRef/key").is_some(), "{e}");
+            }
+            // The parts the bridge already reads are accepted by its own types.
+            let mut known = block.clone();
+            known.as_object_mut().unwrap().remove("outgoing");
+            serde_json::from_value::<AuthConfig>(known).expect("the bridge reads it");
+        }
+    }
+
+    /// `unauthenticated` adds nothing; the config's hash is still reported.
+    #[test]
+    fn unauthenticated_adds_nothing() {
+        let none = external(json!({"type": "unauthenticated"}));
+        let s = server(json!({"externalAuthConfigRef": {"name": "out"}, "transport": "stdio"}));
+        let found = Found {
+            external: Some(&none),
+            ..Found::default()
+        };
+        let resolved = resolve_server(&s, found).outcome.unwrap();
+        assert_eq!(resolved.block, None);
+        assert!(resolved.secret_env.is_empty() && resolved.headers_from_env.is_empty());
+        assert_eq!(resolved.external_hash, Some(frame::config_hash(&none.spec)));
+    }
+}
