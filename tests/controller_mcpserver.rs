@@ -1208,7 +1208,7 @@ fn edit_cases() -> Vec<EditCase> {
                         && w.bridge_config.as_ref().map(|c| &c["auth"])
                             == Some(&json!({"audit": {"enabled": true}})),
                     format!(
-                        "deployment {}, bridge config {}",
+                        "deployment {}, bridge config {:?}",
                         w.deployment.is_some(),
                         w.bridge_config
                     ),
@@ -1397,10 +1397,10 @@ async fn edits_reach_the_children_and_the_status() {
                     | "disjoint-from-the-start"
                     | "failed-keeps-url"
                     | "inline-oidc"
-                    | "oidc-config-ref-holds"
-                    | "authz-config-inline-holds"
-                    | "authz-config-ref-holds"
-                    | "external-auth-config-ref-holds"
+                    | "oidc-config-ref-missing-holds"
+                    | "authz-config-inline-without-oidc-holds"
+                    | "authz-config-ref-missing-holds"
+                    | "external-auth-config-ref-missing-holds"
             )
         })
         .count();
