@@ -282,7 +282,7 @@ pub fn render_one(
     let beta = conversion::convert(&verdict.defaulted, "v1beta1").map_err(|e| e.to_string())?;
     let server: MCPServer = serde_json::from_value(beta).map_err(|e| e.to_string())?;
     if children::asks_for_inline_oidc(&server) {
-        return Err("oidcConfig asks for authentication, which is not enforced yet: the operator deploys nothing for this server (Accepted=False, AuthenticationNotSupported); remove oidcConfig to run it without authentication knowingly, or put an authenticating gateway in front".into());
+        return Err("oidcConfig asks for authentication in the old inline form, which is not enforced: the operator deploys nothing for this server (Accepted=False, AuthenticationNotSupported); move it to an MCPOIDCConfig referenced by spec.oidcConfigRef, or remove oidcConfig to run it without authentication knowingly".into());
     }
     let auth = resolved_auth(&children::auth_workload(&server), auth_configs)?;
     let (tool_config, tool_config_note) = referenced_tool_config(&server, tool_configs)?;
@@ -547,7 +547,7 @@ mod tests {
             json!({"toolhive.stacklok.dev/v1alpha1-oidcConfig": "{\"type\":\"kubernetes\"}"});
         let why =
             render_one(&s, "img", &ToolConfigs::default(), &AuthConfigs::default()).unwrap_err();
-        assert!(why.contains("authenticating gateway"), "{why}");
+        assert!(why.contains("spec.oidcConfigRef"), "{why}");
     }
 
     /// The auth references are resolved against the inputs, as the operator resolves them

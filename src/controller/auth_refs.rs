@@ -158,7 +158,7 @@ pub fn resolve(w: &Workload<'_>, found: Found<'_>) -> Resolution {
     let mut block = Map::new();
     let oidc = w.auth.oidc_config_ref.map(|r| judge_oidc(w, r, found.oidc));
     if let Some(judged) = oidc {
-        if let Ok((value, secret, hash)) = &judged.1 {
+        if let Some((value, secret, hash)) = &judged.1 {
             block.insert("oidc".into(), value.clone());
             resolved.secret_env.extend(secret.clone());
             resolved.oidc_hash = Some(hash.clone());
@@ -166,9 +166,9 @@ pub fn resolve(w: &Workload<'_>, found: Found<'_>) -> Resolution {
         findings.push(judged.0);
     }
     if let Some(judged) = judge_authz(w, found.authz) {
-        if let Ok((value, hash)) = &judged.1 {
-            block.insert("authz".into(), value.clone());
-            resolved.authz_hash = hash.clone();
+        if let Some(authz) = &judged.1 {
+            block.insert("authz".into(), authz.block.clone());
+            resolved.authz_hash = authz.hash.clone();
         }
         findings.extend(judged.0);
     }
@@ -177,7 +177,7 @@ pub fn resolve(w: &Workload<'_>, found: Found<'_>) -> Resolution {
     }
     if let Some(r) = w.auth.external_auth_config_ref {
         let judged = judge_external(w, &r.name, found.external);
-        if let Ok(outgoing) = &judged.1 {
+        if let Some(outgoing) = &judged.1 {
             apply_outgoing(outgoing, &mut block, &mut resolved);
         }
         findings.push(judged.0);
@@ -260,7 +260,8 @@ fn usable<'a, C: serde::Serialize>(
     }
 }
 
-type Judged<T> = (Finding, Result<T, ()>);
+/// A reference's condition, and what it adds when it can be used.
+type Judged<T> = (Finding, Option<T>);
 
 /// `oidcConfigRef`: the bridge's `oidc` block, the client secret's env, the config's hash.
 fn judge_oidc(
@@ -282,7 +283,7 @@ fn judge_oidc(
         reasons,
     ) {
         Ok(c) => c,
-        Err(f) => return (f, Err(())),
+        Err(f) => return (f, None),
     };
     let mut oidc = Map::new();
     let mut secret = None;
@@ -290,7 +291,7 @@ fn judge_oidc(
         (Some(k), _) => kubernetes_oidc(k, &mut oidc),
         (None, Some(i)) => match inline_oidc(&r.name, i, &mut oidc) {
             Ok(s) => secret = s,
-            Err(f) => return (f, Err(())),
+            Err(f) => return (f, None),
         },
         // Admission requires the sub-object of the type; a `kubernetesServiceAccount` config
         // written without one means upstream's defaults.
@@ -315,7 +316,7 @@ fn judge_oidc(
             r.name, r.audience
         ),
     );
-    (finding, Ok((Value::Object(oidc), secret, hash)))
+    (finding, Some((Value::Object(oidc), secret, hash)))
 }
 
 /// Service-account tokens: the API server is the issuer and serves the keys.
@@ -395,12 +396,18 @@ fn inline_oidc(
     }))
 }
 
-/// `authzConfigRef` or inline `authzConfig`: the bridge's `authz` block and the shared
-/// config's hash; `None` when neither is set.
+/// The bridge's `authz` block, and the shared config's hash (none for inline policies).
+struct Authz {
+    block: Value,
+    hash: Option<String>,
+}
+
+/// `authzConfigRef` or inline `authzConfig`: its conditions (none for inline policies that can
+/// be used) and what it adds; `None` when neither is set.
 fn judge_authz(
     w: &Workload<'_>,
     config: Option<&MCPAuthzConfig>,
-) -> Option<(Vec<Finding>, Result<(Value, Option<String>), ()>)> {
+) -> Option<(Vec<Finding>, Option<Authz>)> {
     if let Some(r) = w.auth.authz_config_ref {
         let reasons = (
             AUTHZ_CONDITION,
@@ -416,7 +423,7 @@ fn judge_authz(
             reasons,
         ) {
             Ok(c) => c,
-            Err(f) => return Some((vec![f], Err(()))),
+            Err(f) => return Some((vec![f], None)),
         };
         if config.spec.type_ != "cedarv1" {
             let f = Finding::hold(
@@ -428,7 +435,7 @@ fn judge_authz(
                     r.name, config.spec.type_
                 ),
             );
-            return Some((vec![f], Err(())));
+            return Some((vec![f], None));
         }
         let options = &config.spec.config;
         let text = |k: &str| options.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -456,7 +463,8 @@ fn judge_authz(
                 r.name
             ),
         );
-        return Some((vec![ok], Ok((block, Some(hash)))));
+        let hash = Some(hash);
+        return Some((vec![ok], Some(Authz { block, hash })));
     }
     let a: &AuthzConfig = w.auth.authz_config?;
     let Some(inline) = a.inline.as_ref().filter(|_| a.type_ == "inline") else {
@@ -467,7 +475,7 @@ fn judge_authz(
              the authorization asked for; put the policies in spec.authzConfig.inline or in an MCPAuthzConfig (spec.authzConfigRef)"
                 .into(),
         );
-        return Some((vec![f], Err(())));
+        return Some((vec![f], None));
     };
     let block = cedar_block(
         w.name,
@@ -477,7 +485,7 @@ fn judge_authz(
         a.role_claim_name.clone(),
         a.group_entity_type.clone(),
     );
-    Some((Vec::new(), Ok((block, None))))
+    Some((Vec::new(), Some(Authz { block, hash: None })))
 }
 
 /// The bridge's `authz` block, in its camelCase; unset options are left out.
@@ -534,13 +542,13 @@ fn judge_external(
     let field = "spec.externalAuthConfigRef";
     let config = match usable("MCPExternalAuthConfig", name, field, w, config, reasons) {
         Ok(c) => c,
-        Err(f) => return (f, Err(())),
+        Err(f) => return (f, None),
     };
     let type_ = config.spec.type_.as_str();
     let hold = |reason, message: String| {
         (
             Finding::hold(EXTERNAL_AUTH_CONDITION, reason, message),
-            Err(()),
+            None,
         )
     };
     if !crate::api::auth::EXTERNAL_AUTH_IMPLEMENTED.contains(&type_) {
@@ -619,7 +627,7 @@ fn judge_external(
         "ExternalAuthConfigValid",
         format!("{origin} ({type_}) is valid and applied to requests towards the backend"),
     );
-    (finding, Ok((outgoing, hash)))
+    (finding, Some((outgoing, hash)))
 }
 
 /// RFC 8693 towards the backend; the client secret stays in its Secret.
