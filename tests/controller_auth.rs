@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::Client;
 use mcp_operator::api::v1beta1::{
     MCPAuthzConfig, MCPExternalAuthConfig, MCPOIDCConfig, MCPRemoteProxy, MCPServer,
@@ -29,22 +29,6 @@ const ROTATED_VALUE: &str = "header-value-after-5e07";
 const ECHO_FOR_DEV: &str = r#"permit(principal in THVGroup::"dev", action == Action::"call_tool", resource == Tool::"echo");"#;
 const ECHO_FOR_ALL: &str =
     r#"permit(principal, action == Action::"call_tool", resource == Tool::"echo");"#;
-
-/// Creates `obj` as it is (no webhook: the controllers' own checks are what stands).
-async fn create<K>(client: &Client, obj: Value) -> K
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let obj: K = serde_json::from_value(obj).unwrap();
-    Api::<K>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &obj)
-        .await
-        .unwrap()
-}
 
 fn object(kind: &str, name: &str, spec: Value) -> Value {
     json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": kind,

@@ -8,12 +8,10 @@
 //! `awsSts`, ...) is `Valid` when its spec is (the schema accepts it); the workloads that use it
 //! say the type is not supported and are held ([`super::auth_refs`]).
 
-use super::frame::{self, Settings};
+use super::frame::Settings;
 use super::metrics::ControllerMetrics;
-use super::shared_config::{self, SharedConfig};
-use super::slim::References;
+use super::shared_config;
 use crate::api::v1beta1::{MCPAuthzConfig, MCPExternalAuthConfig, MCPOIDCConfig};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
 
 /// Upstream's finalizer names, so an object moved between the two operators keeps its hold.
@@ -25,48 +23,23 @@ pub const EXTERNAL_AUTH_FINALIZER: &str = "mcpexternalauthconfig.toolhive.stackl
 /// keeps the shared `ValidationSucceeded` / `ValidationFailed`).
 const CONFIG_VALID_REASONS: (&str, &str) = ("ConfigValid", "ConfigInvalid");
 
-impl SharedConfig for MCPOIDCConfig {
-    const FINALIZER: &'static str = OIDC_FINALIZER;
-    const VALID_REASONS: (&'static str, &'static str) = CONFIG_VALID_REASONS;
-    fn named_by(refs: &References) -> Option<&str> {
-        refs.oidc_config_ref.as_ref().map(|r| r.name.as_str())
-    }
-    fn spec_hash(&self) -> String {
-        frame::config_hash(&self.spec)
-    }
-    fn conditions(&self) -> Option<&[Condition]> {
-        self.status.as_ref()?.conditions.as_deref()
-    }
-}
-
-impl SharedConfig for MCPAuthzConfig {
-    const FINALIZER: &'static str = AUTHZ_FINALIZER;
-    const VALID_REASONS: (&'static str, &'static str) = CONFIG_VALID_REASONS;
-    fn named_by(refs: &References) -> Option<&str> {
-        refs.authz_config_ref.as_ref().map(|r| r.name.as_str())
-    }
-    fn spec_hash(&self) -> String {
-        frame::config_hash(&self.spec)
-    }
-    fn conditions(&self) -> Option<&[Condition]> {
-        self.status.as_ref()?.conditions.as_deref()
-    }
-}
-
-impl SharedConfig for MCPExternalAuthConfig {
-    const FINALIZER: &'static str = EXTERNAL_AUTH_FINALIZER;
-    fn named_by(refs: &References) -> Option<&str> {
-        refs.external_auth_config_ref
-            .as_ref()
-            .map(|r| r.name.as_str())
-    }
-    fn spec_hash(&self) -> String {
-        frame::config_hash(&self.spec)
-    }
-    fn conditions(&self) -> Option<&[Condition]> {
-        self.status.as_ref()?.conditions.as_deref()
-    }
-}
+shared_config::shared_config!(
+    MCPOIDCConfig,
+    OIDC_FINALIZER,
+    oidc_config_ref,
+    CONFIG_VALID_REASONS
+);
+shared_config::shared_config!(
+    MCPAuthzConfig,
+    AUTHZ_FINALIZER,
+    authz_config_ref,
+    CONFIG_VALID_REASONS
+);
+shared_config::shared_config!(
+    MCPExternalAuthConfig,
+    EXTERNAL_AUTH_FINALIZER,
+    external_auth_config_ref
+);
 
 /// Runs the three controllers over `namespace` (all when `None`) until dropped.
 pub async fn run(

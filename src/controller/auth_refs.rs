@@ -756,6 +756,21 @@ pub fn names_config<C: Resource<DynamicType = ()>>(auth: &WorkloadAuth<'_>, conf
     named.is_some() && named == name
 }
 
+/// The workloads of `store` whose auth fields (read by `auth_of`) name `config`, to reconcile
+/// when it changes.
+pub fn users_of<W, C>(
+    store: &Store<W>,
+    config: &C,
+    auth_of: fn(&W) -> WorkloadAuth<'_>,
+) -> Vec<ObjectRef<W>>
+where
+    W: Resource<DynamicType = ()> + Clone + 'static,
+    C: Resource<DynamicType = ()>,
+{
+    let ns = config.meta().namespace.clone();
+    frame::referencing(store, &ns, |w: &W| names_config(&auth_of(w), config))
+}
+
 /// The caches of the three config kinds, which a workload controller resolves from.
 #[derive(Clone)]
 pub struct AuthStores {

@@ -123,19 +123,13 @@ pub async fn run(
             })
         })
         .watches_stream(auth_streams.oidc, move |c| {
-            frame::referencing(&by_oidc, &c.namespace(), |p: &MCPRemoteProxy| {
-                auth_refs::names_config(&children::proxy_auth(p), &c)
-            })
+            auth_refs::users_of(&by_oidc, &c, children::proxy_auth)
         })
         .watches_stream(auth_streams.authz, move |c| {
-            frame::referencing(&by_authz, &c.namespace(), |p: &MCPRemoteProxy| {
-                auth_refs::names_config(&children::proxy_auth(p), &c)
-            })
+            auth_refs::users_of(&by_authz, &c, children::proxy_auth)
         })
         .watches_stream(auth_streams.external, move |c| {
-            frame::referencing(&by_external, &c.namespace(), |p: &MCPRemoteProxy| {
-                auth_refs::names_config(&children::proxy_auth(p), &c)
-            })
+            auth_refs::users_of(&by_external, &c, children::proxy_auth)
         })
         .watches_stream(tool_config_stream, move |tc| {
             frame::referencing(&by_tool_config, &tc.namespace(), |p: &MCPRemoteProxy| {

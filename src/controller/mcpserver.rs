@@ -121,19 +121,13 @@ pub async fn run(
             })
         })
         .watches_stream(auth_streams.oidc, move |c| {
-            frame::referencing(&by_oidc, &c.namespace(), |s: &MCPServer| {
-                auth_refs::names_config(&children::server_auth(s), &c)
-            })
+            auth_refs::users_of(&by_oidc, &c, children::server_auth)
         })
         .watches_stream(auth_streams.authz, move |c| {
-            frame::referencing(&by_authz, &c.namespace(), |s: &MCPServer| {
-                auth_refs::names_config(&children::server_auth(s), &c)
-            })
+            auth_refs::users_of(&by_authz, &c, children::server_auth)
         })
         .watches_stream(auth_streams.external, move |c| {
-            frame::referencing(&by_external, &c.namespace(), |s: &MCPServer| {
-                auth_refs::names_config(&children::server_auth(s), &c)
-            })
+            auth_refs::users_of(&by_external, &c, children::server_auth)
         })
         .watches_stream(tool_config_stream, move |tc| {
             frame::referencing(&by_tool_config, &tc.namespace(), |s: &MCPServer| {

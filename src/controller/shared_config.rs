@@ -38,6 +38,30 @@ pub trait SharedConfig: Owner {
     fn conditions(&self) -> Option<&[Condition]>;
 }
 
+/// Implements [`SharedConfig`] for a config kind whose `spec` is hashed and whose `status` has
+/// `conditions`: its finalizer, the field of [`References`] that names it, and (optionally)
+/// its `Valid` reasons.
+macro_rules! shared_config {
+    ($kind:ty, $finalizer:expr, $reference:ident $(, $reasons:expr)?) => {
+        impl $crate::controller::shared_config::SharedConfig for $kind {
+            const FINALIZER: &'static str = $finalizer;
+            $(const VALID_REASONS: (&'static str, &'static str) = $reasons;)?
+            fn named_by(refs: &$crate::controller::slim::References) -> Option<&str> {
+                refs.$reference.as_ref().map(|r| r.name.as_str())
+            }
+            fn spec_hash(&self) -> String {
+                $crate::controller::frame::config_hash(&self.spec)
+            }
+            fn conditions(
+                &self,
+            ) -> Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]> {
+                self.status.as_ref()?.conditions.as_deref()
+            }
+        }
+    };
+}
+pub(crate) use shared_config;
+
 /// How many users a condition message names before "and N more".
 const NAMED_USERS: usize = 20;
 
