@@ -182,6 +182,20 @@ pub fn resolve(w: &Workload<'_>, found: Found<'_>) -> Resolution {
         }
         findings.push(judged.0);
     }
+    findings.extend(between_fields(w, &block));
+    if !block.is_empty() {
+        resolved.block = Some(Value::Object(block));
+    }
+    let outcome = match findings.iter().find(|f| !f.ok) {
+        Some(problem) => Err(problem.clone()),
+        None => Ok(resolved),
+    };
+    Resolution { findings, outcome }
+}
+
+/// What holds the workload between its fields rather than in one config: a policy or a token
+/// exchange decides on the caller's token, which only `oidcConfigRef` validates.
+fn between_fields(w: &Workload<'_>, block: &Map<String, Value>) -> Vec<Finding> {
     let mut cross = Vec::new();
     if block.contains_key("authz") && w.auth.oidc_config_ref.is_none() {
         cross.push(Finding::hold(
@@ -206,15 +220,7 @@ pub fn resolve(w: &Workload<'_>, found: Found<'_>) -> Resolution {
                 .into(),
         ));
     }
-    findings.extend(cross);
-    if !block.is_empty() {
-        resolved.block = Some(Value::Object(block));
-    }
-    let outcome = match findings.iter().find(|f| !f.ok) {
-        Some(problem) => Err(problem.clone()),
-        None => Ok(resolved),
-    };
-    Resolution { findings, outcome }
+    cross
 }
 
 fn authz_field(auth: &WorkloadAuth<'_>) -> &'static str {
@@ -225,8 +231,9 @@ fn authz_field(auth: &WorkloadAuth<'_>) -> &'static str {
     }
 }
 
-/// A config that is missing or that admission refuses holds the workload; `what` says which
-/// condition and reasons are upstream's for the kind.
+/// The config, or the finding that holds the workload: it is missing, or admission refuses it
+/// (the webhook may have been off when it was written). The last argument is the condition
+/// and its not-found and not-valid reasons, upstream's for the kind.
 fn usable<'a, C: serde::Serialize>(
     kind: &str,
     name: &str,
