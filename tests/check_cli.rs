@@ -400,7 +400,7 @@ fn convert_round_trips_the_v1alpha1_examples() {
     // The inline OIDC block is kept (in the stash), and what it means is said (issue 17).
     let said = String::from_utf8_lossy(&up.stderr).into_owned();
     assert!(
-        said.contains("toolhive.stacklok.dev/v1alpha1-oidcConfig]: the inline oidcConfig of the v1alpha1 form: authentication is not enforced by mcp-operator yet, so the server is not deployed"),
+        said.contains("toolhive.stacklok.dev/v1alpha1-oidcConfig]: the inline oidcConfig of the v1alpha1 form: this inline form of authentication is not enforced by mcp-operator, so the server is not deployed"),
         "{said}"
     );
     let beta = String::from_utf8(up.stdout).unwrap();

@@ -5,7 +5,7 @@
 mod controller_support;
 
 use controller_support::*;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::Client;
 use mcp_operator::api::v1beta1::{
     MCPGroup, MCPRemoteProxy, MCPServer, MCPTelemetryConfig, MCPToolConfig,
@@ -19,21 +19,6 @@ fn server(name: &str, extra: Value) -> Value {
         obj["spec"][k] = v.clone();
     }
     obj
-}
-
-async fn create<K>(client: &Client, obj: Value) -> K
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let obj: K = serde_json::from_value(obj).unwrap();
-    Api::<K>::namespaced(client.clone(), "default")
-        .create(&PostParams::default(), &obj)
-        .await
-        .unwrap()
 }
 
 fn group(name: &str) -> Value {

@@ -507,39 +507,56 @@ fn assert_no_writes(h: &Harness, when: &str) {
     );
 }
 
-/// Auth the data path does not enforce yet holds a proxy (issue 13, item 1): one row per kind
-/// of reference, and the inline oidcConfig kept from v1alpha1. Each is added to a running
-/// proxy, which must stop serving: no Deployment, no Service, Ready=False saying why.
+/// Auth that cannot be given holds a proxy (issue 13): one row per kind of reference naming a
+/// config that does not exist, policies from a ConfigMap (not supported), and the inline
+/// oidcConfig kept from v1alpha1. Each is added to a running proxy, which must stop serving:
+/// no Deployment, no Service, Ready=False with the reason, and the condition that says it.
 #[tokio::test]
-async fn auth_the_data_path_cannot_enforce_holds_the_proxy() {
+async fn auth_that_cannot_be_given_holds_the_proxy() {
     let h = start(None).await;
     let c = &h.client;
-    let rows: [(&str, Value, &str); 5] = [
+    let rows: [(&str, Value, (&str, &str, &str)); 5] = [
         (
             "oidc",
             json!({"spec": {"oidcConfigRef": {"name": "idp", "audience": "remote"}}}),
-            "spec.oidcConfigRef",
+            (
+                "spec.oidcConfigRef",
+                "OIDCConfigRefNotFound",
+                "OIDCConfigRefValidated",
+            ),
         ),
         (
             "authz",
             json!({"spec": {"authzConfig": {"type": "configMap", "configMap": {"name": "authz"}}}}),
-            "spec.authzConfig",
+            (
+                "spec.authzConfig",
+                "AuthzConfigMapNotSupported",
+                "AuthConfigured",
+            ),
         ),
         (
             "authz-ref",
             json!({"spec": {"authzConfigRef": {"name": "policies"}}}),
-            "spec.authzConfigRef",
+            (
+                "spec.authzConfigRef",
+                "AuthzConfigRefNotFound",
+                "AuthzConfigRefValidated",
+            ),
         ),
         (
             "external",
             json!({"spec": {"externalAuthConfigRef": {"name": "bearer"}}}),
-            "spec.externalAuthConfigRef",
+            (
+                "spec.externalAuthConfigRef",
+                "ExternalAuthConfigNotFound",
+                "ExternalAuthConfigValidated",
+            ),
         ),
         (
             "inline-oidc",
             json!({"metadata": {"annotations": {"toolhive.stacklok.dev/v1alpha1-oidcConfig":
                 "{\"type\":\"kubernetes\",\"kubernetes\":{\"audience\":\"toolhive\"}}"}}}),
-            "spec.oidcConfig",
+            ("spec.oidcConfig", "AuthNotEnforced", "AuthConfigured"),
         ),
     ];
     let api: Api<MCPRemoteProxy> = Api::namespaced(c.clone(), NS);
@@ -559,22 +576,23 @@ async fn auth_the_data_path_cannot_enforce_holds_the_proxy() {
             .await
             .unwrap();
     }
-    for (name, _, field) in &rows {
-        let status = wait_for(c, name, "Ready", "False", "AuthNotEnforced").await;
+    for (name, _, (field, reason, condition)) in &rows {
+        let status = wait_for(c, name, "Ready", "False", reason).await;
         let message = status["message"].as_str().unwrap_or_default();
-        assert!(
-            message.contains(field) && message.contains("authenticating gateway"),
-            "{name}: {status}"
-        );
+        assert!(message.contains(field), "{name}: {status}");
         assert!(status["url"].is_null(), "{name}: {status}");
-        let auth = status["conditions"]
+        let said = status["conditions"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["type"] == "AuthConfigured")
+            .find(|c| c["type"] == *condition)
             .cloned()
             .unwrap_or_default();
-        assert_eq!(auth["status"], "False", "{name}: {status}");
+        assert_eq!(
+            (said["status"].as_str(), said["reason"].as_str()),
+            (Some("False"), Some(*reason)),
+            "{name}: {status}"
+        );
     }
     for (name, _, _) in &rows {
         eventually(

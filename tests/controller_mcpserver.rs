@@ -1142,7 +1142,7 @@ fn edit_cases() -> Vec<EditCase> {
                         && accepted["reason"] == "AuthenticationNotSupported"
                         && accepted["message"]
                             .as_str()
-                            .is_some_and(|m| m.contains("authenticating gateway")),
+                            .is_some_and(|m| m.contains("spec.oidcConfigRef")),
                     format!("Accepted {accepted}"),
                 )?;
                 check(
@@ -1156,40 +1156,47 @@ fn edit_cases() -> Vec<EditCase> {
                 )
             },
         },
-        // Auth the data path does not enforce yet holds the server (issue 13, item 1): one row
-        // per kind of reference; each is added to a running server, which must stop serving.
+        // Auth that cannot be resolved holds the server (issue 13): one row per kind of
+        // reference, each naming a config that does not exist; each is added to a running
+        // server, which must stop serving rather than serve without it.
         EditCase {
-            name: "oidc-config-ref-holds",
+            name: "oidc-config-ref-missing-holds",
             spec: json!({}),
             annotations: json!({}),
             edit: Edit::Server(
                 json!({"spec": {"oidcConfigRef": {"name": "idp", "audience": "fetch"}}}),
             ),
-            expect: |w| held_for_auth(w, "spec.oidcConfigRef"),
+            expect: |w| held_for_auth(w, "OIDCConfigRefNotFound", "spec.oidcConfigRef"),
         },
         EditCase {
-            name: "authz-config-inline-holds",
+            name: "authz-config-inline-without-oidc-holds",
             spec: json!({}),
             annotations: json!({}),
             edit: Edit::Server(json!({"spec": {"authzConfig": {"type": "inline",
                 "inline": {"policies": ["permit(principal, action, resource);"]}}}})),
-            expect: |w| held_for_auth(w, "spec.authzConfig"),
+            expect: |w| held_for_auth(w, "AuthzNeedsAuthentication", "spec.authzConfig"),
         },
         EditCase {
-            name: "authz-config-ref-holds",
+            name: "authz-config-ref-missing-holds",
             spec: json!({}),
             annotations: json!({}),
             edit: Edit::Server(json!({"spec": {"authzConfigRef": {"name": "policies"}}})),
-            expect: |w| held_for_auth(w, "spec.authzConfigRef"),
+            expect: |w| held_for_auth(w, "AuthzConfigRefNotFound", "spec.authzConfigRef"),
         },
         EditCase {
-            name: "external-auth-config-ref-holds",
+            name: "external-auth-config-ref-missing-holds",
             spec: json!({}),
             annotations: json!({}),
             edit: Edit::Server(json!({"spec": {"externalAuthConfigRef": {"name": "token"}}})),
-            expect: |w| held_for_auth(w, "spec.externalAuthConfigRef"),
+            expect: |w| {
+                held_for_auth(
+                    w,
+                    "ExternalAuthConfigNotFound",
+                    "spec.externalAuthConfigRef",
+                )
+            },
         },
-        // Audit alone asks for no authentication: the server runs (the events come later).
+        // Audit alone asks for no authentication: the server runs, its bridge writing events.
         EditCase {
             name: "audit-alone-runs",
             spec: json!({"audit": {"enabled": true}}),
@@ -1197,11 +1204,13 @@ fn edit_cases() -> Vec<EditCase> {
             edit: Edit::Nothing,
             expect: |w| {
                 check(
-                    w.deployment.is_some() && w.ready_reason() != "AuthNotEnforced",
+                    w.deployment.is_some()
+                        && w.bridge_config.as_ref().map(|c| &c["auth"])
+                            == Some(&json!({"audit": {"enabled": true}})),
                     format!(
-                        "deployment {}, Ready {}",
+                        "deployment {}, bridge config {:?}",
                         w.deployment.is_some(),
-                        w.ready_reason()
+                        w.bridge_config
                     ),
                 )
             },
@@ -1221,16 +1230,13 @@ fn edit_cases() -> Vec<EditCase> {
     ]
 }
 
-/// A server held because `field` asks for auth: no Deployment, no Service, no url, and Ready
-/// says why and what to do.
-fn held_for_auth(w: &World, field: &str) -> Result<(), String> {
+/// A server held because the auth `field` asks for cannot be given: no Deployment, no
+/// Service, no url, and Ready says why (`reason`) and names the field.
+fn held_for_auth(w: &World, reason: &str, field: &str) -> Result<(), String> {
     let ready = w.condition("Ready").cloned().unwrap_or_default();
     let message = ready["message"].as_str().unwrap_or_default();
     check(
-        ready["status"] == "False"
-            && ready["reason"] == "AuthNotEnforced"
-            && message.contains(field)
-            && message.contains("authenticating gateway"),
+        ready["status"] == "False" && ready["reason"] == reason && message.contains(field),
         format!("Ready {ready}"),
     )?;
     check(
@@ -1391,10 +1397,10 @@ async fn edits_reach_the_children_and_the_status() {
                     | "disjoint-from-the-start"
                     | "failed-keeps-url"
                     | "inline-oidc"
-                    | "oidc-config-ref-holds"
-                    | "authz-config-inline-holds"
-                    | "authz-config-ref-holds"
-                    | "external-auth-config-ref-holds"
+                    | "oidc-config-ref-missing-holds"
+                    | "authz-config-inline-without-oidc-holds"
+                    | "authz-config-ref-missing-holds"
+                    | "external-auth-config-ref-missing-holds"
             )
         })
         .count();

@@ -806,3 +806,54 @@ async fn kubectl_apply_refuses_a_remote_proxy_to_the_metadata_service() {
         "{out}"
     );
 }
+
+/// Issue 13's admission cases through `kubectl apply`: a Cedar policy that does not parse, an
+/// issuer over plain HTTP, and both `authzConfig` and `authzConfigRef` are each refused with the
+/// field path and never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_refuses_bad_auth_with_the_field_path() {
+    let c = cluster().await;
+    let rows = [
+        (
+            "MCPAuthzConfig",
+            "mcpauthzconfigs",
+            "bad-policy",
+            "spec:\n  type: cedarv1\n  config:\n    policies:\n    - 'permit(principal action, resource);'\n",
+            "spec.config.policies[0]: Invalid value",
+        ),
+        (
+            "MCPOIDCConfig",
+            "mcpoidcconfigs",
+            "plain-http",
+            "spec:\n  type: inline\n  inline:\n    issuer: http://idp.example.com\n",
+            "spec.inline.issuer: Forbidden",
+        ),
+        (
+            "MCPServer",
+            "mcpservers",
+            "both-authz",
+            "spec:\n  image: docker.io/mcp/fetch\n  authzConfigRef: {name: policies}\n  authzConfig:\n    type: inline\n    inline:\n      policies: ['permit(principal, action, resource);']\n",
+            "spec.authzConfigRef: Forbidden",
+        ),
+    ];
+    for (kind, plural, name, spec, field) in rows {
+        let file = c._dir.path().join(format!("{name}.yaml"));
+        let doc = format!(
+            "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: {kind}\nmetadata: {{name: {name}, namespace: default}}\n{spec}"
+        );
+        std::fs::write(&file, doc).unwrap();
+        let o = c
+            .kubectl(&["apply", "--validate=false", "-f", file.to_str().unwrap()])
+            .await;
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{name}: applied");
+        assert!(
+            err.contains(&format!("The {kind} \"{name}\" is invalid")) && err.contains(field),
+            "{name}: {err}"
+        );
+        let stored = c
+            .server
+            .stored_object("toolhive.stacklok.dev", plural, "default", name);
+        assert!(stored.is_none(), "{name} was stored");
+    }
+}

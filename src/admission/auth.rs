@@ -23,32 +23,18 @@ pub struct WorkloadAuth<'a> {
 }
 
 impl WorkloadAuth<'_> {
-    /// The fields set that ask for authentication or authorization the data path does not
-    /// enforce yet: while any is set, the workload is held (no Deployment, no Service).
+    /// The fields set that ask for authorization the data path does not enforce: while any is
+    /// set, the workload is held (no Deployment, no Service). Everything else the operator
+    /// resolves and the bridge enforces; what a referenced config asks for is judged when it
+    /// is resolved.
     pub fn held_by(&self) -> Vec<&'static str> {
-        [
-            (self.oidc_config_ref.is_some(), "oidcConfigRef"),
-            (self.authz_config.is_some(), "authzConfig"),
-            (self.authz_config_ref.is_some(), "authzConfigRef"),
-            (
-                self.external_auth_config_ref.is_some(),
-                "externalAuthConfigRef",
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(set, name)| set.then_some(name))
-        .collect()
+        let from_config_map = self.authz_config.is_some_and(|a| a.type_ != "inline");
+        if from_config_map {
+            vec!["authzConfig"]
+        } else {
+            Vec::new()
+        }
     }
-}
-
-/// The fields of a stored MCPServer that hold it (see [`WorkloadAuth::held_by`]).
-pub fn server_held_by(s: &crate::api::v1beta1::MCPServerSpec) -> Vec<&'static str> {
-    workload_of!("MCPServer", s).held_by()
-}
-
-/// The fields of a stored MCPRemoteProxy that hold it (see [`WorkloadAuth::held_by`]).
-pub fn proxy_held_by(s: &crate::api::v1beta1::MCPRemoteProxySpec) -> Vec<&'static str> {
-    workload_of!("MCPRemoteProxy", s).held_by()
 }
 
 /// The auth fields of an MCPServer or MCPRemoteProxy spec (either version: the field names
@@ -67,8 +53,8 @@ macro_rules! workload_of {
 }
 pub(crate) use workload_of;
 
-/// Why a workload that asks for auth is held, for the admission warning and the Ready
-/// condition alike: which fields, what happens, and what to do today.
+/// Why a workload whose authorization comes from a ConfigMap is held, for the admission
+/// warning and `render`.
 pub fn held_message(kind: &str, fields: &[&str]) -> String {
     let named = fields
         .iter()
@@ -76,11 +62,9 @@ pub fn held_message(kind: &str, fields: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "{named} asks for authentication or authorization, which mcp-operator does not enforce yet: \
-         the {kind} is held (no Deployment, no Service; Ready=False, reason AuthNotEnforced) so that it never serves \
-         unauthenticated; remove {these} to run it without them knowingly, or put an authenticating gateway in front \
-         of its Service and then remove {these}",
-        these = if fields.len() == 1 { "it" } else { "them" }
+        "{named} reads its Cedar policies from a ConfigMap, which mcp-operator does not support yet: the {kind} is held \
+         (no Deployment, no Service; Ready=False, reason AuthzConfigMapNotSupported) so that it never serves without \
+         the authorization asked for; put the policies in spec.authzConfig.inline or in an MCPAuthzConfig (spec.authzConfigRef)"
     )
 }
 
@@ -108,12 +92,6 @@ pub fn check_workload(w: &WorkloadAuth<'_>, f: &mut Findings) {
     }
     if let Some(a) = w.authz_config {
         check_inline_authz(a, &spec.child("authzConfig"), f);
-    }
-    if w.audit.and_then(|a| a.enabled).unwrap_or(false) {
-        f.warn(
-            &spec.child("audit.enabled"),
-            "accepted, but no audit events are written yet (the data path does not emit them)",
-        );
     }
     let held = w.held_by();
     if let Some(first) = held.first() {

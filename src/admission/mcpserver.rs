@@ -76,12 +76,12 @@ pub fn validate_v1beta1(name: &str, obj: &v1beta1::MCPServer, raw: &Value, f: &m
     warn_kept_alpha_fields(obj.metadata.annotations.as_ref(), true, f);
 }
 
-/// What an inline OIDC block gets today on an MCPServer: authentication is not enforced by the
-/// data path yet, so the operator holds the server undeployed rather than run it open; the
-/// warning says so, and what to do instead (no kind that does not exist yet is named).
-pub const SERVER_OIDC_HELD: &str = "authentication is not enforced by mcp-operator yet, so the server is not deployed while an inline oidcConfig is set (condition Accepted=False); remove it to run the server without authentication knowingly, or put an authenticating gateway in front of its Service and then remove it";
+/// What an inline OIDC block gets on an MCPServer: the old inline form is not enforced (the
+/// shared MCPOIDCConfig is), so the operator holds the server undeployed rather than run it
+/// open; the warning says so, and what to do instead.
+pub const SERVER_OIDC_HELD: &str = "this inline form of authentication is not enforced by mcp-operator, so the server is not deployed while an inline oidcConfig is set (condition Accepted=False); move it to an MCPOIDCConfig referenced by spec.oidcConfigRef, or remove it to run the server without authentication knowingly";
 /// The same on an MCPRemoteProxy.
-pub const OIDC_KEPT_ONLY: &str = "authentication is not enforced by mcp-operator yet, so the proxy is not deployed while an inline oidcConfig is set (Ready=False, reason AuthNotEnforced); remove it to run the proxy without authentication knowingly, or put an authenticating gateway in front of its Service and then remove it";
+pub const OIDC_KEPT_ONLY: &str = "this inline form of authentication is not enforced by mcp-operator, so the proxy is not deployed while an inline oidcConfig is set (Ready=False, reason AuthNotEnforced); move it to an MCPOIDCConfig referenced by spec.oidcConfigRef, or remove it to run the proxy without authentication knowingly";
 pub const TELEMETRY_KEPT_ONLY: &str =
     "kept for conversion only: mcp-operator does not export telemetry yet, so none is sent";
 

@@ -2,7 +2,11 @@
 
 use crate::admission::{self, Operation};
 use crate::api::v1beta1::MCPRegistry;
-use crate::api::v1beta1::{MCPRemoteProxy, MCPServer, MCPToolConfig, MCPToolConfigSpec};
+use crate::api::v1beta1::{
+    MCPAuthzConfig, MCPExternalAuthConfig, MCPOIDCConfig, MCPRemoteProxy, MCPServer, MCPToolConfig,
+    MCPToolConfigSpec,
+};
+use crate::controller::auth_refs;
 use crate::controller::children::{self, Inputs};
 use crate::controller::mcpregistry_children as registry_children;
 use crate::conversion;
@@ -46,13 +50,14 @@ pub fn run(args: RenderArgs) -> i32 {
     };
     let values: Vec<&Value> = docs.iter().map(|d| &d.value).collect();
     let tool_configs = ToolConfigs::from_inputs(&values);
+    let auth_configs = AuthConfigs::from_inputs(&values);
     let mut out = String::new();
     let mut rejected = false;
     for doc in docs
         .iter()
         .filter(|d| d.value.get("kind").and_then(Value::as_str) == Some("MCPServer"))
     {
-        match render_one(&doc.value, &args.bridge_image, &tool_configs) {
+        match render_one(&doc.value, &args.bridge_image, &tool_configs, &auth_configs) {
             Ok(text) => out.push_str(&text),
             Err(why) => {
                 eprintln!("{}: document {}: {why}", doc.file, doc.index);
@@ -76,7 +81,7 @@ pub fn run(args: RenderArgs) -> i32 {
         .iter()
         .filter(|d| d.value.get("kind").and_then(Value::as_str) == Some("MCPRemoteProxy"))
     {
-        match render_remote_proxy(&doc.value, &args.bridge_image, &tool_configs) {
+        match render_remote_proxy(&doc.value, &args.bridge_image, &tool_configs, &auth_configs) {
             Ok(text) => out.push_str(&text),
             Err(why) => {
                 eprintln!("{}: document {}: {why}", doc.file, doc.index);
@@ -151,6 +156,76 @@ impl ToolConfigs {
     }
 }
 
+/// The MCPOIDCConfigs, MCPAuthzConfigs and MCPExternalAuthConfigs among the inputs, at
+/// v1beta1 (an invalid one is kept: resolving it says why the operator would hold its users).
+#[derive(Debug, Default)]
+pub struct AuthConfigs {
+    oidc: HashMap<(String, String), MCPOIDCConfig>,
+    authz: HashMap<(String, String), MCPAuthzConfig>,
+    external: HashMap<(String, String), MCPExternalAuthConfig>,
+}
+
+impl AuthConfigs {
+    pub fn from_inputs(docs: &[&Value]) -> Self {
+        let mut out = AuthConfigs::default();
+        for d in docs {
+            let key = || {
+                let name = d.pointer("/metadata/name").and_then(Value::as_str);
+                (namespace_of(d), name.unwrap_or_default().to_string())
+            };
+            match d.get("kind").and_then(Value::as_str) {
+                Some("MCPOIDCConfig") => out.oidc.extend(at_v1beta1(d).map(|c| (key(), c))),
+                Some("MCPAuthzConfig") => out.authz.extend(at_v1beta1(d).map(|c| (key(), c))),
+                Some("MCPExternalAuthConfig") => {
+                    out.external.extend(at_v1beta1(d).map(|c| (key(), c)))
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The configs `auth` names in `ns`, as the reconciler's caches would hold them.
+    fn found(&self, ns: &str, auth: &admission::auth::WorkloadAuth<'_>) -> auth_refs::Found<'_> {
+        let key = |name: &str| (ns.to_string(), name.to_string());
+        auth_refs::Found {
+            oidc: auth
+                .oidc_config_ref
+                .and_then(|r| self.oidc.get(&key(&r.name))),
+            authz: auth
+                .authz_config_ref
+                .and_then(|r| self.authz.get(&key(&r.name))),
+            external: auth
+                .external_auth_config_ref
+                .and_then(|r| self.external.get(&key(&r.name))),
+        }
+    }
+}
+
+/// A config as the API server would store it (defaulted and converted), if it can be read.
+fn at_v1beta1<T: serde::de::DeserializeOwned>(obj: &Value) -> Option<T> {
+    let defaulted = admission::admit(obj, None, Operation::Create)
+        .map(|v| v.defaulted)
+        .unwrap_or_else(|_| obj.clone());
+    let beta = conversion::convert(&defaulted, "v1beta1").ok()?;
+    serde_json::from_value(beta).ok()
+}
+
+/// The workload's auth references resolved against the inputs, or the reason the operator
+/// would hold it, with its message.
+fn resolved_auth(
+    workload: &auth_refs::Workload<'_>,
+    auth_configs: &AuthConfigs,
+) -> Result<auth_refs::Resolved, String> {
+    let found = auth_configs.found(workload.namespace, &workload.auth);
+    auth_refs::resolve(workload, found).outcome.map_err(|f| {
+        format!(
+            "the operator would hold this {} ({}): {} (pass the referenced configs' manifests too)",
+            workload.auth.kind, f.reason, f.message
+        )
+    })
+}
+
 fn tool_config_spec(obj: &Value) -> Result<MCPToolConfigSpec, String> {
     let verdict = admission::admit(obj, None, Operation::Create).map_err(|e| e.to_string())?;
     if !verdict.allowed() {
@@ -198,6 +273,7 @@ pub fn render_one(
     obj: &Value,
     bridge_image: &str,
     tool_configs: &ToolConfigs,
+    auth_configs: &AuthConfigs,
 ) -> Result<String, String> {
     let verdict = admission::admit(obj, None, Operation::Create).map_err(|e| e.to_string())?;
     if !verdict.allowed() {
@@ -206,12 +282,9 @@ pub fn render_one(
     let beta = conversion::convert(&verdict.defaulted, "v1beta1").map_err(|e| e.to_string())?;
     let server: MCPServer = serde_json::from_value(beta).map_err(|e| e.to_string())?;
     if children::asks_for_inline_oidc(&server) {
-        return Err("oidcConfig asks for authentication, which is not enforced yet: the operator deploys nothing for this server (Accepted=False, AuthenticationNotSupported); remove oidcConfig to run it without authentication knowingly, or put an authenticating gateway in front".into());
+        return Err("oidcConfig asks for authentication in the old inline form, which is not enforced: the operator deploys nothing for this server (Accepted=False, AuthenticationNotSupported); move it to an MCPOIDCConfig referenced by spec.oidcConfigRef, or remove oidcConfig to run it without authentication knowingly".into());
     }
-    let held_by = admission::auth::server_held_by(&server.spec);
-    if !held_by.is_empty() {
-        return Err(admission::auth::held_message("MCPServer", &held_by));
-    }
+    let auth = resolved_auth(&children::auth_workload(&server), auth_configs)?;
     let (tool_config, tool_config_note) = referenced_tool_config(&server, tool_configs)?;
     if children::no_tool_allowed(&server, tool_config.as_ref()) {
         return Err("spec.tools and the MCPToolConfig's toolsFilter have no tool in common: the operator would not roll this server out (NoToolsAllowed)".into());
@@ -230,6 +303,7 @@ pub fn render_one(
         bridge_image: bridge_image.to_string(),
         command,
         tool_config,
+        auth,
         ..Inputs::default()
     };
     let mut text = String::new();
@@ -252,6 +326,7 @@ pub fn render_remote_proxy(
     obj: &Value,
     bridge_image: &str,
     tool_configs: &ToolConfigs,
+    auth_configs: &AuthConfigs,
 ) -> Result<String, String> {
     use crate::controller::mcpremoteproxy_children as remote;
     let verdict = admission::admit(obj, None, Operation::Create).map_err(|e| e.to_string())?;
@@ -260,10 +335,7 @@ pub fn render_remote_proxy(
     }
     let beta = conversion::convert(&verdict.defaulted, "v1beta1").map_err(|e| e.to_string())?;
     let proxy: MCPRemoteProxy = serde_json::from_value(beta).map_err(|e| e.to_string())?;
-    let held_by = admission::auth::proxy_held_by(&proxy.spec);
-    if !held_by.is_empty() {
-        return Err(admission::auth::held_message("MCPRemoteProxy", &held_by));
-    }
+    let auth = resolved_auth(&remote::auth_workload(&proxy), auth_configs)?;
     let ns = proxy
         .metadata
         .namespace
@@ -292,6 +364,7 @@ pub fn render_remote_proxy(
     let inputs = remote::Inputs {
         bridge_image: bridge_image.to_string(),
         tool_config,
+        auth,
         ..remote::Inputs::default()
     };
     let mut text = String::new();
@@ -374,7 +447,12 @@ mod tests {
         for (i, (inputs, want)) in rows.into_iter().enumerate() {
             let refs: Vec<&Value> = inputs.iter().collect();
             let configs = ToolConfigs::from_inputs(&refs);
-            let got = render_one(&inputs[0], "img", &configs);
+            let got = render_one(
+                &inputs[0],
+                "img",
+                &configs,
+                &AuthConfigs::from_inputs(&refs),
+            );
             match (&got, want) {
                 (Ok(text), Ok(part)) => assert!(text.contains(part), "row {i}: {text}"),
                 (Err(why), Err(part)) => assert!(why.contains(part), "row {i}: {why}"),
@@ -444,7 +522,8 @@ mod tests {
         );
         let ok = proxy("https://mcp.example.com/mcp");
         let configs = ToolConfigs::from_inputs(&[&ok, &renames]);
-        let text = render_remote_proxy(&ok, "img", &configs).unwrap();
+        let none = AuthConfigs::default();
+        let text = render_remote_proxy(&ok, "img", &configs, &none).unwrap();
         for part in [
             r#""remoteUrl": "https://mcp.example.com/mcp""#,
             r#""tools": ["#,
@@ -455,9 +534,9 @@ mod tests {
             assert!(text.contains(part), "{part}: {text}");
         }
         let bad = proxy("http://169.254.169.254/");
-        let why = render_remote_proxy(&bad, "img", &configs).unwrap_err();
+        let why = render_remote_proxy(&bad, "img", &configs, &none).unwrap_err();
         assert!(why.contains("spec.remoteUrl"), "{why}");
-        let missing = render_remote_proxy(&ok, "img", &ToolConfigs::default()).unwrap();
+        let missing = render_remote_proxy(&ok, "img", &ToolConfigs::default(), &none).unwrap();
         assert!(missing.contains("NOT SHOWN"), "{missing}");
     }
 
@@ -466,7 +545,39 @@ mod tests {
         let mut s = server(json!({}));
         s["metadata"]["annotations"] =
             json!({"toolhive.stacklok.dev/v1alpha1-oidcConfig": "{\"type\":\"kubernetes\"}"});
-        let why = render_one(&s, "img", &ToolConfigs::default()).unwrap_err();
-        assert!(why.contains("authenticating gateway"), "{why}");
+        let why =
+            render_one(&s, "img", &ToolConfigs::default(), &AuthConfigs::default()).unwrap_err();
+        assert!(why.contains("spec.oidcConfigRef"), "{why}");
+    }
+
+    /// The auth references are resolved against the inputs, as the operator resolves them
+    /// against its caches: the bridge config carries the `auth` block; a config that is not
+    /// among the inputs is the reason the operator would hold the server.
+    #[test]
+    fn auth_references_render_from_the_inputs() {
+        let s = server(json!({
+            "oidcConfigRef": {"name": "idp", "audience": "fetch"},
+            "authzConfigRef": {"name": "policies"},
+            "audit": {"enabled": true},
+        }));
+        let oidc = json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPOIDCConfig",
+            "metadata": {"name": "idp"}, "spec": {"type": "kubernetesServiceAccount", "kubernetesServiceAccount": {}}});
+        let authz = json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPAuthzConfig",
+            "metadata": {"name": "policies"}, "spec": {"type": "cedarv1", "config": {
+                "policies": ["permit(principal, action == Action::\"call_tool\", resource == Tool::\"echo\");"]}}});
+        let all = AuthConfigs::from_inputs(&[&oidc, &authz]);
+        let text = render_one(&s, "img", &ToolConfigs::default(), &all).unwrap();
+        for part in [
+            r#""issuer": "https://kubernetes.default.svc""#,
+            r#""audience": "fetch""#,
+            r#"Tool::\"echo\""#,
+            r#""audit": {"#,
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        let only_oidc = AuthConfigs::from_inputs(&[&oidc]);
+        let why = render_one(&s, "img", &ToolConfigs::default(), &only_oidc).unwrap_err();
+        assert!(why.contains("AuthzConfigRefNotFound"), "{why}");
+        assert!(why.contains(r#"MCPAuthzConfig "policies""#), "{why}");
     }
 }

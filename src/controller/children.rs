@@ -44,6 +44,8 @@ pub struct Inputs {
     pub secret_versions: BTreeMap<String, String>,
     /// Pull secrets added to every workload (operator-wide default).
     pub default_pull_secrets: Vec<String>,
+    /// The resolved auth references: the bridge's `auth` block, headers and Secret env.
+    pub auth: super::auth_refs::Resolved,
 }
 
 /// Every child of one MCPServer: the shape every bridge-fronted workload has.
@@ -87,15 +89,20 @@ pub fn child_labels(server: &str) -> BTreeMap<String, String> {
     l
 }
 
+/// The Service's own URL, without the endpoint path.
+pub fn service_url(server: &MCPServer) -> String {
+    let ns = server.namespace().unwrap_or_else(|| "default".into());
+    let port = server.spec.proxy_port.unwrap_or(DEFAULT_PROXY_PORT);
+    format!(
+        "http://{}.{ns}.svc.cluster.local:{port}",
+        service_name(&server.name_any())
+    )
+}
+
 /// The service URL clients use, as upstream writes it.
 pub fn url(server: &MCPServer) -> String {
     let name = server.name_any();
-    let ns = server.namespace().unwrap_or_else(|| "default".into());
-    let port = server.spec.proxy_port.unwrap_or(DEFAULT_PROXY_PORT);
-    let base = format!(
-        "http://{}.{ns}.svc.cluster.local:{port}",
-        service_name(&name)
-    );
+    let base = service_url(server);
     if serves_sse(server) {
         format!("{base}/sse#{name}")
     } else {
@@ -230,7 +237,49 @@ pub fn bridge_config(server: &MCPServer, inputs: &Inputs) -> Value {
     if server.spec.trust_proxy_headers == Some(true) {
         c.insert("trustProxyHeaders".into(), json!(true));
     }
+    insert_auth(&mut c, &inputs.auth);
     Value::Object(c)
+}
+
+/// The resolved auth in a bridge config: the `auth` block, and headers injected from the
+/// environment (their values are not in the file, only the variables' names).
+pub(crate) fn insert_auth(c: &mut Map<String, Value>, auth: &super::auth_refs::Resolved) {
+    if let Some(block) = &auth.block {
+        c.insert("auth".into(), block.clone());
+    }
+    if auth.headers_from_env.is_empty() {
+        return;
+    }
+    let headers = c
+        .entry("headersFromEnv")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .expect("headersFromEnv is an object");
+    for (name, var) in &auth.headers_from_env {
+        headers.insert(name.clone(), json!(var));
+    }
+}
+
+/// Whether the server's own process is reached over HTTP (where outgoing credentials go).
+pub fn http_backend(server: &MCPServer) -> bool {
+    transport(server) != "stdio"
+}
+
+/// The auth fields of a stored MCPServer.
+pub fn server_auth(server: &MCPServer) -> crate::admission::auth::WorkloadAuth<'_> {
+    crate::admission::auth::workload_of!("MCPServer", server.spec)
+}
+
+/// What the auth resolution needs to know of the server.
+pub fn auth_workload(server: &MCPServer) -> super::auth_refs::Workload<'_> {
+    super::auth_refs::Workload {
+        auth: server_auth(server),
+        name: server.meta().name.as_deref().unwrap_or_default(),
+        namespace: server.meta().namespace.as_deref().unwrap_or("default"),
+        service_url: service_url(server),
+        http_backend: http_backend(server),
+        own_headers: Vec::new(),
+    }
 }
 
 /// Every child, ready to apply.
@@ -380,8 +429,9 @@ fn service(server: &MCPServer) -> Service {
     serde_json::from_value(v).expect("a Service we built")
 }
 
-/// Plain env, then Secret references (values never leave the Secret), then overrides.
-fn env(server: &MCPServer) -> Vec<Value> {
+/// Plain env, then Secret references (values never leave the Secret): the server's own, then
+/// the auth configs', then overrides.
+fn env(server: &MCPServer, inputs: &Inputs) -> Vec<Value> {
     let s = &server.spec;
     let mut env: Vec<Value> = s
         .env
@@ -396,6 +446,7 @@ fn env(server: &MCPServer) -> Vec<Value> {
             .unwrap_or_else(|| sec.key.clone());
         env.push(json!({"name": name, "valueFrom": {"secretKeyRef": {"name": sec.name, "key": sec.key}}}));
     }
+    env.extend(super::auth_refs::env_entries(&inputs.auth));
     let overrides = s
         .resource_overrides
         .as_ref()
@@ -522,7 +573,7 @@ fn deployment(server: &MCPServer, inputs: &Inputs, checksum: &str) -> Deployment
             "command": [format!("{BRIDGE_BIN_DIR}/mcp-operator")],
             "args": args,
             "ports": [{"name": "http", "containerPort": bridge_port(server), "protocol": "TCP"}],
-            "env": env(server),
+            "env": env(server, inputs),
             "resources": resources(server),
             "volumeMounts": mounts,
             "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3},

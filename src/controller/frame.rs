@@ -401,11 +401,7 @@ impl<K: Owner> Frame<K> {
                 return errors.clone();
             }
         }
-        let object = serde_json::to_value(obj).unwrap_or(Value::Null);
-        let errors = match admission::admit(&object, None, Operation::Create) {
-            Ok(v) if !v.allowed() => Some(v.errors.to_string()),
-            _ => None,
-        };
+        let errors = admission_refusal(obj);
         cache.insert(key, (generation, errors.clone()));
         errors
     }
@@ -665,16 +661,21 @@ impl<K: Owner> Frame<K> {
 
     /// An Event for a phase change: a warning for `Failed`, normal otherwise.
     async fn announce(&self, obj: &K, phase: &str, message: Option<&str>) {
-        let type_ = if phase == "Failed" {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
         let note = message.map_or_else(|| format!("phase is now {phase}"), str::to_owned);
+        self.record(obj, phase == "Failed", phase, &note).await;
+    }
+
+    /// Records an Event about `obj` (a Warning when `warning`); a failure to record is only
+    /// logged: Events are news, never the state.
+    pub async fn record(&self, obj: &K, warning: bool, reason: &str, note: &str) {
         let event = Event {
-            type_,
-            reason: phase.into(),
-            note: Some(truncate(&note, 1000)),
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(truncate(note, 1000)),
             action: "Reconcile".into(),
             secondary: None,
         };
@@ -833,6 +834,66 @@ impl SecretKeys {
         cache.insert(cache_key, (version, keys.clone()));
         Ok(keys)
     }
+}
+
+/// A Secret key a pod reads: `(field that asks for it, Secret name, key)`, for messages.
+pub type SecretUse = (String, String, String);
+
+impl SecretKeys {
+    /// Why the pods could not read one of `uses`, if they could not: a Secret that does not
+    /// exist in `ns`, or lacks the key. Existence comes from the metadata cache; key names are
+    /// read once per resourceVersion (values are dropped at once and never kept). When the keys
+    /// cannot be read, nothing is said rather than something false: the next pass retries.
+    pub async fn first_missing(
+        &self,
+        client: &Client,
+        store: &Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>,
+        ns: &str,
+        uses: &[SecretUse],
+    ) -> Option<String> {
+        if uses.is_empty() {
+            return None;
+        }
+        let _ = tokio::time::timeout(STORE_READY_WAIT, store.wait_until_ready()).await;
+        for (field, name, key) in uses {
+            let Some(meta) = store.get(&ObjectRef::new(name).within(ns)) else {
+                return Some(format!(
+                    "{field}: Secret {name:?} does not exist in namespace {ns}"
+                ));
+            };
+            let version = meta.resource_version().unwrap_or_default();
+            match self.get(client, ns, name, &version).await {
+                Ok(keys) if keys.contains(key) => {}
+                Ok(_) => return Some(format!("{field}: Secret {name:?} has no key {key:?}")),
+                Err(e) => {
+                    tracing::debug!(secret = %name, error = %e, "could not read the key names")
+                }
+            }
+        }
+        None
+    }
+}
+
+/// What the admission core says against `obj`, if it refuses it: a referenced config may have
+/// been written while the webhook was off, and the data path would refuse it too.
+pub fn admission_refusal<T: Serialize>(obj: &T) -> Option<String> {
+    let object = serde_json::to_value(obj).unwrap_or(Value::Null);
+    match admission::admit(&object, None, Operation::Create) {
+        Ok(verdict) if !verdict.allowed() => Some(verdict.errors.to_string()),
+        _ => None,
+    }
+}
+
+/// A config's published `status.configHash`, or the same hash of its spec while its controller
+/// has not published one yet: what workloads copy into their status.
+pub fn published_hash<T: Serialize>(
+    status: Option<&crate::api::v1beta1::ConfigStatus>,
+    spec: &T,
+) -> String {
+    status
+        .and_then(|s| s.config_hash.clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| config_hash(spec))
 }
 
 /// The `configHash` of a config kind's spec, as upstream computes it: FNV-1a (32 bit) over a

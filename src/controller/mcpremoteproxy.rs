@@ -3,6 +3,7 @@
 //! report status (only when it changes). Readiness comes from the pods, which turn ready only
 //! when their bridge's own MCP `initialize` against the remote succeeded.
 
+use super::auth_refs::{self, AuthStores, Finding};
 use super::frame::{self, Conflict, Frame};
 use super::mcpremoteproxy_children::{self as children, Children, Inputs};
 use super::mcpserver::namespaced_or_all;
@@ -49,6 +50,7 @@ struct Stores {
     tool_configs: Store<MCPToolConfig>,
     groups: Store<MCPGroup>,
     telemetry_configs: Store<MCPTelemetryConfig>,
+    auth: AuthStores,
     proxies: Store<MCPRemoteProxy>,
 }
 
@@ -69,6 +71,7 @@ pub async fn run(
     let (groups, group_stream) = frame.reflect::<MCPGroup>(&namespace, watcher::Config::default());
     let (telemetry_configs, telemetry_config_stream) =
         frame.reflect::<MCPTelemetryConfig>(&namespace, watcher::Config::default());
+    let (auth, auth_streams) = AuthStores::reflect(&frame, &namespace);
     // Secrets by metadata only: their values never enter the operator's memory.
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let secret_api: Api<PartialObjectMeta<Secret>> = namespaced_or_all(&client, &namespace);
@@ -95,11 +98,13 @@ pub async fn run(
             tool_configs,
             groups,
             telemetry_configs,
+            auth: auth.clone(),
             proxies: proxies.clone(),
         },
         secret_keys: frame::SecretKeys::default(),
     });
     let by_secret = proxies.clone();
+    let (by_oidc, by_authz, by_external) = (proxies.clone(), proxies.clone(), proxies.clone());
     let by_tool_config = proxies.clone();
     let by_group = proxies.clone();
     let by_telemetry_config = proxies.clone();
@@ -110,10 +115,22 @@ pub async fn run(
         .owns_stream(child_streams.config_maps)
         .watches_stream(secret_stream, move |secret| {
             frame::referencing(&by_secret, &secret.namespace(), |p: &MCPRemoteProxy| {
+                let ns = p.namespace().unwrap_or_default();
+                let looked = auth.look_up(&ns, &children::proxy_auth(p));
                 children::header_secrets(p)
                     .iter()
                     .any(|(_, name, _)| *name == secret.name_any())
+                    || auth_refs::secret_names(looked.found()).contains(&secret.name_any())
             })
+        })
+        .watches_stream(auth_streams.oidc, move |c| {
+            auth_refs::users_of(&by_oidc, &c, children::proxy_auth)
+        })
+        .watches_stream(auth_streams.authz, move |c| {
+            auth_refs::users_of(&by_authz, &c, children::proxy_auth)
+        })
+        .watches_stream(auth_streams.external, move |c| {
+            auth_refs::users_of(&by_external, &c, children::proxy_auth)
         })
         .watches_stream(tool_config_stream, move |tc| {
             frame::referencing(&by_tool_config, &tc.namespace(), |p: &MCPRemoteProxy| {
@@ -185,12 +202,12 @@ async fn reconcile_inner(proxy: &MCPRemoteProxy, ctx: &Context) -> Result<Action
             reason,
             why: message,
         };
-        report_without_rollout(proxy, ctx, &ns, refusal).await?;
+        report_without_rollout(proxy, ctx, &ns, refusal, &[]).await?;
         return Ok(Action::await_change());
     }
-    // Authentication or authorization asked for and not enforced by the data path: running
-    // would serve everyone (and send nothing the remote expects). Nothing of ours may serve it.
-    if let Some(why) = held_for_auth(proxy) {
+    // An inline oidcConfig kept from v1alpha1 is not rendered: running would serve everyone
+    // (and send nothing the remote expects). Nothing of ours may serve it.
+    if let Some(why) = held_for_inline_oidc(proxy) {
         stop_serving(proxy, ctx, &ns).await?;
         let refusal = Refusal {
             condition: "AuthConfigured",
@@ -202,15 +219,39 @@ async fn reconcile_inner(proxy: &MCPRemoteProxy, ctx: &Context) -> Result<Action
             .as_ref()
             .and_then(|s| s.tool_config_hash.clone());
         let status = status_for(proxy, &Observed::default(), Some(&refusal), kept);
-        write_status(proxy, ctx, status).await?;
+        write_status(proxy, ctx, status, &[]).await?;
         return Ok(Action::await_change());
     }
+    // The auth references, resolved into what the bridge enforces. One that cannot be resolved
+    // takes the proxy down: it would serve everyone, or call the remote without the
+    // credentials asked for.
+    if !ctx.stores.auth.ready().await {
+        return Ok(Action::requeue(AUTH_CACHE_RECHECK));
+    }
+    let auth = resolve_auth(proxy, ctx, &ns).await;
+    let findings = auth.findings.as_slice();
+    let resolved_auth = match auth.outcome.clone() {
+        Ok(resolved) => resolved,
+        Err(problem) => {
+            stop_serving(proxy, ctx, &ns).await?;
+            // The finding's own condition says it; Ready carries its reason.
+            let refusal = Refusal {
+                condition: "",
+                reason: problem.reason,
+                why: problem.message,
+            };
+            let mut status = status_for(proxy, &Observed::default(), Some(&refusal), None);
+            set_auth_hashes(&mut status, None);
+            write_status(proxy, ctx, status, findings).await?;
+            return Ok(Action::await_change());
+        }
+    };
     // A missing or refused MCPToolConfig must not mean "every tool": nothing is applied (running
     // pods keep their configuration) until it is fixed; its watch brings us back.
     let tool_config = match referenced_tool_config(proxy, ctx, &ns).await {
         Ok(spec) => spec,
         Err(refusal) => {
-            report_without_rollout(proxy, ctx, &ns, refusal).await?;
+            report_without_rollout(proxy, ctx, &ns, refusal, findings).await?;
             return Ok(Action::await_change());
         }
     };
@@ -221,14 +262,15 @@ async fn reconcile_inner(proxy: &MCPRemoteProxy, ctx: &Context) -> Result<Action
             reason: "HeaderSecretNotFound",
             why,
         };
-        report_without_rollout(proxy, ctx, &ns, refusal).await?;
+        report_without_rollout(proxy, ctx, &ns, refusal, findings).await?;
         return Ok(Action::await_change());
     }
     let inputs = Inputs {
         bridge_image: ctx.frame.settings.bridge_image.clone(),
         tool_config: tool_config.clone(),
-        secret_versions: secret_versions(proxy, ctx, &ns),
+        secret_versions: secret_versions(proxy, ctx, &ns, &resolved_auth),
         default_pull_secrets: ctx.frame.settings.default_pull_secrets.clone(),
+        auth: resolved_auth,
     };
     let desired = children::desired(proxy, &inputs);
     // The config's own status.configHash, so the two can be compared by eye and by tools.
@@ -239,27 +281,54 @@ async fn reconcile_inner(proxy: &MCPRemoteProxy, ctx: &Context) -> Result<Action
             reason: Conflict::REASON,
             why: conflict.message(),
         };
-        let status = status_for(proxy, &Observed::default(), Some(&refusal), hash);
-        write_status(proxy, ctx, status).await?;
+        let mut status = status_for(proxy, &Observed::default(), Some(&refusal), hash);
+        set_auth_hashes(&mut status, Some(&inputs.auth));
+        write_status(proxy, ctx, status, findings).await?;
         // The object in the way is not in our (labelled) caches: look again soon.
         return Ok(Action::requeue(
             CONFLICT_RECHECK.min(ctx.frame.settings.resync()),
         ));
     }
     let observed = observe(proxy, ctx, &ns);
-    let status = status_for(proxy, &observed, None, hash);
-    write_status(proxy, ctx, status).await?;
+    let mut status = status_for(proxy, &observed, None, hash);
+    set_auth_hashes(&mut status, Some(&inputs.auth));
+    write_status(proxy, ctx, status, findings).await?;
     Ok(ctx.frame.settled(skips_before))
 }
 
-/// Why the proxy must not run today, if it asks for auth the data path does not enforce yet:
-/// the auth fields of its spec, or an inline `oidcConfig` kept from v1alpha1 in the stash
-/// (`<absent>` marks a field that was not there; anything else is a request, never fail open).
-fn held_for_auth(proxy: &MCPRemoteProxy) -> Option<String> {
-    let held_by = admission::auth::proxy_held_by(&proxy.spec);
-    if !held_by.is_empty() {
-        return Some(admission::auth::held_message("MCPRemoteProxy", &held_by));
+/// How soon a proxy looks again when the auth configs' caches have not listed yet.
+const AUTH_CACHE_RECHECK: Duration = Duration::from_secs(5);
+
+/// The proxy's auth references resolved against the caches, held when a Secret key they make
+/// the pods read is missing.
+async fn resolve_auth(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) -> auth_refs::Resolution {
+    let looked = ctx.stores.auth.look_up(ns, &children::proxy_auth(proxy));
+    let mut auth = auth_refs::resolve(&children::auth_workload(proxy), looked.found());
+    if let Ok(resolved) = &auth.outcome {
+        let uses = auth_refs::secret_uses(resolved);
+        let client = &ctx.frame.client;
+        if let Some(why) = ctx
+            .secret_keys
+            .first_missing(client, &ctx.stores.secrets, ns, &uses)
+            .await
+        {
+            auth.hold_for_secret(why);
+        }
     }
+    auth
+}
+
+/// The auth configs' hashes the pods run with (`None`: none runs).
+fn set_auth_hashes(status: &mut MCPRemoteProxyStatus, auth: Option<&auth_refs::Resolved>) {
+    status.oidc_config_hash = auth.and_then(|a| a.oidc_hash.clone());
+    status.authz_config_hash = auth.and_then(|a| a.authz_hash.clone());
+    status.external_auth_config_hash = auth.and_then(|a| a.external_hash.clone());
+}
+
+/// Why the proxy must not run, if it asks for inline OIDC: an `oidcConfig` kept from v1alpha1
+/// in the stash, which is not rendered (`<absent>` marks a field that was not there; anything
+/// else is a request, never fail open).
+fn held_for_inline_oidc(proxy: &MCPRemoteProxy) -> Option<String> {
     let key = format!("{}oidcConfig", crate::api::ALPHA_STASH_PREFIX);
     let inline = proxy
         .annotations()
@@ -267,10 +336,10 @@ fn held_for_auth(proxy: &MCPRemoteProxy) -> Option<String> {
         .is_some_and(|v| v != crate::api::ABSENT && !v.trim().is_empty() && v != "null");
     inline.then(|| {
         format!(
-            "spec.oidcConfig (kept from v1alpha1 in the {key} annotation) asks for authentication, which mcp-operator \
-             does not enforce yet: the MCPRemoteProxy is held (no Deployment, no Service; Ready=False, reason AuthNotEnforced) \
-             so that it never serves unauthenticated; remove oidcConfig (at v1alpha1) or the annotation to run it without \
-             authentication knowingly, or put an authenticating gateway in front of its Service"
+            "spec.oidcConfig (kept from v1alpha1 in the {key} annotation) asks for authentication in the old inline shape, \
+             which mcp-operator does not enforce: the MCPRemoteProxy is held (no Deployment, no Service; Ready=False, reason \
+             AuthNotEnforced) so that it never serves unauthenticated; move the settings to an MCPOIDCConfig and reference it \
+             with spec.oidcConfigRef (v1beta1), or remove oidcConfig (at v1alpha1) or the annotation to run it without authentication knowingly"
         )
     })
 }
@@ -326,6 +395,7 @@ async fn report_without_rollout(
     ctx: &Context,
     ns: &str,
     refusal: Refusal,
+    auth: &[Finding],
 ) -> Result<(), Error> {
     let observed = observe(proxy, ctx, ns);
     // The hash the running pods were made with stays until a new one is rolled out.
@@ -334,7 +404,7 @@ async fn report_without_rollout(
         .as_ref()
         .and_then(|s| s.tool_config_hash.clone());
     let status = status_for(proxy, &observed, Some(&refusal), kept);
-    write_status(proxy, ctx, status).await
+    write_status(proxy, ctx, status, auth).await
 }
 
 fn at<C: Resource<DynamicType = ()>>(ns: &str, name: String) -> ObjectRef<C> {
@@ -379,42 +449,35 @@ async fn referenced_tool_config(
 }
 
 /// Why the pods could not get a header's value, if they could not: a Secret that does not
-/// exist, or lacks the key. Existence comes from the metadata cache; the key names of a Secret
-/// are read once per resourceVersion (its values are dropped at once and never kept).
+/// exist, or lacks the key.
 async fn missing_header_secret(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) -> Option<String> {
-    let refs = children::header_secrets(proxy);
-    if refs.is_empty() {
-        return None;
-    }
-    let store = &ctx.stores.secrets;
-    let _ = tokio::time::timeout(frame::STORE_READY_WAIT, store.wait_until_ready()).await;
-    for (i, (header, name, key)) in refs.into_iter().enumerate() {
-        let field = format!("spec.headerForward.addHeadersFromSecret[{i}] ({header})");
-        let Some(meta) = store.get(&ObjectRef::new(name).within(ns)) else {
-            return Some(format!(
-                "{field}: Secret {name:?} does not exist in namespace {ns}"
-            ));
-        };
-        let version = meta.resource_version().unwrap_or_default();
-        match ctx
-            .secret_keys
-            .get(&ctx.frame.client, ns, name, &version)
-            .await
-        {
-            Ok(keys) if keys.iter().any(|k| k == key) => {}
-            Ok(_) => return Some(format!("{field}: Secret {name:?} has no key {key:?}")),
-            // Cannot tell: say nothing rather than something false; the next pass retries.
-            Err(e) => tracing::debug!(secret = %name, error = %e, "could not read the key names"),
-        }
-    }
-    None
+    let uses: Vec<frame::SecretUse> = children::header_secrets(proxy)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (header, name, key))| {
+            let field = format!("spec.headerForward.addHeadersFromSecret[{i}] ({header})");
+            (field, name.to_string(), key.to_string())
+        })
+        .collect();
+    ctx.secret_keys
+        .first_missing(&ctx.frame.client, &ctx.stores.secrets, ns, &uses)
+        .await
 }
 
-/// `resourceVersion` of every header Secret, so a rotation rolls the pods.
-fn secret_versions(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) -> BTreeMap<String, String> {
+/// `resourceVersion` of every Secret the pods read (headers and auth configs), so a rotation
+/// rolls the pods.
+fn secret_versions(
+    proxy: &MCPRemoteProxy,
+    ctx: &Context,
+    ns: &str,
+    auth: &auth_refs::Resolved,
+) -> BTreeMap<String, String> {
+    let auth_secrets = auth.secret_env.iter().map(|s| s.secret.as_str());
     children::header_secrets(proxy)
         .into_iter()
-        .map(|(_, name, _)| {
+        .map(|(_, name, _)| name)
+        .chain(auth_secrets)
+        .map(|name| {
             let version = ctx
                 .stores
                 .secrets
@@ -556,6 +619,10 @@ fn status_for(
         tool_config_hash,
         // Filled in by `write_status`, from the referenced config as it is now.
         telemetry_config_hash: None,
+        // What the running pods have, until a roll-out or a hold says otherwise.
+        oidc_config_hash: old.oidc_config_hash,
+        authz_config_hash: old.authz_config_hash,
+        external_auth_config_hash: old.external_auth_config_hash,
     }
 }
 
@@ -563,7 +630,14 @@ async fn write_status(
     proxy: &MCPRemoteProxy,
     ctx: &Context,
     mut status: MCPRemoteProxyStatus,
+    auth: &[Finding],
 ) -> Result<(), Error> {
+    let old = proxy.status.as_ref().and_then(|s| s.conditions.as_deref());
+    let conditions = auth_refs::conditions(old, proxy.meta().generation, auth);
+    status
+        .conditions
+        .get_or_insert_with(Vec::new)
+        .extend(conditions);
     if let Some(c) = group_condition(proxy, ctx) {
         status.conditions.get_or_insert_with(Vec::new).push(c);
     }

@@ -34,6 +34,8 @@ pub struct Inputs {
     pub secret_versions: BTreeMap<String, String>,
     /// Pull secrets added to every workload (operator-wide default).
     pub default_pull_secrets: Vec<String>,
+    /// The resolved auth references: the bridge's `auth` block, headers and Secret env.
+    pub auth: super::auth_refs::Resolved,
 }
 
 /// Every child of one MCPRemoteProxy: the shape every bridge-fronted workload has.
@@ -121,6 +123,32 @@ pub fn header_secrets(proxy: &MCPRemoteProxy) -> Vec<(&str, &str, &str)> {
         .collect()
 }
 
+/// The auth fields of a stored MCPRemoteProxy.
+pub fn proxy_auth(proxy: &MCPRemoteProxy) -> crate::admission::auth::WorkloadAuth<'_> {
+    crate::admission::auth::workload_of!("MCPRemoteProxy", proxy.spec)
+}
+
+/// What the auth resolution needs to know of the proxy: the remote is reached over HTTP, and
+/// an injected header must not collide with one `headerForward` adds.
+pub fn auth_workload(proxy: &MCPRemoteProxy) -> super::auth_refs::Workload<'_> {
+    let forward = proxy.spec.header_forward.as_ref();
+    let plain = forward
+        .and_then(|h| h.add_plaintext_headers.as_ref())
+        .into_iter()
+        .flat_map(|m| m.keys().cloned());
+    let from_secrets = header_secrets(proxy)
+        .into_iter()
+        .map(|(h, _, _)| h.to_string());
+    super::auth_refs::Workload {
+        auth: proxy_auth(proxy),
+        name: proxy.meta().name.as_deref().unwrap_or_default(),
+        namespace: proxy.meta().namespace.as_deref().unwrap_or("default"),
+        service_url: url(proxy),
+        http_backend: true,
+        own_headers: plain.chain(from_secrets).collect(),
+    }
+}
+
 /// The bridge's config file: the keys `mcp-operator bridge --config` reads. Header values from
 /// Secrets are not in it, only the names of the variables that carry them.
 pub fn bridge_config(proxy: &MCPRemoteProxy, inputs: &Inputs) -> Value {
@@ -165,6 +193,7 @@ pub fn bridge_config(proxy: &MCPRemoteProxy, inputs: &Inputs) -> Value {
     if !from_env.is_empty() {
         c.insert("headersFromEnv".into(), json!(from_env));
     }
+    children::insert_auth(&mut c, &inputs.auth);
     Value::Object(c)
 }
 
@@ -278,8 +307,9 @@ fn service(proxy: &MCPRemoteProxy) -> Service {
     serde_json::from_value(v).expect("a Service we built")
 }
 
-/// Secret-sourced headers (as references: values never leave the Secret), then overrides.
-fn env(proxy: &MCPRemoteProxy) -> Vec<Value> {
+/// Secret-sourced headers and the auth configs' Secret keys (as references: values never
+/// leave the Secret), then overrides.
+fn env(proxy: &MCPRemoteProxy, inputs: &Inputs) -> Vec<Value> {
     let mut env: Vec<Value> = header_secrets(proxy)
         .into_iter()
         .enumerate()
@@ -288,6 +318,7 @@ fn env(proxy: &MCPRemoteProxy) -> Vec<Value> {
                    "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
         })
         .collect();
+    env.extend(super::auth_refs::env_entries(&inputs.auth));
     let overrides = proxy
         .spec
         .resource_overrides
@@ -333,7 +364,7 @@ fn deployment(proxy: &MCPRemoteProxy, inputs: &Inputs, checksum: &str) -> Deploy
             "command": [BINARY],
             "args": ["bridge", "--config", format!("{BRIDGE_CONFIG_DIR}/{BRIDGE_CONFIG_KEY}")],
             "ports": [{"name": "http", "containerPort": proxy_port(proxy), "protocol": "TCP"}],
-            "env": env(proxy),
+            "env": env(proxy, inputs),
             "resources": children::resource_requirements(s.resources.as_ref()),
             "volumeMounts": [{"name": "bridge-config", "mountPath": BRIDGE_CONFIG_DIR, "readOnly": true}],
             // Ready only once the bridge's own initialize against the remote succeeded.

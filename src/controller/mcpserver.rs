@@ -1,6 +1,7 @@
 //! The MCPServer reconciler: re-validate, resolve, apply children (only when they differ), and
 //! report status (only when it changes).
 
+use super::auth_refs::{self, AuthStores, Finding};
 use super::children::{self, Children, Inputs};
 use super::credentials::PullCredentials;
 use super::frame::{self, Conflict, Frame};
@@ -45,6 +46,7 @@ struct Stores {
     tool_configs: Store<MCPToolConfig>,
     groups: Store<MCPGroup>,
     telemetry_configs: Store<MCPTelemetryConfig>,
+    auth: AuthStores,
     servers: Store<MCPServer>,
 }
 
@@ -66,6 +68,7 @@ pub async fn run(
     let (groups, group_stream) = frame.reflect::<MCPGroup>(&namespace, watcher::Config::default());
     let (telemetry_configs, telemetry_config_stream) =
         frame.reflect::<MCPTelemetryConfig>(&namespace, watcher::Config::default());
+    let (auth, auth_streams) = AuthStores::reflect(&frame, &namespace);
     // Secrets by metadata only: their values never enter the operator's memory.
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let secret_api: Api<PartialObjectMeta<Secret>> = namespaced_or_all(&client, &namespace);
@@ -96,11 +99,13 @@ pub async fn run(
             tool_configs,
             groups,
             telemetry_configs,
+            auth: auth.clone(),
             servers: servers.clone(),
         },
         secret_keys: frame::SecretKeys::default(),
     });
     let by_secret = servers.clone();
+    let (by_oidc, by_authz, by_external) = (servers.clone(), servers.clone(), servers.clone());
     let by_tool_config = servers.clone();
     let by_group = servers.clone();
     let by_telemetry_config = servers.clone();
@@ -111,8 +116,20 @@ pub async fn run(
         .owns_stream(child_streams.config_maps)
         .watches_stream(secret_stream, move |secret| {
             frame::referencing(&by_secret, &secret.namespace(), |s: &MCPServer| {
+                let ns = s.namespace().unwrap_or_default();
+                let looked = auth.look_up(&ns, &children::server_auth(s));
                 secret_names(s).contains(&secret.name_any())
+                    || auth_refs::secret_names(looked.found()).contains(&secret.name_any())
             })
+        })
+        .watches_stream(auth_streams.oidc, move |c| {
+            auth_refs::users_of(&by_oidc, &c, children::server_auth)
+        })
+        .watches_stream(auth_streams.authz, move |c| {
+            auth_refs::users_of(&by_authz, &c, children::server_auth)
+        })
+        .watches_stream(auth_streams.external, move |c| {
+            auth_refs::users_of(&by_external, &c, children::server_auth)
         })
         .watches_stream(tool_config_stream, move |tc| {
             frame::referencing(&by_tool_config, &tc.namespace(), |s: &MCPServer| {
@@ -186,36 +203,62 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
             reason: "InvalidSpec",
             why: message,
         };
-        report_without_rollout(server, ctx, &ns, verdict).await?;
+        report_without_rollout(server, ctx, &ns, verdict, &[]).await?;
         return Ok(Action::await_change());
     }
-    // Authentication or authorization asked for and not enforced by the data path: running
-    // would serve everyone. Nothing of ours may serve it (see `stop_serving`).
-    let held_by = admission::auth::server_held_by(&server.spec);
-    if children::asks_for_inline_oidc(server) || !held_by.is_empty() {
+    // An inline oidcConfig kept from v1alpha1 is not rendered: running would serve everyone.
+    // Nothing of ours may serve it (see `stop_serving`).
+    if children::asks_for_inline_oidc(server) {
         stop_serving(server, ctx, &ns).await?;
-        let verdict = if held_by.is_empty() {
-            Verdict::Refused {
-                reason: "AuthenticationNotSupported",
-                why: INLINE_OIDC_HELD.into(),
-            }
-        } else {
-            Verdict::Refused {
-                reason: AUTH_NOT_ENFORCED,
-                why: admission::auth::held_message("MCPServer", &held_by),
-            }
+        let verdict = Verdict::Refused {
+            reason: "AuthenticationNotSupported",
+            why: INLINE_OIDC_HELD.into(),
         };
         let status = status_for(server, &Observed::default(), verdict, None);
-        write_status(server, ctx, with_group(server, ctx, status)).await?;
+        write_status(server, ctx, with_group(server, ctx, status), &[]).await?;
         return Ok(Action::await_change());
     }
+    // The auth references, resolved into what the bridge enforces. One that cannot be resolved
+    // (missing, invalid, a type not built) takes the server down: it would serve everyone, or
+    // call its backend without the credentials asked for.
+    if !ctx.stores.auth.ready().await {
+        return Ok(Action::requeue(AUTH_CACHE_RECHECK));
+    }
+    let looked = ctx.stores.auth.look_up(&ns, &children::server_auth(server));
+    let mut auth = auth_refs::resolve(&children::auth_workload(server), looked.found());
+    if let Ok(resolved) = &auth.outcome {
+        let uses = auth_refs::secret_uses(resolved);
+        let client = &ctx.frame.client;
+        if let Some(why) = ctx
+            .secret_keys
+            .first_missing(client, &ctx.stores.secrets, &ns, &uses)
+            .await
+        {
+            auth.hold_for_secret(why);
+        }
+    }
+    let findings = auth.findings.as_slice();
+    let resolved_auth = match auth.outcome.clone() {
+        Ok(resolved) => resolved,
+        Err(problem) => {
+            stop_serving(server, ctx, &ns).await?;
+            let verdict = Verdict::BadReference {
+                reason: problem.reason,
+                why: problem.message,
+            };
+            let mut status = status_for(server, &Observed::default(), verdict, None);
+            set_auth_hashes(&mut status, None);
+            write_status(server, ctx, with_group(server, ctx, status), findings).await?;
+            return Ok(Action::await_change());
+        }
+    };
     // A missing or refused MCPToolConfig must not mean "every tool": nothing is applied (running
     // pods keep their configuration) until it is fixed; its watch brings us back.
     let tool_config = match referenced_tool_config(server, ctx, &ns).await {
         Ok(spec) => spec,
         Err((reason, why)) => {
             let verdict = Verdict::BadReference { reason, why };
-            report_without_rollout(server, ctx, &ns, verdict).await?;
+            report_without_rollout(server, ctx, &ns, verdict, findings).await?;
             return Ok(Action::await_change());
         }
     };
@@ -234,7 +277,7 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
                 reference.unwrap_or_default()
             ),
         };
-        report_without_rollout(server, ctx, &ns, verdict).await?;
+        report_without_rollout(server, ctx, &ns, verdict, findings).await?;
         return Ok(Action::await_change());
     }
     let (command, resolved) = match &server.spec.command {
@@ -253,15 +296,16 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     };
     let Some(command) = command else {
         let status = status_for(server, &Observed::default(), Verdict::Accepted, resolved);
-        write_status(server, ctx, status).await?;
+        write_status(server, ctx, status, findings).await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     };
     let inputs = Inputs {
         bridge_image: ctx.frame.settings.bridge_image.clone(),
         command,
         tool_config,
-        secret_versions: secret_versions(server, ctx),
+        secret_versions: secret_versions(server, ctx, &resolved_auth),
         default_pull_secrets: ctx.frame.settings.default_pull_secrets.clone(),
+        auth: resolved_auth,
     };
     let desired = children::desired(server, &inputs);
     let service = match apply_children(server, ctx, &desired).await? {
@@ -272,7 +316,7 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
                 why: conflict.message(),
             };
             let status = status_for(server, &Observed::default(), verdict, resolved);
-            write_status(server, ctx, with_group(server, ctx, status)).await?;
+            write_status(server, ctx, with_group(server, ctx, status), findings).await?;
             // The object in the way is not in our (labelled) caches: its removal brings no
             // event, so look again soon.
             return Ok(Action::requeue(
@@ -301,21 +345,29 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
     let mut status = status_for(server, &observed, verdict, resolved);
     // What the pods were rolled out with, as the config's own status.configHash says it.
     status.tool_config_hash = inputs.tool_config.as_ref().map(frame::config_hash);
-    write_status(server, ctx, with_group(server, ctx, status)).await?;
+    set_auth_hashes(&mut status, Some(&inputs.auth));
+    write_status(server, ctx, with_group(server, ctx, status), findings).await?;
     Ok(ctx.frame.settled(skips_before))
 }
 
 /// How soon a server whose child name is taken looks again.
 const CONFLICT_RECHECK: Duration = Duration::from_secs(30);
 
-/// The reason of a server held because it references auth the data path does not enforce yet.
-const AUTH_NOT_ENFORCED: &str = "AuthNotEnforced";
+/// How soon a server looks again when the auth configs' caches have not listed yet.
+const AUTH_CACHE_RECHECK: Duration = Duration::from_secs(5);
 
-/// What to do today instead of inline OIDC, for the condition and the Event.
-const INLINE_OIDC_HELD: &str = "spec.oidcConfig (kept from v1alpha1) asks for authentication, which this operator does not enforce yet; \
+/// The auth configs' hashes the pods run with (`None`: none runs).
+fn set_auth_hashes(status: &mut MCPServerStatus, auth: Option<&auth_refs::Resolved>) {
+    status.oidc_config_hash = auth.and_then(|a| a.oidc_hash.clone());
+    status.authz_config_hash = auth.and_then(|a| a.authz_hash.clone());
+    status.external_auth_config_hash = auth.and_then(|a| a.external_hash.clone());
+}
+
+/// What to do instead of inline OIDC, for the condition and the Event.
+const INLINE_OIDC_HELD: &str = "spec.oidcConfig (kept from v1alpha1) asks for authentication in the old inline shape, which this operator does not enforce; \
      nothing is deployed and any workload of ours is removed so the server never runs unauthenticated. \
-     To run it without authentication knowingly, remove oidcConfig (at v1alpha1) or the toolhive.stacklok.dev/v1alpha1-oidcConfig annotation; \
-     to run it with authentication, put an authenticating gateway in front of its Service and remove oidcConfig";
+     Move the settings to an MCPOIDCConfig and reference it with spec.oidcConfigRef (v1beta1); \
+     to run it without authentication knowingly, remove oidcConfig (at v1alpha1) or the toolhive.stacklok.dev/v1alpha1-oidcConfig annotation";
 
 /// Writes the status of a server that is not rolled out this time, from what the cluster still
 /// runs of it: its Service (for `status.url`) and Deployment.
@@ -324,6 +376,7 @@ async fn report_without_rollout(
     ctx: &Context,
     ns: &str,
     verdict: Verdict,
+    auth: &[Finding],
 ) -> Result<(), Error> {
     let name = server.name_any();
     let deployment = ctx
@@ -341,11 +394,11 @@ async fn report_without_rollout(
         service: ours(server, service.as_deref()),
     };
     let status = status_for(server, &observed, verdict, None);
-    write_status(server, ctx, with_group(server, ctx, status)).await
+    write_status(server, ctx, with_group(server, ctx, status), auth).await
 }
 
-/// Removes the Deployment and Service of ours, if any: a server that must not serve (it asks
-/// for authentication the data path cannot give) keeps no pods and no door. Deleting is chosen
+/// Removes the Deployment and Service of ours, if any: a server that must not serve (its auth
+/// cannot be resolved, or is of a kind the data path cannot give) keeps no pods and no door. Deleting is chosen
 /// over scaling to zero because `replicas` may belong to an HPA, which would scale it up again;
 /// the ConfigMap and ServiceAccount hold nothing that serves and stay. Nothing the user owns is
 /// touched: the frame deletes only children whose controller owner reference is this server.
@@ -439,10 +492,17 @@ async fn pull_credentials(
     (pull, unreadable)
 }
 
-fn secret_versions(server: &MCPServer, ctx: &Context) -> BTreeMap<String, String> {
+/// `resourceVersion` of every Secret the pods read (the spec's and the auth configs'), so a
+/// rotation rolls them.
+fn secret_versions(
+    server: &MCPServer,
+    ctx: &Context,
+    auth: &auth_refs::Resolved,
+) -> BTreeMap<String, String> {
     let ns = server.namespace().unwrap_or_default();
     secret_names(server)
         .into_iter()
+        .chain(auth.secret_env.iter().map(|s| s.secret.clone()))
         .map(|name| {
             let version = ctx
                 .stores
@@ -474,41 +534,20 @@ async fn apply_children(
     Ok(applied.map(Some))
 }
 
-/// Why the pods cannot get their Secrets, if they cannot: a referenced Secret that does not
-/// exist, or lacks the key. Existence comes from the metadata cache; the key names of a Secret
-/// are read once per resourceVersion (its values are dropped at once and never kept).
+/// Why the pods cannot get the Secrets of `spec.secrets`, if they cannot: a Secret that does
+/// not exist, or lacks the key (the auth configs' Secrets were checked before).
 async fn missing_secret(server: &MCPServer, ctx: &Context, ns: &str) -> Option<String> {
-    let refs = server.spec.secrets.as_deref().unwrap_or_default();
-    if refs.is_empty() {
-        return None;
-    }
-    let store = &ctx.stores.secrets;
-    let _ = tokio::time::timeout(frame::STORE_READY_WAIT, store.wait_until_ready()).await;
-    for (i, r) in refs.iter().enumerate() {
-        let Some(meta) = store.get(&ObjectRef::new(&r.name).within(ns)) else {
-            return Some(format!(
-                "spec.secrets[{i}]: Secret {:?} does not exist in namespace {ns}",
-                r.name
-            ));
-        };
-        let version = meta.resource_version().unwrap_or_default();
-        match ctx
-            .secret_keys
-            .get(&ctx.frame.client, ns, &r.name, &version)
-            .await
-        {
-            Ok(keys) if keys.contains(&r.key) => {}
-            Ok(_) => {
-                return Some(format!(
-                    "spec.secrets[{i}]: Secret {:?} has no key {:?}",
-                    r.name, r.key
-                ))
-            }
-            // Cannot tell: say nothing rather than something false; the next pass retries.
-            Err(e) => tracing::debug!(secret = %r.name, error = %e, "could not read the key names"),
-        }
-    }
-    None
+    let uses: Vec<frame::SecretUse> = server
+        .spec
+        .secrets
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, r)| (format!("spec.secrets[{i}]"), r.name.clone(), r.key.clone()))
+        .collect();
+    ctx.secret_keys
+        .first_missing(&ctx.frame.client, &ctx.stores.secrets, ns, &uses)
+        .await
 }
 
 /// Whether the spec passed the admission core.
@@ -678,6 +717,10 @@ fn status_for(
         tool_config_hash: old.tool_config_hash,
         // Filled in by `write_status`, from the referenced config as it is now.
         telemetry_config_hash: None,
+        // What the running pods have, until a roll-out or a hold says otherwise.
+        oidc_config_hash: old.oidc_config_hash,
+        authz_config_hash: old.authz_config_hash,
+        external_auth_config_hash: old.external_auth_config_hash,
     }
 }
 
@@ -742,7 +785,14 @@ async fn write_status(
     server: &MCPServer,
     ctx: &Context,
     mut status: MCPServerStatus,
+    auth: &[Finding],
 ) -> Result<(), Error> {
+    let old = server.status.as_ref().and_then(|s| s.conditions.as_deref());
+    let conditions = auth_refs::conditions(old, server.meta().generation, auth);
+    status
+        .conditions
+        .get_or_insert_with(Vec::new)
+        .extend(conditions);
     add_telemetry_ref(server, ctx, &mut status).await;
     let status = serde_json::to_value(&status).unwrap_or(Value::Null);
     ctx.frame.write_status(server, status).await

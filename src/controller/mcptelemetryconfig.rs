@@ -5,29 +5,16 @@
 //! it, they report it (`TelemetryConfigRefValidated`); the hold keeps a config in use from
 //! vanishing from under them unannounced.
 
-use super::frame::{self, Settings};
+use super::frame::Settings;
 use super::metrics::ControllerMetrics;
-use super::shared_config::{self, SharedConfig};
-use super::slim::References;
+use super::shared_config;
 use crate::api::v1beta1::MCPTelemetryConfig;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
 
 /// Upstream's finalizer name, so an object moved between the two operators keeps its hold.
 pub const FINALIZER: &str = "mcptelemetryconfig.toolhive.stacklok.dev/finalizer";
 
-impl SharedConfig for MCPTelemetryConfig {
-    const FINALIZER: &'static str = FINALIZER;
-    fn named_by(refs: &References) -> Option<&str> {
-        refs.telemetry_config_ref.as_ref().map(|r| r.name.as_str())
-    }
-    fn spec_hash(&self) -> String {
-        frame::config_hash(&self.spec)
-    }
-    fn conditions(&self) -> Option<&[Condition]> {
-        self.status.as_ref()?.conditions.as_deref()
-    }
-}
+shared_config::shared_config!(MCPTelemetryConfig, FINALIZER, telemetry_config_ref);
 
 /// Runs the MCPTelemetryConfig controller over `namespace` (all when `None`) until dropped.
 pub async fn run(

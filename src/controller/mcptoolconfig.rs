@@ -3,29 +3,16 @@
 //! of every shared config kind ([`super::shared_config`]): a deleted allow-list would leave its
 //! users unable to roll out (they stop at `ToolConfigNotFound`), never turn into "every tool".
 
-use super::frame::{self, Settings};
+use super::frame::Settings;
 use super::metrics::ControllerMetrics;
-use super::shared_config::{self, SharedConfig};
-use super::slim::References;
+use super::shared_config;
 use crate::api::v1beta1::MCPToolConfig;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
 
 /// Upstream's finalizer name, so an object moved between the two operators keeps its hold.
 pub const FINALIZER: &str = "toolhive.stacklok.dev/toolconfig-finalizer";
 
-impl SharedConfig for MCPToolConfig {
-    const FINALIZER: &'static str = FINALIZER;
-    fn named_by(refs: &References) -> Option<&str> {
-        refs.tool_config_ref.as_ref().map(|r| r.name.as_str())
-    }
-    fn spec_hash(&self) -> String {
-        frame::config_hash(&self.spec)
-    }
-    fn conditions(&self) -> Option<&[Condition]> {
-        self.status.as_ref()?.conditions.as_deref()
-    }
-}
+shared_config::shared_config!(MCPToolConfig, FINALIZER, tool_config_ref);
 
 /// Runs the MCPToolConfig controller over `namespace` (all when `None`) until dropped.
 pub async fn run(

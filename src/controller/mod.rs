@@ -1,6 +1,8 @@
 //! Controllers: the only room that talks to the API server. Builders of desired children are
 //! pure functions ([`children`]); reconcile loops apply them.
 
+pub mod auth_configs;
+pub mod auth_refs;
 pub mod children;
 pub mod credentials;
 pub mod frame;
@@ -78,6 +80,10 @@ pub async fn run_all(
         Box::pin({
             let (c, n, s, m) = c();
             mcptelemetryconfig::run(c, n, s, m, for_telemetry_configs)
+        }),
+        Box::pin({
+            let (c, n, s, m) = c();
+            auth_configs::run(c, n, s, m)
         }),
     ];
     futures::future::join_all(controllers).await;

@@ -99,15 +99,14 @@ pub const RULES: &[Rule] = &[
         "ownerReferences with blockOwnerDeletion"),
     rule(Always, Watched, OUR, &["mcpgroups", "mcptelemetryconfigs", "mcptoolconfigs"], &["get", "list", "watch"], Any,
         "referenced objects' watches; webhook reference lookups"),
-    // Read only, for now: the webhooks warn about a reference to one that does not exist; the
-    // workloads that use them are held until the data path enforces them.
     rule(Always, Watched, OUR, &["mcpauthzconfigs", "mcpexternalauthconfigs", "mcpoidcconfigs"], &["get", "list", "watch"], Any,
-        "webhook reference lookups of auth configs"),
+        "the auth configs' own controllers; workloads resolve their references from the same watches; webhook reference lookups"),
     // The MCPGroup controller and the shared-config ones (controller/mcpgroup.rs,
-    // shared_config.rs: MCPToolConfig, MCPTelemetryConfig).
-    rule(Always, Watched, OUR, &["mcpgroups/status", "mcptelemetryconfigs/status", "mcptoolconfigs/status"], &["patch"], Any,
+    // shared_config.rs: MCPToolConfig, MCPTelemetryConfig, and the auth configs of
+    // controller/auth_configs.rs).
+    rule(Always, Watched, OUR, &["mcpauthzconfigs/status", "mcpexternalauthconfigs/status", "mcpgroups/status", "mcpoidcconfigs/status", "mcptelemetryconfigs/status", "mcptoolconfigs/status"], &["patch"], Any,
         "status patches"),
-    rule(Always, Watched, OUR, &["mcptelemetryconfigs", "mcptoolconfigs"], &["patch"], Any,
+    rule(Always, Watched, OUR, &["mcpauthzconfigs", "mcpexternalauthconfigs", "mcpoidcconfigs", "mcptelemetryconfigs", "mcptoolconfigs"], &["patch"], Any,
         "the finalizer that holds deletion while the config is referenced"),
     rule(Always, Watched, "", &["secrets"], &["get", "list", "watch"], Any,
         "metadata-only watch; pull credentials; webhook key checks"),

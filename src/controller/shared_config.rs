@@ -1,11 +1,13 @@
 //! One reconciler for the config kinds that MCPServers and MCPRemoteProxies point at by name
-//! (MCPToolConfig with `toolConfigRef`, MCPTelemetryConfig with `telemetryConfigRef`): each
-//! kind says which reference names it and what its finalizer is called ([`SharedConfig`]).
+//! (MCPToolConfig with `toolConfigRef`, MCPTelemetryConfig with `telemetryConfigRef`,
+//! MCPOIDCConfig, MCPAuthzConfig and MCPExternalAuthConfig with their refs): each kind says
+//! which reference names it and what its finalizer is called ([`SharedConfig`]).
 //!
 //! Status: `configHash` (what workloads copy), `Valid`, and `Referenced`, whose message names
 //! the users (bounded, sorted). Deleting a config that is still referenced would pull it from
 //! under its users, so a finalizer holds the deletion, `DeletionBlocked` says by whom, and it
-//! completes once nothing references it.
+//! completes once nothing references it. Events, as upstream's: `ConfigInvalid` when the config
+//! turns invalid, `ConfigValid` when it recovers, `DeletionBlocked` when a deletion is first held.
 
 use super::frame::{self, Error, Frame, Owner, Settings};
 use super::mcpserver::namespaced_or_all;
@@ -28,11 +30,37 @@ pub trait SharedConfig: Owner {
     const FINALIZER: &'static str;
     /// The name of the config of this kind a workload references, if it references one.
     fn named_by(refs: &References) -> Option<&str>;
+    /// The reasons of `Valid` (true, false): upstream's differ by kind.
+    const VALID_REASONS: (&'static str, &'static str) = ("ValidationSucceeded", "ValidationFailed");
     /// What `status.configHash` publishes: the hash of the spec.
     fn spec_hash(&self) -> String;
     /// The conditions stored in the status.
     fn conditions(&self) -> Option<&[Condition]>;
 }
+
+/// Implements [`SharedConfig`] for a config kind whose `spec` is hashed and whose `status` has
+/// `conditions`: its finalizer, the field of [`References`] that names it, and (optionally)
+/// its `Valid` reasons.
+macro_rules! shared_config {
+    ($kind:ty, $finalizer:expr, $reference:ident $(, $reasons:expr)?) => {
+        impl $crate::controller::shared_config::SharedConfig for $kind {
+            const FINALIZER: &'static str = $finalizer;
+            $(const VALID_REASONS: (&'static str, &'static str) = $reasons;)?
+            fn named_by(refs: &$crate::controller::slim::References) -> Option<&str> {
+                refs.$reference.as_ref().map(|r| r.name.as_str())
+            }
+            fn spec_hash(&self) -> String {
+                $crate::controller::frame::config_hash(&self.spec)
+            }
+            fn conditions(
+                &self,
+            ) -> Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]> {
+                self.status.as_ref()?.conditions.as_deref()
+            }
+        }
+    };
+}
+pub(crate) use shared_config;
 
 /// How many users a condition message names before "and N more".
 const NAMED_USERS: usize = 20;
@@ -172,6 +200,7 @@ async fn reconcile_inner<C: SharedConfig>(config: &C, ctx: &Context<C>) -> Resul
             return Ok(Action::await_change());
         }
         let status = status_for(config, ctx.frame.spec_errors(config), &users, true);
+        announce_transitions(config, &status, ctx).await;
         ctx.frame.write_status(config, status).await?;
         return Ok(Action::requeue(
             HELD_RECHECK.min(ctx.frame.settings.resync()),
@@ -179,8 +208,54 @@ async fn reconcile_inner<C: SharedConfig>(config: &C, ctx: &Context<C>) -> Resul
     }
     ctx.frame.ensure_finalizer(config, C::FINALIZER).await?;
     let status = status_for(config, ctx.frame.spec_errors(config), &users, false);
+    announce_transitions(config, &status, ctx).await;
     ctx.frame.write_status(config, status).await?;
     Ok(ctx.frame.settled(skips_before))
+}
+
+/// The Events of what changed between the stored conditions and `status`'s (see the module
+/// comment); none when nothing did, so a steady state records nothing.
+async fn announce_transitions<C: SharedConfig>(config: &C, status: &Value, ctx: &Context<C>) {
+    let was = |type_: &str| {
+        config
+            .conditions()
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == type_)
+            .map(|c| c.status.clone())
+    };
+    let now = |type_: &str| {
+        status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == type_)
+            .cloned()
+    };
+    if let Some(valid) = now("Valid") {
+        let message = valid["message"].as_str().unwrap_or_default();
+        match (was("Valid").as_deref(), valid["status"].as_str()) {
+            (Some("False"), Some("True")) => {
+                ctx.frame
+                    .record(config, false, "ConfigValid", message)
+                    .await
+            }
+            (previous, Some("False")) if previous != Some("False") => {
+                ctx.frame
+                    .record(config, true, "ConfigInvalid", message)
+                    .await
+            }
+            _ => {}
+        }
+    }
+    if let Some(held) = now("DeletionBlocked") {
+        if was("DeletionBlocked").as_deref() != Some("True") {
+            let message = held["message"].as_str().unwrap_or_default();
+            ctx.frame
+                .record(config, true, "DeletionBlocked", message)
+                .await;
+        }
+    }
 }
 
 /// `Kind/name` of every MCPServer and MCPRemoteProxy in `ns` that names the config `name`.
@@ -211,13 +286,14 @@ fn status_for<C: SharedConfig>(
 ) -> Value {
     let old = config.conditions();
     let generation = config.meta().generation;
+    let (valid_reason, invalid_reason) = C::VALID_REASONS;
     let valid = match &invalid {
         None => frame::condition(
             old,
             generation,
             "Valid",
             true,
-            "ValidationSucceeded",
+            valid_reason,
             "the spec passes every admission rule".into(),
         ),
         Some(why) => frame::condition(
@@ -225,7 +301,7 @@ fn status_for<C: SharedConfig>(
             generation,
             "Valid",
             false,
-            "ValidationFailed",
+            invalid_reason,
             frame::truncate(why, 1000),
         ),
     };

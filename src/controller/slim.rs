@@ -62,6 +62,19 @@ pub struct References {
     pub tool_config_ref: Option<NameRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telemetry_config_ref: Option<TelemetryConfigRef>,
+    /// Only the name of `oidcConfigRef`: the audience and scopes are the workload's business.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc_config_ref: Option<NameOnly>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authz_config_ref: Option<NameRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_auth_config_ref: Option<NameRef>,
+}
+
+/// A reference read for its name alone (the decoder skips its other fields).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct NameOnly {
+    pub name: String,
 }
 
 /// The identity part of the metadata: a watch cache needs nothing else of it.

@@ -8,12 +8,10 @@
 //! the condition says that too, so a green condition is not read as "traces are flowing".
 
 use super::frame;
-use crate::admission::{self, Operation};
 use crate::api::telemetry::TelemetryConfigRef;
 use crate::api::v1beta1::MCPTelemetryConfig;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::reflector::{ObjectRef, Store};
-use serde_json::Value;
 
 /// The condition type, upstream's.
 pub const CONDITION: &str = "TelemetryConfigRefValidated";
@@ -50,7 +48,7 @@ pub fn judge(
             hash: None,
         };
     };
-    if let Some(errors) = refusal(config) {
+    if let Some(errors) = frame::admission_refusal(config) {
         return Finding {
             ok: false,
             reason: "TelemetryConfigRefInvalid",
@@ -71,24 +69,9 @@ pub fn judge(
     }
 }
 
-/// What admission says against the config, if it refuses it (the webhook may have been off
-/// when it was written).
-fn refusal(config: &MCPTelemetryConfig) -> Option<String> {
-    let object = serde_json::to_value(config).unwrap_or(Value::Null);
-    match admission::admit(&object, None, Operation::Create) {
-        Ok(verdict) if !verdict.allowed() => Some(verdict.errors.to_string()),
-        _ => None,
-    }
-}
-
 /// The config's published hash, or the same hash of its spec while none is published.
 fn hash_of(config: &MCPTelemetryConfig) -> String {
-    config
-        .status
-        .as_ref()
-        .and_then(|s| s.config_hash.clone())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| frame::config_hash(&config.spec))
+    frame::published_hash(config.status.as_ref(), &config.spec)
 }
 
 /// Looks the reference up once the cache has listed (right after start-up "missing" is not
@@ -122,7 +105,7 @@ pub fn condition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn config(spec: Value, status: Value) -> MCPTelemetryConfig {
         serde_json::from_value(json!({

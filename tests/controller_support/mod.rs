@@ -127,6 +127,23 @@ pub fn seed(name: &str) -> Value {
     serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// Creates `obj` in the `default` namespace as it is (no webhook: the controllers' own checks
+/// are what stands).
+pub async fn create<K>(client: &Client, obj: Value) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(obj).unwrap();
+    Api::<K>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap()
+}
+
 pub async fn create_server(client: &Client, obj: Value) -> MCPServer {
     // Defaults as the webhook (or the CRD schema) would fill them in.
     let verdict =

@@ -461,6 +461,12 @@ pub struct MCPRemoteProxyStatus {
     pub tool_config_hash: Option<String>,
     /// The `status.configHash` of the referenced MCPTelemetryConfig, as last seen.
     pub telemetry_config_hash: Option<String>,
+    /// The `status.configHash` of the referenced MCPOIDCConfig the pods run with.
+    pub oidc_config_hash: Option<String>,
+    /// The `status.configHash` of the referenced MCPAuthzConfig the pods run with.
+    pub authz_config_hash: Option<String>,
+    /// The `status.configHash` of the referenced MCPExternalAuthConfig the pods run with.
+    pub external_auth_config_hash: Option<String>,
 }
 
 /// A logical group of MCP servers (deprecated version; use v1beta1).

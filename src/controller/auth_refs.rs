@@ -1,0 +1,1220 @@
+//! The auth fields of an MCPServer or MCPRemoteProxy (`oidcConfigRef`, `authzConfig` or
+//! `authzConfigRef`, `audit`, `externalAuthConfigRef`), resolved against the configs they name
+//! into what the bridge runs with: the `auth` block of its config file, the headers it adds
+//! from the environment, and the Secret keys the pod reads as `secretKeyRef` env.
+//!
+//! [`resolve`] is pure: the reconcilers look the configs up in [`AuthStores`] and pass them
+//! in, so tests resolve the same way. A workload whose auth cannot be resolved must not serve at all (it would serve
+//! unauthenticated, or call its backend without the credentials asked for), so every problem
+//! comes back as a [`Finding`] that holds it, naming the field and the object.
+//!
+//! Secret values never pass through here: only Secret names, keys and the names of the
+//! environment variables that will carry them.
+
+use super::frame;
+use crate::admission::auth::WorkloadAuth;
+use crate::api::auth::{
+    AuthzConfig, InlineOidcShared, KubernetesServiceAccountOidc, TokenExchange,
+};
+use crate::api::v1beta1::{MCPAuthzConfig, MCPExternalAuthConfig, MCPOIDCConfig};
+use futures::stream::{BoxStream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::Resource;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Upstream's condition types on a workload.
+pub const OIDC_CONDITION: &str = "OIDCConfigRefValidated";
+pub const AUTHZ_CONDITION: &str = "AuthzConfigRefValidated";
+pub const EXTERNAL_AUTH_CONDITION: &str = "ExternalAuthConfigValidated";
+/// Problems that lie between the fields rather than in one referenced object.
+pub const AUTH_CONDITION: &str = "AuthConfigured";
+
+/// The issuer of Kubernetes service-account tokens inside the cluster (upstream's default).
+pub const KUBERNETES_ISSUER: &str = "https://kubernetes.default.svc";
+/// Where the API server serves its service-account signing keys. The issuer's discovery
+/// document names the API server's external address, which a pod may not reach; this path on
+/// the in-cluster name always works.
+const KUBERNETES_JWKS_PATH: &str = "/openid/v1/jwks";
+
+/// Environment variables the pod carries secrets in (upstream's names).
+pub const OIDC_CLIENT_SECRET_ENV: &str = "TOOLHIVE_OIDC_CLIENT_SECRET";
+pub const TOKEN_EXCHANGE_CLIENT_SECRET_ENV: &str = "TOOLHIVE_TOKEN_EXCHANGE_CLIENT_SECRET";
+/// Upstream's prefix of a bearer token's variable (`TOOLHIVE_SECRET_<secret name>`).
+const BEARER_TOKEN_ENV_PREFIX: &str = "TOOLHIVE_SECRET_";
+/// The variable of a `headerInjection` header's value (upstream names none).
+pub const HEADER_INJECTION_ENV: &str = "TOOLHIVE_HEADER_INJECTION_VALUE";
+
+/// RFC 8693's name of an access token, the subject type when none is given.
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// The configs the workload's references name, as the caches hold them (`None`: not there).
+#[derive(Default, Clone, Copy)]
+pub struct Found<'a> {
+    pub oidc: Option<&'a MCPOIDCConfig>,
+    pub authz: Option<&'a MCPAuthzConfig>,
+    pub external: Option<&'a MCPExternalAuthConfig>,
+}
+
+/// What the resolution needs to know of the workload besides its auth fields.
+pub struct Workload<'a> {
+    pub auth: WorkloadAuth<'a>,
+    pub name: &'a str,
+    pub namespace: &'a str,
+    /// The URL clients reach it at: the protected-resource metadata's `resource` unless the
+    /// reference gives one.
+    pub service_url: String,
+    /// Whether its backend is reached over HTTP, where outgoing credentials can go (a stdio
+    /// server has no requests to add them to).
+    pub http_backend: bool,
+    /// Header names the workload already adds from its own spec (`headerForward`).
+    pub own_headers: Vec<String>,
+}
+
+/// A Secret key the pod reads into an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretEnv {
+    pub env: String,
+    pub secret: String,
+    pub key: String,
+    /// The field that asks for it, for messages (`MCPExternalAuthConfig "x" headerInjection`).
+    pub field: String,
+}
+
+/// What the bridge runs with.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resolved {
+    /// The bridge config's `auth` block; `None` when nothing is asked for.
+    pub block: Option<Value>,
+    /// Header name → variable, for the bridge config's `headersFromEnv`.
+    pub headers_from_env: BTreeMap<String, String>,
+    pub secret_env: Vec<SecretEnv>,
+    pub oidc_hash: Option<String>,
+    pub authz_hash: Option<String>,
+    pub external_hash: Option<String>,
+}
+
+/// One condition a workload reports about its auth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub condition: &'static str,
+    pub ok: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Finding {
+    fn ok(condition: &'static str, reason: &'static str, message: String) -> Self {
+        Finding {
+            condition,
+            ok: true,
+            reason,
+            message,
+        }
+    }
+    fn hold(condition: &'static str, reason: &'static str, message: String) -> Self {
+        Finding {
+            condition,
+            ok: false,
+            reason,
+            message: frame::truncate(&message, 1000),
+        }
+    }
+}
+
+/// The conditions to report, and what the bridge runs with or the first reason it must not run.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub findings: Vec<Finding>,
+    pub outcome: Result<Resolved, Finding>,
+}
+
+impl Resolution {
+    /// Holds the workload because a Secret key its pods would read is missing (`why` names the
+    /// field, the Secret and the key): pods without it could not start, and the pods still
+    /// running from before must not go on serving without the auth now asked for.
+    pub fn hold_for_secret(&mut self, why: String) {
+        let f = Finding::hold(AUTH_CONDITION, "AuthSecretNotFound", why);
+        self.findings.push(f.clone());
+        self.outcome = Err(f);
+    }
+}
+
+/// The Secret keys the pods read, in the shape [`frame::SecretKeys::first_missing`] checks.
+pub fn secret_uses(resolved: &Resolved) -> Vec<frame::SecretUse> {
+    resolved
+        .secret_env
+        .iter()
+        .map(|s| (s.field.clone(), s.secret.clone(), s.key.clone()))
+        .collect()
+}
+
+/// Resolves the workload's auth fields against the configs found for them.
+pub fn resolve(w: &Workload<'_>, found: Found<'_>) -> Resolution {
+    let mut findings = Vec::new();
+    let mut resolved = Resolved::default();
+    let mut block = Map::new();
+    let oidc = w.auth.oidc_config_ref.map(|r| judge_oidc(w, r, found.oidc));
+    if let Some(judged) = oidc {
+        if let Some((value, secret, hash)) = &judged.1 {
+            block.insert("oidc".into(), value.clone());
+            resolved.secret_env.extend(secret.clone());
+            resolved.oidc_hash = Some(hash.clone());
+        }
+        findings.push(judged.0);
+    }
+    if let Some(judged) = judge_authz(w, found.authz) {
+        if let Some(authz) = &judged.1 {
+            block.insert("authz".into(), authz.block.clone());
+            resolved.authz_hash = authz.hash.clone();
+        }
+        findings.extend(judged.0);
+    }
+    if w.auth.audit.and_then(|a| a.enabled).unwrap_or(false) {
+        block.insert("audit".into(), json!({"enabled": true}));
+    }
+    if let Some(r) = w.auth.external_auth_config_ref {
+        let judged = judge_external(w, &r.name, found.external);
+        if let Some(outgoing) = &judged.1 {
+            apply_outgoing(outgoing, &mut block, &mut resolved);
+        }
+        findings.push(judged.0);
+    }
+    findings.extend(between_fields(w, &block));
+    if !block.is_empty() {
+        resolved.block = Some(Value::Object(block));
+    }
+    let outcome = match findings.iter().find(|f| !f.ok) {
+        Some(problem) => Err(problem.clone()),
+        None => Ok(resolved),
+    };
+    Resolution { findings, outcome }
+}
+
+/// What holds the workload between its fields rather than in one config: a policy or a token
+/// exchange decides on the caller's token, which only `oidcConfigRef` validates.
+fn between_fields(w: &Workload<'_>, block: &Map<String, Value>) -> Vec<Finding> {
+    let mut cross = Vec::new();
+    if block.contains_key("authz") && w.auth.oidc_config_ref.is_none() {
+        cross.push(Finding::hold(
+            AUTH_CONDITION,
+            "AuthzNeedsAuthentication",
+            format!(
+                "{} decides on the caller's token, which needs spec.oidcConfigRef: without it every call would be refused; \
+                 add spec.oidcConfigRef or remove the authorization",
+                authz_field(&w.auth)
+            ),
+        ));
+    }
+    let exchanges = block
+        .get("outgoing")
+        .is_some_and(|o| o.get("tokenExchange").is_some());
+    if exchanges && w.auth.oidc_config_ref.is_none() {
+        cross.push(Finding::hold(
+            AUTH_CONDITION,
+            "TokenExchangeNeedsAuthentication",
+            "the MCPExternalAuthConfig of spec.externalAuthConfigRef exchanges the caller's token (tokenExchange), \
+             which needs spec.oidcConfigRef to validate it first; add spec.oidcConfigRef"
+                .into(),
+        ));
+    }
+    cross
+}
+
+fn authz_field(auth: &WorkloadAuth<'_>) -> &'static str {
+    if auth.authz_config_ref.is_some() {
+        "spec.authzConfigRef"
+    } else {
+        "spec.authzConfig"
+    }
+}
+
+/// The config, or the finding that holds the workload: it is missing, or admission refuses it
+/// (the webhook may have been off when it was written). The last argument is the condition
+/// and its not-found and not-valid reasons, upstream's for the kind.
+fn usable<'a, C: serde::Serialize>(
+    kind: &str,
+    name: &str,
+    field: &str,
+    w: &Workload<'_>,
+    config: Option<&'a C>,
+    (condition, not_found, not_valid): (&'static str, &'static str, &'static str),
+) -> Result<&'a C, Finding> {
+    let Some(config) = config else {
+        return Err(Finding::hold(
+            condition,
+            not_found,
+            format!(
+                "{kind} {name:?} ({field}) does not exist in namespace {ns}; the {wkind} is held (no Deployment, no Service) \
+                 so that it never runs without it; create it or remove {field}",
+                ns = w.namespace,
+                wkind = w.auth.kind
+            ),
+        ));
+    };
+    match frame::admission_refusal(config) {
+        Some(errors) => Err(Finding::hold(
+            condition,
+            not_valid,
+            format!(
+                "{kind} {name:?} ({field}) is not valid, so the {wkind} is held: {errors}",
+                wkind = w.auth.kind
+            ),
+        )),
+        None => Ok(config),
+    }
+}
+
+/// A reference's condition, and what it adds when it can be used.
+type Judged<T> = (Finding, Option<T>);
+
+/// `oidcConfigRef`: the bridge's `oidc` block, the client secret's env, the config's hash.
+fn judge_oidc(
+    w: &Workload<'_>,
+    r: &crate::api::auth::OidcConfigRef,
+    config: Option<&MCPOIDCConfig>,
+) -> Judged<(Value, Option<SecretEnv>, String)> {
+    let reasons = (
+        OIDC_CONDITION,
+        "OIDCConfigRefNotFound",
+        "OIDCConfigRefNotValid",
+    );
+    let config = match usable(
+        "MCPOIDCConfig",
+        &r.name,
+        "spec.oidcConfigRef",
+        w,
+        config,
+        reasons,
+    ) {
+        Ok(c) => c,
+        Err(f) => return (f, None),
+    };
+    let mut oidc = Map::new();
+    let mut secret = None;
+    match (&config.spec.kubernetes_service_account, &config.spec.inline) {
+        (Some(k), _) => kubernetes_oidc(k, &mut oidc),
+        (None, Some(i)) => match inline_oidc(&r.name, i, &mut oidc) {
+            Ok(s) => secret = s,
+            Err(f) => return (f, None),
+        },
+        // Admission requires the sub-object of the type; a `kubernetesServiceAccount` config
+        // written without one means upstream's defaults.
+        (None, None) => kubernetes_oidc(&KubernetesServiceAccountOidc::default(), &mut oidc),
+    }
+    oidc.insert("audience".into(), json!(r.audience));
+    let resource = r
+        .resource_url
+        .clone()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| w.service_url.clone());
+    oidc.insert("resourceUrl".into(), json!(resource));
+    if let Some(scopes) = r.scopes.as_ref().filter(|s| !s.is_empty()) {
+        oidc.insert("scopes".into(), json!(scopes));
+    }
+    let hash = frame::published_hash(config.status.as_ref(), &config.spec);
+    let finding = Finding::ok(
+        OIDC_CONDITION,
+        "OIDCConfigRefValid",
+        format!(
+            "MCPOIDCConfig {:?} is valid; the bridge checks every caller's bearer token for audience {:?}",
+            r.name, r.audience
+        ),
+    );
+    (finding, Some((Value::Object(oidc), secret, hash)))
+}
+
+/// Service-account tokens: the API server is the issuer and serves the keys.
+fn kubernetes_oidc(k: &KubernetesServiceAccountOidc, oidc: &mut Map<String, Value>) {
+    let issuer = k
+        .issuer
+        .clone()
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| KUBERNETES_ISSUER.into());
+    let jwks = k.jwks_url.clone().filter(|u| !u.is_empty()).or_else(|| {
+        (issuer == KUBERNETES_ISSUER).then(|| format!("{KUBERNETES_ISSUER}{KUBERNETES_JWKS_PATH}"))
+    });
+    oidc.insert("issuer".into(), json!(issuer));
+    if let Some(jwks) = jwks {
+        oidc.insert("jwksUrl".into(), json!(jwks));
+    }
+    if let Some(url) = k.introspection_url.as_ref().filter(|u| !u.is_empty()) {
+        oidc.insert("introspectionUrl".into(), json!(url));
+    }
+    // The API server sits on a cluster-internal address; upstream allows private addresses
+    // with cluster auth (the default).
+    if k.use_cluster_auth.unwrap_or(true) {
+        oidc.insert("allowPrivateIp".into(), json!(true));
+    }
+}
+
+/// An OIDC provider by its issuer; the client secret stays in its Secret (env only).
+fn inline_oidc(
+    name: &str,
+    i: &InlineOidcShared,
+    oidc: &mut Map<String, Value>,
+) -> Result<Option<SecretEnv>, Finding> {
+    let unsupported = [
+        ("caBundleRef", i.ca_bundle_ref.is_some()),
+        (
+            "jwksAuthTokenPath",
+            i.jwks_auth_token_path
+                .as_deref()
+                .is_some_and(|p| !p.is_empty()),
+        ),
+    ];
+    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(Finding::hold(
+            OIDC_CONDITION,
+            "OIDCConfigRefNotSupported",
+            format!(
+                "MCPOIDCConfig {name:?} sets spec.inline.{field}, which the bridge cannot use yet (its issuer and keys \
+                 would not be verifiable); the workload is held; remove {field} if the issuer's certificate is publicly trusted"
+            ),
+        ));
+    }
+    oidc.insert("issuer".into(), json!(i.issuer));
+    if let Some(url) = i.jwks_url.as_ref().filter(|u| !u.is_empty()) {
+        oidc.insert("jwksUrl".into(), json!(url));
+    }
+    if i.jwks_allow_private_ip == Some(true) {
+        oidc.insert("allowPrivateIp".into(), json!(true));
+    }
+    // The client identity is used for introspection only: without an endpoint the bridge has
+    // no use for it (and refuses a client without one).
+    let Some(url) = i.introspection_url.as_ref().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    oidc.insert("introspectionUrl".into(), json!(url));
+    if let Some(client) = i.client_id.as_ref().filter(|c| !c.is_empty()) {
+        oidc.insert("clientId".into(), json!(client));
+    }
+    let Some(s) = &i.client_secret_ref else {
+        return Ok(None);
+    };
+    oidc.insert("clientSecretEnv".into(), json!(OIDC_CLIENT_SECRET_ENV));
+    Ok(Some(SecretEnv {
+        env: OIDC_CLIENT_SECRET_ENV.into(),
+        secret: s.name.clone(),
+        key: s.key.clone(),
+        field: format!("MCPOIDCConfig {name:?} spec.inline.clientSecretRef"),
+    }))
+}
+
+/// The bridge's `authz` block, and the shared config's hash (none for inline policies).
+struct Authz {
+    block: Value,
+    hash: Option<String>,
+}
+
+/// `authzConfigRef` or inline `authzConfig`: its conditions (none for inline policies that can
+/// be used) and what it adds; `None` when neither is set.
+fn judge_authz(
+    w: &Workload<'_>,
+    config: Option<&MCPAuthzConfig>,
+) -> Option<(Vec<Finding>, Option<Authz>)> {
+    if let Some(r) = w.auth.authz_config_ref {
+        let reasons = (
+            AUTHZ_CONDITION,
+            "AuthzConfigRefNotFound",
+            "AuthzConfigRefNotValid",
+        );
+        let config = match usable(
+            "MCPAuthzConfig",
+            &r.name,
+            "spec.authzConfigRef",
+            w,
+            config,
+            reasons,
+        ) {
+            Ok(c) => c,
+            Err(f) => return Some((vec![f], None)),
+        };
+        if config.spec.type_ != "cedarv1" {
+            let f = Finding::hold(
+                AUTHZ_CONDITION,
+                "AuthzConfigRefNotSupported",
+                format!(
+                    "MCPAuthzConfig {:?} has type {:?}; mcp-operator runs only cedarv1, so the workload is held \
+                     rather than served without the authorization asked for",
+                    r.name, config.spec.type_
+                ),
+            );
+            return Some((vec![f], None));
+        }
+        let options = &config.spec.config;
+        let text = |k: &str| options.get(k).and_then(Value::as_str).map(str::to_owned);
+        let policies: Vec<String> = options
+            .get("policies")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str().map(str::to_owned))
+            .collect();
+        let block = cedar_block(
+            w.name,
+            policies,
+            text("entities_json"),
+            text("group_claim_name"),
+            text("role_claim_name"),
+            text("group_entity_type"),
+        );
+        let hash = frame::published_hash(config.status.as_ref(), &config.spec);
+        let ok = Finding::ok(
+            AUTHZ_CONDITION,
+            "AuthzConfigRefValid",
+            format!(
+                "MCPAuthzConfig {:?} is valid; the bridge decides every call with its Cedar policies",
+                r.name
+            ),
+        );
+        let hash = Some(hash);
+        return Some((vec![ok], Some(Authz { block, hash })));
+    }
+    let a: &AuthzConfig = w.auth.authz_config?;
+    let Some(inline) = a.inline.as_ref().filter(|_| a.type_ == "inline") else {
+        let f = Finding::hold(
+            AUTH_CONDITION,
+            "AuthzConfigMapNotSupported",
+            "spec.authzConfig.type configMap is not supported yet, so the workload is held rather than served without \
+             the authorization asked for; put the policies in spec.authzConfig.inline or in an MCPAuthzConfig (spec.authzConfigRef)"
+                .into(),
+        );
+        return Some((vec![f], None));
+    };
+    let block = cedar_block(
+        w.name,
+        inline.policies.clone(),
+        inline.entities_json.clone(),
+        a.group_claim_name.clone(),
+        a.role_claim_name.clone(),
+        a.group_entity_type.clone(),
+    );
+    Some((Vec::new(), Some(Authz { block, hash: None })))
+}
+
+/// The bridge's `authz` block, in its camelCase; unset options are left out.
+fn cedar_block(
+    server: &str,
+    policies: Vec<String>,
+    entities: Option<String>,
+    group_claim: Option<String>,
+    role_claim: Option<String>,
+    group_type: Option<String>,
+) -> Value {
+    let mut b = Map::new();
+    b.insert("policies".into(), json!(policies));
+    for (key, value) in [
+        ("entitiesJson", entities),
+        ("groupClaimName", group_claim),
+        ("roleClaimName", role_claim),
+        ("groupEntityType", group_type),
+    ] {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            b.insert(key.into(), json!(v));
+        }
+    }
+    b.insert("serverName".into(), json!(server));
+    Value::Object(b)
+}
+
+/// What an MCPExternalAuthConfig adds to the requests towards the backend.
+#[derive(Debug, Clone, PartialEq)]
+enum Outgoing {
+    Nothing,
+    Header {
+        name: String,
+        env: SecretEnv,
+    },
+    Bearer(SecretEnv),
+    Exchange {
+        block: Value,
+        secret: Option<SecretEnv>,
+    },
+}
+
+/// `externalAuthConfigRef`: what is added, or why the workload is held.
+fn judge_external(
+    w: &Workload<'_>,
+    name: &str,
+    config: Option<&MCPExternalAuthConfig>,
+) -> Judged<(Outgoing, String)> {
+    let reasons = (
+        EXTERNAL_AUTH_CONDITION,
+        "ExternalAuthConfigNotFound",
+        "InvalidConfig",
+    );
+    let field = "spec.externalAuthConfigRef";
+    let config = match usable("MCPExternalAuthConfig", name, field, w, config, reasons) {
+        Ok(c) => c,
+        Err(f) => return (f, None),
+    };
+    let type_ = config.spec.type_.as_str();
+    let hold = |reason, message: String| {
+        (
+            Finding::hold(EXTERNAL_AUTH_CONDITION, reason, message),
+            None,
+        )
+    };
+    if !crate::api::auth::EXTERNAL_AUTH_IMPLEMENTED.contains(&type_) {
+        return hold(
+            "ExternalAuthTypeNotSupported",
+            format!(
+                "MCPExternalAuthConfig {name:?} has type {type_:?}, which mcp-operator does not build (it builds {}); \
+                 the {} is held so that it never runs without the credentials asked for",
+                crate::api::auth::EXTERNAL_AUTH_IMPLEMENTED.join(", "),
+                w.auth.kind
+            ),
+        );
+    }
+    if type_ != "unauthenticated" && !w.http_backend {
+        return hold(
+            "ExternalAuthNeedsHttpBackend",
+            format!(
+                "MCPExternalAuthConfig {name:?} ({type_}) adds credentials to HTTP requests towards the backend, and a \
+                 stdio server receives none; use transport sse or streamable-http, or remove {field}"
+            ),
+        );
+    }
+    let origin = format!("MCPExternalAuthConfig {name:?}");
+    let b = &config.spec.blocks;
+    let outgoing = match type_ {
+        "headerInjection" => match &b.header_injection {
+            Some(h) => Outgoing::Header {
+                name: h.header_name.clone(),
+                env: SecretEnv {
+                    env: HEADER_INJECTION_ENV.into(),
+                    secret: h.value_secret_ref.name.clone(),
+                    key: h.value_secret_ref.key.clone(),
+                    field: format!("{origin} spec.headerInjection.valueSecretRef"),
+                },
+            },
+            None => Outgoing::Nothing,
+        },
+        "bearerToken" => match &b.bearer_token {
+            Some(t) => Outgoing::Bearer(SecretEnv {
+                env: format!("{BEARER_TOKEN_ENV_PREFIX}{}", t.token_secret_ref.name),
+                secret: t.token_secret_ref.name.clone(),
+                key: t.token_secret_ref.key.clone(),
+                field: format!("{origin} spec.bearerToken.tokenSecretRef"),
+            }),
+            None => Outgoing::Nothing,
+        },
+        "tokenExchange" => match &b.token_exchange {
+            Some(t) if t.subject_provider_name.as_deref().is_some_and(|p| !p.is_empty()) => {
+                return hold(
+                    "ExternalAuthTypeNotSupported",
+                    format!(
+                        "{origin} sets spec.tokenExchange.subjectProviderName, a token of an embedded authorization \
+                         server's upstream, which mcp-operator does not build; the {} is held",
+                        w.auth.kind
+                    ),
+                )
+            }
+            Some(t) => token_exchange(&origin, t),
+            None => Outgoing::Nothing,
+        },
+        _ => Outgoing::Nothing,
+    };
+    if let Outgoing::Header { name: header, .. } = &outgoing {
+        if w.own_headers.iter().any(|h| h.eq_ignore_ascii_case(header)) {
+            return hold(
+                "HeaderConflict",
+                format!(
+                    "{origin} injects header {header:?}, which spec.headerForward sets too; remove one of them"
+                ),
+            );
+        }
+    }
+    let hash = frame::published_hash(config.status.as_ref(), &config.spec);
+    let finding = Finding::ok(
+        EXTERNAL_AUTH_CONDITION,
+        "ExternalAuthConfigValid",
+        format!("{origin} ({type_}) is valid and applied to requests towards the backend"),
+    );
+    (finding, Some((outgoing, hash)))
+}
+
+/// RFC 8693 towards the backend; the client secret stays in its Secret.
+fn token_exchange(origin: &str, t: &TokenExchange) -> Outgoing {
+    let mut x = Map::new();
+    x.insert("tokenUrl".into(), json!(t.token_url));
+    if let Some(c) = t.client_id.as_ref().filter(|c| !c.is_empty()) {
+        x.insert("clientId".into(), json!(c));
+    }
+    let secret = t.client_secret_ref.as_ref().map(|s| SecretEnv {
+        env: TOKEN_EXCHANGE_CLIENT_SECRET_ENV.into(),
+        secret: s.name.clone(),
+        key: s.key.clone(),
+        field: format!("{origin} spec.tokenExchange.clientSecretRef"),
+    });
+    if secret.is_some() {
+        x.insert(
+            "clientSecretEnv".into(),
+            json!(TOKEN_EXCHANGE_CLIENT_SECRET_ENV),
+        );
+    }
+    x.insert("audience".into(), json!(t.audience));
+    if let Some(s) = t.scopes.as_ref().filter(|s| !s.is_empty()) {
+        x.insert("scopes".into(), json!(s));
+    }
+    x.insert(
+        "subjectTokenType".into(),
+        json!(full_token_type(t.subject_token_type.as_deref())),
+    );
+    if let Some(h) = t
+        .external_token_header_name
+        .as_ref()
+        .filter(|h| !h.is_empty())
+    {
+        x.insert("externalTokenHeaderName".into(), json!(h));
+    }
+    Outgoing::Exchange {
+        block: Value::Object(x),
+        secret,
+    }
+}
+
+/// The short forms upstream accepts (`access_token`, `id_token`, `jwt`) as their URNs.
+fn full_token_type(t: Option<&str>) -> String {
+    match t.filter(|t| !t.is_empty()) {
+        None => ACCESS_TOKEN_TYPE.into(),
+        Some(short @ ("access_token" | "id_token" | "jwt")) => {
+            format!("urn:ietf:params:oauth:token-type:{short}")
+        }
+        Some(full) => full.into(),
+    }
+}
+
+fn apply_outgoing(
+    (outgoing, hash): &(Outgoing, String),
+    block: &mut Map<String, Value>,
+    resolved: &mut Resolved,
+) {
+    resolved.external_hash = Some(hash.clone());
+    match outgoing {
+        Outgoing::Nothing => {}
+        Outgoing::Header { name, env } => {
+            resolved
+                .headers_from_env
+                .insert(name.clone(), env.env.clone());
+            resolved.secret_env.push(env.clone());
+        }
+        Outgoing::Bearer(env) => {
+            block.insert("outgoing".into(), json!({"bearerTokenEnv": env.env}));
+            resolved.secret_env.push(env.clone());
+        }
+        Outgoing::Exchange { block: x, secret } => {
+            block.insert("outgoing".into(), json!({"tokenExchange": x}));
+            resolved.secret_env.extend(secret.clone());
+        }
+    }
+}
+
+/// The pod's env entries for the Secret keys (references only: values never leave the Secret).
+pub fn env_entries(resolved: &Resolved) -> Vec<Value> {
+    resolved
+        .secret_env
+        .iter()
+        .map(|s| json!({"name": s.env, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}}))
+        .collect()
+}
+
+/// The names of the Secrets the configs found for a workload make its pods read, whether or
+/// not the resolution succeeds: a Secret's change must bring the workload back either way.
+pub fn secret_names(found: Found<'_>) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(i) = found.oidc.and_then(|c| c.spec.inline.as_ref()) {
+        names.extend(i.client_secret_ref.as_ref().map(|s| s.name.clone()));
+    }
+    if let Some(b) = found.external.map(|c| &c.spec.blocks) {
+        names.extend(
+            b.header_injection
+                .as_ref()
+                .map(|h| h.value_secret_ref.name.clone()),
+        );
+        names.extend(
+            b.bearer_token
+                .as_ref()
+                .map(|t| t.token_secret_ref.name.clone()),
+        );
+        let exchange = b.token_exchange.as_ref();
+        names.extend(
+            exchange
+                .and_then(|t| t.client_secret_ref.as_ref())
+                .map(|s| s.name.clone()),
+        );
+    }
+    names
+}
+
+/// Whether the workload's auth fields name `config` (an MCPOIDCConfig, MCPAuthzConfig or
+/// MCPExternalAuthConfig of its namespace), for mapping a config's events to its users.
+pub fn names_config<C: Resource<DynamicType = ()>>(auth: &WorkloadAuth<'_>, config: &C) -> bool {
+    let name = config.meta().name.as_deref();
+    let named = match C::kind(&()).as_ref() {
+        "MCPOIDCConfig" => auth.oidc_config_ref.map(|r| r.name.as_str()),
+        "MCPAuthzConfig" => auth.authz_config_ref.map(|r| r.name.as_str()),
+        "MCPExternalAuthConfig" => auth.external_auth_config_ref.map(|r| r.name.as_str()),
+        _ => None,
+    };
+    named.is_some() && named == name
+}
+
+/// The workloads of `store` whose auth fields (read by `auth_of`) name `config`, to reconcile
+/// when it changes.
+pub fn users_of<W, C>(
+    store: &Store<W>,
+    config: &C,
+    auth_of: fn(&W) -> WorkloadAuth<'_>,
+) -> Vec<ObjectRef<W>>
+where
+    W: Resource<DynamicType = ()> + Clone + 'static,
+    C: Resource<DynamicType = ()>,
+{
+    let ns = config.meta().namespace.clone();
+    frame::referencing(store, &ns, |w: &W| names_config(&auth_of(w), config))
+}
+
+/// The caches of the three config kinds, which a workload controller resolves from.
+#[derive(Clone)]
+pub struct AuthStores {
+    pub oidc: Store<MCPOIDCConfig>,
+    pub authz: Store<MCPAuthzConfig>,
+    pub external: Store<MCPExternalAuthConfig>,
+}
+
+type ConfigStream<C> = BoxStream<'static, Result<C, kube::runtime::watcher::Error>>;
+
+/// The watches feeding [`AuthStores`], to map to the workloads that use each config.
+pub struct AuthStreams {
+    pub oidc: ConfigStream<MCPOIDCConfig>,
+    pub authz: ConfigStream<MCPAuthzConfig>,
+    pub external: ConfigStream<MCPExternalAuthConfig>,
+}
+
+/// The configs one workload's references name, as the caches hold them now.
+#[derive(Default)]
+pub struct Looked {
+    oidc: Option<Arc<MCPOIDCConfig>>,
+    authz: Option<Arc<MCPAuthzConfig>>,
+    external: Option<Arc<MCPExternalAuthConfig>>,
+}
+
+impl Looked {
+    pub fn found(&self) -> Found<'_> {
+        Found {
+            oidc: self.oidc.as_deref(),
+            authz: self.authz.as_deref(),
+            external: self.external.as_deref(),
+        }
+    }
+}
+
+impl AuthStores {
+    pub fn reflect<K: frame::Owner>(
+        frame: &frame::Frame<K>,
+        namespace: &Option<String>,
+    ) -> (Self, AuthStreams) {
+        let all = kube::runtime::watcher::Config::default;
+        let (oidc, oidc_stream) = frame.reflect::<MCPOIDCConfig>(namespace, all());
+        let (authz, authz_stream) = frame.reflect::<MCPAuthzConfig>(namespace, all());
+        let (external, external_stream) = frame.reflect::<MCPExternalAuthConfig>(namespace, all());
+        let stores = AuthStores {
+            oidc,
+            authz,
+            external,
+        };
+        let streams = AuthStreams {
+            oidc: oidc_stream.boxed(),
+            authz: authz_stream.boxed(),
+            external: external_stream.boxed(),
+        };
+        (stores, streams)
+    }
+
+    /// Whether every cache has listed once (waiting a bounded time): right after start-up a
+    /// config missing from a cache is not missing from the cluster, and judging it missing
+    /// would take a running workload down.
+    pub async fn ready(&self) -> bool {
+        tokio::time::timeout(frame::STORE_READY_WAIT, async {
+            let _ = self.oidc.wait_until_ready().await;
+            let _ = self.authz.wait_until_ready().await;
+            let _ = self.external.wait_until_ready().await;
+        })
+        .await
+        .is_ok()
+    }
+
+    /// The configs `auth` names in `ns`.
+    pub fn look_up(&self, ns: &str, auth: &WorkloadAuth<'_>) -> Looked {
+        Looked {
+            oidc: auth
+                .oidc_config_ref
+                .and_then(|r| self.oidc.get(&ObjectRef::new(&r.name).within(ns))),
+            authz: auth
+                .authz_config_ref
+                .and_then(|r| self.authz.get(&ObjectRef::new(&r.name).within(ns))),
+            external: auth
+                .external_auth_config_ref
+                .and_then(|r| self.external.get(&ObjectRef::new(&r.name).within(ns))),
+        }
+    }
+}
+
+/// The conditions of `findings`, keeping the transition times of unchanged ones.
+pub fn conditions(
+    old: Option<&[Condition]>,
+    generation: Option<i64>,
+    findings: &[Finding],
+) -> Vec<Condition> {
+    let mut out: Vec<Condition> = Vec::new();
+    for f in findings {
+        // One condition per type: the first problem of a type is the one reported.
+        if out.iter().any(|c| c.type_ == f.condition) {
+            continue;
+        }
+        out.push(frame::condition(
+            old,
+            generation,
+            f.condition,
+            f.ok,
+            f.reason,
+            f.message.clone(),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::v1beta1::MCPServer;
+    use crate::bridge::config::AuthConfig;
+
+    fn server(spec: Value) -> MCPServer {
+        let mut s = json!({"image": "x", "transport": "streamable-http", "mcpPort": 8080});
+        for (k, v) in spec.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+            "metadata": {"name": "fetch", "namespace": "ns"}, "spec": s,
+        }))
+        .unwrap()
+    }
+
+    fn config<T: serde::de::DeserializeOwned>(kind: &str, name: &str, spec: Value) -> T {
+        serde_json::from_value(json!({
+            "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": kind,
+            "metadata": {"name": name, "namespace": "ns"}, "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn oidc(spec: Value) -> MCPOIDCConfig {
+        config("MCPOIDCConfig", "idp", spec)
+    }
+    fn authz(policies: &[&str]) -> MCPAuthzConfig {
+        config(
+            "MCPAuthzConfig",
+            "policies",
+            json!({"type": "cedarv1", "config": {"policies": policies, "group_claim_name": "groups"}}),
+        )
+    }
+    fn external(spec: Value) -> MCPExternalAuthConfig {
+        config("MCPExternalAuthConfig", "out", spec)
+    }
+
+    const ECHO_FOR_DEV: &str = r#"permit(principal in THVGroup::"dev", action == Action::"call_tool", resource == Tool::"echo");"#;
+
+    fn resolve_server(s: &MCPServer, found: Found<'_>) -> Resolution {
+        resolve(&crate::controller::children::auth_workload(s), found)
+    }
+
+    /// The three references and audit resolve into the block the bridge reads: the bridge's
+    /// own types accept it, with upstream's service-account defaults.
+    #[test]
+    fn references_resolve_into_the_bridge_auth_block() {
+        let s = server(json!({
+            "oidcConfigRef": {"name": "idp", "audience": "fetch", "scopes": ["openid", "mcp"]},
+            "authzConfigRef": {"name": "policies"},
+            "audit": {"enabled": true},
+        }));
+        let (o, a) = (
+            oidc(json!({"type": "kubernetesServiceAccount", "kubernetesServiceAccount": {}})),
+            authz(&[ECHO_FOR_DEV]),
+        );
+        let found = Found {
+            oidc: Some(&o),
+            authz: Some(&a),
+            external: None,
+        };
+        let r = resolve_server(&s, found);
+        let resolved = r.outcome.expect("resolves");
+        let block: AuthConfig = serde_json::from_value(resolved.block.clone().unwrap()).unwrap();
+        let oidc = block.oidc.unwrap();
+        assert_eq!(oidc.issuer, KUBERNETES_ISSUER);
+        assert_eq!(
+            oidc.jwks_url.as_deref(),
+            Some("https://kubernetes.default.svc/openid/v1/jwks")
+        );
+        assert_eq!(oidc.audience.as_deref(), Some("fetch"));
+        assert_eq!(oidc.allow_private_ip, Some(true));
+        assert_eq!(
+            oidc.resource_url.as_deref(),
+            Some("http://mcp-fetch-proxy.ns.svc.cluster.local:8080")
+        );
+        assert_eq!(oidc.scopes, Some(vec!["openid".into(), "mcp".into()]));
+        let authz = block.authz.unwrap();
+        assert_eq!(authz.policies, [ECHO_FOR_DEV]);
+        assert_eq!(authz.group_claim_name.as_deref(), Some("groups"));
+        assert_eq!(authz.server_name.as_deref(), Some("fetch"));
+        assert!(block.audit.unwrap().enabled);
+        assert_eq!(resolved.oidc_hash, Some(frame::config_hash(&o.spec)));
+        assert_eq!(resolved.authz_hash, Some(frame::config_hash(&a.spec)));
+        assert!(resolved.secret_env.is_empty());
+        let reasons: Vec<_> = r
+            .findings
+            .iter()
+            .map(|f| (f.condition, f.ok, f.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (OIDC_CONDITION, true, "OIDCConfigRefValid"),
+                (AUTHZ_CONDITION, true, "AuthzConfigRefValid"),
+            ]
+        );
+    }
+
+    /// Every way a reference can fail holds the workload, with the reason and a message that
+    /// names the field or the object.
+    #[test]
+    fn unusable_references_hold_with_a_reason() {
+        let good_oidc =
+            oidc(json!({"type": "kubernetesServiceAccount", "kubernetesServiceAccount": {}}));
+        let bad_policy = authz(&["permit(principal action, resource);"]);
+        let http_authz: MCPAuthzConfig = config(
+            "MCPAuthzConfig",
+            "policies",
+            json!({"type": "httpv1", "config": {"http": {"url": "https://pdp"}}}),
+        );
+        let aws = external(json!({"type": "awsSts", "awsSts": {"region": "eu-west-1",
+            "fallbackRoleArn": "arn:aws:iam::123456789012:role/x"}}));
+        let header = external(json!({"type": "headerInjection", "headerInjection": {
+            "headerName": "X-Api-Key", "valueSecretRef": {"name": "api", "key": "key"}}}));
+        let exchange = external(json!({"type": "tokenExchange", "tokenExchange": {
+            "tokenUrl": "https://idp/token", "audience": "backend"}}));
+        let ca = oidc(json!({"type": "inline", "inline": {"issuer": "https://idp",
+            "caBundleRef": {"configMapRef": {"name": "ca", "key": "ca.crt"}}}}));
+        let with_oidc = json!({"name": "idp", "audience": "fetch"});
+        type Row<'a> = (Value, Found<'a>, &'static str, &'static str);
+        let rows: Vec<Row<'_>> = vec![
+            (
+                json!({"oidcConfigRef": with_oidc}),
+                Found::default(),
+                "OIDCConfigRefNotFound",
+                r#"MCPOIDCConfig "idp" (spec.oidcConfigRef) does not exist in namespace ns"#,
+            ),
+            (
+                json!({"oidcConfigRef": with_oidc}),
+                Found {
+                    oidc: Some(&ca),
+                    ..Found::default()
+                },
+                "OIDCConfigRefNotSupported",
+                "spec.inline.caBundleRef",
+            ),
+            (
+                json!({"oidcConfigRef": with_oidc, "authzConfigRef": {"name": "policies"}}),
+                Found {
+                    oidc: Some(&good_oidc),
+                    ..Found::default()
+                },
+                "AuthzConfigRefNotFound",
+                "spec.authzConfigRef",
+            ),
+            (
+                json!({"oidcConfigRef": with_oidc, "authzConfigRef": {"name": "policies"}}),
+                Found {
+                    oidc: Some(&good_oidc),
+                    authz: Some(&bad_policy),
+                    ..Found::default()
+                },
+                "AuthzConfigRefNotValid",
+                "spec.config.policies[0]",
+            ),
+            (
+                json!({"oidcConfigRef": with_oidc, "authzConfigRef": {"name": "policies"}}),
+                Found {
+                    oidc: Some(&good_oidc),
+                    authz: Some(&http_authz),
+                    ..Found::default()
+                },
+                "AuthzConfigRefNotSupported",
+                "httpv1",
+            ),
+            (
+                json!({"authzConfig": {"type": "inline", "inline": {"policies": [ECHO_FOR_DEV]}}}),
+                Found::default(),
+                "AuthzNeedsAuthentication",
+                "spec.authzConfig",
+            ),
+            (
+                json!({"oidcConfigRef": with_oidc, "authzConfig": {"type": "configMap", "configMap": {"name": "cm"}}}),
+                Found {
+                    oidc: Some(&good_oidc),
+                    ..Found::default()
+                },
+                "AuthzConfigMapNotSupported",
+                "spec.authzConfig.inline",
+            ),
+            (
+                json!({"externalAuthConfigRef": {"name": "out"}}),
+                Found::default(),
+                "ExternalAuthConfigNotFound",
+                "spec.externalAuthConfigRef",
+            ),
+            (
+                json!({"externalAuthConfigRef": {"name": "out"}}),
+                Found {
+                    external: Some(&aws),
+                    ..Found::default()
+                },
+                "ExternalAuthTypeNotSupported",
+                r#"type "awsSts""#,
+            ),
+            (
+                json!({"externalAuthConfigRef": {"name": "out"}, "transport": "stdio"}),
+                Found {
+                    external: Some(&header),
+                    ..Found::default()
+                },
+                "ExternalAuthNeedsHttpBackend",
+                "stdio",
+            ),
+            (
+                json!({"externalAuthConfigRef": {"name": "out"}}),
+                Found {
+                    external: Some(&exchange),
+                    ..Found::default()
+                },
+                "TokenExchangeNeedsAuthentication",
+                "spec.oidcConfigRef",
+            ),
+        ];
+        for (i, (spec, found, reason, part)) in rows.into_iter().enumerate() {
+            let r = resolve_server(&server(spec), found);
+            let problem = r.outcome.expect_err(reason);
+            assert_eq!(problem.reason, reason, "row {i}: {problem:?}");
+            assert!(
+                problem.message.contains(part),
+                "row {i}: {}",
+                problem.message
+            );
+            assert!(
+                r.findings.iter().any(|f| !f.ok && f.reason == reason),
+                "row {i}: the hold is also a condition"
+            );
+        }
+    }
+
+    /// Outgoing credentials: the header and the tokens come from Secrets as env only, in
+    /// the shape the bridge's `outgoing` and `headersFromEnv` read.
+    #[test]
+    fn outgoing_credentials_are_env_references() {
+        let idp = oidc(
+            json!({"type": "inline", "inline": {"issuer": "https://idp.example.com",
+            "introspectionUrl": "https://idp.example.com/introspect", "clientId": "mcp",
+            "clientSecretRef": {"name": "idp-client", "key": "secret"}}}),
+        );
+        let rows = [
+            (
+                external(json!({"type": "headerInjection", "headerInjection": {
+                    "headerName": "X-Api-Key", "valueSecretRef": {"name": "api", "key": "key"}}})),
+                json!(null),
+                ("TOOLHIVE_HEADER_INJECTION_VALUE", "api", "key"),
+            ),
+            (
+                external(json!({"type": "bearerToken", "bearerToken": {
+                    "tokenSecretRef": {"name": "backend-token", "key": "token"}}})),
+                json!({"bearerTokenEnv": "TOOLHIVE_SECRET_backend-token"}),
+                ("TOOLHIVE_SECRET_backend-token", "backend-token", "token"),
+            ),
+            (
+                external(json!({"type": "tokenExchange", "tokenExchange": {
+                    "tokenUrl": "https://idp.example.com/token", "audience": "backend", "clientId": "mcp",
+                    "clientSecretRef": {"name": "exchange", "key": "secret"}, "scopes": ["read"],
+                    "subjectTokenType": "id_token", "externalTokenHeaderName": "X-Backend-Token"}})),
+                json!({"tokenExchange": {"tokenUrl": "https://idp.example.com/token", "clientId": "mcp",
+                    "clientSecretEnv": "TOOLHIVE_TOKEN_EXCHANGE_CLIENT_SECRET", "audience": "backend",
+                    "scopes": ["read"], "subjectTokenType": "urn:ietf:params:oauth:token-type:id_token",
+                    "externalTokenHeaderName": "X-Backend-Token"}}),
+                (
+                    "TOOLHIVE_TOKEN_EXCHANGE_CLIENT_SECRET",
+                    "exchange",
+                    "secret",
+                ),
+            ),
+        ];
+        let s = server(
+            json!({"oidcConfigRef": {"name": "idp", "audience": "fetch"},
+            "externalAuthConfigRef": {"name": "out"}}),
+        );
+        for (config, outgoing, (env, secret, key)) in rows {
+            let found = Found {
+                oidc: Some(&idp),
+                external: Some(&config),
+                ..Found::default()
+            };
+            let resolved = resolve_server(&s, found).outcome.expect("resolves");
+            let block = resolved.block.clone().unwrap();
+            assert_eq!(block["oidc"]["clientSecretEnv"], OIDC_CLIENT_SECRET_ENV);
+            assert_eq!(block["outgoing"], outgoing, "{block}");
+            let uses: Vec<_> = resolved
+                .secret_env
+                .iter()
+                .map(|s| (s.env.as_str(), s.secret.as_str(), s.key.as_str()))
+                .collect();
+            assert_eq!(
+                uses,
+                [
+                    (OIDC_CLIENT_SECRET_ENV, "idp-client", "secret"),
+                    (env, secret, key)
+                ]
+            );
+            let headers = resolved.headers_from_env.clone();
+            if config.spec.type_ == "headerInjection" {
+                assert_eq!(headers["X-Api-Key"], HEADER_INJECTION_ENV);
+            } else {
+                assert!(headers.is_empty());
+            }
+            for e in env_entries(&resolved) {
+                assert!(e.get("value").is_none(), "only references: {e}");
+                assert!(e.pointer("/valueFrom/secretKeyRef/key").is_some(), "{e}");
+            }
+            // The parts the bridge already reads are accepted by its own types.
+            let mut known = block.clone();
+            known.as_object_mut().unwrap().remove("outgoing");
+            serde_json::from_value::<AuthConfig>(known).expect("the bridge reads it");
+        }
+    }
+
+    /// `unauthenticated` adds nothing; the config's hash is still reported.
+    #[test]
+    fn unauthenticated_adds_nothing() {
+        let none = external(json!({"type": "unauthenticated"}));
+        let s = server(json!({"externalAuthConfigRef": {"name": "out"}, "transport": "stdio"}));
+        let found = Found {
+            external: Some(&none),
+            ..Found::default()
+        };
+        let resolved = resolve_server(&s, found).outcome.unwrap();
+        assert_eq!(resolved.block, None);
+        assert!(resolved.secret_env.is_empty() && resolved.headers_from_env.is_empty());
+        assert_eq!(resolved.external_hash, Some(frame::config_hash(&none.spec)));
+    }
+}
