@@ -225,3 +225,47 @@ async fn the_legacy_endpoint_event_points_at_the_bridge() {
         .unwrap();
     assert_eq!(resp.status(), 202);
 }
+
+/// The bridge's own secrets (header values, tokens, client secrets read from its environment)
+/// are not inherited by the MCP server it starts: the server's `get-env` shows the rest of the
+/// environment but none of them.
+#[test]
+fn the_server_never_inherits_the_bridges_secrets() {
+    let port = free_port();
+    let target = format!("http://127.0.0.1:{port}/mcp");
+    let config = json!({
+        "transport": "streamable-http", "target": target,
+        "headersFromEnv": {"X-Api-Key": "API_KEY_VALUE"},
+        "auth": {"outgoing": {"bearerTokenEnv": "BACKEND_TOKEN"}},
+    });
+    let (_dir, path) = config_file(&config.to_string());
+    let secrets = [
+        ("API_KEY_VALUE", "api-key-4b7e".to_string()),
+        ("BACKEND_TOKEN", "backend-token-8c1f".to_string()),
+    ];
+    let mut env = vec![("PORT", port.to_string()), ("KEPT_VAR", "kept-2d9a".into())];
+    env.extend(secrets.iter().cloned());
+    let bridge = Bridge::start_env(
+        &["--config", &path],
+        &everything_http("streamableHttp"),
+        &env,
+    );
+    let out = python_client(
+        "streamable",
+        &bridge.url("/mcp"),
+        "calls",
+        &["get-env", "{}"],
+    );
+    let shown = out["calls"][0]["text"].as_str().unwrap_or_default();
+    assert!(
+        shown.contains("kept-2d9a"),
+        "get-env shows the environment: {out}"
+    );
+    for (var, value) in &secrets {
+        assert!(!shown.contains(var), "{var} reached the server: {shown}");
+        assert!(
+            !shown.contains(value.as_str()),
+            "{var}'s value reached the server"
+        );
+    }
+}

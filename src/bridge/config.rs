@@ -366,6 +366,27 @@ pub fn normalize_prefix(prefix: &str) -> String {
 }
 
 impl Config {
+    /// The environment variables that hold the bridge's own secrets (client secrets, header
+    /// values, tokens): the MCP server it starts never inherits them.
+    pub fn secret_env_vars(&self) -> Vec<String> {
+        let auth = &self.auth;
+        let oidc = auth.oidc.as_ref().and_then(|o| o.client_secret_env.clone());
+        let outgoing = auth.outgoing.as_ref();
+        let bearer = outgoing.and_then(|o| o.bearer_token_env.clone());
+        let exchange = outgoing
+            .and_then(|o| o.token_exchange.as_ref())
+            .and_then(|t| t.client_secret_env.clone());
+        self.headers_from_env
+            .values()
+            .cloned()
+            .chain(oidc)
+            .chain(bearer)
+            .chain(exchange)
+            .collect()
+    }
+}
+
+impl Config {
     /// Checks what flags and file cannot check on their own.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.remote_url.is_some() {

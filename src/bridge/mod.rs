@@ -241,7 +241,7 @@ async fn run_stdio(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i3
     }
     let metrics = Arc::new(metrics::Metrics::new());
     metrics.sessions_limit.set(cfg.max_sessions as i64);
-    let mut server = stdio::spawn(&cfg.command)?;
+    let mut server = stdio::spawn(&cfg.command, &cfg.secret_env_vars())?;
     let hub = hub::Hub::start(
         server.stdin,
         server.stdout,

@@ -230,7 +230,7 @@ pub async fn run(cfg: Arc<Config>, listener: TcpListener) -> anyhow::Result<i32>
             _ = sigint.recv() => 128 + libc::SIGINT,
         }
     } else {
-        let mut child = stdio::spawn_logged(&cfg.command)?;
+        let mut child = stdio::spawn_logged(&cfg.command, &cfg.secret_env_vars())?;
         let status = loop {
             tokio::select! {
                 status = child.wait() => break status?,

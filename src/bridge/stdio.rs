@@ -18,8 +18,9 @@ pub struct ServerProcess {
     pub stdout: ChildStdout,
 }
 
-/// Spawns `command` with piped stdin/stdout; its stderr is logged line by line.
-pub fn spawn(command: &[String]) -> anyhow::Result<ServerProcess> {
+/// Spawns `command` with piped stdin/stdout, without the environment variables in `hidden`
+/// (the bridge's own secrets); its stderr is logged line by line.
+pub fn spawn(command: &[String], hidden: &[String]) -> anyhow::Result<ServerProcess> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("no server command"))?;
@@ -29,6 +30,9 @@ pub fn spawn(command: &[String]) -> anyhow::Result<ServerProcess> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    for var in hidden {
+        cmd.env_remove(var);
+    }
     set_parent_death_signal(&mut cmd);
     let mut child = cmd
         .spawn()
@@ -46,8 +50,8 @@ pub fn spawn(command: &[String]) -> anyhow::Result<ServerProcess> {
 }
 
 /// Spawns `command` for an HTTP backend: it serves on its own port, so both of its output
-/// streams are only logs.
-pub fn spawn_logged(command: &[String]) -> anyhow::Result<Child> {
+/// streams are only logs. Without the environment variables in `hidden`, as [`spawn`].
+pub fn spawn_logged(command: &[String], hidden: &[String]) -> anyhow::Result<Child> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("no server command"))?;
@@ -57,6 +61,9 @@ pub fn spawn_logged(command: &[String]) -> anyhow::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    for var in hidden {
+        cmd.env_remove(var);
+    }
     set_parent_death_signal(&mut cmd);
     let mut child = cmd
         .spawn()

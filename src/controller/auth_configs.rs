@@ -11,6 +11,7 @@
 use super::frame::Settings;
 use super::metrics::ControllerMetrics;
 use super::shared_config;
+use super::slim::Subscription;
 use crate::api::v1beta1::{MCPAuthzConfig, MCPExternalAuthConfig, MCPOIDCConfig};
 use kube::Client;
 
@@ -41,26 +42,27 @@ shared_config::shared_config!(
     external_auth_config_ref
 );
 
-/// Runs the three controllers over `namespace` (all when `None`) until dropped.
+/// Runs the three controllers over `namespace` (all when `None`) until dropped, each with its
+/// own subscription to the shared workload watches (`[oidc, authz, external auth]`).
 pub async fn run(
     client: Client,
     namespace: Option<String>,
     settings: Settings,
     metrics: ControllerMetrics,
+    [oidc, authz, external]: [Subscription; 3],
 ) {
+    let c = || {
+        (
+            client.clone(),
+            namespace.clone(),
+            settings.clone(),
+            metrics.clone(),
+        )
+    };
+    let ((c1, n1, s1, m1), (c2, n2, s2, m2), (c3, n3, s3, m3)) = (c(), c(), c());
     futures::join!(
-        shared_config::run::<MCPOIDCConfig>(
-            client.clone(),
-            namespace.clone(),
-            settings.clone(),
-            metrics.clone()
-        ),
-        shared_config::run::<MCPAuthzConfig>(
-            client.clone(),
-            namespace.clone(),
-            settings.clone(),
-            metrics.clone()
-        ),
-        shared_config::run::<MCPExternalAuthConfig>(client, namespace, settings, metrics),
+        shared_config::run::<MCPOIDCConfig>(c1, n1, s1, m1, oidc),
+        shared_config::run::<MCPAuthzConfig>(c2, n2, s2, m2, authz),
+        shared_config::run::<MCPExternalAuthConfig>(c3, n3, s3, m3, external),
     );
 }

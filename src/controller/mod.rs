@@ -54,6 +54,11 @@ pub async fn run_all(
         workloads.subscribe(),
         workloads.subscribe(),
     );
+    let for_auth_configs = [
+        workloads.subscribe(),
+        workloads.subscribe(),
+        workloads.subscribe(),
+    ];
     let controllers: Vec<futures::future::BoxFuture<'static, ()>> = vec![
         watch_neighbours,
         workloads.run(),
@@ -83,7 +88,7 @@ pub async fn run_all(
         }),
         Box::pin({
             let (c, n, s, m) = c();
-            auth_configs::run(c, n, s, m)
+            auth_configs::run(c, n, s, m, for_auth_configs)
         }),
     ];
     futures::future::join_all(controllers).await;
