@@ -16,6 +16,11 @@ use issuer::Issuer;
 use serde_json::{json, Value};
 
 const SECRET_ENV: &str = "TEST_INTROSPECTION_SECRET";
+/// Where the protected-resource metadata is served.
+const METADATA: &str = "/.well-known/oauth-protected-resource";
+/// The metadata URL a rendered bridge names: its `resource` is the Service the operator made.
+const RENDERED_METADATA: &str =
+    "http://mcp-everything-proxy.default.svc.cluster.local:8080/.well-known/oauth-protected-resource";
 /// What every 401 says, whatever the reason.
 const UNAUTHORIZED_BODY: &str =
     r#"{"error":"invalid_token","error_description":"a valid bearer token is required"}"#;
@@ -85,14 +90,13 @@ async fn authorization(issuer: &Issuer, case: &Value, minted: &mut Vec<String>) 
 fn check_challenge(
     resp_headers: &reqwest::header::HeaderMap,
     body: &str,
-    bridge: &Bridge,
+    metadata: &str,
 ) -> Vec<String> {
     let mut wrong = Vec::new();
     let challenge = resp_headers
         .get("www-authenticate")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let metadata = bridge.url("/.well-known/oauth-protected-resource");
     if !challenge.starts_with("Bearer ")
         || !challenge.contains(&format!("resource_metadata=\"{metadata}\""))
     {
@@ -134,7 +138,7 @@ async fn tokens_are_checked_on_both_fronts_with_rotated_keys() {
                 "{name} (streamable): want {want}, got {status}: {body}"
             ));
         } else if status == 401 {
-            for w in check_challenge(&headers, &body, &bridge) {
+            for w in check_challenge(&headers, &body, &bridge.url(METADATA)) {
                 failures.push(format!("{name} (streamable): {w}"));
             }
         }
@@ -562,4 +566,138 @@ async fn loopback_issuers_need_allow_private_ip() {
         assert!(std::time::Instant::now() < deadline, "no refusal logged");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The bridge config file and the Secret-fed environment the operator renders (`mcp-operator
+/// render`, offline) for an MCPServer that references an MCPOIDCConfig of `issuer`, an
+/// MCPAuthzConfig with `policies` and audit — as a user writes them. The Secret's value is
+/// what the kubelet would put in the variable.
+fn rendered_by_the_operator(
+    issuer: &Issuer,
+    policies: &Value,
+) -> (tempfile::TempDir, String, Vec<(String, String)>) {
+    let manifests = [
+        json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPOIDCConfig",
+               "metadata": {"name": "test-issuer", "namespace": "default"},
+               "spec": {"type": "inline", "inline": {
+                   "issuer": issuer.url, "insecureAllowHTTP": true, "jwksAllowPrivateIP": true,
+                   "introspectionUrl": format!("{}/introspect", issuer.url),
+                   "clientId": "bridge",
+                   "clientSecretRef": {"name": "introspection", "key": "secret"}}}}),
+        json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPAuthzConfig",
+               "metadata": {"name": "dev-only", "namespace": "default"},
+               "spec": {"type": "cedarv1", "config": {"policies": policies}}}),
+        json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+               "metadata": {"name": "everything", "namespace": "default"},
+               "spec": {"image": "docker.io/mcp/everything:latest", "transport": "stdio",
+                        "oidcConfigRef": {"name": "test-issuer", "audience": "mcp-test",
+                                          "scopes": ["mcp:tools"]},
+                        "authzConfigRef": {"name": "dev-only"},
+                        "audit": {"enabled": true}}}),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("manifests.yaml");
+    let docs: Vec<String> = manifests.iter().map(Value::to_string).collect();
+    std::fs::write(&input, docs.join("\n---\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
+        .args(["render", "-f"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "render: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let objects: Vec<Value> = text
+        .split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<Value>(doc).ok())
+        .filter(|o| o.is_object())
+        .collect();
+    let of_kind = |kind: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} rendered: {text}"))
+    };
+    let config = of_kind("ConfigMap")["data"]["bridge.json"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let env: Vec<(String, String)> = of_kind("Deployment")["spec"]["template"]["spec"]
+        ["containers"][0]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["valueFrom"]["secretKeyRef"]["name"] == "introspection")
+        .map(|e| (e["name"].as_str().unwrap().to_owned(), "s3cret".to_owned()))
+        .collect();
+    assert_eq!(
+        env.len(),
+        1,
+        "the client secret comes from its Secret: {text}"
+    );
+    assert!(!config.contains("s3cret"));
+    let path = dir.path().join("bridge.json");
+    std::fs::write(&path, &config).unwrap();
+    (dir, path.to_string_lossy().into_owned(), env)
+}
+
+/// Issue 13's first two Done-when lines on the config the operator renders (not a hand-written
+/// one): every row of the token table, the protected-resource metadata, and Cedar per caller
+/// through the Python MCP client on both fronts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_rendering_is_enforced() {
+    let issuer = Issuer::start();
+    let table = data("callers.json");
+    let (_dir, path, env) = rendered_by_the_operator(&issuer, &table["policies"]);
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let bridge = Bridge::start_env(&["--config", &path], &everything(), &env);
+    let plain = http();
+    let mut minted = Vec::new();
+    let mut failures = Vec::new();
+    for case in data("tokens.json").as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let want = case["status"].as_u64().unwrap() as u16;
+        let mut req = plain
+            .post(bridge.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize_body(json!(1)));
+        if let Some(h) = authorization(&issuer, case, &mut minted).await {
+            req = req.header("authorization", h);
+        }
+        let resp = req.send().await.unwrap();
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        let body = resp.text().await.unwrap_or_default();
+        if status != want {
+            failures.push(format!("{name}: want {want}, got {status}: {body}"));
+        } else if status == 401 {
+            failures.extend(
+                check_challenge(&headers, &body, RENDERED_METADATA)
+                    .into_iter()
+                    .map(|w| format!("{name}: {w}")),
+            );
+        }
+    }
+    let doc: Value = plain
+        .get(bridge.url("/.well-known/oauth-protected-resource"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    if doc["authorization_servers"] != json!([issuer.url]) {
+        failures.push(format!("metadata: {doc}"));
+    }
+    for caller in table["callers"].as_array().unwrap() {
+        let token = issuer.token(&json!({"claims": caller["claims"]})).await;
+        for transport in ["streamable", "sse"] {
+            for wrong in check_caller(&bridge, caller, &token, transport).await {
+                failures.push(format!("{} ({transport}): {wrong}", caller["name"]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

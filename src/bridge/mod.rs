@@ -207,6 +207,9 @@ impl BridgeArgs {
 pub async fn run(args: BridgeArgs) -> anyhow::Result<i32> {
     init_logging(&args.log_format);
     let cfg = Arc::new(args.resolve()?);
+    if !cfg.secret_env_vars().is_empty() {
+        keep_environment_private();
+    }
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
@@ -214,6 +217,19 @@ pub async fn run(args: BridgeArgs) -> anyhow::Result<i32> {
     match cfg.transport {
         Transport::Stdio => run_stdio(cfg, listener).await,
         Transport::Sse | Transport::StreamableHttp => reverse::run(cfg, listener).await,
+    }
+}
+
+/// Makes the bridge's memory and `/proc/<pid>/environ` unreadable to processes of the same
+/// non-root user — the MCP server it starts runs as that user in the same container, and the
+/// variables removed from the server's environment must not be one `cat` away in the bridge's.
+fn keep_environment_private() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_DUMPABLE) only changes this process's dumpable flag.
+    unsafe {
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot make the bridge non-dumpable");
+        }
     }
 }
 
