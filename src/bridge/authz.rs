@@ -506,9 +506,22 @@ fn decimal_text(f: f64) -> Option<String> {
     (f.is_finite() && f.abs() < LIMIT).then(|| format!("{f:.4}"))
 }
 
+/// The entity types every decision names, parsed once: running Cedar's parser for them on each
+/// call was a measurable share of a decision.
+static KNOWN_TYPES: std::sync::LazyLock<HashMap<&'static str, EntityTypeName>> =
+    std::sync::LazyLock::new(|| {
+        ["Action", "Tool", "Prompt", "Resource", "MCP", "Client"]
+            .into_iter()
+            .filter_map(|t| Some((t, EntityTypeName::from_str(t).ok()?)))
+            .collect()
+    });
+
 fn uid(type_name: &str, id: &str) -> Result<EntityUid, String> {
-    let name = EntityTypeName::from_str(type_name)
-        .map_err(|_| format!("{type_name:?} is not a Cedar type name"))?;
+    let name = match KNOWN_TYPES.get(type_name) {
+        Some(name) => name.clone(),
+        None => EntityTypeName::from_str(type_name)
+            .map_err(|_| format!("{type_name:?} is not a Cedar type name"))?,
+    };
     Ok(EntityUid::from_type_name_and_id(name, EntityId::new(id)))
 }
 
