@@ -86,6 +86,12 @@ async fn authorization(issuer: &Issuer, case: &Value, minted: &mut Vec<String>) 
     Some(format!("Bearer {token}"))
 }
 
+/// The protected-resource metadata document, fetched without a token.
+async fn metadata_of(client: &reqwest::Client, bridge: &Bridge) -> Value {
+    let resp = client.get(bridge.url(METADATA)).send().await.unwrap();
+    resp.json().await.unwrap()
+}
+
 /// What is wrong with a 401: the challenge must point at the metadata and say nothing else.
 fn check_challenge(
     resp_headers: &reqwest::header::HeaderMap,
@@ -156,14 +162,7 @@ async fn tokens_are_checked_on_both_fronts_with_rotated_keys() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // The metadata document is served without a token and names the issuer.
-    let doc: Value = plain
-        .get(bridge.url("/.well-known/oauth-protected-resource"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = metadata_of(&plain, &bridge).await;
     assert_eq!(doc["authorization_servers"], json!([issuer.url]), "{doc}");
     assert_eq!(doc["scopes_supported"], json!(["mcp:tools"]), "{doc}");
     assert_eq!(doc["bearer_methods_supported"], json!(["header"]), "{doc}");
@@ -680,14 +679,7 @@ async fn the_operators_rendering_is_enforced() {
             );
         }
     }
-    let doc: Value = plain
-        .get(bridge.url("/.well-known/oauth-protected-resource"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = metadata_of(&plain, &bridge).await;
     if doc["authorization_servers"] != json!([issuer.url]) {
         failures.push(format!("metadata: {doc}"));
     }
