@@ -86,6 +86,34 @@ async fn authorization(issuer: &Issuer, case: &Value, minted: &mut Vec<String>) 
     Some(format!("Bearer {token}"))
 }
 
+/// What is wrong with the answer to an `initialize` POSTed to the streamable front with
+/// `authorization`: not the `want`ed status, or a 401 whose challenge does not name `metadata`.
+async fn initialize_is_wrong(
+    client: &reqwest::Client,
+    bridge: &Bridge,
+    authorization: Option<&str>,
+    want: u16,
+    metadata: &str,
+) -> Vec<String> {
+    let mut req = client
+        .post(bridge.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize_body(json!(1)));
+    if let Some(h) = authorization {
+        req = req.header("authorization", h);
+    }
+    let resp = req.send().await.unwrap();
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    let body = resp.text().await.unwrap_or_default();
+    if status != want {
+        return vec![format!("want {want}, got {status}: {body}")];
+    }
+    if status == 401 {
+        return check_challenge(&headers, &body, metadata);
+    }
+    Vec::new()
+}
+
 /// The protected-resource metadata document, fetched without a token.
 async fn metadata_of(client: &reqwest::Client, bridge: &Bridge) -> Value {
     let resp = client.get(bridge.url(METADATA)).send().await.unwrap();
@@ -127,27 +155,14 @@ async fn tokens_are_checked_on_both_fronts_with_rotated_keys() {
         let name = case["name"].as_str().unwrap();
         let want = case["status"].as_u64().unwrap() as u16;
         let header = authorization(&issuer, case, &mut minted).await;
+        let metadata = bridge.url(METADATA);
+        for w in initialize_is_wrong(&plain, &bridge, header.as_deref(), want, &metadata).await {
+            failures.push(format!("{name} (streamable): {w}"));
+        }
         let with = |req: reqwest::RequestBuilder| match &header {
             Some(h) => req.header("authorization", h),
             None => req,
         };
-        let resp = with(plain.post(bridge.url("/mcp")))
-            .header("accept", "application/json, text/event-stream")
-            .json(&initialize_body(json!(1)))
-            .send()
-            .await
-            .unwrap();
-        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-        let body = resp.text().await.unwrap_or_default();
-        if status != want {
-            failures.push(format!(
-                "{name} (streamable): want {want}, got {status}: {body}"
-            ));
-        } else if status == 401 {
-            for w in check_challenge(&headers, &body, &bridge.url(METADATA)) {
-                failures.push(format!("{name} (streamable): {w}"));
-            }
-        }
         let resp = with(plain.get(bridge.url("/sse")))
             .header("accept", "text/event-stream")
             .send()
@@ -659,24 +674,11 @@ async fn the_operators_rendering_is_enforced() {
     for case in data("tokens.json").as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let want = case["status"].as_u64().unwrap() as u16;
-        let mut req = plain
-            .post(bridge.url("/mcp"))
-            .header("accept", "application/json, text/event-stream")
-            .json(&initialize_body(json!(1)));
-        if let Some(h) = authorization(&issuer, case, &mut minted).await {
-            req = req.header("authorization", h);
-        }
-        let resp = req.send().await.unwrap();
-        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-        let body = resp.text().await.unwrap_or_default();
-        if status != want {
-            failures.push(format!("{name}: want {want}, got {status}: {body}"));
-        } else if status == 401 {
-            failures.extend(
-                check_challenge(&headers, &body, RENDERED_METADATA)
-                    .into_iter()
-                    .map(|w| format!("{name}: {w}")),
-            );
+        let header = authorization(&issuer, case, &mut minted).await;
+        for w in
+            initialize_is_wrong(&plain, &bridge, header.as_deref(), want, RENDERED_METADATA).await
+        {
+            failures.push(format!("{name}: {w}"));
         }
     }
     let doc = metadata_of(&plain, &bridge).await;
