@@ -147,7 +147,8 @@ pub fn gate(method: &str, body: &Value) -> Gate {
 /// The policy set and what every decision shares.
 pub struct Authz {
     policies: PolicySet,
-    entities: Entities,
+    /// `entitiesJson` and the three action entities: what every decision shares, built once.
+    base: Entities,
     authorizer: Authorizer,
     group_type: EntityTypeName,
     group_claim: Option<String>,
@@ -160,7 +161,9 @@ pub struct Authz {
 /// The caller as Cedar sees them, built once per request.
 pub struct Caller {
     principal: EntityUid,
-    entity: Entity,
+    /// The shared entities with the caller's own, built once per caller (its transitive
+    /// closure too): a decision adds only its resource.
+    entities: Entities,
     claims: Vec<(String, RestrictedExpression)>,
     /// The context of a request without arguments (lists, most prompt gets and reads), built
     /// once: claims are the bulk of it.
@@ -187,6 +190,14 @@ impl Authz {
                 .map_err(|e| format!("entitiesJson is not valid: {e}"))?,
             None => Entities::empty(),
         };
+        // As before a decision's own entities: ours replace an action of `entitiesJson`.
+        let actions = [Feature::Tool, Feature::Prompt, Feature::Resource]
+            .into_iter()
+            .map(action_entity)
+            .collect::<Result<Vec<_>, _>>()?;
+        let base = entities
+            .upsert_entities(actions, None)
+            .map_err(|e| format!("the action entities do not fit entitiesJson: {e}"))?;
         let group_type = cfg
             .group_entity_type
             .as_deref()
@@ -202,7 +213,7 @@ impl Authz {
             .transpose()?;
         Ok(Self {
             policies,
-            entities,
+            base,
             authorizer: Authorizer::new(),
             group_type,
             group_claim: cfg.group_claim_name.clone().filter(|c| !c.is_empty()),
@@ -229,10 +240,11 @@ impl Authz {
             .collect();
         let entity =
             Entity::new(principal.clone(), claims.iter().cloned().collect(), parents).ok()?;
+        let entities = self.base.clone().upsert_entities([entity], None).ok()?;
         let context = Context::from_pairs(claims.iter().cloned()).ok()?;
         Some(Caller {
             principal,
-            entity,
+            entities,
             claims,
             context,
         })
@@ -288,19 +300,15 @@ impl Authz {
         if feature == Feature::Resource {
             attrs.insert("uri".into(), text(name.to_owned()));
         }
-        let action_attrs =
-            HashMap::from([("operation".to_owned(), text(feature.action().to_owned()))]);
-        let Ok(action_entity) = Entity::new(action.clone(), action_attrs, HashSet::new()) else {
-            return false;
-        };
         let parents: HashSet<EntityUid> = self.server.iter().cloned().collect();
         let Ok(resource_entity) = Entity::new(resource.clone(), attrs, parents) else {
             return false;
         };
-        let Ok(entities) = self.entities.clone().upsert_entities(
-            [caller.entity.clone(), action_entity, resource_entity],
-            None,
-        ) else {
+        let Ok(entities) = caller
+            .entities
+            .clone()
+            .upsert_entities([resource_entity], None)
+        else {
             return false;
         };
         let context = if args.is_empty() {
@@ -427,6 +435,17 @@ impl Authz {
         groups.retain(|g| seen.insert(g.clone()));
         groups
     }
+}
+
+/// The action entity of a feature (`Action::"call_tool"` with `operation`), as upstream adds
+/// it to every request.
+fn action_entity(feature: Feature) -> Result<Entity, String> {
+    let attrs = HashMap::from([(
+        "operation".to_owned(),
+        RestrictedExpression::new_string(feature.action().to_owned()),
+    )]);
+    let action = uid("Action", feature.action())?;
+    Entity::new(action, attrs, HashSet::new()).map_err(|e| format!("action entity: {e}"))
 }
 
 /// The four hints upstream carries over from a tool's annotations, when they are booleans.
