@@ -51,8 +51,9 @@ pub const HEADER_INJECTION_ENV: &str = "TOOLHIVE_HEADER_INJECTION_VALUE";
 /// Where the kubelet puts a pod's service-account files when it mounts them for the API
 /// (upstream's `useClusterAuth` reads the CA and the token there).
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-/// The volume that gives the bridge those files (the pods never automount them: the server's
-/// process needs no token).
+/// The volume that gives the bridge those files. Pods never automount them, so only the
+/// container that runs the bridge gets a token (in an MCPServer pod, the server's process
+/// runs in that container too).
 pub const SERVICE_ACCOUNT_VOLUME: &str = "oidc-service-account";
 /// How long a projected token lives; the kubelet writes a new one well before it expires.
 const SERVICE_ACCOUNT_TOKEN_SECONDS: i64 = 3600;
@@ -340,6 +341,18 @@ fn judge_oidc(
             kubernetes_oidc(&KubernetesServiceAccountOidc::default(), &mut oidc),
         ),
     };
+    if let Some(url) = token_in_the_clear(&oidc) {
+        let f = Finding::hold(
+            OIDC_CONDITION,
+            "OIDCConfigRefNotValid",
+            format!(
+                "MCPOIDCConfig {:?} sends the token of spec.inline.jwksAuthTokenPath to {url:?}, which is plain http: \
+                 the bridge sends it over https only, so it would refuse to start; use an https issuer or jwksUrl",
+                r.name
+            ),
+        );
+        return (f, None);
+    }
     oidc.insert("audience".into(), json!(r.audience));
     let resource = r
         .resource_url
@@ -366,6 +379,17 @@ fn judge_oidc(
         hash,
     };
     (finding, Some(oidc))
+}
+
+/// The plain-http URL the block's `jwksAuthTokenPath` token would be sent to (the JWKS URL, or
+/// the issuer's discovery without one), if any: the bridge refuses such a config.
+fn token_in_the_clear(oidc: &Map<String, Value>) -> Option<String> {
+    oidc.get("jwksAuthTokenPath")?;
+    let keys_from = oidc
+        .get("jwksUrl")
+        .or_else(|| oidc.get("issuer"))?
+        .as_str()?;
+    (!crate::bridge::config::is_https(keys_from)).then(|| keys_from.to_owned())
 }
 
 /// Service-account tokens: the API server is the issuer and serves the keys. With cluster auth
@@ -1103,6 +1127,10 @@ mod tests {
             "headerName": "X-Api-Key", "valueSecretRef": {"name": "api", "key": "key"}}}));
         let exchange = external(json!({"type": "tokenExchange", "tokenExchange": {
             "tokenUrl": "https://idp/token", "audience": "backend"}}));
+        let token_over_http = oidc(
+            json!({"type": "inline", "inline": {"issuer": "http://idp.local",
+            "insecureAllowHTTP": true, "jwksAuthTokenPath": "/var/run/secrets/tokens/idp"}}),
+        );
         let with_oidc = json!({"name": "idp", "audience": "fetch"});
         type Row<'a> = (Value, Found<'a>, &'static str, &'static str);
         let rows: Vec<Row<'_>> = vec![
@@ -1111,6 +1139,15 @@ mod tests {
                 Found::default(),
                 "OIDCConfigRefNotFound",
                 r#"MCPOIDCConfig "idp" (spec.oidcConfigRef) does not exist in namespace ns"#,
+            ),
+            (
+                json!({"oidcConfigRef": with_oidc}),
+                Found {
+                    oidc: Some(&token_over_http),
+                    ..Found::default()
+                },
+                "OIDCConfigRefNotValid",
+                r#"jwksAuthTokenPath to "http://idp.local""#,
             ),
             (
                 json!({"oidcConfigRef": with_oidc, "authzConfigRef": {"name": "policies"}}),
