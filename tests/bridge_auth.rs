@@ -582,6 +582,175 @@ async fn loopback_issuers_need_allow_private_ip() {
     }
 }
 
+/// The status of an `initialize` POSTed to the streamable front with `token` as bearer.
+async fn initialize_status(bridge: &Bridge, token: &str) -> u16 {
+    client_as(token)
+        .post(bridge.url("/mcp"))
+        .header("accept", "application/json")
+        .json(&initialize_body(json!(1)))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits (5 s at most) for a line of the bridge's log containing every one of `parts`.
+async fn logged(bridge: &Bridge, parts: &[&str]) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = bridge
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| parts.iter().all(|p| l.contains(p)));
+        if found || std::time::Instant::now() >= deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The shape of the API server's keys for `kubernetesServiceAccount` (what the operator
+/// renders from `useClusterAuth`): the issuer serves HTTPS with a certificate of a CA made
+/// here, and its discovery and JWKS answer 401 unless the bearer is the current content of a
+/// token file. The bridge, given the CA (`caBundle`) and the file (`jwksAuthTokenPath`),
+/// accepts valid tokens, also after the file is rewritten and the keys rotated (it reads the
+/// file at each fetch); a missing file fails closed until it is back; without either setting
+/// every token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_behind_a_private_ca_and_a_token_file() {
+    mcp_operator::crypto::install_provider();
+    let ca = mcp_operator::webhook::certs::generate_ca("issuer test CA", Duration::from_secs(3600))
+        .unwrap();
+    let pair = ca
+        .issue_serving(&["localhost".into()], Duration::from_secs(3600))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    };
+    let ca_path = write("ca.crt", &ca.cert_pem);
+    let cert = write("tls.crt", &pair.cert_pem);
+    let key = write("tls.key", &pair.key_pem);
+    let token_path = write("token", "first-projected-token\n");
+    let issuer = Issuer::start_with(
+        &[
+            "--tls".as_ref(),
+            cert.as_os_str(),
+            key.as_os_str(),
+            "--key-token".as_ref(),
+            token_path.as_os_str(),
+        ],
+        Some(&ca.cert_pem),
+    );
+    assert!(issuer.url.starts_with("https://localhost:"));
+    let config_with = |ca_bundle: bool, token_file: bool| {
+        let mut oidc = json!({"issuer": issuer.url, "audience": "mcp-test",
+                              "allowPrivateIp": true, "jwksMinRefreshSeconds": 1});
+        if ca_bundle {
+            oidc["caBundle"] = json!(ca_path.to_string_lossy());
+        }
+        if token_file {
+            oidc["jwksAuthTokenPath"] = json!(token_path.to_string_lossy());
+        }
+        json!({"auth": {"oidc": oidc}}).to_string()
+    };
+
+    // Each setting is needed. Rows: caBundle, jwksAuthTokenPath, the status of a valid token,
+    // and what the issuer saw: keys served, nothing (TLS stops first), or key fetches refused.
+    let rows = [
+        ("both", true, true, 200, "served"),
+        ("no caBundle", false, true, 401, "nothing"),
+        ("no jwksAuthTokenPath", true, false, 401, "refused"),
+    ];
+    let mut failures = Vec::new();
+    for (name, ca_bundle, token_file, want, issuer_saw) in rows {
+        let (fetched, refused) = (
+            issuer.jwks_fetches().await,
+            issuer.key_fetches_refused().await,
+        );
+        let (_cfg_dir, path) = config_file(&config_with(ca_bundle, token_file));
+        let bridge = start_bridge(&path, &[], &everything());
+        let token = issuer.token(&json!({})).await;
+        let got = initialize_status(&bridge, &token).await;
+        let seen = (
+            issuer.jwks_fetches().await - fetched,
+            issuer.key_fetches_refused().await - refused,
+        );
+        let seen_right = match issuer_saw {
+            "served" => seen.0 >= 1 && seen.1 == 0,
+            "nothing" => seen == (0, 0),
+            _ => seen.0 == 0 && seen.1 >= 1,
+        };
+        if got != want || !seen_right {
+            failures.push(format!(
+                "{name}: want {want}, got {got}; the issuer should have {issuer_saw}: (JWKS served, key fetches refused) = {seen:?}"
+            ));
+        }
+        if !ca_bundle && !logged(&bridge, &["could not be fetched", "certificate"]).await {
+            failures.push(format!("{name}: the untrusted certificate is not logged"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The kubelet rewrites the token: the issuer now wants the new one, and rotated keys make
+    // the bridge fetch again, with the file's new content.
+    let (_cfg_dir, path) = config_file(&config_with(true, true));
+    let bridge = start_bridge(&path, &[], &everything());
+    assert_eq!(
+        initialize_status(&bridge, &issuer.token(&json!({})).await).await,
+        200
+    );
+    let refused = issuer.key_fetches_refused().await;
+    std::fs::write(&token_path, "second-projected-token\n").unwrap();
+    issuer.post("/rotate", &json!({})).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let rotated = issuer.token(&json!({})).await;
+    assert_eq!(
+        initialize_status(&bridge, &rotated).await,
+        200,
+        "after the token file changed"
+    );
+    assert_eq!(
+        issuer.key_fetches_refused().await,
+        refused,
+        "the old token was sent"
+    );
+
+    // The file disappears: the fetch fails (logged, no panic) and a token of new keys is
+    // refused; once the file is back the keys are fetched again.
+    std::fs::remove_file(&token_path).unwrap();
+    issuer.post("/rotate", &json!({})).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let newer = issuer.token(&json!({})).await;
+    assert_eq!(
+        initialize_status(&bridge, &newer).await,
+        401,
+        "without the token file"
+    );
+    assert!(
+        logged(&bridge, &["could not be fetched", "jwksAuthTokenPath"]).await,
+        "the missing file is logged"
+    );
+    std::fs::write(&token_path, "third-projected-token").unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        initialize_status(&bridge, &newer).await,
+        200,
+        "the file is back"
+    );
+    for line in bridge.log.lock().unwrap().iter() {
+        assert!(
+            !line.contains("projected-token"),
+            "a token in the log: {line}"
+        );
+    }
+}
+
 /// The bridge config file and the Secret-fed environment the operator renders (`mcp-operator
 /// render`, offline) for an MCPServer that references an MCPOIDCConfig of `issuer`, an
 /// MCPAuthzConfig with `policies` and audit — as a user writes them. The Secret's value is

@@ -578,3 +578,192 @@ async fn a_proxy_injects_a_header_from_a_secret_and_rolls_when_it_rotates() {
     }
     bridge_config(c, "weather-remote-proxy-config").await;
 }
+
+/// The bridge's container of a workload's pod: `mcp` (the bridge wraps the server's command)
+/// or the remote proxy's `toolhive`.
+fn bridge_container(kind: &str) -> &'static str {
+    if kind == "MCPServer" {
+        "mcp"
+    } else {
+        "toolhive"
+    }
+}
+
+/// `(volume, mount path)` of every mount of container `name` (init containers included); the
+/// auth volumes' mounts must be read-only.
+fn mounts_of(pod: &Value, name: &str) -> Vec<(String, String)> {
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|list| pod[list].as_array().cloned().unwrap_or_default());
+    containers
+        .filter(|c| c["name"] == name)
+        .flat_map(|c| c["volumeMounts"].as_array().cloned().unwrap_or_default())
+        .map(|m| {
+            let text = |k: &str| m[k].as_str().unwrap().to_owned();
+            if text("name").starts_with("oidc-") {
+                assert_eq!(m["readOnly"], true, "{name}: {m}");
+            }
+            (text("name"), text("mountPath"))
+        })
+        .collect()
+}
+
+/// The files an MCPOIDCConfig makes the bridge read reach the bridge's container, and only it:
+/// `kubernetesServiceAccount` with cluster auth (the default) mounts a projected service-account
+/// token and the cluster's CA where the bridge config points, while the pod still automounts
+/// nothing; without cluster auth nothing is mounted; an inline `caBundleRef` is mounted where
+/// upstream mounts it, and no longer holds the workload. Turning cluster auth off rolls the pods.
+#[tokio::test]
+async fn oidc_files_are_mounted_on_the_bridge_container_only() {
+    let h = start(None).await;
+    let c = &h.client;
+    const SA: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let configs = [
+        (
+            "cluster",
+            json!({"type": "kubernetesServiceAccount", "kubernetesServiceAccount": {}}),
+        ),
+        (
+            "no-cluster-auth",
+            json!({"type": "kubernetesServiceAccount",
+                   "kubernetesServiceAccount": {"useClusterAuth": false}}),
+        ),
+        (
+            "corp",
+            json!({"type": "inline", "inline": {"issuer": "https://idp.example.com",
+                   "caBundleRef": {"configMapRef": {"name": "corp-ca", "key": "root.pem"}}}}),
+        ),
+    ];
+    for (name, spec) in &configs {
+        create::<MCPOIDCConfig>(c, object("MCPOIDCConfig", name, spec.clone())).await;
+    }
+    let ca = (
+        Some(format!("{SA}/ca.crt")),
+        Some(format!("{SA}/token")),
+        vec![("oidc-service-account".to_owned(), SA.to_owned())],
+    );
+    let none = (None, None, vec![]);
+    let corp = (
+        Some("/config/certs/corp-ca/root.pem".to_owned()),
+        None,
+        vec![(
+            "oidc-ca-bundle-corp-ca".to_owned(),
+            "/config/certs/corp-ca".to_owned(),
+        )],
+    );
+    // Rows: kind, workload, MCPOIDCConfig; caBundle, jwksAuthTokenPath and the bridge's auth
+    // mounts. Each pod has a sidecar, which must get none of them.
+    let rows = [
+        ("MCPServer", "s-cluster", "cluster", ca.clone()),
+        ("MCPRemoteProxy", "p-cluster", "cluster", ca),
+        ("MCPServer", "s-off", "no-cluster-auth", none.clone()),
+        ("MCPRemoteProxy", "p-off", "no-cluster-auth", none),
+        ("MCPServer", "s-corp", "corp", corp.clone()),
+        ("MCPRemoteProxy", "p-corp", "corp", corp),
+    ];
+    let sidecar = json!({"spec": {"containers": [{"name": "sidecar", "image": "busybox"}]}});
+    for (kind, name, oidc, _) in &rows {
+        let spec = json!({"oidcConfigRef": {"name": oidc, "audience": name},
+                          "podTemplateSpec": sidecar});
+        if *kind == "MCPServer" {
+            create_server(c, server(name, spec)).await;
+        } else {
+            create::<MCPRemoteProxy>(c, proxy(name, spec)).await;
+        }
+    }
+    let mut failures = Vec::new();
+    for (kind, name, oidc, (ca_bundle, token, auth_mounts)) in &rows {
+        let at = format!("{kind}/{name} ({oidc})");
+        let dep: Deployment = eventually(&format!("{at}: Deployment"), || get(c, NS, name)).await;
+        let config_map = if *kind == "MCPServer" {
+            format!("{name}-bridge-config")
+        } else {
+            format!("{name}-remote-proxy-config")
+        };
+        let o = &bridge_config(c, &config_map).await["auth"]["oidc"];
+        if o["caBundle"].as_str() != ca_bundle.as_deref()
+            || o["jwksAuthTokenPath"].as_str() != token.as_deref()
+        {
+            failures.push(format!("{at}: oidc block {o}"));
+        }
+        let pod = json!(dep.spec.as_ref().unwrap().template.spec);
+        if pod["automountServiceAccountToken"] != false {
+            failures.push(format!("{at}: the pod automounts a token"));
+        }
+        let auth_volume = |(v, _): &(String, String)| v.starts_with("oidc-");
+        let bridge: Vec<_> = mounts_of(&pod, bridge_container(kind))
+            .into_iter()
+            .filter(auth_volume)
+            .collect();
+        if &bridge != auth_mounts {
+            failures.push(format!("{at}: the bridge's auth mounts are {bridge:?}"));
+        }
+        let containers = ["containers", "initContainers"]
+            .iter()
+            .flat_map(|l| pod[l].as_array().cloned().unwrap_or_default());
+        for other in containers.filter(|c| c["name"] != bridge_container(kind)) {
+            let name = other["name"].as_str().unwrap();
+            if mounts_of(&pod, name).iter().any(auth_volume) {
+                failures.push(format!("{at}: container {name} mounts an auth volume"));
+            }
+        }
+        let volumes: Vec<&str> = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["name"].as_str())
+            .filter(|v| v.starts_with("oidc-"))
+            .collect();
+        let wanted: Vec<&str> = auth_mounts.iter().map(|(v, _)| v.as_str()).collect();
+        if volumes != wanted {
+            failures.push(format!("{at}: auth volumes {volumes:?}"));
+        }
+        let (_, cond) = wait_condition_of(c, kind, name, "OIDCConfigRefValidated").await;
+        if cond["status"] != "True" {
+            failures.push(format!("{at}: {cond}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Cluster auth turned off: a new pod template, without the token.
+    let before: Deployment = get(c, NS, "s-cluster").await.unwrap();
+    Api::<MCPOIDCConfig>::namespaced(c.clone(), NS)
+        .patch(
+            "cluster",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"kubernetesServiceAccount": {"useClusterAuth": false}}})),
+        )
+        .await
+        .unwrap();
+    for name in ["s-cluster", "p-cluster"] {
+        eventually(
+            &format!("{name}: a pod template without the token"),
+            || async {
+                let d: Deployment = get(c, NS, name).await?;
+                let pod = json!(d.spec?.template.spec);
+                let gone = pod["volumes"]
+                    .as_array()?
+                    .iter()
+                    .all(|v| v["name"] != "oidc-service-account");
+                gone.then_some(())
+            },
+        )
+        .await;
+    }
+    let after: Deployment = get(c, NS, "s-cluster").await.unwrap();
+    assert_ne!(pod_checksum(&before), pod_checksum(&after));
+}
+
+/// A condition of an MCPServer or MCPRemoteProxy, once it is set, as JSON (with the phase).
+async fn wait_condition_of(client: &Client, kind: &str, name: &str, type_: &str) -> (Value, Value) {
+    eventually(&format!("{kind}/{name}: {type_}"), || async {
+        let status = if kind == "MCPServer" {
+            json!(get::<MCPServer>(client, NS, name).await?.status?)
+        } else {
+            json!(get::<MCPRemoteProxy>(client, NS, name).await?.status?)
+        };
+        let cond = condition(&status, type_)?.clone();
+        Some((status["phase"].clone(), cond))
+    })
+    .await
+}

@@ -12,10 +12,16 @@
 //! - Every fetch goes through the address guard ([`crate::address`]): public addresses only,
 //!   or private and loopback ones too with `allowPrivateIp` (upstream's `jwksAllowPrivateIP`);
 //!   link-local and metadata addresses never. Answers are bounded in size and time.
+//! - `caBundle` adds CA certificates to the system's for these fetches, and
+//!   `jwksAuthTokenPath` names a file sent as the bearer of the discovery and JWKS fetches,
+//!   read at each one: that is how the API server's keys are read with the pod's rotating
+//!   service-account token. A token file that cannot be read fails that fetch (logged), and
+//!   tokens the keys already known cannot verify are refused.
 //!
 //! A failure is only ever "unauthorized" to the client: why a token failed goes to the log at
 //! debug level, never into the answer.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -99,6 +105,8 @@ pub struct Authenticator {
     refreshing: tokio::sync::Mutex<()>,
     introspection: Option<Introspection>,
     fetcher: Fetcher,
+    /// `jwksAuthTokenPath`: the file whose content is the bearer of discovery and JWKS fetches.
+    key_token: Option<PathBuf>,
     /// For the protected-resource metadata and `WWW-Authenticate`.
     pub resource_url: Option<String>,
     pub scopes: Vec<String>,
@@ -128,6 +136,10 @@ impl Authenticator {
             }),
             None => None,
         };
+        let ca_bundle = cfg
+            .ca_bundle
+            .as_deref()
+            .map(|p| ("auth.oidc.caBundle", Path::new(p)));
         let jwks_url = tokio::sync::OnceCell::new();
         if let Some(url) = &cfg.jwks_url {
             let _ = jwks_url.set(url.clone());
@@ -142,7 +154,8 @@ impl Authenticator {
             generation: std::sync::atomic::AtomicU64::new(0),
             refreshing: tokio::sync::Mutex::new(()),
             introspection,
-            fetcher: Fetcher::new(allow)?,
+            fetcher: Fetcher::new(allow, ca_bundle)?,
+            key_token: cfg.jwks_auth_token_path.as_ref().map(PathBuf::from),
             resource_url: cfg.resource_url.clone(),
             scopes: cfg.scopes.clone().unwrap_or_default(),
         })
@@ -153,11 +166,9 @@ impl Authenticator {
     }
 
     /// Fetches the keys ahead of the first request, so it does not pay for them. A failure
-    /// is logged; requests fetch again.
+    /// is logged (by the fetch); requests fetch again.
     pub async fn warm_up(&self) {
-        if let Err(e) = self.refresh_keys(None).await {
-            tracing::warn!(issuer = %self.issuer, error = %e, "the issuer's keys could not be fetched yet");
-        }
+        let _ = self.refresh_keys(None).await;
     }
 
     /// The generation of the key set in use (see [`Identity::valid_until`]).
@@ -274,9 +285,15 @@ impl Authenticator {
             keys,
             fetched: Some(Instant::now()),
         });
-        if fetched.is_ok() {
-            self.generation
-                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        match &fetched {
+            Ok(_) => {
+                self.generation
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+            // At most once per `jwksMinRefreshSeconds`: fetches are that far apart.
+            Err(e) => {
+                tracing::warn!(issuer = %self.issuer, error = %e, "the issuer's keys could not be fetched")
+            }
         }
         fetched.map(|_| ())
     }
@@ -286,7 +303,23 @@ impl Authenticator {
             .jwks_url
             .get_or_try_init(|| self.discover_jwks_url())
             .await?;
-        self.fetch(Method::GET, url, None, None).await
+        let bearer = self.key_authorization(url).await?;
+        self.fetch(Method::GET, url, None, bearer).await
+    }
+
+    /// The `Authorization` of a discovery or JWKS fetch from `url`: the token file's content
+    /// as it is now, when one is configured. Never sent in the clear (a discovered JWKS URL
+    /// is only known here).
+    async fn key_authorization(&self, url: &str) -> Result<Option<HeaderValue>, String> {
+        let Some(path) = &self.key_token else {
+            return Ok(None);
+        };
+        if !super::config::is_https(url) {
+            return Err(format!(
+                "{url} is not https, and the token of auth.oidc.jwksAuthTokenPath is only sent over https"
+            ));
+        }
+        bearer_from_file(path).await.map(Some)
     }
 
     /// `jwks_uri` of the issuer's OpenID configuration; its `issuer` must be ours.
@@ -295,7 +328,8 @@ impl Authenticator {
             "{}/.well-known/openid-configuration",
             self.issuer.trim_end_matches('/')
         );
-        let doc = self.fetch(Method::GET, &url, None, None).await?;
+        let bearer = self.key_authorization(&url).await?;
+        let doc = self.fetch(Method::GET, &url, None, bearer).await?;
         let issuer = doc.get("issuer").and_then(Value::as_str).unwrap_or("");
         if issuer.trim_end_matches('/') != self.issuer.trim_end_matches('/') {
             return Err(format!(
@@ -397,9 +431,10 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    /// System roots over TLS (ring); `allow` says which private addresses may be reached.
-    pub fn new(allow: Allowance) -> anyhow::Result<Self> {
-        let tls = super::remote::tls_config(None)?;
+    /// System roots over TLS (ring), plus a CA bundle's (its config field and path); `allow`
+    /// says which private addresses may be reached.
+    pub fn new(allow: Allowance, ca_bundle: Option<(&str, &Path)>) -> anyhow::Result<Self> {
+        let tls = super::remote::tls_config(ca_bundle)?;
         Ok(Self {
             allow,
             client: super::remote::guarded_client(Some(allow), tls),
@@ -543,6 +578,35 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .then_some(token)
 }
 
+/// `Bearer <the file's content>`, read now, trimmed, at most [`MAX_TOKEN_BYTES`]. Errors name
+/// the file, never its content.
+async fn bearer_from_file(path: &Path) -> Result<HeaderValue, String> {
+    use tokio::io::AsyncReadExt;
+    let shown = path.display();
+    let why = |what: String| format!("auth.oidc.jwksAuthTokenPath {shown}: {what}");
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| why(e.to_string()))?;
+    let mut raw = Vec::new();
+    file.take(MAX_TOKEN_BYTES as u64 + 1)
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| why(e.to_string()))?;
+    if raw.len() > MAX_TOKEN_BYTES {
+        return Err(why(format!("over {MAX_TOKEN_BYTES} bytes")));
+    }
+    let token = std::str::from_utf8(&raw)
+        .map(str::trim)
+        .map_err(|_| why("not text".into()))?;
+    if token.is_empty() {
+        return Err(why("empty".into()));
+    }
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| why("holds characters a header cannot carry".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 /// Three dot-separated parts: what upstream treats as a JWT (anything else is opaque).
 fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2
@@ -614,6 +678,67 @@ mod tests {
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].kid.as_deref(), Some("ok"));
         assert_eq!(keys[0].algorithms, vec![Algorithm::ES256]);
+    }
+
+    /// The token file is read as it is at each fetch: trimmed, bounded, and every way it can
+    /// be unusable is an error naming the file, never a panic and never its content.
+    #[tokio::test]
+    async fn token_files_are_read_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, content: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            path
+        };
+        let good = file("token", b"header.payload.sig\n");
+        let value = bearer_from_file(&good).await.unwrap();
+        assert_eq!(value.to_str().unwrap(), "Bearer header.payload.sig");
+        assert!(value.is_sensitive());
+        let rows = [
+            (dir.path().join("missing"), "missing"),
+            (file("empty", b" \n"), "empty"),
+            (file("big", &vec![b'a'; MAX_TOKEN_BYTES + 1]), "over"),
+            (file("binary", &[0xff, 0xfe]), "not text"),
+            (file("control", b"a\x01b"), "header cannot carry"),
+        ];
+        for (path, what) in rows {
+            let e = bearer_from_file(&path).await.unwrap_err();
+            assert!(
+                e.starts_with("auth.oidc.jwksAuthTokenPath ")
+                    && e.contains(&*path.to_string_lossy()),
+                "{what}: {e}"
+            );
+            if what != "missing" {
+                assert!(e.contains(what), "{what}: {e}");
+            }
+        }
+    }
+
+    /// A CA bundle that cannot be used stops the start-up, naming `auth.oidc.caBundle`.
+    #[test]
+    fn unusable_ca_bundles_name_the_field() {
+        crate::crypto::install_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let bad_base64 = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+        let rows = [
+            ("missing.pem", None),
+            ("text.pem", Some("not a certificate at all\n")),
+            ("broken.pem", Some(bad_base64)),
+        ];
+        for (name, content) in rows {
+            let path = dir.path().join(name);
+            if let Some(c) = content {
+                std::fs::write(&path, c).unwrap();
+            }
+            let cfg = OidcConfig {
+                issuer: "https://idp.example.com".into(),
+                ca_bundle: Some(path.to_string_lossy().into_owned()),
+                ..OidcConfig::default()
+            };
+            let e = Authenticator::new(&cfg).err().expect(name).to_string();
+            assert!(e.starts_with("auth.oidc.caBundle: "), "{name}: {e}");
+            assert!(e.contains(name), "{name}: {e}");
+        }
     }
 
     #[test]

@@ -122,6 +122,13 @@ pub struct OidcConfig {
     /// Issuer, JWKS and introspection fetches may reach private and loopback addresses
     /// (upstream's `jwksAllowPrivateIP`).
     pub allow_private_ip: Option<bool>,
+    /// A PEM file of CA certificates trusted, besides the system's, for the issuer, JWKS and
+    /// introspection fetches (the cluster's CA for service-account tokens, a private CA).
+    pub ca_bundle: Option<String>,
+    /// A file whose content is sent as `Authorization: Bearer` on the discovery and JWKS
+    /// fetches (the API server serves its keys only to callers it knows). Read at every fetch:
+    /// the kubelet rewrites a projected token in place before it expires.
+    pub jwks_auth_token_path: Option<String>,
     /// Clock skew allowed on `exp` and `nbf`, in seconds (default 30).
     pub leeway_seconds: Option<u64>,
     /// The JWKS is fetched again for an unknown `kid` at most once per this many seconds
@@ -517,6 +524,22 @@ impl Config {
             if oidc.client_id.is_some() && oidc.introspection_url.is_none() {
                 return err("oidc.clientId is set but oidc.introspectionUrl is not".into());
             }
+            for (field, path) in [
+                ("oidc.caBundle", &oidc.ca_bundle),
+                ("oidc.jwksAuthTokenPath", &oidc.jwks_auth_token_path),
+            ] {
+                if path.as_deref().is_some_and(|p| p.trim().is_empty()) {
+                    return err(format!("{field} is empty"));
+                }
+            }
+            // The token is a credential: it never travels in the clear. A discovered JWKS URL
+            // is checked again when it is known.
+            let keys_from = oidc.jwks_url.as_ref().unwrap_or(&oidc.issuer);
+            if oidc.jwks_auth_token_path.is_some() && !is_https(keys_from) {
+                return err(format!(
+                    "oidc.jwksAuthTokenPath is sent as a bearer token, which needs https, and the keys come from {keys_from:?}"
+                ));
+            }
         }
         if let Some(outgoing) = &self.auth.outgoing {
             self.validate_outgoing_auth(outgoing)?;
@@ -623,6 +646,11 @@ fn is_http_url(url: &str) -> bool {
         && url
             .parse::<axum::http::Uri>()
             .is_ok_and(|u| u.host().is_some())
+}
+
+/// An `https://` URL (the scheme as `is_http_url` reads it: lower case).
+pub(crate) fn is_https(url: &str) -> bool {
+    url.starts_with("https://")
 }
 
 fn check_header_name(field: &'static str, name: &str) -> Result<(), ConfigError> {
@@ -767,7 +795,8 @@ mod tests {
                 "jwksUrl": "https://idp.example.com/jwks", "introspectionUrl": "https://idp.example.com/i",
                 "clientId": "c", "clientSecretEnv": "S", "resourceUrl": "https://mcp.example.com/mcp",
                 "scopes": ["openid"], "allowPrivateIp": true, "leewaySeconds": 5,
-                "jwksMinRefreshSeconds": 10},
+                "jwksMinRefreshSeconds": 10, "caBundle": "/certs/ca.crt",
+                "jwksAuthTokenPath": "/var/run/secrets/token"},
                 "authz": {"policies": ["permit(principal, action, resource);"], "entitiesJson": "[]",
                 "groupClaimName": "g", "roleClaimName": "r", "groupEntityType": "Team",
                 "serverName": "fetch"},
@@ -776,6 +805,10 @@ mod tests {
         .unwrap();
         let auth = file.auth.unwrap();
         assert_eq!(auth.oidc.as_ref().unwrap().leeway_seconds, Some(5));
+        assert_eq!(
+            auth.oidc.as_ref().unwrap().jwks_auth_token_path.as_deref(),
+            Some("/var/run/secrets/token")
+        );
         assert_eq!(
             auth.authz.as_ref().unwrap().server_name.as_deref(),
             Some("fetch")
@@ -835,6 +868,37 @@ mod tests {
                     ..auth.clone()
                 },
                 "oidc.clientId is set but oidc.introspectionUrl is not",
+            ),
+            (
+                AuthConfig {
+                    oidc: Some(OidcConfig {
+                        ca_bundle: Some(" ".into()),
+                        ..oidc.clone()
+                    }),
+                    ..auth.clone()
+                },
+                "oidc.caBundle is empty",
+            ),
+            (
+                AuthConfig {
+                    oidc: Some(OidcConfig {
+                        jwks_url: Some("http://idp.example.com/jwks".into()),
+                        ..oidc.clone()
+                    }),
+                    ..auth.clone()
+                },
+                "oidc.jwksAuthTokenPath is sent as a bearer token, which needs https",
+            ),
+            (
+                AuthConfig {
+                    oidc: Some(OidcConfig {
+                        issuer: "http://idp.example.com".into(),
+                        jwks_url: None,
+                        ..oidc.clone()
+                    }),
+                    ..auth.clone()
+                },
+                "oidc.jwksAuthTokenPath is sent as a bearer token, which needs https",
             ),
         ];
         for (auth, message) in rows {

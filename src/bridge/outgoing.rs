@@ -234,7 +234,7 @@ impl TokenExchange {
             form_rest,
             authorization,
             header,
-            fetcher: Fetcher::new(allow)?,
+            fetcher: Fetcher::new(allow, None)?,
             cache: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
         })

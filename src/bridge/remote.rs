@@ -53,9 +53,11 @@ pub fn guarded_client(
         .build(https)
 }
 
-/// The TLS client configuration: the system's roots, plus the certificates of `ca_bundle`.
-/// Without either, only plain `http://` remotes can be reached; that is said once.
-pub fn tls_config(ca_bundle: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+/// The TLS client configuration: the system's roots, plus the certificates of a CA bundle,
+/// given as the config field that names it and its path (errors name the field: the same
+/// reader serves `caBundle` and `auth.oidc.caBundle`). Without either, only plain `http://`
+/// peers can be reached; that is said once.
+pub fn tls_config(ca_bundle: Option<(&str, &Path)>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     if !native.errors.is_empty() {
@@ -65,21 +67,19 @@ pub fn tls_config(ca_bundle: Option<&Path>) -> anyhow::Result<rustls::ClientConf
         );
     }
     roots.add_parsable_certificates(native.certs);
-    if let Some(path) = ca_bundle {
+    if let Some((field, path)) = ca_bundle {
+        let shown = path.display();
         let pem = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("cannot read caBundle {}: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("{field}: cannot read {shown}: {e}"))?;
         let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
             .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("caBundle {} is not PEM: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("{field}: {shown} is not PEM: {e}"))?;
         if certs.is_empty() {
-            anyhow::bail!("caBundle {} holds no certificate", path.display());
+            anyhow::bail!("{field}: {shown} holds no PEM certificate");
         }
         for cert in certs {
             roots.add(cert).map_err(|e| {
-                anyhow::anyhow!(
-                    "caBundle {}: a certificate is not usable: {e}",
-                    path.display()
-                )
+                anyhow::anyhow!("{field}: a certificate of {shown} is not usable: {e}")
             })?;
         }
     }

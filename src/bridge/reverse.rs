@@ -110,7 +110,7 @@ fn upstream_client(cfg: &Config) -> anyhow::Result<UpstreamClient> {
     let (guard, tls) = match &cfg.remote_url {
         Some(_) => (
             Some(allowance(cfg)),
-            remote::tls_config(cfg.ca_bundle.as_deref())?,
+            remote::tls_config(cfg.ca_bundle.as_deref().map(|p| ("caBundle", p)))?,
         ),
         // The in-pod server is plain HTTP on loopback: no roots to load.
         None => (

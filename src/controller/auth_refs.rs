@@ -23,6 +23,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Upstream's condition types on a workload.
@@ -46,6 +47,23 @@ pub const TOKEN_EXCHANGE_CLIENT_SECRET_ENV: &str = "TOOLHIVE_TOKEN_EXCHANGE_CLIE
 const BEARER_TOKEN_ENV_PREFIX: &str = "TOOLHIVE_SECRET_";
 /// The variable of a `headerInjection` header's value (upstream names none).
 pub const HEADER_INJECTION_ENV: &str = "TOOLHIVE_HEADER_INJECTION_VALUE";
+
+/// Where the kubelet puts a pod's service-account files when it mounts them for the API
+/// (upstream's `useClusterAuth` reads the CA and the token there).
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The volume that gives the bridge those files. Pods never automount them, so only the
+/// container that runs the bridge gets a token (in an MCPServer pod, the server's process
+/// runs in that container too).
+pub const SERVICE_ACCOUNT_VOLUME: &str = "oidc-service-account";
+/// How long a projected token lives; the kubelet writes a new one well before it expires.
+const SERVICE_ACCOUNT_TOKEN_SECONDS: i64 = 3600;
+/// The ConfigMap Kubernetes publishes in every namespace with the API server's CA.
+const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
+/// Upstream's volume name prefix and directory of an inline `caBundleRef`.
+pub const OIDC_CA_VOLUME_PREFIX: &str = "oidc-ca-bundle-";
+const OIDC_CA_DIR: &str = "/config/certs";
+/// The key of `caBundleRef.configMapRef` when none is given.
+const DEFAULT_CA_KEY: &str = "ca.crt";
 
 /// RFC 8693's name of an access token, the subject type when none is given.
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -83,6 +101,14 @@ pub struct SecretEnv {
     pub field: String,
 }
 
+/// A volume the bridge reads an auth file from, and its read-only mount, which goes on the
+/// bridge's container only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BridgeVolume {
+    pub volume: Value,
+    pub mount: Value,
+}
+
 /// What the bridge runs with.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resolved {
@@ -91,6 +117,8 @@ pub struct Resolved {
     /// Header name → variable, for the bridge config's `headersFromEnv`.
     pub headers_from_env: BTreeMap<String, String>,
     pub secret_env: Vec<SecretEnv>,
+    /// The files the `auth` block names (a CA bundle, a token), as volumes of the pod.
+    pub volumes: Vec<BridgeVolume>,
     pub oidc_hash: Option<String>,
     pub authz_hash: Option<String>,
     pub external_hash: Option<String>,
@@ -157,13 +185,14 @@ pub fn resolve(w: &Workload<'_>, found: Found<'_>) -> Resolution {
     let mut resolved = Resolved::default();
     let mut block = Map::new();
     let oidc = w.auth.oidc_config_ref.map(|r| judge_oidc(w, r, found.oidc));
-    if let Some(judged) = oidc {
-        if let Some((value, secret, hash)) = &judged.1 {
-            block.insert("oidc".into(), value.clone());
-            resolved.secret_env.extend(secret.clone());
-            resolved.oidc_hash = Some(hash.clone());
+    if let Some((finding, oidc)) = oidc {
+        if let Some(oidc) = oidc {
+            block.insert("oidc".into(), oidc.block);
+            resolved.secret_env.extend(oidc.secret);
+            resolved.volumes.extend(oidc.volumes);
+            resolved.oidc_hash = Some(oidc.hash);
         }
-        findings.push(judged.0);
+        findings.push(finding);
     }
     if let Some(judged) = judge_authz(w, found.authz) {
         if let Some(authz) = &judged.1 {
@@ -270,12 +299,21 @@ fn usable<'a, C: serde::Serialize>(
 /// A reference's condition, and what it adds when it can be used.
 type Judged<T> = (Finding, Option<T>);
 
-/// `oidcConfigRef`: the bridge's `oidc` block, the client secret's env, the config's hash.
+/// What an `oidcConfigRef` adds: the bridge's `oidc` block, the client secret's env, the
+/// volumes of the files it names, the config's hash.
+struct Oidc {
+    block: Value,
+    secret: Option<SecretEnv>,
+    volumes: Vec<BridgeVolume>,
+    hash: String,
+}
+
+/// `oidcConfigRef`: what it adds, or why the workload is held.
 fn judge_oidc(
     w: &Workload<'_>,
     r: &crate::api::auth::OidcConfigRef,
     config: Option<&MCPOIDCConfig>,
-) -> Judged<(Value, Option<SecretEnv>, String)> {
+) -> Judged<Oidc> {
     let reasons = (
         OIDC_CONDITION,
         "OIDCConfigRefNotFound",
@@ -293,16 +331,27 @@ fn judge_oidc(
         Err(f) => return (f, None),
     };
     let mut oidc = Map::new();
-    let mut secret = None;
-    match (&config.spec.kubernetes_service_account, &config.spec.inline) {
-        (Some(k), _) => kubernetes_oidc(k, &mut oidc),
-        (None, Some(i)) => match inline_oidc(&r.name, i, &mut oidc) {
-            Ok(s) => secret = s,
-            Err(f) => return (f, None),
-        },
+    let (secret, volumes) = match (&config.spec.kubernetes_service_account, &config.spec.inline) {
+        (Some(k), _) => (None, kubernetes_oidc(k, &mut oidc)),
+        (None, Some(i)) => inline_oidc(&r.name, i, &mut oidc),
         // Admission requires the sub-object of the type; a `kubernetesServiceAccount` config
         // written without one means upstream's defaults.
-        (None, None) => kubernetes_oidc(&KubernetesServiceAccountOidc::default(), &mut oidc),
+        (None, None) => (
+            None,
+            kubernetes_oidc(&KubernetesServiceAccountOidc::default(), &mut oidc),
+        ),
+    };
+    if let Some(url) = token_in_the_clear(&oidc) {
+        let f = Finding::hold(
+            OIDC_CONDITION,
+            "OIDCConfigRefNotValid",
+            format!(
+                "MCPOIDCConfig {:?} sends the token of spec.inline.jwksAuthTokenPath to {url:?}, which is plain http: \
+                 the bridge sends it over https only, so it would refuse to start; use an https issuer or jwksUrl",
+                r.name
+            ),
+        );
+        return (f, None);
     }
     oidc.insert("audience".into(), json!(r.audience));
     let resource = r
@@ -323,11 +372,33 @@ fn judge_oidc(
             r.name, r.audience
         ),
     );
-    (finding, Some((Value::Object(oidc), secret, hash)))
+    let oidc = Oidc {
+        block: Value::Object(oidc),
+        secret,
+        volumes,
+        hash,
+    };
+    (finding, Some(oidc))
 }
 
-/// Service-account tokens: the API server is the issuer and serves the keys.
-fn kubernetes_oidc(k: &KubernetesServiceAccountOidc, oidc: &mut Map<String, Value>) {
+/// The plain-http URL the block's `jwksAuthTokenPath` token would be sent to (the JWKS URL, or
+/// the issuer's discovery without one), if any: the bridge refuses such a config.
+fn token_in_the_clear(oidc: &Map<String, Value>) -> Option<String> {
+    oidc.get("jwksAuthTokenPath")?;
+    let keys_from = oidc
+        .get("jwksUrl")
+        .or_else(|| oidc.get("issuer"))?
+        .as_str()?;
+    (!crate::bridge::config::is_https(keys_from)).then(|| keys_from.to_owned())
+}
+
+/// Service-account tokens: the API server is the issuer and serves the keys. With cluster auth
+/// (the default) the bridge reads them as the pod's service account, over the cluster's CA:
+/// the volume that holds both files is returned.
+fn kubernetes_oidc(
+    k: &KubernetesServiceAccountOidc,
+    oidc: &mut Map<String, Value>,
+) -> Vec<BridgeVolume> {
     let issuer = k
         .issuer
         .clone()
@@ -344,38 +415,76 @@ fn kubernetes_oidc(k: &KubernetesServiceAccountOidc, oidc: &mut Map<String, Valu
         oidc.insert("introspectionUrl".into(), json!(url));
     }
     // The API server sits on a cluster-internal address; upstream allows private addresses
-    // with cluster auth (the default).
-    if k.use_cluster_auth.unwrap_or(true) {
-        oidc.insert("allowPrivateIp".into(), json!(true));
+    // with cluster auth (the default), and reads the keys with the pod's CA and token (the
+    // API server serves them only to callers it knows).
+    if !k.use_cluster_auth.unwrap_or(true) {
+        return Vec::new();
+    }
+    oidc.insert("allowPrivateIp".into(), json!(true));
+    oidc.insert(
+        "caBundle".into(),
+        json!(format!("{SERVICE_ACCOUNT_DIR}/{DEFAULT_CA_KEY}")),
+    );
+    oidc.insert(
+        "jwksAuthTokenPath".into(),
+        json!(format!("{SERVICE_ACCOUNT_DIR}/token")),
+    );
+    vec![service_account_volume()]
+}
+
+/// The pod's service-account token (bounded lifetime, for the API server's audience) and the
+/// cluster's CA, where automount would have put them. A projected volume mounted on the
+/// bridge's container alone, so that no other container of the pod gets a token.
+fn service_account_volume() -> BridgeVolume {
+    BridgeVolume {
+        volume: json!({"name": SERVICE_ACCOUNT_VOLUME, "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": SERVICE_ACCOUNT_TOKEN_SECONDS}},
+            {"configMap": {"name": ROOT_CA_CONFIG_MAP, "items": [{"key": DEFAULT_CA_KEY, "path": DEFAULT_CA_KEY}]}},
+        ]}}),
+        mount: json!({"name": SERVICE_ACCOUNT_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": true}),
     }
 }
 
-/// An OIDC provider by its issuer; the client secret stays in its Secret (env only).
+/// `caBundleRef.configMapRef`'s key mounted where upstream mounts it, and the file's path.
+fn ca_bundle_volume(r: &crate::api::auth::ConfigMapKeySelector) -> Option<(BridgeVolume, String)> {
+    let name = r.name.as_deref().filter(|n| !n.is_empty())?;
+    let key = Some(r.key.as_str())
+        .filter(|k| !k.is_empty())
+        .unwrap_or(DEFAULT_CA_KEY);
+    let volume = format!("{OIDC_CA_VOLUME_PREFIX}{name}");
+    let dir = format!("{OIDC_CA_DIR}/{name}");
+    let bridge = BridgeVolume {
+        volume: json!({"name": volume, "configMap": {"name": name, "items": [{"key": key, "path": key}]}}),
+        mount: json!({"name": volume, "mountPath": dir, "readOnly": true}),
+    };
+    Some((bridge, format!("{dir}/{key}")))
+}
+
+/// An OIDC provider by its issuer; the client secret stays in its Secret (env only). Returns
+/// the secret's env and the volumes of the files the block names.
 fn inline_oidc(
     name: &str,
     i: &InlineOidcShared,
     oidc: &mut Map<String, Value>,
-) -> Result<Option<SecretEnv>, Finding> {
-    let unsupported = [
-        ("caBundleRef", i.ca_bundle_ref.is_some()),
-        (
-            "jwksAuthTokenPath",
-            i.jwks_auth_token_path
-                .as_deref()
-                .is_some_and(|p| !p.is_empty()),
-        ),
-    ];
-    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(Finding::hold(
-            OIDC_CONDITION,
-            "OIDCConfigRefNotSupported",
-            format!(
-                "MCPOIDCConfig {name:?} sets spec.inline.{field}, which the bridge cannot use yet (its issuer and keys \
-                 would not be verifiable); the workload is held; remove {field} if the issuer's certificate is publicly trusted"
-            ),
-        ));
-    }
+) -> (Option<SecretEnv>, Vec<BridgeVolume>) {
+    let mut volumes = Vec::new();
     oidc.insert("issuer".into(), json!(i.issuer));
+    let ca = i
+        .ca_bundle_ref
+        .as_ref()
+        .and_then(|c| c.config_map_ref.as_ref());
+    if let Some((volume, path)) = ca.and_then(ca_bundle_volume) {
+        oidc.insert("caBundle".into(), json!(path));
+        volumes.push(volume);
+    }
+    if let Some(path) = i.jwks_auth_token_path.as_ref().filter(|p| !p.is_empty()) {
+        oidc.insert("jwksAuthTokenPath".into(), json!(path));
+        // Upstream's pods have the service-account token there (automount); ours get it only
+        // where it is asked for.
+        if Path::new(path).parent() == Some(Path::new(SERVICE_ACCOUNT_DIR)) {
+            volumes.push(service_account_volume());
+        }
+    }
     if let Some(url) = i.jwks_url.as_ref().filter(|u| !u.is_empty()) {
         oidc.insert("jwksUrl".into(), json!(url));
     }
@@ -385,22 +494,23 @@ fn inline_oidc(
     // The client identity is used for introspection only: without an endpoint the bridge has
     // no use for it (and refuses a client without one).
     let Some(url) = i.introspection_url.as_ref().filter(|u| !u.is_empty()) else {
-        return Ok(None);
+        return (None, volumes);
     };
     oidc.insert("introspectionUrl".into(), json!(url));
     if let Some(client) = i.client_id.as_ref().filter(|c| !c.is_empty()) {
         oidc.insert("clientId".into(), json!(client));
     }
     let Some(s) = &i.client_secret_ref else {
-        return Ok(None);
+        return (None, volumes);
     };
     oidc.insert("clientSecretEnv".into(), json!(OIDC_CLIENT_SECRET_ENV));
-    Ok(Some(SecretEnv {
+    let secret = SecretEnv {
         env: OIDC_CLIENT_SECRET_ENV.into(),
         secret: s.name.clone(),
         key: s.key.clone(),
         field: format!("MCPOIDCConfig {name:?} spec.inline.clientSecretRef"),
-    }))
+    };
+    (Some(secret), volumes)
 }
 
 /// The bridge's `authz` block, and the shared config's hash (none for inline policies).
@@ -713,6 +823,15 @@ fn apply_outgoing(
     }
 }
 
+/// The volumes of the auth files and their mounts on the bridge's container.
+pub fn volumes_and_mounts(resolved: &Resolved) -> (Vec<Value>, Vec<Value>) {
+    resolved
+        .volumes
+        .iter()
+        .map(|v| (v.volume.clone(), v.mount.clone()))
+        .unzip()
+}
+
 /// The pod's env entries for the Secret keys (references only: values never leave the Secret).
 pub fn env_entries(resolved: &Resolved) -> Vec<Value> {
     resolved
@@ -1008,8 +1127,10 @@ mod tests {
             "headerName": "X-Api-Key", "valueSecretRef": {"name": "api", "key": "key"}}}));
         let exchange = external(json!({"type": "tokenExchange", "tokenExchange": {
             "tokenUrl": "https://idp/token", "audience": "backend"}}));
-        let ca = oidc(json!({"type": "inline", "inline": {"issuer": "https://idp",
-            "caBundleRef": {"configMapRef": {"name": "ca", "key": "ca.crt"}}}}));
+        let token_over_http = oidc(
+            json!({"type": "inline", "inline": {"issuer": "http://idp.local",
+            "insecureAllowHTTP": true, "jwksAuthTokenPath": "/var/run/secrets/tokens/idp"}}),
+        );
         let with_oidc = json!({"name": "idp", "audience": "fetch"});
         type Row<'a> = (Value, Found<'a>, &'static str, &'static str);
         let rows: Vec<Row<'_>> = vec![
@@ -1022,11 +1143,11 @@ mod tests {
             (
                 json!({"oidcConfigRef": with_oidc}),
                 Found {
-                    oidc: Some(&ca),
+                    oidc: Some(&token_over_http),
                     ..Found::default()
                 },
-                "OIDCConfigRefNotSupported",
-                "spec.inline.caBundleRef",
+                "OIDCConfigRefNotValid",
+                r#"jwksAuthTokenPath to "http://idp.local""#,
             ),
             (
                 json!({"oidcConfigRef": with_oidc, "authzConfigRef": {"name": "policies"}}),
@@ -1119,6 +1240,148 @@ mod tests {
                 r.findings.iter().any(|f| !f.ok && f.reason == reason),
                 "row {i}: the hold is also a condition"
             );
+        }
+    }
+
+    /// The files an MCPOIDCConfig makes the bridge read become volumes of the bridge's
+    /// container, and the paths in its `oidc` block point into them: the service account's
+    /// token and CA with cluster auth (the default), a `caBundleRef` where upstream mounts it,
+    /// a `jwksAuthTokenPath` as written (with the service account's volume when it points
+    /// there). Nothing holds the workload.
+    #[test]
+    fn oidc_files_become_bridge_volumes() {
+        const SA: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+        let inline = |extra: Value| {
+            let mut i = json!({"issuer": "https://idp.example.com"});
+            for (k, v) in extra.as_object().unwrap() {
+                i[k] = v.clone();
+            }
+            json!({"type": "inline", "inline": i})
+        };
+        let ksa =
+            |k: Value| json!({"type": "kubernetesServiceAccount", "kubernetesServiceAccount": k});
+        // Rows: the config's spec; the block's caBundle, jwksAuthTokenPath and allowPrivateIp;
+        // the volumes as (name, mount path).
+        type Row = (
+            Value,
+            [Option<&'static str>; 2],
+            Option<bool>,
+            Vec<(&'static str, &'static str)>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                ksa(json!({})),
+                [
+                    Some("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"),
+                    Some("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+                ],
+                Some(true),
+                vec![("oidc-service-account", SA)],
+            ),
+            (
+                ksa(
+                    json!({"useClusterAuth": true, "issuer": "https://oidc.example.com/cluster",
+                           "jwksUrl": "https://oidc.example.com/cluster/keys"}),
+                ),
+                [
+                    Some("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"),
+                    Some("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+                ],
+                Some(true),
+                vec![("oidc-service-account", SA)],
+            ),
+            (
+                ksa(json!({"useClusterAuth": false})),
+                [None, None],
+                None,
+                vec![],
+            ),
+            (
+                inline(
+                    json!({"caBundleRef": {"configMapRef": {"name": "corp-ca", "key": "root.pem"}}}),
+                ),
+                [Some("/config/certs/corp-ca/root.pem"), None],
+                None,
+                vec![("oidc-ca-bundle-corp-ca", "/config/certs/corp-ca")],
+            ),
+            (
+                inline(json!({"caBundleRef": {"configMapRef": {"name": "corp-ca", "key": ""}}})),
+                [Some("/config/certs/corp-ca/ca.crt"), None],
+                None,
+                vec![("oidc-ca-bundle-corp-ca", "/config/certs/corp-ca")],
+            ),
+            (
+                inline(json!({"jwksAuthTokenPath": "/var/run/secrets/tokens/idp"})),
+                [None, Some("/var/run/secrets/tokens/idp")],
+                None,
+                vec![],
+            ),
+            (
+                inline(
+                    json!({"jwksAuthTokenPath": "/var/run/secrets/kubernetes.io/serviceaccount/token",
+                              "caBundleRef": {"configMapRef": {"name": "corp-ca", "key": "ca.crt"}},
+                              "jwksAllowPrivateIP": true}),
+                ),
+                [
+                    Some("/config/certs/corp-ca/ca.crt"),
+                    Some("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+                ],
+                Some(true),
+                vec![
+                    ("oidc-ca-bundle-corp-ca", "/config/certs/corp-ca"),
+                    ("oidc-service-account", SA),
+                ],
+            ),
+        ];
+        let s = server(json!({"oidcConfigRef": {"name": "idp", "audience": "fetch"}}));
+        for (i, (spec, [ca, token], private, volumes)) in rows.into_iter().enumerate() {
+            let config = oidc(spec);
+            let found = Found {
+                oidc: Some(&config),
+                ..Found::default()
+            };
+            let r = resolve_server(&s, found);
+            assert!(r.findings.iter().all(|f| f.ok), "row {i}: {:?}", r.findings);
+            let resolved = r.outcome.expect("resolves");
+            let block: AuthConfig = serde_json::from_value(resolved.block.clone().unwrap())
+                .expect("the bridge reads it");
+            let o = block.oidc.unwrap();
+            assert_eq!(o.ca_bundle.as_deref(), ca, "row {i}");
+            assert_eq!(o.jwks_auth_token_path.as_deref(), token, "row {i}");
+            assert_eq!(o.allow_private_ip, private, "row {i}");
+            let (pod_volumes, mounts) = volumes_and_mounts(&resolved);
+            let got: Vec<(&str, &str)> = pod_volumes
+                .iter()
+                .zip(&mounts)
+                .map(|(v, m)| {
+                    assert_eq!(v["name"], m["name"], "row {i}");
+                    assert_eq!(m["readOnly"], true, "row {i}");
+                    (
+                        v["name"].as_str().unwrap(),
+                        m["mountPath"].as_str().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(got, volumes, "row {i}");
+            for v in &pod_volumes {
+                if v["name"] == SERVICE_ACCOUNT_VOLUME {
+                    // A bounded token for the API server (no audience: the API server's own),
+                    // and the cluster's CA.
+                    assert_eq!(
+                        v["projected"]["sources"],
+                        json!([{"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+                               {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]),
+                        "row {i}"
+                    );
+                } else {
+                    let key = ca.unwrap().rsplit('/').next().unwrap();
+                    assert_eq!(
+                        v["configMap"],
+                        json!({"name": "corp-ca", "items": [{"key": key, "path": key}]}),
+                        "row {i}"
+                    );
+                }
+            }
         }
     }
 

@@ -499,7 +499,9 @@ pub(crate) fn container_security() -> Value {
     })
 }
 
-fn volumes_and_mounts(server: &MCPServer) -> (Vec<Value>, Vec<Value>) {
+/// The pod's volumes and the `mcp` container's mounts. That container is the bridge's (it wraps
+/// the server's command), so the auth files the bridge reads are mounted there.
+fn volumes_and_mounts(server: &MCPServer, inputs: &Inputs) -> (Vec<Value>, Vec<Value>) {
     let name = server.name_any();
     let mut volumes = vec![
         json!({"name": "bridge-bin", "emptyDir": {}}),
@@ -522,6 +524,9 @@ fn volumes_and_mounts(server: &MCPServer) -> (Vec<Value>, Vec<Value>) {
         volumes.push(json!({"name": "permission-profile", "configMap": {"name": p.name}}));
         mounts.push(json!({"name": "permission-profile", "mountPath": "/etc/toolhive/profiles", "readOnly": true}));
     }
+    let (auth_volumes, auth_mounts) = super::auth_refs::volumes_and_mounts(&inputs.auth);
+    volumes.extend(auth_volumes);
+    mounts.extend(auth_mounts);
     (volumes, mounts)
 }
 
@@ -539,7 +544,7 @@ fn deployment(server: &MCPServer, inputs: &Inputs, checksum: &str) -> Deployment
         .and_then(|m| m.annotations.clone())
         .unwrap_or_default();
     pod_annotations.insert(CONFIG_CHECKSUM.into(), checksum.into());
-    let (volumes, mounts) = volumes_and_mounts(server);
+    let (volumes, mounts) = volumes_and_mounts(server, inputs);
     let mut args = vec![
         json!("bridge"),
         json!("--config"),

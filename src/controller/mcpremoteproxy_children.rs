@@ -347,6 +347,13 @@ fn deployment(proxy: &MCPRemoteProxy, inputs: &Inputs, checksum: &str) -> Deploy
     pod_annotations.insert(CONFIG_CHECKSUM.into(), checksum.into());
     let mut security = children::container_security();
     security["readOnlyRootFilesystem"] = json!(true);
+    let (auth_volumes, auth_mounts) = super::auth_refs::volumes_and_mounts(&inputs.auth);
+    let mut volumes =
+        vec![json!({"name": "bridge-config", "configMap": {"name": config_map_name(&name)}})];
+    volumes.extend(auth_volumes);
+    let mut mounts =
+        vec![json!({"name": "bridge-config", "mountPath": BRIDGE_CONFIG_DIR, "readOnly": true})];
+    mounts.extend(auth_mounts);
     let mut pod_spec = json!({
         "serviceAccountName": s.service_account.clone().unwrap_or_else(|| service_account_name(&name)),
         "automountServiceAccountToken": false,
@@ -366,13 +373,13 @@ fn deployment(proxy: &MCPRemoteProxy, inputs: &Inputs, checksum: &str) -> Deploy
             "ports": [{"name": "http", "containerPort": proxy_port(proxy), "protocol": "TCP"}],
             "env": env(proxy, inputs),
             "resources": children::resource_requirements(s.resources.as_ref()),
-            "volumeMounts": [{"name": "bridge-config", "mountPath": BRIDGE_CONFIG_DIR, "readOnly": true}],
+            "volumeMounts": mounts,
             // Ready only once the bridge's own initialize against the remote succeeded.
             "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3},
             "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
             "securityContext": security,
         }],
-        "volumes": [{"name": "bridge-config", "configMap": {"name": config_map_name(&name)}}],
+        "volumes": volumes,
     });
     let pulls = pull_secrets(proxy, inputs);
     if !pulls.is_empty() {

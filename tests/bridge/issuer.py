@@ -1,6 +1,10 @@
 """A test OIDC issuer on loopback for the bridge's auth tests, with tokens minted by PyJWT.
 
-Usage: issuer.py  — prints {"port": P} on its first stdout line, then serves on 127.0.0.1:P:
+Usage: issuer.py [--tls CERT KEY] [--key-token FILE]  — prints {"port": P} on its first stdout
+line, then serves on 127.0.0.1:P. With --tls it serves HTTPS with that certificate and its
+issuer is https://localhost:P (else http://127.0.0.1:P). With --key-token the OpenID
+configuration and the JWKS answer 401 unless the request's bearer token is the file's content
+as it is at that request (a projected service-account token, rewritten by the kubelet):
 
   GET  /.well-known/openid-configuration  issuer, jwks_uri, introspection_endpoint
   GET  /jwks                              the current public keys (RSA "rsa-<n>" and EC "ec-1")
@@ -12,7 +16,7 @@ Usage: issuer.py  — prints {"port": P} on its first stdout line, then serves o
                    "rogue" signs with a key the JWKS does not hold under the current kid;
                    "rogue-kid" under a kid nobody knows; "none" is an unsigned token.
   POST /introspect  RFC 7662 (Basic client:secret) for opaque tokens
-  GET  /stats   {"jwks_fetches": n}
+  GET  /stats   {"jwks_fetches": n, "key_fetches_refused": n}
   POST /mcp     a tiny streamable-HTTP MCP backend that records the headers it got
   GET  /seen    the headers of every request /mcp got
   POST /exchange  RFC 8693 token exchange (Basic client:secret): the subject token's `sub`
@@ -22,9 +26,11 @@ Usage: issuer.py  — prints {"port": P} on its first stdout line, then serves o
   GET  /exchanges  every exchange request: its form fields and whether the client auth was right
 """
 
+import argparse
 import base64
 import json
 import secrets
+import ssl
 import sys
 import threading
 import time
@@ -44,6 +50,7 @@ STATE = {
     "rogue": rsa.generate_private_key(public_exponent=65537, key_size=2048),
     "opaque": {},
     "jwks_fetches": 0,
+    "key_fetches_refused": 0,
     "seen": [],
     "exchanges": [],
 }
@@ -51,6 +58,8 @@ STATE = {
 REFUSAL_DETAIL = "endpoint-internal-detail-7f3a"
 
 CLIENT = ("bridge", "s3cret")
+# Set from the command line (see the usage above).
+OPTIONS = argparse.Namespace(tls=None, key_token=None)
 
 
 def rotate():
@@ -120,7 +129,25 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def issuer(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        port = self.server.server_address[1]
+        return f"https://localhost:{port}" if OPTIONS.tls else f"http://127.0.0.1:{port}"
+
+    def key_fetch_refused(self):
+        """With --key-token: answers 401 (and counts it) unless the bearer is the file's
+        current content."""
+        if not OPTIONS.key_token:
+            return False
+        try:
+            with open(OPTIONS.key_token) as f:
+                want = "Bearer " + f.read().strip()
+        except OSError:
+            want = None
+        if want and self.headers.get("authorization") == want:
+            return False
+        with LOCK:
+            STATE["key_fetches_refused"] += 1
+        self.reply(401, {"error": "unauthorized"})
+        return True
 
     def reply(self, status, body, headers=None):
         data = json.dumps(body).encode()
@@ -137,6 +164,8 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def do_GET(self):
+        if self.path in ("/.well-known/openid-configuration", "/jwks") and self.key_fetch_refused():
+            return
         if self.path == "/.well-known/openid-configuration":
             iss = self.issuer()
             return self.reply(200, {"issuer": iss, "jwks_uri": iss + "/jwks",
@@ -147,7 +176,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, jwks())
         if self.path == "/stats":
             with LOCK:
-                return self.reply(200, {"jwks_fetches": STATE["jwks_fetches"]})
+                return self.reply(200, {"jwks_fetches": STATE["jwks_fetches"],
+                                        "key_fetches_refused": STATE["key_fetches_refused"]})
         if self.path == "/seen":
             with LOCK:
                 return self.reply(200, STATE["seen"])
@@ -234,7 +264,18 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    global OPTIONS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    parser.add_argument("--key-token", metavar="FILE")
+    OPTIONS = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if OPTIONS.tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*OPTIONS.tls)
+        # A client that gives up on the handshake (an untrusted certificate) costs an OSError
+        # in accept, which the server ignores.
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(json.dumps({"port": server.server_address[1]}), flush=True)
     server.serve_forever()
 

@@ -17,8 +17,15 @@ pub struct Issuer {
 
 impl Issuer {
     pub fn start() -> Issuer {
+        Issuer::start_with(&[], None)
+    }
+
+    /// The issuer with `issuer.py`'s options (`--tls CERT KEY`, `--key-token FILE`); with
+    /// `--tls`, `ca_pem` is the CA the test's own client trusts to reach it.
+    pub fn start_with(args: &[&std::ffi::OsStr], ca_pem: Option<&str>) -> Issuer {
         let mut child = Command::new(python())
             .arg(repo().join("tests/bridge/issuer.py"))
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -30,11 +37,19 @@ impl Issuer {
         let port = serde_json::from_str::<Value>(&first).expect("{\"port\": P}")["port"]
             .as_u64()
             .unwrap_or_else(|| panic!("the issuer did not start ({INSTALL_HINT}): {first}"));
-        Issuer {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            http: http(),
-        }
+        let (url, http) = match ca_pem {
+            Some(pem) => {
+                let ca = reqwest::Certificate::from_pem(pem.as_bytes()).expect("the CA's PEM");
+                let client = reqwest::Client::builder()
+                    .add_root_certificate(ca)
+                    .timeout(std::time::Duration::from_secs(30))
+                    .build()
+                    .expect("reqwest client");
+                (format!("https://localhost:{port}"), client)
+            }
+            None => (format!("http://127.0.0.1:{port}"), http()),
+        };
+        Issuer { child, url, http }
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Value {
@@ -55,6 +70,13 @@ impl Issuer {
 
     pub async fn jwks_fetches(&self) -> u64 {
         self.get("/stats").await["jwks_fetches"].as_u64().unwrap()
+    }
+
+    /// Discovery and JWKS requests refused for want of the token file's bearer (`--key-token`).
+    pub async fn key_fetches_refused(&self) -> u64 {
+        self.get("/stats").await["key_fetches_refused"]
+            .as_u64()
+            .unwrap()
     }
 }
 
