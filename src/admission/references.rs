@@ -177,6 +177,65 @@ pub fn of(obj: &Value) -> Vec<Reference> {
             "spec.databaseConfig".into(),
         );
     }
+    // VirtualMCPServer: its auth configs, the backends' external auth and tool configs, and
+    // the old shape's group name; MCPServerEntry: its CA bundle.
+    let group_in_config = s(spec, "/config/groupRef").filter(|_| spec.get("groupRef").is_none());
+    push(
+        RefKind::MCPGroup,
+        group_in_config.as_deref(),
+        None,
+        "spec.config.groupRef".into(),
+    );
+    for (kind, field) in [
+        (RefKind::MCPOIDCConfig, "oidcConfigRef"),
+        (RefKind::MCPAuthzConfig, "authzConfigRef"),
+    ] {
+        push(
+            kind,
+            s(spec, &format!("/incomingAuth/{field}/name")).as_deref(),
+            None,
+            format!("spec.incomingAuth.{field}"),
+        );
+    }
+    if s(spec, "/incomingAuth/authzConfig/type").as_deref() == Some("configMap") {
+        push(
+            RefKind::ConfigMap,
+            s(spec, "/incomingAuth/authzConfig/configMap/name").as_deref(),
+            s(spec, "/incomingAuth/authzConfig/configMap/key").as_deref(),
+            "spec.incomingAuth.authzConfig.configMap".into(),
+        );
+    }
+    push(
+        RefKind::MCPExternalAuthConfig,
+        s(spec, "/outgoingAuth/default/externalAuthConfigRef/name").as_deref(),
+        None,
+        "spec.outgoingAuth.default.externalAuthConfigRef".into(),
+    );
+    let backends = spec
+        .pointer("/outgoingAuth/backends")
+        .and_then(Value::as_object);
+    for (name, b) in backends.into_iter().flatten() {
+        push(
+            RefKind::MCPExternalAuthConfig,
+            s(b, "/externalAuthConfigRef/name").as_deref(),
+            None,
+            format!("spec.outgoingAuth.backends[{name}].externalAuthConfigRef"),
+        );
+    }
+    for (i, t) in list(spec, "/config/aggregation/tools").iter().enumerate() {
+        push(
+            RefKind::MCPToolConfig,
+            s(t, "/toolConfigRef/name").as_deref(),
+            None,
+            format!("spec.config.aggregation.tools[{i}].toolConfigRef"),
+        );
+    }
+    push(
+        RefKind::ConfigMap,
+        s(spec, "/caBundleRef/configMapRef/name").as_deref(),
+        s(spec, "/caBundleRef/configMapRef/key").as_deref(),
+        "spec.caBundleRef.configMapRef".into(),
+    );
     let providers = list(spec, "/authConfig/oauth/providers");
     for (i, p) in providers.iter().enumerate() {
         let at = format!("spec.authConfig.oauth.providers[{i}]");
