@@ -233,6 +233,9 @@ pub fn inline_block_warnings(obj: &Value) -> Vec<String> {
     if kind == "MCPRegistry" {
         return registry_list::conversion_notes(obj, version);
     }
+    if kind == "VirtualMCPServer" {
+        return vmcp::inline_oidc_warnings(obj, version);
+    }
     let server = kind == "MCPServer";
     let mut f = Findings::default();
     if version == "v1beta1" && (server || kind == "MCPRemoteProxy") {

@@ -77,6 +77,31 @@ pub fn explain_unknown_fields(errors: &mut FieldErrors) {
 /// What the inline `oidcConfig` of the old shape means here.
 pub const VMCP_OIDC_NOT_ENFORCED: &str = "this inline form of authentication is not enforced by mcp-operator, so the VirtualMCPServer is not deployed while it is set; move it to an MCPOIDCConfig referenced by spec.incomingAuth.oidcConfigRef";
 
+/// What the inline `oidcConfig` of an object means (in the spec at v1alpha1, in the stash at
+/// v1beta1), for `convert` to print beside a rewritten manifest.
+pub fn inline_oidc_warnings(obj: &serde_json::Value, version: &str) -> Vec<String> {
+    let mut f = Findings::default();
+    let key = format!("{ALPHA_STASH_PREFIX}incomingAuth.oidcConfig");
+    let stashed = obj
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(&key))
+        .is_some();
+    if version == "v1beta1" && stashed {
+        f.warn(
+            &Path::root("metadata.annotations").key(&key),
+            format!(
+                "the inline incomingAuth.oidcConfig of the v1alpha1 form: {VMCP_OIDC_NOT_ENFORCED}"
+            ),
+        );
+    } else if version == "v1alpha1" && obj.pointer("/spec/incomingAuth/oidcConfig").is_some() {
+        f.warn(
+            &Path::root("spec.incomingAuth.oidcConfig"),
+            VMCP_OIDC_NOT_ENFORCED,
+        );
+    }
+    f.warnings
+}
+
 /// The parts of a VirtualMCPServer that both versions share, as read from either.
 struct View<'a> {
     incoming_type: &'a str,
@@ -121,7 +146,9 @@ pub fn validate_vmcp_v1beta1(obj: &v1beta1::VirtualMCPServer, f: &mut Findings) 
     if stashed_oidc {
         f.warn(
             &Path::root("metadata.annotations").key(&stash_key),
-            VMCP_OIDC_NOT_ENFORCED,
+            format!(
+                "the inline incomingAuth.oidcConfig of the v1alpha1 form: {VMCP_OIDC_NOT_ENFORCED}"
+            ),
         );
     }
     check_group_in_config(f, &s.group_ref.name, s.config.as_ref());
