@@ -342,4 +342,71 @@ mod tests {
             ]
         );
     }
+
+    /// A VirtualMCPServer names its group (in the old shape's `config.groupRef` too), its
+    /// incoming auth configs, each backend's external auth and tool config; an MCPServerEntry
+    /// its CA bundle.
+    #[test]
+    fn virtual_mcp_servers_and_entries_name_what_they_read() {
+        let fields = |obj: serde_json::Value| -> Vec<(RefKind, String, String)> {
+            of(&obj)
+                .into_iter()
+                .map(|r| (r.kind, r.name, r.field))
+                .collect()
+        };
+        let vmcp = json!({"spec": {
+            "config": {"groupRef": "team", "aggregation": {"tools": [{"workload": "gh", "toolConfigRef": {"name": "gh-tools"}}]}},
+            "incomingAuth": {"type": "oidc", "oidcConfigRef": {"name": "sso", "audience": "a"},
+                "authzConfig": {"type": "configMap", "configMap": {"name": "policies", "key": "authz.json"}}},
+            "outgoingAuth": {"default": {"type": "externalAuthConfigRef", "externalAuthConfigRef": {"name": "dflt"}},
+                "backends": {"gh": {"type": "externalAuthConfigRef", "externalAuthConfigRef": {"name": "gh-token"}}}},
+        }});
+        let found = fields(vmcp);
+        for want in [
+            (RefKind::MCPGroup, "team", "spec.config.groupRef"),
+            (
+                RefKind::MCPOIDCConfig,
+                "sso",
+                "spec.incomingAuth.oidcConfigRef",
+            ),
+            (
+                RefKind::ConfigMap,
+                "policies",
+                "spec.incomingAuth.authzConfig.configMap",
+            ),
+            (
+                RefKind::MCPExternalAuthConfig,
+                "dflt",
+                "spec.outgoingAuth.default.externalAuthConfigRef",
+            ),
+            (
+                RefKind::MCPExternalAuthConfig,
+                "gh-token",
+                "spec.outgoingAuth.backends[gh].externalAuthConfigRef",
+            ),
+            (
+                RefKind::MCPToolConfig,
+                "gh-tools",
+                "spec.config.aggregation.tools[0].toolConfigRef",
+            ),
+        ] {
+            assert!(
+                found.contains(&(want.0, want.1.into(), want.2.into())),
+                "{want:?} not in {found:?}"
+            );
+        }
+        // With the group named by spec.groupRef, config.groupRef is not a second reference.
+        let both = json!({"spec": {"groupRef": {"name": "team"}, "config": {"groupRef": "team"}}});
+        assert_eq!(
+            fields(both),
+            [(RefKind::MCPGroup, "team".into(), "spec.groupRef".into())]
+        );
+        let entry = json!({"spec": {"groupRef": {"name": "team"},
+            "caBundleRef": {"configMapRef": {"name": "corp-ca", "key": "ca.crt"}}}});
+        assert!(fields(entry).contains(&(
+            RefKind::ConfigMap,
+            "corp-ca".into(),
+            "spec.caBundleRef.configMapRef".into()
+        )));
+    }
 }
