@@ -154,6 +154,8 @@ fn cases_cover_every_kind() {
         "mcpremoteproxy",
         "mcpgroup",
         "mcptoolconfig",
+        "virtualmcpserver",
+        "mcpserverentry",
     ] {
         let n = case_files(&dir.join(kind)).len();
         assert!(n >= 3, "{kind}: only {n} cases");

@@ -422,9 +422,14 @@ fn convert_round_trips_the_v1alpha1_examples() {
         ),
         "{said}"
     );
+    // The VirtualMCPServer's inline block too, at its own path.
+    assert!(
+        said.contains("toolhive.stacklok.dev/v1alpha1-incomingAuth.oidcConfig]: the inline incomingAuth.oidcConfig of the v1alpha1 form: this inline form of authentication is not enforced by mcp-operator, so the VirtualMCPServer is not deployed"),
+        "{said}"
+    );
     assert_eq!(
         text(&checked).matches("accepted").count(),
-        4,
+        5,
         "{}",
         text(&checked)
     );

@@ -923,6 +923,326 @@ fn group(api: &'static str) -> impl Strategy<Value = Value> {
         })
 }
 
+/// A VirtualMCPServer's `config.aggregation`, valid for its strategy: backend names distinct,
+/// every served name unique (filters and renames carry the backend's name).
+fn aggregation() -> impl Strategy<Value = Value> {
+    (
+        prop_oneof![Just("prefix"), Just("priority"), Just("manual")],
+        btree_set(dns_name(), 1..4),
+        option::of(prop_oneof![Just("{workload}_"), Just("{workload}."), Just("{namespace}-{workload}__")]),
+        option::of(any::<bool>()),
+        option::of(prop_oneof![Just("allow"), Just("deny")]),
+        any::<bool>(),
+    )
+        .prop_map(|(strategy, workloads, prefix, only_conflicts, visibility, with_tools)| {
+            let names: Vec<String> = workloads.into_iter().collect();
+            let mut crc = Map::new();
+            match strategy {
+                "prefix" => {
+                    put(&mut crc, "prefixFormat", prefix.map(Value::from));
+                    put(&mut crc, "prefixOnlyConflicts", only_conflicts.map(Value::from));
+                }
+                "priority" => {
+                    crc.insert("priorityOrder".into(), json!(names));
+                }
+                _ => {}
+            }
+            let mut a = Map::new();
+            a.insert("conflictResolution".into(), json!(strategy));
+            if !crc.is_empty() {
+                a.insert("conflictResolutionConfig".into(), Value::Object(crc));
+            }
+            put(&mut a, "defaultToolVisibility", visibility.map(Value::from));
+            if with_tools {
+                let tools: Vec<Value> = names
+                    .iter()
+                    .map(|w| json!({"workload": w, "filter": [format!("{w}_search")], "toolConfigRef": {"name": "shared"},
+                        "overrides": {"search": {"name": format!("{w}_search"), "description": "Search"}}}))
+                    .collect();
+                a.insert("tools".into(), json!(tools));
+            }
+            Value::Object(a)
+        })
+}
+
+fn operational() -> impl Strategy<Value = Value> {
+    (
+        option::of(prop_oneof![Just("30s"), Just("1m30s"), Just("250ms")]),
+        option::of(btree_map(dns_name(), prop_oneof![Just("5s"), Just("2m")], 1..3)),
+        option::of(prop_oneof![Just("best_effort"), Just("fail")]),
+        option::of((any::<bool>(), 1i64..10, prop_oneof![Just("1s"), Just("60s")])),
+    )
+        .prop_map(|(default, per, mode, breaker)| {
+            let mut timeouts = Map::new();
+            put(&mut timeouts, "default", default.map(Value::from));
+            put(&mut timeouts, "perWorkload", per.map(|p| json!(p)));
+            let mut fh = json!({"healthCheckInterval": "30s", "healthCheckTimeout": "10s", "unhealthyThreshold": 3});
+            if let Some(m) = mode {
+                fh["partialFailureMode"] = json!(m);
+            }
+            if let Some((on, threshold, timeout)) = breaker {
+                fh["circuitBreaker"] = json!({"enabled": on, "failureThreshold": threshold, "timeout": timeout});
+            }
+            json!({"timeouts": timeouts, "failureHandling": fh})
+        })
+}
+
+/// `outgoingAuth`: `spelled` gives the type that names an MCPExternalAuthConfig.
+fn outgoing_auth(spellings: &'static [&'static str]) -> impl Strategy<Value = Value> {
+    let entry = move || {
+        (any::<bool>(), 0..spellings.len(), dns_name()).prop_map(move |(discovered, i, name)| {
+            if discovered {
+                json!({"type": "discovered"})
+            } else {
+                json!({"type": spellings[i], "externalAuthConfigRef": {"name": name}})
+            }
+        })
+    };
+    (
+        option::of(prop_oneof![Just("discovered"), Just("inline")]),
+        option::of(entry()),
+        option::of(btree_map(dns_name(), entry(), 1..3)),
+    )
+        .prop_map(|(source, default, backends)| {
+            let mut o = Map::new();
+            put(&mut o, "source", source.map(Value::from));
+            put(&mut o, "default", default);
+            put(&mut o, "backends", backends.map(|b| json!(b)));
+            Value::Object(o)
+        })
+}
+
+fn vmcp_status() -> impl Strategy<Value = Option<Value>> {
+    option::of(
+        (
+            prop_oneof![Just("Pending"), Just("Ready"), Just("Degraded"), Just("Failed")],
+            btree_set(dns_name(), 0..3),
+        )
+            .prop_map(|(phase, backends)| {
+                let list: Vec<Value> = backends
+                    .iter()
+                    .map(|b| json!({"name": b, "url": format!("http://{b}:8080/mcp"), "status": "unavailable",
+                        "circuitBreakerState": "open", "lastHealthCheck": "2026-01-02T03:04:05Z", "message": "connection refused"}))
+                    .collect();
+                json!({"phase": phase, "url": "http://vmcp-x.default.svc.cluster.local:4483",
+                    "discoveredBackends": list, "backendCount": 0, "observedGeneration": 2})
+            }),
+    )
+}
+
+/// Fields VirtualMCPServer has at both versions.
+fn vmcp_common() -> impl Strategy<Value = Map<String, Value>> {
+    (
+        option::of(aggregation()),
+        option::of(operational()),
+        option::of(prop_oneof![
+            Just("ClusterIP"),
+            Just("NodePort"),
+            Just("LoadBalancer")
+        ]),
+        option::of(prop_oneof![Just("ClientIP"), Just("None")]),
+        option::of(0i64..4),
+        any::<bool>(),
+        option::of(btree_set(dns_name(), 1..3)),
+    )
+        .prop_map(
+            |(aggregation, operational, service_type, affinity, replicas, template, pull)| {
+                let mut s = Map::new();
+                let mut config = Map::new();
+                put(&mut config, "aggregation", aggregation);
+                put(&mut config, "operational", operational);
+                if !config.is_empty() {
+                    s.insert("config".into(), Value::Object(config));
+                }
+                put(&mut s, "serviceType", service_type.map(Value::from));
+                put(&mut s, "sessionAffinity", affinity.map(Value::from));
+                put(&mut s, "replicas", replicas.map(Value::from));
+                if template {
+                    s.insert(
+                        "podTemplateSpec".into(),
+                        json!({"spec": {"nodeSelector": {"pool": "mcp"}}}),
+                    );
+                }
+                put(
+                    &mut s,
+                    "imagePullSecrets",
+                    pull.map(|p| json!(p.iter().map(|n| json!({"name": n})).collect::<Vec<_>>())),
+                );
+                s
+            },
+        )
+}
+
+/// Inline Cedar authorization, or none.
+fn incoming_authz() -> impl Strategy<Value = Option<Value>> {
+    option::of(Just(
+        json!({"type": "inline", "inline": {"policies": ["permit(principal, action == Action::\"call_tool\", resource);"]}}),
+    ))
+}
+
+fn oidc_config_ref() -> impl Strategy<Value = Value> {
+    dns_name()
+        .prop_map(|n| json!({"name": n, "audience": format!("{n}-vmcp"), "scopes": ["openid"]}))
+}
+
+/// Every v1alpha1 shape: the group in `config.groupRef` (≤ v0.19), in `groupRef` (v0.20+) or
+/// both; the inline `oidcConfig` or `oidcConfigRef`; both spellings of the backend auth type.
+fn alpha_vmcp() -> impl Strategy<Value = Value> {
+    (
+        metadata(),
+        vmcp_common(),
+        (dns_name(), 0..3usize),
+        prop_oneof![Just(0usize), Just(1), Just(2)],
+        oidc(),
+        oidc_config_ref(),
+        incoming_authz(),
+        option::of(outgoing_auth(&[
+            "externalAuthConfigRef",
+            "external_auth_config_ref",
+        ])),
+        vmcp_status(),
+    )
+        .prop_map(
+            |(
+                meta,
+                mut spec,
+                (group, where_),
+                auth,
+                inline,
+                reference,
+                authz,
+                outgoing,
+                status,
+            )| {
+                if where_ != 1 {
+                    let config = spec.entry("config").or_insert_with(|| json!({}));
+                    config["groupRef"] = json!(group);
+                }
+                if where_ != 0 {
+                    spec.insert("groupRef".into(), json!({"name": group}));
+                }
+                let mut incoming = match auth {
+                    0 => json!({"type": "anonymous"}),
+                    1 => json!({"type": "oidc", "oidcConfig": inline}),
+                    _ => json!({"type": "oidc", "oidcConfigRef": reference}),
+                };
+                if let Some(a) = authz {
+                    incoming["authzConfig"] = a;
+                }
+                spec.insert("incomingAuth".into(), incoming);
+                put(&mut spec, "outgoingAuth", outgoing);
+                object(A, "VirtualMCPServer", meta, spec, status)
+            },
+        )
+}
+
+fn beta_vmcp() -> impl Strategy<Value = Value> {
+    (
+        metadata(),
+        vmcp_common(),
+        dns_name(),
+        any::<bool>(),
+        option::of(oidc_config_ref()),
+        incoming_authz(),
+        option::of(outgoing_auth(&["externalAuthConfigRef"])),
+        vmcp_status(),
+    )
+        .prop_map(
+            |(meta, mut spec, group, also_in_config, reference, authz, outgoing, status)| {
+                spec.insert("groupRef".into(), json!({"name": group}));
+                if also_in_config {
+                    let config = spec.entry("config").or_insert_with(|| json!({}));
+                    config["groupRef"] = json!(group);
+                }
+                let mut incoming = match reference {
+                    None => json!({"type": "anonymous"}),
+                    Some(r) => json!({"type": "oidc", "oidcConfigRef": r}),
+                };
+                if let Some(a) = authz {
+                    incoming["authzConfig"] = a;
+                }
+                spec.insert("incomingAuth".into(), incoming);
+                put(&mut spec, "outgoingAuth", outgoing);
+                object(B, "VirtualMCPServer", meta, spec, status)
+            },
+        )
+}
+
+fn entry_common() -> impl Strategy<Value = Map<String, Value>> {
+    (
+        "[a-z]{1,10}",
+        prop_oneof![Just("sse"), Just("streamable-http")],
+        option::of(any::<bool>()),
+        option::of(dns_name()),
+        option::of(btree_map("X-[A-Z][a-z]{1,6}", "[a-z]{1,6}", 1..3)),
+        option::of(dns_name()),
+    )
+        .prop_map(|(host, transport, private, auth, headers, ca)| {
+            let mut s = Map::new();
+            s.insert(
+                "url".into(),
+                json!(format!("https://{host}.example.com/mcp")),
+            );
+            s.insert("transport".into(), json!(transport));
+            put(&mut s, "allowPrivateEndpoint", private.map(Value::from));
+            put(
+                &mut s,
+                "externalAuthConfigRef",
+                auth.map(|n| json!({"name": n})),
+            );
+            put(
+                &mut s,
+                "headerForward",
+                headers.map(|h| json!({"addPlaintextHeaders": h})),
+            );
+            put(
+                &mut s,
+                "caBundleRef",
+                ca.map(|n| json!({"configMapRef": {"name": n, "key": "ca.crt"}})),
+            );
+            s
+        })
+}
+
+fn entry_status() -> impl Strategy<Value = Option<Value>> {
+    option::of(
+        prop_oneof![Just("Valid"), Just("Pending"), Just("Failed")]
+            .prop_map(|p| json!({"phase": p, "observedGeneration": 1})),
+    )
+}
+
+/// Both spellings of `remoteURL` and both shapes of `groupRef`.
+fn alpha_entry() -> impl Strategy<Value = Value> {
+    (
+        metadata(),
+        entry_common(),
+        alpha_group_ref(),
+        entry_status(),
+    )
+        .prop_map(|(meta, mut spec, group, status)| {
+            let url = spec.remove("url").unwrap();
+            let spelling = if url.as_str().unwrap().len() % 2 == 0 {
+                "remoteURL"
+            } else {
+                "remoteUrl"
+            };
+            spec.insert(spelling.into(), url);
+            spec.insert("groupRef".into(), group);
+            object(A, "MCPServerEntry", meta, spec, status)
+        })
+}
+
+fn beta_entry() -> impl Strategy<Value = Value> {
+    (metadata(), entry_common(), dns_name(), entry_status()).prop_map(
+        |(meta, mut spec, group, status)| {
+            let url = spec.remove("url").unwrap();
+            spec.insert("remoteUrl".into(), url);
+            spec.insert("groupRef".into(), json!({"name": group}));
+            object(B, "MCPServerEntry", meta, spec, status)
+        },
+    )
+}
+
 /// The object is valid at its own version, converts to `to` and back to itself, and the
 /// converted form is valid at `to`.
 fn round_trip(obj: &Value, to: &str) -> Result<(), TestCaseError> {
@@ -1002,4 +1322,18 @@ proptest! {
     fn telemetry_config_beta_alpha_beta(o in mcp_telemetry_config(B)) { round_trip(&o, A)?; }
     #[test]
     fn group_both_ways(a in group(A), b in group(B)) { round_trip(&a, B)?; round_trip(&b, A)?; }
+    #[test]
+    fn vmcp_alpha_beta_alpha(o in alpha_vmcp()) { round_trip(&o, B)?; }
+    #[test]
+    fn vmcp_beta_alpha_beta(o in beta_vmcp()) { round_trip(&o, A)?; }
+    /// Stored from an old shape: read at v1alpha1 and written back, nothing changes.
+    #[test]
+    fn vmcp_stored_beta_alpha_beta(o in alpha_vmcp()) {
+        let stored = convert(&o, B).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        round_trip(&stored, A)?;
+    }
+    #[test]
+    fn entry_alpha_beta_alpha(o in alpha_entry()) { round_trip(&o, B)?; }
+    #[test]
+    fn entry_beta_alpha_beta(o in beta_entry()) { round_trip(&o, A)?; }
 }

@@ -660,6 +660,7 @@ fn plural(kind: &str) -> String {
     match kind {
         "mcpregistry" => "mcpregistries".into(),
         "mcpremoteproxy" => "mcpremoteproxies".into(),
+        "mcpserverentry" => "mcpserverentries".into(),
         other => format!("{other}s"),
     }
 }
@@ -851,6 +852,179 @@ async fn kubectl_apply_refuses_bad_auth_with_the_field_path() {
             err.contains(&format!("The {kind} \"{name}\" is invalid")) && err.contains(field),
             "{name}: {err}"
         );
+        let stored = c
+            .server
+            .stored_object("toolhive.stacklok.dev", plural, "default", name);
+        assert!(stored.is_none(), "{name} was stored");
+    }
+}
+
+/// Issue 14: a VirtualMCPServer in the old v1alpha1 shape (`config.groupRef`, inline
+/// `oidcConfig`, `external_auth_config_ref`), applied at v1alpha1, is stored at v1beta1 and reads
+/// back whole at both versions; an edit at v1alpha1 keeps the rest; `kubectl get` shows a
+/// Degraded phase and the backend count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_virtual_mcp_server_reads_back_whole_at_both_versions() {
+    let c = cluster().await;
+    let old = root().join("examples/v1alpha1/virtualmcpserver-old.yaml");
+    let out = c.ok(&["apply", "-f", old.to_str().unwrap()]).await;
+    assert!(
+        out.contains("virtualmcpserver.toolhive.stacklok.dev/legacy-vmcp created"),
+        "{out}"
+    );
+    let stored = c
+        .server
+        .stored_object(
+            "toolhive.stacklok.dev",
+            "virtualmcpservers",
+            "toolhive-system",
+            "legacy-vmcp",
+        )
+        .unwrap();
+    assert_eq!(stored["apiVersion"], "toolhive.stacklok.dev/v1beta1");
+    assert_eq!(
+        stored["spec"]["groupRef"],
+        json!({"name": "platform-tools"})
+    );
+    assert!(
+        stored["spec"]["config"].get("groupRef").is_none(),
+        "{stored:#}"
+    );
+    assert!(stored["spec"]["incomingAuth"].get("oidcConfig").is_none());
+    assert_eq!(
+        stored["spec"]["outgoingAuth"]["backends"]["docs"]["type"],
+        "externalAuthConfigRef"
+    );
+
+    let get = |version: &'static str| {
+        let c = &c;
+        async move {
+            let text = c
+                .ok(&[
+                    "get",
+                    &format!("virtualmcpservers.{version}.toolhive.stacklok.dev"),
+                    "legacy-vmcp",
+                    "-n",
+                    "toolhive-system",
+                    "-o",
+                    "json",
+                ])
+                .await;
+            serde_json::from_str::<Value>(&text).unwrap()
+        }
+    };
+    // At v1alpha1: what was applied (the schema's defaults added), no stash in sight.
+    let written: Value = serde_yaml::from_str(&std::fs::read_to_string(&old).unwrap()).unwrap();
+    let alpha = get("v1alpha1").await;
+    let mut want = written["spec"].clone();
+    want["serviceType"] = json!("ClusterIP");
+    want["sessionAffinity"] = json!("ClientIP");
+    want["incomingAuth"]["oidcConfig"]["inline"]["insecureAllowHTTP"] = json!(false);
+    want["incomingAuth"]["oidcConfig"]["inline"]["jwksAllowPrivateIP"] = json!(false);
+    want["incomingAuth"]["oidcConfig"]["inline"]["protectedResourceAllowPrivateIP"] = json!(false);
+    assert_eq!(alpha["spec"], want);
+    let annotations = alpha["metadata"]["annotations"].as_object();
+    assert!(
+        annotations.is_none_or(|a| a.keys().all(|k| !k.starts_with("toolhive.stacklok.dev/v1"))),
+        "{alpha:#}"
+    );
+    // At v1beta1: the new shape; the kept inline block is in the stash only.
+    let beta = get("v1beta1").await;
+    assert_eq!(beta["spec"]["groupRef"]["name"], "platform-tools");
+    assert_eq!(
+        beta["spec"]["config"]["aggregation"]["conflictResolutionConfig"]["priorityOrder"],
+        json!(["everything", "time"])
+    );
+    assert!(beta["metadata"]["annotations"]
+        .get("toolhive.stacklok.dev/v1alpha1-incomingAuth.oidcConfig")
+        .is_some());
+
+    // An edit at v1alpha1 keeps every other field, the old shape included.
+    c.ok(&[
+        "patch",
+        "virtualmcpservers.v1alpha1.toolhive.stacklok.dev",
+        "legacy-vmcp",
+        "-n",
+        "toolhive-system",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"config":{"aggregation":{"conflictResolutionConfig":{"priorityOrder":["time","everything"]}}}}}"#,
+    ])
+    .await;
+    let alpha = get("v1alpha1").await;
+    want["config"]["aggregation"]["conflictResolutionConfig"]["priorityOrder"] =
+        json!(["time", "everything"]);
+    assert_eq!(alpha["spec"], want);
+
+    // The status a reconciler will write: Degraded shows in `kubectl get`.
+    c.ok(&[
+        "patch",
+        "virtualmcpserver",
+        "legacy-vmcp",
+        "-n",
+        "toolhive-system",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Degraded","backendCount":2,"url":"http://vmcp-legacy-vmcp.toolhive-system.svc.cluster.local:4483"}}"#,
+    ])
+    .await;
+    let table = c.ok(&["get", "vmcp", "-n", "toolhive-system"]).await;
+    let header = table.lines().next().unwrap();
+    for column in ["PHASE", "URL", "BACKENDS", "AGE", "READY"] {
+        assert!(header.contains(column), "{table}");
+    }
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("legacy-vmcp"))
+        .unwrap();
+    assert!(
+        row.contains("Degraded") && row.contains(" 2 ") && row.contains(":4483"),
+        "{table}"
+    );
+}
+
+/// Issue 14 through `kubectl apply`: upstream's fields this product does not build are refused
+/// by name (kubectl's strict field validation: they are not in the schema), and what admission
+/// decides from the object alone (two backends serving one name under `manual`, an entry aimed
+/// at the metadata service) is refused with the field path; nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_refuses_what_a_virtual_mcp_server_cannot_run() {
+    let c = cluster().await;
+    let head = |kind: &str, name: &str| {
+        format!("apiVersion: toolhive.stacklok.dev/v1beta1\nkind: {kind}\nmetadata: {{name: {name}, namespace: default}}\n")
+    };
+    let vmcp = "spec:\n  groupRef: {name: g}\n  incomingAuth: {type: anonymous}\n";
+    let rows = [
+        (
+            "VirtualMCPServer",
+            "virtualmcpservers",
+            "composite",
+            format!("{vmcp}  config:\n    compositeTools: [{{name: t, steps: [{{id: a, tool: x.y}}]}}]\n"),
+            "unknown field \"spec.config.compositeTools\"",
+        ),
+        (
+            "VirtualMCPServer",
+            "virtualmcpservers",
+            "clash",
+            format!("{vmcp}  config:\n    aggregation:\n      conflictResolution: manual\n      tools:\n      - {{workload: a, filter: [echo]}}\n      - {{workload: b, filter: [echo]}}\n"),
+            "spec.config.aggregation.tools[1].filter[0]: Invalid value: \"echo\": backend \"b\" would serve a tool named \"echo\", and so would backend \"a\"",
+        ),
+        (
+            "MCPServerEntry",
+            "mcpserverentries",
+            "metadata",
+            "spec:\n  remoteUrl: http://169.254.169.254/\n  transport: sse\n  groupRef: {name: g}\n".to_string(),
+            "spec.remoteUrl: Forbidden",
+        ),
+    ];
+    for (kind, plural, name, spec, message) in rows {
+        let file = c._dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, head(kind, name) + &spec).unwrap();
+        let o = c.kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{name}: applied");
+        assert!(err.contains(message), "{name}: {err}");
         let stored = c
             .server
             .stored_object("toolhive.stacklok.dev", plural, "default", name);

@@ -13,8 +13,10 @@ use serde_json::Value;
 /// Which auth fields a workload sets, borrowed from either version of MCPServer or
 /// MCPRemoteProxy.
 pub struct WorkloadAuth<'a> {
-    /// `MCPServer` or `MCPRemoteProxy`, for messages.
+    /// `MCPServer`, `MCPRemoteProxy` or `VirtualMCPServer`, for messages.
     pub kind: &'static str,
+    /// Where the fields stand: `spec`, or `spec.incomingAuth` on a VirtualMCPServer.
+    pub at: &'static str,
     pub oidc_config_ref: Option<&'a OidcConfigRef>,
     pub authz_config: Option<&'a AuthzConfig>,
     pub authz_config_ref: Option<&'a NameRef>,
@@ -43,6 +45,7 @@ macro_rules! workload_of {
     ($kind:literal, $s:expr) => {
         $crate::admission::auth::WorkloadAuth {
             kind: $kind,
+            at: "spec",
             oidc_config_ref: $s.oidc_config_ref.as_ref(),
             authz_config: $s.authz_config.as_ref(),
             authz_config_ref: $s.authz_config_ref.as_ref(),
@@ -56,21 +59,25 @@ pub(crate) use workload_of;
 /// Why a workload whose authorization comes from a ConfigMap is held, for the admission
 /// warning and `render`.
 pub fn held_message(kind: &str, fields: &[&str]) -> String {
+    held_message_at(kind, "spec", fields)
+}
+
+fn held_message_at(kind: &str, at: &str, fields: &[&str]) -> String {
     let named = fields
         .iter()
-        .map(|f| format!("spec.{f}"))
+        .map(|f| format!("{at}.{f}"))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
         "{named} reads its Cedar policies from a ConfigMap, which mcp-operator does not support yet: the {kind} is held \
          (no Deployment, no Service; Ready=False, reason AuthzConfigMapNotSupported) so that it never serves without \
-         the authorization asked for; put the policies in spec.authzConfig.inline or in an MCPAuthzConfig (spec.authzConfigRef)"
+         the authorization asked for; put the policies in {at}.authzConfig.inline or in an MCPAuthzConfig ({at}.authzConfigRef)"
     )
 }
 
 /// The checks of a workload's auth fields (both versions, both kinds).
 pub fn check_workload(w: &WorkloadAuth<'_>, f: &mut Findings) {
-    let spec = Path::root("spec");
+    let spec = Path::root(w.at);
     if w.authz_config.is_some() && w.authz_config_ref.is_some() {
         f.error(FieldError::forbidden(
             spec.child("authzConfigRef"),
@@ -95,7 +102,7 @@ pub fn check_workload(w: &WorkloadAuth<'_>, f: &mut Findings) {
     }
     let held = w.held_by();
     if let Some(first) = held.first() {
-        f.warn(&spec.child(first), held_message(w.kind, &held));
+        f.warn(&spec.child(first), held_message_at(w.kind, w.at, &held));
     }
 }
 

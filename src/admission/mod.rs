@@ -17,6 +17,7 @@ pub mod rules;
 pub mod schema;
 mod stored;
 pub mod telemetry;
+mod vmcp;
 
 pub use field::{ErrorType, FieldError, FieldErrors, Path};
 
@@ -174,6 +175,9 @@ pub fn admit(obj: &Value, old: Option<&Value>, op: Operation) -> Result<Verdict,
     let mut errors = FieldErrors::default();
     check_name(&defaulted, &mut errors);
     check_structure(&rules.schema, &defaulted, &mut errors);
+    if kind == "VirtualMCPServer" {
+        vmcp::explain_unknown_fields(&mut errors);
+    }
     check_cel(rules, &defaulted, old, &mut errors);
     // Semantic rules run whenever the object decodes, so one answer lists every problem; a
     // decode failure is only news when the schema found nothing.
@@ -228,6 +232,9 @@ pub fn inline_block_warnings(obj: &Value) -> Vec<String> {
     };
     if kind == "MCPRegistry" {
         return registry_list::conversion_notes(obj, version);
+    }
+    if kind == "VirtualMCPServer" {
+        return vmcp::inline_oidc_warnings(obj, version);
     }
     let server = kind == "MCPServer";
     let mut f = Findings::default();
@@ -574,6 +581,26 @@ fn check_semantics(version: &str, kind: &str, raw: &Value, defaulted: &Value, f:
         ("v1alpha1", "MCPTelemetryConfig") => {
             if let Some(o) = decode::<v1alpha1::MCPTelemetryConfig>(defaulted, f) {
                 telemetry::check_config(o.spec.open_telemetry.as_ref(), f);
+            }
+        }
+        ("v1beta1", "VirtualMCPServer") => {
+            if let Some(o) = decode::<v1beta1::VirtualMCPServer>(defaulted, f) {
+                vmcp::validate_vmcp_v1beta1(&o, f);
+            }
+        }
+        ("v1alpha1", "VirtualMCPServer") => {
+            if let Some(o) = decode::<v1alpha1::VirtualMCPServer>(defaulted, f) {
+                vmcp::validate_vmcp_v1alpha1(&o, f);
+            }
+        }
+        ("v1beta1", "MCPServerEntry") => {
+            if let Some(o) = decode::<v1beta1::MCPServerEntry>(defaulted, f) {
+                vmcp::validate_entry_v1beta1(&o, f);
+            }
+        }
+        ("v1alpha1", "MCPServerEntry") => {
+            if let Some(o) = decode::<v1alpha1::MCPServerEntry>(defaulted, f) {
+                vmcp::validate_entry_v1alpha1(&o, f);
             }
         }
         _ => {} // MCPGroup: the schema says it all

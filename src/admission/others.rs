@@ -97,8 +97,13 @@ fn check_proxy_common(
     if let Some(t) = tool_config {
         check_object_name(f, &spec.child("toolConfigRef.name"), t);
     }
+    check_header_forward(f, headers);
+}
+
+/// `spec.headerForward` (MCPRemoteProxy, MCPServerEntry): header names and their Secrets.
+pub fn check_header_forward(f: &mut Findings, headers: Option<&HeaderForward>) {
     let Some(h) = headers else { return };
-    let p = spec.child("headerForward");
+    let p = Path::root("spec.headerForward");
     for k in h.add_plaintext_headers.iter().flatten().map(|(k, _)| k) {
         if !is_http_token(k) {
             f.error(FieldError::invalid(

@@ -177,6 +177,65 @@ pub fn of(obj: &Value) -> Vec<Reference> {
             "spec.databaseConfig".into(),
         );
     }
+    // VirtualMCPServer: its auth configs, the backends' external auth and tool configs, and
+    // the old shape's group name; MCPServerEntry: its CA bundle.
+    let group_in_config = s(spec, "/config/groupRef").filter(|_| spec.get("groupRef").is_none());
+    push(
+        RefKind::MCPGroup,
+        group_in_config.as_deref(),
+        None,
+        "spec.config.groupRef".into(),
+    );
+    for (kind, field) in [
+        (RefKind::MCPOIDCConfig, "oidcConfigRef"),
+        (RefKind::MCPAuthzConfig, "authzConfigRef"),
+    ] {
+        push(
+            kind,
+            s(spec, &format!("/incomingAuth/{field}/name")).as_deref(),
+            None,
+            format!("spec.incomingAuth.{field}"),
+        );
+    }
+    if s(spec, "/incomingAuth/authzConfig/type").as_deref() == Some("configMap") {
+        push(
+            RefKind::ConfigMap,
+            s(spec, "/incomingAuth/authzConfig/configMap/name").as_deref(),
+            s(spec, "/incomingAuth/authzConfig/configMap/key").as_deref(),
+            "spec.incomingAuth.authzConfig.configMap".into(),
+        );
+    }
+    push(
+        RefKind::MCPExternalAuthConfig,
+        s(spec, "/outgoingAuth/default/externalAuthConfigRef/name").as_deref(),
+        None,
+        "spec.outgoingAuth.default.externalAuthConfigRef".into(),
+    );
+    let backends = spec
+        .pointer("/outgoingAuth/backends")
+        .and_then(Value::as_object);
+    for (name, b) in backends.into_iter().flatten() {
+        push(
+            RefKind::MCPExternalAuthConfig,
+            s(b, "/externalAuthConfigRef/name").as_deref(),
+            None,
+            format!("spec.outgoingAuth.backends[{name}].externalAuthConfigRef"),
+        );
+    }
+    for (i, t) in list(spec, "/config/aggregation/tools").iter().enumerate() {
+        push(
+            RefKind::MCPToolConfig,
+            s(t, "/toolConfigRef/name").as_deref(),
+            None,
+            format!("spec.config.aggregation.tools[{i}].toolConfigRef"),
+        );
+    }
+    push(
+        RefKind::ConfigMap,
+        s(spec, "/caBundleRef/configMapRef/name").as_deref(),
+        s(spec, "/caBundleRef/configMapRef/key").as_deref(),
+        "spec.caBundleRef.configMapRef".into(),
+    );
     let providers = list(spec, "/authConfig/oauth/providers");
     for (i, p) in providers.iter().enumerate() {
         let at = format!("spec.authConfig.oauth.providers[{i}]");
@@ -282,5 +341,72 @@ mod tests {
                 "spec.sources[1].git.auth.passwordSecretRef"
             ]
         );
+    }
+
+    /// A VirtualMCPServer names its group (in the old shape's `config.groupRef` too), its
+    /// incoming auth configs, each backend's external auth and tool config; an MCPServerEntry
+    /// its CA bundle.
+    #[test]
+    fn virtual_mcp_servers_and_entries_name_what_they_read() {
+        let fields = |obj: serde_json::Value| -> Vec<(RefKind, String, String)> {
+            of(&obj)
+                .into_iter()
+                .map(|r| (r.kind, r.name, r.field))
+                .collect()
+        };
+        let vmcp = json!({"spec": {
+            "config": {"groupRef": "team", "aggregation": {"tools": [{"workload": "gh", "toolConfigRef": {"name": "gh-tools"}}]}},
+            "incomingAuth": {"type": "oidc", "oidcConfigRef": {"name": "sso", "audience": "a"},
+                "authzConfig": {"type": "configMap", "configMap": {"name": "policies", "key": "authz.json"}}},
+            "outgoingAuth": {"default": {"type": "externalAuthConfigRef", "externalAuthConfigRef": {"name": "dflt"}},
+                "backends": {"gh": {"type": "externalAuthConfigRef", "externalAuthConfigRef": {"name": "gh-token"}}}},
+        }});
+        let found = fields(vmcp);
+        for want in [
+            (RefKind::MCPGroup, "team", "spec.config.groupRef"),
+            (
+                RefKind::MCPOIDCConfig,
+                "sso",
+                "spec.incomingAuth.oidcConfigRef",
+            ),
+            (
+                RefKind::ConfigMap,
+                "policies",
+                "spec.incomingAuth.authzConfig.configMap",
+            ),
+            (
+                RefKind::MCPExternalAuthConfig,
+                "dflt",
+                "spec.outgoingAuth.default.externalAuthConfigRef",
+            ),
+            (
+                RefKind::MCPExternalAuthConfig,
+                "gh-token",
+                "spec.outgoingAuth.backends[gh].externalAuthConfigRef",
+            ),
+            (
+                RefKind::MCPToolConfig,
+                "gh-tools",
+                "spec.config.aggregation.tools[0].toolConfigRef",
+            ),
+        ] {
+            assert!(
+                found.contains(&(want.0, want.1.into(), want.2.into())),
+                "{want:?} not in {found:?}"
+            );
+        }
+        // With the group named by spec.groupRef, config.groupRef is not a second reference.
+        let both = json!({"spec": {"groupRef": {"name": "team"}, "config": {"groupRef": "team"}}});
+        assert_eq!(
+            fields(both),
+            [(RefKind::MCPGroup, "team".into(), "spec.groupRef".into())]
+        );
+        let entry = json!({"spec": {"groupRef": {"name": "team"},
+            "caBundleRef": {"configMapRef": {"name": "corp-ca", "key": "ca.crt"}}}});
+        assert!(fields(entry).contains(&(
+            RefKind::ConfigMap,
+            "corp-ca".into(),
+            "spec.caBundleRef.configMapRef".into()
+        )));
     }
 }

@@ -297,6 +297,43 @@ fn is_path_component(p: &str) -> bool {
         && !p.contains("___")
 }
 
+/// A Go `time.Duration` string (`30s`, `1m30s`, `1.5h`, `250ms`), in seconds. Signs are
+/// refused: every duration we take is a length of time.
+pub fn go_duration_secs(s: &str) -> Result<f64, String> {
+    const SHAPE: &str =
+        "must be a duration such as 30s, 1m30s or 250ms (units ns, us, ms, s, m, h)";
+    if s == "0" {
+        return Ok(0.0);
+    }
+    let mut rest = s;
+    let mut total = 0.0;
+    if rest.is_empty() {
+        return Err(SHAPE.into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| SHAPE.to_string())?;
+        let number: f64 = rest[..digits].parse().map_err(|_| SHAPE.to_string())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(SHAPE.into()),
+        };
+        total += number * scale;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +382,17 @@ mod tests {
         ));
         assert!(!path_within("/config/registry/ab/x", "/config/registry/a"));
         assert!(path_within("/a/b", "/a/b/"));
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration_secs("30s"), Ok(30.0));
+        assert_eq!(go_duration_secs("1m30s"), Ok(90.0));
+        assert_eq!(go_duration_secs("1.5h"), Ok(5400.0));
+        assert_eq!(go_duration_secs("250ms"), Ok(0.25));
+        assert_eq!(go_duration_secs("0"), Ok(0.0));
+        for bad in ["", "30", "s", "-5s", "5 s", "5sec", "1d", "1..5s"] {
+            assert!(go_duration_secs(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -86,6 +86,10 @@ fn generated() -> Vec<CustomResourceDefinition> {
             v1beta1::MCPRemoteProxy::crd(),
             v1alpha1::MCPRemoteProxy::crd(),
         ),
+        (
+            v1beta1::MCPServerEntry::crd(),
+            v1alpha1::MCPServerEntry::crd(),
+        ),
         (v1beta1::MCPServer::crd(), v1alpha1::MCPServer::crd()),
         (
             v1beta1::MCPTelemetryConfig::crd(),
@@ -94,6 +98,10 @@ fn generated() -> Vec<CustomResourceDefinition> {
         (
             v1beta1::MCPToolConfig::crd(),
             v1alpha1::MCPToolConfig::crd(),
+        ),
+        (
+            v1beta1::VirtualMCPServer::crd(),
+            v1alpha1::VirtualMCPServer::crd(),
         ),
     ];
     pairs

@@ -66,6 +66,16 @@ pub const SERVED: &[ServedKind] = &[
         plural: "mcptelemetryconfigs",
         versions: &["v1beta1", "v1alpha1"],
     },
+    ServedKind {
+        kind: "VirtualMCPServer",
+        plural: "virtualmcpservers",
+        versions: &["v1beta1", "v1alpha1"],
+    },
+    ServedKind {
+        kind: "MCPServerEntry",
+        plural: "mcpserverentries",
+        versions: &["v1beta1", "v1alpha1"],
+    },
 ];
 
 /// The stash: what one served version cannot express is kept in annotations under these
@@ -114,6 +124,11 @@ pub const STASH_FIELDS: &[&str] = &[
     // MCPOIDCConfig, MCPExternalAuthConfig and MCPTelemetryConfig, v1alpha1 only (ToolHive
     // v0.15 – v0.21).
     "status.referencingWorkloads",
+    // VirtualMCPServer, v1alpha1 only: the group named in `config` alone, the inline OIDC
+    // block, and the outgoing-auth entries spelled `external_auth_config_ref`.
+    "config.groupRef",
+    "incomingAuth.oidcConfig",
+    "outgoingAuth.snakeCaseTypes",
 ];
 
 /// True for an annotation key of the stash (either prefix, a field of [`STASH_FIELDS`]).

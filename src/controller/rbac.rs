@@ -153,6 +153,12 @@ pub const RULES: &[Rule] = &[
         "MCPRemoteProxy status patches"),
     rule(Always, Watched, OUR, &["mcpremoteproxies/finalizers"], &["update"], Any,
         "ownerReferences with blockOwnerDeletion on MCPRemoteProxy children"),
+    // VirtualMCPServer and MCPServerEntry: served with admission and conversion; their
+    // reconcilers (issue 14) read them and write their status with these rows.
+    rule(Always, Watched, OUR, &["mcpserverentries", "virtualmcpservers"], &["get", "list", "watch"], Any,
+        "the VirtualMCPServer and MCPServerEntry reconcilers' watches"),
+    rule(Always, Watched, OUR, &["mcpserverentries/status", "virtualmcpservers/status"], &["patch"], Any,
+        "VirtualMCPServer and MCPServerEntry status patches"),
     // The storage-version migrator (controller/migrate.rs): objects of every namespace.
     rule(StorageMigration, Cluster, "apiextensions.k8s.io", &["customresourcedefinitions"], &["list"], Any,
         "finds the CRDs to migrate"),
@@ -160,7 +166,8 @@ pub const RULES: &[Rule] = &[
         "trims storedVersions"),
     rule(StorageMigration, Cluster, OUR,
         &["mcpauthzconfigs", "mcpexternalauthconfigs", "mcpgroups", "mcpoidcconfigs", "mcpregistries",
-          "mcpremoteproxies", "mcpservers", "mcptelemetryconfigs", "mcptoolconfigs"],
+          "mcpremoteproxies", "mcpserverentries", "mcpservers", "mcptelemetryconfigs", "mcptoolconfigs",
+          "virtualmcpservers"],
         &["get", "list", "update"], Any, "rewrites every object at the storage version"),
     // Cluster-scoped CRDs get their events in `default`.
     rule(StorageMigration, Cluster, "events.k8s.io", &["events"], &["create", "patch"], Any,

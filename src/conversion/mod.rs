@@ -13,6 +13,7 @@ pub mod registry_list;
 pub mod registry_views;
 pub mod review;
 mod stash;
+mod vmcp;
 
 use crate::api::GROUP;
 use serde_json::{Map, Value};
@@ -111,6 +112,10 @@ pub fn convert(obj: &Value, to: &str) -> Result<Value, ConversionError> {
         ("MCPOIDCConfig" | "MCPExternalAuthConfig" | "MCPTelemetryConfig", Version::V1alpha1) => {
             stash::move_statuses_in(&mut out, ALPHA_STASH_PREFIX, users_fields(kind))
         }
+        ("VirtualMCPServer", Version::V1beta1) => vmcp::vmcp_up(&mut out),
+        ("VirtualMCPServer", Version::V1alpha1) => vmcp::vmcp_down(&mut out),
+        ("MCPServerEntry", Version::V1beta1) => vmcp::entry_up(&mut out),
+        ("MCPServerEntry", Version::V1alpha1) => vmcp::entry_down(&mut out),
         ("MCPGroup" | "MCPAuthzConfig", _) => {}
         (other, _) => return Err(ConversionError::UnknownKind(other.to_string())),
     }

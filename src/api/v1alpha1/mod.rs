@@ -11,6 +11,7 @@ mod others;
 mod registry_views;
 mod telemetry;
 mod union;
+mod vmcp;
 
 pub use auth::*;
 pub use mcpserver::*;
@@ -18,3 +19,4 @@ pub use others::*;
 pub use registry_views::*;
 pub use telemetry::*;
 pub use union::*;
+pub use vmcp::*;

@@ -8,8 +8,10 @@ mod auth;
 mod mcpserver;
 mod others;
 mod telemetry;
+mod vmcp;
 
 pub use auth::*;
 pub use mcpserver::*;
 pub use others::*;
 pub use telemetry::*;
+pub use vmcp::*;
