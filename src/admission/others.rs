@@ -49,18 +49,7 @@ pub fn validate_remote_proxy_v1alpha1(obj: &v1alpha1::MCPRemoteProxy, f: &mut Fi
         .and_then(|a| a.get(&key))
         .is_some_and(|v| v == "true");
     let allow_private = s.allow_private_endpoint.unwrap_or(false) || stashed;
-    match (&s.remote_url_old, &s.remote_url) {
-        (Some(url), None) => check_remote_url(f, &spec.child("remoteURL"), url, allow_private),
-        (None, Some(url)) => check_remote_url(f, &spec.child("remoteUrl"), url, allow_private),
-        (Some(_), Some(_)) => f.error(FieldError::forbidden(
-            spec.child("remoteUrl"),
-            "remoteURL and remoteUrl are two spellings of one field (older and newer v1alpha1 releases); set only one",
-        )),
-        (None, None) => f.error(FieldError::required(
-            spec.child("remoteURL"),
-            "the remote MCP endpoint: set remoteURL (or remoteUrl)",
-        )),
-    }
+    check_remote_url_spellings(f, &spec, &s.remote_url_old, &s.remote_url, allow_private);
     check_proxy_common(
         f,
         s.header_forward.as_ref(),
@@ -143,6 +132,29 @@ fn is_http_token(s: &str) -> bool {
 
 /// Refuses URLs that point at the node, the cloud metadata service or the API server itself,
 /// and private addresses unless the user opted in. No DNS lookups: names are judged as written.
+/// v1alpha1's remote URL under either of its two spellings (`remoteURL` from older releases,
+/// `remoteUrl` from newer ones): exactly one, and it passes the address guard.
+pub fn check_remote_url_spellings(
+    f: &mut Findings,
+    spec: &Path,
+    old: &Option<String>,
+    new: &Option<String>,
+    allow_private: bool,
+) {
+    match (old, new) {
+        (Some(url), None) => check_remote_url(f, &spec.child("remoteURL"), url, allow_private),
+        (None, Some(url)) => check_remote_url(f, &spec.child("remoteUrl"), url, allow_private),
+        (Some(_), Some(_)) => f.error(FieldError::forbidden(
+            spec.child("remoteUrl"),
+            "remoteURL and remoteUrl are two spellings of one field (older and newer v1alpha1 releases); set only one",
+        )),
+        (None, None) => f.error(FieldError::required(
+            spec.child("remoteURL"),
+            "the remote MCP endpoint: set remoteURL (or remoteUrl)",
+        )),
+    }
+}
+
 pub fn check_remote_url(f: &mut Findings, path: &Path, url: &str, allow_private: bool) {
     let Some(host) = url_host(url) else {
         f.error(FieldError::invalid(

@@ -622,22 +622,13 @@ pub fn validate_entry_v1alpha1(obj: &v1alpha1::MCPServerEntry, f: &mut Findings)
     let s = &obj.spec;
     let spec = Path::root("spec");
     let allow_private = s.allow_private_endpoint.unwrap_or(false);
-    match (&s.remote_url_old, &s.remote_url) {
-        (Some(url), None) => {
-            super::others::check_remote_url(f, &spec.child("remoteURL"), url, allow_private)
-        }
-        (None, Some(url)) => {
-            super::others::check_remote_url(f, &spec.child("remoteUrl"), url, allow_private)
-        }
-        (Some(_), Some(_)) => f.error(FieldError::forbidden(
-            spec.child("remoteUrl"),
-            "remoteURL and remoteUrl are two spellings of one field (older and newer v1alpha1 releases); set only one",
-        )),
-        (None, None) => f.error(FieldError::required(
-            spec.child("remoteURL"),
-            "the remote MCP endpoint: set remoteURL (or remoteUrl)",
-        )),
-    }
+    super::others::check_remote_url_spellings(
+        f,
+        &spec,
+        &s.remote_url_old,
+        &s.remote_url,
+        allow_private,
+    );
     super::mcpserver::check_v1alpha1_group_ref(f, &spec, &s.group_ref);
     check_entry_common(
         f,
