@@ -9,6 +9,7 @@
 //! - [`webhook`]: the HTTPS edge serving admission and conversion reviews.
 //! - [`controller`]: reconcilers; builders of children are pure functions.
 //! - [`bridge`]: the in-pod MCP proxy.
+//! - [`vmcp`]: the aggregating MCP endpoint of a VirtualMCPServer.
 //! - [`cli`]: the subcommands of the `mcp-operator` binary.
 //! - [`manifest`] and [`yaml`]: reading manifests, and writing YAML every reader agrees on.
 
@@ -22,5 +23,6 @@ pub mod controller;
 pub mod conversion;
 pub mod crypto;
 pub mod manifest;
+pub mod vmcp;
 pub mod webhook;
 pub mod yaml;

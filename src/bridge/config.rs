@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 use super::filter::{ToolPolicy, ToolsError};
 
@@ -61,7 +62,8 @@ pub struct FileConfig {
 
 /// The `auth` block: each part is optional; authorization needs `oidc` (a policy decides on the
 /// caller's claims, so without a token nobody would be allowed anything).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthConfig {
     pub oidc: Option<OidcConfig>,
@@ -73,7 +75,8 @@ pub struct AuthConfig {
 /// Credentials the bridge adds to every request to an HTTP backend or remote
 /// (MCPExternalAuthConfig `bearerToken` and `tokenExchange`, resolved by the operator); the
 /// client never sees them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OutgoingConfig {
     /// The environment variable holding a token sent as `Authorization: Bearer <token>`.
@@ -83,7 +86,8 @@ pub struct OutgoingConfig {
 }
 
 /// RFC 8693 token exchange: the caller's validated bearer token is the subject token.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenExchangeConfig {
     pub token_url: String,
@@ -100,7 +104,8 @@ pub struct TokenExchangeConfig {
 }
 
 /// Bearer-token validation (upstream's `TokenValidatorConfig`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OidcConfig {
     /// The `iss` every token must carry; also where the JWKS URL is discovered.
@@ -137,7 +142,8 @@ pub struct OidcConfig {
 }
 
 /// Cedar authorization (MCPAuthzConfig `cedarv1`), in upstream's entity model.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthzConfig {
     /// One Cedar policy per string.
@@ -156,7 +162,8 @@ pub struct AuthzConfig {
 }
 
 /// The audit trail: one JSON line per MCP request on stdout.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditConfig {
     pub enabled: bool,
@@ -164,7 +171,8 @@ pub struct AuditConfig {
 
 /// How one backend tool is shown to clients (`toolOverrides`, keyed by the backend's name;
 /// MCPToolConfig `toolsOverride`). Every field is optional; an absent one keeps the backend's.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ToolOverride {
     /// The name clients see and call the tool by.
@@ -175,7 +183,8 @@ pub struct ToolOverride {
 }
 
 /// MCP tool annotation overrides; an absent field keeps the backend's value.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[skip_serializing_none]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ToolAnnotations {
     pub title: Option<String>,
