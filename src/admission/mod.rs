@@ -18,6 +18,7 @@ pub mod schema;
 mod stored;
 pub mod telemetry;
 mod vmcp;
+pub use vmcp::VMCP_OIDC_NOT_ENFORCED;
 
 pub use field::{ErrorType, FieldError, FieldErrors, Path};
 

@@ -107,6 +107,17 @@ pub struct RunArgs {
         default_value = "mcp-operator-webhook-certs"
     )]
     pub webhook_secret_name: String,
+    /// Where the reconciler reads each VirtualMCPServer's backend health (`GET /status`):
+    /// `HOST:PORT`, with `{name}` and `{namespace}` standing for the object's. The default is
+    /// its Service's DNS name; override it when the operator runs outside the cluster (e.g.
+    /// through a port-forward: `127.0.0.1:4483`) or in tests.
+    #[arg(
+        long,
+        env = "MCP_OPERATOR_VMCP_STATUS_ADDRESS",
+        value_name = "HOST:PORT",
+        default_value = crate::controller::vmcp_status::DEFAULT_STATUS_ADDRESS
+    )]
+    pub vmcp_status_address: String,
     /// Name of the Validating/MutatingWebhookConfiguration whose caBundle --self-signed patches.
     #[arg(long, value_name = "NAME", default_value = "mcp-operator")]
     pub webhook_configuration_name: String,
@@ -203,6 +214,7 @@ async fn lead(
         resync: None,
         max_backoff: None,
         concurrency: Some(args.max_concurrent_reconciles),
+        vmcp_status_address: Some(args.vmcp_status_address.clone()),
     };
     let controllers = namespaces(&args.watch_namespace).into_iter().map(|ns| {
         crate::controller::run_all(

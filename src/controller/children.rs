@@ -92,10 +92,15 @@ pub fn child_labels(server: &str) -> BTreeMap<String, String> {
 /// The Service's own URL, without the endpoint path.
 pub fn service_url(server: &MCPServer) -> String {
     let ns = server.namespace().unwrap_or_else(|| "default".into());
-    let port = server.spec.proxy_port.unwrap_or(DEFAULT_PROXY_PORT);
+    service_url_of(&server.name_any(), &ns, server.spec.proxy_port)
+}
+
+/// [`service_url`] from the fields it depends on (for controllers that keep only those).
+pub fn service_url_of(server: &str, ns: &str, proxy_port: Option<i32>) -> String {
+    let port = proxy_port.unwrap_or(DEFAULT_PROXY_PORT);
     format!(
         "http://{}.{ns}.svc.cluster.local:{port}",
-        service_name(&server.name_any())
+        service_name(server)
     )
 }
 
@@ -115,8 +120,17 @@ fn transport(server: &MCPServer) -> &str {
 }
 
 fn serves_sse(server: &MCPServer) -> bool {
-    match transport(server) {
-        "stdio" => server.spec.proxy_mode.as_deref() == Some("sse"),
+    serves_sse_of(
+        server.spec.transport.as_deref(),
+        server.spec.proxy_mode.as_deref(),
+    )
+}
+
+/// Whether an MCPServer of this `transport` and `proxyMode` is served over SSE by its bridge
+/// (`/sse`), rather than streamable HTTP (`/mcp`).
+pub fn serves_sse_of(transport: Option<&str>, proxy_mode: Option<&str>) -> bool {
+    match transport.unwrap_or("stdio") {
+        "stdio" => proxy_mode == Some("sse"),
         t => t == "sse",
     }
 }

@@ -63,6 +63,10 @@ pub struct Settings {
     pub max_backoff: Option<Duration>,
     /// Reconciles in flight at once; `None` for [`DEFAULT_CONCURRENCY`], `Some(0)` unbounded.
     pub concurrency: Option<u16>,
+    /// Where a VirtualMCPServer's `GET /status` is read, `host:port` with `{name}` and
+    /// `{namespace}`; `None` for the Service's DNS name
+    /// (`vmcp_status::DEFAULT_STATUS_ADDRESS`).
+    pub vmcp_status_address: Option<String>,
 }
 
 impl Settings {

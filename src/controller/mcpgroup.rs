@@ -1,5 +1,5 @@
 //! The MCPGroup reconciler: who is in the group. A group has no children; its status lists the
-//! MCPServers and MCPRemoteProxies whose `spec.groupRef` names it.
+//! MCPServers, MCPRemoteProxies and MCPServerEntries whose `spec.groupRef` names it.
 //!
 //! Deleting a group never touches its members: they keep running, and their own controllers
 //! (which watch groups) report `GroupRefValidated=False`. So no finalizer is needed here.
@@ -7,7 +7,7 @@
 use super::frame::{self, Error, Frame, Settings};
 use super::mcpserver::namespaced_or_all;
 use super::metrics::ControllerMetrics;
-use super::slim::{ProxyRefs, ServerRefs, Subscription};
+use super::slim::{EntryRefs, ProxyRefs, ServerRefs, Subscription};
 use crate::api::shared::NameRef;
 use crate::api::v1beta1::MCPGroup;
 use futures::StreamExt;
@@ -23,6 +23,7 @@ pub struct Context {
     groups: Store<MCPGroup>,
     servers: Store<ServerRefs>,
     proxies: Store<ProxyRefs>,
+    entries: Store<EntryRefs>,
 }
 
 /// Runs the MCPGroup controller over `namespace` (all when `None`) until dropped.
@@ -38,6 +39,7 @@ pub async fn run(
     let Subscription {
         servers: (servers, server_stream),
         proxies: (proxies, proxy_stream),
+        entries: (entries, entry_stream),
     } = workloads;
     let (groups, group_writer) = reflector::store::<MCPGroup>();
     let group_stream = watcher(namespaced_or_all::<MCPGroup>(&client, &namespace), all)
@@ -52,14 +54,18 @@ pub async fn run(
         groups: groups.clone(),
         servers,
         proxies,
+        entries,
     });
-    let (for_servers, for_proxies) = (groups.clone(), groups);
+    let (for_servers, for_proxies, for_entries) = (groups.clone(), groups.clone(), groups);
     controller
         .watches_stream(server_stream, move |s: ServerRefs| {
             groups_touched(&for_servers, &s, s.spec.group_ref.as_ref(), "servers")
         })
         .watches_stream(proxy_stream, move |p: ProxyRefs| {
             groups_touched(&for_proxies, &p, p.spec.group_ref.as_ref(), "remoteProxies")
+        })
+        .watches_stream(entry_stream, move |e: EntryRefs| {
+            groups_touched(&for_entries, &e, e.spec.group_ref.as_ref(), "entries")
         })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -108,13 +114,20 @@ async fn reconcile_inner(group: &MCPGroup, ctx: &Context) -> Result<Action, Erro
     let listed = tokio::time::timeout(frame::STORE_READY_WAIT, async {
         let _ = ctx.servers.wait_until_ready().await;
         let _ = ctx.proxies.wait_until_ready().await;
+        let _ = ctx.entries.wait_until_ready().await;
     })
     .await
     .is_ok();
     let name = group.name_any();
     let servers = members(&ctx.servers, &ns, |s| s.spec.group_ref.as_ref(), &name);
     let proxies = members(&ctx.proxies, &ns, |p| p.spec.group_ref.as_ref(), &name);
-    let status = status_for(group, listed.then_some((servers, proxies)));
+    let entries = members(&ctx.entries, &ns, |e| e.spec.group_ref.as_ref(), &name);
+    let found = Members {
+        servers,
+        proxies,
+        entries,
+    };
+    let status = status_for(group, listed.then_some(found));
     ctx.frame.write_status(group, status).await?;
     Ok(ctx.frame.settled(skips_before))
 }
@@ -140,11 +153,24 @@ where
     names
 }
 
+/// The sorted names of a group's members, by kind.
+#[derive(Debug, Default)]
+struct Members {
+    servers: Vec<String>,
+    proxies: Vec<String>,
+    entries: Vec<String>,
+}
+
 /// The group's status from its members (`None`: the member caches could not be listed).
-fn status_for(group: &MCPGroup, members: Option<(Vec<String>, Vec<String>)>) -> Value {
+fn status_for(group: &MCPGroup, members: Option<Members>) -> Value {
     let old = group.status.clone().unwrap_or_default();
     let generation = group.meta().generation;
-    let Some((servers, proxies)) = members else {
+    let Some(Members {
+        servers,
+        proxies,
+        entries,
+    }) = members
+    else {
         // What was counted before stays: an outage of our watch is not an empty group.
         let checked = frame::condition(
             old.conditions.as_deref(),
@@ -152,7 +178,7 @@ fn status_for(group: &MCPGroup, members: Option<(Vec<String>, Vec<String>)>) -> 
             "MCPServersChecked",
             false,
             "ListMCPServersCheckFailed",
-            "the MCPServers and MCPRemoteProxies of the namespace could not be listed yet".into(),
+            "the MCPServers, MCPRemoteProxies and MCPServerEntries of the namespace could not be listed yet".into(),
         );
         let mut status = serde_json::to_value(&old).unwrap_or_else(|_| json!({}));
         status["phase"] = json!("Failed");
@@ -166,9 +192,10 @@ fn status_for(group: &MCPGroup, members: Option<(Vec<String>, Vec<String>)>) -> 
         true,
         "ListMCPServersCheckSucceeded",
         format!(
-            "{} MCPServer(s) and {} MCPRemoteProxy(ies) name this group",
+            "{} MCPServer(s), {} MCPRemoteProxy(ies) and {} MCPServerEntry(ies) name this group",
             servers.len(),
-            proxies.len()
+            proxies.len(),
+            entries.len()
         ),
     );
     json!({
@@ -178,6 +205,8 @@ fn status_for(group: &MCPGroup, members: Option<(Vec<String>, Vec<String>)>) -> 
         "servers": servers,
         "remoteProxyCount": proxies.len(),
         "remoteProxies": proxies,
+        "entryCount": entries.len(),
+        "entries": entries,
         "conditions": [checked],
     })
 }
@@ -202,18 +231,22 @@ mod tests {
     #[test]
     fn status_counts_members_and_is_stable() {
         let g = group(json!({}));
-        let s = status_for(&g, Some((vec!["a".into(), "b".into()], vec!["p".into()])));
+        let found = || Members {
+            servers: vec!["a".into(), "b".into()],
+            proxies: vec!["p".into()],
+            entries: vec!["e".into()],
+        };
+        let s = status_for(&g, Some(found()));
         assert_eq!(s["serverCount"], 2);
         assert_eq!(s["servers"], json!(["a", "b"]));
         assert_eq!(s["remoteProxyCount"], 1);
+        assert_eq!(s["entryCount"], 1);
+        assert_eq!(s["entries"], json!(["e"]));
         assert_eq!(s["phase"], "Ready");
         assert_eq!(s["observedGeneration"], 3);
         assert_eq!(s["conditions"][0]["reason"], "ListMCPServersCheckSucceeded");
         // Computed again over its own output: the same status (no write at resync).
-        let again = status_for(
-            &group(s.clone()),
-            Some((vec!["a".into(), "b".into()], vec!["p".into()])),
-        );
+        let again = status_for(&group(s.clone()), Some(found()));
         assert_eq!(again, s);
     }
 

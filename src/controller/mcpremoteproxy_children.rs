@@ -79,10 +79,15 @@ pub fn proxy_port(proxy: &MCPRemoteProxy) -> i32 {
 /// The Service URL clients use, as upstream writes it.
 pub fn url(proxy: &MCPRemoteProxy) -> String {
     let ns = proxy.namespace().unwrap_or_else(|| "default".into());
+    url_of(&proxy.name_any(), &ns, proxy.spec.proxy_port)
+}
+
+/// [`url`] from the fields it depends on (for controllers that keep only those).
+pub fn url_of(proxy: &str, ns: &str, proxy_port: Option<i32>) -> String {
     format!(
         "http://{}.{ns}.svc.cluster.local:{}",
-        service_name(&proxy.name_any()),
-        proxy_port(proxy)
+        service_name(proxy),
+        proxy_port.unwrap_or(DEFAULT_PROXY_PORT)
     )
 }
 

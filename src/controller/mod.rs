@@ -13,6 +13,7 @@ pub mod mcpregistry_children;
 pub mod mcpremoteproxy;
 pub mod mcpremoteproxy_children;
 pub mod mcpserver;
+pub mod mcpserverentry;
 pub mod mcptelemetryconfig;
 pub mod mcptoolconfig;
 pub mod metrics;
@@ -24,6 +25,9 @@ pub mod resolve;
 pub mod shared_config;
 pub mod slim;
 pub mod telemetry_ref;
+pub mod virtualmcpserver;
+pub mod vmcp_children;
+pub mod vmcp_status;
 pub mod workload;
 
 use std::sync::Arc;
@@ -49,7 +53,8 @@ pub async fn run_all(
     let (neighbours, watch_neighbours) = workload::Neighbourhood::watch(&client, &namespace);
     // One watch of the workloads' references for every controller that follows them.
     let mut workloads = slim::Workloads::watch(&client, &namespace);
-    let (for_groups, for_tool_configs, for_telemetry_configs) = (
+    let (for_groups, for_tool_configs, for_telemetry_configs, for_vmcps) = (
+        workloads.subscribe(),
         workloads.subscribe(),
         workloads.subscribe(),
         workloads.subscribe(),
@@ -72,7 +77,15 @@ pub async fn run_all(
         }),
         Box::pin({
             let (c, n, s, m) = c();
-            mcpremoteproxy::run(c, n, s, m, neighbours)
+            mcpremoteproxy::run(c, n, s, m, neighbours.clone())
+        }),
+        Box::pin({
+            let (c, n, s, m) = c();
+            virtualmcpserver::run(c, n, s, m, neighbours, for_vmcps)
+        }),
+        Box::pin({
+            let (c, n, s, m) = c();
+            mcpserverentry::run(c, n, s, m)
         }),
         Box::pin({
             let (c, n, s, m) = c();

@@ -93,6 +93,7 @@ pub async fn run<C: SharedConfig>(
     let Subscription {
         servers: (servers, server_stream),
         proxies: (proxies, proxy_stream),
+        ..
     } = workloads;
     let (configs, config_writer) = reflector::store::<C>();
     let config_stream = watcher(namespaced_or_all::<C>(&client, &namespace), all)

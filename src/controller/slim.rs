@@ -42,6 +42,13 @@ impl WorkloadKind for Proxy {
     const PLURAL: &'static str = "mcpremoteproxies";
 }
 
+#[derive(Clone, Debug)]
+pub struct Entry;
+impl WorkloadKind for Entry {
+    const KIND: &'static str = "MCPServerEntry";
+    const PLURAL: &'static str = "mcpserverentries";
+}
+
 /// An MCPServer or MCPRemoteProxy reduced to what identifies it and what it references.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(bound = "")]
@@ -69,6 +76,14 @@ pub struct References {
     pub authz_config_ref: Option<NameRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_auth_config_ref: Option<NameRef>,
+    /// What a VirtualMCPServer needs to reach a member through its Service: the transport,
+    /// MCPServer's `proxyMode` and the Service's port (three scalars, not the whole spec).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_port: Option<i32>,
 }
 
 /// A reference read for its name alone (the decoder skips its other fields).
@@ -123,6 +138,7 @@ impl<K: WorkloadKind> Resource for WorkloadRefs<K> {
 
 pub type ServerRefs = WorkloadRefs<Server>;
 pub type ProxyRefs = WorkloadRefs<Proxy>;
+pub type EntryRefs = WorkloadRefs<Entry>;
 
 /// A workload kind's changes as a controller that follows references takes them.
 pub type RefStream<K> = BoxStream<'static, Result<WorkloadRefs<K>, watcher::Error>>;
@@ -192,16 +208,20 @@ impl<K: WorkloadKind> SharedRefs<K> {
     }
 }
 
-/// The shared reference watches of both workload kinds.
+/// The shared reference watches of the group members' kinds: MCPServer, MCPRemoteProxy and
+/// MCPServerEntry.
 pub struct Workloads {
     pub servers: SharedRefs<Server>,
     pub proxies: SharedRefs<Proxy>,
+    pub entries: SharedRefs<Entry>,
 }
 
-/// One subscriber's view of [`Workloads`].
+/// One subscriber's view of [`Workloads`]. A subscriber drops the streams it does not follow
+/// (a dropped stream is skipped, never waited for).
 pub struct Subscription {
     pub servers: (Store<ServerRefs>, RefStream<Server>),
     pub proxies: (Store<ProxyRefs>, RefStream<Proxy>),
+    pub entries: (Store<EntryRefs>, RefStream<Entry>),
 }
 
 impl Workloads {
@@ -209,6 +229,7 @@ impl Workloads {
         Workloads {
             servers: SharedRefs::watch(client, namespace),
             proxies: SharedRefs::watch(client, namespace),
+            entries: SharedRefs::watch(client, namespace),
         }
     }
 
@@ -216,12 +237,13 @@ impl Workloads {
         Subscription {
             servers: self.servers.subscribe(),
             proxies: self.proxies.subscribe(),
+            entries: self.entries.subscribe(),
         }
     }
 
-    /// Runs both watches; see [`SharedRefs::run`].
+    /// Runs the three watches; see [`SharedRefs::run`].
     pub fn run(self) -> BoxFuture<'static, ()> {
-        futures::future::join(self.servers.run(), self.proxies.run())
+        futures::future::join3(self.servers.run(), self.proxies.run(), self.entries.run())
             .map(|_| ())
             .boxed()
     }

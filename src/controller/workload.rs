@@ -48,10 +48,11 @@ pub struct Names {
 
 /// The workload kinds whose children share the child kinds' names in a namespace: every
 /// `app.kubernetes.io/name` our children carry. Each kind's labelled cache holds its own.
-pub const WORKLOAD_KINDS: [&str; 3] = [
+pub const WORKLOAD_KINDS: [&str; 4] = [
     children::KIND_LABEL,
     super::mcpremoteproxy_children::KIND_LABEL,
     super::mcpregistry_children::KIND_LABEL,
+    super::vmcp_children::KIND_LABEL,
 ];
 
 /// The labelled watch caches of one kind's workload children.
