@@ -170,11 +170,7 @@ fn spec_check(entry: &MCPServerEntry, ctx: &Context) -> Check {
 
 fn group_check(entry: &MCPServerEntry, ctx: &Context, ns: &str) -> Check {
     let group = &entry.spec.group_ref.name;
-    if ctx
-        .groups
-        .get(&ObjectRef::new(group).within(ns))
-        .is_some()
-    {
+    if ctx.groups.get(&ObjectRef::new(group).within(ns)).is_some() {
         (
             "GroupRefValidated",
             true,
@@ -230,12 +226,7 @@ fn external_auth_check(entry: &MCPServerEntry, ctx: &Context, ns: &str) -> Check
 async fn ca_bundle_check(entry: &MCPServerEntry, ctx: &Context, ns: &str) -> Check {
     let c = "CABundleRefValidated";
     let Some((name, key)) = ca_bundle(entry) else {
-        return (
-            c,
-            true,
-            "CABundleRefNotConfigured",
-            "no caBundleRef".into(),
-        );
+        return (c, true, "CABundleRefNotConfigured", "no caBundleRef".into());
     };
     let field = "spec.caBundleRef.configMapRef";
     if ctx
@@ -254,7 +245,10 @@ async fn ca_bundle_check(entry: &MCPServerEntry, ctx: &Context, ns: &str) -> Che
     match api.get_opt(&name).await {
         Ok(Some(cm)) => {
             let has = cm.data.as_ref().is_some_and(|d| d.contains_key(&key))
-                || cm.binary_data.as_ref().is_some_and(|d| d.contains_key(&key));
+                || cm
+                    .binary_data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(&key));
             if has {
                 (
                     c,
@@ -338,12 +332,7 @@ fn status_for(entry: &MCPServerEntry, checks: &[Check]) -> Value {
         .find(|c| c.0 == "Valid" && !c.1)
         .filter(|c| c.3.contains("spec.remoteUrl"));
     let url_check: Check = match url_bad {
-        Some(c) => (
-            "RemoteURLValidated",
-            false,
-            "RemoteURLInvalid",
-            c.3.clone(),
-        ),
+        Some(c) => ("RemoteURLValidated", false, "RemoteURLInvalid", c.3.clone()),
         None => (
             "RemoteURLValidated",
             true,

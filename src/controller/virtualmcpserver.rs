@@ -180,6 +180,9 @@ pub async fn run(
         .watches_stream(auth_streams.authz, move |c| {
             auth_refs::users_of(&by_authz, &c, vmcp_auth)
         })
+        // Incoming auth names no MCPExternalAuthConfig; the watch feeds the cache `ready` waits
+        // for (entries naming one are held by name, whether or not it exists).
+        .watches_stream(auth_streams.external, |_| Vec::new())
         .watches_stream(secret_stream, move |secret| {
             let name = secret.name_any();
             let ns = secret.namespace().unwrap_or_default();
@@ -323,8 +326,11 @@ async fn reconcile_inner(vmcp: &VirtualMCPServer, ctx: &Context) -> Result<Actio
         }
     };
     let group = &vmcp.spec.group_ref.name;
-    let _ = tokio::time::timeout(frame::STORE_READY_WAIT, ctx.stores.groups.wait_until_ready())
-        .await;
+    let _ = tokio::time::timeout(
+        frame::STORE_READY_WAIT,
+        ctx.stores.groups.wait_until_ready(),
+    )
+    .await;
     if ctx
         .stores
         .groups
@@ -364,19 +370,15 @@ async fn reconcile_inner(vmcp: &VirtualMCPServer, ctx: &Context) -> Result<Actio
         report_without_rollout(vmcp, ctx, &ns, refusal, findings).await?;
         return Ok(Action::await_change());
     }
-    let config = match children::file_config(
-        vmcp,
-        &members,
-        &tool_configs,
-        resolved_auth.block.as_ref(),
-    ) {
-        Ok(c) => c,
-        Err(why) => {
-            let refusal = Refusal::new("BackendsDiscovered", "BackendDiscoveryFailed", why);
-            report_without_rollout(vmcp, ctx, &ns, refusal, findings).await?;
-            return Ok(Action::await_change());
-        }
-    };
+    let config =
+        match children::file_config(vmcp, &members, &tool_configs, resolved_auth.block.as_ref()) {
+            Ok(c) => c,
+            Err(why) => {
+                let refusal = Refusal::new("BackendsDiscovered", "BackendDiscoveryFailed", why);
+                report_without_rollout(vmcp, ctx, &ns, refusal, findings).await?;
+                return Ok(Action::await_change());
+            }
+        };
     let inputs = Inputs {
         image: ctx.frame.settings.bridge_image.clone(),
         secret_versions: secret_versions(ctx, &ns, &members, &resolved_auth),
@@ -817,7 +819,9 @@ fn status_for(
     if let Some(Err(why)) = &found.report {
         // No report: what is known of each backend is that nothing is known.
         for b in &mut list {
-            b.message = Some(format!("the endpoint's health report could not be read: {why}"));
+            b.message = Some(format!(
+                "the endpoint's health report could not be read: {why}"
+            ));
         }
     }
     let count = count_routable(Some(&list));
@@ -828,7 +832,10 @@ fn status_for(
         .collect();
     let (phase, message) = if scaled_to_zero {
         cond("Ready", false, "Stopped", "scaled to zero".into());
-        ("Pending", Some("the Deployment is scaled to zero".to_string()))
+        (
+            "Pending",
+            Some("the Deployment is scaled to zero".to_string()),
+        )
     } else if ready_replicas == 0 {
         cond(
             "Ready",
@@ -859,7 +866,9 @@ fn status_for(
             format!("{ready_replicas} pod(s) ready"),
         );
         let m = match &found.report {
-            Some(Err(why)) => Some(format!("the endpoint's health report could not be read: {why}")),
+            Some(Err(why)) => Some(format!(
+                "the endpoint's health report could not be read: {why}"
+            )),
             _ => None,
         };
         ("Ready", m)
@@ -888,7 +897,11 @@ fn count_routable(list: Option<&[DiscoveredBackend]>) -> i32 {
 
 /// Events for backends whose reported status changed (the phase's own Event comes with the
 /// status write).
-async fn announce_backends(vmcp: &VirtualMCPServer, ctx: &Context, status: &VirtualMCPServerStatus) {
+async fn announce_backends(
+    vmcp: &VirtualMCPServer,
+    ctx: &Context,
+    status: &VirtualMCPServerStatus,
+) {
     let old = vmcp
         .status
         .as_ref()
@@ -896,8 +909,10 @@ async fn announce_backends(vmcp: &VirtualMCPServer, ctx: &Context, status: &Virt
         .unwrap_or_default();
     for b in status.discovered_backends.iter().flatten() {
         let before = old.iter().find(|o| o.name == b.name);
-        let (Some(now), Some(was)) = (b.status.as_deref(), before.and_then(|o| o.status.as_deref()))
-        else {
+        let (Some(now), Some(was)) = (
+            b.status.as_deref(),
+            before.and_then(|o| o.status.as_deref()),
+        ) else {
             continue;
         };
         if now == was || now == "unknown" {
@@ -909,7 +924,16 @@ async fn announce_backends(vmcp: &VirtualMCPServer, ctx: &Context, status: &Virt
             note.push_str(&format!(": {m}"));
         }
         ctx.frame
-            .record(vmcp, warning, if warning { "BackendUnavailable" } else { "BackendReady" }, &note)
+            .record(
+                vmcp,
+                warning,
+                if warning {
+                    "BackendUnavailable"
+                } else {
+                    "BackendReady"
+                },
+                &note,
+            )
             .await;
     }
 }

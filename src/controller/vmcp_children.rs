@@ -237,7 +237,11 @@ fn merged_tools(
         .filter(|f| !f.is_empty());
     let mut overrides: BTreeMap<String, ToolOverride> = BTreeMap::new();
     let from_config = config.and_then(|c| c.tools_override.as_ref());
-    for (tool, o) in from_config.into_iter().flatten().chain(t.overrides.iter().flatten()) {
+    for (tool, o) in from_config
+        .into_iter()
+        .flatten()
+        .chain(t.overrides.iter().flatten())
+    {
         overrides.insert(tool.clone(), as_runtime_override(o));
     }
     Ok(WorkloadTools {
@@ -323,10 +327,8 @@ fn operational(vmcp: &VirtualMCPServer) -> Result<Operational, String> {
             out.circuit_breaker_enabled = cb.enabled;
             out.circuit_failure_threshold =
                 cb.failure_threshold.and_then(|t| u32::try_from(t).ok());
-            out.circuit_open_ms = opt(
-                &format!("{fp}.circuitBreaker.timeout"),
-                cb.timeout.as_ref(),
-            )?;
+            out.circuit_open_ms =
+                opt(&format!("{fp}.circuitBreaker.timeout"), cb.timeout.as_ref())?;
         }
     }
     Ok(out)
@@ -414,7 +416,12 @@ pub fn names_without_member(vmcp: &VirtualMCPServer, members: &[Member]) -> Vec<
     let mut out = Vec::new();
     let config = vmcp.spec.config.as_ref();
     let a = config.and_then(|c| c.aggregation.as_ref());
-    for (i, t) in a.and_then(|a| a.tools.as_ref()).into_iter().flatten().enumerate() {
+    for (i, t) in a
+        .and_then(|a| a.tools.as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         if !known(&t.workload) {
             out.push(format!(
                 "spec.config.aggregation.tools[{i}].workload: {}",

@@ -61,6 +61,15 @@ pub async fn start(resync: Option<Duration>) -> Harness {
 
 /// The harness with a resolver of the test's choosing.
 pub async fn start_with(resync: Option<Duration>, resolver: Arc<dyn CommandResolver>) -> Harness {
+    start_configured(resync, resolver, |_| {}).await
+}
+
+/// The harness with the controllers' settings adjusted by `configure`.
+pub async fn start_configured(
+    resync: Option<Duration>,
+    resolver: Arc<dyn CommandResolver>,
+    configure: impl FnOnce(&mut Settings),
+) -> Harness {
     mcp_operator::crypto::install_provider();
     let server = TestApiServer::start(Options::default()).await.unwrap();
     // Readiness of pods is the test's to decide (the fake has no kubelet).
@@ -80,11 +89,12 @@ pub async fn start_with(resync: Option<Duration>, resolver: Arc<dyn CommandResol
             )
             .await;
     }
-    let settings = Settings {
+    let mut settings = Settings {
         bridge_image: "example.com/mcp-operator:test".into(),
         resync,
         ..Settings::default()
     };
+    configure(&mut settings);
     let metrics = ControllerMetrics::default();
     let controller = tokio::spawn(mcp_operator::controller::run_all(
         client.clone(),
