@@ -3,8 +3,8 @@
 use crate::admission::{self, Operation};
 use crate::api::v1beta1::MCPRegistry;
 use crate::api::v1beta1::{
-    MCPAuthzConfig, MCPExternalAuthConfig, MCPOIDCConfig, MCPRemoteProxy, MCPServer, MCPToolConfig,
-    MCPToolConfigSpec,
+    MCPAuthzConfig, MCPExternalAuthConfig, MCPOIDCConfig, MCPRemoteProxy, MCPServer,
+    MCPServerEntry, MCPToolConfig, MCPToolConfigSpec, VirtualMCPServer,
 };
 use crate::controller::auth_refs;
 use crate::controller::children::{self, Inputs};
@@ -25,8 +25,10 @@ pub fn default_bridge_image() -> String {
 
 /// Print the children (ConfigMap, ServiceAccount, Service, Deployment) the reconciler would
 /// apply for every MCPServer and MCPRemoteProxy in the input, after defaulting and validation;
-/// and for every MCPRegistry its ConfigMap, ServiceAccount, Role, RoleBinding, Deployment and
-/// Service.
+/// for every MCPRegistry its ConfigMap, ServiceAccount, Role, RoleBinding, Deployment and
+/// Service; and for every VirtualMCPServer its children, the ConfigMap holding the rendered
+/// `vmcp.json` with the group's members found among the inputs (an MCPServerEntry has no
+/// children of its own).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RenderArgs {
     /// Files or folders of manifests; `-` reads stdin.
@@ -89,8 +91,177 @@ pub fn run(args: RenderArgs) -> i32 {
             }
         }
     }
+    for doc in docs
+        .iter()
+        .filter(|d| d.value.get("kind").and_then(Value::as_str) == Some("VirtualMCPServer"))
+    {
+        match render_vmcp(
+            &doc.value,
+            &args.bridge_image,
+            &values,
+            &tool_configs,
+            &auth_configs,
+        ) {
+            Ok(text) => out.push_str(&text),
+            Err(why) => {
+                eprintln!("{}: document {}: {why}", doc.file, doc.index);
+                rejected = true;
+            }
+        }
+    }
     print!("{out}");
     i32::from(rejected)
+}
+
+/// The inputs of `kind` as the API server would store them (defaulted, at v1beta1); the ones
+/// admission refuses are left out (the API server would refuse them too).
+fn stored_of<T: serde::de::DeserializeOwned>(docs: &[&Value], kind: &str) -> Vec<T> {
+    docs.iter()
+        .filter(|d| d.get("kind").and_then(Value::as_str) == Some(kind))
+        .filter_map(|d| {
+            let verdict = admission::admit(d, None, Operation::Create).ok()?;
+            verdict.allowed().then_some(())?;
+            let mut beta = conversion::convert(&verdict.defaulted, "v1beta1").ok()?;
+            if beta.pointer("/metadata/namespace").is_none() {
+                beta["metadata"]["namespace"] = Value::from(DEFAULT_NAMESPACE);
+            }
+            serde_json::from_value(beta).ok()
+        })
+        .collect()
+}
+
+/// The children of one VirtualMCPServer (any served version) as YAML documents. Its backends
+/// are the members of its group among the inputs (MCPServers, MCPRemoteProxies,
+/// MCPServerEntries of its namespace naming the group); the MCPToolConfigs and auth configs it
+/// names must be among the inputs too, as the reconciler would hold it without them.
+pub fn render_vmcp(
+    obj: &Value,
+    image: &str,
+    docs: &[&Value],
+    tool_configs: &ToolConfigs,
+    auth_configs: &AuthConfigs,
+) -> Result<String, String> {
+    use crate::controller::virtualmcpserver as reconciler;
+    use crate::controller::vmcp_children as vmcp;
+    let verdict = admission::admit(obj, None, Operation::Create).map_err(|e| e.to_string())?;
+    if !verdict.allowed() {
+        return Err(format!("rejected: {}", verdict.errors));
+    }
+    let beta = conversion::convert(&verdict.defaulted, "v1beta1").map_err(|e| e.to_string())?;
+    let mut v: VirtualMCPServer = serde_json::from_value(beta).map_err(|e| e.to_string())?;
+    let ns = v
+        .metadata
+        .namespace
+        .get_or_insert_with(|| DEFAULT_NAMESPACE.into())
+        .clone();
+    let inline_oidc = format!("{}incomingAuth.oidcConfig", crate::api::ALPHA_STASH_PREFIX);
+    if v.metadata
+        .annotations
+        .iter()
+        .flatten()
+        .any(|(k, _)| *k == inline_oidc)
+    {
+        return Err(format!(
+            "spec.incomingAuth.oidcConfig: {}",
+            admission::VMCP_OIDC_NOT_ENFORCED
+        ));
+    }
+    if let Some(field) = reconciler::outgoing_auth_asked(&v) {
+        return Err(format!("the operator would hold this VirtualMCPServer (OutgoingAuthNotSupported): {field} asks for credentials from an MCPExternalAuthConfig, which are not rendered for a VirtualMCPServer yet"));
+    }
+    let workload = auth_refs::Workload {
+        auth: reconciler::vmcp_auth(&v),
+        name: v.metadata.name.as_deref().unwrap_or_default(),
+        namespace: &ns,
+        service_url: vmcp::url(&v),
+        http_backend: true,
+        own_headers: Vec::new(),
+    };
+    let auth = resolved_auth(&workload, auth_configs)?;
+    let group = v.spec.group_ref.name.clone();
+    let in_group = |r: Option<&crate::api::shared::NameRef>, m_ns: Option<&str>| {
+        m_ns == Some(ns.as_str()) && r.is_some_and(|r| r.name == group)
+    };
+    let servers: Vec<MCPServer> = stored_of(docs, "MCPServer");
+    let proxies: Vec<MCPRemoteProxy> = stored_of(docs, "MCPRemoteProxy");
+    let entries: Vec<MCPServerEntry> = stored_of(docs, "MCPServerEntry");
+    let mut found = Vec::new();
+    for s in servers
+        .iter()
+        .filter(|s| in_group(s.spec.group_ref.as_ref(), s.metadata.namespace.as_deref()))
+    {
+        found.push(vmcp::Candidate::Server {
+            name: s.metadata.name.as_deref().unwrap_or_default(),
+            transport: s.spec.transport.as_deref(),
+            proxy_mode: s.spec.proxy_mode.as_deref(),
+            proxy_port: s.spec.proxy_port,
+        });
+    }
+    for p in proxies
+        .iter()
+        .filter(|p| in_group(p.spec.group_ref.as_ref(), p.metadata.namespace.as_deref()))
+    {
+        found.push(vmcp::Candidate::Proxy {
+            name: p.metadata.name.as_deref().unwrap_or_default(),
+            transport: p.spec.transport.as_deref(),
+            proxy_port: p.spec.proxy_port,
+        });
+    }
+    for e in entries
+        .iter()
+        .filter(|e| in_group(Some(&e.spec.group_ref), e.metadata.namespace.as_deref()))
+    {
+        if let Some(why) = reconciler::entry_auth_held(e, &group) {
+            return Err(format!(
+                "the operator would hold this VirtualMCPServer (OutgoingAuthNotSupported): {why}"
+            ));
+        }
+        found.push(vmcp::Candidate::Entry(e));
+    }
+    let members = vmcp::members(&ns, found);
+    let mut named = std::collections::BTreeMap::new();
+    for t in v
+        .spec
+        .config
+        .iter()
+        .flat_map(|c| c.aggregation.iter())
+        .flat_map(|a| a.tools.iter().flatten())
+    {
+        let Some(r) = &t.tool_config_ref else {
+            continue;
+        };
+        match tool_configs.0.get(&(ns.clone(), r.name.clone())) {
+            Some(Ok(spec)) => {
+                named.insert(r.name.clone(), spec.clone());
+            }
+            Some(Err(why)) => return Err(format!("MCPToolConfig {:?} is not valid (the operator would not roll this VirtualMCPServer out): {why}", r.name)),
+            None => return Err(format!("spec.config.aggregation.tools[].toolConfigRef names MCPToolConfig {:?} (namespace {ns}), which is not among the inputs; the operator would not roll this VirtualMCPServer out without it (ToolConfigNotFound). Pass its manifest too", r.name)),
+        }
+    }
+    let config = vmcp::file_config(&v, &members, &named, auth.block.as_ref())?;
+    let note = format!(
+        "# vmcp.json: the backends are the members of MCPGroup {group:?} found among the inputs: {}\n",
+        if members.is_empty() {
+            "none".to_string()
+        } else {
+            members.iter().map(|m| m.backend.name.as_str()).collect::<Vec<_>>().join(", ")
+        }
+    );
+    let inputs = vmcp::Inputs {
+        image: image.to_string(),
+        members,
+        auth,
+        ..vmcp::Inputs::default()
+    };
+    let mut text = String::new();
+    for child in vmcp::desired(&v, &config, &inputs).objects() {
+        text.push_str("---\n");
+        if child.get("kind").and_then(Value::as_str) == Some("ConfigMap") {
+            text.push_str(&note);
+        }
+        text.push_str(&crate::yaml::to_string(&child));
+    }
+    Ok(text)
 }
 
 /// The children of one MCPRegistry (any served version) as YAML documents: its config, the
@@ -538,6 +709,65 @@ mod tests {
         assert!(why.contains("spec.remoteUrl"), "{why}");
         let missing = render_remote_proxy(&ok, "img", &ToolConfigs::default(), &none).unwrap();
         assert!(missing.contains("NOT SHOWN"), "{missing}");
+    }
+
+    /// A VirtualMCPServer renders with the members of its group found among the inputs (and
+    /// only those), its config in the ConfigMap; a tool config it needs must be there too.
+    #[test]
+    fn virtual_servers_render_with_their_group() {
+        let doc = |kind: &str, name: &str, spec: Value| {
+            json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": kind,
+                   "metadata": {"name": name}, "spec": spec})
+        };
+        let vmcp = doc(
+            "VirtualMCPServer",
+            "agg",
+            json!({"groupRef": {"name": "g"}, "incomingAuth": {"type": "anonymous"},
+            "config": {"aggregation": {"tools": [{"workload": "t", "toolConfigRef": {"name": "tc"}}]}}}),
+        );
+        let inputs = [
+            vmcp.clone(),
+            doc(
+                "MCPServer",
+                "t",
+                json!({"image": "docker.io/mcp/time", "groupRef": {"name": "g"}}),
+            ),
+            doc(
+                "MCPServer",
+                "elsewhere",
+                json!({"image": "docker.io/mcp/time", "groupRef": {"name": "h"}}),
+            ),
+            doc(
+                "MCPServerEntry",
+                "e",
+                json!({"remoteUrl": "https://e.example.com/mcp", "transport": "sse", "groupRef": {"name": "g"}}),
+            ),
+            tool_config("tc", json!({"toolsFilter": ["now"]})),
+        ];
+        let docs: Vec<&Value> = inputs.iter().collect();
+        let configs = ToolConfigs::from_inputs(&docs);
+        let text = render_vmcp(&vmcp, "img", &docs, &configs, &AuthConfigs::default()).unwrap();
+        for part in [
+            "vmcp.json: |",
+            r#""url": "http://mcp-t-proxy.default.svc.cluster.local:8080/mcp""#,
+            r#""url": "https://e.example.com/mcp""#,
+            r#""now""#,
+            "name: vmcp-agg",
+            "port: 4483",
+            "found among the inputs: e, t",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        assert!(!text.contains("elsewhere"), "{text}");
+        let why = render_vmcp(
+            &vmcp,
+            "img",
+            &docs[..4],
+            &ToolConfigs::default(),
+            &AuthConfigs::default(),
+        )
+        .unwrap_err();
+        assert!(why.contains("MCPToolConfig \"tc\""), "{why}");
     }
 
     #[test]

@@ -153,12 +153,16 @@ pub const RULES: &[Rule] = &[
         "MCPRemoteProxy status patches"),
     rule(Always, Watched, OUR, &["mcpremoteproxies/finalizers"], &["update"], Any,
         "ownerReferences with blockOwnerDeletion on MCPRemoteProxy children"),
-    // VirtualMCPServer and MCPServerEntry: served with admission and conversion; their
-    // reconcilers (issue 14) read them and write their status with these rows.
+    // The VirtualMCPServer and MCPServerEntry controllers (controller/virtualmcpserver.rs,
+    // mcpserverentry.rs). The VirtualMCPServer's children, its members (MCPServers and
+    // MCPRemoteProxies through the shared reference watch), MCPToolConfigs, auth configs,
+    // Secrets' and ConfigMaps' metadata and Events need only the rows above.
     rule(Always, Watched, OUR, &["mcpserverentries", "virtualmcpservers"], &["get", "list", "watch"], Any,
-        "the VirtualMCPServer and MCPServerEntry reconcilers' watches"),
+        "the VirtualMCPServer and MCPServerEntry reconcilers' watches; group members"),
     rule(Always, Watched, OUR, &["mcpserverentries/status", "virtualmcpservers/status"], &["patch"], Any,
         "VirtualMCPServer and MCPServerEntry status patches"),
+    rule(Always, Watched, OUR, &["virtualmcpservers/finalizers"], &["update"], Any,
+        "ownerReferences with blockOwnerDeletion on VirtualMCPServer children"),
     // The storage-version migrator (controller/migrate.rs): objects of every namespace.
     rule(StorageMigration, Cluster, "apiextensions.k8s.io", &["customresourcedefinitions"], &["list"], Any,
         "finds the CRDs to migrate"),

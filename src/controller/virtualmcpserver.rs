@@ -449,8 +449,6 @@ async fn members(vmcp: &VirtualMCPServer, ctx: &Context, ns: &str) -> Result<Vec
     let in_group = |m: &Option<crate::api::shared::NameRef>, mns: Option<&str>| {
         mns == Some(ns) && m.as_ref().is_some_and(|r| &r.name == group)
     };
-    // The index of each member in the sorted list names its env variables and CA volume.
-    let mut named: Vec<(String, u8, usize)> = Vec::new();
     let servers: Vec<Arc<ServerRefs>> = s
         .servers
         .state()
@@ -464,57 +462,48 @@ async fn members(vmcp: &VirtualMCPServer, ctx: &Context, ns: &str) -> Result<Vec
         .filter(|x| in_group(&x.spec.group_ref, x.metadata.namespace.as_deref()))
         .collect();
     let entries = group_entries(&s.entries, ns, group);
-    for (i, x) in servers.iter().enumerate() {
-        named.push((x.name_any(), 0, i));
+    if let Some(why) = entries.iter().find_map(|e| entry_auth_held(e, group)) {
+        return Err(Refusal::new(
+            auth_refs::AUTH_CONDITION,
+            "OutgoingAuthNotSupported",
+            why,
+        ));
     }
-    for (i, x) in proxies.iter().enumerate() {
-        named.push((x.name_any(), 1, i));
+    let mut found: Vec<children::Candidate<'_>> = Vec::new();
+    for x in &servers {
+        found.push(children::Candidate::Server {
+            name: x.metadata.name.as_deref().unwrap_or_default(),
+            transport: x.spec.transport.as_deref(),
+            proxy_mode: x.spec.proxy_mode.as_deref(),
+            proxy_port: x.spec.proxy_port,
+        });
     }
-    for (i, x) in entries.iter().enumerate() {
-        named.push((x.name_any(), 2, i));
+    for x in &proxies {
+        found.push(children::Candidate::Proxy {
+            name: x.metadata.name.as_deref().unwrap_or_default(),
+            transport: x.spec.transport.as_deref(),
+            proxy_port: x.spec.proxy_port,
+        });
     }
-    named.sort();
-    let mut out = Vec::with_capacity(named.len());
-    for (index, (name, kind, i)) in named.into_iter().enumerate() {
-        let member = match kind {
-            0 => {
-                let r = &servers[i].spec;
-                children::server_member(
-                    &name,
-                    ns,
-                    r.transport.as_deref(),
-                    r.proxy_mode.as_deref(),
-                    r.proxy_port,
-                )
-            }
-            1 => {
-                let r = &proxies[i].spec;
-                children::proxy_member(&name, ns, r.transport.as_deref(), r.proxy_port)
-            }
-            _ => {
-                let entry = &entries[i];
-                if let Some(r) = &entry.spec.external_auth_config_ref {
-                    return Err(Refusal::new(
-                        auth_refs::AUTH_CONDITION,
-                        "OutgoingAuthNotSupported",
-                        format!(
-                            "MCPServerEntry {name:?} (a member of group {group:?}) sets spec.externalAuthConfigRef (MCPExternalAuthConfig {:?}), \
-                             whose credentials mcp-operator does not render for a VirtualMCPServer yet; the endpoint is held so that it never \
-                             calls that backend without them. Use spec.headerForward on the entry, or remove the reference",
-                            r.name
-                        ),
-                    ));
-                }
-                children::entry_member(entry, index)
-            }
-        };
-        out.push(member);
-    }
-    Ok(out)
+    found.extend(entries.iter().map(|e| children::Candidate::Entry(e)));
+    Ok(children::members(ns, found))
+}
+
+/// Why an entry of the group holds the endpoint, if it does: its `externalAuthConfigRef` asks
+/// for credentials mcp-operator does not render for the runtime yet.
+pub fn entry_auth_held(entry: &MCPServerEntry, group: &str) -> Option<String> {
+    let r = entry.spec.external_auth_config_ref.as_ref()?;
+    Some(format!(
+        "MCPServerEntry {:?} (a member of group {group:?}) sets spec.externalAuthConfigRef (MCPExternalAuthConfig {:?}), \
+         whose credentials mcp-operator does not render for a VirtualMCPServer yet; the endpoint is held so that it never \
+         calls that backend without them. Use spec.headerForward on the entry, or remove the reference",
+        entry.name_any(),
+        r.name
+    ))
 }
 
 /// The `outgoingAuth` field that asks for an MCPExternalAuthConfig, if one does.
-fn outgoing_auth_asked(vmcp: &VirtualMCPServer) -> Option<String> {
+pub fn outgoing_auth_asked(vmcp: &VirtualMCPServer) -> Option<String> {
     let o = vmcp.spec.outgoing_auth.as_ref()?;
     let asks = |b: &crate::api::v1beta1::BackendAuth| b.type_ == "externalAuthConfigRef";
     if o.default.as_ref().is_some_and(asks) {

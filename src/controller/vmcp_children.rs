@@ -135,6 +135,57 @@ fn in_cluster(name: &str, kind: &str, base: String, sse: bool) -> Member {
     }
 }
 
+/// A member of the group as found, before it becomes a [`Member`].
+#[derive(Debug, Clone, Copy)]
+pub enum Candidate<'a> {
+    Server {
+        name: &'a str,
+        transport: Option<&'a str>,
+        proxy_mode: Option<&'a str>,
+        proxy_port: Option<i32>,
+    },
+    Proxy {
+        name: &'a str,
+        transport: Option<&'a str>,
+        proxy_port: Option<i32>,
+    },
+    Entry(&'a MCPServerEntry),
+}
+
+impl Candidate<'_> {
+    fn key(&self) -> (String, u8) {
+        match self {
+            Candidate::Server { name, .. } => (name.to_string(), 0),
+            Candidate::Proxy { name, .. } => (name.to_string(), 1),
+            Candidate::Entry(e) => (e.name_any(), 2),
+        }
+    }
+}
+
+/// The members of a group in namespace `ns` as backends, sorted by name (then kind); an
+/// entry's index in that order names its env variables and CA volume.
+pub fn members(ns: &str, mut found: Vec<Candidate<'_>>) -> Vec<Member> {
+    found.sort_by_key(Candidate::key);
+    found
+        .into_iter()
+        .enumerate()
+        .map(|(index, c)| match c {
+            Candidate::Server {
+                name,
+                transport,
+                proxy_mode,
+                proxy_port,
+            } => server_member(name, ns, transport, proxy_mode, proxy_port),
+            Candidate::Proxy {
+                name,
+                transport,
+                proxy_port,
+            } => proxy_member(name, ns, transport, proxy_port),
+            Candidate::Entry(e) => entry_member(e, index),
+        })
+        .collect()
+}
+
 /// The environment variable carrying header `i` of the backend at `index` in the sorted list:
 /// indexes keep two backends, and two spellings of one header, apart.
 pub fn header_env_name(index: usize, i: usize, header: &str) -> String {
@@ -676,4 +727,170 @@ fn deployment(vmcp: &VirtualMCPServer, inputs: &Inputs, checksum: &str) -> Deplo
         "spec": spec,
     });
     serde_json::from_value(v).expect("a Deployment we built")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vmcp(spec: Value) -> VirtualMCPServer {
+        serde_json::from_value(json!({
+            "apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "VirtualMCPServer",
+            "metadata": {"name": "agg", "namespace": "ns", "uid": "u"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn entry(name: &str, spec: Value) -> MCPServerEntry {
+        let mut s = json!({"remoteUrl": format!("https://{name}.example.com/mcp"),
+                           "transport": "streamable-http", "groupRef": {"name": "g"}});
+        for (k, v) in spec.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns"}, "spec": s}))
+            .unwrap()
+    }
+
+    fn base() -> Value {
+        json!({"groupRef": {"name": "g"}, "incomingAuth": {"type": "anonymous"}})
+    }
+
+    /// Durations of every spelling reach the runtime in milliseconds; a backend's own timeout
+    /// goes on the backend.
+    #[test]
+    fn durations_are_milliseconds() {
+        let mut spec = base();
+        spec["config"] = json!({"operational": {
+            "timeouts": {"default": "1m30s", "perWorkload": {"a": "250ms"}},
+            "failureHandling": {"healthCheckInterval": "1.5s", "healthCheckTimeout": "2s",
+                "circuitBreaker": {"timeout": "1h"}, "statusReportingInterval": "10s"}}});
+        let v = vmcp(spec);
+        let members = members("ns", vec![Candidate::Entry(&entry("a", json!({})))]);
+        let f = file_config(&v, &members, &BTreeMap::new(), None).unwrap();
+        assert_eq!(f.operational.default_timeout_ms, Some(90_000));
+        assert_eq!(f.operational.health_check_interval_ms, Some(1_500));
+        assert_eq!(f.operational.health_check_timeout_ms, Some(2_000));
+        assert_eq!(f.operational.circuit_open_ms, Some(3_600_000));
+        assert_eq!(f.backends[0].timeout_ms, Some(250));
+        assert_eq!(status_interval(&v), std::time::Duration::from_secs(10));
+        assert_eq!(
+            status_interval(&vmcp(base())),
+            std::time::Duration::from_secs(30)
+        );
+    }
+
+    /// Two members of one name cannot be told apart by `{workload}` or `priorityOrder`.
+    #[test]
+    fn a_name_two_members_share_is_refused_naming_both() {
+        let e = entry("x", json!({}));
+        let found = vec![
+            Candidate::Entry(&e),
+            Candidate::Server {
+                name: "x",
+                transport: None,
+                proxy_mode: None,
+                proxy_port: None,
+            },
+        ];
+        let why =
+            file_config(&vmcp(base()), &members("ns", found), &BTreeMap::new(), None).unwrap_err();
+        assert!(
+            why.contains("\"x\"") && why.contains("MCPServer and MCPServerEntry"),
+            "{why}"
+        );
+    }
+
+    /// Members come out sorted whatever order they are found in, each at the path its proxy
+    /// serves; an entry's env variables follow its place in that order.
+    #[test]
+    fn members_are_sorted_and_reached_where_they_serve() {
+        let z = entry(
+            "z",
+            json!({"headerForward": {"addHeadersFromSecret": [{"headerName": "x-key", "valueSecretRef": {"name": "s", "key": "k"}}]},
+                   "caBundleRef": {"configMapRef": {"name": "ca", "key": "bundle.pem"}}}),
+        );
+        let found = vec![
+            Candidate::Entry(&z),
+            Candidate::Proxy {
+                name: "p",
+                transport: Some("sse"),
+                proxy_port: None,
+            },
+            Candidate::Server {
+                name: "a",
+                transport: Some("stdio"),
+                proxy_mode: Some("sse"),
+                proxy_port: Some(9000),
+            },
+        ];
+        let m = members("ns", found);
+        let urls: Vec<&str> = m.iter().map(|m| m.backend.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://mcp-a-proxy.ns.svc.cluster.local:9000/sse",
+                "http://mcp-p-remote-proxy.ns.svc.cluster.local:8080/sse",
+                "https://z.example.com/mcp",
+            ]
+        );
+        let z = &m[2];
+        assert_eq!(
+            z.backend.headers_from_env.as_ref().unwrap()["x-key"],
+            "VMCP_BACKEND_2_HEADER_0_X_KEY"
+        );
+        assert_eq!(
+            z.backend.ca_bundle.as_deref(),
+            Some("/etc/vmcp-ca/2/ca.crt")
+        );
+        let inputs = Inputs {
+            members: m.clone(),
+            ..Inputs::default()
+        };
+        let v = vmcp(base());
+        let f = file_config(&v, &m, &BTreeMap::new(), None).unwrap();
+        let d = serde_json::to_value(desired(&v, &f, &inputs).deployment).unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"][1],
+            json!({"name": "backend-ca-2", "configMap": {"name": "ca", "items": [{"key": "bundle.pem", "path": "ca.crt"}]}})
+        );
+        assert_eq!(
+            pod["containers"][0]["volumeMounts"][1]["mountPath"],
+            "/etc/vmcp-ca/2"
+        );
+        assert_eq!(
+            pod["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"],
+            json!({"name": "s", "key": "k"})
+        );
+    }
+
+    /// Whatever changes the runtime's behaviour rolls the pods; the same inputs never do.
+    #[test]
+    fn config_changes_roll_the_pods() {
+        let sum = |spec: Value, names: &[&str]| {
+            let v = vmcp(spec);
+            let es: Vec<MCPServerEntry> = names.iter().map(|n| entry(n, json!({}))).collect();
+            let m = members("ns", es.iter().map(Candidate::Entry).collect());
+            let f = file_config(&v, &m, &BTreeMap::new(), None).unwrap();
+            let d = serde_json::to_value(desired(&v, &f, &Inputs::default()).deployment).unwrap();
+            d["spec"]["template"]["metadata"]["annotations"][CONFIG_CHECKSUM].clone()
+        };
+        let mut prio = base();
+        prio["config"] = json!({"aggregation": {"conflictResolution": "priority",
+            "conflictResolutionConfig": {"priorityOrder": ["a"]}}});
+        let sums = [
+            sum(base(), &["a"]),
+            sum(base(), &["a", "b"]),
+            sum(prio, &["a", "b"]),
+        ];
+        assert_ne!(sums[0], sums[1]);
+        assert_ne!(sums[1], sums[2]);
+        assert_eq!(
+            sums[1],
+            sum(base(), &["b", "a"]),
+            "order of discovery is irrelevant"
+        );
+    }
 }
