@@ -583,7 +583,7 @@ async fn holds_say_why_with_a_condition() {
     let c = &h.client;
     group(c, "g").await;
     let anonymous = json!({"type": "anonymous"});
-    let cases = vec![
+    let cases = [
         Hold {
             what: "missing group",
             before: vec![],
