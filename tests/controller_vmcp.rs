@@ -848,3 +848,57 @@ async fn entries_are_validated() {
     })
     .await;
 }
+
+/// `incomingAuth: oidc` with an MCPOIDCConfig and a Cedar policy: resolved as for an MCPServer
+/// into the runtime's `auth` block, the client secret reaching the pod only by `secretKeyRef`.
+#[tokio::test]
+async fn incoming_auth_is_resolved_into_the_config() {
+    let h = start_with(None, resolver()).await;
+    let c = &h.client;
+    group(c, "g").await;
+    secret(c, "idp-client", json!({"secret": "very-secret"})).await;
+    create::<mcp_operator::api::v1beta1::MCPOIDCConfig>(
+        c,
+        obj(
+            "MCPOIDCConfig",
+            "idp",
+            json!({"type": "inline", "inline": {"issuer": "https://idp.example.com",
+                "introspectionUrl": "https://idp.example.com/introspect", "clientId": "mcp",
+                "clientSecretRef": {"name": "idp-client", "key": "secret"}}}),
+        ),
+    )
+    .await;
+    create::<VirtualMCPServer>(
+        c,
+        obj(
+            "VirtualMCPServer",
+            "agg",
+            json!({"groupRef": {"name": "g"},
+                   "incomingAuth": {"type": "oidc", "oidcConfigRef": {"name": "idp", "audience": "vmcp"},
+                       "authzConfig": {"type": "inline", "inline": {"policies": ["permit(principal, action, resource);"]}}}}),
+        ),
+    )
+    .await;
+    let file = rendered(c, "agg", |f| f.auth.is_some()).await;
+    let auth = serde_json::to_value(file.auth.unwrap()).unwrap();
+    assert_eq!(auth["oidc"]["issuer"], "https://idp.example.com", "{auth}");
+    assert_eq!(auth["oidc"]["audience"], "vmcp", "{auth}");
+    assert!(auth["authz"].is_object(), "{auth}");
+    let cm: ConfigMap = get(c, NS, "agg-vmcp-config").await.unwrap();
+    assert!(!cm.data.unwrap()[CONFIG_FILE].contains("very-secret"));
+    let d: Deployment = get(c, NS, "agg").await.unwrap();
+    let d = serde_json::to_value(d).unwrap();
+    let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    assert!(
+        env.iter().any(|e| e["valueFrom"]["secretKeyRef"]
+            == json!({"name": "idp-client", "key": "secret"})),
+        "{env:?}"
+    );
+    let status = vmcp_status(c, "agg", |s| s["oidcConfigHash"].is_string()).await;
+    assert_eq!(
+        condition(&status, "OIDCConfigRefValidated").unwrap()["status"],
+        "True"
+    );
+}
