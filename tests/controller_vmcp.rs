@@ -892,8 +892,9 @@ async fn incoming_auth_is_resolved_into_the_config() {
         .as_array()
         .unwrap();
     assert!(
-        env.iter().any(|e| e["valueFrom"]["secretKeyRef"]
-            == json!({"name": "idp-client", "key": "secret"})),
+        env.iter()
+            .any(|e| e["valueFrom"]["secretKeyRef"]
+                == json!({"name": "idp-client", "key": "secret"})),
         "{env:?}"
     );
     let status = vmcp_status(c, "agg", |s| s["oidcConfigHash"].is_string()).await;

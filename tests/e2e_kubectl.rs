@@ -956,20 +956,20 @@ async fn old_virtual_mcp_server_reads_back_whole_at_both_versions() {
         json!(["time", "everything"]);
     assert_eq!(alpha["spec"], want);
 
-    // The status a reconciler will write: Degraded shows in `kubectl get`.
-    c.ok(&[
-        "patch",
-        "virtualmcpserver",
-        "legacy-vmcp",
-        "-n",
-        "toolhive-system",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"phase":"Degraded","backendCount":2,"url":"http://vmcp-legacy-vmcp.toolhive-system.svc.cluster.local:4483"}}"#,
-    ])
-    .await;
-    let table = c.ok(&["get", "vmcp", "-n", "toolhive-system"]).await;
+    // The reconciler's status shows in `kubectl get`: the kept inline oidcConfig is not
+    // enforced, so the endpoint is held (Failed, Ready False) rather than serving everyone.
+    // (Degraded from a runtime's report: tests/controller_vmcp.rs.)
+    let mut table = String::new();
+    for _ in 0..200 {
+        table = c.ok(&["get", "vmcp", "-n", "toolhive-system"]).await;
+        if table
+            .lines()
+            .any(|l| l.starts_with("legacy-vmcp") && l.contains("Failed"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let header = table.lines().next().unwrap();
     for column in ["PHASE", "URL", "BACKENDS", "AGE", "READY"] {
         assert!(header.contains(column), "{table}");
@@ -978,10 +978,19 @@ async fn old_virtual_mcp_server_reads_back_whole_at_both_versions() {
         .lines()
         .find(|l| l.starts_with("legacy-vmcp"))
         .unwrap();
-    assert!(
-        row.contains("Degraded") && row.contains(" 2 ") && row.contains(":4483"),
-        "{table}"
-    );
+    assert!(row.contains("Failed") && row.contains("False"), "{table}");
+    let held = c
+        .ok(&[
+            "get",
+            "vmcp",
+            "legacy-vmcp",
+            "-n",
+            "toolhive-system",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='AuthConfigured')].reason}",
+        ])
+        .await;
+    assert_eq!(held.trim(), "AuthNotEnforced");
 }
 
 /// Issue 14 through `kubectl apply`: upstream's fields this product does not build are refused
