@@ -33,9 +33,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub use super::frame::{Error, Settings};
 
@@ -52,7 +52,13 @@ pub struct Context {
     http: vmcp_status::Client,
     /// `host:port` of the runtime's `/status`, with `{name}` and `{namespace}`.
     status_address: String,
+    /// The last report read per object (`ns/name`) and when: a burst of events (a Secret
+    /// rotated, members changing together) reuses it instead of asking the runtime each time.
+    reports: Mutex<HashMap<String, (Instant, Result<StatusReport, String>)>>,
 }
+
+/// How long a report read stands for the runtime's current word.
+const REPORT_REUSE: Duration = Duration::from_secs(1);
 
 /// Caches fed by the same watches that trigger reconciles.
 #[derive(Clone)]
@@ -145,6 +151,7 @@ pub async fn run(
         secret_keys: frame::SecretKeys::default(),
         http: vmcp_status::client(),
         status_address,
+        reports: Mutex::default(),
     });
     let v = || vmcps.clone();
     let (by_server, by_proxy, by_entry, by_group, by_tool_config) = (v(), v(), v(), v(), v());
@@ -398,8 +405,7 @@ async fn reconcile_inner(vmcp: &VirtualMCPServer, ctx: &Context) -> Result<Actio
     let observed = observe(vmcp, ctx, &ns);
     let ready = ready_replicas(observed.deployment.as_ref()) > 0;
     let report = if ready {
-        let address = vmcp_status::status_address(&ctx.status_address, &vmcp.name_any(), &ns);
-        Some(vmcp_status::read_status(&ctx.http, &address).await)
+        Some(runtime_report(vmcp, ctx, &ns).await)
     } else {
         None
     };
@@ -421,6 +427,30 @@ async fn reconcile_inner(vmcp: &VirtualMCPServer, ctx: &Context) -> Result<Actio
         next = next.min(frame::CACHE_LAG_WINDOW);
     }
     Ok(Action::requeue(next))
+}
+
+/// The runtime's report: read from its `/status`, or the one read less than [`REPORT_REUSE`]
+/// ago.
+async fn runtime_report(
+    vmcp: &VirtualMCPServer,
+    ctx: &Context,
+    ns: &str,
+) -> Result<StatusReport, String> {
+    let key = format!("{ns}/{}", vmcp.name_any());
+    {
+        let mut reports = ctx.reports.lock().unwrap_or_else(|e| e.into_inner());
+        reports.retain(|_, (at, _)| at.elapsed() < REPORT_REUSE);
+        if let Some((_, report)) = reports.get(&key) {
+            return report.clone();
+        }
+    }
+    let address = vmcp_status::status_address(&ctx.status_address, &vmcp.name_any(), ns);
+    let report = vmcp_status::read_status(&ctx.http, &address).await;
+    ctx.reports
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, (Instant::now(), report.clone()));
+    report
 }
 
 /// The group's members as backends, sorted by name; or why the endpoint is held: an entry whose
