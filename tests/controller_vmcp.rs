@@ -89,6 +89,16 @@ async fn children_config_and_membership() {
     group(c, "g").await;
     group(c, "other").await;
     secret(c, "weather-key", json!({"key": "s3cret-value"})).await;
+    secret(c, "weather-token", json!({"token": "t0ken-value"})).await;
+    create::<mcp_operator::api::v1beta1::MCPExternalAuthConfig>(
+        c,
+        obj(
+            "MCPExternalAuthConfig",
+            "weather-bearer",
+            json!({"type": "bearerToken", "bearerToken": {"tokenSecretRef": {"name": "weather-token", "key": "token"}}}),
+        ),
+    )
+    .await;
     create_server(
         c,
         obj(
@@ -114,7 +124,7 @@ async fn children_config_and_membership() {
             "MCPServerEntry",
             "weather",
             json!({"remoteUrl": "https://weather.example.com/mcp", "transport": "streamable-http",
-                   "groupRef": {"name": "g"},
+                   "groupRef": {"name": "g"}, "externalAuthConfigRef": {"name": "weather-bearer"},
                    "headerForward": {"addPlaintextHeaders": {"X-Tenant": "acme"},
                        "addHeadersFromSecret": [{"headerName": "X-Api-Key", "valueSecretRef": {"name": "weather-key", "key": "key"}}]}}),
         ),
@@ -171,6 +181,7 @@ async fn children_config_and_membership() {
     assert_eq!(w.timeout_ms, Some(90_000));
     assert_eq!(w.headers.as_ref().unwrap()["X-Tenant"], "acme");
     let key_env = w.headers_from_env.as_ref().unwrap()["X-Api-Key"].clone();
+    let token_env = w.bearer_token_env.clone().expect("the entry's bearerToken");
     assert_eq!(w.allow_private_endpoint, None, "an entry keeps the guard");
     assert_eq!(by("time").allow_private_endpoint, Some(true));
     let a = &file.aggregation;
@@ -198,7 +209,8 @@ async fn children_config_and_membership() {
     assert!(file.auth.is_none(), "anonymous");
     let cm: ConfigMap = get(c, NS, "agg-vmcp-config").await.unwrap();
     assert!(
-        !cm.data.unwrap()[CONFIG_FILE].contains("s3cret-value"),
+        !cm.data.as_ref().unwrap()[CONFIG_FILE].contains("s3cret-value")
+            && !cm.data.unwrap()[CONFIG_FILE].contains("t0ken-value"),
         "no Secret value in the ConfigMap"
     );
 
@@ -226,6 +238,14 @@ async fn children_config_and_membership() {
     assert_eq!(
         key["valueFrom"]["secretKeyRef"],
         json!({"name": "weather-key", "key": "key"})
+    );
+    let token = env
+        .iter()
+        .find(|e| e["name"] == token_env.as_str())
+        .unwrap();
+    assert_eq!(
+        token["valueFrom"]["secretKeyRef"],
+        json!({"name": "weather-token", "key": "token"})
     );
     assert_eq!(pod["serviceAccountName"], "agg-vmcp");
     assert_eq!(pod["automountServiceAccountToken"], false);
@@ -611,7 +631,7 @@ async fn holds_say_why_with_a_condition() {
             names: "spec.outgoingAuth.default",
         },
         Hold {
-            what: "an entry with an MCPExternalAuthConfig",
+            what: "an entry naming an MCPExternalAuthConfig that does not exist",
             before: vec![obj(
                 "MCPServerEntry",
                 "guarded",
@@ -620,8 +640,8 @@ async fn holds_say_why_with_a_condition() {
             )],
             spec: json!({"groupRef": {"name": "g2"}, "incomingAuth": anonymous}),
             condition: "AuthConfigured",
-            reason: "OutgoingAuthNotSupported",
-            names: "MCPServerEntry \"guarded\"",
+            reason: "BackendAuthNotRendered",
+            names: "MCPServerEntry \"guarded\" spec.externalAuthConfigRef (MCPExternalAuthConfig \"creds\"): it does not exist",
         },
         Hold {
             what: "an entry's header Secret missing",

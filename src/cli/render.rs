@@ -211,14 +211,16 @@ pub fn render_vmcp(
         .iter()
         .filter(|e| in_group(Some(&e.spec.group_ref), e.metadata.namespace.as_deref()))
     {
-        if let Some(why) = reconciler::entry_auth_held(e, &group) {
-            return Err(format!(
-                "the operator would hold this VirtualMCPServer (OutgoingAuthNotSupported): {why}"
-            ));
-        }
-        found.push(vmcp::Candidate::Entry(e));
+        let external = e
+            .spec
+            .external_auth_config_ref
+            .as_ref()
+            .and_then(|r| auth_configs.external.get(&(ns.clone(), r.name.clone())));
+        found.push(vmcp::Candidate::Entry(e, external));
     }
-    let members = vmcp::members(&ns, found);
+    let members = vmcp::members(&ns, found).map_err(|why| {
+        format!("the operator would hold this VirtualMCPServer (OutgoingAuthNotSupported): {why} (pass the referenced configs' manifests too)")
+    })?;
     let mut named = std::collections::BTreeMap::new();
     for t in v
         .spec

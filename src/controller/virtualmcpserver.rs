@@ -5,8 +5,9 @@
 //! the backends' health read from the runtime's own `GET /status`.
 //!
 //! What mcp-operator does not build is held with a condition naming the field, never ignored:
-//! outgoing credentials from an MCPExternalAuthConfig (an entry's `externalAuthConfigRef`,
-//! `outgoingAuth` of type `externalAuthConfigRef`), and the inline OIDC of the old shape.
+//! `outgoingAuth` of type `externalAuthConfigRef`, an entry's `externalAuthConfigRef` of a type
+//! other than `unauthenticated`, `headerInjection` or `bearerToken`, and the inline OIDC of the
+//! old shape.
 
 use super::auth_refs::{self, AuthStores, Finding};
 use super::frame::{self, Conflict, Frame};
@@ -19,8 +20,8 @@ use super::workload;
 use crate::admission::auth::WorkloadAuth;
 use crate::admission::{self, Operation};
 use crate::api::v1beta1::{
-    DiscoveredBackend, MCPGroup, MCPServerEntry, MCPToolConfig, MCPToolConfigSpec,
-    VirtualMCPServer, VirtualMCPServerStatus,
+    DiscoveredBackend, MCPExternalAuthConfig, MCPGroup, MCPServerEntry, MCPToolConfig,
+    MCPToolConfigSpec, VirtualMCPServer, VirtualMCPServerStatus,
 };
 use crate::vmcp::config::{FileConfig, StatusReport};
 use futures::StreamExt;
@@ -155,7 +156,9 @@ pub async fn run(
     });
     let v = || vmcps.clone();
     let (by_server, by_proxy, by_entry, by_group, by_tool_config) = (v(), v(), v(), v(), v());
-    let (by_oidc, by_authz, by_secret) = (v(), v(), v());
+    let (by_oidc, by_authz, by_secret, by_external) = (v(), v(), v(), v());
+    let entries_for_external = entries.clone();
+    let external_for_secrets = auth.external.clone();
     let entries_for_secrets = entries;
     controller
         .owns_stream(child_streams.deployments)
@@ -187,18 +190,40 @@ pub async fn run(
         .watches_stream(auth_streams.authz, move |c| {
             auth_refs::users_of(&by_authz, &c, vmcp_auth)
         })
-        // Incoming auth names no MCPExternalAuthConfig; the watch feeds the cache `ready` waits
-        // for (entries naming one are held by name, whether or not it exists).
-        .watches_stream(auth_streams.external, |_| Vec::new())
+        // The MCPExternalAuthConfigs the group's entries name (incoming auth names none).
+        .watches_stream(auth_streams.external, move |c| {
+            let ns = c.namespace().unwrap_or_default();
+            frame::referencing(&by_external, &c.namespace(), |v: &VirtualMCPServer| {
+                group_entries(&entries_for_external, &ns, &v.spec.group_ref.name)
+                    .iter()
+                    .any(|e| {
+                        e.spec
+                            .external_auth_config_ref
+                            .as_ref()
+                            .is_some_and(|r| r.name == c.name_any())
+                    })
+            })
+        })
         .watches_stream(secret_stream, move |secret| {
             let name = secret.name_any();
             let ns = secret.namespace().unwrap_or_default();
             frame::referencing(&by_secret, &secret.namespace(), |v: &VirtualMCPServer| {
                 let looked = auth.look_up(&ns, &vmcp_auth(v));
+                let entry_uses = |e: &Arc<MCPServerEntry>| {
+                    let external = e.spec.external_auth_config_ref.as_ref().and_then(|r| {
+                        external_for_secrets.get(&ObjectRef::new(&r.name).within(&ns))
+                    });
+                    let found = auth_refs::Found {
+                        external: external.as_deref(),
+                        ..auth_refs::Found::default()
+                    };
+                    header_secret_names(e).contains(&name.as_str())
+                        || auth_refs::secret_names(found).contains(&name)
+                };
                 auth_refs::secret_names(looked.found()).contains(&name)
                     || group_entries(&entries_for_secrets, &ns, &v.spec.group_ref.name)
                         .iter()
-                        .any(|e| header_secret_names(e).contains(&name.as_str()))
+                        .any(entry_uses)
             })
         })
         .shutdown_on_signal()
@@ -492,13 +517,14 @@ async fn members(vmcp: &VirtualMCPServer, ctx: &Context, ns: &str) -> Result<Vec
         .filter(|x| in_group(&x.spec.group_ref, x.metadata.namespace.as_deref()))
         .collect();
     let entries = group_entries(&s.entries, ns, group);
-    if let Some(why) = entries.iter().find_map(|e| entry_auth_held(e, group)) {
-        return Err(Refusal::new(
-            auth_refs::AUTH_CONDITION,
-            "OutgoingAuthNotSupported",
-            why,
-        ));
-    }
+    let _ = tokio::time::timeout(frame::STORE_READY_WAIT, s.auth.external.wait_until_ready()).await;
+    let external: Vec<Option<Arc<MCPExternalAuthConfig>>> = entries
+        .iter()
+        .map(|e| {
+            let r = e.spec.external_auth_config_ref.as_ref()?;
+            s.auth.external.get(&ObjectRef::new(&r.name).within(ns))
+        })
+        .collect();
     let mut found: Vec<children::Candidate<'_>> = Vec::new();
     for x in &servers {
         found.push(children::Candidate::Server {
@@ -515,21 +541,11 @@ async fn members(vmcp: &VirtualMCPServer, ctx: &Context, ns: &str) -> Result<Vec
             proxy_port: x.spec.proxy_port,
         });
     }
-    found.extend(entries.iter().map(|e| children::Candidate::Entry(e)));
-    Ok(children::members(ns, found))
-}
-
-/// Why an entry of the group holds the endpoint, if it does: its `externalAuthConfigRef` asks
-/// for credentials mcp-operator does not render for the runtime yet.
-pub fn entry_auth_held(entry: &MCPServerEntry, group: &str) -> Option<String> {
-    let r = entry.spec.external_auth_config_ref.as_ref()?;
-    Some(format!(
-        "MCPServerEntry {:?} (a member of group {group:?}) sets spec.externalAuthConfigRef (MCPExternalAuthConfig {:?}), \
-         whose credentials mcp-operator does not render for a VirtualMCPServer yet; the endpoint is held so that it never \
-         calls that backend without them. Use spec.headerForward on the entry, or remove the reference",
-        entry.name_any(),
-        r.name
-    ))
+    for (e, x) in entries.iter().zip(&external) {
+        found.push(children::Candidate::Entry(e, x.as_deref()));
+    }
+    children::members(ns, found)
+        .map_err(|why| Refusal::new(auth_refs::AUTH_CONDITION, "BackendAuthNotRendered", why))
 }
 
 /// The `outgoingAuth` field that asks for an MCPExternalAuthConfig, if one does.

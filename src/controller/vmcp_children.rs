@@ -10,7 +10,9 @@
 use super::auth_refs::{Resolved, SecretEnv};
 use super::children::{self as shared, CONFIG_CHECKSUM, FIELD_MANAGER};
 use crate::admission::rules::go_duration_secs;
-use crate::api::v1beta1::{MCPServerEntry, MCPToolConfigSpec, VirtualMCPServer};
+use crate::api::v1beta1::{
+    MCPExternalAuthConfig, MCPServerEntry, MCPToolConfigSpec, VirtualMCPServer,
+};
 use crate::bridge::config::{AuthConfig, ToolOverride};
 use crate::vmcp::config::{
     Aggregation, Backend, FileConfig, Operational, WorkloadTools, CONFIG_FILE, VMCP_PORT,
@@ -149,7 +151,9 @@ pub enum Candidate<'a> {
         transport: Option<&'a str>,
         proxy_port: Option<i32>,
     },
-    Entry(&'a MCPServerEntry),
+    /// An entry, with the MCPExternalAuthConfig its `externalAuthConfigRef` names when it
+    /// names one (`None` also when that config does not exist).
+    Entry(&'a MCPServerEntry, Option<&'a MCPExternalAuthConfig>),
 }
 
 impl Candidate<'_> {
@@ -157,14 +161,15 @@ impl Candidate<'_> {
         match self {
             Candidate::Server { name, .. } => (name.to_string(), 0),
             Candidate::Proxy { name, .. } => (name.to_string(), 1),
-            Candidate::Entry(e) => (e.name_any(), 2),
+            Candidate::Entry(e, _) => (e.name_any(), 2),
         }
     }
 }
 
 /// The members of a group in namespace `ns` as backends, sorted by name (then kind); an
-/// entry's index in that order names its env variables and CA volume.
-pub fn members(ns: &str, mut found: Vec<Candidate<'_>>) -> Vec<Member> {
+/// entry's index in that order names its env variables and CA volume. An error says why an
+/// entry's outgoing credentials cannot be rendered (the endpoint must not call it without them).
+pub fn members(ns: &str, mut found: Vec<Candidate<'_>>) -> Result<Vec<Member>, String> {
     found.sort_by_key(Candidate::key);
     found
         .into_iter()
@@ -175,15 +180,85 @@ pub fn members(ns: &str, mut found: Vec<Candidate<'_>>) -> Vec<Member> {
                 transport,
                 proxy_mode,
                 proxy_port,
-            } => server_member(name, ns, transport, proxy_mode, proxy_port),
+            } => Ok(server_member(name, ns, transport, proxy_mode, proxy_port)),
             Candidate::Proxy {
                 name,
                 transport,
                 proxy_port,
-            } => proxy_member(name, ns, transport, proxy_port),
-            Candidate::Entry(e) => entry_member(e, index),
+            } => Ok(proxy_member(name, ns, transport, proxy_port)),
+            Candidate::Entry(e, auth) => {
+                let mut m = entry_member(e, index);
+                with_entry_auth(&mut m, e, auth, index)?;
+                Ok(m)
+            }
         })
         .collect()
+}
+
+/// An entry's `externalAuthConfigRef`, rendered for the runtime: `unauthenticated` adds
+/// nothing, `headerInjection` a header and `bearerToken` an `Authorization: Bearer` token, both
+/// from env variables filled from their Secrets. Any other type (and a config that does not
+/// exist) is an error naming the entry and the config.
+pub fn with_entry_auth(
+    m: &mut Member,
+    entry: &MCPServerEntry,
+    config: Option<&MCPExternalAuthConfig>,
+    index: usize,
+) -> Result<(), String> {
+    let Some(r) = &entry.spec.external_auth_config_ref else {
+        return Ok(());
+    };
+    let at = format!(
+        "MCPServerEntry {:?} spec.externalAuthConfigRef (MCPExternalAuthConfig {:?})",
+        entry.name_any(),
+        r.name
+    );
+    let Some(config) = config else {
+        return Err(format!("{at}: it does not exist in the entry's namespace"));
+    };
+    let b = &config.spec.blocks;
+    let field = format!("MCPExternalAuthConfig {:?}", r.name);
+    match (config.spec.type_.as_str(), &b.header_injection, &b.bearer_token) {
+        ("unauthenticated", _, _) => {}
+        ("headerInjection", Some(h), _) => {
+            let own = m.backend.headers.iter().flatten().map(|(k, _)| k);
+            let own_env = m.backend.headers_from_env.iter().flatten().map(|(k, _)| k);
+            if own.chain(own_env).any(|k| k.eq_ignore_ascii_case(&h.header_name)) {
+                return Err(format!(
+                    "{at}: it injects header {:?}, which the entry's headerForward sets too; remove one of them",
+                    h.header_name
+                ));
+            }
+            let env = format!("VMCP_BACKEND_{index}_AUTH_HEADER");
+            m.backend
+                .headers_from_env
+                .get_or_insert_with(BTreeMap::new)
+                .insert(h.header_name.clone(), env.clone());
+            m.secret_env.push(SecretEnv {
+                env,
+                secret: h.value_secret_ref.name.clone(),
+                key: h.value_secret_ref.key.clone(),
+                field: format!("{field} spec.headerInjection.valueSecretRef"),
+            });
+        }
+        ("bearerToken", _, Some(t)) => {
+            let env = format!("VMCP_BACKEND_{index}_BEARER_TOKEN");
+            m.backend.bearer_token_env = Some(env.clone());
+            m.secret_env.push(SecretEnv {
+                env,
+                secret: t.token_secret_ref.name.clone(),
+                key: t.token_secret_ref.key.clone(),
+                field: format!("{field} spec.bearerToken.tokenSecretRef"),
+            });
+        }
+        (other, _, _) => {
+            return Err(format!(
+                "{at} has type {other:?}; a VirtualMCPServer renders unauthenticated, headerInjection and bearerToken \
+                 towards an entry, not {other:?} yet, and the endpoint is held so that it never calls that backend without it"
+            ))
+        }
+    }
+    Ok(())
 }
 
 /// The environment variable carrying header `i` of the backend at `index` in the sorted list:
@@ -767,7 +842,7 @@ mod tests {
             "failureHandling": {"healthCheckInterval": "1.5s", "healthCheckTimeout": "2s",
                 "circuitBreaker": {"timeout": "1h"}, "statusReportingInterval": "10s"}}});
         let v = vmcp(spec);
-        let members = members("ns", vec![Candidate::Entry(&entry("a", json!({})))]);
+        let members = members("ns", vec![Candidate::Entry(&entry("a", json!({})), None)]).unwrap();
         let f = file_config(&v, &members, &BTreeMap::new(), None).unwrap();
         assert_eq!(f.operational.default_timeout_ms, Some(90_000));
         assert_eq!(f.operational.health_check_interval_ms, Some(1_500));
@@ -786,7 +861,7 @@ mod tests {
     fn a_name_two_members_share_is_refused_naming_both() {
         let e = entry("x", json!({}));
         let found = vec![
-            Candidate::Entry(&e),
+            Candidate::Entry(&e, None),
             Candidate::Server {
                 name: "x",
                 transport: None,
@@ -794,8 +869,13 @@ mod tests {
                 proxy_port: None,
             },
         ];
-        let why =
-            file_config(&vmcp(base()), &members("ns", found), &BTreeMap::new(), None).unwrap_err();
+        let why = file_config(
+            &vmcp(base()),
+            &members("ns", found).unwrap(),
+            &BTreeMap::new(),
+            None,
+        )
+        .unwrap_err();
         assert!(
             why.contains("\"x\"") && why.contains("MCPServer and MCPServerEntry"),
             "{why}"
@@ -812,7 +892,7 @@ mod tests {
                    "caBundleRef": {"configMapRef": {"name": "ca", "key": "bundle.pem"}}}),
         );
         let found = vec![
-            Candidate::Entry(&z),
+            Candidate::Entry(&z, None),
             Candidate::Proxy {
                 name: "p",
                 transport: Some("sse"),
@@ -825,7 +905,7 @@ mod tests {
                 proxy_port: Some(9000),
             },
         ];
-        let m = members("ns", found);
+        let m = members("ns", found).unwrap();
         let urls: Vec<&str> = m.iter().map(|m| m.backend.url.as_str()).collect();
         assert_eq!(
             urls,
@@ -872,7 +952,7 @@ mod tests {
         let sum = |spec: Value, names: &[&str]| {
             let v = vmcp(spec);
             let es: Vec<MCPServerEntry> = names.iter().map(|n| entry(n, json!({}))).collect();
-            let m = members("ns", es.iter().map(Candidate::Entry).collect());
+            let m = members("ns", es.iter().map(|e| Candidate::Entry(e, None)).collect()).unwrap();
             let f = file_config(&v, &m, &BTreeMap::new(), None).unwrap();
             let d = serde_json::to_value(desired(&v, &f, &Inputs::default()).deployment).unwrap();
             d["spec"]["template"]["metadata"]["annotations"][CONFIG_CHECKSUM].clone()
@@ -892,5 +972,49 @@ mod tests {
             sum(base(), &["b", "a"]),
             "order of discovery is irrelevant"
         );
+    }
+
+    /// An entry's MCPExternalAuthConfig: the simple types are rendered as env-backed headers,
+    /// the others (and a header the entry sets itself) are refused naming the entry.
+    #[test]
+    fn entry_credentials_render_or_refuse() {
+        let config = |spec: Value| -> MCPExternalAuthConfig {
+            serde_json::from_value(
+                json!({"metadata": {"name": "c", "namespace": "ns"}, "spec": spec}),
+            )
+            .unwrap()
+        };
+        let e = entry(
+            "e",
+            json!({"externalAuthConfigRef": {"name": "c"},
+                   "headerForward": {"addPlaintextHeaders": {"X-Own": "1"}}}),
+        );
+        let header = config(json!({"type": "headerInjection",
+            "headerInjection": {"headerName": "X-Key", "valueSecretRef": {"name": "s", "key": "k"}}}));
+        let m = members("ns", vec![Candidate::Entry(&e, Some(&header))]).unwrap();
+        assert_eq!(
+            m[0].backend.headers_from_env.as_ref().unwrap()["X-Key"],
+            "VMCP_BACKEND_0_AUTH_HEADER"
+        );
+        assert_eq!(m[0].secret_env[0].secret, "s");
+        let clash = config(json!({"type": "headerInjection",
+            "headerInjection": {"headerName": "x-own", "valueSecretRef": {"name": "s", "key": "k"}}}));
+        let why = members("ns", vec![Candidate::Entry(&e, Some(&clash))]).unwrap_err();
+        assert!(
+            why.contains("\"x-own\"") && why.contains("headerForward"),
+            "{why}"
+        );
+        let exchange = config(json!({"type": "tokenExchange", "tokenExchange": {
+            "tokenUrl": "https://idp.example.com/token", "audience": "a"}}));
+        let why = members("ns", vec![Candidate::Entry(&e, Some(&exchange))]).unwrap_err();
+        assert!(
+            why.contains("MCPServerEntry \"e\"") && why.contains("tokenExchange"),
+            "{why}"
+        );
+        let why = members("ns", vec![Candidate::Entry(&e, None)]).unwrap_err();
+        assert!(why.contains("does not exist"), "{why}");
+        let open = config(json!({"type": "unauthenticated"}));
+        let m = members("ns", vec![Candidate::Entry(&e, Some(&open))]).unwrap();
+        assert!(m[0].secret_env.is_empty() && m[0].backend.bearer_token_env.is_none());
     }
 }
