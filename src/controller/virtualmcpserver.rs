@@ -55,8 +55,11 @@ pub struct Context {
     status_address: String,
     /// The last report read per object (`ns/name`) and when: a burst of events (a Secret
     /// rotated, members changing together) reuses it instead of asking the runtime each time.
-    reports: Mutex<HashMap<String, (Instant, Result<StatusReport, String>)>>,
+    reports: Mutex<HashMap<String, ReadReport>>,
 }
+
+/// A report as read (or why it could not be), and when.
+type ReadReport = (Instant, Result<StatusReport, String>);
 
 /// How long a report read stands for the runtime's current word.
 const REPORT_REUSE: Duration = Duration::from_secs(1);
