@@ -1,0 +1,101 @@
+//! Health checks and the status report.
+//!
+//! Every `healthCheckIntervalMs` each backend gets a check of its own (not a client's
+//! session): `initialize`, `tools/list`, then the session is closed. A check is a call like any
+//! other for the circuit breaker: an open circuit is not checked until `circuitOpenMs` has
+//! passed, and then the check is the half-open trial. A backend that comes back, goes away or
+//! changes its tools makes connected clients receive `notifications/tools/list_changed`.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::aggregator::{list_all, Aggregator};
+use super::backend::{Failure, Link};
+use super::breaker::{Checked, Health};
+use super::config::{BackendReport, StatusReport};
+use super::merge;
+
+/// Checks every backend now and then for ever.
+pub async fn run(agg: Arc<Aggregator>) {
+    let mut ticker = tokio::time::interval(agg.settings.health_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let checks: Vec<_> = (0..agg.links.len())
+            .map(|b| tokio::spawn(check(agg.clone(), b)))
+            .collect();
+        for c in checks {
+            let _ = c.await;
+        }
+    }
+}
+
+/// One check of backend `b`.
+pub async fn check(agg: Arc<Aggregator>, b: usize) {
+    let link = agg.links[b].clone();
+    if !link.state.admit(Instant::now()) {
+        return;
+    }
+    let before = link.state.is_usable();
+    let outcome = match tokio::time::timeout(agg.settings.health_timeout, probe(&link)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Failure::Timeout(agg.settings.health_timeout.as_millis())),
+    };
+    link.record(&outcome);
+    let tools_changed = link.state.checked(outcome.map_err(|e| e.to_string()));
+    if tools_changed || before != link.state.is_usable() {
+        tracing::info!(backend = %link.name(), "the backend's tools changed for clients");
+    }
+    agg.usability_changed(b, before, tools_changed);
+}
+
+async fn probe(link: &Link) -> Result<Checked, Failure> {
+    let session = link.open().await?;
+    let tools = list_all(link, &session, "tools/list", "tools").await;
+    link.close(&session).await;
+    let mut tool_names: Vec<String> = merge::select(&link.settings.selection, &tools?)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    tool_names.sort();
+    Ok(Checked {
+        revision: session.revision.clone(),
+        tool_names,
+    })
+}
+
+/// `GET /status`.
+pub fn report(agg: &Aggregator) -> StatusReport {
+    StatusReport {
+        config_hash: Some(agg.settings.config_hash.clone()),
+        backends: agg.links.iter().map(|l| backend_report(l)).collect(),
+    }
+}
+
+fn backend_report(link: &Link) -> BackendReport {
+    let s = link.state.snapshot();
+    BackendReport {
+        name: link.settings.name.clone(),
+        url: Some(link.settings.url_text.clone()),
+        status: match s.health {
+            Health::Unknown => "unknown",
+            Health::Ready => "ready",
+            Health::Degraded => "degraded",
+            Health::Unavailable => "unavailable",
+        }
+        .into(),
+        last_health_check: s.last_check.map(rfc3339),
+        consecutive_failures: Some(s.check_failures),
+        circuit_breaker_state: Some(s.circuit.as_str().into()),
+        circuit_last_changed: s.circuit_changed.map(rfc3339),
+        mcp_revision: s.revision,
+        message: s.message,
+        tool_count: s.tool_count,
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
