@@ -492,7 +492,9 @@ impl Aggregator {
                         Some((t.split('{').next().unwrap_or("").to_owned(), *b))
                     })
                     .collect();
-                owners.templates.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+                owners
+                    .templates
+                    .sort_by_key(|t| std::cmp::Reverse(t.0.len()));
             }
             _ => {
                 owners.prompts = merged

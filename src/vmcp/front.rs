@@ -82,26 +82,29 @@ fn check_access(st: &FrontState, headers: &HeaderMap, uri: &Uri) -> Result<(), R
         .map_err(|r| Reject::new(StatusCode::FORBIDDEN, code::TRANSPORT, r.message()))
 }
 
-fn session_of(st: &FrontState, headers: &HeaderMap) -> Result<Arc<ClientSession>, Response> {
-    let Some(id) = headers.get(SESSION_HEADER) else {
-        return Err(rpc_error(
+/// The session the request names; the error response when it names none.
+fn session_of(st: &FrontState, headers: &HeaderMap) -> Option<Arc<ClientSession>> {
+    let id = headers.get(SESSION_HEADER)?.to_str().ok()?;
+    st.agg.session(id)
+}
+
+/// 400 without the session header, 404 for a session that is not (or no longer) there.
+fn session_error(headers: &HeaderMap) -> Response {
+    if headers.contains_key(SESSION_HEADER) {
+        rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            code::SESSION_NOT_FOUND,
+            "Session not found",
+        )
+    } else {
+        rpc_error(
             StatusCode::BAD_REQUEST,
             None,
             code::TRANSPORT,
             "Bad Request: Mcp-Session-Id header is required",
-        ));
-    };
-    id.to_str()
-        .ok()
-        .and_then(|id| st.agg.session(id))
-        .ok_or_else(|| {
-            rpc_error(
-                StatusCode::NOT_FOUND,
-                None,
-                code::SESSION_NOT_FOUND,
-                "Session not found",
-            )
-        })
+        )
+    }
 }
 
 async fn post_mcp(
@@ -121,9 +124,8 @@ async fn post_mcp(
     let (id, method, body) = match msg {
         ClientMessage::Request { id, method, body } => (id, method, body),
         ClientMessage::Notification { method, body } => {
-            let session = match session_of(&st, &headers) {
-                Ok(s) => s,
-                Err(resp) => return resp,
+            let Some(session) = session_of(&st, &headers) else {
+                return session_error(&headers);
             };
             if method == "notifications/cancelled" {
                 st.agg.cancel(&session, &body).await;
@@ -166,9 +168,8 @@ async fn post_mcp(
             }
         };
     }
-    let session = match session_of(&st, &headers) {
-        Ok(s) => s,
-        Err(resp) => return resp,
+    let Some(session) = session_of(&st, &headers) else {
+        return session_error(&headers);
     };
     tracing::debug!(session = %session.id, method, "request");
     let wants_progress = body.pointer("/params/_meta/progressToken").is_some();
@@ -289,9 +290,8 @@ async fn get_mcp(State(st): State<FrontState>, uri: Uri, headers: HeaderMap) -> 
             "the GET stream needs Accept: text/event-stream",
         );
     }
-    let session = match session_of(&st, &headers) {
-        Ok(s) => s,
-        Err(resp) => return resp,
+    let Some(session) = session_of(&st, &headers) else {
+        return session_error(&headers);
     };
     let (tx, rx) = stream_channel(st.cfg.max_stream_queue_bytes, st.agg.metrics.clone());
     session.attach(tx);
@@ -302,9 +302,8 @@ async fn delete_mcp(State(st): State<FrontState>, uri: Uri, headers: HeaderMap) 
     if let Err(r) = check_access(&st, &headers, &uri) {
         return r.into_response();
     }
-    let session = match session_of(&st, &headers) {
-        Ok(s) => s,
-        Err(resp) => return resp,
+    let Some(session) = session_of(&st, &headers) else {
+        return session_error(&headers);
     };
     st.agg.close_session(&session.id);
     StatusCode::NO_CONTENT.into_response()
