@@ -468,3 +468,58 @@ fn a_bad_config_is_a_clear_start_up_error() {
         assert!(stderr.contains(want), "{want:?} in {stderr}");
     }
 }
+
+/// A backend whose tool set changes at run time (tests/vmcp/growing_server.py): its own
+/// `notifications/tools/list_changed` reaches connected clients, and the new tool is listed
+/// and callable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backends_own_list_changed_reaches_connected_clients() {
+    let script = repo().join("tests/vmcp/growing_server.py");
+    let growing = Bridge::start(&[], &[python(), script.to_string_lossy().into_owned()]);
+    let config = json!({
+        "name": "v",
+        "backends": [{"name": "growing", "url": growing.url("/mcp")}],
+        "aggregation": {"prefixOnlyConflicts": true},
+    });
+    let (server, _dir) = vmcp(&config, false);
+    let client = http();
+    let url = server.url("/mcp");
+    let sid = open_session(&client, &url).await;
+    let mut stream = open_get_stream(&client, &url, &sid).await;
+    assert_eq!(
+        tool_names(&client, &url, &sid).await,
+        vec!["grow".to_string()]
+    );
+    // Give the runtime's own stream with the backend a moment to open.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, answer) = post(
+        &client,
+        &url,
+        &sid,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "grow", "arguments": {"name": "sprout"}}}),
+    )
+    .await;
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "grew sprout",
+        "{answer}"
+    );
+    let note = tokio::time::timeout(Duration::from_secs(10), stream.recv())
+        .await
+        .expect("a notification in time")
+        .expect("the stream is open");
+    assert_eq!(note["method"], "notifications/tools/list_changed", "{note}");
+    assert_eq!(
+        tool_names(&client, &url, &sid).await,
+        vec!["grow".to_string(), "sprout".to_string()]
+    );
+    let (_, answer) = post(
+        &client,
+        &url,
+        &sid,
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "sprout", "arguments": {}}}),
+    )
+    .await;
+    assert_eq!(answer["result"]["content"][0]["text"], "sprout", "{answer}");
+}

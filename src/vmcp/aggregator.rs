@@ -268,6 +268,14 @@ impl Aggregator {
         }
     }
 
+    /// Sends a parameterless notification (`method`) to every connected client.
+    pub fn broadcast(&self, method: &str) {
+        let note = Bytes::from(serde_json::json!({"jsonrpc": "2.0", "method": method}).to_string());
+        for session in lock(&self.sessions).values() {
+            session.push(note.clone());
+        }
+    }
+
     /// Runs `f` against every backend at once; waits up to `aggregateDeadlineMs`. `None`: the
     /// backend did not answer in time (its work goes on, and a session it opens is kept).
     async fn fan_out<T, F, Fut>(

@@ -230,7 +230,7 @@ impl Link {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/event-stream"));
             let answer = if sse {
-                self.read_stream(session.or(None), resp.into_body(), id, side, sid.as_ref())
+                self.read_stream(session, resp.into_body(), id, side, sid.as_ref())
                     .await?
             } else {
                 let collected = http_body_util::Limited::new(resp.into_body(), MAX_MESSAGE_BYTES)
@@ -314,6 +314,20 @@ impl Link {
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(Duration::from_secs(5), client.request(req)).await;
             });
+        }
+    }
+
+    /// Opens the session's standalone GET stream (what the backend sends outside answers:
+    /// `list_changed` notifications). `None` when the backend offers no such stream (405).
+    pub async fn open_stream(
+        &self,
+        session: &BackendSession,
+    ) -> Result<Option<axum::body::Body>, Failure> {
+        let resp = self.send(Method::GET, Some(session), Bytes::new()).await?;
+        match resp.status() {
+            StatusCode::METHOD_NOT_ALLOWED => Ok(None),
+            s if s.is_success() => Ok(Some(resp.into_body())),
+            s => Err(Failure::Http(s)),
         }
     }
 

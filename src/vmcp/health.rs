@@ -30,6 +30,63 @@ pub async fn run(agg: Arc<Aggregator>) {
     }
 }
 
+/// Listens to backend `b`'s own notifications on a session of the runtime's (one per backend,
+/// not per client: the bridge and the SDK servers send `list_changed` to every session) and
+/// passes its `list_changed` notifications on to every client. Reconnects after
+/// `healthCheckIntervalMs`; stops for a backend without a GET stream.
+pub async fn watch(agg: Arc<Aggregator>, b: usize) {
+    let link = agg.links[b].clone();
+    loop {
+        match watch_once(&agg, &link).await {
+            Ok(false) => {
+                tracing::info!(backend = %link.name(), "the backend offers no GET stream; its list_changed notifications are not heard");
+                return;
+            }
+            Ok(true) => {}
+            Err(e) => {
+                tracing::debug!(backend = %link.name(), error = %e, "the backend's GET stream ended")
+            }
+        }
+        tokio::time::sleep(agg.settings.health_interval).await;
+    }
+}
+
+/// One GET stream, to its end; false when the backend has none.
+async fn watch_once(agg: &Aggregator, link: &Link) -> Result<bool, Failure> {
+    let session = link.open().await?;
+    let Some(mut body) = link.open_stream(&session).await? else {
+        link.close(&session).await;
+        return Ok(false);
+    };
+    let mut events = crate::bridge::remote::SseReader::default();
+    while let Some(event) = events
+        .next(&mut body, super::backend::MAX_MESSAGE_BYTES)
+        .await
+        .map_err(Failure::Protocol)?
+    {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&event.data) else {
+            continue;
+        };
+        if msg.get("id").is_some() {
+            continue;
+        }
+        match msg.get("method").and_then(serde_json::Value::as_str) {
+            Some("notifications/tools/list_changed") => {
+                tracing::info!(backend = %link.name(), "the backend's tools changed");
+                agg.tools_changed();
+            }
+            Some(
+                m @ ("notifications/resources/list_changed" | "notifications/prompts/list_changed"),
+            ) => {
+                agg.broadcast(m);
+            }
+            _ => {}
+        }
+    }
+    link.close(&session).await;
+    Ok(true)
+}
+
 /// One check of backend `b`.
 pub async fn check(agg: Arc<Aggregator>, b: usize) {
     let link = agg.links[b].clone();

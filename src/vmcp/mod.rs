@@ -122,6 +122,9 @@ pub async fn run(args: VmcpArgs) -> anyhow::Result<i32> {
     };
     let http = tokio::spawn(crate::bridge::serve::serve(listener, app, limits, metrics));
     let checks = tokio::spawn(health::run(agg.clone()));
+    let watches: Vec<_> = (0..agg.links.len())
+        .map(|b| tokio::spawn(health::watch(agg.clone(), b)))
+        .collect();
     let expiry = tokio::spawn(expire(agg.clone(), front_cfg.session_ttl));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -131,6 +134,9 @@ pub async fn run(args: VmcpArgs) -> anyhow::Result<i32> {
     http.abort();
     checks.abort();
     expiry.abort();
+    for w in watches {
+        w.abort();
+    }
     Ok(0)
 }
 
