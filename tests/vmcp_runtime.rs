@@ -523,3 +523,46 @@ async fn a_backends_own_list_changed_reaches_connected_clients() {
     .await;
     assert_eq!(answer["result"]["content"][0]["text"], "sprout", "{answer}");
 }
+
+/// A backend on the legacy HTTP+SSE transport (server-everything `sse`), next to a streamable
+/// one: listed, called, its progress streamed through by token.
+#[test]
+fn an_sse_backend_is_aggregated_too() {
+    let port = free_port();
+    let cmd = everything_http("sse");
+    let child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server-everything sse");
+    let _legacy = Proc(child);
+    wait_port(port);
+    let time = Bridge::start(&[], &time_server());
+    let config = json!({
+        "name": "v",
+        "backends": [
+            {"name": "legacy", "url": format!("http://127.0.0.1:{port}/sse"), "transport": "sse"},
+            {"name": "time", "url": time.url("/mcp")},
+        ],
+        "aggregation": {"prefixOnlyConflicts": true},
+    });
+    let (server, _dir) = vmcp(&config, false);
+    let calls = json!([
+        {"tool": "echo", "args": {"message": "over sse"}},
+        {"tool": "trigger-long-running-operation", "args": {"duration": 0.3, "steps": 3}},
+        {"tool": "get_current_time", "args": {"timezone": "UTC"}},
+    ]);
+    let out = vmcp_client(&server.url("/mcp"), &calls);
+    let tools = out["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 15, "{out}");
+    assert_eq!(out["calls"][0]["text"], "Echo: over sse", "{out}");
+    assert_eq!(out["calls"][1]["progress"], 3, "{out}");
+    assert!(
+        out["calls"][2]["text"].as_str().unwrap().contains("UTC"),
+        "{out}"
+    );
+    assert_eq!(out["resources"].as_array().unwrap().len(), 7, "{out}");
+    assert_eq!(out["prompt_messages"], 1, "{out}");
+}

@@ -64,11 +64,16 @@ pub struct ClientSession {
     in_flight: Mutex<HashMap<Vec<u8>, (usize, String)>>,
     stream: Mutex<Option<StreamTx>>,
     last_used: Mutex<Instant>,
+    opened: Instant,
+    /// Whether the client came back after `initialize` (a session that never does is ended
+    /// after the bridge's `sessionHandshakeSeconds`, with the backend sessions it opened).
+    used: std::sync::atomic::AtomicBool,
 }
 
 impl ClientSession {
     pub fn touch(&self) {
         *lock(&self.last_used) = Instant::now();
+        self.used.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The standalone GET stream: list_changed notifications go there.
@@ -138,6 +143,8 @@ impl Aggregator {
             in_flight: Mutex::new(HashMap::new()),
             stream: Mutex::new(None),
             last_used: Mutex::new(Instant::now()),
+            opened: Instant::now(),
+            used: std::sync::atomic::AtomicBool::new(false),
         });
         sessions.insert(id, session.clone());
         self.metrics.sessions.set(sessions.len() as i64);
@@ -164,11 +171,16 @@ impl Aggregator {
         true
     }
 
-    /// Ends sessions idle for longer than `ttl`.
-    pub fn expire(&self, ttl: Duration) {
+    /// Ends sessions idle for longer than `ttl`, and those never used after `initialize`
+    /// within `handshake`.
+    pub fn expire(&self, ttl: Duration, handshake: Duration) {
         let idle: Vec<String> = lock(&self.sessions)
             .values()
-            .filter(|s| lock(&s.last_used).elapsed() > ttl)
+            .filter(|s| {
+                lock(&s.last_used).elapsed() > ttl
+                    || (!s.used.load(std::sync::atomic::Ordering::Relaxed)
+                        && s.opened.elapsed() > handshake)
+            })
             .map(|s| s.id.clone())
             .collect();
         for id in idle {

@@ -69,9 +69,10 @@ pub struct Link {
 }
 
 /// One MCP session with a backend.
-#[derive(Debug)]
 pub struct BackendSession {
     id: Option<HeaderValue>,
+    /// Legacy SSE backends: the session's stream.
+    sse: Option<super::sse::SseConn>,
     pub revision: String,
     pub generation: u64,
     next_id: AtomicU64,
@@ -130,7 +131,30 @@ impl Link {
 
     /// Opens a session: `initialize`, then `notifications/initialized`.
     pub async fn open(&self) -> Result<BackendSession, Failure> {
+        self.open_with(None).await
+    }
+
+    /// [`Self::open`]; an SSE session also passes the methods of the backend's other
+    /// notifications to `notes`.
+    pub async fn open_with(
+        &self,
+        notes: Option<mpsc::Sender<String>>,
+    ) -> Result<BackendSession, Failure> {
         let generation = self.generation();
+        let mut session = BackendSession {
+            id: None,
+            sse: None,
+            revision: String::new(),
+            generation,
+            next_id: AtomicU64::new(1),
+        };
+        if self.settings.sse {
+            session.sse = Some(
+                tokio::time::timeout(self.settings.timeout, self.connect_sse(notes))
+                    .await
+                    .unwrap_or(Err(Failure::Timeout(self.settings.timeout.as_millis())))?,
+            );
+        }
         let body = json!({
             "jsonrpc": "2.0", "id": "vmcp-init", "method": "initialize",
             "params": {
@@ -140,7 +164,12 @@ impl Link {
             }
         });
         let (sid, answer) = self
-            .exchange(None, Bytes::from(body.to_string()), "vmcp-init", None)
+            .exchange(
+                session.sse.is_some().then_some(&session),
+                Bytes::from(body.to_string()),
+                "vmcp-init",
+                None,
+            )
             .await?;
         let answer: Value = serde_json::from_slice(&answer)
             .map_err(|_| Failure::Protocol("the initialize answer is not JSON".into()))?;
@@ -157,12 +186,8 @@ impl Link {
                 crate::controller::frame::truncate(why, 200)
             )));
         };
-        let session = BackendSession {
-            id: sid,
-            revision: revision.to_owned(),
-            generation,
-            next_id: AtomicU64::new(1),
-        };
+        session.id = sid;
+        session.revision = revision.to_owned();
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         self.notify(&session, Bytes::from(note.to_string())).await?;
         Ok(session)
@@ -182,8 +207,94 @@ impl Link {
             .map(|(_, answer)| answer)
     }
 
+    /// The GET stream of a new SSE session, up to its `endpoint`; the refusals its reader
+    /// makes are POSTed by a task of their own.
+    async fn connect_sse(
+        &self,
+        notes: Option<mpsc::Sender<String>>,
+    ) -> Result<super::sse::SseConn, Failure> {
+        let resp = self.send(Method::GET, None, Bytes::new()).await?;
+        if !resp.status().is_success() {
+            return Err(Failure::Http(resp.status()));
+        }
+        let (conn, mut outbox) = super::sse::connect(resp.into_body(), notes).await?;
+        let uri = self.endpoint_uri(&conn.endpoint)?;
+        let (client, headers) = (self.client.clone(), self.settings.headers.clone());
+        tokio::spawn(async move {
+            while let Some(reply) = outbox.recv().await {
+                let mut req = hyper::Request::post(uri.clone())
+                    .header(header::CONTENT_TYPE, "application/json");
+                for (name, value) in &headers {
+                    req = req.header(name.clone(), value.clone());
+                }
+                if let Ok(req) = req.body(axum::body::Body::from(reply)) {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), client.request(req)).await;
+                }
+            }
+        });
+        Ok(conn)
+    }
+
+    /// The backend's own scheme and host with the path of an `endpoint` event.
+    fn endpoint_uri(&self, path_and_query: &str) -> Result<hyper::Uri, Failure> {
+        let url = &self.settings.url;
+        hyper::Uri::builder()
+            .scheme(url.scheme_str().unwrap_or("http"))
+            .authority(url.authority().map(|a| a.as_str()).unwrap_or_default())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| Failure::Protocol("the backend's endpoint event is not a path".into()))
+    }
+
+    /// A message POSTed to an SSE session's endpoint (202 expected).
+    async fn post_sse(&self, conn: &super::sse::SseConn, body: Bytes) -> Result<(), Failure> {
+        let mut req = self.build(Method::POST, None, None, body)?;
+        *req.uri_mut() = self.endpoint_uri(&conn.endpoint)?;
+        let host = self.settings.url.host().unwrap_or_default();
+        remote::check_literal(host, self.allow).map_err(|e| Failure::Unreachable(e.to_string()))?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| Failure::Unreachable(crate::address::chain(&e)))?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Err(Failure::SessionGone),
+            s if s.is_success() => Ok(()),
+            s => Err(Failure::Http(s)),
+        }
+    }
+
+    /// A request over an SSE session: POSTed, its answer read off the stream.
+    async fn exchange_sse(
+        &self,
+        conn: &super::sse::SseConn,
+        body: Bytes,
+        id: &str,
+        side: Option<&SideChannel>,
+    ) -> Result<Bytes, Failure> {
+        let token = side.and_then(|_| {
+            serde_json::from_slice::<Value>(&body)
+                .ok()?
+                .pointer("/params/_meta/progressToken")
+                .map(super::sse::token_key)
+        });
+        struct Forget<'a>(&'a super::sse::SseConn, &'a str, Option<String>);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.forget(self.1, self.2.as_deref());
+            }
+        }
+        let answer = conn.expect(id, token.clone(), side)?;
+        let _forget = Forget(conn, id, token);
+        self.post_sse(conn, body).await?;
+        answer.await.map_err(|_| Failure::SessionGone)
+    }
+
     /// Sends a notification; the backend answers 202 with no body.
     pub async fn notify(&self, session: &BackendSession, body: Bytes) -> Result<(), Failure> {
+        if let Some(conn) = &session.sse {
+            return self.post_sse(conn, body).await;
+        }
         let resp = self.send(Method::POST, Some(session), body).await?;
         let status = resp.status();
         if status == StatusCode::NOT_FOUND && session.id.is_some() {
@@ -214,6 +325,12 @@ impl Link {
         side: Option<&SideChannel>,
     ) -> Result<(Option<HeaderValue>, Bytes), Failure> {
         let timeout = self.settings.timeout;
+        if let Some(conn) = session.and_then(|s| s.sse.as_ref()) {
+            return tokio::time::timeout(timeout, self.exchange_sse(conn, body, id, side))
+                .await
+                .unwrap_or(Err(Failure::Timeout(timeout.as_millis())))
+                .map(|answer| (None, answer));
+        }
         let work = async {
             let resp = self.send(Method::POST, session, body).await?;
             let status = resp.status();
@@ -323,6 +440,9 @@ impl Link {
         &self,
         session: &BackendSession,
     ) -> Result<Option<axum::body::Body>, Failure> {
+        if session.sse.is_some() {
+            return Ok(None);
+        }
         let resp = self.send(Method::GET, Some(session), Bytes::new()).await?;
         match resp.status() {
             StatusCode::METHOD_NOT_ALLOWED => Ok(None),

@@ -53,6 +53,15 @@ pub async fn watch(agg: Arc<Aggregator>, b: usize) {
 
 /// One GET stream, to its end; false when the backend has none.
 async fn watch_once(agg: &Aggregator, link: &Link) -> Result<bool, Failure> {
+    if link.settings.sse {
+        // The session's one stream carries everything; its reader passes the methods on.
+        let (tx, mut notes) = tokio::sync::mpsc::channel(16);
+        let _session = link.open_with(Some(tx)).await?;
+        while let Some(method) = notes.recv().await {
+            pass_on(agg, link, &method);
+        }
+        return Ok(true);
+    }
     let session = link.open().await?;
     let Some(mut body) = link.open_stream(&session).await? else {
         link.close(&session).await;
@@ -70,21 +79,27 @@ async fn watch_once(agg: &Aggregator, link: &Link) -> Result<bool, Failure> {
         if msg.get("id").is_some() {
             continue;
         }
-        match msg.get("method").and_then(serde_json::Value::as_str) {
-            Some("notifications/tools/list_changed") => {
-                tracing::info!(backend = %link.name(), "the backend's tools changed");
-                agg.tools_changed();
-            }
-            Some(
-                m @ ("notifications/resources/list_changed" | "notifications/prompts/list_changed"),
-            ) => {
-                agg.broadcast(m);
-            }
-            _ => {}
+        if let Some(method) = msg.get("method").and_then(serde_json::Value::as_str) {
+            pass_on(agg, link, method);
         }
     }
     link.close(&session).await;
     Ok(true)
+}
+
+/// A backend's notification outside any answer, passed on to every client when it is one
+/// of the `list_changed` ones.
+fn pass_on(agg: &Aggregator, link: &Link, method: &str) {
+    match method {
+        "notifications/tools/list_changed" => {
+            tracing::info!(backend = %link.name(), "the backend's tools changed");
+            agg.tools_changed();
+        }
+        "notifications/resources/list_changed" | "notifications/prompts/list_changed" => {
+            agg.broadcast(method);
+        }
+        _ => {}
+    }
 }
 
 /// One check of backend `b`.

@@ -9,6 +9,7 @@
 //! - [`config`]: the file the reconciler renders and the health report it reads back;
 //! - [`settings`]: that file checked, defaults filled in, errors naming the field;
 //! - [`backend`]: one backend over streamable HTTP, through the bridge's guarded client;
+//! - [`sse`]: the same over the legacy HTTP+SSE transport;
 //! - [`breaker`]: a backend's circuit breaker and health, shared by all sessions;
 //! - [`merge`]: the conflict strategies and tool selection (pure);
 //! - [`aggregator`]: client sessions, the fan-out under the deadline, routing;
@@ -25,6 +26,7 @@ pub mod front;
 pub mod health;
 pub mod merge;
 pub mod settings;
+pub mod sse;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -125,7 +127,11 @@ pub async fn run(args: VmcpArgs) -> anyhow::Result<i32> {
     let watches: Vec<_> = (0..agg.links.len())
         .map(|b| tokio::spawn(health::watch(agg.clone(), b)))
         .collect();
-    let expiry = tokio::spawn(expire(agg.clone(), front_cfg.session_ttl));
+    let expiry = tokio::spawn(expire(
+        agg.clone(),
+        front_cfg.session_ttl,
+        front_cfg.session_handshake,
+    ));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = sigterm.recv() => tracing::info!("SIGTERM: stopping"),
@@ -140,11 +146,11 @@ pub async fn run(args: VmcpArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-async fn expire(agg: Arc<aggregator::Aggregator>, ttl: Duration) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+async fn expire(agg: Arc<aggregator::Aggregator>, ttl: Duration, handshake: Duration) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(2));
     loop {
         ticker.tick().await;
-        agg.expire(ttl);
+        agg.expire(ttl, handshake);
     }
 }
 

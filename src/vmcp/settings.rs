@@ -274,11 +274,6 @@ fn backend(
         Some("sse") => true,
         Some(other) => anyhow::bail!("{at}.transport: {other:?} is not streamable-http or sse"),
     };
-    if sse {
-        anyhow::bail!(
-            "{at}.transport: sse backends are not built into vmcp yet (streamable-http only)"
-        );
-    }
     // The bridge's reader of the same three fields, so both name the same errors.
     let mut outgoing = crate::bridge::config::Config {
         headers: b.headers.clone().unwrap_or_default(),
