@@ -33,6 +33,8 @@ pub enum Health {
     /// Failed checks, fewer than the threshold.
     Degraded,
     Unavailable,
+    /// The backend refuses the runtime's credentials (HTTP 401 or 403 to a check).
+    Unauthenticated,
 }
 
 /// The breaker's and the health check's settings.
@@ -71,6 +73,22 @@ pub struct Checked {
     pub revision: String,
     /// The names of the tools it advertises after its selection, sorted.
     pub tool_names: Vec<String>,
+}
+
+/// Why a health check failed.
+pub struct CheckFailed {
+    pub why: String,
+    /// HTTP 401 or 403: the credentials, not the backend.
+    pub unauthenticated: bool,
+}
+
+impl From<&str> for CheckFailed {
+    fn from(why: &str) -> Self {
+        CheckFailed {
+            why: why.to_owned(),
+            unauthenticated: false,
+        }
+    }
 }
 
 /// A snapshot for the status report.
@@ -183,7 +201,7 @@ impl BackendState {
 
     /// Records a health check; true when the backend's tools changed for clients (it became
     /// usable or unusable, or its tool set changed).
-    pub fn checked(&self, outcome: Result<Checked, String>) -> bool {
+    pub fn checked(&self, outcome: Result<Checked, CheckFailed>) -> bool {
         let mut s = lock(&self.inner);
         let before = (usable(&s), s.tool_names.clone());
         s.last_check = Some(SystemTime::now());
@@ -195,15 +213,20 @@ impl BackendState {
                 s.revision = Some(c.revision);
                 s.tool_names = Some(c.tool_names);
             }
-            Err(why) => {
+            Err(CheckFailed {
+                why,
+                unauthenticated,
+            }) => {
                 s.check_failures = s.check_failures.saturating_add(1);
-                s.health = if s.check_failures >= self.policy.unhealthy_threshold {
+                s.health = if unauthenticated {
+                    Health::Unauthenticated
+                } else if s.check_failures >= self.policy.unhealthy_threshold {
                     Health::Unavailable
                 } else {
                     Health::Degraded
                 };
                 s.message = Some(why);
-                if s.health == Health::Unavailable {
+                if matches!(s.health, Health::Unavailable | Health::Unauthenticated) {
                     s.tool_names = None;
                 }
             }
@@ -219,11 +242,12 @@ impl BackendState {
 
     pub fn snapshot(&self) -> Snapshot {
         let s = lock(&self.inner);
-        let health = if s.circuit == Circuit::Open && s.health != Health::Unknown {
-            Health::Unavailable
-        } else {
-            s.health
-        };
+        let health =
+            if s.circuit == Circuit::Open && matches!(s.health, Health::Ready | Health::Degraded) {
+                Health::Unavailable
+            } else {
+                s.health
+            };
         Snapshot {
             health,
             circuit: s.circuit,
@@ -240,7 +264,7 @@ impl BackendState {
 }
 
 fn usable(s: &Inner) -> bool {
-    s.circuit != Circuit::Open && s.health != Health::Unavailable
+    s.circuit != Circuit::Open && !matches!(s.health, Health::Unavailable | Health::Unauthenticated)
 }
 
 #[cfg(test)]
@@ -302,5 +326,12 @@ mod tests {
             (Health::Unavailable, Some("down"))
         );
         assert!(b.checked(ok(&["a", "b"])), "back");
+        let refused = CheckFailed {
+            why: "the backend answered HTTP 401".into(),
+            unauthenticated: true,
+        };
+        assert!(b.checked(Err(refused)), "a refused credential: at once");
+        assert_eq!(b.snapshot().health, Health::Unauthenticated);
+        assert!(!b.is_usable());
     }
 }

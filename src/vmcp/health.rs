@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use super::aggregator::{list_all, Aggregator};
 use super::backend::{Failure, Link};
-use super::breaker::{Checked, Health};
+use super::breaker::{CheckFailed, Checked, Health};
 use super::config::{BackendReport, StatusReport};
 use super::merge;
 
@@ -114,7 +114,10 @@ pub async fn check(agg: Arc<Aggregator>, b: usize) {
         Err(_) => Err(Failure::Timeout(agg.settings.health_timeout.as_millis())),
     };
     link.record(&outcome);
-    let tools_changed = link.state.checked(outcome.map_err(|e| e.to_string()));
+    let tools_changed = link.state.checked(outcome.map_err(|e| CheckFailed {
+        unauthenticated: matches!(&e, Failure::Http(s) if s.as_u16() == 401 || s.as_u16() == 403),
+        why: e.to_string(),
+    }));
     if tools_changed || before != link.state.is_usable() {
         tracing::info!(backend = %link.name(), "the backend's tools changed for clients");
     }
@@ -154,6 +157,7 @@ fn backend_report(link: &Link) -> BackendReport {
             Health::Ready => "ready",
             Health::Degraded => "degraded",
             Health::Unavailable => "unavailable",
+            Health::Unauthenticated => "unauthenticated",
         }
         .into(),
         last_health_check: s.last_check.map(rfc3339),
