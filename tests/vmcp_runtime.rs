@@ -6,6 +6,8 @@
 
 #[path = "bridge/common.rs"]
 mod common;
+#[path = "bridge/issuer.rs"]
+mod issuer;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -569,4 +571,57 @@ fn an_sse_backend_is_aggregated_too() {
     );
     assert_eq!(out["resources"].as_array().unwrap().len(), 7, "{out}");
     assert_eq!(out["prompt_messages"], 1, "{out}");
+}
+
+/// `auth.oidc`: the bridge's token check guards `/mcp` (a real issuer on loopback, tokens
+/// minted by PyJWT); `/health` and `/status` stay open for probes and the reconciler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incoming_tokens_are_checked() {
+    let issuer = issuer::Issuer::start();
+    let time = Bridge::start(&[], &time_server());
+    let config = json!({
+        "name": "v",
+        "backends": [{"name": "time", "url": time.url("/mcp")}],
+        "auth": {"oidc": {"issuer": issuer.url, "audience": "mcp-test", "allowPrivateIp": true}},
+    });
+    let (server, _dir) = vmcp(&config, false);
+    let url = server.url("/mcp");
+    let anonymous = http();
+    let resp = anonymous
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize_body(json!(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        anonymous
+            .get(server.url("/status"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let token = issuer
+        .token(&json!({"claims": {"sub": "alice", "exp_in": 600}}))
+        .await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let sid = open_session(&client, &url).await;
+    assert_eq!(
+        tool_names(&client, &url, &sid).await,
+        vec![
+            "time_convert_time".to_string(),
+            "time_get_current_time".to_string()
+        ]
+    );
 }
