@@ -59,6 +59,9 @@ pub struct ClientSession {
     pub id: String,
     backends: Vec<tokio::sync::Mutex<Option<Arc<BackendSession>>>>,
     tools: Mutex<Option<Arc<ToolSnapshot>>>,
+    /// Every tool name this client was shown, and its backend: a call of a tool whose
+    /// backend is down names the backend rather than saying the tool does not exist.
+    known: Mutex<HashMap<String, usize>>,
     owners: Mutex<Owners>,
     /// The client's request id (raw JSON) → the backend and the id it was sent under.
     in_flight: Mutex<HashMap<Vec<u8>, (usize, String)>>,
@@ -139,6 +142,7 @@ impl Aggregator {
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
             tools: Mutex::new(None),
+            known: Mutex::new(HashMap::new()),
             owners: Mutex::new(Owners::default()),
             in_flight: Mutex::new(HashMap::new()),
             stream: Mutex::new(None),
@@ -416,6 +420,7 @@ impl Aggregator {
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i))
             .collect();
+        lock(&session.known).extend(tools.iter().map(|t| (t.name.clone(), t.backend)));
         let snapshot = Arc::new(ToolSnapshot { tools, by_name });
         *lock(&session.tools) = Some(snapshot.clone());
         Ok(snapshot)
@@ -550,6 +555,17 @@ impl Aggregator {
         }
         let snapshot = snapshot.unwrap_or_default();
         let Some(routed) = snapshot.by_name.get(&name).map(|i| &snapshot.tools[*i]) else {
+            let owner = lock(&session.known).get(&name).copied();
+            if let Some(b) = owner.filter(|b| !self.links[*b].state.is_usable()) {
+                return Err(RpcError::new(
+                    code::INTERNAL_ERROR,
+                    format!(
+                        "backend {}: unavailable (circuit {}), its tool {name} cannot be called now",
+                        self.links[b].name(),
+                        self.links[b].state.snapshot().circuit.as_str()
+                    ),
+                ));
+            }
             return Err(RpcError::new(
                 code::INVALID_PARAMS,
                 format!("Unknown tool: {name}"),
