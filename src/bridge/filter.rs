@@ -45,8 +45,8 @@ pub struct ToolPolicy {
 
 /// What one override does to a tool in a `tools/list` result.
 #[derive(Debug)]
-struct Rewrite {
-    name: Option<String>,
+pub(crate) struct Rewrite {
+    pub(crate) name: Option<String>,
     description: Option<String>,
     /// `annotations` fields to set, in the MCP spelling.
     annotations: Vec<(&'static str, Value)>,
@@ -83,7 +83,7 @@ pub enum Screened {
 }
 
 impl Rewrite {
-    fn of(backend: &str, o: &ToolOverride) -> Self {
+    pub(crate) fn of(backend: &str, o: &ToolOverride) -> Self {
         let mut annotations = Vec::new();
         if let Some(a) = &o.annotations {
             if let Some(title) = &a.title {
@@ -107,11 +107,11 @@ impl Rewrite {
         }
     }
 
-    fn is_noop(&self) -> bool {
+    pub(crate) fn is_noop(&self) -> bool {
         self.name.is_none() && self.description.is_none() && self.annotations.is_empty()
     }
 
-    fn apply(&self, tool: &mut Map<String, Value>) {
+    pub(crate) fn apply(&self, tool: &mut Map<String, Value>) {
         if let Some(name) = &self.name {
             tool.insert("name".into(), Value::from(name.as_str()));
         }

@@ -580,13 +580,13 @@ async fn post_messages(
 
 /// What the client accepts. No `Accept` header at all counts as accepting JSON.
 #[derive(Debug, Clone, Copy)]
-struct Accept {
-    json: bool,
-    sse: bool,
+pub(crate) struct Accept {
+    pub json: bool,
+    pub sse: bool,
 }
 
 impl Accept {
-    fn of(headers: &HeaderMap) -> Self {
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
         let mut values = headers.get_all(header::ACCEPT).iter().peekable();
         if values.peek().is_none() {
             return Accept {
@@ -623,6 +623,18 @@ async fn admit_post(
     accept: Accept,
 ) -> Result<ClientMessage, Reject> {
     check_access(st, headers, uri)?;
+    admit_message(headers, body, accept, st.cfg.max_body_bytes, &st.bodies).await
+}
+
+/// The checks of a POST after Origin (shared with the `vmcp` front): Accept (406),
+/// Content-Type (415), body size (413), JSON-RPC shape (400), protocol revision (400).
+pub(crate) async fn admit_message(
+    headers: &HeaderMap,
+    body: Body,
+    accept: Accept,
+    max_body_bytes: usize,
+    bodies: &BodyBudget,
+) -> Result<ClientMessage, Reject> {
     if !accept.json && !accept.sse {
         return Err(Reject::new(
             StatusCode::NOT_ACCEPTABLE,
@@ -642,7 +654,7 @@ async fn admit_post(
             "Unsupported Media Type: the body must be application/json",
         ));
     }
-    let bytes = read_body(body, st.cfg.max_body_bytes, headers, &st.bodies).await?;
+    let bytes = read_body(body, max_body_bytes, headers, bodies).await?;
     let msg = jsonrpc::parse_client(&bytes).map_err(|e| Reject {
         id: e.id().map(Bytes::copy_from_slice),
         ..Reject::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
@@ -657,7 +669,7 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reads a body of at most `limit` bytes. A larger one is still read to its end (up to twice the
 /// limit) before the 413 goes out: a server that answers and closes while the client is still
 /// sending makes the client's TCP stack drop the answer, and the client sees a reset instead.
-pub(super) async fn read_body(
+pub(crate) async fn read_body(
     body: Body,
     limit: usize,
     headers: &HeaderMap,
@@ -821,7 +833,7 @@ pub struct Reject {
 }
 
 impl Reject {
-    pub(super) fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
         Self {
             status,
             id: None,
@@ -875,11 +887,16 @@ fn call_failed(
     rpc_error(status, Some(id), code::INTERNAL_ERROR, &e.to_string())
 }
 
-fn rpc_error(status: StatusCode, id: Option<&[u8]>, code: i64, message: &str) -> Response {
+pub(crate) fn rpc_error(
+    status: StatusCode,
+    id: Option<&[u8]>,
+    code: i64,
+    message: &str,
+) -> Response {
     json_message(status, jsonrpc::error_response(id, code, message))
 }
 
-fn json_message(status: StatusCode, body: Bytes) -> Response {
+pub(crate) fn json_message(status: StatusCode, body: Bytes) -> Response {
     let mut resp = (status, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -893,7 +910,7 @@ fn json_body(status: StatusCode, body: &'static str) -> Response {
 }
 
 /// One message as JSON, or as a one-event SSE stream for a client that accepts only SSE.
-fn single_message(status: StatusCode, msg: Bytes, accept: Accept) -> Response {
+pub(crate) fn single_message(status: StatusCode, msg: Bytes, accept: Accept) -> Response {
     if accept.json {
         return json_message(status, msg);
     }
@@ -922,7 +939,7 @@ pub fn sse_event(msg: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-fn set_sse_headers(headers: &mut HeaderMap) {
+pub(crate) fn set_sse_headers(headers: &mut HeaderMap) {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
@@ -941,11 +958,22 @@ fn sse_response(
     keep_alive: Duration,
     guard: Option<SessionGuard>,
 ) -> Response {
-    struct StreamState {
+    sse_stream(first, rx, keep_alive, guard)
+}
+
+/// [`sse_response`] with anything as the guard that lives as long as the stream (shared with
+/// the `vmcp` front, whose sessions are its own).
+pub(crate) fn sse_stream<G: Send + 'static>(
+    first: Option<Bytes>,
+    rx: StreamRx,
+    keep_alive: Duration,
+    guard: Option<G>,
+) -> Response {
+    struct StreamState<G> {
         first: Option<Bytes>,
         rx: StreamRx,
         keep_alive: Duration,
-        _guard: Option<SessionGuard>,
+        _guard: Option<G>,
     }
     let state = StreamState {
         first,

@@ -318,12 +318,12 @@ pub struct Event {
 
 /// Reads events off a body, holding at most `max_bytes` of an unfinished one.
 #[derive(Default)]
-struct SseReader {
+pub(crate) struct SseReader {
     buf: BytesMut,
 }
 
 impl SseReader {
-    async fn next(
+    pub(crate) async fn next(
         &mut self,
         body: &mut axum::body::Body,
         max_bytes: usize,

@@ -39,6 +39,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// The MCP proxy that runs inside each MCP server pod.
     Bridge(crate::bridge::BridgeArgs),
+    /// The aggregating MCP endpoint of a VirtualMCPServer.
+    Vmcp(crate::vmcp::VmcpArgs),
     /// Serve only the admission webhooks (validating + defaulting) over TLS.
     Webhook(webhook::WebhookArgs),
     /// Write a development CA and serving certificate.
@@ -56,6 +58,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Pgpass(args) => pgpass::run(args),
         Command::Run(args) => run_async(run::run(args)),
         Command::Bridge(args) => run_async(crate::bridge::run(args)),
+        Command::Vmcp(args) => run_async(crate::vmcp::run(args)),
         Command::Webhook(args) => run_async(webhook::run(args)),
         Command::Certs(args) => certs::run(args),
     }

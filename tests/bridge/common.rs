@@ -177,7 +177,8 @@ impl Bridge {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { return };
                 let listen = serde_json::from_str::<Value>(&line).ok().and_then(|v| {
-                    (v["fields"]["message"] == "bridge listening")
+                    (v["fields"]["message"] == "bridge listening"
+                        || v["fields"]["message"] == "vmcp listening")
                         .then(|| v["fields"]["listen"].as_str().map(str::to_owned))
                         .flatten()
                 });

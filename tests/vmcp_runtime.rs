@@ -1,0 +1,627 @@
+//! `mcp-operator vmcp` against real MCP servers: server-everything and mcp-server-time each
+//! behind `mcp-operator bridge` (stdio), and server-everything serving streamable HTTP itself
+//! (the directly reached backend an MCPServerEntry stands for). A real client (the Python
+//! SDK) lists and calls through the aggregator under each conflict strategy (the cases in
+//! tests/vmcp/cases/); a backend killed and restarted; bad configs; the address guard.
+
+#[path = "bridge/common.rs"]
+mod common;
+#[path = "bridge/issuer.rs"]
+mod issuer;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A process killed when dropped (the native HTTP server-everything).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The three backends of the group.
+struct Group {
+    entry: (Proc, u16),
+    everything: Bridge,
+    time: Bridge,
+}
+
+impl Group {
+    fn start() -> Group {
+        let port = free_port();
+        let cmd = everything_http("streamableHttp");
+        let child = Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .env("PORT", port.to_string())
+            .env("BACKEND_ID", "entry-native")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start server-everything streamableHttp");
+        let entry = (Proc(child), port);
+        wait_port(port);
+        let everything = Bridge::start_env(
+            &[],
+            &everything(),
+            &[("BACKEND_ID", "everything-bridged".into())],
+        );
+        let time = Bridge::start(&[], &time_server());
+        Group {
+            entry,
+            everything,
+            time,
+        }
+    }
+
+    /// The `backends` of the rendered config, sorted by name as the reconciler renders them.
+    fn backends(&self) -> Value {
+        json!([
+            {"name": "entry", "kind": "MCPServerEntry",
+             "url": format!("http://127.0.0.1:{}/mcp", self.entry.1)},
+            {"name": "everything", "kind": "MCPServer", "url": self.everything.url("/mcp")},
+            {"name": "time", "kind": "MCPServer", "url": self.time.url("/mcp")},
+        ])
+    }
+}
+
+/// Starts `mcp-operator vmcp` on `config` (loopback backends allowed unless `guarded`).
+fn vmcp(config: &Value, guarded: bool) -> (Bridge, tempfile::TempDir) {
+    let (dir, path) = config_file(&config.to_string());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-operator"));
+    cmd.args(["vmcp", "--config", &path, "--listen", "127.0.0.1:0"]);
+    if !guarded {
+        cmd.arg("--insecure-allow-loopback-backends");
+    }
+    cmd.env("RUST_LOG", "warn,mcp_operator::vmcp=info");
+    (Bridge::launch(cmd), dir)
+}
+
+fn vmcp_client(url: &str, calls: &Value) -> Value {
+    let out = Command::new(python())
+        .arg(repo().join("tests/vmcp/client.py"))
+        .arg(url)
+        .arg(calls.to_string())
+        .output()
+        .expect("run the Python MCP client");
+    assert!(
+        out.status.success(),
+        "the Python MCP client failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the client prints JSON")
+}
+
+#[test]
+fn a_real_client_sees_each_strategy() {
+    let group = Group::start();
+    let dir = repo().join("tests/vmcp/cases");
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/vmcp/cases")
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 8, "the strategy cases are there");
+    for case in cases {
+        run_case(&group, &case);
+    }
+}
+
+fn run_case(group: &Group, path: &Path) {
+    let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+    let case: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let config = json!({
+        "name": "team-tools",
+        "backends": group.backends(),
+        "aggregation": case["aggregation"],
+        "operational": {"aggregateDeadlineMs": 10000},
+    });
+    let (server, _dir) = vmcp(&config, false);
+    let calls: Vec<Value> = case["calls"].as_array().unwrap().clone();
+    let requested: Vec<Value> = calls
+        .iter()
+        .map(|c| json!({"tool": c["tool"], "args": c["args"]}))
+        .collect();
+    let out = vmcp_client(&server.url("/mcp"), &Value::from(requested));
+    assert_eq!(out["server"], "team-tools", "{name}: {out}");
+    assert_eq!(out["tools"], case["tools"], "{name}: {}", case["why"]);
+    for (i, want) in calls.iter().enumerate() {
+        let got = &out["calls"][i];
+        if let Some(code) = want.get("error") {
+            assert_eq!(&got["code"], code, "{name}: call {i}: {got}");
+            continue;
+        }
+        assert_eq!(
+            got["ok"], true,
+            "{name}: call {i} ({}): {got}",
+            want["tool"]
+        );
+        let text = got["text"].as_str().unwrap_or_default();
+        let needle = want["contains"].as_str().unwrap();
+        assert!(
+            text.contains(needle),
+            "{name}: call {i}: {needle:?} not in {text:.300}"
+        );
+        if let Some(n) = want.get("progress") {
+            assert_eq!(&got["progress"], n, "{name}: progress of call {i}");
+        }
+    }
+    // Resources, templates and prompts of both server-everything instances, merged: the
+    // first backend to offer a URI or name keeps it.
+    assert_eq!(
+        out["resources"].as_array().unwrap().len(),
+        7,
+        "{name}: {out}"
+    );
+    assert_eq!(
+        out["templates"].as_array().unwrap().len(),
+        2,
+        "{name}: {out}"
+    );
+    assert!(out["read"].as_str().is_some(), "{name}: {out}");
+    assert_eq!(out["prompts"].as_array().unwrap().len(), 4, "{name}: {out}");
+    assert_eq!(out["prompt_messages"], 1, "{name}: {out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw HTTP, for what the SDK hides (deadlines, the GET stream, /status)
+// ---------------------------------------------------------------------------------------------
+
+async fn status(client: &reqwest::Client, server: &Bridge) -> Value {
+    client
+        .get(server.url("/status"))
+        .send()
+        .await
+        .expect("GET /status")
+        .json()
+        .await
+        .expect("a JSON status")
+}
+
+fn backend<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {report}"))
+}
+
+async fn wait_status(
+    client: &reqwest::Client,
+    server: &Bridge,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let report = status(client, server).await;
+        if ok(&report) {
+            return report;
+        }
+        assert!(Instant::now() < deadline, "{what}: {report}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn tool_names(client: &reqwest::Client, url: &str, sid: &str) -> Vec<String> {
+    let (code, answer) = post(
+        client,
+        url,
+        sid,
+        &json!({"jsonrpc": "2.0", "id": "l", "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{answer}");
+    let mut names: Vec<String> = answer["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("tools in {answer}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_backend_does_not_take_the_endpoint_down() {
+    let mut group = Group::start();
+    let time_port = group.time.port;
+    let config = json!({
+        "name": "team-tools",
+        "backends": group.backends(),
+        "aggregation": {"conflictResolution": "prefix", "prefixOnlyConflicts": true},
+        "operational": {
+            "aggregateDeadlineMs": 3000, "defaultTimeoutMs": 2000,
+            "healthCheckIntervalMs": 300, "healthCheckTimeoutMs": 1000,
+            "unhealthyThreshold": 1, "circuitFailureThreshold": 2, "circuitOpenMs": 1000,
+        },
+    });
+    let (server, _dir) = vmcp(&config, false);
+    let client = http();
+    let url = server.url("/mcp");
+    wait_status(&client, &server, "all ready", |r| {
+        r["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["status"] == "ready")
+    })
+    .await;
+    let report = status(&client, &server).await;
+    assert_eq!(report["configHash"].as_str().unwrap().len(), 64, "{report}");
+    assert_eq!(backend(&report, "time")["toolCount"], 2, "{report}");
+    assert_eq!(
+        backend(&report, "entry")["mcpRevision"],
+        "2025-06-18",
+        "{report}"
+    );
+
+    let sid = open_session(&client, &url).await;
+    let mut stream = open_get_stream(&client, &url, &sid).await;
+    let before = tool_names(&client, &url, &sid).await;
+    assert!(
+        before.contains(&"get_current_time".to_string()),
+        "{before:?}"
+    );
+
+    // Killed: the bridge and its server go away.
+    group.time.child.kill().unwrap();
+    group.time.child.wait().unwrap();
+    let report = wait_status(&client, &server, "time unavailable, circuit open", |r| {
+        let t = backend(r, "time");
+        t["status"] == "unavailable" && t["circuitBreakerState"] == "open"
+    })
+    .await;
+    let time = backend(&report, "time");
+    let message = time["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("onnect") || message.contains("refused"),
+        "the error says why: {time}"
+    );
+    assert_eq!(backend(&report, "entry")["status"], "ready", "{report}");
+
+    // A new client: initialize and tools/list answer in time, with the others' tools.
+    let started = Instant::now();
+    let sid2 = open_session(&client, &url).await;
+    let during = tool_names(&client, &url, &sid2).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!during.iter().any(|t| t.contains("time")), "{during:?}");
+    assert!(
+        during.contains(&"everything_echo".to_string()),
+        "{during:?}"
+    );
+    // A call of the dead backend's tool fails fast, naming it.
+    let (_, answer) = post(
+        &client,
+        &url,
+        &sid,
+        &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                "params": {"name": "get_current_time", "arguments": {"timezone": "UTC"}}}),
+    )
+    .await;
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("backend time: "),
+        "fails naming the backend: {answer}"
+    );
+
+    // Drain what the stream said so far (the going-down notice), then bring it back.
+    while tokio::time::timeout(Duration::from_millis(200), stream.recv())
+        .await
+        .is_ok()
+    {}
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-operator"));
+    cmd.args([
+        "bridge",
+        "--listen",
+        &format!("127.0.0.1:{time_port}"),
+        "--",
+    ])
+    .args(time_server());
+    let restarted = Bridge::launch(cmd);
+    restarted.wait_ready(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let note = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.recv()).await {
+            Ok(Some(msg)) if msg["method"] == "notifications/tools/list_changed" => break msg,
+            Ok(Some(_)) => continue,
+            _ => panic!("no notifications/tools/list_changed after the backend came back"),
+        }
+    };
+    assert!(note.get("id").is_none(), "{note}");
+    wait_status(&client, &server, "time ready again", |r| {
+        let t = backend(r, "time");
+        t["status"] == "ready" && t["circuitBreakerState"] == "closed"
+    })
+    .await;
+    let after = tool_names(&client, &url, &sid).await;
+    assert_eq!(after, before, "its tools are back");
+    let (_, answer) = post(
+        &client,
+        &url,
+        &sid,
+        &json!({"jsonrpc": "2.0", "id": 10, "method": "tools/call",
+                "params": {"name": "get_current_time", "arguments": {"timezone": "UTC"}}}),
+    )
+    .await;
+    assert_eq!(answer["id"], 10, "{answer}");
+    assert!(
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("UTC")),
+        "the old client session reaches the new server: {answer}"
+    );
+    drop(restarted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_failure_mode_fail_refuses_while_a_backend_is_down() {
+    let group = Group::start();
+    let mut backends = group.backends();
+    backends[2]["url"] = json!(format!("http://127.0.0.1:{}/mcp", free_port()));
+    for (mode, refused) in [("fail", true), ("best_effort", false)] {
+        let config = json!({
+            "name": "v", "backends": backends,
+            "operational": {"partialFailureMode": mode, "aggregateDeadlineMs": 3000},
+        });
+        let (server, _dir) = vmcp(&config, false);
+        let client = http();
+        let resp = client
+            .post(server.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize_body(json!(1)))
+            .send()
+            .await
+            .unwrap();
+        let answer: Value = resp.json().await.unwrap();
+        if refused {
+            let message = answer["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("time:"), "names the backend: {answer}");
+        } else {
+            assert_eq!(answer["result"]["serverInfo"]["name"], "v", "{answer}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_backends_are_refused_without_the_insecure_flag() {
+    let group = Group::start();
+    let mut backends = group.backends();
+    // A name that resolves to loopback, and a literal.
+    backends[1]["url"] = json!(format!("http://localhost:{}/mcp", group.everything.port));
+    let config = json!({
+        "name": "v", "backends": backends,
+        "operational": {"healthCheckIntervalMs": 200, "unhealthyThreshold": 1},
+    });
+    let (server, _dir) = vmcp(&config, true);
+    let client = http();
+    let report = wait_status(&client, &server, "all refused", |r| {
+        r["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["status"] == "unavailable")
+    })
+    .await;
+    for b in report["backends"].as_array().unwrap() {
+        let message = b["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("loopback") && message.contains("address guard"),
+            "{b}"
+        );
+    }
+    // The endpoint itself still answers, with nothing behind it.
+    let url = server.url("/mcp");
+    let sid = open_session(&client, &url).await;
+    assert!(tool_names(&client, &url, &sid).await.is_empty());
+}
+
+#[test]
+fn a_bad_config_is_a_clear_start_up_error() {
+    let cases = [
+        (
+            json!({"name": "v", "backends": [], "extra": 1}),
+            "unknown field `extra`",
+        ),
+        (
+            json!({"name": "v", "backends": [{"name": "a", "url": "ftp://x"}]}),
+            "backends[0].url",
+        ),
+        (
+            json!({"name": "v", "backends": [{"name": "a", "url": "http://x/", "bearerTokenEnv": "VMCP_TEST_UNSET"}]}),
+            "VMCP_TEST_UNSET is not set",
+        ),
+        (
+            json!({"name": "v", "backends": [{"name": "a", "url": "http://x/"}],
+                   "aggregation": {"conflictResolution": "priority", "priorityOrder": ["b"]}}),
+            "aggregation.priorityOrder[0]",
+        ),
+        (
+            json!({"name": "v", "backends": [], "operational": {"unhealthyThreshold": "3"}}),
+            "operational.unhealthyThreshold",
+        ),
+    ];
+    for (config, want) in cases {
+        let (_dir, path) = config_file(&config.to_string());
+        let out = Command::new(env!("CARGO_BIN_EXE_mcp-operator"))
+            .args(["vmcp", "--config", &path, "--listen", "127.0.0.1:0"])
+            .env_remove("VMCP_TEST_UNSET")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{config}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{want:?} in {stderr}");
+    }
+}
+
+/// A backend whose tool set changes at run time (tests/vmcp/growing_server.py): its own
+/// `notifications/tools/list_changed` reaches connected clients, and the new tool is listed
+/// and callable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backends_own_list_changed_reaches_connected_clients() {
+    let script = repo().join("tests/vmcp/growing_server.py");
+    let growing = Bridge::start(&[], &[python(), script.to_string_lossy().into_owned()]);
+    let config = json!({
+        "name": "v",
+        "backends": [{"name": "growing", "url": growing.url("/mcp")}],
+        "aggregation": {"prefixOnlyConflicts": true},
+    });
+    let (server, _dir) = vmcp(&config, false);
+    let client = http();
+    let url = server.url("/mcp");
+    let sid = open_session(&client, &url).await;
+    let mut stream = open_get_stream(&client, &url, &sid).await;
+    assert_eq!(
+        tool_names(&client, &url, &sid).await,
+        vec!["grow".to_string()]
+    );
+    // Give the runtime's own stream with the backend a moment to open.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, answer) = post(
+        &client,
+        &url,
+        &sid,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "grow", "arguments": {"name": "sprout"}}}),
+    )
+    .await;
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "grew sprout",
+        "{answer}"
+    );
+    let note = tokio::time::timeout(Duration::from_secs(10), stream.recv())
+        .await
+        .expect("a notification in time")
+        .expect("the stream is open");
+    assert_eq!(note["method"], "notifications/tools/list_changed", "{note}");
+    assert_eq!(
+        tool_names(&client, &url, &sid).await,
+        vec!["grow".to_string(), "sprout".to_string()]
+    );
+    let (_, answer) = post(
+        &client,
+        &url,
+        &sid,
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "sprout", "arguments": {}}}),
+    )
+    .await;
+    assert_eq!(answer["result"]["content"][0]["text"], "sprout", "{answer}");
+}
+
+/// A backend on the legacy HTTP+SSE transport (server-everything `sse`), next to a streamable
+/// one: listed, called, its progress streamed through by token.
+#[test]
+fn an_sse_backend_is_aggregated_too() {
+    let port = free_port();
+    let cmd = everything_http("sse");
+    let child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server-everything sse");
+    let _legacy = Proc(child);
+    wait_port(port);
+    let time = Bridge::start(&[], &time_server());
+    let config = json!({
+        "name": "v",
+        "backends": [
+            {"name": "legacy", "url": format!("http://127.0.0.1:{port}/sse"), "transport": "sse"},
+            {"name": "time", "url": time.url("/mcp")},
+        ],
+        "aggregation": {"prefixOnlyConflicts": true},
+    });
+    let (server, _dir) = vmcp(&config, false);
+    let calls = json!([
+        {"tool": "echo", "args": {"message": "over sse"}},
+        {"tool": "trigger-long-running-operation", "args": {"duration": 0.3, "steps": 3}},
+        {"tool": "get_current_time", "args": {"timezone": "UTC"}},
+    ]);
+    let out = vmcp_client(&server.url("/mcp"), &calls);
+    let tools = out["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 15, "{out}");
+    assert_eq!(out["calls"][0]["text"], "Echo: over sse", "{out}");
+    assert_eq!(out["calls"][1]["progress"], 3, "{out}");
+    assert!(
+        out["calls"][2]["text"].as_str().unwrap().contains("UTC"),
+        "{out}"
+    );
+    assert_eq!(out["resources"].as_array().unwrap().len(), 7, "{out}");
+    assert_eq!(out["prompt_messages"], 1, "{out}");
+}
+
+/// `auth.oidc`: the bridge's token check guards `/mcp` (a real issuer on loopback, tokens
+/// minted by PyJWT); `/health` and `/status` stay open for probes and the reconciler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incoming_tokens_are_checked() {
+    let issuer = issuer::Issuer::start();
+    let time = Bridge::start(&[], &time_server());
+    let config = json!({
+        "name": "v",
+        "backends": [{"name": "time", "url": time.url("/mcp")}],
+        "auth": {"oidc": {"issuer": issuer.url, "audience": "mcp-test", "allowPrivateIp": true}},
+    });
+    let (server, _dir) = vmcp(&config, false);
+    let url = server.url("/mcp");
+    let anonymous = http();
+    let resp = anonymous
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize_body(json!(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        anonymous
+            .get(server.url("/status"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let token = issuer
+        .token(&json!({"claims": {"sub": "alice", "exp_in": 600}}))
+        .await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let sid = open_session(&client, &url).await;
+    assert_eq!(
+        tool_names(&client, &url, &sid).await,
+        vec![
+            "time_convert_time".to_string(),
+            "time_get_current_time".to_string()
+        ]
+    );
+}
