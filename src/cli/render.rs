@@ -12,7 +12,7 @@ use crate::controller::mcpregistry_children as registry_children;
 use crate::conversion;
 use crate::manifest;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 /// The default image of the bridge init container (the operator's own image).
@@ -157,12 +157,14 @@ impl ToolConfigs {
 }
 
 /// The MCPOIDCConfigs, MCPAuthzConfigs and MCPExternalAuthConfigs among the inputs, at
-/// v1beta1 (an invalid one is kept: resolving it says why the operator would hold its users).
+/// v1beta1 (an invalid one is kept: resolving it says why the operator would hold its users),
+/// and the `data` of the ConfigMaps among them (an `authzConfig` may read its policies there).
 #[derive(Debug, Default)]
 pub struct AuthConfigs {
     oidc: HashMap<(String, String), MCPOIDCConfig>,
     authz: HashMap<(String, String), MCPAuthzConfig>,
     external: HashMap<(String, String), MCPExternalAuthConfig>,
+    config_maps: HashMap<(String, String), BTreeMap<String, String>>,
 }
 
 impl AuthConfigs {
@@ -178,6 +180,11 @@ impl AuthConfigs {
                 Some("MCPAuthzConfig") => out.authz.extend(at_v1beta1(d).map(|c| (key(), c))),
                 Some("MCPExternalAuthConfig") => {
                     out.external.extend(at_v1beta1(d).map(|c| (key(), c)))
+                }
+                Some("ConfigMap") if d.get("apiVersion").and_then(Value::as_str) == Some("v1") => {
+                    let data = d.get("data").cloned().unwrap_or_default();
+                    let data = serde_json::from_value(data).unwrap_or_default();
+                    out.config_maps.insert(key(), data);
                 }
                 _ => {}
             }
@@ -198,6 +205,8 @@ impl AuthConfigs {
             external: auth
                 .external_auth_config_ref
                 .and_then(|r| self.external.get(&key(&r.name))),
+            authz_config_map: auth_refs::authz_config_map(auth)
+                .and_then(|name| self.config_maps.get(&key(name))),
         }
     }
 }
