@@ -589,4 +589,44 @@ mod tests {
         assert!(why.contains("AuthzConfigRefNotFound"), "{why}");
         assert!(why.contains(r#"MCPAuthzConfig "policies""#), "{why}");
     }
+
+    /// `authzConfig.type: configMap` renders from a ConfigMap among the inputs; without it, or
+    /// with a document that does not validate, render says why the operator would hold it.
+    #[test]
+    fn policies_from_a_config_map_render_from_the_inputs() {
+        let s = server(json!({
+            "oidcConfigRef": {"name": "idp", "audience": "fetch"},
+            "authzConfig": {"type": "configMap", "configMap": {"name": "policies", "key": "authz.yaml"}},
+        }));
+        let oidc = json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPOIDCConfig",
+            "metadata": {"name": "idp"}, "spec": {"type": "kubernetesServiceAccount", "kubernetesServiceAccount": {}}});
+        let map = |doc: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "policies"},
+                   "data": {"authz.yaml": doc}})
+        };
+        let good = map("version: '1.0'\ntype: cedarv1\ncedar:\n  policies:\n  - 'permit(principal, action == Action::\"call_tool\", resource == Tool::\"echo\");'\n");
+        let text = render_one(
+            &s,
+            "img",
+            &ToolConfigs::default(),
+            &AuthConfigs::from_inputs(&[&oidc, &good]),
+        )
+        .unwrap();
+        assert!(text.contains(r#"Tool::\"echo\""#), "{text}");
+        let bad = map("version: '1.0'\ntype: cedarv1\ncedar:\n  policies: ['permit(principal action, resource);']\n");
+        let rows = [
+            (vec![&oidc], "AuthzConfigMapNotFound"),
+            (vec![&oidc, &bad], "cedar.policies[0]"),
+        ];
+        for (inputs, part) in rows {
+            let why = render_one(
+                &s,
+                "img",
+                &ToolConfigs::default(),
+                &AuthConfigs::from_inputs(&inputs),
+            )
+            .unwrap_err();
+            assert!(why.contains(part), "{part}: {why}");
+        }
+    }
 }
