@@ -767,3 +767,180 @@ async fn wait_condition_of(client: &Client, kind: &str, name: &str, type_: &str)
     })
     .await
 }
+
+/// An authz document in upstream's format, as a ConfigMap holds it for `authzConfig.type:
+/// configMap`.
+fn authz_document(policies: &[&str]) -> String {
+    json!({"version": "1.0", "type": "cedarv1",
+           "cedar": {"policies": policies, "entities_json": "[]", "group_claim_name": "groups"}})
+    .to_string()
+}
+
+/// A condition of `kind/name` once `accept` takes it.
+async fn wait_condition_where(
+    client: &Client,
+    kind: &str,
+    name: &str,
+    type_: &str,
+    accept: impl Fn(&Value) -> bool,
+) -> Value {
+    let accept = &accept;
+    eventually(
+        &format!("{kind}/{name}: {type_} as expected"),
+        || async move {
+            let status = if kind == "MCPServer" {
+                json!(get::<MCPServer>(client, NS, name).await?.status?)
+            } else {
+                json!(get::<MCPRemoteProxy>(client, NS, name).await?.status?)
+            };
+            condition(&status, type_).filter(|c| accept(c)).cloned()
+        },
+    )
+    .await
+}
+
+/// `authzConfig.type: configMap` on both kinds: the policies of the document in the ConfigMap
+/// reach the bridge config; a missing ConfigMap or key, or a document that does not validate,
+/// holds the workload (no Deployment) with a condition naming the ConfigMap, the key and the
+/// policy's position, and fixing it brings the workload back; a change of the document rolls
+/// the pods; deleting the ConfigMap holds the workload again.
+#[tokio::test]
+async fn policies_from_a_config_map_are_enforced_held_and_rolled() {
+    let h = start(None).await;
+    let c = &h.client;
+    create::<MCPOIDCConfig>(
+        c,
+        object(
+            "MCPOIDCConfig",
+            "idp",
+            json!({"type": "inline", "inline": {"issuer": "https://idp.example.com"}}),
+        ),
+    )
+    .await;
+    // (kind, name, its bridge config's ConfigMap)
+    let rows = [
+        ("MCPServer", "fetch", "fetch-bridge-config"),
+        ("MCPRemoteProxy", "weather", "weather-remote-proxy-config"),
+    ];
+    let configmaps: Api<ConfigMap> = Api::namespaced(c.clone(), NS);
+    for (kind, name, _) in rows {
+        let spec = json!({
+            "oidcConfigRef": {"name": "idp", "audience": name},
+            "authzConfig": {"type": "configMap", "configMap": {"name": format!("{name}-policies")}},
+        });
+        if kind == "MCPServer" {
+            create_server(c, server(name, spec)).await;
+        } else {
+            create::<MCPRemoteProxy>(c, proxy(name, spec)).await;
+        }
+    }
+    for (kind, name, _) in rows {
+        let cond = wait_condition_where(c, kind, name, "AuthConfigured", |c| {
+            c["reason"] == "AuthzConfigMapNotFound"
+        })
+        .await;
+        let message = cond["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!(r#"ConfigMap "{name}-policies""#))
+                && message.contains(r#""authz.json""#),
+            "{message}"
+        );
+        assert_eq!(cond["status"], "False");
+        assert!(
+            get::<Deployment>(c, NS, name).await.is_none(),
+            "{name} runs"
+        );
+    }
+    // The ConfigMap appears with a policy that does not parse: held, the position named.
+    for (_, name, _) in rows {
+        create::<ConfigMap>(
+            c,
+            json!({"metadata": {"name": format!("{name}-policies"), "namespace": NS},
+                   "data": {"authz.json": authz_document(&[ECHO_FOR_DEV, "permit(principal, action resource);"])}}),
+        )
+        .await;
+    }
+    for (kind, name, _) in rows {
+        let cond = wait_condition_where(c, kind, name, "AuthConfigured", |c| {
+            c["reason"] == "AuthzConfigMapInvalid"
+        })
+        .await;
+        let message = cond["message"].as_str().unwrap();
+        for part in [
+            &format!(r#"ConfigMap "{name}-policies" key "authz.json""#),
+            "cedar.policies[1]",
+            "line 1, column",
+        ] {
+            assert!(message.contains(part), "{name}: {part} in {message}");
+        }
+        assert!(
+            get::<Deployment>(c, NS, name).await.is_none(),
+            "{name} runs"
+        );
+    }
+    // Fixed: the workloads run with the document's policies.
+    for (_, name, _) in rows {
+        configmaps
+            .patch(
+                &format!("{name}-policies"),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"authz.json": authz_document(&[ECHO_FOR_DEV])}})),
+            )
+            .await
+            .unwrap();
+    }
+    let mut checksums = Vec::new();
+    for (kind, name, config) in rows {
+        let dep: Deployment = eventually(&format!("{name} runs"), || get(c, NS, name)).await;
+        assert_eq!(
+            bridge_config(c, config).await["auth"]["authz"],
+            json!({"policies": [ECHO_FOR_DEV], "entitiesJson": "[]", "groupClaimName": "groups", "serverName": name}),
+            "{kind}"
+        );
+        let status = if kind == "MCPServer" {
+            json!(get::<MCPServer>(c, NS, name).await.unwrap().status)
+        } else {
+            json!(get::<MCPRemoteProxy>(c, NS, name).await.unwrap().status)
+        };
+        let held = condition(&status, "AuthConfigured");
+        assert!(held.is_none_or(|c| c["status"] == "True"), "{status}");
+        checksums.push(pod_checksum(&dep));
+    }
+    // The document changes: new bridge configs, new pod templates.
+    for (_, name, _) in rows {
+        configmaps
+            .patch(
+                &format!("{name}-policies"),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"authz.json": authz_document(&[ECHO_FOR_ALL])}})),
+            )
+            .await
+            .unwrap();
+    }
+    for ((_, name, config), before) in rows.iter().zip(&checksums) {
+        eventually(&format!("{name}: a new pod template"), || async {
+            let d: Deployment = get(c, NS, name).await?;
+            (pod_checksum(&d) != *before).then_some(())
+        })
+        .await;
+        assert_eq!(
+            bridge_config(c, config).await["auth"]["authz"]["policies"],
+            json!([ECHO_FOR_ALL])
+        );
+    }
+    // The ConfigMap goes: held again.
+    for (kind, name, _) in rows {
+        configmaps
+            .delete(&format!("{name}-policies"), &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_condition_where(c, kind, name, "AuthConfigured", |c| {
+            c["reason"] == "AuthzConfigMapNotFound"
+        })
+        .await;
+        eventually(&format!("{name}: its Deployment removed"), || async {
+            get::<Deployment>(c, NS, name).await.is_none().then_some(())
+        })
+        .await;
+    }
+}

@@ -508,7 +508,7 @@ fn assert_no_writes(h: &Harness, when: &str) {
 }
 
 /// Auth that cannot be given holds a proxy (issue 13): one row per kind of reference naming a
-/// config that does not exist, policies from a ConfigMap (not supported), and the inline
+/// config that does not exist, policies from a ConfigMap that does not exist, and the inline
 /// oidcConfig kept from v1alpha1. Each is added to a running proxy, which must stop serving:
 /// no Deployment, no Service, Ready=False with the reason, and the condition that says it.
 #[tokio::test]
@@ -530,7 +530,7 @@ async fn auth_that_cannot_be_given_holds_the_proxy() {
             json!({"spec": {"authzConfig": {"type": "configMap", "configMap": {"name": "authz"}}}}),
             (
                 "spec.authzConfig",
-                "AuthzConfigMapNotSupported",
+                "AuthzConfigMapNotFound",
                 "AuthConfigured",
             ),
         ),

@@ -24,21 +24,6 @@ pub struct WorkloadAuth<'a> {
     pub audit: Option<&'a Audit>,
 }
 
-impl WorkloadAuth<'_> {
-    /// The fields set that ask for authorization the data path does not enforce: while any is
-    /// set, the workload is held (no Deployment, no Service). Everything else the operator
-    /// resolves and the bridge enforces; what a referenced config asks for is judged when it
-    /// is resolved.
-    pub fn held_by(&self) -> Vec<&'static str> {
-        let from_config_map = self.authz_config.is_some_and(|a| a.type_ != "inline");
-        if from_config_map {
-            vec!["authzConfig"]
-        } else {
-            Vec::new()
-        }
-    }
-}
-
 /// The auth fields of an MCPServer or MCPRemoteProxy spec (either version: the field names
 /// are the same).
 macro_rules! workload_of {
@@ -55,25 +40,6 @@ macro_rules! workload_of {
     };
 }
 pub(crate) use workload_of;
-
-/// Why a workload whose authorization comes from a ConfigMap is held, for the admission
-/// warning and `render`.
-pub fn held_message(kind: &str, fields: &[&str]) -> String {
-    held_message_at(kind, "spec", fields)
-}
-
-fn held_message_at(kind: &str, at: &str, fields: &[&str]) -> String {
-    let named = fields
-        .iter()
-        .map(|f| format!("{at}.{f}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "{named} reads its Cedar policies from a ConfigMap, which mcp-operator does not support yet: the {kind} is held \
-         (no Deployment, no Service; Ready=False, reason AuthzConfigMapNotSupported) so that it never serves without \
-         the authorization asked for; put the policies in {at}.authzConfig.inline or in an MCPAuthzConfig ({at}.authzConfigRef)"
-    )
-}
 
 /// The checks of a workload's auth fields (both versions, both kinds).
 pub fn check_workload(w: &WorkloadAuth<'_>, f: &mut Findings) {
@@ -99,10 +65,6 @@ pub fn check_workload(w: &WorkloadAuth<'_>, f: &mut Findings) {
     }
     if let Some(a) = w.authz_config {
         check_inline_authz(a, &spec.child("authzConfig"), f);
-    }
-    let held = w.held_by();
-    if let Some(first) = held.first() {
-        f.warn(&spec.child(first), held_message_at(w.kind, w.at, &held));
     }
 }
 
@@ -273,7 +235,6 @@ const CEDAR_OPTIONS: &[&str] = &[
 /// options upstream's authorizer can load, with policies that parse and validate.
 pub fn check_authz_config(type_: &str, config: &Value, f: &mut Findings) {
     let spec = Path::root("spec");
-    let p = spec.child("config");
     match type_ {
         "cedarv1" => {}
         "httpv1" => {
@@ -292,9 +253,27 @@ pub fn check_authz_config(type_: &str, config: &Value, f: &mut Findings) {
             return;
         }
     }
+    cedar_options(config, &spec.child("config"), f);
+}
+
+/// The options of upstream's Cedar authorizer, as an MCPAuthzConfig's `config` or an authz
+/// document's `cedar` block holds them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CedarOptions {
+    pub policies: Vec<String>,
+    pub entities_json: Option<String>,
+    pub group_claim_name: Option<String>,
+    pub role_claim_name: Option<String>,
+    pub group_entity_type: Option<String>,
+}
+
+/// Cedar options at `p`: what upstream's authorizer can load, with policies that parse and
+/// validate. Problems go to `f`; what could be read comes back.
+fn cedar_options(config: &Value, p: &Path, f: &mut Findings) -> CedarOptions {
+    let mut out = CedarOptions::default();
     let Some(options) = config.as_object() else {
         f.error(FieldError::invalid(p, Value::Null, "must be an object").without_value());
-        return;
+        return out;
     };
     for key in options.keys() {
         if !CEDAR_OPTIONS.contains(&key.as_str()) {
@@ -307,19 +286,19 @@ pub fn check_authz_config(type_: &str, config: &Value, f: &mut Findings) {
             );
         }
     }
-    let policies: Vec<String> = match options.get("policies") {
+    out.policies = match options.get("policies") {
         None => {
             f.error(FieldError::required(
                 p.child("policies"),
                 "at least one Cedar policy",
             ));
-            return;
+            return out;
         }
         Some(Value::Array(items)) => {
-            let mut out = Vec::new();
+            let mut policies = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 match item.as_str() {
-                    Some(s) => out.push(s.to_string()),
+                    Some(s) => policies.push(s.to_string()),
                     None => f.error(
                         FieldError::invalid(
                             p.child("policies").index(i),
@@ -330,7 +309,7 @@ pub fn check_authz_config(type_: &str, config: &Value, f: &mut Findings) {
                     ),
                 }
             }
-            out
+            policies
         }
         Some(other) => {
             f.error(
@@ -341,10 +320,10 @@ pub fn check_authz_config(type_: &str, config: &Value, f: &mut Findings) {
                 )
                 .without_value(),
             );
-            return;
+            return out;
         }
     };
-    if policies.is_empty() {
+    if out.policies.is_empty() {
         f.error(FieldError::required(
             p.child("policies"),
             "at least one Cedar policy",
@@ -363,33 +342,105 @@ pub fn check_authz_config(type_: &str, config: &Value, f: &mut Findings) {
             }
         }
     };
-    let entities = string_option("entities_json", f);
-    let group = string_option("group_entity_type", f);
-    for key in [
-        "group_claim_name",
-        "role_claim_name",
-        "primary_upstream_provider",
-    ] {
-        string_option(key, f);
-    }
-    if let Some(g) = group.as_deref().filter(|g| !g.is_empty()) {
+    out.entities_json = string_option("entities_json", f);
+    out.group_entity_type = string_option("group_entity_type", f);
+    out.group_claim_name = string_option("group_claim_name", f);
+    out.role_claim_name = string_option("role_claim_name", f);
+    string_option("primary_upstream_provider", f);
+    if let Some(g) = out.group_entity_type.as_deref().filter(|g| !g.is_empty()) {
         if !is_identifier(g) {
             f.error(FieldError::invalid(
                 p.child("group_entity_type"),
                 g,
                 "must be a Cedar identifier (letters, digits, _; not starting with a digit; no ::)",
             ));
-            return;
+            return out;
         }
     }
     check_policies(
         f,
-        &p,
-        &policies,
-        entities.as_deref(),
+        p,
+        &out.policies,
+        out.entities_json.as_deref(),
         ("policies", "entities_json"),
-        group.as_deref(),
+        out.group_entity_type.as_deref(),
     );
+    out
+}
+
+/// The key of `authzConfig.configMap` when none is given (upstream's default).
+pub const DEFAULT_AUTHZ_CONFIG_MAP_KEY: &str = "authz.json";
+
+/// The largest authz document read from a ConfigMap (a ConfigMap holds at most 1 MiB in all).
+const MAX_AUTHZ_DOCUMENT: usize = 1 << 20;
+
+/// An authorization config document as upstream's `--authz-config` file and the ConfigMap of
+/// `authzConfig.type: configMap` hold it, JSON or YAML:
+/// `{version, type: cedarv1, cedar: {policies, entities_json, ...}}`. Its Cedar options, checked
+/// as an MCPAuthzConfig's are, or every problem found (field paths inside the document, and
+/// the line and column of a policy's or of the document's syntax error).
+pub fn read_authz_document(text: &str) -> Result<CedarOptions, String> {
+    if text.len() > MAX_AUTHZ_DOCUMENT {
+        return Err(format!(
+            "is {} bytes, more than the {MAX_AUTHZ_DOCUMENT} an authorization config may have",
+            text.len()
+        ));
+    }
+    if text.trim().is_empty() {
+        return Err("is empty; it must hold {version, type: cedarv1, cedar: {policies: [...]}} as JSON or YAML".into());
+    }
+    let doc = parse_document(text)?;
+    let Some(fields) = doc.as_object() else {
+        return Err(
+            "must be an object {version, type: cedarv1, cedar: {policies: [...]}} (JSON or YAML)"
+                .into(),
+        );
+    };
+    let mut f = Findings::default();
+    let text_field = |name: &str, f: &mut Findings| match fields.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        None | Some(Value::Null) => {
+            f.error(FieldError::required(name, "required"));
+            None
+        }
+        Some(other) => {
+            f.error(
+                FieldError::invalid(name, other.clone(), "must be a non-empty string")
+                    .without_value(),
+            );
+            None
+        }
+    };
+    text_field("version", &mut f);
+    match text_field("type", &mut f).as_deref() {
+        Some("cedarv1") | None => {}
+        Some(other) => f.error(FieldError::not_supported("type", other, &["cedarv1"])),
+    }
+    let options = match fields.get("cedar") {
+        Some(cedar) => cedar_options(cedar, &Path::root("cedar"), &mut f),
+        None => {
+            f.error(FieldError::required(
+                "cedar",
+                "the Cedar options (policies, entities_json, ...)",
+            ));
+            CedarOptions::default()
+        }
+    };
+    if f.errors.0.is_empty() {
+        Ok(options)
+    } else {
+        Err(f.errors.to_string())
+    }
+}
+
+/// JSON when it looks like JSON (so its errors are JSON's), YAML otherwise; both name the line
+/// and column of a syntax error.
+fn parse_document(text: &str) -> Result<Value, String> {
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| format!("is not valid JSON: {e}"))
+    } else {
+        serde_yaml::from_str(text).map_err(|e| format!("is not valid YAML: {e}"))
+    }
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -483,5 +534,70 @@ pub(super) fn check_header_name(f: &mut Findings, p: &Path, name: &str) {
             .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c));
     if !token {
         f.error(FieldError::invalid(p, name, "not a valid HTTP header name"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An authz document from a ConfigMap, in upstream's format (JSON or YAML), is read or
+    /// refused with every problem placed: the document's own syntax by line and column, a
+    /// field by its path inside the document, a policy by its index and the line and column
+    /// inside it.
+    #[test]
+    fn authz_documents_are_read_or_refused_with_their_position() {
+        const ECHO: &str =
+            r#"permit(principal, action == Action::\"call_tool\", resource == Tool::\"echo\");"#;
+        // (document, Ok(policies) or Err(fragments the message must hold))
+        let rows: Vec<(String, Result<usize, Vec<&str>>)> = vec![
+            (
+                format!(r#"{{"version": "1.0", "type": "cedarv1", "cedar": {{"policies": ["{ECHO}"], "entities_json": "[]"}}}}"#),
+                Ok(1),
+            ),
+            (
+                format!("version: '1.0'\ntype: cedarv1\ncedar:\n  policies:\n  - \"{ECHO}\"\n  - \"{ECHO}\"\n"),
+                Ok(2),
+            ),
+            ("".into(), Err(vec!["is empty"])),
+            ("{\"version\": \"1.0\",\n  \"type\": }".into(), Err(vec!["is not valid JSON", "line 2 column"])),
+            ("version: '1.0'\ntype: [cedarv1\n".into(), Err(vec!["is not valid YAML", "line"])),
+            ("- a\n- b\n".into(), Err(vec!["must be an object"])),
+            (
+                format!(r#"{{"type": "cedarv1", "cedar": {{"policies": ["{ECHO}"]}}}}"#),
+                Err(vec!["version: Required value"]),
+            ),
+            (
+                r#"{"version": "1.0", "type": "httpv1", "cedar": {"policies": []}}"#.into(),
+                Err(vec![r#"type: Unsupported value: "httpv1""#]),
+            ),
+            (
+                r#"{"version": "1.0", "type": "cedarv1"}"#.into(),
+                Err(vec!["cedar: Required value"]),
+            ),
+            (
+                r#"{"version": "1.0", "type": "cedarv1", "cedar": {"policies": []}}"#.into(),
+                Err(vec!["cedar.policies: Required value"]),
+            ),
+            (
+                format!(r#"{{"version": "1.0", "type": "cedarv1", "cedar": {{"policies": ["{ECHO}", "permit(principal,\n action, resource) when {{ resource.x > }};"]}}}}"#),
+                Err(vec!["cedar.policies[1]: Invalid value: line 2, column"]),
+            ),
+            (
+                format!(r#"{{"version": "1.0", "type": "cedarv1", "cedar": {{"policies": ["{ECHO}"], "entities_json": "not json"}}}}"#),
+                Err(vec!["cedar.entities_json"]),
+            ),
+        ];
+        for (i, (doc, expected)) in rows.into_iter().enumerate() {
+            match (read_authz_document(&doc), expected) {
+                (Ok(options), Ok(n)) => assert_eq!(options.policies.len(), n, "row {i}"),
+                (Err(message), Err(fragments)) => {
+                    for fragment in fragments {
+                        assert!(message.contains(fragment), "row {i}: {message}");
+                    }
+                }
+                (got, _) => panic!("row {i}: unexpected {got:?}"),
+            }
+        }
     }
 }

@@ -21,12 +21,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
-    PolicyId, PolicySet, Request, RestrictedExpression,
+    ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicyId, PolicySet, Request, ResourceConstraint, RestrictedExpression,
 };
 use serde_json::{Map, Value};
 
@@ -43,6 +43,8 @@ const MAX_CLAIM_DEPTH: usize = 10;
 const DEFAULT_GROUP_CLAIMS: &[&str] = &["groups", "roles", "cognito:groups"];
 /// Tool annotations remembered from lists (for the resource's attributes on calls).
 const MAX_REMEMBERED_TOOLS: usize = 4096;
+/// Resources whose applicable policies are remembered (emptied when full).
+const MAX_REMEMBERED_RESOURCES: usize = 4096;
 
 /// What the policy has to say about one JSON-RPC message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +60,7 @@ pub enum Gate {
 }
 
 /// What a call is about, and how upstream names its action and resource type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Feature {
     Tool,
     Prompt,
@@ -146,7 +148,10 @@ pub fn gate(method: &str, body: &Value) -> Gate {
 
 /// The policy set and what every decision shares.
 pub struct Authz {
+    /// Every policy (what [`Authz::applicable`] must decide the same as).
     policies: PolicySet,
+    /// The policies in their order (`policy<i>`), for [`Authz::applicable`].
+    policy_list: Vec<Policy>,
     /// `entitiesJson` and the three action entities: what every decision shares, built once.
     base: Entities,
     authorizer: Authorizer,
@@ -156,6 +161,27 @@ pub struct Authz {
     server: Option<EntityUid>,
     /// Annotation hints of tools by name, from the last lists seen.
     annotations: RwLock<HashMap<String, Map<String, Value>>>,
+    /// The policies that can apply to a resource, by resource (see [`Authz::applicable`]).
+    applicable: RwLock<Applicable>,
+    context_use: ContextUse,
+}
+
+/// Which policies a decision evaluates, with what context: those that can apply with the
+/// context keys they can read (always, outside tests), or every one with every key (what the
+/// tests compare with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policies {
+    Applicable,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Every,
+}
+
+/// The policies that can apply to each resource decided on, and the distinct sets of them (most
+/// resources share one: the policies whose scope names no resource).
+#[derive(Default)]
+struct Applicable {
+    by_resource: HashMap<(Feature, String), Arc<PolicySet>>,
+    sets: HashMap<Vec<usize>, Arc<PolicySet>>,
 }
 
 /// The caller as Cedar sees them, built once per request.
@@ -164,22 +190,99 @@ pub struct Caller {
     /// The shared entities with the caller's own, built once per caller (its transitive
     /// closure too): a decision adds only its resource.
     entities: Entities,
+    /// The claims a policy can read from the context (see [`ContextUse`]).
     claims: Vec<(String, RestrictedExpression)>,
+    /// Every claim, for the tests' comparison with the unfiltered context.
+    #[cfg_attr(not(test), allow(dead_code))]
+    every_claim: Vec<(String, RestrictedExpression)>,
     /// The context of a request without arguments (lists, most prompt gets and reads), built
     /// once: claims are the bulk of it.
     context: Context,
+}
+
+/// How the policies use the request's context. Upstream puts every claim and argument there,
+/// and building it is a large share of a decision (each claim evaluated again on each call with
+/// arguments). When every use is `context.<name>`, `context["<name>"]` or `context has <name>`
+/// with a literal name, a key no policy names is never observed, so the context holds only the
+/// named ones; any other use (the record as a whole) keeps every key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ContextUse {
+    Keys(HashSet<String>),
+    Whole,
+}
+
+impl ContextUse {
+    fn of(policies: &[Policy]) -> Self {
+        let mut keys = HashSet::new();
+        for p in policies {
+            let Ok(est) = p.to_json() else {
+                return ContextUse::Whole;
+            };
+            if !context_keys(&est, &mut keys) {
+                return ContextUse::Whole;
+            }
+        }
+        ContextUse::Keys(keys)
+    }
+
+    fn reads(&self, key: &str) -> bool {
+        match self {
+            ContextUse::Keys(keys) => keys.contains(key),
+            ContextUse::Whole => true,
+        }
+    }
+}
+
+/// Collects the context keys a policy's JSON form reads into `keys`; `false` when it uses the
+/// context otherwise than by a literal attribute name.
+fn context_keys(v: &Value, keys: &mut HashSet<String>) -> bool {
+    let is_context = |v: &Value| v.get("Var").and_then(Value::as_str) == Some("context");
+    match v {
+        Value::Object(fields) => {
+            if is_context(v) {
+                return false;
+            }
+            for op in [".", "has"] {
+                if let Some(inner) = fields.get(op) {
+                    let left = inner.get("left");
+                    if left.is_some_and(is_context) {
+                        // `has` with a path names its first step as the context's key.
+                        let attr = match inner.get("attr") {
+                            Some(Value::String(a)) => Some(a.as_str()),
+                            Some(Value::Array(path)) => path.first().and_then(Value::as_str),
+                            _ => None,
+                        };
+                        let Some(attr) = attr else {
+                            return false;
+                        };
+                        keys.insert(attr.to_owned());
+                        return fields.len() == 1
+                            || fields
+                                .iter()
+                                .filter(|(k, _)| k.as_str() != op)
+                                .all(|(_, v)| context_keys(v, keys));
+                    }
+                }
+            }
+            fields.values().all(|v| context_keys(v, keys))
+        }
+        Value::Array(items) => items.iter().all(|v| context_keys(v, keys)),
+        _ => true,
+    }
 }
 
 impl Authz {
     /// Parses the policies (`policy0`, `policy1`, ... as upstream names them) and entities.
     pub fn new(cfg: &AuthzConfig) -> Result<Self, String> {
         let mut policies = PolicySet::new();
+        let mut policy_list = Vec::with_capacity(cfg.policies.len());
         for (i, text) in cfg.policies.iter().enumerate() {
             let policy = Policy::parse(Some(PolicyId::new(format!("policy{i}"))), text)
                 .map_err(|e| format!("policy {i} does not parse: {e}"))?;
             policies
-                .add(policy)
+                .add(policy.clone())
                 .map_err(|e| format!("policy {i}: {e}"))?;
+            policy_list.push(policy);
         }
         let entities = match cfg
             .entities_json
@@ -220,7 +323,53 @@ impl Authz {
             role_claim: cfg.role_claim_name.clone().filter(|c| !c.is_empty()),
             server,
             annotations: RwLock::new(HashMap::new()),
+            applicable: RwLock::new(Applicable::default()),
+            context_use: ContextUse::of(&policy_list),
+            policy_list,
         })
+    }
+
+    /// The policies that can apply to `feature`'s action on `resource`. A policy whose scope
+    /// names another action, another resource or another resource type is false for it before
+    /// any condition is evaluated (the scope is checked first and cannot fail), so leaving it
+    /// out changes no decision and no error; a decision then evaluates only the rest (one
+    /// policy of 20 that each name their tool, instead of 20). Scopes with `in` are kept: the
+    /// hierarchy decides those.
+    fn applicable(&self, feature: Feature, name: &str, resource: &EntityUid) -> Arc<PolicySet> {
+        let key = (feature, name.to_owned());
+        {
+            let cache = self.applicable.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(set) = cache.by_resource.get(&key) {
+                return set.clone();
+            }
+        }
+        let action = uid("Action", feature.action()).ok();
+        let chosen: Vec<usize> = self
+            .policy_list
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| may_apply(p, action.as_ref(), resource))
+            .map(|(i, _)| i)
+            .collect();
+        let mut cache = self.applicable.write().unwrap_or_else(|e| e.into_inner());
+        if cache.by_resource.len() >= MAX_REMEMBERED_RESOURCES {
+            *cache = Applicable::default();
+        }
+        let set = match cache.sets.get(&chosen) {
+            Some(set) => set.clone(),
+            None => {
+                let mut set = PolicySet::new();
+                for &i in &chosen {
+                    // Policies of one valid set: adding a subset back cannot clash.
+                    let _ = set.add(self.policy_list[i].clone());
+                }
+                let set = Arc::new(set);
+                cache.sets.insert(chosen, set.clone());
+                set
+            }
+        };
+        cache.by_resource.insert(key, set.clone());
+        set
     }
 
     /// The caller's principal, or `None` when the token names nobody (no `sub`): upstream
@@ -228,7 +377,7 @@ impl Authz {
     pub fn caller(&self, who: &Identity) -> Option<Caller> {
         let sub = who.subject.as_deref()?;
         let principal = uid("Client", sub).ok()?;
-        let claims: Vec<(String, RestrictedExpression)> = who
+        let every_claim: Vec<(String, RestrictedExpression)> = who
             .claims
             .iter()
             .filter_map(|(k, v)| Some((format!("claim_{k}"), to_cedar(v, 0)?)))
@@ -238,14 +387,24 @@ impl Authz {
             .iter()
             .map(|g| EntityUid::from_type_name_and_id(self.group_type.clone(), EntityId::new(g)))
             .collect();
-        let entity =
-            Entity::new(principal.clone(), claims.iter().cloned().collect(), parents).ok()?;
+        let entity = Entity::new(
+            principal.clone(),
+            every_claim.iter().cloned().collect(),
+            parents,
+        )
+        .ok()?;
         let entities = self.base.clone().upsert_entities([entity], None).ok()?;
+        let claims: Vec<_> = every_claim
+            .iter()
+            .filter(|(k, _)| self.context_use.reads(k))
+            .cloned()
+            .collect();
         let context = Context::from_pairs(claims.iter().cloned()).ok()?;
         Some(Caller {
             principal,
             entities,
             claims,
+            every_claim,
             context,
         })
     }
@@ -258,7 +417,7 @@ impl Authz {
         name: &str,
         arguments: Option<&Map<String, Value>>,
     ) -> bool {
-        self.decide(caller, feature, name, arguments, None)
+        self.decide(caller, feature, name, arguments, None, Policies::Applicable)
     }
 
     fn decide(
@@ -268,6 +427,7 @@ impl Authz {
         name: &str,
         arguments: Option<&Map<String, Value>>,
         listed_annotations: Option<&Map<String, Value>>,
+        which: Policies,
     ) -> bool {
         let Ok(action) = uid("Action", feature.action()) else {
             return false;
@@ -311,13 +471,24 @@ impl Authz {
         else {
             return false;
         };
-        let context = if args.is_empty() {
+        let (claims, context_args) = match which {
+            Policies::Applicable => {
+                let read = |(k, _): &&(String, RestrictedExpression)| self.context_use.reads(k);
+                (&caller.claims, args.iter().filter(read).cloned().collect())
+            }
+            Policies::Every => (&caller.every_claim, args),
+        };
+        let context = if context_args.is_empty() && which == Policies::Applicable {
             caller.context.clone()
         } else {
-            match Context::from_pairs(caller.claims.iter().cloned().chain(args)) {
+            match Context::from_pairs(claims.iter().cloned().chain(context_args)) {
                 Ok(context) => context,
                 Err(_) => return false,
             }
+        };
+        let policies = match which {
+            Policies::Applicable => self.applicable(feature, name, &resource),
+            Policies::Every => Arc::new(self.policies.clone()),
         };
         let Ok(request) = Request::new(caller.principal.clone(), action, resource, context, None)
         else {
@@ -325,7 +496,7 @@ impl Authz {
         };
         let response = self
             .authorizer
-            .is_authorized(&request, &self.policies, &entities);
+            .is_authorized(&request, &policies, &entities);
         // Like upstream: an evaluation error is a denial.
         response.decision() == Decision::Allow && response.diagnostics().errors().next().is_none()
     }
@@ -351,7 +522,14 @@ impl Authz {
             let name = item.get(field).and_then(Value::as_str).unwrap_or("");
             let hints = item.get("annotations").and_then(Value::as_object);
             caller.is_some_and(|c| {
-                self.decide(c, feature, name, None, hints.map(hint_fields).as_ref())
+                self.decide(
+                    c,
+                    feature,
+                    name,
+                    None,
+                    hints.map(hint_fields).as_ref(),
+                    Policies::Applicable,
+                )
             })
         });
         serde_json::to_vec(&reply).map(Bytes::from).unwrap_or(msg)
@@ -435,6 +613,20 @@ impl Authz {
         groups.retain(|g| seen.insert(g.clone()));
         groups
     }
+}
+
+/// Whether a policy's scope lets it apply to `action` on `resource` (see [`Authz::applicable`]).
+fn may_apply(p: &Policy, action: Option<&EntityUid>, resource: &EntityUid) -> bool {
+    let action_fits = match (p.action_constraint(), action) {
+        (ActionConstraint::Eq(a), Some(action)) => &a == action,
+        _ => true,
+    };
+    let resource_fits = match p.resource_constraint() {
+        ResourceConstraint::Eq(r) => &r == resource,
+        ResourceConstraint::Is(t) | ResourceConstraint::IsIn(t, _) => &t == resource.type_name(),
+        ResourceConstraint::Any | ResourceConstraint::In(_) => true,
+    };
+    action_fits && resource_fits
 }
 
 /// The action entity of a feature (`Action::"call_tool"` with `operation`), as upstream adds
@@ -564,6 +756,119 @@ mod tests {
             subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
             claims,
             valid_until: None,
+        }
+    }
+
+    /// A decision evaluates only the policies whose scope can apply to its action and
+    /// resource; it decides exactly as the whole set does, for scopes of every shape (`==`,
+    /// `is`, `is ... in`, `in`, action lists, none), permits and forbids, with and without
+    /// arguments, on first use and from the cache.
+    #[test]
+    fn the_applicable_policies_decide_as_every_policy_does() {
+        let z = authz(&[
+            r#"permit(principal, action == Action::"call_tool", resource == Tool::"echo") when { principal.claim_groups.contains("dev") };"#,
+            r#"permit(principal, action == Action::"call_tool", resource == Tool::"add") when { principal.claim_groups.contains("ops") };"#,
+            r#"permit(principal in THVGroup::"ops", action == Action::"get_prompt", resource);"#,
+            r#"permit(principal, action, resource is Resource) when { resource.uri like "file://*" };"#,
+            r#"permit(principal, action in [Action::"call_tool", Action::"get_prompt"], resource is Prompt in MCP::"fetch");"#,
+            r#"permit(principal, action, resource in MCP::"fetch") when { context has arg_all && context.arg_all == true };"#,
+            r#"forbid(principal, action == Action::"call_tool", resource) when { context has arg_message && context.arg_message == "no" };"#,
+            r#"forbid(principal, action, resource == Tool::"echo") when { resource.arg_count > decimal("3.0") };"#,
+            r#"permit(principal, action == Action::"get_prompt", resource) when { context["claim_sub"] == "c" };"#,
+        ]);
+        let callers = [
+            z.caller(&who(json!({"sub": "a", "groups": ["dev"]})))
+                .unwrap(),
+            z.caller(&who(json!({"sub": "b", "groups": ["ops"]})))
+                .unwrap(),
+            z.caller(&who(json!({"sub": "c"}))).unwrap(),
+        ];
+        let requests: Vec<(Feature, &str, Value)> = vec![
+            (Feature::Tool, "echo", json!({})),
+            (Feature::Tool, "echo", json!({"message": "hi"})),
+            (Feature::Tool, "echo", json!({"message": "no"})),
+            (Feature::Tool, "echo", json!({"count": 5})),
+            (Feature::Tool, "add", json!({"a": 1})),
+            (Feature::Tool, "other", json!({"all": true})),
+            (Feature::Prompt, "greeting", json!({})),
+            (Feature::Resource, "file:///etc/hosts", json!({})),
+            (Feature::Resource, "https://x", json!({})),
+        ];
+        let mut allowed = 0;
+        for round in 0..2 {
+            for (c, caller) in callers.iter().enumerate() {
+                for (feature, name, args) in &requests {
+                    let args = args.as_object().filter(|a| !a.is_empty());
+                    let every = z.decide(caller, *feature, name, args, None, Policies::Every);
+                    let applicable = z.allows(caller, *feature, name, args);
+                    assert_eq!(
+                        applicable, every,
+                        "round {round}, caller {c}: {feature:?} {name} {args:?}"
+                    );
+                    allowed += usize::from(every);
+                }
+            }
+        }
+        // Both answers occur (the rows are not all one way).
+        assert!(
+            allowed > 0 && allowed < 2 * callers.len() * requests.len(),
+            "{allowed}"
+        );
+        let sizes: Vec<usize> = [(Feature::Tool, "echo"), (Feature::Tool, "other")]
+            .iter()
+            .map(|(f, n)| {
+                z.applicable(*f, n, &uid(f.resource_type(), n).unwrap())
+                    .policies()
+                    .count()
+            })
+            .collect();
+        assert_eq!(
+            sizes,
+            [4, 2],
+            "echo: its permit, the `in`, both forbids; other: the `in`, one forbid"
+        );
+        let keys = ["arg_all", "arg_message", "claim_sub"];
+        assert_eq!(
+            z.context_use,
+            ContextUse::Keys(keys.map(str::to_owned).into())
+        );
+    }
+
+    /// The context keys the policies read: literal attribute names only; any other use of the
+    /// context keeps every key.
+    #[test]
+    fn context_use_is_read_from_the_policies() {
+        let rows: [(&[&str], Option<&[&str]>); 5] = [
+            (&[r#"permit(principal, action, resource);"#], Some(&[])),
+            (
+                &[
+                    r#"permit(principal, action, resource) when { context.claim_a == "x" && context has arg_b && context["arg_c"] == 1 };"#,
+                ],
+                Some(&["claim_a", "arg_b", "arg_c"]),
+            ),
+            (
+                &[r#"permit(principal, action, resource) when { context has claim_a.b };"#],
+                Some(&["claim_a"]),
+            ),
+            (
+                &[r#"permit(principal, action, resource) when { context == {} };"#],
+                None,
+            ),
+            (
+                &[
+                    r#"permit(principal, action, resource) when { context.claim_a == "x" };"#,
+                    r#"permit(principal, action, resource) when { principal.claim_set.contains(context) };"#,
+                ],
+                None,
+            ),
+        ];
+        for (i, (policies, want)) in rows.iter().enumerate() {
+            let z = authz(policies);
+            let want = match want {
+                Some(keys) => ContextUse::Keys(keys.iter().map(|k| k.to_string()).collect()),
+                None => ContextUse::Whole,
+            };
+            assert_eq!(z.context_use, want, "row {i}");
         }
     }
 

@@ -12,7 +12,7 @@ use crate::controller::mcpregistry_children as registry_children;
 use crate::conversion;
 use crate::manifest;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 /// The default image of the bridge init container (the operator's own image).
@@ -330,12 +330,14 @@ impl ToolConfigs {
 }
 
 /// The MCPOIDCConfigs, MCPAuthzConfigs and MCPExternalAuthConfigs among the inputs, at
-/// v1beta1 (an invalid one is kept: resolving it says why the operator would hold its users).
+/// v1beta1 (an invalid one is kept: resolving it says why the operator would hold its users),
+/// and the `data` of the ConfigMaps among them (an `authzConfig` may read its policies there).
 #[derive(Debug, Default)]
 pub struct AuthConfigs {
     oidc: HashMap<(String, String), MCPOIDCConfig>,
     authz: HashMap<(String, String), MCPAuthzConfig>,
     external: HashMap<(String, String), MCPExternalAuthConfig>,
+    config_maps: HashMap<(String, String), BTreeMap<String, String>>,
 }
 
 impl AuthConfigs {
@@ -351,6 +353,11 @@ impl AuthConfigs {
                 Some("MCPAuthzConfig") => out.authz.extend(at_v1beta1(d).map(|c| (key(), c))),
                 Some("MCPExternalAuthConfig") => {
                     out.external.extend(at_v1beta1(d).map(|c| (key(), c)))
+                }
+                Some("ConfigMap") if d.get("apiVersion").and_then(Value::as_str) == Some("v1") => {
+                    let data = d.get("data").cloned().unwrap_or_default();
+                    let data = serde_json::from_value(data).unwrap_or_default();
+                    out.config_maps.insert(key(), data);
                 }
                 _ => {}
             }
@@ -371,6 +378,8 @@ impl AuthConfigs {
             external: auth
                 .external_auth_config_ref
                 .and_then(|r| self.external.get(&key(&r.name))),
+            authz_config_map: auth_refs::authz_config_map(auth)
+                .and_then(|name| self.config_maps.get(&key(name))),
         }
     }
 }
@@ -811,5 +820,45 @@ mod tests {
         let why = render_one(&s, "img", &ToolConfigs::default(), &only_oidc).unwrap_err();
         assert!(why.contains("AuthzConfigRefNotFound"), "{why}");
         assert!(why.contains(r#"MCPAuthzConfig "policies""#), "{why}");
+    }
+
+    /// `authzConfig.type: configMap` renders from a ConfigMap among the inputs; without it, or
+    /// with a document that does not validate, render says why the operator would hold it.
+    #[test]
+    fn policies_from_a_config_map_render_from_the_inputs() {
+        let s = server(json!({
+            "oidcConfigRef": {"name": "idp", "audience": "fetch"},
+            "authzConfig": {"type": "configMap", "configMap": {"name": "policies", "key": "authz.yaml"}},
+        }));
+        let oidc = json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPOIDCConfig",
+            "metadata": {"name": "idp"}, "spec": {"type": "kubernetesServiceAccount", "kubernetesServiceAccount": {}}});
+        let map = |doc: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "policies"},
+                   "data": {"authz.yaml": doc}})
+        };
+        let good = map("version: '1.0'\ntype: cedarv1\ncedar:\n  policies:\n  - 'permit(principal, action == Action::\"call_tool\", resource == Tool::\"echo\");'\n");
+        let text = render_one(
+            &s,
+            "img",
+            &ToolConfigs::default(),
+            &AuthConfigs::from_inputs(&[&oidc, &good]),
+        )
+        .unwrap();
+        assert!(text.contains(r#"Tool::\"echo\""#), "{text}");
+        let bad = map("version: '1.0'\ntype: cedarv1\ncedar:\n  policies: ['permit(principal action, resource);']\n");
+        let rows = [
+            (vec![&oidc], "AuthzConfigMapNotFound"),
+            (vec![&oidc, &bad], "cedar.policies[0]"),
+        ];
+        for (inputs, part) in rows {
+            let why = render_one(
+                &s,
+                "img",
+                &ToolConfigs::default(),
+                &AuthConfigs::from_inputs(&inputs),
+            )
+            .unwrap_err();
+            assert!(why.contains(part), "{part}: {why}");
+        }
     }
 }

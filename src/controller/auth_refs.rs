@@ -14,11 +14,13 @@
 use super::frame;
 use crate::admission::auth::WorkloadAuth;
 use crate::api::auth::{
-    AuthzConfig, InlineOidcShared, KubernetesServiceAccountOidc, TokenExchange,
+    AuthzConfig, AuthzConfigMapRef, InlineOidcShared, KubernetesServiceAccountOidc, TokenExchange,
 };
 use crate::api::v1beta1::{MCPAuthzConfig, MCPExternalAuthConfig, MCPOIDCConfig};
 use futures::stream::{BoxStream, StreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
 use serde_json::{json, Map, Value};
@@ -74,6 +76,9 @@ pub struct Found<'a> {
     pub oidc: Option<&'a MCPOIDCConfig>,
     pub authz: Option<&'a MCPAuthzConfig>,
     pub external: Option<&'a MCPExternalAuthConfig>,
+    /// The `data` of the ConfigMap `authzConfig.configMap` names, as read at reconcile
+    /// (`None`: it does not exist).
+    pub authz_config_map: Option<&'a BTreeMap<String, String>>,
 }
 
 /// What the resolution needs to know of the workload besides its auth fields.
@@ -194,7 +199,7 @@ pub fn resolve(w: &Workload<'_>, found: Found<'_>) -> Resolution {
         }
         findings.push(finding);
     }
-    if let Some(judged) = judge_authz(w, found.authz) {
+    if let Some(judged) = judge_authz(w, found) {
         if let Some(authz) = &judged.1 {
             block.insert("authz".into(), authz.block.clone());
             resolved.authz_hash = authz.hash.clone();
@@ -521,10 +526,8 @@ struct Authz {
 
 /// `authzConfigRef` or inline `authzConfig`: its conditions (none for inline policies that can
 /// be used) and what it adds; `None` when neither is set.
-fn judge_authz(
-    w: &Workload<'_>,
-    config: Option<&MCPAuthzConfig>,
-) -> Option<(Vec<Finding>, Option<Authz>)> {
+fn judge_authz(w: &Workload<'_>, found: Found<'_>) -> Option<(Vec<Finding>, Option<Authz>)> {
+    let config = found.authz;
     if let Some(r) = w.auth.authz_config_ref {
         let reasons = (
             AUTHZ_CONDITION,
@@ -584,15 +587,14 @@ fn judge_authz(
         return Some((vec![ok], Some(Authz { block, hash })));
     }
     let a: &AuthzConfig = w.auth.authz_config?;
-    let Some(inline) = a.inline.as_ref().filter(|_| a.type_ == "inline") else {
-        let f = Finding::hold(
-            AUTH_CONDITION,
-            "AuthzConfigMapNotSupported",
-            "spec.authzConfig.type configMap is not supported yet, so the workload is held rather than served without \
-             the authorization asked for; put the policies in spec.authzConfig.inline or in an MCPAuthzConfig (spec.authzConfigRef)"
-                .into(),
-        );
-        return Some((vec![f], None));
+    if a.type_ != "inline" {
+        return Some(match from_config_map(w, a, found.authz_config_map) {
+            Ok(authz) => (Vec::new(), Some(authz)),
+            Err(f) => (vec![f], None),
+        });
+    }
+    let Some(inline) = a.inline.as_ref() else {
+        return Some((vec![sub_object_missing(w, "inline")], None));
     };
     let block = cedar_block(
         w.name,
@@ -603,6 +605,120 @@ fn judge_authz(
         a.group_entity_type.clone(),
     );
     Some((Vec::new(), Some(Authz { block, hash: None })))
+}
+
+/// `authzConfig` without the sub-object its type selects (admission refuses it; the webhook
+/// may have been off).
+fn sub_object_missing(w: &Workload<'_>, sub: &str) -> Finding {
+    Finding::hold(
+        AUTH_CONDITION,
+        "AuthzConfigInvalid",
+        format!(
+            "{at}.authzConfig.{sub} must be set when {at}.authzConfig.type is {sub:?}; the {kind} is held so that it \
+             never serves without the authorization asked for",
+            at = w.auth.at,
+            kind = w.auth.kind
+        ),
+    )
+}
+
+/// `authzConfig.type: configMap`: the policies of the authz document in the ConfigMap's key
+/// (upstream's format), checked as admission checks an MCPAuthzConfig's; the claim settings of
+/// the spec take precedence over the document's. A change of the document changes the bridge
+/// config, which rolls the pods.
+fn from_config_map(
+    w: &Workload<'_>,
+    a: &AuthzConfig,
+    data: Option<&BTreeMap<String, String>>,
+) -> Result<Authz, Finding> {
+    let Some(r) = a.config_map.as_ref() else {
+        return Err(sub_object_missing(w, "configMap"));
+    };
+    let key = config_map_key(r);
+    let field = format!("{}.authzConfig.configMap", w.auth.at);
+    let kind = w.auth.kind;
+    let name = &r.name;
+    let Some(data) = data else {
+        return Err(Finding::hold(
+            AUTH_CONDITION,
+            "AuthzConfigMapNotFound",
+            format!(
+                "ConfigMap {name:?} ({field}) does not exist in namespace {ns}; the {kind} is held (no Deployment, \
+                 no Service) so that it never serves without the authorization asked for; create it with the \
+                 authorization config under key {key:?}",
+                ns = w.namespace
+            ),
+        ));
+    };
+    let Some(text) = data.get(key) else {
+        return Err(Finding::hold(
+            AUTH_CONDITION,
+            "AuthzConfigMapNotFound",
+            format!(
+                "ConfigMap {name:?} ({field}) has no key {key:?} (it has {keys}); the {kind} is held so that it never \
+                 serves without the authorization asked for; put the authorization config under {key:?} or set {field}.key",
+                keys = if data.is_empty() {
+                    "none".to_string()
+                } else {
+                    data.keys().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ")
+                }
+            ),
+        ));
+    };
+    let options = crate::admission::auth::read_authz_document(text).map_err(|why| {
+        Finding::hold(
+            AUTH_CONDITION,
+            "AuthzConfigMapInvalid",
+            format!(
+                "ConfigMap {name:?} key {key:?} ({field}) is not a valid authorization config, so the {kind} is held: {why}"
+            ),
+        )
+    })?;
+    let block = cedar_block(
+        w.name,
+        options.policies,
+        options.entities_json,
+        a.group_claim_name.clone().or(options.group_claim_name),
+        a.role_claim_name.clone().or(options.role_claim_name),
+        a.group_entity_type.clone().or(options.group_entity_type),
+    );
+    Ok(Authz { block, hash: None })
+}
+
+/// The key of `authzConfig.configMap` (the default when unset or empty).
+fn config_map_key(r: &AuthzConfigMapRef) -> &str {
+    r.key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .unwrap_or(crate::admission::auth::DEFAULT_AUTHZ_CONFIG_MAP_KEY)
+}
+
+/// The ConfigMap `auth`'s `authzConfig` reads its policies from, if it reads them from one.
+pub fn authz_config_map<'a>(auth: &WorkloadAuth<'a>) -> Option<&'a str> {
+    auth.authz_config
+        .filter(|a| a.type_ != "inline")
+        .and_then(|a| a.config_map.as_ref())
+        .map(|r| r.name.as_str())
+}
+
+/// Reads the ConfigMap `auth`'s `authzConfig` names in `ns`, if it names one: its `data`, or
+/// `None` when it does not exist. Read at each reconcile (its watch is by metadata only).
+pub async fn read_authz_config_map(
+    client: &kube::Client,
+    ns: &str,
+    auth: &WorkloadAuth<'_>,
+) -> Result<Option<BTreeMap<String, String>>, frame::Error> {
+    let Some(name) = authz_config_map(auth) else {
+        return Ok(None);
+    };
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), ns);
+    match api.get_opt(name).await {
+        Ok(cm) => Ok(cm.map(|cm| cm.data.unwrap_or_default())),
+        Err(source) => Err(frame::Error::ReadChild {
+            child: format!("ConfigMap {ns}/{name}"),
+            source,
+        }),
+    }
 }
 
 /// The bridge's `authz` block, in its camelCase; unset options are left out.
@@ -897,6 +1013,48 @@ where
     frame::referencing(store, &ns, |w: &W| names_config(&auth_of(w), config))
 }
 
+/// The workloads of `store` whose `authzConfig` reads ConfigMap `cm`, to reconcile when it
+/// changes.
+pub fn config_map_users<W>(
+    store: &Store<W>,
+    cm: &PartialObjectMeta<ConfigMap>,
+    auth_of: fn(&W) -> WorkloadAuth<'_>,
+) -> Vec<ObjectRef<W>>
+where
+    W: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let name = cm.metadata.name.as_deref().unwrap_or_default();
+    frame::referencing(store, &cm.metadata.namespace, |w: &W| {
+        authz_config_map(&auth_of(w)) == Some(name)
+    })
+}
+
+/// The changes of the ConfigMaps an `authzConfig` may read, by metadata only and without a
+/// cache (the reconcile reads the one it needs). Our own ConfigMaps are left out: no
+/// workload's policies come from them, and every workload has one.
+pub fn watch_authz_config_maps(
+    client: &kube::Client,
+    namespace: &Option<String>,
+) -> BoxStream<'static, Result<PartialObjectMeta<ConfigMap>, kube::runtime::watcher::Error>> {
+    use kube::runtime::WatchStreamExt;
+    let api: kube::Api<PartialObjectMeta<ConfigMap>> = match namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    };
+    let not_ours = format!(
+        "{}!={}",
+        super::workload::MANAGED_BY,
+        super::workload::OPERATOR
+    );
+    kube::runtime::watcher(
+        api,
+        kube::runtime::watcher::Config::default().labels(&not_ours),
+    )
+    .default_backoff()
+    .touched_objects()
+    .boxed()
+}
+
 /// The caches of the three config kinds, which a workload controller resolves from.
 #[derive(Clone)]
 pub struct AuthStores {
@@ -928,6 +1086,7 @@ impl Looked {
             oidc: self.oidc.as_deref(),
             authz: self.authz.as_deref(),
             external: self.external.as_deref(),
+            authz_config_map: None,
         }
     }
 }
@@ -1070,6 +1229,7 @@ mod tests {
             oidc: Some(&o),
             authz: Some(&a),
             external: None,
+            authz_config_map: None,
         };
         let r = resolve_server(&s, found);
         let resolved = r.outcome.expect("resolves");
@@ -1109,6 +1269,60 @@ mod tests {
         );
     }
 
+    /// `authzConfig.type: configMap` reads upstream's authz document, JSON or YAML, from the
+    /// key named (`authz.json` by default): its policies and options become the bridge's
+    /// `authz` block, the spec's claim settings winning over the document's; nothing holds
+    /// the workload and no hash is copied (the bridge config's checksum rolls the pods).
+    #[test]
+    fn policies_from_a_config_map_resolve_into_the_bridge_authz_block() {
+        let o = oidc(json!({"type": "kubernetesServiceAccount", "kubernetesServiceAccount": {}}));
+        let json_doc = json!({"version": "1.0", "type": "cedarv1", "cedar": {
+            "policies": [ECHO_FOR_DEV], "entities_json": "[]", "group_claim_name": "groups",
+            "role_claim_name": "roles"}})
+        .to_string();
+        let yaml_doc = format!(
+            "version: \"1.0\"\ntype: cedarv1\ncedar:\n  policies:\n    - '{ECHO_FOR_DEV}'\n  group_claim_name: groups\n"
+        );
+        // (authzConfig, ConfigMap data, group claim, role claim)
+        let rows = [
+            (
+                json!({"type": "configMap", "configMap": {"name": "cm"}}),
+                BTreeMap::from([("authz.json".to_string(), json_doc.clone())]),
+                Some("groups"),
+                Some("roles"),
+            ),
+            (
+                json!({"type": "configMap", "configMap": {"name": "cm", "key": "authz.yaml"},
+                    "groupClaimName": "teams"}),
+                BTreeMap::from([("authz.yaml".to_string(), yaml_doc)]),
+                Some("teams"),
+                None,
+            ),
+        ];
+        for (i, (authz_config, data, group_claim, role_claim)) in rows.into_iter().enumerate() {
+            let s = server(json!({
+                "oidcConfigRef": {"name": "idp", "audience": "fetch"},
+                "authzConfig": authz_config,
+            }));
+            let found = Found {
+                oidc: Some(&o),
+                authz_config_map: Some(&data),
+                ..Found::default()
+            };
+            let r = resolve_server(&s, found);
+            let resolved = r.outcome.unwrap_or_else(|f| panic!("row {i}: {f:?}"));
+            let block: AuthConfig =
+                serde_json::from_value(resolved.block.clone().unwrap()).unwrap();
+            let authz = block.authz.unwrap();
+            assert_eq!(authz.policies, [ECHO_FOR_DEV], "row {i}");
+            assert_eq!(authz.group_claim_name.as_deref(), group_claim, "row {i}");
+            assert_eq!(authz.role_claim_name.as_deref(), role_claim, "row {i}");
+            assert_eq!(authz.server_name.as_deref(), Some("fetch"), "row {i}");
+            assert_eq!(resolved.authz_hash, None, "row {i}");
+            assert!(r.findings.iter().all(|f| f.ok), "row {i}: {:?}", r.findings);
+        }
+    }
+
     /// Every way a reference can fail holds the workload, with the reason and a message that
     /// names the field or the object.
     #[test]
@@ -1132,6 +1346,11 @@ mod tests {
             "insecureAllowHTTP": true, "jwksAuthTokenPath": "/var/run/secrets/tokens/idp"}}),
         );
         let with_oidc = json!({"name": "idp", "audience": "fetch"});
+        let other_key = BTreeMap::from([(
+            "policies.yaml".to_string(),
+            "version: '1.0'\ntype: cedarv1\ncedar:\n  policies: ['permit(principal action, resource);']\n"
+                .to_string(),
+        )]);
         type Row<'a> = (Value, Found<'a>, &'static str, &'static str);
         let rows: Vec<Row<'_>> = vec![
             (
@@ -1190,8 +1409,28 @@ mod tests {
                     oidc: Some(&good_oidc),
                     ..Found::default()
                 },
-                "AuthzConfigMapNotSupported",
-                "spec.authzConfig.inline",
+                "AuthzConfigMapNotFound",
+                r#"ConfigMap "cm" (spec.authzConfig.configMap) does not exist in namespace ns"#,
+            ),
+            (
+                json!({"oidcConfigRef": with_oidc, "authzConfig": {"type": "configMap", "configMap": {"name": "cm"}}}),
+                Found {
+                    oidc: Some(&good_oidc),
+                    authz_config_map: Some(&other_key),
+                    ..Found::default()
+                },
+                "AuthzConfigMapNotFound",
+                r#"ConfigMap "cm" (spec.authzConfig.configMap) has no key "authz.json" (it has "policies.yaml")"#,
+            ),
+            (
+                json!({"oidcConfigRef": with_oidc, "authzConfig": {"type": "configMap", "configMap": {"name": "cm", "key": "policies.yaml"}}}),
+                Found {
+                    oidc: Some(&good_oidc),
+                    authz_config_map: Some(&other_key),
+                    ..Found::default()
+                },
+                "AuthzConfigMapInvalid",
+                r#"ConfigMap "cm" key "policies.yaml" (spec.authzConfig.configMap) is not a valid authorization config, so the MCPServer is held: cedar.policies[0]: Invalid value: line 1, column"#,
             ),
             (
                 json!({"externalAuthConfigRef": {"name": "out"}}),

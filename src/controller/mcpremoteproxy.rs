@@ -79,6 +79,7 @@ pub async fn run(
         .default_backoff()
         .reflect(secret_writer)
         .touched_objects();
+    let authz_config_map_stream = auth_refs::watch_authz_config_maps(&client, &namespace);
     let (proxies, proxy_writer) = reflector::store::<MCPRemoteProxy>();
     let proxy_stream = watcher(
         namespaced_or_all::<MCPRemoteProxy>(&client, &namespace),
@@ -106,6 +107,7 @@ pub async fn run(
     let by_secret = proxies.clone();
     let (by_oidc, by_authz, by_external) = (proxies.clone(), proxies.clone(), proxies.clone());
     let by_tool_config = proxies.clone();
+    let by_authz_config_map = proxies.clone();
     let by_group = proxies.clone();
     let by_telemetry_config = proxies.clone();
     controller
@@ -131,6 +133,9 @@ pub async fn run(
         })
         .watches_stream(auth_streams.external, move |c| {
             auth_refs::users_of(&by_external, &c, children::proxy_auth)
+        })
+        .watches_stream(authz_config_map_stream, move |cm| {
+            auth_refs::config_map_users(&by_authz_config_map, &cm, children::proxy_auth)
         })
         .watches_stream(tool_config_stream, move |tc| {
             frame::referencing(&by_tool_config, &tc.namespace(), |p: &MCPRemoteProxy| {
@@ -228,7 +233,7 @@ async fn reconcile_inner(proxy: &MCPRemoteProxy, ctx: &Context) -> Result<Action
     if !ctx.stores.auth.ready().await {
         return Ok(Action::requeue(AUTH_CACHE_RECHECK));
     }
-    let auth = resolve_auth(proxy, ctx, &ns).await;
+    let auth = resolve_auth(proxy, ctx, &ns).await?;
     let findings = auth.findings.as_slice();
     let resolved_auth = match auth.outcome.clone() {
         Ok(resolved) => resolved,
@@ -301,9 +306,20 @@ const AUTH_CACHE_RECHECK: Duration = Duration::from_secs(5);
 
 /// The proxy's auth references resolved against the caches, held when a Secret key they make
 /// the pods read is missing.
-async fn resolve_auth(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) -> auth_refs::Resolution {
+async fn resolve_auth(
+    proxy: &MCPRemoteProxy,
+    ctx: &Context,
+    ns: &str,
+) -> Result<auth_refs::Resolution, Error> {
     let looked = ctx.stores.auth.look_up(ns, &children::proxy_auth(proxy));
-    let mut auth = auth_refs::resolve(&children::auth_workload(proxy), looked.found());
+    let authz_data =
+        auth_refs::read_authz_config_map(&ctx.frame.client, ns, &children::proxy_auth(proxy))
+            .await?;
+    let found = auth_refs::Found {
+        authz_config_map: authz_data.as_ref(),
+        ..looked.found()
+    };
+    let mut auth = auth_refs::resolve(&children::auth_workload(proxy), found);
     if let Ok(resolved) = &auth.outcome {
         let uses = auth_refs::secret_uses(resolved);
         let client = &ctx.frame.client;
@@ -315,7 +331,7 @@ async fn resolve_auth(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) -> auth_r
             auth.hold_for_secret(why);
         }
     }
-    auth
+    Ok(auth)
 }
 
 /// The auth configs' hashes the pods run with (`None`: none runs).

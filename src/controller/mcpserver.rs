@@ -76,6 +76,7 @@ pub async fn run(
         .default_backoff()
         .reflect(secret_writer)
         .touched_objects();
+    let authz_config_map_stream = auth_refs::watch_authz_config_maps(&client, &namespace);
 
     // The MCPServers themselves are cached without managedFields too.
     let (servers, server_writer) = reflector::store::<MCPServer>();
@@ -107,6 +108,7 @@ pub async fn run(
     let by_secret = servers.clone();
     let (by_oidc, by_authz, by_external) = (servers.clone(), servers.clone(), servers.clone());
     let by_tool_config = servers.clone();
+    let by_authz_config_map = servers.clone();
     let by_group = servers.clone();
     let by_telemetry_config = servers.clone();
     controller
@@ -130,6 +132,9 @@ pub async fn run(
         })
         .watches_stream(auth_streams.external, move |c| {
             auth_refs::users_of(&by_external, &c, children::server_auth)
+        })
+        .watches_stream(authz_config_map_stream, move |cm| {
+            auth_refs::config_map_users(&by_authz_config_map, &cm, children::server_auth)
         })
         .watches_stream(tool_config_stream, move |tc| {
             frame::referencing(&by_tool_config, &tc.namespace(), |s: &MCPServer| {
@@ -225,7 +230,14 @@ async fn reconcile_inner(server: &MCPServer, ctx: &Context) -> Result<Action, Er
         return Ok(Action::requeue(AUTH_CACHE_RECHECK));
     }
     let looked = ctx.stores.auth.look_up(&ns, &children::server_auth(server));
-    let mut auth = auth_refs::resolve(&children::auth_workload(server), looked.found());
+    let authz_data =
+        auth_refs::read_authz_config_map(&ctx.frame.client, &ns, &children::server_auth(server))
+            .await?;
+    let found = auth_refs::Found {
+        authz_config_map: authz_data.as_ref(),
+        ..looked.found()
+    };
+    let mut auth = auth_refs::resolve(&children::auth_workload(server), found);
     if let Ok(resolved) = &auth.outcome {
         let uses = auth_refs::secret_uses(resolved);
         let client = &ctx.frame.client;

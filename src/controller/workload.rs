@@ -308,9 +308,9 @@ impl Labelled {
 }
 
 /// The labels every child carries (see `children::labels`): the two the watches select on.
-const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub(crate) const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 const NAME_LABEL: &str = "app.kubernetes.io/name";
-const OPERATOR: &str = children::FIELD_MANAGER;
+pub(crate) const OPERATOR: &str = children::FIELD_MANAGER;
 
 /// The change streams behind [`Stores`], for `Controller::owns_stream`.
 pub struct Streams {
