@@ -625,3 +625,97 @@ async fn incoming_tokens_are_checked() {
         ]
     );
 }
+
+/// Cedar policies decide on the names clients see after aggregation (`time_get_current_time`,
+/// not the backend's `get_current_time`): a `dev` caller lists and calls only what a policy
+/// allows, another caller sees nothing and is refused; each decision is one audit line on
+/// stdout, without the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cedar_policies_and_audit_apply_to_the_merged_names() {
+    let issuer = issuer::Issuer::start();
+    let time = Bridge::start(&[], &time_server());
+    let config = json!({
+        "name": "v",
+        "backends": [{"name": "time", "url": time.url("/mcp")}],
+        "auth": {
+            "oidc": {"issuer": issuer.url, "audience": "mcp-test", "allowPrivateIp": true},
+            "authz": {
+                "serverName": "v",
+                "policies": [
+                    "permit(principal, action == Action::\"call_tool\", resource == Tool::\"time_get_current_time\") when { principal.claim_groups.contains(\"dev\") };"
+                ]
+            },
+            "audit": {"enabled": true}
+        },
+    });
+    let (server, _dir) = vmcp(&config, false);
+    let url = server.url("/mcp");
+    let as_caller = |token: String| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    };
+    let alice_token = issuer
+        .token(&json!({"claims": {"sub": "alice", "groups": ["dev"], "exp_in": 600}}))
+        .await;
+    let bob_token = issuer
+        .token(&json!({"claims": {"sub": "bob", "groups": ["ops"], "exp_in": 600}}))
+        .await;
+    let call = |id: i64, name: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": name, "arguments": {"timezone": "UTC"}}})
+    };
+    let alice = as_caller(alice_token.clone());
+    let sid = open_session(&alice, &url).await;
+    assert_eq!(
+        tool_names(&alice, &url, &sid).await,
+        vec!["time_get_current_time".to_string()],
+        "alice sees only what the policy lets her call"
+    );
+    let (code, answer) = post(&alice, &url, &sid, &call(2, "time_get_current_time")).await;
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer["result"]["content"][0]["text"]
+        .as_str()
+        .is_some_and(|t| t.contains("UTC")));
+    let (code, answer) = post(&alice, &url, &sid, &call(3, "time_convert_time")).await;
+    assert_eq!(code, 403, "{answer}");
+    assert_eq!(answer["error"]["code"], 403, "{answer}");
+
+    let bob = as_caller(bob_token.clone());
+    let sid = open_session(&bob, &url).await;
+    assert!(tool_names(&bob, &url, &sid).await.is_empty());
+    let (code, _) = post(&bob, &url, &sid, &call(4, "time_get_current_time")).await;
+    assert_eq!(code, 403);
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lines = server.out.lock().unwrap().clone();
+    let events: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &Value| e["method"] == "tools/call")
+        .collect();
+    for (subject, target, decision) in [
+        ("alice", "time_get_current_time", "allow"),
+        ("alice", "time_convert_time", "deny"),
+        ("bob", "time_get_current_time", "deny"),
+    ] {
+        assert!(
+            events.iter().any(|e| e["subject"] == subject
+                && e["target"] == target
+                && e["decision"] == decision),
+            "no audit line for {subject} {target} {decision} in {events:?}"
+        );
+    }
+    for line in &lines {
+        assert!(
+            !line.contains(&alice_token) && !line.contains(&bob_token) && !line.contains("Bearer"),
+            "a token in {line}"
+        );
+    }
+}

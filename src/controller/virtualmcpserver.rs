@@ -160,6 +160,9 @@ pub async fn run(
     let v = || vmcps.clone();
     let (by_server, by_proxy, by_entry, by_group, by_tool_config) = (v(), v(), v(), v(), v());
     let (by_oidc, by_authz, by_secret, by_external) = (v(), v(), v(), v());
+    let by_authz_config_map = v();
+    // Policies read from a ConfigMap (`authzConfig.type: configMap`): its change re-renders.
+    let authz_config_map_stream = auth_refs::watch_authz_config_maps(&client, &namespace);
     let entries_for_external = entries.clone();
     let external_for_secrets = auth.external.clone();
     let entries_for_secrets = entries;
@@ -192,6 +195,9 @@ pub async fn run(
         })
         .watches_stream(auth_streams.authz, move |c| {
             auth_refs::users_of(&by_authz, &c, vmcp_auth)
+        })
+        .watches_stream(authz_config_map_stream, move |cm| {
+            auth_refs::config_map_users(&by_authz_config_map, &cm, vmcp_auth)
         })
         // The MCPExternalAuthConfigs the group's entries name (incoming auth names none).
         .watches_stream(auth_streams.external, move |c| {
@@ -349,7 +355,7 @@ async fn reconcile_inner(vmcp: &VirtualMCPServer, ctx: &Context) -> Result<Actio
     }
     // Incoming auth resolved as an MCPServer's is: one that cannot be resolved takes the
     // endpoint down (it would serve everyone).
-    let auth = resolve_auth(vmcp, ctx, &ns).await;
+    let auth = resolve_auth(vmcp, ctx, &ns).await?;
     let findings = auth.findings.as_slice();
     let resolved_auth = match auth.outcome.clone() {
         Ok(resolved) => resolved,
@@ -604,8 +610,18 @@ async fn referenced_tool_configs(
 
 /// The incoming auth resolved against the caches, held when a Secret key it makes the pods
 /// read is missing.
-async fn resolve_auth(vmcp: &VirtualMCPServer, ctx: &Context, ns: &str) -> auth_refs::Resolution {
+async fn resolve_auth(
+    vmcp: &VirtualMCPServer,
+    ctx: &Context,
+    ns: &str,
+) -> Result<auth_refs::Resolution, Error> {
     let looked = ctx.stores.auth.look_up(ns, &vmcp_auth(vmcp));
+    let authz_data =
+        auth_refs::read_authz_config_map(&ctx.frame.client, ns, &vmcp_auth(vmcp)).await?;
+    let found = auth_refs::Found {
+        authz_config_map: authz_data.as_ref(),
+        ..looked.found()
+    };
     let workload = auth_refs::Workload {
         auth: vmcp_auth(vmcp),
         name: vmcp.meta().name.as_deref().unwrap_or_default(),
@@ -614,7 +630,7 @@ async fn resolve_auth(vmcp: &VirtualMCPServer, ctx: &Context, ns: &str) -> auth_
         http_backend: true,
         own_headers: Vec::new(),
     };
-    let mut auth = auth_refs::resolve(&workload, looked.found());
+    let mut auth = auth_refs::resolve(&workload, found);
     if let Ok(resolved) = &auth.outcome {
         let uses = auth_refs::secret_uses(resolved);
         if let Some(why) = ctx
@@ -625,7 +641,7 @@ async fn resolve_auth(vmcp: &VirtualMCPServer, ctx: &Context, ns: &str) -> auth_
             auth.hold_for_secret(why);
         }
     }
-    auth
+    Ok(auth)
 }
 
 /// Why the endpoint must not run, if it asks for the old inline OIDC (kept in the stash).

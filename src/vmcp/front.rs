@@ -16,11 +16,12 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::aggregator::{Aggregator, ClientSession, RpcError};
+use crate::bridge::audit::Slot;
 use crate::bridge::config::Config;
 use crate::bridge::front::{
     admit_message, json_message, rpc_error, single_message, sse_stream, Accept, Reject,
 };
-use crate::bridge::guard::{self, Guard};
+use crate::bridge::guard::{self, Guard, Verdict, Who};
 use crate::bridge::hub::stream_channel;
 use crate::bridge::jsonrpc::{self, code, ClientMessage};
 use crate::bridge::origin::Access;
@@ -35,7 +36,14 @@ pub struct FrontState {
     pub cfg: Arc<Config>,
     pub access: Arc<Access>,
     pub bodies: Arc<BodyBudget>,
+    /// Token check, Cedar policies and audit trail (the bridge's): the policies decide on the
+    /// names clients see, after aggregation.
+    pub guard: Option<Arc<Guard>>,
 }
+
+/// The caller the guard's middleware found, and the audit record it keeps for this request.
+type Caller = Option<axum::Extension<Arc<Who>>>;
+type AuditSlot = Option<axum::Extension<Slot>>;
 
 pub fn router(state: FrontState, guard: Option<Arc<Guard>>) -> Router {
     let mut routes = Router::new().route("/mcp", post(post_mcp).get(get_mcp).delete(delete_mcp));
@@ -111,6 +119,8 @@ async fn post_mcp(
     State(st): State<FrontState>,
     uri: Uri,
     headers: HeaderMap,
+    who: Caller,
+    slot: AuditSlot,
     body: Body,
 ) -> Response {
     let accept = Accept::of(&headers);
@@ -127,6 +137,9 @@ async fn post_mcp(
             let Some(session) = session_of(&st, &headers) else {
                 return session_error(&headers);
             };
+            if screen(&st, &who, &slot, &method, &body) == Verdict::Denied {
+                return StatusCode::ACCEPTED.into_response();
+            }
             if method == "notifications/cancelled" {
                 st.agg.cancel(&session, &body).await;
             }
@@ -136,6 +149,10 @@ async fn post_mcp(
         ClientMessage::Response => return StatusCode::ACCEPTED.into_response(),
     };
     let id_raw = Bytes::from(id.to_string());
+    let verdict = screen(&st, &who, &slot, &method, &body);
+    if verdict == Verdict::Denied {
+        return guard::denied(Some(&id_raw));
+    }
     let started = Instant::now();
     let params = body.get("params").cloned().unwrap_or(Value::Null);
     if method == "initialize" {
@@ -178,7 +195,26 @@ async fn post_mcp(
     }
     let answer = dispatch(&st, &session, &method, &id_raw, body, &params, None).await;
     observe(&st, &method, answer.is_ok(), started);
-    single_message(StatusCode::OK, answer_bytes(&id_raw, answer), accept)
+    let answer = answer_bytes(&id_raw, answer);
+    let answer = match (verdict, &st.guard) {
+        (Verdict::FilterList(feature), Some(g)) => {
+            g.filter_reply(who.as_deref().map(|w| w.as_ref()), feature, answer)
+        }
+        _ => answer,
+    };
+    single_message(StatusCode::OK, answer, accept)
+}
+
+/// What the guard's policies say about a message (allowed without a guard); the audit record
+/// learns the method and target either way.
+fn screen(st: &FrontState, who: &Caller, slot: &AuditSlot, method: &str, body: &Value) -> Verdict {
+    guard::screen(
+        st.guard.as_deref(),
+        who.as_deref().map(|w| w.as_ref()),
+        slot.as_deref(),
+        method,
+        body,
+    )
 }
 
 fn answer_bytes(id_raw: &[u8], answer: Result<Bytes, RpcError>) -> Bytes {

@@ -109,6 +109,7 @@ pub async fn run(args: VmcpArgs) -> anyhow::Result<i32> {
                 front_cfg.max_body_bytes_in_flight,
                 metrics.clone(),
             )),
+            guard: guard.clone(),
         },
         guard,
     );

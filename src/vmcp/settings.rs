@@ -216,12 +216,6 @@ pub fn resolve(
         }
     };
     let auth = file.auth.clone().unwrap_or_default();
-    if auth.authz.is_some() {
-        anyhow::bail!("auth.authz: Cedar authorization is not built into vmcp yet");
-    }
-    if auth.audit.as_ref().is_some_and(|a| a.enabled) {
-        anyhow::bail!("auth.audit: the audit trail is not built into vmcp yet");
-    }
     if auth.outgoing.is_some() {
         anyhow::bail!("auth.outgoing: set credentials per backend (backends[].bearerTokenEnv)");
     }
