@@ -268,6 +268,124 @@ async fn drift_is_repaired_and_config_changes_roll_pods() {
     );
 }
 
+/// One foreign edit of a child: the child's kind (as the API server names it), its name, the
+/// merge patch someone else sends (leaving our applied-hash annotation as it is), and where the
+/// edited field is.
+struct ForeignEdit {
+    kind: kube::discovery::ApiResource,
+    name: &'static str,
+    edit: serde_json::Value,
+    field: &'static str,
+}
+
+/// A child whose fields someone else changes, our applied-hash annotation untouched, is put back
+/// with one write: the caches keep children reduced (metadata, the hash), so the edit is seen by
+/// its new resourceVersion, not by comparing the fields.
+#[tokio::test]
+async fn foreign_edits_under_our_annotation_are_put_back_with_one_write() {
+    use kube::api::DynamicObject;
+    use kube::discovery::ApiResource;
+    let h = start(None).await;
+    let c = &h.client;
+    let ns = "default";
+    create_server(
+        c,
+        json!({"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+        "metadata": {"name": "edited", "namespace": ns},
+        "spec": {"image": "docker.io/mcp/fetch", "sessionAffinity": "ClientIP"}}),
+    )
+    .await;
+    let edits = [
+        ForeignEdit {
+            kind: ApiResource::erase::<ConfigMap>(&()),
+            name: "edited-bridge-config",
+            edit: json!({"data": {"bridge.json": "{}"}}),
+            field: "/data/bridge.json",
+        },
+        ForeignEdit {
+            kind: ApiResource::erase::<ServiceAccount>(&()),
+            name: "edited-sa",
+            edit: json!({"automountServiceAccountToken": true}),
+            field: "/automountServiceAccountToken",
+        },
+        ForeignEdit {
+            kind: ApiResource::erase::<Service>(&()),
+            name: "mcp-edited-proxy",
+            edit: json!({"spec": {"sessionAffinity": "None"}}),
+            field: "/spec/sessionAffinity",
+        },
+        ForeignEdit {
+            kind: ApiResource::erase::<Deployment>(&()),
+            name: "edited",
+            edit: json!({"spec": {"template": {"metadata": {"annotations": {CONFIG_CHECKSUM: "forged"}}}}}),
+            field: "/spec/template/metadata/annotations/toolhive.stacklok.dev~1config-checksum",
+        },
+    ];
+    let hash = "/metadata/annotations/toolhive.stacklok.dev~1applied-hash";
+    for e in &edits {
+        let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), ns, &e.kind);
+        let read = |name: &'static str| {
+            let api = api.clone();
+            async move {
+                api.get_opt(name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|o| serde_json::to_value(o).unwrap())
+            }
+        };
+        let before = eventually(&format!("{} {}", e.kind.kind, e.name), || read(e.name)).await;
+        let wanted = before.pointer(e.field).cloned().expect("the field is ours");
+        // Whatever the first reconciles still had in flight has landed.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        h.server.clear_requests();
+        let edited = api
+            .patch(
+                e.name,
+                &PatchParams {
+                    field_manager: Some("someone-else".into()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&e.edit),
+            )
+            .await
+            .unwrap();
+        let edited = serde_json::to_value(edited).unwrap();
+        assert_ne!(
+            edited.pointer(e.field),
+            Some(&wanted),
+            "{}: the edit took",
+            e.name
+        );
+        assert_eq!(
+            edited.pointer(hash),
+            before.pointer(hash),
+            "{}: our annotation stays",
+            e.name
+        );
+        eventually(&format!("{} {} put back", e.kind.kind, e.name), || async {
+            let now = read(e.name).await?;
+            (now.pointer(e.field) == Some(&wanted)).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let path = format!("/{}/{}", e.kind.plural, e.name);
+        let writes: Vec<String> = h
+            .server
+            .requests()
+            .into_iter()
+            .filter(|r| r.verb.is_write() && r.path.ends_with(&path))
+            .map(|r| format!("{:?} {}", r.verb, r.path))
+            .collect();
+        assert_eq!(
+            writes.len(),
+            2,
+            "{}: the edit and one repair, got {writes:?}",
+            e.name
+        );
+    }
+}
+
 #[tokio::test]
 async fn invalid_spec_fails_without_children() {
     let h = start(None).await;

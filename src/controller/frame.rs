@@ -9,6 +9,7 @@
 //! - the status is written only when it changed, with an Event when the phase changes;
 //! - the admission core's verdict is cached per generation; failures back off with jitter.
 
+use super::child_cache;
 use super::children::{self, FIELD_MANAGER};
 use super::metrics::ControllerMetrics;
 use crate::admission::{self, Operation};
@@ -201,6 +202,68 @@ impl RecentWrites {
     }
 }
 
+/// A watch cache's copy of a child: the whole object, or the reduced shape of
+/// [`child_cache::Slim`] (metadata, the applied hash and a few status fields).
+pub trait Cached: Serialize {
+    /// Whether the copy holds every field, so "as wanted?" can be judged from it alone.
+    const WHOLE: bool;
+}
+
+impl<C: child_cache::Reduce> Cached for child_cache::Slim<C> {
+    const WHOLE: bool = false;
+}
+
+macro_rules! whole {
+    ($($kind:ty),*) => {
+        $(impl Cached for $kind {
+            const WHOLE: bool = true;
+        })*
+    };
+}
+// The registry's RBAC children, cached whole (a registry has one of each).
+whole!(
+    k8s_openapi::api::rbac::v1::Role,
+    k8s_openapi::api::rbac::v1::RoleBinding
+);
+
+/// How long a child's confirmed version is kept without being looked at. Every child is looked
+/// at on each resync of its owner, so only the children of deleted owners age out; one that does
+/// anyway is read once more, never written.
+fn confirmed_ttl(resync: Duration) -> Duration {
+    resync.saturating_mul(3).max(Duration::from_secs(600))
+}
+
+/// The resourceVersion at which each reduced child was last known to be as wanted: written by
+/// us, or read whole and found so. While the cache shows that version, nobody has changed the
+/// child since, and the applied hash alone says whether it is what we want now.
+#[derive(Default)]
+pub(crate) struct Confirmed {
+    by_key: HashMap<String, (String, Instant)>,
+    pruned: Option<Instant>,
+}
+
+impl Confirmed {
+    fn prune(&mut self, ttl: Duration) {
+        if self.pruned.is_some_and(|p| p.elapsed() < CACHE_LAG_WINDOW) {
+            return;
+        }
+        self.by_key.retain(|_, (_, at)| at.elapsed() < ttl);
+        self.pruned = Some(Instant::now());
+    }
+}
+
+/// The applied-hash annotation of a child, as JSON.
+fn applied_hash(v: &Value) -> Option<&str> {
+    v.get("metadata")?
+        .get("annotations")?
+        .get(children::APPLIED_HASH)?
+        .as_str()
+}
+
+fn resource_version(v: &Value) -> Option<&str> {
+    v.get("metadata")?.get("resourceVersion")?.as_str()
+}
+
 /// Numeric resourceVersions (etcd's) order writes; anything else is treated as unordered.
 fn version_of(v: &Value) -> Option<u64> {
     v.pointer("/metadata/resourceVersion")
@@ -282,6 +345,8 @@ pub struct Frame<K: Resource<DynamicType = ()>> {
     /// from its store although its watch is past our write of it was deleted since, while one
     /// written after that point may simply not have arrived yet.
     seen: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    /// Where each reduced child was last known to be as wanted (see [`Confirmed`]).
+    confirmed: Mutex<Confirmed>,
 }
 
 impl<K: Owner> Frame<K> {
@@ -302,6 +367,7 @@ impl<K: Owner> Frame<K> {
             recent: Mutex::new(RecentWrites::default()),
             lag_skips: AtomicU64::new(0),
             seen: Mutex::new(HashMap::new()),
+            confirmed: Mutex::new(Confirmed::default()),
         }
     }
 
@@ -451,6 +517,45 @@ impl<K: Owner> Frame<K> {
             .map(|s| s.load(Ordering::Relaxed))
     }
 
+    /// Whether the cached copy `have` of a child is already what `want` asks for. A whole copy
+    /// is compared field by field; a reduced one ([`child_cache::Slim`]) by its applied hash and
+    /// by its version: still the one at which we last knew the child to be as wanted.
+    fn converged<L: Cached>(&self, key: &str, want: &Value, have: &Value) -> bool {
+        if L::WHOLE {
+            return children::is_subset(want, have);
+        }
+        if applied_hash(have).is_none() || applied_hash(have) != applied_hash(want) {
+            return false;
+        }
+        let ttl = confirmed_ttl(self.settings.resync());
+        let mut confirmed = self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        confirmed.prune(ttl);
+        match confirmed.by_key.get_mut(key) {
+            Some((version, at)) if Some(version.as_str()) == resource_version(have) => {
+                *at = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Notes that child `key` was as wanted at the version `seen` has (what a write returned, or
+    /// a whole read that matched).
+    pub(crate) fn confirm(&self, key: String, seen: &Value) {
+        let Some(version) = resource_version(seen) else {
+            return;
+        };
+        let mut confirmed = self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        confirmed
+            .by_key
+            .insert(key, (version.to_string(), Instant::now()));
+    }
+
+    /// The key a child's writes and confirmations are kept under.
+    pub(crate) fn child_key(kind: &str, ns: &str, name: &str) -> String {
+        format!("{kind}/{ns}/{name}")
+    }
+
     /// Applies `desired` (a child of `owner`) unless the live object already has all of it and
     /// carries the digest of it, so nothing we stopped wanting lingers. A name held by an object
     /// that is not ours is never written: it comes back as [`Applied::Conflict`].
@@ -459,14 +564,15 @@ impl<K: Owner> Frame<K> {
     /// child missing from the cache is read from the API server before it is created: a
     /// server-side apply onto someone else's object would merge into it and take it over.
     /// Kinds that also watch the unlabelled objects use [`Frame::apply_known`] and skip the read.
-    pub async fn apply<C>(
+    pub async fn apply<C, L>(
         &self,
         owner: &K,
         desired: &C,
-        live: Option<Arc<C>>,
+        live: Option<Arc<L>>,
     ) -> Result<Applied, Error>
     where
         C: Namespaced,
+        L: Cached,
     {
         self.apply_known(owner, desired, live, Unlabelled::Unknown)
             .await
@@ -474,15 +580,21 @@ impl<K: Owner> Frame<K> {
 
     /// [`Frame::apply`], told by a watch of the unlabelled objects what holds the name when
     /// the labelled cache has nothing: then no read is needed before the first apply.
-    pub async fn apply_known<C>(
+    ///
+    /// With a reduced cache ([`child_cache::Slim`]), a child whose version moved since we last
+    /// knew it to be as wanted (someone else wrote it, or this process has not seen it yet) is
+    /// read whole once and compared field by field: a foreign edit of our fields is put back with
+    /// one write, anything else costs that read only.
+    pub async fn apply_known<C, L>(
         &self,
         owner: &K,
         desired: &C,
-        live: Option<Arc<C>>,
+        live: Option<Arc<L>>,
         unlabelled: Unlabelled,
     ) -> Result<Applied, Error>
     where
         C: Namespaced,
+        L: Cached,
     {
         let ns = owner.namespace().ok_or(Error::NoNamespace)?;
         let owner_uid = owner.meta().uid.clone().unwrap_or_default();
@@ -497,38 +609,54 @@ impl<K: Owner> Frame<K> {
                 holder,
             }))
         };
+        let key = Self::child_key(&kind, &ns, &name);
         let have = live.map(|l| serde_json::to_value(l.as_ref()).unwrap_or(Value::Null));
         if let Some(h) = &have {
             if let Some(holder) = foreign_holder(h, &owner_uid) {
                 return conflict(holder);
             }
-            if children::is_subset(&want, h) {
+            if self.converged::<L>(&key, &want, h) {
                 return Ok(Applied::Ours(h.clone()));
             }
         }
-        let key = format!("{kind}/{ns}/{name}");
         if self.written_lately(&key, &want, have.as_ref(), self.watch_progress(&kind)) {
             // Our write is on its way to the cache: until it arrives, what we sent stands in for
             // it (judging the child missing would flip `status.url` off and on, a write each time).
             return Ok(Applied::Ours(have.unwrap_or(want)));
         }
         let api: Api<C> = Api::namespaced(self.client.clone(), &ns);
-        if have.is_none() {
-            let found = match unlabelled {
-                Unlabelled::Absent => None,
-                Unlabelled::Present(meta) => Some(meta),
-                Unlabelled::Unknown => api
-                    .get_opt(&name)
-                    .await
-                    .map_err(|source| Error::ReadChild {
-                        child: format!("{kind}/{name}"),
-                        source,
-                    })?
-                    .map(|f| serde_json::to_value(&f).unwrap_or(Value::Null)),
-            };
-            if let Some(holder) = found.as_ref().and_then(|f| foreign_holder(f, &owner_uid)) {
-                return conflict(holder);
+        let read = || async {
+            api.get_opt(&name)
+                .await
+                .map_err(|source| Error::ReadChild {
+                    child: format!("{kind}/{name}"),
+                    source,
+                })
+                .map(|f| f.map(|f| serde_json::to_value(&f).unwrap_or(Value::Null)))
+        };
+        match &have {
+            None => {
+                let found = match unlabelled {
+                    Unlabelled::Absent => None,
+                    Unlabelled::Present(meta) => Some(meta),
+                    Unlabelled::Unknown => read().await?,
+                };
+                if let Some(holder) = found.as_ref().and_then(|f| foreign_holder(f, &owner_uid)) {
+                    return conflict(holder);
+                }
             }
+            Some(h) if !L::WHOLE && applied_hash(h) == applied_hash(&want) => {
+                if let Some(whole) = read().await? {
+                    if let Some(holder) = foreign_holder(&whole, &owner_uid) {
+                        return conflict(holder);
+                    }
+                    if children::is_subset(&want, &whole) {
+                        self.confirm(key, &whole);
+                        return Ok(Applied::Ours(whole));
+                    }
+                }
+            }
+            Some(_) => {}
         }
         let written = api
             .patch(
@@ -542,16 +670,17 @@ impl<K: Owner> Frame<K> {
                 source,
             })?;
         let written = serde_json::to_value(&written).unwrap_or(Value::Null);
-        self.remember_write(key, &want, &written);
+        self.remember_write(key.clone(), &want, &written);
+        self.confirm(key, &written);
         self.metrics.count_apply(&kind);
         Ok(Applied::Ours(written))
     }
 
     /// Deletes a child of `owner` that is no longer wanted, if the cache shows it and it is
     /// ours; anything else of that name is left alone.
-    pub async fn delete<C>(&self, owner: &K, live: Option<Arc<C>>) -> Result<(), Error>
+    pub async fn delete<L>(&self, owner: &K, live: Option<Arc<L>>) -> Result<(), Error>
     where
-        C: Namespaced,
+        L: Namespaced,
     {
         let Some(live) = live else {
             return Ok(());
@@ -563,7 +692,7 @@ impl<K: Owner> Frame<K> {
         }
         let ns = owner.namespace().ok_or(Error::NoNamespace)?;
         let name = live.name_any();
-        let api: Api<C> = Api::namespaced(self.client.clone(), &ns);
+        let api: Api<L> = Api::namespaced(self.client.clone(), &ns);
         // Only the object we looked at: if it was replaced since, the uid no longer matches.
         let params = DeleteParams {
             preconditions: live.meta().uid.clone().map(|uid| kube::api::Preconditions {
@@ -576,7 +705,7 @@ impl<K: Owner> Frame<K> {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
             Err(source) => Err(Error::DeleteChild {
-                child: format!("{}/{name}", C::kind(&())),
+                child: format!("{}/{name}", L::kind(&())),
                 source,
             }),
         }
@@ -795,6 +924,19 @@ where
 pub async fn wait_for_caches(ready: Vec<futures::future::BoxFuture<'_, ()>>) {
     let _ = tokio::time::timeout(STORE_READY_WAIT, futures::future::join_all(ready)).await;
 }
+
+/// What no reconciler reads of a cached object, dropped before it is stored: managedFields, and
+/// kubectl's copy of the whole last applied object (an object applied with kubectl carries itself
+/// twice).
+pub fn trim_cached<T: Resource>(o: &mut T) {
+    o.managed_fields_mut().clear();
+    if let Some(a) = o.meta_mut().annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+/// kubectl's client-side apply annotation.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The key names of referenced Secrets by `ns/name`, with the resourceVersion they were read at:
 /// a Secret is read (by whichever controller asks first) only when its version changes. Values

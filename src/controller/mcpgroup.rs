@@ -44,7 +44,7 @@ pub async fn run(
     let (groups, group_writer) = reflector::store::<MCPGroup>();
     let group_stream = watcher(namespaced_or_all::<MCPGroup>(&client, &namespace), all)
         .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
+        .modify(super::frame::trim_cached)
         .reflect(group_writer)
         .applied_objects();
     let controller = Controller::for_stream(group_stream, groups.clone())

@@ -1,6 +1,7 @@
 //! The MCPRegistry reconciler: re-validate, apply the registry API server's children (only when
 //! they differ), and report status (only when it changes).
 
+use super::child_cache::Slim;
 use super::frame::{self, Applied, Conflict, Error, Frame, Settings};
 use super::mcpregistry_children::{self as children, Children, Inputs};
 use super::mcpserver::namespaced_or_all;
@@ -38,12 +39,12 @@ pub struct Context {
 /// Caches fed by the same watches that trigger reconciles.
 #[derive(Clone)]
 struct Stores {
-    config_maps: Store<ConfigMap>,
-    service_accounts: Store<ServiceAccount>,
+    config_maps: Store<Slim<ConfigMap>>,
+    service_accounts: Store<Slim<ServiceAccount>>,
     roles: Store<Role>,
     role_bindings: Store<RoleBinding>,
-    deployments: Store<Deployment>,
-    services: Store<Service>,
+    deployments: Store<Slim<Deployment>>,
+    services: Store<Slim<Service>>,
     secrets: Store<PartialObjectMeta<Secret>>,
     registries: Store<MCPRegistry>,
 }
@@ -59,12 +60,14 @@ pub async fn run(
 ) {
     let frame = Frame::<MCPRegistry>::new(client.clone(), settings, metrics);
     let cfg = watcher::Config::default().labels(CHILD_SELECTOR);
-    let (config_maps, cm_stream) = frame.reflect::<ConfigMap>(&namespace, cfg.clone());
-    let (service_accounts, sa_stream) = frame.reflect::<ServiceAccount>(&namespace, cfg.clone());
+    let (config_maps, cm_stream) = frame.reflect::<Slim<ConfigMap>>(&namespace, cfg.clone());
+    let (service_accounts, sa_stream) =
+        frame.reflect::<Slim<ServiceAccount>>(&namespace, cfg.clone());
     let (roles, role_stream) = frame.reflect::<Role>(&namespace, cfg.clone());
     let (role_bindings, binding_stream) = frame.reflect::<RoleBinding>(&namespace, cfg.clone());
-    let (deployments, deployment_stream) = frame.reflect::<Deployment>(&namespace, cfg.clone());
-    let (services, service_stream) = frame.reflect::<Service>(&namespace, cfg);
+    let (deployments, deployment_stream) =
+        frame.reflect::<Slim<Deployment>>(&namespace, cfg.clone());
+    let (services, service_stream) = frame.reflect::<Slim<Service>>(&namespace, cfg);
     // The kinds' children share names: the workload kinds look here before they create one.
     neighbours.register(
         super::mcpregistry_children::KIND_LABEL,
@@ -90,7 +93,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
+    .modify(super::frame::trim_cached)
     .reflect(registry_writer)
     .applied_objects();
     let controller = Controller::for_stream(registry_stream, registries.clone())

@@ -86,7 +86,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
+    .modify(super::frame::trim_cached)
     .reflect(proxy_writer)
     .applied_objects();
     let controller = Controller::for_stream(proxy_stream, proxies.clone())

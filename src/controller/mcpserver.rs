@@ -85,7 +85,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
+    .modify(super::frame::trim_cached)
     .reflect(server_writer)
     .applied_objects();
     metrics.watch_servers(servers.clone());

@@ -58,7 +58,7 @@ pub async fn run(
         all(),
     )
     .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
+    .modify(super::frame::trim_cached)
     .reflect(entry_writer)
     .applied_objects();
     let controller = Controller::for_stream(entry_stream, entries.clone())

@@ -3,6 +3,7 @@
 
 pub mod auth_configs;
 pub mod auth_refs;
+pub mod child_cache;
 pub mod children;
 pub mod credentials;
 pub mod frame;

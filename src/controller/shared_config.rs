@@ -98,7 +98,7 @@ pub async fn run<C: SharedConfig>(
     let (configs, config_writer) = reflector::store::<C>();
     let config_stream = watcher(namespaced_or_all::<C>(&client, &namespace), all)
         .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
+        .modify(super::frame::trim_cached)
         .reflect(config_writer)
         .applied_objects();
     let controller = Controller::for_stream(config_stream, configs.clone())

@@ -133,7 +133,7 @@ pub async fn run(
         all(),
     )
     .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
+    .modify(super::frame::trim_cached)
     .reflect(vmcp_writer)
     .applied_objects();
     let controller = Controller::for_stream(vmcp_stream, vmcps.clone())

@@ -2,8 +2,9 @@
 //! ConfigMap with the bridge's configuration, an optional ServiceAccount, a Service and a
 //! Deployment. Their caches, and the order and rules by which they are applied, live here once.
 
+use super::child_cache::{Reduce, Slim};
+use super::children;
 use super::frame::{Applied, Conflict, Error, Frame, Owner, Unlabelled};
-use super::{children, metrics::ControllerMetrics};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -58,20 +59,20 @@ pub const WORKLOAD_KINDS: [&str; 4] = [
 /// The labelled watch caches of one kind's workload children.
 #[derive(Clone)]
 pub struct Labelled {
-    pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
-    pub service_accounts: Store<ServiceAccount>,
-    pub config_maps: Store<ConfigMap>,
+    pub deployments: Store<Slim<Deployment>>,
+    pub services: Store<Slim<Service>>,
+    pub service_accounts: Store<Slim<ServiceAccount>>,
+    pub config_maps: Store<Slim<ConfigMap>>,
 }
 
 /// The watch caches of one kind's workload children, and what the kind needs to know of the
 /// names its children would take.
 #[derive(Clone)]
 pub struct Stores {
-    pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
-    pub service_accounts: Store<ServiceAccount>,
-    pub config_maps: Store<ConfigMap>,
+    pub deployments: Store<Slim<Deployment>>,
+    pub services: Store<Slim<Service>>,
+    pub service_accounts: Store<Slim<ServiceAccount>>,
+    pub config_maps: Store<Slim<ConfigMap>>,
     kind_label: &'static str,
     neighbours: Neighbourhood,
 }
@@ -101,24 +102,15 @@ pub struct Others {
 }
 
 /// A child kind, and where each cache of the [`Neighbourhood`] keeps it.
-pub trait ChildKind:
-    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + serde::Serialize
-    + serde::de::DeserializeOwned
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
-    fn labelled(stores: &Labelled) -> &Store<Self>;
+pub trait ChildKind: Reduce + serde::Serialize + serde::de::DeserializeOwned {
+    fn labelled(stores: &Labelled) -> &Store<Slim<Self>>;
     fn others(others: &Others) -> &OtherStores<Self>;
 }
 
 macro_rules! child_kind {
     ($kind:ty, $field:ident) => {
         impl ChildKind for $kind {
-            fn labelled(stores: &Labelled) -> &Store<Self> {
+            fn labelled(stores: &Labelled) -> &Store<Slim<Self>> {
                 &stores.$field
             }
             fn others(others: &Others) -> &OtherStores<Self> {
@@ -148,7 +140,7 @@ impl Stores {
     /// write, which is the window the read had. Objects that were there before the owner are
     /// always seen.
     fn unlabelled<C: ChildKind>(&self, ns: &str, name: &str) -> Unlabelled {
-        let key = at::<C>(ns, name);
+        let key = at::<Slim<C>>(ns, name);
         let others = C::others(&self.neighbours.others);
         if !others.iter().all(listed) {
             return Unlabelled::Unknown;
@@ -314,10 +306,10 @@ pub(crate) const OPERATOR: &str = children::FIELD_MANAGER;
 
 /// The change streams behind [`Stores`], for `Controller::owns_stream`.
 pub struct Streams {
-    pub deployments: BoxStream<'static, Result<Deployment, watcher::Error>>,
-    pub services: BoxStream<'static, Result<Service, watcher::Error>>,
-    pub service_accounts: BoxStream<'static, Result<ServiceAccount, watcher::Error>>,
-    pub config_maps: BoxStream<'static, Result<ConfigMap, watcher::Error>>,
+    pub deployments: BoxStream<'static, Result<Slim<Deployment>, watcher::Error>>,
+    pub services: BoxStream<'static, Result<Slim<Service>, watcher::Error>>,
+    pub service_accounts: BoxStream<'static, Result<Slim<ServiceAccount>, watcher::Error>>,
+    pub config_maps: BoxStream<'static, Result<Slim<ConfigMap>, watcher::Error>>,
 }
 
 impl Stores {
@@ -334,10 +326,10 @@ impl Stores {
     {
         let selector = format!("{MANAGED_BY}={OPERATOR},{NAME_LABEL}={kind_label}");
         let cfg = watcher::Config::default().labels(&selector);
-        let (deployments, d) = frame.reflect::<Deployment>(namespace, cfg.clone());
-        let (services, s) = frame.reflect::<Service>(namespace, cfg.clone());
-        let (service_accounts, sa) = frame.reflect::<ServiceAccount>(namespace, cfg.clone());
-        let (config_maps, cm) = frame.reflect::<ConfigMap>(namespace, cfg);
+        let (deployments, d) = frame.reflect::<Slim<Deployment>>(namespace, cfg.clone());
+        let (services, s) = frame.reflect::<Slim<Service>>(namespace, cfg.clone());
+        let (service_accounts, sa) = frame.reflect::<Slim<ServiceAccount>>(namespace, cfg.clone());
+        let (config_maps, cm) = frame.reflect::<Slim<ConfigMap>>(namespace, cfg);
         let labelled = Labelled {
             deployments: deployments.clone(),
             services: services.clone(),
@@ -423,16 +415,7 @@ where
         .await?
     {
         Applied::Conflict(c) => return Ok(Err(c)),
-        Applied::Ours(live) => {
-            own_service_lists(
-                frame.client.clone(),
-                &frame.metrics,
-                &ns,
-                &desired.service,
-                live,
-            )
-            .await?
-        }
+        Applied::Ours(live) => own_service_lists(frame, &ns, &desired.service, live).await?,
     };
     let live = stores.deployments.get(&at(&ns, &names.deployment));
     let held = stores.unlabelled::<Deployment>(&ns, &names.deployment);
@@ -449,9 +432,8 @@ where
 /// apply cannot do it: items and keys another manager set are theirs, and a forced apply keeps
 /// them. A merge patch replaces the ports list whole and nulls the extra selector keys; being an
 /// update, it also takes the removed fields out of the other manager's ownership.
-async fn own_service_lists(
-    client: kube::Client,
-    metrics: &ControllerMetrics,
+async fn own_service_lists<K: Owner>(
+    frame: &Frame<K>,
     ns: &str,
     desired: &Service,
     live: Value,
@@ -462,7 +444,7 @@ async fn own_service_lists(
     }
     let name = desired.meta().name.clone().unwrap_or_default();
     let patch = children::service_lists_patch(&want, &live);
-    let api: Api<Service> = Api::namespaced(client, ns);
+    let api: Api<Service> = Api::namespaced(frame.client.clone(), ns);
     let written = api
         .patch(
             &name,
@@ -477,8 +459,11 @@ async fn own_service_lists(
             child: children::describe(&want),
             source,
         })?;
-    metrics.count_apply(Service::kind(&()).as_ref());
-    Ok(to_json(&written))
+    frame.metrics.count_apply(Service::kind(&()).as_ref());
+    let written = to_json(&written);
+    let kind = Service::kind(&());
+    frame.confirm(Frame::<K>::child_key(&kind, ns, &name), &written);
+    Ok(written)
 }
 
 fn at<T: Resource<DynamicType = ()>>(ns: &str, name: &str) -> ObjectRef<T> {
