@@ -10,29 +10,14 @@
 
 #[path = "bridge/common.rs"]
 mod common;
+#[path = "vmcp/common.rs"]
+mod vmcp_common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use common::*;
 use serde_json::{json, Value};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use vmcp_common::*;
 
 /// The example with its VirtualMCPServer's `aggregation` replaced (none: as shipped).
 fn example(aggregation: Option<&Value>) -> String {
@@ -126,35 +111,6 @@ impl Servers {
     }
 }
 
-fn run_vmcp(config: &Value) -> (Bridge, tempfile::TempDir) {
-    let (dir, path) = config_file(&config.to_string());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-operator"));
-    cmd.args([
-        "vmcp",
-        "--config",
-        &path,
-        "--listen",
-        "127.0.0.1:0",
-        "--insecure-allow-loopback-backends",
-    ]);
-    (Bridge::launch(cmd), dir)
-}
-
-fn client(url: &str, calls: &Value) -> Value {
-    let out = Command::new(python())
-        .arg(repo().join("tests/vmcp/client.py"))
-        .arg(url)
-        .arg(calls.to_string())
-        .output()
-        .expect("run the Python MCP client");
-    assert!(
-        out.status.success(),
-        "the Python MCP client failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn the_example_rendered_by_the_operator_serves_every_backend() {
     let servers = Servers::start();
@@ -174,8 +130,8 @@ fn the_example_rendered_by_the_operator_serves_every_backend() {
             .collect();
         assert_eq!(members, ["docs", "everything", "time"], "{name}");
         servers.point_at_loopback(&mut config);
-        let (vmcp, _dir) = run_vmcp(&config);
-        let out = client(&vmcp.url("/mcp"), &case["calls"]);
+        let (server, _dir) = vmcp(&config, false);
+        let out = vmcp_client(&server.url("/mcp"), &case["calls"]);
         assert_eq!(out["tools"], case["tools"], "{name}: {out}");
         for (i, want) in case["calls"].as_array().unwrap().iter().enumerate() {
             let got = &out["calls"][i];

@@ -8,31 +8,16 @@
 mod common;
 #[path = "bridge/issuer.rs"]
 mod issuer;
+#[path = "vmcp/common.rs"]
+mod vmcp_common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-
-/// A process killed when dropped (the native HTTP server-everything).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use vmcp_common::*;
 
 /// The three backends of the group.
 struct Group {
@@ -77,34 +62,6 @@ impl Group {
             {"name": "time", "kind": "MCPServer", "url": self.time.url("/mcp")},
         ])
     }
-}
-
-/// Starts `mcp-operator vmcp` on `config` (loopback backends allowed unless `guarded`).
-fn vmcp(config: &Value, guarded: bool) -> (Bridge, tempfile::TempDir) {
-    let (dir, path) = config_file(&config.to_string());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-operator"));
-    cmd.args(["vmcp", "--config", &path, "--listen", "127.0.0.1:0"]);
-    if !guarded {
-        cmd.arg("--insecure-allow-loopback-backends");
-    }
-    cmd.env("RUST_LOG", "warn,mcp_operator::vmcp=info");
-    (Bridge::launch(cmd), dir)
-}
-
-fn vmcp_client(url: &str, calls: &Value) -> Value {
-    let out = Command::new(python())
-        .arg(repo().join("tests/vmcp/client.py"))
-        .arg(url)
-        .arg(calls.to_string())
-        .output()
-        .expect("run the Python MCP client");
-    assert!(
-        out.status.success(),
-        "the Python MCP client failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the client prints JSON")
 }
 
 #[test]
