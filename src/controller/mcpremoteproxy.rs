@@ -9,7 +9,7 @@ use super::mcpremoteproxy_children::{self as children, Children, Inputs};
 use super::mcpserver::namespaced_or_all;
 use super::metrics::ControllerMetrics;
 use super::telemetry_ref;
-use super::workload;
+use super::workload::{self, Observed};
 use crate::admission::{self, Operation};
 use crate::api::v1beta1::{
     MCPGroup, MCPRemoteProxy, MCPRemoteProxyStatus, MCPTelemetryConfig, MCPToolConfig,
@@ -375,33 +375,15 @@ async fn stop_serving(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) -> Result
         .await
 }
 
-/// What the cluster has of the proxy's children (ours only), as JSON.
-#[derive(Default)]
-struct Observed {
-    deployment: Option<Value>,
-    service: bool,
-}
-
 fn observe(proxy: &MCPRemoteProxy, ctx: &Context, ns: &str) -> Observed {
     let name = proxy.name_any();
     let uid = proxy.meta().uid.clone().unwrap_or_default();
-    let ours = |v: Option<Value>| v.filter(|v| frame::foreign_holder(v, &uid).is_none());
-    let deployment = ctx
-        .stores
-        .children
-        .deployments
-        .get(&at(ns, children::deployment_name(&name)))
-        .map(|d| to_json(d.as_ref()));
-    let service = ctx
-        .stores
-        .children
-        .services
-        .get(&at(ns, children::service_name(&name)))
-        .map(|s| to_json(s.as_ref()));
-    Observed {
-        deployment: ours(deployment),
-        service: ours(service).is_some(),
-    }
+    ctx.stores.children.observe(
+        ns,
+        &children::deployment_name(&name),
+        &children::service_name(&name),
+        &uid,
+    )
 }
 
 /// Writes the status of a proxy that is not rolled out this time, from what the cluster still

@@ -16,7 +16,7 @@ use super::metrics::ControllerMetrics;
 use super::slim::{ProxyRefs, ServerRefs, Subscription};
 use super::vmcp_children::{self as children, Inputs, Member};
 use super::vmcp_status;
-use super::workload;
+use super::workload::{self, Observed};
 use crate::admission::auth::WorkloadAuth;
 use crate::admission::{self, Operation};
 use crate::api::v1beta1::{
@@ -712,33 +712,15 @@ async fn apply_children(
     Ok(applied.map(|_service| ()))
 }
 
-/// What the cluster has of the children (ours only), as JSON.
-#[derive(Default)]
-struct Observed {
-    deployment: Option<Value>,
-    service: bool,
-}
-
 fn observe(vmcp: &VirtualMCPServer, ctx: &Context, ns: &str) -> Observed {
     let name = vmcp.name_any();
     let uid = vmcp.meta().uid.clone().unwrap_or_default();
-    let ours = |v: Option<Value>| v.filter(|v| frame::foreign_holder(v, &uid).is_none());
-    let deployment = ctx
-        .stores
-        .children
-        .deployments
-        .get(&at(ns, children::deployment_name(&name)))
-        .map(|d| to_json(d.as_ref()));
-    let service = ctx
-        .stores
-        .children
-        .services
-        .get(&at(ns, children::service_name(&name)))
-        .map(|s| to_json(s.as_ref()));
-    Observed {
-        deployment: ours(deployment),
-        service: ours(service).is_some(),
-    }
+    ctx.stores.children.observe(
+        ns,
+        &children::deployment_name(&name),
+        &children::service_name(&name),
+        &uid,
+    )
 }
 
 fn ready_replicas(deployment: Option<&Value>) -> i64 {

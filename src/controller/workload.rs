@@ -466,6 +466,35 @@ async fn own_service_lists<K: Owner>(
     Ok(written)
 }
 
+/// What the cluster has of a workload's Deployment and Service — ours only (a foreign object
+/// holding the name counts as absent) — as JSON, for the status.
+#[derive(Default)]
+pub struct Observed {
+    pub deployment: Option<Value>,
+    pub service: bool,
+}
+
+impl Stores {
+    /// The Deployment `deployment` and Service `service` of the owner with `owner_uid` in `ns`,
+    /// as this kind's caches hold them.
+    pub fn observe(&self, ns: &str, deployment: &str, service: &str, owner_uid: &str) -> Observed {
+        let ours =
+            |v: Option<Value>| v.filter(|v| super::frame::foreign_holder(v, owner_uid).is_none());
+        let deployment = self
+            .deployments
+            .get(&at(ns, deployment))
+            .map(|d| to_json(d.as_ref()));
+        let service = self
+            .services
+            .get(&at(ns, service))
+            .map(|s| to_json(s.as_ref()));
+        Observed {
+            deployment: ours(deployment),
+            service: ours(service).is_some(),
+        }
+    }
+}
+
 fn at<T: Resource<DynamicType = ()>>(ns: &str, name: &str) -> ObjectRef<T> {
     ObjectRef::new(name).within(ns)
 }
