@@ -605,21 +605,16 @@ fn deployment(server: &MCPServer, inputs: &Inputs, checksum: &str) -> Deployment
     if !pulls.is_empty() {
         pod_spec["imagePullSecrets"] = json!(pulls);
     }
-    let mut template = json!({
+    let template = json!({
         "metadata": {"labels": pod_labels, "annotations": pod_annotations},
         "spec": pod_spec,
     });
-    if let Some(user) = &s.pod_template_spec {
-        template = super::podmerge::merge_pod_template(template, user, &selector_labels(&name));
-    }
-    let mut spec = json!({
-        "selector": {"matchLabels": selector_labels(&name)},
-        "template": template,
-    });
-    // Unset replicas leave scaling to `kubectl scale` and HPAs: we never fight over the field.
-    if let Some(r) = s.replicas {
-        spec["replicas"] = json!(r);
-    }
+    let spec = super::podmerge::deployment_spec(
+        template,
+        s.pod_template_spec.as_ref(),
+        &selector_labels(&name),
+        s.replicas,
+    );
     let v = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -18,6 +18,26 @@ const KEYED_LISTS: &[(&str, &str)] = &[
     ("tolerations", "key"),
 ];
 
+/// A workload Deployment's `spec`: our pod `template` with the owner's `podTemplateSpec` (if
+/// any) merged over it, selected by `selector`, and `replicas` only when the owner sets them —
+/// unset, scaling is left to `kubectl scale` and HPAs and we never fight over the field.
+pub fn deployment_spec(
+    template: Value,
+    user: Option<&Value>,
+    selector: &BTreeMap<String, String>,
+    replicas: Option<i32>,
+) -> Value {
+    let template = match user {
+        Some(user) => merge_pod_template(template, user, selector),
+        None => template,
+    };
+    let mut spec = serde_json::json!({"selector": {"matchLabels": selector}, "template": template});
+    if let Some(r) = replicas {
+        spec["replicas"] = serde_json::json!(r);
+    }
+    spec
+}
+
 /// Our template with the user's merged over it.
 pub fn merge_pod_template(ours: Value, user: &Value, selector: &BTreeMap<String, String>) -> Value {
     let mut merged = merge(ours, user, "");
