@@ -676,3 +676,121 @@ async fn cedar_policies_and_audit_apply_to_the_merged_names() {
         );
     }
 }
+
+/// A client whose requests come from `127.0.0.<host>` (every 127/8 address is loopback).
+fn client_from(host: u8) -> reqwest::Client {
+    mcp_operator::crypto::install_provider();
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, host]))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// `initialize` (and `notifications/initialized` when it was answered): the HTTP status, the
+/// session id, and the answer.
+async fn try_open(client: &reqwest::Client, url: &str) -> (u16, Option<String>, Value) {
+    let resp = client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize_body(json!(1)))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let answer: Value = resp.json().await.unwrap_or(Value::Null);
+    if let Some(sid) = &sid {
+        client
+            .post(url)
+            .header("mcp-session-id", sid)
+            .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .send()
+            .await
+            .unwrap();
+    }
+    (status, sid, answer)
+}
+
+/// Every client session holds a session with every backend, and a backend counts them all
+/// against the aggregator's one address (a member's bridge admits 1000 from one address). With
+/// the default bounds the aggregator refuses first — 100 sessions per client address, 900 in
+/// all — so no client can fill a backend and have its refusals open the circuit for everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_refused_at_the_door_before_a_backend_fills_up() {
+    let member = Bridge::start(&[], &everything());
+    let config = json!({
+        "name": "v",
+        "backends": [{"name": "everything", "url": member.url("/mcp")}],
+        "aggregation": {"conflictResolution": "prefix", "prefixOnlyConflicts": true},
+    });
+    let (server, _dir) = vmcp(&config, false);
+    let url = server.url("/mcp");
+
+    // One address takes its 100 sessions, and no more; nine take 900: the aggregator is full.
+    let fill = (1..=9u8).map(|host| {
+        let url = url.clone();
+        async move {
+            let client = client_from(host);
+            let mut sids = Vec::new();
+            for _ in 0..100 {
+                let (code, sid, answer) = try_open(&client, &url).await;
+                assert_eq!(code, 200, "127.0.0.{host}: {answer}");
+                sids.push(sid.unwrap());
+            }
+            sids
+        }
+    });
+    let mut fill = fill.collect::<Vec<_>>();
+    let first = fill.remove(0).await;
+    let (code, sid, answer) = try_open(&client_from(1), &url).await;
+    assert_eq!((code, sid), (503, None), "{answer}");
+    assert_eq!(
+        answer["error"]["message"], "too many sessions from this client address",
+        "{answer}"
+    );
+    let mut sids = vec![first];
+    sids.extend(futures::future::join_all(fill).await);
+    let (code, _, answer) = try_open(&client_from(10), &url).await;
+    assert_eq!(code, 503, "{answer}");
+    assert_eq!(answer["error"]["message"], "too many sessions", "{answer}");
+
+    // The backend never had to refuse: it is ready, its circuit closed, and a session that was
+    // opened still calls its tools.
+    let report = status(&http(), &server).await;
+    let everything = backend(&report, "everything");
+    assert_eq!(everything["status"], "ready", "{report}");
+    assert_eq!(everything["circuitBreakerState"], "closed", "{report}");
+    let client = client_from(3);
+    let answer: Value = client
+        .post(&url)
+        .header("accept", "application/json")
+        .header("mcp-session-id", &sids[2][0])
+        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"message": "still here"}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "Echo: still here",
+        "{answer}"
+    );
+
+    // A session ended frees its address's share.
+    let client = client_from(1);
+    let resp = client
+        .delete(&url)
+        .header("mcp-session-id", &sids[0][0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let (code, _, answer) = try_open(&client, &url).await;
+    assert_eq!(code, 200, "{answer}");
+}

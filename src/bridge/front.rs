@@ -150,7 +150,7 @@ async fn post_mcp(
         return guard::denied(Some(&id_raw));
     }
     if method == "initialize" {
-        let client = client_address(&st, &headers, client);
+        let client = client_address(&st.cfg, &headers, client);
         return initialize(&st, &id_raw, accept, client).await;
     }
     let Some(session) = streamable_session(&st, &headers) else {
@@ -288,12 +288,12 @@ async fn initialize(
 /// The address a session is counted against for `maxSessionsPerClient`: the TCP peer, or behind
 /// a trusted proxy (`trustProxyHeaders`) the address it appended to `X-Forwarded-For`, so that
 /// the clients of one Ingress are not counted as one.
-fn client_address(
-    st: &FrontState,
+pub fn client_address(
+    cfg: &Config,
     headers: &HeaderMap,
     peer: Option<axum::Extension<ClientAddr>>,
 ) -> Option<std::net::IpAddr> {
-    if st.cfg.trust_proxy_headers {
+    if cfg.trust_proxy_headers {
         let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
@@ -427,7 +427,7 @@ async fn get_sse(
     if let Err(reject) = check_access(&st, &headers, &uri) {
         return reject.into_response();
     }
-    let client = client_address(&st, &headers, client);
+    let client = client_address(&st.cfg, &headers, client);
     let session = match open_session(&st, SessionKind::LegacySse, client) {
         Ok(session) => session,
         Err(refused) => return refused_session(refused, None),

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,8 @@ struct Owners {
 /// One client session.
 pub struct ClientSession {
     pub id: String,
+    /// The address the session counts against (`maxSessionsPerClient`).
+    client: Option<IpAddr>,
     backends: Vec<tokio::sync::Mutex<Option<Arc<BackendSession>>>>,
     tools: Mutex<Option<Arc<ToolSnapshot>>>,
     /// Every tool name this client was shown, and its backend: a call of a tool whose
@@ -96,8 +99,74 @@ pub struct Aggregator {
     pub settings: Arc<Settings>,
     pub links: Vec<Arc<Link>>,
     pub metrics: Arc<Metrics>,
-    sessions: Mutex<HashMap<String, Arc<ClientSession>>>,
+    sessions: Mutex<Sessions>,
+    limits: SessionLimits,
+}
+
+/// How many client sessions the aggregator holds. Each holds a session with every backend, and a
+/// backend counts all of them against the aggregator's one address: the bounds keep one client
+/// from filling the backends (whose refusals would open their circuits for everyone).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
     pub max_sessions: usize,
+    pub max_per_client: usize,
+}
+
+/// Why a session was not opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRefused {
+    Full,
+    PerClient,
+}
+
+impl SessionRefused {
+    pub fn message(self) -> &'static str {
+        match self {
+            SessionRefused::Full => "too many sessions",
+            SessionRefused::PerClient => "too many sessions from this client address",
+        }
+    }
+}
+
+/// The client sessions by id, and how many each client address holds.
+#[derive(Default)]
+struct Sessions {
+    by_id: HashMap<String, Arc<ClientSession>>,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+impl Sessions {
+    fn open(
+        &mut self,
+        session: Arc<ClientSession>,
+        limits: SessionLimits,
+    ) -> Result<(), SessionRefused> {
+        if self.by_id.len() >= limits.max_sessions {
+            return Err(SessionRefused::Full);
+        }
+        if let Some(addr) = session.client {
+            let held = self.per_client.entry(addr).or_default();
+            if *held >= limits.max_per_client {
+                return Err(SessionRefused::PerClient);
+            }
+            *held += 1;
+        }
+        self.by_id.insert(session.id.clone(), session);
+        Ok(())
+    }
+
+    fn close(&mut self, id: &str) -> Option<Arc<ClientSession>> {
+        let session = self.by_id.remove(id)?;
+        if let Some(addr) = session.client {
+            if let Some(held) = self.per_client.get_mut(&addr) {
+                *held = held.saturating_sub(1);
+                if *held == 0 {
+                    self.per_client.remove(&addr);
+                }
+            }
+        }
+        Some(session)
+    }
 }
 
 impl Aggregator {
@@ -105,19 +174,19 @@ impl Aggregator {
         settings: Arc<Settings>,
         links: Vec<Arc<Link>>,
         metrics: Arc<Metrics>,
-        max_sessions: usize,
+        limits: SessionLimits,
     ) -> Self {
         Self {
             settings,
             links,
             metrics,
-            sessions: Mutex::new(HashMap::new()),
-            max_sessions,
+            sessions: Mutex::new(Sessions::default()),
+            limits,
         }
     }
 
     pub fn session(&self, id: &str) -> Option<Arc<ClientSession>> {
-        let s = lock(&self.sessions).get(id).cloned();
+        let s = lock(&self.sessions).by_id.get(id).cloned();
         if let Some(s) = &s {
             s.touch();
         }
@@ -125,17 +194,13 @@ impl Aggregator {
     }
 
     pub fn session_count(&self) -> usize {
-        lock(&self.sessions).len()
+        lock(&self.sessions).by_id.len()
     }
 
-    fn new_session(&self) -> Option<Arc<ClientSession>> {
-        let mut sessions = lock(&self.sessions);
-        if sessions.len() >= self.max_sessions {
-            return None;
-        }
-        let id = hex::encode(rand::random::<[u8; 16]>());
+    fn new_session(&self, client: Option<IpAddr>) -> Result<Arc<ClientSession>, SessionRefused> {
         let session = Arc::new(ClientSession {
-            id: id.clone(),
+            id: hex::encode(rand::random::<[u8; 16]>()),
+            client,
             backends: self
                 .links
                 .iter()
@@ -150,17 +215,18 @@ impl Aggregator {
             opened: Instant::now(),
             used: std::sync::atomic::AtomicBool::new(false),
         });
-        sessions.insert(id, session.clone());
-        self.metrics.sessions.set(sessions.len() as i64);
-        Some(session)
+        let mut sessions = lock(&self.sessions);
+        sessions.open(session.clone(), self.limits)?;
+        self.metrics.sessions.set(sessions.by_id.len() as i64);
+        Ok(session)
     }
 
     /// Ends a client session and its backend sessions.
     pub fn close_session(&self, id: &str) -> bool {
         let removed = {
             let mut sessions = lock(&self.sessions);
-            let removed = sessions.remove(id);
-            self.metrics.sessions.set(sessions.len() as i64);
+            let removed = sessions.close(id);
+            self.metrics.sessions.set(sessions.by_id.len() as i64);
             removed
         };
         let Some(session) = removed else {
@@ -179,6 +245,7 @@ impl Aggregator {
     /// within `handshake`.
     pub fn expire(&self, ttl: Duration, handshake: Duration) {
         let idle: Vec<String> = lock(&self.sessions)
+            .by_id
             .values()
             .filter(|s| {
                 lock(&s.last_used).elapsed() > ttl
@@ -278,7 +345,7 @@ impl Aggregator {
     pub fn tools_changed(&self) {
         let note =
             Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#);
-        for session in lock(&self.sessions).values() {
+        for session in lock(&self.sessions).by_id.values() {
             *lock(&session.tools) = None;
             session.push(note.clone());
         }
@@ -287,7 +354,7 @@ impl Aggregator {
     /// Sends a parameterless notification (`method`) to every connected client.
     pub fn broadcast(&self, method: &str) {
         let note = Bytes::from(serde_json::json!({"jsonrpc": "2.0", "method": method}).to_string());
-        for session in lock(&self.sessions).values() {
+        for session in lock(&self.sessions).by_id.values() {
             session.push(note.clone());
         }
     }
@@ -358,10 +425,12 @@ impl Aggregator {
     pub async fn initialize(
         self: &Arc<Self>,
         params: &Value,
+        client: Option<IpAddr>,
     ) -> Result<(Arc<ClientSession>, Value), RpcError> {
-        let Some(session) = self.new_session() else {
-            return Err(RpcError::new(code::TRANSPORT, "too many sessions"));
-        };
+        let session = self.new_session(client).map_err(|refused| {
+            tracing::info!(message = refused.message(), client = ?client, "session refused");
+            RpcError::new(code::TRANSPORT, refused.message())
+        })?;
         let results = self
             .fan_out(&session, |_, bs| async move { Ok(bs.revision.clone()) })
             .await;

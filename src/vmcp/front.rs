@@ -19,13 +19,14 @@ use super::aggregator::{Aggregator, ClientSession, RpcError};
 use crate::bridge::audit::Slot;
 use crate::bridge::config::Config;
 use crate::bridge::front::{
-    admit_message, json_message, rpc_error, single_message, sse_stream, Accept, Reject,
+    admit_message, client_address, json_message, rpc_error, single_message, sse_stream, Accept,
+    Reject,
 };
 use crate::bridge::guard::{self, Guard, Verdict, Who};
 use crate::bridge::hub::stream_channel;
 use crate::bridge::jsonrpc::{self, code, ClientMessage};
 use crate::bridge::origin::Access;
-use crate::bridge::serve::BodyBudget;
+use crate::bridge::serve::{BodyBudget, ClientAddr};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -121,6 +122,7 @@ async fn post_mcp(
     headers: HeaderMap,
     who: Caller,
     slot: AuditSlot,
+    peer: Option<axum::Extension<ClientAddr>>,
     body: Body,
 ) -> Response {
     let accept = Accept::of(&headers);
@@ -156,7 +158,8 @@ async fn post_mcp(
     let started = Instant::now();
     let params = body.get("params").cloned().unwrap_or(Value::Null);
     if method == "initialize" {
-        return match st.agg.initialize(&params).await {
+        let client = client_address(&st.cfg, &headers, peer);
+        return match st.agg.initialize(&params, client).await {
             Ok((session, result)) => {
                 observe(&st, "initialize", true, started);
                 let result = serde_json::to_vec(&result).unwrap_or_default();

@@ -51,6 +51,22 @@ pub struct VmcpArgs {
     /// Log format: text or json.
     #[arg(long, default_value = "json")]
     pub log_format: String,
+    /// The most client sessions held at once; each holds a session with every backend. A
+    /// member's bridge admits 1000 sessions from one address (its `maxSessionsPerClient`),
+    /// and this runtime is one address to it; the default leaves room below that for the
+    /// health checks' sessions and sessions being reopened, so backends never have to refuse.
+    #[arg(long, env = "MCP_VMCP_MAX_SESSIONS", default_value_t = 900,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sessions: u32,
+    /// The most client sessions one client address holds (the TCP peer), so that one client
+    /// cannot take every session.
+    #[arg(long, env = "MCP_VMCP_MAX_SESSIONS_PER_CLIENT", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sessions_per_client: u32,
+    /// Count sessions against the address a trusted proxy appended to `X-Forwarded-For`
+    /// rather than the TCP peer (behind an Ingress, every client's peer is the Ingress).
+    #[arg(long, env = "MCP_VMCP_TRUST_PROXY_HEADERS")]
+    pub trust_proxy_headers: bool,
 }
 
 /// Runs the runtime until SIGTERM or SIGINT.
@@ -65,6 +81,9 @@ pub async fn run(args: VmcpArgs) -> anyhow::Result<i32> {
     let front_cfg = Arc::new(crate::bridge::config::Config {
         listen: settings.listen,
         auth: settings.auth.clone(),
+        max_sessions: args.max_sessions as usize,
+        max_sessions_per_client: args.max_sessions_per_client as usize,
+        trust_proxy_headers: args.trust_proxy_headers,
         ..Default::default()
     });
     let guard = crate::bridge::guard::Guard::of(&front_cfg)?;
@@ -95,7 +114,10 @@ pub async fn run(args: VmcpArgs) -> anyhow::Result<i32> {
         settings.clone(),
         links,
         metrics.clone(),
-        front_cfg.max_sessions,
+        aggregator::SessionLimits {
+            max_sessions: front_cfg.max_sessions,
+            max_per_client: front_cfg.max_sessions_per_client,
+        },
     ));
     let listener = TcpListener::bind(settings.listen)
         .await
