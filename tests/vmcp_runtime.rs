@@ -581,6 +581,29 @@ async fn incoming_tokens_are_checked() {
             "time_get_current_time".to_string()
         ]
     );
+
+    // A session belongs to whoever opened it: bob, with a valid token of his own and alice's
+    // session id, is told it does not exist (list, GET stream, DELETE), and alice keeps it.
+    let bob = issuer
+        .token(&json!({"claims": {"sub": "bob", "exp_in": 600}}))
+        .await;
+    let as_bob = |req: reqwest::RequestBuilder| {
+        req.header("authorization", format!("Bearer {bob}"))
+            .header("mcp-session-id", &sid)
+            .header("accept", "application/json, text/event-stream")
+    };
+    let list = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"});
+    let resp = as_bob(anonymous.post(&url))
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404, "{}", resp.text().await.unwrap());
+    let resp = as_bob(anonymous.get(&url)).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = as_bob(anonymous.delete(&url)).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(tool_names(&client, &url, &sid).await.len(), 2);
 }
 
 /// Cedar policies decide on the names clients see after aggregation (`time_get_current_time`,

@@ -60,6 +60,8 @@ pub struct ClientSession {
     pub id: String,
     /// The address the session counts against (`maxSessionsPerClient`).
     client: Option<IpAddr>,
+    /// The issuer and subject of the token that opened it: only they may use it.
+    owner: Option<String>,
     backends: Vec<tokio::sync::Mutex<Option<Arc<BackendSession>>>>,
     tools: Mutex<Option<Arc<ToolSnapshot>>>,
     /// Every tool name this client was shown, and its backend: a call of a tool whose
@@ -185,8 +187,14 @@ impl Aggregator {
         }
     }
 
-    pub fn session(&self, id: &str) -> Option<Arc<ClientSession>> {
-        let s = lock(&self.sessions).by_id.get(id).cloned();
+    /// The session `id` when `owner` may use it (the one who opened it; anyone when it was
+    /// opened without a token check); using it keeps it alive.
+    pub fn session(&self, id: &str, owner: Option<&str>) -> Option<Arc<ClientSession>> {
+        let s = lock(&self.sessions)
+            .by_id
+            .get(id)
+            .filter(|s| s.owner.is_none() || s.owner.as_deref() == owner)
+            .cloned();
         if let Some(s) = &s {
             s.touch();
         }
@@ -197,10 +205,15 @@ impl Aggregator {
         lock(&self.sessions).by_id.len()
     }
 
-    fn new_session(&self, client: Option<IpAddr>) -> Result<Arc<ClientSession>, SessionRefused> {
+    fn new_session(
+        &self,
+        client: Option<IpAddr>,
+        owner: Option<String>,
+    ) -> Result<Arc<ClientSession>, SessionRefused> {
         let session = Arc::new(ClientSession {
             id: hex::encode(rand::random::<[u8; 16]>()),
             client,
+            owner,
             backends: self
                 .links
                 .iter()
@@ -426,8 +439,9 @@ impl Aggregator {
         self: &Arc<Self>,
         params: &Value,
         client: Option<IpAddr>,
+        owner: Option<String>,
     ) -> Result<(Arc<ClientSession>, Value), RpcError> {
-        let session = self.new_session(client).map_err(|refused| {
+        let session = self.new_session(client, owner).map_err(|refused| {
             tracing::info!(message = refused.message(), client = ?client, "session refused");
             RpcError::new(code::TRANSPORT, refused.message())
         })?;

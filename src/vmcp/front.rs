@@ -91,10 +91,25 @@ fn check_access(st: &FrontState, headers: &HeaderMap, uri: &Uri) -> Result<(), R
         .map_err(|r| Reject::new(StatusCode::FORBIDDEN, code::TRANSPORT, r.message()))
 }
 
-/// The session the request names; the error response when it names none.
-fn session_of(st: &FrontState, headers: &HeaderMap) -> Option<Arc<ClientSession>> {
+/// The session the request names, when it is the caller's: a session opened with a token
+/// belongs to that token's issuer and subject, and another caller who learned its id is told
+/// it does not exist.
+fn session_of(st: &FrontState, headers: &HeaderMap, who: &Caller) -> Option<Arc<ClientSession>> {
     let id = headers.get(SESSION_HEADER)?.to_str().ok()?;
-    st.agg.session(id)
+    st.agg.session(id, owner_of(who).as_deref())
+}
+
+/// Whom a session opened by this caller belongs to: the token's issuer and subject (none
+/// without a token check).
+fn owner_of(who: &Caller) -> Option<String> {
+    let identity = who.as_ref()?.identity.as_ref()?;
+    let subject = identity.subject.as_deref()?;
+    let issuer = identity
+        .claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Some(format!("{issuer}\n{subject}"))
 }
 
 /// 400 without the session header, 404 for a session that is not (or no longer) there.
@@ -136,7 +151,7 @@ async fn post_mcp(
     let (id, method, body) = match msg {
         ClientMessage::Request { id, method, body } => (id, method, body),
         ClientMessage::Notification { method, body } => {
-            let Some(session) = session_of(&st, &headers) else {
+            let Some(session) = session_of(&st, &headers, &who) else {
                 return session_error(&headers);
             };
             if screen(&st, &who, &slot, &method, &body) == Verdict::Denied {
@@ -159,7 +174,7 @@ async fn post_mcp(
     let params = body.get("params").cloned().unwrap_or(Value::Null);
     if method == "initialize" {
         let client = client_address(&st.cfg, &headers, peer);
-        return match st.agg.initialize(&params, client).await {
+        return match st.agg.initialize(&params, client, owner_of(&who)).await {
             Ok((session, result)) => {
                 observe(&st, "initialize", true, started);
                 let result = serde_json::to_vec(&result).unwrap_or_default();
@@ -188,7 +203,7 @@ async fn post_mcp(
             }
         };
     }
-    let Some(session) = session_of(&st, &headers) else {
+    let Some(session) = session_of(&st, &headers, &who) else {
         return session_error(&headers);
     };
     tracing::debug!(session = %session.id, method, "request");
@@ -317,7 +332,12 @@ fn streamed_call(
     sse_stream::<()>(None, rx, keep_alive, None)
 }
 
-async fn get_mcp(State(st): State<FrontState>, uri: Uri, headers: HeaderMap) -> Response {
+async fn get_mcp(
+    State(st): State<FrontState>,
+    uri: Uri,
+    headers: HeaderMap,
+    who: Caller,
+) -> Response {
     if let Err(r) = check_access(&st, &headers, &uri) {
         return r.into_response();
     }
@@ -329,7 +349,7 @@ async fn get_mcp(State(st): State<FrontState>, uri: Uri, headers: HeaderMap) -> 
             "the GET stream needs Accept: text/event-stream",
         );
     }
-    let Some(session) = session_of(&st, &headers) else {
+    let Some(session) = session_of(&st, &headers, &who) else {
         return session_error(&headers);
     };
     let (tx, rx) = stream_channel(st.cfg.max_stream_queue_bytes, st.agg.metrics.clone());
@@ -337,11 +357,16 @@ async fn get_mcp(State(st): State<FrontState>, uri: Uri, headers: HeaderMap) -> 
     sse_stream::<()>(None, rx, st.cfg.keep_alive, None)
 }
 
-async fn delete_mcp(State(st): State<FrontState>, uri: Uri, headers: HeaderMap) -> Response {
+async fn delete_mcp(
+    State(st): State<FrontState>,
+    uri: Uri,
+    headers: HeaderMap,
+    who: Caller,
+) -> Response {
     if let Err(r) = check_access(&st, &headers, &uri) {
         return r.into_response();
     }
-    let Some(session) = session_of(&st, &headers) else {
+    let Some(session) = session_of(&st, &headers, &who) else {
         return session_error(&headers);
     };
     st.agg.close_session(&session.id);
