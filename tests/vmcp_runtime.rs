@@ -817,3 +817,133 @@ async fn sessions_are_refused_at_the_door_before_a_backend_fills_up() {
     let (code, _, answer) = try_open(&client, &url).await;
     assert_eq!(code, 200, "{answer}");
 }
+
+/// Collects what arrives on a session's GET stream, as text, until the test ends.
+async fn follow_stream(
+    client: &reqwest::Client,
+    url: &str,
+    sid: &str,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use futures::StreamExt;
+    let resp = client
+        .get(url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        let mut chunks = resp.bytes_stream();
+        while let Some(Ok(chunk)) = chunks.next().await {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    seen
+}
+
+async fn rpc(client: &reqwest::Client, url: &str, sid: &str, body: Value) -> Value {
+    client
+        .post(url)
+        .header("accept", "application/json")
+        .header("mcp-session-id", sid)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A client that subscribes to a backend's resource receives that backend's
+/// `notifications/resources/updated` on its GET stream; another client of the same backend,
+/// subscribed to nothing, receives none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_updates_reach_the_subscriber_only() {
+    let port = free_port();
+    let cmd = everything_http("streamableHttp");
+    let child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server-everything streamableHttp");
+    let _entry = Proc(child);
+    wait_port(port);
+    let config = json!({
+        "name": "v",
+        "backends": [{"name": "entry", "url": format!("http://127.0.0.1:{port}/mcp")}],
+        "aggregation": {"conflictResolution": "prefix", "prefixOnlyConflicts": true},
+    });
+    let (server, _dir) = vmcp(&config, false);
+    let url = server.url("/mcp");
+    let client = http();
+    let (a, b) = (
+        open_session(&client, &url).await,
+        open_session(&client, &url).await,
+    );
+    let (a_seen, b_seen) = (
+        follow_stream(&client, &url, &a).await,
+        follow_stream(&client, &url, &b).await,
+    );
+
+    let listed = rpc(
+        &client,
+        &url,
+        &a,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "resources/list"}),
+    )
+    .await;
+    let uri = listed["result"]["resources"][0]["uri"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a resource: {listed}"))
+        .to_owned();
+    let subscribed = rpc(
+        &client,
+        &url,
+        &a,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": uri}}),
+    )
+    .await;
+    assert_eq!(subscribed["result"], json!({}), "{subscribed}");
+    // The backend's own switch for its simulated updates (sends one at once, then every 5 s).
+    let toggled = rpc(
+        &client,
+        &url,
+        &a,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+               "params": {"name": "toggle-subscriber-updates", "arguments": {}}}),
+    )
+    .await;
+    assert!(toggled["result"].is_object(), "{toggled}");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !a_seen
+        .lock()
+        .unwrap()
+        .contains("notifications/resources/updated")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no update reached the subscriber: {}",
+            a_seen.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(a_seen.lock().unwrap().contains(&uri));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !b_seen
+            .lock()
+            .unwrap()
+            .contains("notifications/resources/updated"),
+        "another client received the subscriber's update: {}",
+        b_seen.lock().unwrap()
+    );
+}

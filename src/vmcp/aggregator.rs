@@ -71,6 +71,9 @@ pub struct ClientSession {
     /// The client's request id (raw JSON) → the backend and the id it was sent under.
     in_flight: Mutex<HashMap<Vec<u8>, (usize, String)>>,
     stream: Mutex<Option<StreamTx>>,
+    /// Per backend, the task passing on what that backend sends this client's session outside
+    /// any answer (resource updates); started by the first `resources/subscribe` there.
+    relays: Mutex<HashMap<usize, Relay>>,
     last_used: Mutex<Instant>,
     opened: Instant,
     /// Whether the client came back after `initialize` (a session that never does is ended
@@ -94,6 +97,26 @@ impl ClientSession {
             let _ = tx.try_push(msg);
         }
     }
+}
+
+/// A client session's relay of one backend session's own stream.
+struct Relay {
+    backend: Arc<BackendSession>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Whether a backend's message is a `notifications/resources/updated` (passed on as it is:
+/// resource URIs are not renamed by aggregation).
+fn is_resource_update(data: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Note<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+        id: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_str::<Note>(data).is_ok_and(|n| {
+        n.id.is_none() && n.method.as_deref() == Some("notifications/resources/updated")
+    })
 }
 
 /// The runtime's state.
@@ -224,6 +247,7 @@ impl Aggregator {
             owners: Mutex::new(Owners::default()),
             in_flight: Mutex::new(HashMap::new()),
             stream: Mutex::new(None),
+            relays: Mutex::new(HashMap::new()),
             last_used: Mutex::new(Instant::now()),
             opened: Instant::now(),
             used: std::sync::atomic::AtomicBool::new(false),
@@ -245,6 +269,9 @@ impl Aggregator {
         let Some(session) = removed else {
             return false;
         };
+        for (_, relay) in lock(&session.relays).drain() {
+            relay.task.abort();
+        }
         for (b, slot) in session.backends.iter().enumerate() {
             let link = self.links[b].clone();
             if let Some(bs) = slot.try_lock().ok().and_then(|mut s| s.take()) {
@@ -460,8 +487,8 @@ impl Aggregator {
             "protocolVersion": revision,
             "capabilities": {
                 "tools": {"listChanged": true},
-                "resources": {},
-                "prompts": {},
+                "resources": {"subscribe": true, "listChanged": true},
+                "prompts": {"listChanged": true},
                 "logging": {},
             },
             "serverInfo": {"name": self.settings.name, "version": env!("CARGO_PKG_VERSION")},
@@ -699,7 +726,51 @@ impl Aggregator {
                 format!("Resource not found: no backend offers {uri}"),
             ));
         };
-        self.forward(session, b, id_raw, body, None).await
+        let subscribes = body.get("method").and_then(Value::as_str) == Some("resources/subscribe");
+        let answer = self.forward(session, b, id_raw, body, None).await?;
+        if subscribes {
+            self.relay_updates(session, b).await;
+        }
+        Ok(answer)
+    }
+
+    /// Makes sure what backend `b` sends this client's session outside answers reaches the
+    /// client: its `notifications/resources/updated` go to the client's GET stream. One relay
+    /// per client session and backend session (a reopened backend session gets a new one);
+    /// it ends with either session.
+    async fn relay_updates(&self, session: &Arc<ClientSession>, b: usize) {
+        let Some(bs) = session.backends[b].lock().await.clone() else {
+            return;
+        };
+        let mut relays = lock(&session.relays);
+        if relays
+            .get(&b)
+            .is_some_and(|r| Arc::ptr_eq(&r.backend, &bs) && !r.task.is_finished())
+        {
+            return;
+        }
+        let (link, client, backend) = (self.links[b].clone(), Arc::downgrade(session), bs.clone());
+        let task = tokio::spawn(async move {
+            let Ok(Some(mut body)) = link.open_stream(&backend).await else {
+                tracing::info!(backend = %link.name(), "the backend offers no GET stream for this session: its resource updates are not heard");
+                return;
+            };
+            let mut events = crate::bridge::remote::SseReader::default();
+            while let Ok(Some(event)) = events
+                .next(&mut body, super::backend::MAX_MESSAGE_BYTES)
+                .await
+            {
+                let Some(client) = client.upgrade() else {
+                    return;
+                };
+                if is_resource_update(&event.data) {
+                    client.push(Bytes::from(event.data));
+                }
+            }
+        });
+        if let Some(old) = relays.insert(b, Relay { backend: bs, task }) {
+            old.task.abort();
+        }
     }
 
     fn resource_owner(&self, session: &ClientSession, uri: &str) -> Option<usize> {
