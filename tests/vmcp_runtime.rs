@@ -133,6 +133,13 @@ fn run_case(group: &Group, path: &Path) {
     assert!(out["read"].as_str().is_some(), "{name}: {out}");
     assert_eq!(out["prompts"].as_array().unwrap().len(), 4, "{name}: {out}");
     assert_eq!(out["prompt_messages"], 1, "{name}: {out}");
+    assert_eq!(
+        out["prompt_completion"],
+        json!(["Engineering"]),
+        "{name}: {out}"
+    );
+    let ids = out["template_completion"].as_array();
+    assert!(ids.is_some_and(|v| !v.is_empty()), "{name}: {out}");
 }
 
 // ---------------------------------------------------------------------------------------------

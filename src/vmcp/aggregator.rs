@@ -489,6 +489,7 @@ impl Aggregator {
                 "tools": {"listChanged": true},
                 "resources": {"subscribe": true, "listChanged": true},
                 "prompts": {"listChanged": true},
+                "completions": {},
                 "logging": {},
             },
             "serverInfo": {"name": self.settings.name, "version": env!("CARGO_PKG_VERSION")},
@@ -702,25 +703,7 @@ impl Aggregator {
             ));
         };
         let uri = uri.to_owned();
-        let mut owner = self.resource_owner(session, &uri);
-        if owner.is_none() {
-            let _ = self
-                .owned(
-                    session,
-                    "resources/templates/list",
-                    "resourceTemplates",
-                    "uriTemplate",
-                )
-                .await;
-            owner = self.resource_owner(session, &uri);
-        }
-        if owner.is_none() {
-            let _ = self
-                .owned(session, "resources/list", "resources", "uri")
-                .await;
-            owner = self.resource_owner(session, &uri);
-        }
-        let Some(b) = owner else {
+        let Some(b) = self.resource_owner_listed(session, &uri).await else {
             return Err(RpcError::new(
                 code::INVALID_PARAMS,
                 format!("Resource not found: no backend offers {uri}"),
@@ -773,6 +756,33 @@ impl Aggregator {
         }
     }
 
+    /// The backend serving `uri` (or the template `uri`), the template and resource lists read
+    /// again when it is not known.
+    async fn resource_owner_listed(
+        self: &Arc<Self>,
+        session: &Arc<ClientSession>,
+        uri: &str,
+    ) -> Option<usize> {
+        if let Some(b) = self.resource_owner(session, uri) {
+            return Some(b);
+        }
+        let _ = self
+            .owned(
+                session,
+                "resources/templates/list",
+                "resourceTemplates",
+                "uriTemplate",
+            )
+            .await;
+        if let Some(b) = self.resource_owner(session, uri) {
+            return Some(b);
+        }
+        let _ = self
+            .owned(session, "resources/list", "resources", "uri")
+            .await;
+        self.resource_owner(session, uri)
+    }
+
     fn resource_owner(&self, session: &ClientSession, uri: &str) -> Option<usize> {
         let owners = lock(&session.owners);
         owners.resources.get(uri).copied().or_else(|| {
@@ -797,18 +807,70 @@ impl Aggregator {
                 "params.name is required",
             ));
         };
-        let name = name.to_owned();
-        let mut owner = lock(&session.owners).prompts.get(&name).copied();
+        let b = self.prompt_owner(session, &name.to_owned()).await?;
+        self.forward(session, b, id_raw, body, None).await
+    }
+
+    /// The backend serving prompt `name` (the prompt list read again when it is not known).
+    async fn prompt_owner(
+        self: &Arc<Self>,
+        session: &Arc<ClientSession>,
+        name: &String,
+    ) -> Result<usize, RpcError> {
+        let mut owner = lock(&session.owners).prompts.get(name).copied();
         if owner.is_none() {
             self.owned(session, "prompts/list", "prompts", "name")
                 .await?;
-            owner = lock(&session.owners).prompts.get(&name).copied();
+            owner = lock(&session.owners).prompts.get(name).copied();
         }
-        let Some(b) = owner else {
-            return Err(RpcError::new(
-                code::INVALID_PARAMS,
-                format!("Unknown prompt: {name}"),
-            ));
+        owner.ok_or_else(|| RpcError::new(code::INVALID_PARAMS, format!("Unknown prompt: {name}")))
+    }
+
+    /// `completion/complete`: to the backend of the prompt (`ref/prompt`, by name) or of the
+    /// resource template (`ref/resource`, by its URI template) the completion is for.
+    pub async fn complete(
+        self: &Arc<Self>,
+        session: &Arc<ClientSession>,
+        id_raw: &[u8],
+        body: Value,
+    ) -> Result<Bytes, RpcError> {
+        let target = |field: &str| {
+            body.pointer(&format!("/params/ref/{field}"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let b = match body.pointer("/params/ref/type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                let Some(name) = target("name") else {
+                    return Err(RpcError::new(
+                        code::INVALID_PARAMS,
+                        "params.ref.name is required",
+                    ));
+                };
+                self.prompt_owner(session, &name).await?
+            }
+            Some("ref/resource") => {
+                let Some(uri) = target("uri") else {
+                    return Err(RpcError::new(
+                        code::INVALID_PARAMS,
+                        "params.ref.uri is required",
+                    ));
+                };
+                self.resource_owner_listed(session, &uri)
+                    .await
+                    .ok_or_else(|| {
+                        RpcError::new(
+                            code::INVALID_PARAMS,
+                            format!("Resource not found: no backend offers {uri}"),
+                        )
+                    })?
+            }
+            _ => {
+                return Err(RpcError::new(
+                    code::INVALID_PARAMS,
+                    "params.ref.type must be ref/prompt or ref/resource",
+                ))
+            }
         };
         self.forward(session, b, id_raw, body, None).await
     }

@@ -273,6 +273,7 @@ async fn dispatch(
             agg.call_resource(session, id_raw, body).await
         }
         "prompts/get" => agg.call_prompt(session, id_raw, body).await,
+        "completion/complete" => agg.complete(session, id_raw, body).await,
         "logging/setLevel" => {
             agg.set_level(session, body).await;
             result(serde_json::json!({}))

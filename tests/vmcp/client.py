@@ -4,7 +4,8 @@ Usage: client.py URL CALLS_JSON
   URL         the aggregator's streamable-HTTP endpoint, e.g. http://127.0.0.1:P/mcp
   CALLS_JSON  a JSON list of {"tool": NAME, "args": {...}} to call in order
 Prints one JSON object: the server's name, every tool name (all pages), what each call
-returned, and the merged resources, templates and prompts with one read and one get.
+returned, and the merged resources, templates and prompts with one read, one get and one
+completion each of a prompt argument and of a template variable.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ import sys
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 from mcp.shared.exceptions import McpError
+from mcp.types import PromptReference, ResourceTemplateReference
 
 
 def text_of(result):
@@ -66,6 +68,20 @@ async def main(url, calls):
             if "simple-prompt" in out["prompts"]:
                 got = await session.get_prompt("simple-prompt")
                 out["prompt_messages"] = len(got.messages)
+            # Completions go to the backend of the prompt or of the resource template.
+            if "completable-prompt" in out["prompts"]:
+                done = await session.complete(
+                    PromptReference(type="ref/prompt", name="completable-prompt"),
+                    {"name": "department", "value": "Eng"},
+                )
+                out["prompt_completion"] = done.completion.values
+            text_template = "demo://resource/dynamic/text/{resourceId}"
+            if text_template in out["templates"]:
+                done = await session.complete(
+                    ResourceTemplateReference(type="ref/resource", uri=text_template),
+                    {"name": "resourceId", "value": "1"},
+                )
+                out["template_completion"] = done.completion.values
     print(json.dumps(out))
 
 
