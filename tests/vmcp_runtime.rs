@@ -954,3 +954,55 @@ async fn resource_updates_reach_the_subscriber_only() {
         b_seen.lock().unwrap()
     );
 }
+
+/// The cases of tests/vmcp/malformed.json: every shape of every parameter, answered with the
+/// status, code and message each case names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_malformed_request_gets_a_clear_answer() {
+    let member = Bridge::start(&[], &everything());
+    let config = json!({
+        "name": "v",
+        "backends": [{"name": "everything", "url": member.url("/mcp")}],
+        "aggregation": {"conflictResolution": "prefix", "prefixOnlyConflicts": true},
+    });
+    let (server, _dir) = vmcp(&config, false);
+    let url = server.url("/mcp");
+    let client = http();
+    let sid = open_session(&client, &url).await;
+    let path = repo().join("tests/vmcp/malformed.json");
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for case in cases["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let body = match &case["raw"] {
+            Value::String(raw) => raw.clone(),
+            _ => case["body"].to_string(),
+        };
+        let resp = client
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-session-id", &sid)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, case["status"], "{name}: {text}");
+        let answer: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{name}: the answer is not JSON ({e}): {text}"));
+        if let Some(part) = case["result"].as_str() {
+            assert!(
+                answer["result"].to_string().contains(part),
+                "{name}: {answer}"
+            );
+            continue;
+        }
+        assert_eq!(answer["error"]["code"], case["code"], "{name}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(case["message"].as_str().unwrap()),
+            "{name}: {answer}"
+        );
+    }
+}

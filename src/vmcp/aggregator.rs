@@ -942,7 +942,18 @@ impl Aggregator {
     }
 
     /// `logging/setLevel`: to every backend that answers in time.
-    pub async fn set_level(self: &Arc<Self>, session: &Arc<ClientSession>, body: Value) {
+    pub async fn set_level(
+        self: &Arc<Self>,
+        session: &Arc<ClientSession>,
+        body: Value,
+    ) -> Result<(), RpcError> {
+        let level = body.pointer("/params/level").and_then(Value::as_str);
+        if !level.is_some_and(|l| LOG_LEVELS.contains(&l)) {
+            return Err(RpcError::new(
+                code::INVALID_PARAMS,
+                format!("params.level must be one of {}", LOG_LEVELS.join(", ")),
+            ));
+        }
         let _ = self
             .fan_out(session, move |link, bs| {
                 let body = body.clone();
@@ -952,8 +963,21 @@ impl Aggregator {
                 }
             })
             .await;
+        Ok(())
     }
 }
+
+/// The levels `logging/setLevel` knows (RFC 5424's, as MCP names them).
+const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
 
 /// Every page of one backend's list (`method`, items under `field`), bounded; a backend that
 /// answers with a JSON-RPC error (it has no such feature) has none.

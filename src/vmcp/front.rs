@@ -275,7 +275,7 @@ async fn dispatch(
         "prompts/get" => agg.call_prompt(session, id_raw, body).await,
         "completion/complete" => agg.complete(session, id_raw, body).await,
         "logging/setLevel" => {
-            agg.set_level(session, body).await;
+            agg.set_level(session, body).await?;
             result(serde_json::json!({}))
         }
         _ => Err(RpcError {
