@@ -864,3 +864,58 @@ async fn the_operators_rendering_is_enforced() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A session belongs to the issuer and subject of the token that opened it. Another caller
+/// with a valid token of their own who learned its id (from a log, a proxy) is told it does
+/// not exist — on POST, the GET stream, DELETE and the legacy SSE front — and its owner keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_belongs_to_the_caller_who_opened_it() {
+    let issuer = Issuer::start();
+    let (_dir, path) = config_file(&config(&issuer, None));
+    let bridge = start_bridge(&path, &[], &everything());
+    let token = |sub: &str| json!({"claims": {"sub": sub}});
+    let alice = client_as(&issuer.token(&token("alice")).await);
+    let bob = client_as(&issuer.token(&token("bob")).await);
+    let url = bridge.url("/mcp");
+    let sid = open_any_session(&alice, &url).await;
+
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let (status, answer) = post_any(&bob, &url, &sid, &list).await;
+    assert_eq!(status, 404, "bob used alice's session: {answer}");
+    let get = bob
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 404);
+    let delete = bob
+        .delete(&url)
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 404);
+    let (status, answer) = post_any(&alice, &url, &sid, &list).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["result"]["tools"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty()));
+
+    let sse = SseSession::open(&alice, &bridge.url("")).await;
+    let resp = bob
+        .post(&sse.endpoint)
+        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404, "bob posted into alice's SSE session");
+    let resp = alice
+        .post(&sse.endpoint)
+        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+}

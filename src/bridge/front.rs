@@ -24,7 +24,8 @@ use super::config::{normalize_prefix, Config};
 use super::filter::{Screened, TOOL_NOT_FOUND};
 use super::guard::{self, Guard, Verdict, Who};
 use super::hub::{
-    stream_channel, CallError, Hub, Session, SessionKind, SessionRefused, StreamRx, KNOWN_VERSIONS,
+    stream_channel, CallError, Hub, Opener, Session, SessionKind, SessionRefused, StreamRx,
+    KNOWN_VERSIONS,
 };
 use super::jsonrpc::{self, code, ClientMessage};
 use super::origin::Access;
@@ -133,7 +134,7 @@ async fn post_mcp(
             return guard::denied(None)
         }
         ClientMessage::Notification { method, body } => {
-            let Some(session) = streamable_session(&st, &headers) else {
+            let Some(session) = streamable_session(&st, &headers, &who) else {
                 return session_error(&headers);
             };
             st.hub.notify(&session, &method, body).await;
@@ -150,10 +151,13 @@ async fn post_mcp(
         return guard::denied(Some(&id_raw));
     }
     if method == "initialize" {
-        let client = client_address(&st.cfg, &headers, client);
-        return initialize(&st, &id_raw, accept, client).await;
+        let opener = Opener {
+            client: client_address(&st.cfg, &headers, client),
+            owner: session_owner(who.as_deref().map(|w| w.as_ref())),
+        };
+        return initialize(&st, &id_raw, accept, opener).await;
     }
-    let Some(session) = streamable_session(&st, &headers) else {
+    let Some(session) = streamable_session(&st, &headers, &who) else {
         return session_error(&headers);
     };
     // Session and method only: arguments and results may hold secrets.
@@ -247,12 +251,7 @@ async fn streamed_call(
     sse_response(None, rx, keep_alive, None)
 }
 
-async fn initialize(
-    st: &FrontState,
-    id_raw: &[u8],
-    accept: Accept,
-    client: Option<std::net::IpAddr>,
-) -> Response {
+async fn initialize(st: &FrontState, id_raw: &[u8], accept: Accept, opener: Opener) -> Response {
     let started = Instant::now();
     if !st.hub.wait_ready(st.cfg.request_timeout).await {
         return rpc_error(
@@ -262,7 +261,7 @@ async fn initialize(
             "the MCP server is not initialized",
         );
     }
-    let session = match open_session(st, SessionKind::StreamableHttp, client) {
+    let session = match open_session(st, SessionKind::StreamableHttp, opener) {
         Ok(session) => session,
         Err(refused) => return refused_session(refused, Some(id_raw)),
     };
@@ -312,11 +311,11 @@ pub fn client_address(
 fn open_session(
     st: &FrontState,
     kind: SessionKind,
-    client: Option<std::net::IpAddr>,
+    opener: Opener,
 ) -> Result<Arc<Session>, SessionRefused> {
     st.hub.open_session(
         kind,
-        client,
+        opener,
         st.cfg.max_sessions,
         st.cfg.max_sessions_per_client,
     )
@@ -338,7 +337,12 @@ fn refused_session(refused: SessionRefused, id: Option<&[u8]>) -> Response {
 }
 
 /// The standalone GET stream of a session: list-changed and subscribed-resource notifications.
-async fn get_mcp(State(st): State<FrontState>, uri: Uri, headers: HeaderMap) -> Response {
+async fn get_mcp(
+    State(st): State<FrontState>,
+    who: Caller,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     if let Err(reject) = check_access(&st, &headers, &uri) {
         return reject.into_response();
     }
@@ -350,18 +354,23 @@ async fn get_mcp(State(st): State<FrontState>, uri: Uri, headers: HeaderMap) -> 
             "the GET stream needs Accept: text/event-stream",
         );
     }
-    let Some(session) = streamable_session(&st, &headers) else {
+    let Some(session) = streamable_session(&st, &headers, &who) else {
         return session_error(&headers);
     };
     let rx = session.attach_stream(&st.hub);
     sse_response(None, rx, st.cfg.keep_alive, None)
 }
 
-async fn delete_mcp(State(st): State<FrontState>, uri: Uri, headers: HeaderMap) -> Response {
+async fn delete_mcp(
+    State(st): State<FrontState>,
+    who: Caller,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     if let Err(reject) = check_access(&st, &headers, &uri) {
         return reject.into_response();
     }
-    let Some(session) = streamable_session(&st, &headers) else {
+    let Some(session) = streamable_session(&st, &headers, &who) else {
         return session_error(&headers);
     };
     st.hub.close_session(&session.id);
@@ -369,9 +378,25 @@ async fn delete_mcp(State(st): State<FrontState>, uri: Uri, headers: HeaderMap) 
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn streamable_session(st: &FrontState, headers: &HeaderMap) -> Option<Arc<Session>> {
+fn streamable_session(st: &FrontState, headers: &HeaderMap, who: &Caller) -> Option<Arc<Session>> {
     let id = headers.get(SESSION_HEADER)?.to_str().ok()?;
-    st.hub.session(id, SessionKind::StreamableHttp)
+    let owner = session_owner(who.as_deref().map(|w| w.as_ref()));
+    st.hub
+        .session(id, SessionKind::StreamableHttp, owner.as_deref())
+}
+
+/// Whom a session opened by this caller belongs to: the issuer and subject of its token (none
+/// without a token check). Another caller who learned the session's id is told it does not
+/// exist, so a leaked id is not a stolen session.
+pub fn session_owner(who: Option<&Who>) -> Option<String> {
+    let identity = who?.identity.as_ref()?;
+    let subject = identity.subject.as_deref()?;
+    let issuer = identity
+        .claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Some(format!("{issuer}\n{subject}"))
 }
 
 /// 400 when the session header is missing, 404 when it names no live session (the client must
@@ -421,14 +446,18 @@ impl Drop for SessionGuard {
 async fn get_sse(
     State(st): State<FrontState>,
     client: Option<axum::Extension<ClientAddr>>,
+    who: Caller,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     if let Err(reject) = check_access(&st, &headers, &uri) {
         return reject.into_response();
     }
-    let client = client_address(&st.cfg, &headers, client);
-    let session = match open_session(&st, SessionKind::LegacySse, client) {
+    let opener = Opener {
+        client: client_address(&st.cfg, &headers, client),
+        owner: session_owner(who.as_deref().map(|w| w.as_ref())),
+    };
+    let session = match open_session(&st, SessionKind::LegacySse, opener) {
         Ok(session) => session,
         Err(refused) => return refused_session(refused, None),
     };
@@ -484,7 +513,11 @@ async fn post_messages(
             "Bad Request: session_id is required",
         );
     };
-    let Some(session) = st.hub.session(&id, SessionKind::LegacySse) else {
+    let owner = session_owner(who.as_deref().map(|w| w.as_ref()));
+    let Some(session) = st
+        .hub
+        .session(&id, SessionKind::LegacySse, owner.as_deref())
+    else {
         return rpc_error(
             StatusCode::NOT_FOUND,
             None,

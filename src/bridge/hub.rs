@@ -212,6 +212,14 @@ pub enum SessionKind {
     LegacySse,
 }
 
+/// Who opens a session: the address it counts against (`maxSessionsPerClient`) and, behind a
+/// token check, the issuer and subject it belongs to.
+#[derive(Debug, Clone, Default)]
+pub struct Opener {
+    pub client: Option<IpAddr>,
+    pub owner: Option<String>,
+}
+
 /// One client session. Its stream (the GET stream of streamable HTTP, or the legacy SSE stream)
 /// receives the messages that are not replies to a POST.
 #[derive(Debug)]
@@ -220,6 +228,9 @@ pub struct Session {
     pub kind: SessionKind,
     /// The client address that opened it, for the per-client cap.
     client: Option<IpAddr>,
+    /// Behind a token check, the issuer and subject of the token that opened it: only they
+    /// may use it.
+    owner: Option<String>,
     stream: Mutex<Option<StreamTx>>,
     /// The URIs this session subscribed to (the hub counts subscribers per URI).
     subscriptions: Mutex<HashSet<String>>,
@@ -518,7 +529,7 @@ impl Hub {
     pub fn open_session(
         &self,
         kind: SessionKind,
-        client: Option<IpAddr>,
+        opener: Opener,
         max_sessions: usize,
         per_client: usize,
     ) -> Result<Arc<Session>, SessionRefused> {
@@ -527,7 +538,7 @@ impl Hub {
             self.metrics.session_refused("max_sessions");
             return Err(SessionRefused::Full);
         }
-        if let Some(client) = client {
+        if let Some(client) = opener.client {
             let held = sessions.per_client.get(&client).copied().unwrap_or(0);
             if held >= per_client {
                 self.metrics.session_refused("per_client");
@@ -539,7 +550,8 @@ impl Hub {
         let session = Arc::new(Session {
             id: new_session_id().into(),
             kind,
-            client,
+            client: opener.client,
+            owner: opener.owner,
             stream: Mutex::new(None),
             subscriptions: Mutex::new(HashSet::new()),
             tasks: Mutex::new(HashMap::new()),
@@ -553,9 +565,16 @@ impl Hub {
     }
 
     /// Looks a session up and marks it as used.
-    pub fn session(&self, id: &str, kind: SessionKind) -> Option<Arc<Session>> {
+    /// The live session `id` of `kind`, when `owner` may use it (whoever opened it; anyone when
+    /// it was opened without a token check). Using it keeps it alive.
+    pub fn session(
+        &self,
+        id: &str,
+        kind: SessionKind,
+        owner: Option<&str>,
+    ) -> Option<Arc<Session>> {
         let session = lock(&self.sessions).by_id.get(id).cloned()?;
-        if session.kind != kind {
+        if session.kind != kind || session.owner.as_deref().is_some_and(|o| Some(o) != owner) {
             return None;
         }
         session.last_seen_ms.store(self.now_ms(), Ordering::Relaxed);
@@ -1266,7 +1285,7 @@ mod tests {
         let tools = ToolPolicy::new(Vec::<String>::new(), &overrides).unwrap();
         let (hub, (mut from_hub, mut to_hub)) = hub_with_tools(1 << 16, tools);
         let session = hub
-            .open_session(SessionKind::StreamableHttp, None, 10, 10)
+            .open_session(SessionKind::StreamableHttp, Opener::default(), 10, 10)
             .unwrap();
         let tools_result = r#"{"tools":[{"name":"echo"}]}"#;
         for (method, want) in [
@@ -1299,7 +1318,7 @@ mod tests {
     async fn ids_are_rewritten_and_restored_and_bad_lines_skipped() {
         let (hub, mut from_hub, mut to_hub) = hub_with_pipes(1024);
         let session = hub
-            .open_session(SessionKind::StreamableHttp, None, 10, 10)
+            .open_session(SessionKind::StreamableHttp, Opener::default(), 10, 10)
             .unwrap();
         let body = serde_json::json!({"jsonrpc": "2.0", "id": "same", "method": "ping"});
         let a = hub
@@ -1351,7 +1370,7 @@ mod tests {
         }
         let (hub, mut from_hub, _to_hub) = hub_with_pipes(1024);
         let session = hub
-            .open_session(SessionKind::StreamableHttp, None, 10, 10)
+            .open_session(SessionKind::StreamableHttp, Opener::default(), 10, 10)
             .unwrap();
         // The client cancels its request 7 by its own id.
         let body = serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call"});
@@ -1377,7 +1396,7 @@ mod tests {
     async fn server_requests_are_refused_and_eof_fails_what_is_in_flight() {
         let (hub, mut from_hub, mut to_hub) = hub_with_pipes(1024);
         let session = hub
-            .open_session(SessionKind::LegacySse, None, 10, 10)
+            .open_session(SessionKind::LegacySse, Opener::default(), 10, 10)
             .unwrap();
         to_hub
             .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"method\":\"sampling/createMessage\",\"params\":{}}\n")
@@ -1409,7 +1428,7 @@ mod tests {
     async fn an_oversize_reply_fails_its_request_at_once() {
         let (hub, mut from_hub, mut to_hub) = hub_with_pipes(1024);
         let session = hub
-            .open_session(SessionKind::StreamableHttp, None, 10, 10)
+            .open_session(SessionKind::StreamableHttp, Opener::default(), 10, 10)
             .unwrap();
         let big = "x".repeat(5000);
         for id_first in [true, false] {
@@ -1494,10 +1513,10 @@ mod tests {
     async fn tasks_belong_to_the_session_that_created_them() {
         let (hub, mut from_hub, mut to_hub) = hub_with_pipes(1 << 16);
         let a = hub
-            .open_session(SessionKind::StreamableHttp, None, 10, 10)
+            .open_session(SessionKind::StreamableHttp, Opener::default(), 10, 10)
             .unwrap();
         let b = hub
-            .open_session(SessionKind::StreamableHttp, None, 10, 10)
+            .open_session(SessionKind::StreamableHttp, Opener::default(), 10, 10)
             .unwrap();
         let mut a_stream = a.attach_stream(&hub);
         let mut b_stream = b.attach_stream(&hub);

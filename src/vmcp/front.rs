@@ -99,17 +99,8 @@ fn session_of(st: &FrontState, headers: &HeaderMap, who: &Caller) -> Option<Arc<
     st.agg.session(id, owner_of(who).as_deref())
 }
 
-/// Whom a session opened by this caller belongs to: the token's issuer and subject (none
-/// without a token check).
 fn owner_of(who: &Caller) -> Option<String> {
-    let identity = who.as_ref()?.identity.as_ref()?;
-    let subject = identity.subject.as_deref()?;
-    let issuer = identity
-        .claims
-        .get("iss")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    Some(format!("{issuer}\n{subject}"))
+    crate::bridge::front::session_owner(who.as_deref().map(|w| w.as_ref()))
 }
 
 /// 400 without the session header, 404 for a session that is not (or no longer) there.
