@@ -896,14 +896,10 @@ async fn old_virtual_mcp_server_reads_back_whole_at_both_versions() {
     assert_eq!(held.trim(), "AuthNotEnforced");
 }
 
-/// Issue 14 through `kubectl apply`: upstream's fields this product does not build are refused
-/// by name (kubectl's strict field validation: they are not in the schema), and what admission
-/// decides from the object alone (two backends serving one name under `manual`, an entry aimed
-/// at the metadata service) is refused with the field path; nothing is stored.
-
 /// The cases of tests/e2e/refused.json, each applied with `kubectl apply`: refused with the
-/// object's name, the field path and the reason, and never stored. Then a proxy to a public
-/// remote is applied as written.
+/// object's name, the field path and the reason, and never stored. Upstream's fields this
+/// product does not build are refused by name (kubectl's strict field validation: they are not
+/// in the schema); the rest by our webhooks. Then a proxy to a public remote is applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_apply_refuses_what_admission_refuses_and_stores_nothing() {
     let c = cluster().await;
